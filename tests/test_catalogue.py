@@ -1,0 +1,44 @@
+"""The catalogue's facts and path conventions, checked against the dataset documentation."""
+
+import pytest
+
+from rat7m import catalogue as cat
+
+
+def test_recordings_match_documentation():
+    names = [r.name for r in cat.RECORDINGS]
+    assert names == ["s1-d1", "s2-d1", "s2-d2", "s3-d1", "s4-d1", "s5-d1", "s5-d2"]
+    assert [r.split for r in cat.RECORDINGS] == ["train"] * 5 + ["test"] * 2
+    assert cat.recording_by_name("s4-d1").video_article == cat.Article(13767502, 2)
+    assert cat.ANNOTATION_ARTICLE == cat.Article(13739233, 2)
+
+
+def test_joints_and_bones():
+    assert len(cat.JOINT_NAMES) == 20 and len(set(cat.JOINT_NAMES)) == 20
+    assert cat.JOINT_NAMES[0] == "HeadF" and cat.JOINT_NAMES[19] == "ShinR"
+    assert len(cat.BONES) == 21 and len(cat.BONE_COLOURS) == 21
+    assert all(0 <= a < 20 and 0 <= b < 20 and a != b for a, b in cat.BONES)
+    # every joint is on at least one bone, except the loose ElbowL/ArmL pair which is its own chain
+    assert {j for bone in cat.BONES for j in bone} == set(range(20))
+
+
+def test_path_conventions_round_trip():
+    rec = cat.recording_by_name("s1-d1")
+    assert cat.image_path(rec, "Camera1", 14) == "images_unpacked/s1-d1/camera1/frame_000014.jpg"
+    assert cat.parse_image_path("images_unpacked/s1-d1/camera1/frame_000014.jpg") == (rec, "Camera1", 14)
+    assert cat.video_chunk_name(rec, "Camera6", 10500) == "s1-d1-camera6-10500.mp4"
+    parsed = cat.parse_video_chunk_name("video_sequences/s5-d2-camera3-3500.mp4")
+    assert parsed == cat.ChunkName(cat.recording_by_name("s5-d2"), "Camera3", 3500)
+    assert cat.parse_video_chunk_name("s5-d2-camera3-3500.mp4.part") is None
+    assert cat.mocap_file_name(rec) == "mocap-s1-d1.mat"
+    assert cat.parse_mocap_file_name("annotations/mocap-s5-d1.mat").name == "s5-d1"
+
+
+def test_selection_parsing_and_errors():
+    assert [r.name for r in cat.parse_recordings("s5-d2, s1-d1")] == ["s5-d2", "s1-d1"]
+    assert cat.parse_recordings(None) == cat.RECORDINGS
+    assert cat.parse_cameras("1,camera3,Camera6") == ("Camera1", "Camera3", "Camera6")
+    with pytest.raises(KeyError, match="valid names"):
+        cat.parse_recordings("s9-d9")
+    with pytest.raises(KeyError, match="unknown camera"):
+        cat.parse_cameras("7")
