@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rat7m import catalogue
-from rat7m.barcode import draw_barcode
+from rat7m.barcode import BITS, draw_barcode
 from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
@@ -89,6 +89,14 @@ class Profile:
     threads: int = 1
     noise: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.width % 2 or self.height % 2 or self.width < 4 * BITS or self.height < 64:
+            size = f"{self.width}x{self.height}"
+            msg = f"profile {self.name!r}: frames must have even sizes of at least {4 * BITS}x64, got {size}"
+            raise BadInputError(msg)
+        if self.chunk_length < 1:
+            raise BadInputError(f"profile {self.name!r}: chunk_length must be at least 1, got {self.chunk_length}")
+
     def describe(self) -> str:
         """One line for ``--help``: size, chunking, recordings."""
         recordings = (
@@ -113,7 +121,7 @@ PROFILES: dict[str, Profile] = {
     "demo": Profile("demo", 384, 304, chunk_length=40, default_frames=90, n_frames={"s1-d1": 130}, crf=20),
     # ~40 KB per frame of H.264 with B-frames at the real frame size, like the real chunks.
     "bench": Profile(
-        "bench", FULL_WIDTH, FULL_HEIGHT, chunk_length=250, default_frames=700, recordings=("s1-d1",),
+        "bench", FULL_WIDTH, FULL_HEIGHT, chunk_length=250, default_frames=600, recordings=("s1-d1",),
         bit_rate=40_000 * 8 * 30, preset="faster", threads=0, noise=4.0,
     ),
 }  # fmt: skip
@@ -380,7 +388,7 @@ def render_floor(camera: dict[str, np.ndarray], width: int, height: int) -> np.n
 def draw_skeleton(image: np.ndarray, keypoints_2d: np.ndarray) -> None:
     """Draw bones (catalogue colours) and joints (white dots) at ``keypoints_2d`` (20, 2) px, in place."""
     width = image.shape[1]
-    thickness, radius = max(1, round(width / 200)), max(2, round(width / 90))
+    thickness, radius = max(1, round(width / 200)), max(2, round(width / 120))
     finite = np.isfinite(keypoints_2d).all(axis=1) & (np.abs(keypoints_2d) < 10 * width).all(axis=1)
     fixed = np.round(np.where(finite[:, None], keypoints_2d, 0) * 16).astype(np.int64)  # 4 bits of sub-pixel
     for (a, b), (red, green, blue) in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):
@@ -399,10 +407,6 @@ def draw_skeleton(image: np.ndarray, keypoints_2d: np.ndarray) -> None:
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-
-def _chunk_starts(n_frames: int, chunk_length: int) -> tuple[int, ...]:
-    return tuple(range(0, n_frames, chunk_length))
 
 
 def _encode_chunk(path: Path, frames: Iterable[np.ndarray], profile: Profile) -> None:
@@ -426,21 +430,34 @@ def _encode_chunk(path: Path, frames: Iterable[np.ndarray], profile: Profile) ->
         raise
 
 
+#: Distinct sensor-noise fields cycled through: more than x264 keeps as references, so the
+#: encoder meets fresh noise in every frame, at a fraction of the cost of drawing it anew.
+_NOISE_FIELDS = 16
+
+
+def _noise_bank(rng: np.random.Generator, profile: Profile) -> np.ndarray | None:
+    """``(_NOISE_FIELDS, H, W)`` int8 grey-level sensor noise for ``profile``, None for a clean profile."""
+    if profile.noise <= 0:
+        return None
+    shape = (_NOISE_FIELDS, profile.height, profile.width)
+    return np.clip(np.round(rng.standard_normal(shape, dtype=np.float32) * profile.noise), -127, 127).astype(np.int8)
+
+
 def _frames(
     background: np.ndarray,
     keypoints: np.ndarray,
     frame_map: np.ndarray,
     first: int,
     count: int,
-    noise: float,
-    rng: np.random.Generator,
+    noise: np.ndarray | None,
 ) -> Iterable[np.ndarray]:
     """The pictures of frames ``first .. first + count - 1`` of one camera."""
     for index in range(first, first + count):
-        image = background.copy()
-        if noise > 0:  # fresh sensor noise every frame, so the encoder cannot copy the background
-            grain = rng.standard_normal(image.shape[:2], dtype=np.float32) * noise
-            image = np.clip(image + grain[..., None], 0, 255).astype(np.uint8)
+        if noise is None:
+            image = background.copy()
+        else:
+            grain = noise[index % len(noise), :, :, None]
+            image = np.clip(background + grain.astype(np.int16), 0, 255).astype(np.uint8)
         for sample in np.flatnonzero(frame_map == index):
             draw_skeleton(image, keypoints[sample])
         draw_barcode(image, index)
@@ -464,6 +481,43 @@ def _resolve_recordings(
         )
     except KeyError as exc:
         raise BadInputError(exc.args[0]) from exc
+
+
+def _write_recording(
+    root: Path, recording: catalogue.Recording, seed: int, profile: Profile, n_frames: int,
+    noise: np.ndarray | None, bar: tqdm,
+) -> SyntheticRecording:  # fmt: skip
+    """Write the ``.mat`` file and every chunk of one recording."""
+    rng = np.random.default_rng([seed, recording.subject, recording.day])
+    n_samples = n_frames - max(FRAME_OFFSETS.values())  # so every mapped frame exists in every video
+    mocap = make_motion(rng, n_samples, profile.fps)
+    add_dropouts(rng, mocap)
+    cameras = make_cameras(rng, profile.width, profile.height)
+    for cam_name, cam in cameras.items():
+        cam["frame"] = np.arange(n_samples, dtype=np.int64) + FRAME_OFFSETS[cam_name]
+    mat_path = root / catalogue.ANNOTATION_DIR / catalogue.mocap_file_name(recording)
+    marker_order = [catalogue.JOINT_NAMES[j] for j in rng.permutation(catalogue.N_JOINTS)]
+    save_recording(mat_path, _recording_name(recording), cameras, mocap, marker_order=marker_order)
+    info = SyntheticRecording(
+        recording=recording,
+        n_samples=n_samples,
+        n_frames=n_frames,
+        chunk_length=profile.chunk_length,
+        chunk_starts=tuple(range(0, n_frames, profile.chunk_length)),
+        frame_offsets=dict(FRAME_OFFSETS),
+        mat_path=mat_path,
+        video_dir=root / catalogue.VIDEO_DIR,
+    )
+    for cam_name, cam in cameras.items():
+        background = render_floor(cam, profile.width, profile.height)
+        keypoints = project(mocap, cam)
+        for start in info.chunk_starts:
+            pictures = _frames(background, keypoints, cam["frame"], start, info.chunk_frames(start), noise)
+            _encode_chunk(info.chunk_path(cam_name, start), pictures, profile)
+        bar.update()
+    log.debug("%s: %d samples, %d frames per camera in %d chunks", recording.name, n_samples, n_frames,
+              len(info.chunk_starts))  # fmt: skip
+    return info
 
 
 def generate_dataset(
@@ -504,58 +558,17 @@ def generate_dataset(
     max_offset = max(FRAME_OFFSETS.values())
     if n_frames is not None and n_frames <= max_offset:
         raise BadInputError(f"n_frames must be more than {max_offset} (the largest camera frame offset)")
-    if profile.chunk_length < 1:
-        raise BadInputError(f"chunk_length must be at least 1, got {profile.chunk_length}")
     chosen = _resolve_recordings(recordings, profile)
     root = Path(root)
-    annotation_dir, video_dir = root / catalogue.ANNOTATION_DIR, root / catalogue.VIDEO_DIR
-    annotation_dir.mkdir(parents=True, exist_ok=True)
-    video_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (catalogue.ANNOTATION_DIR, catalogue.VIDEO_DIR):
+        (root / folder).mkdir(parents=True, exist_ok=True)
 
-    made = {}
+    noise = _noise_bank(np.random.default_rng([seed, 0]), profile)
     bar = tqdm(total=len(chosen) * len(catalogue.CAMERA_NAMES), unit="camera", disable=not progress)
+    made = {}
     for recording in chosen:
-        rng = np.random.default_rng([seed, recording.subject, recording.day])
         frames = int(n_frames) if n_frames is not None else profile.frames_of(recording)
-        n_samples = frames - max_offset  # every mapped frame exists in every camera's video
-        mocap = make_motion(rng, n_samples, profile.fps)
-        add_dropouts(rng, mocap)
-        cameras = make_cameras(rng, profile.width, profile.height)
-        for cam_name, cam in cameras.items():
-            cam["frame"] = np.arange(n_samples, dtype=np.int64) + FRAME_OFFSETS[cam_name]
-        mat_path = annotation_dir / catalogue.mocap_file_name(recording)
-        marker_order = [catalogue.JOINT_NAMES[j] for j in rng.permutation(catalogue.N_JOINTS)]
-        save_recording(mat_path, _recording_name(recording), cameras, mocap, marker_order=marker_order)
-        info = SyntheticRecording(
-            recording,
-            n_samples,
-            frames,
-            profile.chunk_length,
-            _chunk_starts(frames, profile.chunk_length),
-            dict(FRAME_OFFSETS),
-            mat_path,
-            video_dir,
-        )
-        for cam_name, cam in cameras.items():
-            background = render_floor(cam, profile.width, profile.height)
-            keypoints = project(mocap, cam)
-            noise_rng = np.random.default_rng(
-                [seed, recording.subject, recording.day, catalogue.camera_number(cam_name)]
-            )
-            for start in info.chunk_starts:
-                pictures = _frames(
-                    background, keypoints, cam["frame"], start, info.chunk_frames(start), profile.noise, noise_rng
-                )
-                _encode_chunk(info.chunk_path(cam_name, start), pictures, profile)
-            bar.update()
-        made[recording.name] = info
-        log.debug(
-            "%s: %d samples, %d frames in %d chunks per camera",
-            recording.name,
-            n_samples,
-            frames,
-            len(info.chunk_starts),
-        )
+        made[recording.name] = _write_recording(root, recording, seed, profile, frames, noise, bar)
     bar.close()
     return SyntheticDataset(root=root, profile=profile, seed=seed, recordings=made)
 
