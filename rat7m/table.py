@@ -148,7 +148,7 @@ def _check_cameras(table: Mapping, recordings: list[catalogue.Recording], names:
         try:
             cameras = _require_dict(cameras_of(table, rec.subject, rec.day), source, where)
         except KeyError:
-            msg = f"{source}: cameras has no entry for subject {rec.subject}, day {rec.day} ({rec.name}), used by samples"
+            msg = f"{source}: cameras has no entry for subject {rec.subject}, day {rec.day} ({rec.name}) of the samples"
             raise BadInputError(msg) from None
         _require_keys(cameras, tuple(names), source, where)
         for cam in names:
@@ -159,7 +159,8 @@ def _check_cameras(table: Mapping, recordings: list[catalogue.Recording], names:
                 ok = isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.size in sizes
                 if not ok:
                     want = " or ".join(str(s) for s in sizes)
-                    raise _fail(source, f"{where}[{cam!r}][{key!r}]", f"a numeric array of {want} values", _describe(value))
+                    expected = f"a numeric array of {want} values"
+                    raise _fail(source, f"{where}[{cam!r}][{key!r}]", expected, _describe(value))
 
 
 def validate_annotation(annotation: Any, source: str = "table") -> dict:
