@@ -483,6 +483,16 @@ def _resolve_recordings(
         raise BadInputError(exc.args[0]) from exc
 
 
+def _remove_stale_chunks(info: SyntheticRecording) -> None:
+    """Delete chunks of this recording an earlier, longer run left behind, and unfinished ``.part`` files."""
+    keep = set(info.chunk_paths())
+    for path in info.video_dir.glob(f"{info.name}-camera*"):
+        chunk = catalogue.parse_video_chunk_name(path.name.removesuffix(".part"))
+        if chunk is not None and chunk.recording == info.recording and path not in keep:
+            log.info("removing %s (not part of this dataset)", path)
+            path.unlink()
+
+
 def _write_recording(
     root: Path, recording: catalogue.Recording, seed: int, profile: Profile, n_frames: int,
     noise: np.ndarray | None, bar: tqdm,
@@ -508,6 +518,7 @@ def _write_recording(
         mat_path=mat_path,
         video_dir=root / catalogue.VIDEO_DIR,
     )
+    _remove_stale_chunks(info)
     for cam_name, cam in cameras.items():
         background = render_floor(cam, profile.width, profile.height)
         keypoints = project(mocap, cam)

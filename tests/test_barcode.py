@@ -24,8 +24,9 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 @pytest.mark.parametrize("width,height", [(192, 152), (384, 304), (1328, 1048), (100, 60)])
 def test_round_trip_exact(width, height):
+    background = textured(height, width)
     for index in INDICES:
-        image = textured(height, width, seed=index % 7)
+        image = background.copy()
         draw_barcode(image, index)
         assert read_barcode(image) == index
         assert read_barcode(image[..., ::-1]) == index  # RGB or BGR: the code is black and white

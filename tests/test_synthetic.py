@@ -12,6 +12,8 @@ from rat7m.barcode import barcode_height, read_barcode
 from rat7m.cli import run_main
 from rat7m.geometry import project
 from rat7m.matfile import load_cameras, load_mocap, load_recording
+from rat7m.table_build import build_table, find_mocap_files
+from rat7m.table_check import check_table
 
 
 def decode_all(path) -> list[np.ndarray]:
@@ -197,6 +199,11 @@ def test_same_seed_same_data_and_cli(synthetic_dataset, tmp_path, capsys):
     )
     chunk = again.recordings["s5-d2"].chunk_path("Camera6", 10)
     assert [read_barcode(f) for f in decode_all(chunk)] == [10, 11]
+    # a rerun with fewer frames leaves no stale chunk (or unfinished .part file) behind
+    (tmp_path / "b" / catalogue.VIDEO_DIR / "s5-d2-camera1-0.mp4.part").write_bytes(b"killed")
+    shorter = synthetic.generate_dataset(tmp_path / "b", recordings=["s5-d2"], n_frames=7, chunk_length=5)
+    assert sorted(shorter.video_dir.iterdir()) == sorted(shorter.recordings["s5-d2"].chunk_paths())
+    assert len(shorter.recordings["s5-d2"].chunk_starts) == 2
     # another seed, another rat
     other = synthetic.generate_dataset(tmp_path / "c", seed=1, recordings="s5-d2", n_frames=4, chunk_length=5)
     assert not np.allclose(load_mocap(other.recordings["s5-d2"].mat_path)[:2], load_mocap(mat_a)[:2], equal_nan=True)
@@ -221,3 +228,13 @@ def test_help_names_profiles(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--profile" in out and "bench: 1328x1048" in out and "video_sequences" in out
+
+
+def test_mat_files_make_a_consistent_table(synthetic_dataset):
+    """The seam to the table builder: a table built from the .mat files passes every consistency check."""
+    table = build_table(find_mocap_files(synthetic_dataset.root), complete_only=True)
+    n_rows = len(table["table"]["subject_idx"])
+    assert 0.5 * sum(r.n_samples for r in synthetic_dataset.recordings.values()) < n_rows
+    results = check_table(table, synthetic_dataset.root)
+    assert all(r.ok is not False for r in results), "\n".join(r.format() for r in results)
+    assert any("frame" in r.name and r.ok for r in results)
