@@ -93,6 +93,24 @@ def read_predictions(path: str | Path) -> np.ndarray:
     return rows.reshape(len(rows), catalogue.N_JOINTS, 3)
 
 
+def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
+    """Write predictions in the format :func:`read_predictions` reads (atomically).
+
+    Args:
+        path: ``.npy`` writes the (N, 20, 3) array; any other suffix a headerless CSV of N rows of 60
+            numbers (x, y, z of joint 0, then joint 1, ...), 6 decimals.
+        predicted: (N, 20, 3) positions in the table's 3D units (mm), in table order of the split.
+    """
+    path = Path(path)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if predicted.ndim != 3 or predicted.shape[1:] != (catalogue.N_JOINTS, 3):
+        raise ValueError(f"predictions must have shape (N, {catalogue.N_JOINTS}, 3), got {predicted.shape}")
+    if path.suffix.lower() == ".npy":
+        _write_atomic(path, lambda handle: np.save(handle, predicted))
+    else:
+        _write_atomic(path, lambda handle: np.savetxt(handle, predicted.reshape(len(predicted), -1), "%.6f", ","))
+
+
 def _read_npy(path: Path) -> np.ndarray:
     """(N, 60) float64 rows from a ``.npy`` file of shape (N, 20, 3) or (N, 60)."""
     try:
@@ -174,7 +192,7 @@ class Evaluation:
 
     split: str
     recording: np.ndarray  # (n,) str, e.g. "s5-d1"
-    frame: np.ndarray  # (n,) int, the table's frame_idx of Camera1
+    frame: np.ndarray  # (n,) int, the table's frame_idx of Camera1 (of its first camera if it lacks Camera1)
     excluded_joints: np.ndarray  # (n,) int, joints whose target is not finite
     metrics: dict[str, np.ndarray]  # name -> (n,) float64, NaN for a sample with no finite target
     joint_error: np.ndarray  # (n, 20) float64 MPJPE per joint, NaN where excluded
@@ -196,6 +214,12 @@ def _recording_names(subjects: np.ndarray, days: np.ndarray) -> np.ndarray:
     except KeyError as exc:
         raise BadInputError(f"annotation table: {exc.args[0]}") from None
     return np.asarray(names, dtype=object)[inverse.ravel()]
+
+
+def _frame_camera(table: dict[str, Any]) -> str:
+    """Camera whose frame index names a sample: Camera1, or the table's first camera if it lacks it."""
+    names = [str(name) for name in table["camera_names"]]
+    return catalogue.CAMERA_NAMES[0] if catalogue.CAMERA_NAMES[0] in names else names[0]
 
 
 def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", metrics: Sequence[str] = tuple(METRICS),
@@ -225,11 +249,11 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
         )
         raise BadInputError(msg)
     columns = table["table"]
-    target = np.asarray(columns["3D_keypoints"], dtype=np.float64)[rows]
+    target = np.asarray(columns["3D_keypoints"])[rows].astype(np.float64)
     return Evaluation(
         split=split,
         recording=_recording_names(np.asarray(columns["subject_idx"])[rows], np.asarray(columns["day_idx"])[rows]),
-        frame=np.asarray(columns["frame_idx"][catalogue.CAMERA_NAMES[0]])[rows].astype(np.int64),
+        frame=np.asarray(columns["frame_idx"][_frame_camera(table)])[rows].astype(np.int64),
         excluded_joints=(~np.isfinite(target).all(axis=2)).sum(axis=1),
         metrics={name: METRICS[name](predicted, target)[:, 0] for name in metrics},
         joint_error=joint_errors(predicted, target),
@@ -402,9 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = tuple(METRICS) if args.metric == "all" else (args.metric,)
     result = evaluate(predicted, table, args.split, names, gt_name=str(args.gt_path))
     summary = {"pred_path": str(args.pred_path), "gt_path": str(args.gt_path), **summarise(result)}
-    paths = write_outputs(result, summary, args.save_dir)
     print(f"{summary['n_samples']} {args.split} samples of {args.gt_path} scored from {args.pred_path} (errors in mm)")
     print(format_summary(summary))
+    try:
+        paths = write_outputs(result, summary, args.save_dir)
+    except OSError as exc:
+        raise BadInputError(f"cannot write results to {args.save_dir}: {exc.strerror or exc}") from None
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -200,6 +200,11 @@ def test_split_comes_from_train_test_not_from_the_subject(small, capsys):
     code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--split", "all")
     assert code == 2 and "predictions have 30 rows but the 'all' split of" in err and "has 37 samples" in err
 
+    (root / "file").write_text("")
+    code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--save_dir", root / "file" / "o")
+    assert code == 2 and f"cannot write results to {root / 'file' / 'o'}" in err
+    assert read_printed_row(out, "all")[1] == "30"  # the table was printed before the failed write
+
 
 def test_reruns_overwrite_cleanly(small, capsys):
     root, gt, table = small
@@ -294,3 +299,15 @@ def test_reader_accepts_bom_crlf_and_trailing_blank_lines_and_matches_the_values
     expected = values.copy()
     expected[1, 4] = 1000.5
     np.testing.assert_array_equal(cm.read_predictions(path), expected.reshape(4, 20, 3))
+
+
+def test_save_predictions_round_trips_through_the_reader(tmp_path):
+    pred = np.random.default_rng(4).normal(size=(7, 20, 3)) * 100
+    cm.save_predictions(tmp_path / "p.csv", pred)
+    cm.save_predictions(tmp_path / "p.npy", pred)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(lines) == 7 and all(len(line.split(",")) == 60 for line in lines)
+    assert float(lines[0].split(",")[3]) == pytest.approx(pred[0, 1, 0], abs=1e-6)  # joint 1's x is column 4
+    np.testing.assert_allclose(cm.read_predictions(tmp_path / "p.csv"), pred, atol=1e-6)
+    np.testing.assert_array_equal(cm.read_predictions(tmp_path / "p.npy"), pred)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.npy"]
