@@ -128,27 +128,28 @@ def _read_npy(path: Path) -> np.ndarray:
 def _read_csv(path: Path) -> np.ndarray:
     """(N, 60) float64 rows of a headerless CSV.
 
-    Fast path: check every line has 59 commas (cheap string counts), then let numpy's C parser
-    read the lines. Anything it refuses goes to :func:`_parse_lines`, which is slow but finds
-    and names the first bad line and column; it is the reference for what a valid file is.
+    Fast path: numpy's C parser reads the file, and the result is kept only if it has exactly one
+    row of 60 numbers per line (``loadtxt`` skips blank lines, so the count must match). Anything
+    else goes to :func:`_parse_lines`, which is slow but names the first bad line and column; it is
+    the reference for what a valid file is.
     """
     try:
-        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        data = path.read_bytes()
     except OSError as exc:
         raise BadInputError(f"cannot read prediction file {path}: {exc.strerror}") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():  # trailing blank lines are harmless
-        lines.pop()
-    if not lines:
+    body = data.rstrip()  # trailing blank lines are harmless
+    if not body:
         raise BadInputError(f"{path} is empty; expected one row of {N_COLUMNS} numbers per sample")
-    if all(line.count(",") == N_COLUMNS - 1 for line in lines):
-        try:
-            rows = np.loadtxt(lines, delimiter=",", comments=None, dtype=np.float64, ndmin=2)
-        except ValueError:
-            rows = None
-        if rows is not None and rows.shape == (len(lines), N_COLUMNS):
-            return rows
+    try:
+        rows = np.loadtxt(io.BytesIO(body), delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+    except ValueError:
+        rows = None
+    if rows is not None and rows.shape == (body.count(b"\n") + 1, N_COLUMNS):
+        return rows
     log.debug("fast CSV parse refused %s; checking it line by line", path)
+    lines = data.decode("utf-8-sig", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
     return _parse_lines(path, lines)
 
 
