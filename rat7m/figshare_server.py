@@ -492,7 +492,7 @@ class FigshareServer:
         httpd = _HTTPServer((self._host, self._port), _Handler)
         httpd.owner = self
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="figshare-server", daemon=True)
+        self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="figshare-server", daemon=True)
         self._thread.start()
         log.debug("serving %s at %s", self.root, self.base_url)
         return self
@@ -539,6 +539,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "FigshareLocal/1.0"
     server: _HTTPServer
     timeout = 60  # an idle keep-alive connection is closed after this many seconds
+    disable_nagle_algorithm = True  # headers and body are separate writes: do not wait for delayed ACKs
 
     # bookkeeping of open connections, so that stop() can cut them
     def setup(self) -> None:
