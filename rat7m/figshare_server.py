@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import io
@@ -109,6 +110,8 @@ class Faults:
             in bodies that include it, so the MD5 fails.
         corrupt_times: corrupt only the first K responses with a body (``None``: always).
         rate: throttle bodies to this many bytes per second.
+        no_length: send file and zip bodies without ``Content-Length`` (the end of the body is the
+            connection closing), as a streaming server does: the client cannot know the size.
     """
 
     fail: int | None = None
@@ -121,27 +124,45 @@ class Faults:
     corrupt_offset: int | None = None
     corrupt_times: int | None = None
     rate: float | None = None
+    no_length: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("fail", "status"):
+            code = getattr(self, key)
+            if code is not None and not 400 <= code <= 599:
+                raise ValueError(f"Faults.{key} must be an HTTP error status (400-599), got {code}")
+        for key in ("status_times", "retry_after", "drop_after", "drop_times", "corrupt_offset", "corrupt_times"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"Faults.{key} must be >= 0, got {value}")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"Faults.rate must be > 0 bytes/s, got {self.rate}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class RequestRecord:
     """One request as the server saw and answered it.
+
+    The server logs a request when it arrives and updates the record before each write, so by
+    the time a client has read a response its record is already complete.
 
     Attributes:
         method: ``GET`` or ``HEAD``.
         path: request path with its query string.
         range: the ``Range`` header, or ``None``.
-        status: the status answered.
-        sent: bytes of body actually written to the socket.
+        status: the status answered (0 until the status line is sent).
+        sent: bytes of body handed to the socket (a drop fault stops it at exactly N).
         name: the file (or zip) name the request was about, ``API`` for the JSON, else ``None``.
+        finished: whether the server is done with the request.
     """
 
     method: str
     path: str
     range: str | None
-    status: int
-    sent: int
-    name: str | None
+    status: int = 0
+    sent: int = 0
+    name: str | None = None
+    finished: bool = False
 
 
 @dataclass
@@ -155,6 +176,7 @@ class _File:
     data: bytes | None = None
     mtime: float = field(default_factory=time.time)
     _md5: tuple[tuple[int, int], str] | None = None
+    _md5_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def signature(self) -> tuple[int, int]:
         """(size, mtime_ns): changes when the file on disk changes."""
@@ -173,14 +195,16 @@ class _File:
         return email.utils.formatdate(seconds, usegmt=True)
 
     def md5(self) -> str:
-        sig = self.signature()
-        if self._md5 is None or self._md5[0] != sig:
-            digest = hashlib.md5()
-            with self.open() as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            self._md5 = (sig, digest.hexdigest())
-        return self._md5[1]
+        """MD5 of the content, computed once (again if the file on disk changes)."""
+        with self._md5_lock:  # concurrent listings hash a big file once, not once each
+            sig = self.signature()
+            if self._md5 is None or self._md5[0] != sig:
+                digest = hashlib.md5()
+                with self.open() as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                self._md5 = (sig, digest.hexdigest())
+            return self._md5[1]
 
     def open(self) -> BinaryIO:
         if self.path is None:
@@ -236,9 +260,6 @@ class _Article:
         self.article = article
         self.title = title
         self.files: dict[str, _File] = {}
-
-    def ordered(self) -> list[_File]:
-        return [self.files[name] for name in sorted(self.files)]
 
     @property
     def zip_name(self) -> str:
@@ -335,14 +356,16 @@ class FigshareServer:
         else:
             entry = _File(0, name, article, path=Path(content))
         with self._lock:
-            file_id = _file_id(article, name)
-            old = self._articles[article].files.get(name)
-            while file_id in self._by_id and self._by_id[file_id] is not old:
-                file_id += 1
-            entry.id = file_id
-            self._articles[article].files[name] = entry
-            self._by_id[file_id] = entry
-        return file_id
+            files = self._articles[article].files
+            if name in files:  # replacing a file keeps its id
+                entry.id = files[name].id
+            else:
+                entry.id = _file_id(article, name)
+                while entry.id in self._by_id:  # a crc32 collision: take the next free id
+                    entry.id += 1
+            files[name] = entry
+            self._by_id[entry.id] = entry
+        return entry.id
 
     def file_names(self, article: Article) -> list[str]:
         """Names of the files of ``article``, in listing order."""
@@ -351,37 +374,42 @@ class FigshareServer:
 
     def listing(self, article: Article) -> list[dict]:
         """Every file of ``article`` as the API lists it (the full list, not one page)."""
-        return [self._file_json(f) for f in self._articles[article].ordered()]
+        return [self._file_json(f, self.base_url) for f in self._ordered(self._articles[article])]
 
-    def _file_json(self, f: _File) -> dict:
+    def _ordered(self, art: _Article) -> list[_File]:
+        """The files of an article in listing order (a snapshot: add_file may run meanwhile)."""
+        with self._lock:
+            return [art.files[name] for name in sorted(art.files)]
+
+    def _file_json(self, f: _File, base: str) -> dict:
         md5 = f.md5()
         return {
             "id": f.id,
             "name": f.name,
             "size": f.size,
             "is_link_only": False,
-            "download_url": f"{self.base_url}/ndownloader/files/{f.id}",
+            "download_url": f"{base}/ndownloader/files/{f.id}",
             "supplied_md5": md5,
             "computed_md5": md5,
             "mimetype": "video/mp4" if f.name.endswith(".mp4") else "application/octet-stream",
         }
 
-    def _article_json(self, art: _Article) -> dict:
+    def _article_json(self, art: _Article, base: str) -> dict:
         a = art.article
-        files = art.ordered()
+        files = self._ordered(art)
         return {
             "id": a.id,
             "title": art.title,
             "doi": f"10.6084/m9.figshare.{a.id}.v{a.version}",
-            "url": f"{self.api_url}/articles/{a.id}",
-            "url_public_api": f"{self.api_url}/articles/{a.id}",
-            "url_public_html": f"{self.base_url}/articles/dataset/{a.id}",
-            "figshare_url": f"{self.base_url}/articles/dataset/{a.id}",
+            "url": f"{base}/v2/articles/{a.id}",
+            "url_public_api": f"{base}/v2/articles/{a.id}",
+            "url_public_html": f"{base}/articles/dataset/{a.id}",
+            "figshare_url": f"{base}/articles/dataset/{a.id}",
             "defined_type_name": "dataset",
             "version": a.version,
             "is_public": True,
             "size": sum(f.size for f in files),
-            "files": [self._file_json(f) for f in files[:ARTICLE_FILES_LIMIT]],
+            "files": [self._file_json(f, base) for f in files[:ARTICLE_FILES_LIMIT]],
         }
 
     def _find_article(self, article_id: int, version: int | None) -> _Article | None:
@@ -425,9 +453,9 @@ class FigshareServer:
     # ---------------------------------------------------------------- the log
     @property
     def requests(self) -> list[RequestRecord]:
-        """A copy of the request log, oldest first."""
+        """A snapshot of the request log, oldest first."""
         with self._lock:
-            return list(self._log)
+            return [dataclasses.replace(r) for r in self._log]
 
     def reset_log(self) -> None:
         """Forget every logged request."""
@@ -438,14 +466,16 @@ class FigshareServer:
         """Body bytes sent so far (for one file or zip ``name``, or in all)."""
         return sum(r.sent for r in self.requests if name is None or r.name == name)
 
-    def _record(self, record: RequestRecord) -> None:
+    def _new_record(self, method: str, path: str, range_header: str | None) -> RequestRecord:
+        record = RequestRecord(method, path, range_header)
         with self._lock:
             self._log.append(record)
+        return record
 
     # ------------------------------------------------------------------- zips
     def _zip_for(self, art: _Article) -> tuple[Path, str]:
         """The article's zip (path, md5), built on first use and rebuilt when a file changes."""
-        files = art.ordered()
+        files = self._ordered(art)
         signature = tuple((f.name, f.signature()) for f in files)
         with self._zip_lock:
             cached = self._zips.get(art.article)
@@ -562,13 +592,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
+    def _base(self) -> str:
+        """Root URL as the client reached us (so links work however the server was addressed)."""
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.server.owner.base_url
+
     # ---------------------------------------------------------------- routing
     def _dispatch(self, head: bool) -> None:
         self._head = head
-        self._status = 0
-        self._sent = 0
-        self._name: str | None = None
         owner = self.server.owner
+        self._rec = owner._new_record(self.command, self.path, self.headers.get("Range"))
         url = urlsplit(self.path)
         path = url.path.rstrip("/")
         try:
@@ -586,12 +619,10 @@ class _Handler(BaseHTTPRequestHandler):
             log.debug("%s %s: connection closed (%r)", self.command, self.path, exc)
             self.close_connection = True
         finally:
-            owner._record(
-                RequestRecord(self.command, self.path, self.headers.get("Range"), self._status, self._sent, self._name)
-            )
+            self._rec.finished = True
 
     def _api(self, owner: FigshareServer, path: str, query: dict[str, list[str]]) -> None:
-        self._name = API
+        self._rec.name = API
         faults = owner._faults_for(API)
         if self._status_fault(owner, API, faults):
             return
@@ -606,15 +637,16 @@ class _Handler(BaseHTTPRequestHandler):
         art = owner._find_article(int(article_id), None if version is None else int(version))
         if art is None:
             self._json(*_not_found("ArticleVersion" if version else "article"))
-        elif file_id is not None and files:
-            entry = art.files.get(next((n for n, f in art.files.items() if f.id == int(file_id)), ""))
-            self._json(*((HTTPStatus.OK, owner._file_json(entry)) if entry else _not_found("file")), faults)
         elif file_id is not None:
-            self._json(*_not_found("path"))
+            entry = owner._by_id.get(int(file_id))
+            if files and entry is not None and entry.article == art.article:
+                self._json(HTTPStatus.OK, owner._file_json(entry, self._base()), faults)
+            else:
+                self._json(*_not_found("File" if files else "path"))
         elif files:
             self._files_page(owner, art, query, faults)
         else:
-            self._json(HTTPStatus.OK, owner._article_json(art), faults)
+            self._json(HTTPStatus.OK, owner._article_json(art, self._base()), faults)
 
     def _versions(self, owner: FigshareServer, article_id: int) -> None:
         art = owner._find_article(article_id, None)
@@ -622,7 +654,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(*_not_found("article"))
             return
         v = art.article.version
-        self._json(HTTPStatus.OK, [{"version": v, "url": f"{owner.api_url}/articles/{article_id}/versions/{v}"}])
+        self._json(HTTPStatus.OK, [{"version": v, "url": f"{self._base()}/v2/articles/{article_id}/versions/{v}"}])
 
     def _files_page(self, owner: FigshareServer, art: _Article, query: dict[str, list[str]], faults: Faults) -> None:
         def number(key: str, low: int, high: int, default: int | None) -> int | None:
@@ -645,18 +677,18 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(*_bad_request(str(exc)))
             return
-        files = art.ordered()[start : start + size]
-        self._json(HTTPStatus.OK, [owner._file_json(f) for f in files], faults)
+        files = owner._ordered(art)[start : start + size]
+        self._json(HTTPStatus.OK, [owner._file_json(f, self._base()) for f in files], faults)
 
     def _redirect(self, owner: FigshareServer, file_id: int) -> None:
         entry = owner._by_id.get(file_id)
         if entry is None:
             self._json(*_not_found("file"))
             return
-        self._name = entry.name
-        self._status = int(HTTPStatus.FOUND)
+        self._rec.name = entry.name
+        self._rec.status = int(HTTPStatus.FOUND)
         self.send_response(HTTPStatus.FOUND)
-        self.send_header("Location", f"{owner.base_url}/storage/files/{file_id}/{quote(entry.name)}")
+        self.send_header("Location", f"{self._base()}/storage/files/{file_id}/{quote(entry.name)}")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -665,11 +697,16 @@ class _Handler(BaseHTTPRequestHandler):
         if entry is None:
             self._json(*_not_found("file"))
             return
-        self._name = entry.name
+        self._rec.name = entry.name
         faults = owner._faults_for(entry.name)
         if self._status_fault(owner, entry.name, faults):
             return
-        with entry.open() as body:
+        try:
+            body = entry.open()
+        except FileNotFoundError:
+            self._json(*_not_found("File"))  # deleted from disk while being served
+            return
+        with body:
             self._send_ranged(owner, entry.name, body, entry.size, entry.md5(), entry.last_modified, faults)
 
     def _zip(self, owner: FigshareServer, article_id: int, version: int | None) -> None:
@@ -677,7 +714,7 @@ class _Handler(BaseHTTPRequestHandler):
         if art is None:
             self._json(*_not_found("ArticleVersion" if version else "article"))
             return
-        self._name = art.zip_name
+        self._rec.name = art.zip_name
         faults = owner._faults_for(art.zip_name)
         if self._status_fault(owner, art.zip_name, faults):
             return
@@ -701,7 +738,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
         body = (text + "\n").encode()
-        self._status = int(status)
+        self._rec.status = int(status)
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -709,12 +746,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not self._head:
+            self._rec.sent = len(body)
             self.wfile.write(body)
-            self._sent = len(body)
 
     def _json(self, status: int, payload: object, faults: Faults | None = None) -> None:
         body = json.dumps(payload, indent=2).encode()
-        self._status = int(status)
+        self._rec.status = int(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -738,27 +775,26 @@ class _Handler(BaseHTTPRequestHandler):
         if_range = self.headers.get("If-Range")
         if wanted is not None and if_range is not None and if_range.strip() not in (etag, modified):
             wanted = None  # the client's copy is of another version: send the whole new one
-        headers = {
-            "Accept-Ranges": "bytes",
-            "ETag": etag,
-            "Last-Modified": modified,
-            "Content-Type": "application/octet-stream",
-            **(extra or {}),
-        }
+        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Last-Modified": modified, **(extra or {})}
         if wanted == "unsatisfiable":
-            self._plain(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "range not satisfiable",
-                        {**headers, "Content-Range": f"bytes */{size}"})  # fmt: skip
+            headers["Content-Range"] = f"bytes */{size}"
+            self._plain(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "range not satisfiable", headers)
             return
+        headers["Content-Type"] = "application/octet-stream"
         if wanted is None:
             status, start, end = HTTPStatus.OK, 0, size
         else:
             status, (start, end) = HTTPStatus.PARTIAL_CONTENT, wanted
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        self._status = int(status)
+        self._rec.status = int(status)
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(end - start))
+        if faults.no_length:  # the body ends when the connection closes
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(end - start))
         self.end_headers()
         if not self._head:
             self._write_body(body, start, end, faults, name, size)
@@ -785,9 +821,9 @@ class _Handler(BaseHTTPRequestHandler):
                 buf = bytearray(data)
                 buf[flip - pos] ^= 0xFF
                 data = bytes(buf)
+            self._rec.sent += len(data)
             self.wfile.write(data)
             pos += len(data)
-            self._sent += len(data)
             if faults.rate is not None:
                 delay = began + (pos - start) / faults.rate - time.monotonic()
                 if delay > 0 and owner.stopping.wait(delay):

@@ -22,6 +22,7 @@ from rat7m.catalogue import (
     ANNOTATION_ARTICLE,
     ANNOTATION_DIR,
     VIDEO_DIR,
+    Article,
     mocap_file_name,
     recording_by_name,
     video_chunk_name,
@@ -45,9 +46,13 @@ FILE_KEYS = {"id", "name", "size", "computed_md5", "supplied_md5", "download_url
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dataset")
+
+
+@pytest.fixture(scope="module")
+def tree(root: Path) -> dict[str, bytes]:
     """A dataset folder with a few fake chunks and one fake .mat, named as the catalogue says."""
-    root = tmp_path_factory.mktemp("dataset")
     rng = random.Random(7)
     contents = {
         CHUNK_A: rng.randbytes(150_000),
@@ -61,13 +66,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         folder = ANNOTATION_DIR if name == MOCAP else VIDEO_DIR
         (root / folder / name).write_bytes(data)
     (root / VIDEO_DIR / "notes.txt").write_text("not a chunk, not published")
-    contents["root"] = str(root).encode()
     return contents
 
 
 @pytest.fixture
-def server(tree: dict[str, bytes]):
-    with FigshareServer(Path(tree["root"].decode())) as srv:
+def server(root: Path, tree: dict[str, bytes]):
+    with FigshareServer(root) as srv:
         yield srv
 
 
@@ -136,8 +140,8 @@ def test_article_json_has_the_real_fields_sizes_and_md5s(server, http, tree):
     assert http.request("GET", f"{server.api_url}/articles/{ANNOTATION_ARTICLE.id}").json()["version"] == 2
 
 
-def test_file_ids_are_stable_across_servers(server, http, tree):
-    again = FigshareServer(Path(tree["root"].decode()))
+def test_file_ids_are_stable_across_servers(server, root):
+    again = FigshareServer(root)
     with again:
         assert again.listing(S1D1.video_article) == [
             {**f, "download_url": f["download_url"].replace(server.base_url, again.base_url)}
@@ -327,9 +331,8 @@ def test_corrupt_flips_one_byte_for_the_first_request(server, http, tree):
     assert get(http, url, Range="bytes=700-800").data != data[700:801]
 
 
-def test_slow_throttles_and_stop_interrupts_it(tree, http):
+def test_slow_throttles_and_stop_interrupts_it(root, tree, http):
     """At 10 kB/s, 150 kB cannot arrive within half a second (the client being slow only helps)."""
-    root = Path(tree["root"].decode())
     server = FigshareServer(root, faults={CHUNK_A: Faults(rate=10_000)}).start()
     try:
         url = storage_url(server, http, CHUNK_A)
@@ -345,6 +348,43 @@ def test_slow_throttles_and_stop_interrupts_it(tree, http):
     assert server.requests[-1].sent < len(tree[CHUNK_A])
 
 
+def test_no_length_streams_until_the_connection_closes(server, http, tree):
+    server.set_faults(Faults(no_length=True), CHUNK_B)
+    r = get(http, storage_url(server, http, CHUNK_B))
+    assert r.status == 200 and "Content-Length" not in r.headers and r.data == tree[CHUNK_B]
+
+
+def test_faults_are_checked_when_made():
+    for bad in ({"status": 200}, {"fail": 302}, {"drop_after": -1}, {"rate": 0}):
+        with pytest.raises(ValueError, match="Faults"):
+            Faults(**bad)
+
+
+def test_requests_are_served_concurrently(server, http, tree):
+    """While one client trickles a file at 1 kB/s, another gets a listing and a whole file."""
+    server.set_faults(Faults(rate=1000), CHUNK_A)
+    slow = http.request("GET", storage_url(server, http, CHUNK_A), preload_content=False)
+    assert slow.read(100) == tree[CHUNK_A][:100]
+    other = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=20))
+    assert set(files_of(server, other, S1D1.video_article)) == {CHUNK_A, CHUNK_B}
+    assert get(other, storage_url(server, other, MOCAP)).data == tree[MOCAP]
+    running = [r for r in server.requests if r.name == CHUNK_A and not r.finished]
+    assert len(running) == 1 and running[0].sent < len(tree[CHUNK_A])
+    slow.close()
+
+
+def test_add_file_replaces_in_place_and_checks_the_article(server, http):
+    article = S5D2.video_article
+    first = server.add_file(article, CHUNK_C, b"new content")
+    assert first == server.add_file(article, CHUNK_C, b"newer content")
+    assert get(http, storage_url(server, http, CHUNK_C)).data == b"newer content"
+    assert files_of(server, http, article)[CHUNK_C]["computed_md5"] == md5(b"newer content")
+    with pytest.raises(KeyError, match="not in the catalogue"):
+        server.add_file(Article(1, 1), "x.mp4", b"")
+    other = f"{server.api_url}/articles/{S1D1.video_article.id}/files/{first}"  # a file of another article
+    assert http.request("GET", other).status == 404
+
+
 def test_faults_change_while_running(server, http, tree):
     url = storage_url(server, http, CHUNK_B)
     server.set_faults(Faults(fail=500), ALL_FILES)
@@ -356,8 +396,8 @@ def test_faults_change_while_running(server, http, tree):
 # -------------------------------------------------------------- lifecycle
 
 
-def test_stop_joins_the_thread_and_closes_the_port_even_with_an_open_connection(tree, http):
-    server = FigshareServer(Path(tree["root"].decode())).start()
+def test_stop_joins_the_thread_and_closes_the_port_even_with_an_open_connection(root, tree, http):
+    server = FigshareServer(root).start()
     port = int(server.base_url.rsplit(":", 1)[1])
     assert http.request("GET", f"{server.api_url}/articles/{S1D1.video_article.id}").status == 200
     idle = socket.create_connection(("127.0.0.1", port))  # a keep-alive connection that says nothing
@@ -380,10 +420,9 @@ def test_parse_range_edge_cases():
     assert parse_range("bytes=-20", 10) == (0, 10)
 
 
-def test_cli_serves_until_sigterm(tree, http):
-    root = tree["root"].decode()
+def test_cli_serves_until_sigterm(root, tree, http):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rat7m.figshare_server", "--root", root, "--quiet"],
+        [sys.executable, "-m", "rat7m.figshare_server", "--root", str(root), "--quiet"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
