@@ -6,19 +6,26 @@ which misbehaves in ways we want to reproduce on demand. This module publishes a
 catalogue and speaks the parts of the Figshare API a downloader meets:
 
 - ``GET /v2/articles/{id}[/versions/{v}]``: article JSON. As on the real service (documented
-  since August 2025), its ``files`` list holds **at most 10 files**; an article with more must be
-  listed through the paginated files endpoint.
+  since August 2025), its ``files`` list holds **at most 10 files**; an article with more (a
+  RAT7M video article has hundreds) must be listed through the paginated files endpoint.
 - ``GET /v2/articles/{id}[/versions/{v}]/files?page=P&page_size=S`` (or ``limit=L&offset=O``):
-  a JSON array of files. Defaults as documented: page 1, page_size 10 (max 1000, page max 5000).
+  a JSON array of files, in name order. Defaults as documented: page 1, page_size 10 (max 1000,
+  page max 5000, offset max 5000); nothing says how many remain, so a client reads pages until
+  one is shorter than page_size. Out-of-range parameters answer 400.
+- ``GET /v2/articles/{id}/versions``: the article's versions.
 - ``GET /v2/articles/{id}/files/{file_id}``: one file's JSON.
 - ``GET|HEAD /ndownloader/files/{file_id}``: 302 to a storage URL, like the real service.
 - ``GET|HEAD /storage/files/{file_id}/{name}``: the bytes, with ``Accept-Ranges``, ``ETag``
   (the MD5, quoted), ``Last-Modified``, single ``Range`` (206 + ``Content-Range``, 416 when
   unsatisfiable) and ``If-Range``.
-- ``GET|HEAD /ndownloader/articles/{id}[/versions/{v}]``: the whole article as one zip (stored, no
-  compression, built once and cached), with ``Content-Length`` and ``Range`` so it can resume.
+- ``GET|HEAD /ndownloader/articles/{id}[/versions/{v}]``: the whole article as one zip named
+  ``{id}.zip`` (flat, stored without compression, built once and cached), with
+  ``Content-Length`` and ``Range`` so it can resume. (The real one may stream without a size or
+  Range support: the ``no_length`` and ``ignore_range`` faults imitate that.)
 
-Every response has a ``Content-Length`` (HTTP/1.1 keep-alive). Unknown articles, versions and
+Every response has a ``Content-Length`` (HTTP/1.1 keep-alive) unless the ``no_length`` fault
+says otherwise. File faults act on the storage hop and the zip, not on the redirect hop. Links in
+the JSON and the redirect use the ``Host`` the client addressed. Unknown articles, versions and
 files answer 404 with JSON like the real API: ``{"message": "Entity not found: ...", "code":
 "EntityNotFound"}``. Every article of the catalogue exists, even with no file on disk.
 
@@ -36,6 +43,7 @@ import dataclasses
 import email.utils
 import hashlib
 import io
+import itertools
 import json
 import logging
 import re
@@ -307,6 +315,7 @@ class FigshareServer:
         self._by_id: dict[int, _File] = {}
         self._zips: dict[Article, tuple[object, Path, str]] = {}
         self._zip_lock = threading.Lock()
+        self._zip_builds = itertools.count()
         self._tmpdir: Path | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -482,7 +491,8 @@ class FigshareServer:
             if cached is not None and cached[0] == signature:
                 return cached[1], cached[2]
             assert self._tmpdir is not None
-            path = self._tmpdir / f"{art.article.id}-v{art.article.version}-{len(self._zips)}.zip"
+            # A new name for every build: a rebuild must not overwrite a zip still being served.
+            path = self._tmpdir / f"{art.article.id}-v{art.article.version}-{next(self._zip_builds)}.zip"
             with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
                 for f in files:
                     info = zipfile.ZipInfo(f.name, date_time=_ZIP_DATE)
@@ -518,8 +528,8 @@ class FigshareServer:
         if self._httpd is not None:
             return self
         self.stopping.clear()
-        self._tmpdir = Path(tempfile.mkdtemp(prefix="figshare-server-"))
         httpd = _HTTPServer((self._host, self._port), _Handler)
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="figshare-server-"))
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="figshare-server", daemon=True)

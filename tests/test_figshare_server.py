@@ -261,6 +261,12 @@ def test_article_zip_holds_exactly_the_files_and_resumes(server, http, tree):
     part = get(http, url, Range="bytes=1000-", **{"If-Range": whole.headers["ETag"]})
     assert part.status == 206 and whole.data[:1000] + part.data == whole.data
     assert part.headers["Content-Range"] == f"bytes 1000-{len(whole.data) - 1}/{len(whole.data)}"
+    # A new file makes a new zip: the old ETag no longer matches, so a resume starts again.
+    server.add_file(S1D1.video_article, video_chunk_name(S1D1, "Camera3", 0), b"late file")
+    stale = get(http, url, Range="bytes=1000-", **{"If-Range": whole.headers["ETag"]})
+    assert stale.status == 200 and stale.headers["ETag"] != whole.headers["ETag"]
+    with zipfile.ZipFile(io.BytesIO(stale.data)) as zf:
+        assert len(zf.namelist()) == 3 and zf.read(video_chunk_name(S1D1, "Camera3", 0)) == b"late file"
 
 
 # ----------------------------------------------------------------- faults
