@@ -389,36 +389,30 @@ def _stream_body(
             log.info("the server ignored the range request; starting %s again from byte 0", part.name)
         offset = 0
         total = int(length) if length and length.isdigit() else None
-    mode = "ab" if offset else "wb"
     chunks = resp.stream(CHUNK_SIZE, decode_content=False)
-    head = b""
-    out = None
     try:
-        with tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5],
-            disable=not progress, leave=False,
-        ) as bar:
+        head = b""
+        if offset == 0 and expect is not None:
+            for chunk in chunks:  # gather the first bytes and check them before writing anything
+                head += chunk
+                if len(head) >= HEAD_SIZE:
+                    break
+            if not expect(head[:HEAD_SIZE]):
+                raise DownloadError(_unexpected_message(file_id, head))
+        with (
+            open(part, "ab" if offset else "wb") as out,
+            tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
+            ) as bar,
+        ):
+            out.write(head)
+            bar.update(len(head))
             for chunk in chunks:
-                if out is None:
-                    head += chunk
-                    if offset == 0 and expect is not None and len(head) < HEAD_SIZE:
-                        continue  # gather the first bytes before writing anything
-                    if offset == 0 and expect is not None and not expect(head[:HEAD_SIZE]):
-                        raise DownloadError(_unexpected_message(file_id, head))
-                    out = open(part, mode)  # noqa: SIM115 (closed in finally, after the loop)
-                    chunk, head = head, b""
                 out.write(chunk)
                 bar.update(len(chunk))
-            if out is None:  # a short (or empty) file, never written yet
-                if offset == 0 and expect is not None and not expect(head[:HEAD_SIZE]):
-                    raise DownloadError(_unexpected_message(file_id, head))
-                out = open(part, mode)  # noqa: SIM115
-                out.write(head)
     except urllib3.exceptions.HTTPError as exc:
         raise _TransientError(f"connection lost: {exc}") from exc
-    finally:
-        if out is not None:
-            out.close()
     size = part.stat().st_size
     if total is not None and size != total:
         raise _TransientError(f"got {size} of {total} bytes")

@@ -124,9 +124,10 @@ def test_page_without_link_and_unknown_id(drive, payload, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dropped_connection_resumes_with_range(drive, payload, tmp_path):
+def test_dropped_connection_resumes_with_range(drive, payload, tmp_path, capsys):
     drive.add(FILE_ID, payload, "drop-once")
-    dest = fetch(drive, tmp_path / "mini.pkl")
+    dest = download_drive_file(FILE_ID, tmp_path / "mini.pkl", base_url=drive.base_url, expect=looks_like_pickle)
+    assert "mini.pkl" in capsys.readouterr().err  # the progress bar
     assert md5(dest.read_bytes()) == md5(payload)
     first, second = drive.transfers(FILE_ID)
     half = len(payload) // 2
