@@ -2,9 +2,9 @@
 
 Each file is registered with a behaviour that reproduces one thing real Drive does:
 
-- ``large``: ``/uc?id=X&export=download`` answers the "can't scan this file" page whose
-  ``download-form`` leads to ``/download`` (Drive's drive.usercontent.google.com) with
-  ``confirm=t`` and a ``uuid``; ``/download`` without them answers the page again.
+- ``large``: as Drive does today, ``/uc?id=X&export=download`` redirects (303) to ``/download``
+  (Drive's drive.usercontent.google.com), which answers the "can't scan this file" page; its
+  ``download-form`` leads back to ``/download`` with ``confirm=t`` and a ``uuid``, which sends the bytes.
 - ``small``: ``/uc`` redirects (303) straight to ``/download``, which sends the bytes.
 - ``href``: ``/uc`` answers the older page with a ``<a href="/uc?export=download&confirm=...">``
   link; ``/uc`` with that ``confirm`` sends the bytes.
@@ -166,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
                 page = _HREF_PAGE.format(confirm=_HREF_CONFIRM, id=html.escape(query["id"]))
                 self._send(record, 200, page.encode(), "text/html; charset=utf-8")
         else:
-            self._interstitial(record, file, query["id"])
+            self._redirect(record, f"/download?id={query['id']}&export=download")
 
     def _download(self, record: Request, file: DriveFile, query: dict[str, str]) -> None:
         confirmed = query.get("confirm") == "t" and query.get("uuid") == self.drive.uuid

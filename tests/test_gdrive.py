@@ -55,8 +55,9 @@ def test_interstitial_form_is_followed_to_the_exact_bytes(drive, payload, tmp_pa
     assert fetch(drive, dest) == dest
     assert md5(dest.read_bytes()) == md5(payload)
     assert list(dest.parent.iterdir()) == [dest]  # no .part left
-    assert [r.path for r in drive.log] == ["/uc", "/download"]
-    confirm = drive.log[1].query
+    assert [(r.path, r.status) for r in drive.log] == [("/uc", 303), ("/download", 200), ("/download", 200)]
+    assert [r.carried_file for r in drive.log] == [False, False, True]  # the first /download was the page
+    confirm = drive.log[2].query
     assert confirm == {"id": FILE_ID, "export": "download", "confirm": "t", "uuid": drive.uuid}
     assert pickle.loads(dest.read_bytes())["table"]["3D_keypoints"].shape == (1200, 20, 3)
 
@@ -176,7 +177,7 @@ def test_busy_server_is_retried(drive, payload, tmp_path):
     drive.add(FILE_ID, payload, "busy-once")
     dest = fetch(drive, tmp_path / "mini.pkl")
     assert dest.read_bytes() == payload
-    assert [r.status for r in drive.log] == [503, 200, 200]
+    assert [r.status for r in drive.log] == [503, 303, 200, 200]
 
 
 def test_unreachable_server_gives_up_with_a_clear_message(tmp_path, monkeypatch):
