@@ -112,7 +112,7 @@ def check_image_paths(table: Mapping) -> CheckResult:
             bad += len(wrong)
             if len(wrong) and first is None:
                 row = rows[wrong[0]]
-                first = f"row {row}: {paths[row]!r}, expected {expected[wrong[0]]!r}"
+                first = f"row {row}: {str(paths[row])!r}, expected {str(expected[wrong[0]])!r}"
         if bad:
             result.ok = False
             result.lines.append(f"{cam}: {bad} of {len(paths)} paths differ (first: {first})")
