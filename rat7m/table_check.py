@@ -107,7 +107,7 @@ def check_image_paths(table: Mapping) -> CheckResult:
         frames = np.asarray(columns["frame_idx"][cam]).astype(np.int64)
         bad, first = 0, None
         for rec, rows in _recording_rows(table):
-            expected = np.array([catalogue.image_path(rec, cam, f) for f in frames[rows].tolist()], dtype=str)
+            expected = np.array(catalogue.image_paths(rec, cam, frames[rows]))
             wrong = np.flatnonzero(paths[rows] != expected)
             bad += len(wrong)
             if len(wrong) and first is None:
