@@ -252,8 +252,9 @@ def test_cli_builds_summarises_and_checks(root, capsys, tmp_path):
     code, out, _ = cli(["--root", str(root), "--recordings", "s5-d1,s1-d1", "--out", str(out_path)], capsys)
     assert code == 0 and set(load_annotation(out_path)["table"]["subject_idx"].tolist()) == {1, 5}
 
-    code, out, _ = cli(["--check", str(path), "--root", str(root)], capsys)
+    code, out, _ = cli(["--check", "--root", str(root)], capsys)  # the table at its default place
     assert code == 0, out
+    assert out.startswith(f"{path}: {sum(counts.values())} samples\n")
     assert "reprojection of 3D_keypoints vs 2D_keypoints (px): OK" in out
     assert "image_path follows" in out and "frame_idx inside the video chunks: skipped" in out
 
