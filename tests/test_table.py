@@ -1,5 +1,6 @@
 """The mini-RAT7M table: built from real .mat files, saved, loaded, validated and checked."""
 
+import pickle
 import subprocess
 import sys
 import warnings
@@ -146,10 +147,8 @@ def test_saved_table_loads_with_np_load_and_safely(table, tmp_path):
 
 
 def _mutated(table, change):
-    copy = {"cameras": {s: {d: {c: dict(p) for c, p in cams.items()} for d, cams in days.items()}
-                        for s, days in table["cameras"].items()},
-            "camera_names": table["camera_names"].copy(),
-            "table": {k: dict(v) if isinstance(v, dict) else v.copy() for k, v in table["table"].items()}}  # fmt: skip
+    """A deep copy of ``table`` (fixtures are shared) after ``change(copy)``."""
+    copy = pickle.loads(pickle.dumps(table))
     change(copy)
     return copy
 
