@@ -13,7 +13,6 @@ before hours of frame extraction and training:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -25,8 +24,6 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.geometry import project
 from rat7m.table import cameras_of
-
-log = logging.getLogger(__name__)
 
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
 #: far below anything a wrong camera model or a swapped camera would give.
