@@ -9,6 +9,7 @@ so a convention can never be written twice and disagree (the original scripts wr
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
@@ -215,7 +216,13 @@ def image_path(recording: Recording, camera: str, frame: int) -> str:
 
     ``images_unpacked/s1-d1/camera1/frame_000014.jpg`` for frame 14 of Camera1 of s1-d1.
     """
-    return f"{IMAGES_DIR}/{recording.name}/camera{camera_number(camera)}/frame_{int(frame):06d}.jpg"
+    return image_paths(recording, camera, [frame])[0]
+
+
+def image_paths(recording: Recording, camera: str, frames: Iterable[int]) -> list[str]:
+    """:func:`image_path` of many frames of one camera at once (a table holds 676k of them)."""
+    folder = f"{IMAGES_DIR}/{recording.name}/camera{camera_number(camera)}"
+    return [f"{folder}/frame_{int(frame):06d}.jpg" for frame in frames]
 
 
 _IMAGE_RE = re.compile(r"images_unpacked/s(\d+)-d(\d+)/camera(\d+)/frame_(\d{6,})\.jpg")
