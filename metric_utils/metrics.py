@@ -8,6 +8,9 @@ there is no Python loop over samples. A sample with no finite target joint score
 Predictions are the user's output and must be finite: a NaN there would otherwise vanish into an
 average, so it is an error that names the first bad sample.
 
+This module needs only numpy, so ``from metrics import mpjpe, pa_mpjpe, n_mpjpe`` works as the dataset
+documentation says (with ``metric_utils/`` on the path, or the file copied next to your script).
+
 All three functions take ``(predicted, target)`` of shape ``(n_samples, n_joints, 2 or 3)`` and return
 ``(n_samples, 1)`` float64, in the units of the input (mm for RAT7M 3D keypoints, pixels for 2D).
 """
@@ -16,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-
-from rat7m.errors import BadInputError
 
 __all__ = ["joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe"]
 
@@ -44,7 +45,7 @@ def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.nd
             f"predicted sample {sample} has a non-finite coordinate at joint {joint} "
             f"({pred[sample, joint].tolist()}); predictions must be finite"
         )
-        raise BadInputError(msg)
+        raise ValueError(msg)
     valid = np.isfinite(tgt).all(axis=2)
     return pred, np.where(valid[..., None], tgt, 0.0), valid
 
@@ -79,7 +80,7 @@ def joint_errors(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
 
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
-        BadInputError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a prediction is not finite (names the first bad sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     return _errors(pred, tgt, valid)
@@ -97,7 +98,7 @@ def mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
 
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
-        BadInputError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a prediction is not finite (names the first bad sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     return _sample_mean(_errors(pred, tgt, valid), valid)
@@ -123,7 +124,7 @@ def pa_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
 
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
-        BadInputError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a prediction is not finite (names the first bad sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     # Weighted sums as batched matrix products (much faster than reductions over the joint axis).
@@ -166,7 +167,7 @@ def n_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
 
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
-        BadInputError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a prediction is not finite (names the first bad sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     num = np.einsum("njd,njd->n", pred, tgt)  # excluded targets are 0, so they add nothing

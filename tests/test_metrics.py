@@ -13,7 +13,6 @@ from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
 from metric_utils import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
-from rat7m.errors import BadInputError
 
 METRICS = (mpjpe, pa_mpjpe, n_mpjpe)
 
@@ -200,7 +199,7 @@ def test_non_finite_prediction_names_the_first_bad_sample():
     pred[5, 3, 0] = np.inf
     pred[6, 0, 2] = np.nan
     for metric in (*METRICS, joint_errors):
-        with pytest.raises(BadInputError, match=r"predicted sample 5 .*joint 3"):
+        with pytest.raises(ValueError, match=r"predicted sample 5 .*joint 3"):
             metric(pred, target)
 
 
@@ -211,3 +210,16 @@ def test_shape_errors_are_clear():
         pa_mpjpe(np.zeros((4, 20, 4)), np.zeros((4, 20, 4)))
     with pytest.raises(ValueError, match="n_samples, n_joints, 2 or 3"):
         n_mpjpe(np.zeros((20, 3)), np.zeros((20, 3)))
+
+
+def test_metrics_module_needs_only_numpy(tmp_path):
+    """The dataset documentation says `from metrics import mpjpe`: that must work without the toolkit."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "metric_utils" / "metrics.py", tmp_path / "metrics.py")
+    code = "import numpy as np; from metrics import mpjpe; print(mpjpe(np.zeros((1, 20, 3)), np.ones((1, 20, 3)))[0,0])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert abs(float(out.stdout) - 3**0.5) < 1e-12
