@@ -22,6 +22,7 @@ from pathlib import Path
 from rat7m import catalogue, extract
 from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError
+from rat7m.table import load_annotation
 from rat7m.video import ChunkIndex
 
 log = logging.getLogger("extract_frames")
@@ -129,10 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load_table(path: Path) -> dict:
     """Load the annotation table through the safe loader, or say how to get one."""
     if not path.is_file():
-        msg = f"no annotation table at {path}; download it (python download_all.py) or pass --annotation PKL"
+        msg = (
+            f"no annotation table at {path}; download the official one, build one with "
+            "python build_annotation.py, or pass --annotation PKL"
+        )
         raise BadInputError(msg)
-    from rat7m.table import load_annotation
-
     return load_annotation(path)
 
 

@@ -159,30 +159,30 @@ def wanted_images(
     A frame wanted by several rows is one target (unless the rows give different paths).
 
     Args:
-        table: an annotation table as loaded by ``rat7m.table.load_annotation`` (the mini-RAT7M layout).
+        table: an annotation table as returned by ``rat7m.table.load_annotation`` or
+            ``rat7m.table_build.build_table`` (its layout already validated).
         recordings: the recordings to include.
         cameras: camera names (``Camera1`` ..) to include.
 
     Raises:
-        BadInputError: a column is missing, a frame index is not a non-negative integer, or an
+        BadInputError: a chosen camera has no column, a frame index is negative, or an
             ``image_path`` would leave the dataset root.
     """
-    columns = _column(table, "table")
-    subject = np.asarray(_column(columns, "subject_idx", where="table['table']"))
-    day = np.asarray(_column(columns, "day_idx", where="table['table']"))
-    frame_columns = _column(columns, "frame_idx", where="table['table']")
-    path_columns = _column(columns, "image_path", where="table['table']")
-    cameras = list(cameras)
+    columns = table["table"]
+    subject = np.asarray(columns["subject_idx"]).astype(np.int64)
+    day = np.asarray(columns["day_idx"]).astype(np.int64)
     recordings = list(recordings)
     wanted: dict[tuple[Recording, str], list[Target]] = {}
     odd_paths = 0
     for camera in cameras:
-        frames_all = np.asarray(_column(frame_columns, camera, where="table['table']['frame_idx']"))
-        paths_all = np.asarray(_column(path_columns, camera, where="table['table']['image_path']"))
-        if not (len(frames_all) == len(paths_all) == len(subject) == len(day)):
-            msg = f"annotation table columns for {camera} have {len(frames_all)} frames and {len(paths_all)} paths"
-            raise BadInputError(f"{msg} for {len(subject)} samples; the table is inconsistent")
-        frames_all = _frame_numbers(frames_all, camera)
+        if camera not in columns["frame_idx"] or camera not in columns["image_path"]:
+            raise BadInputError(f"the annotation table has no column for {camera}; choose others with --cameras")
+        frames_all = np.asarray(columns["frame_idx"][camera]).astype(np.int64)
+        paths_all = np.asarray(columns["image_path"][camera])
+        negative = np.flatnonzero(frames_all < 0)
+        if negative.size:
+            row = int(negative[0])
+            raise BadInputError(f"annotation table: frame_idx[{camera!r}][{row}] = {frames_all[row]} is negative")
         for recording in recordings:
             rows = np.flatnonzero((subject == recording.subject) & (day == recording.day))
             pairs = set()
@@ -534,43 +534,6 @@ def _call(task: Callable[..., JobResult], job: ChunkJob, args: tuple) -> JobResu
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _column(mapping: Any, key: str, where: str = "table") -> Any:
-    """``mapping[key]``, or a BadInputError naming the missing entry."""
-    try:
-        return mapping[key]
-    except (KeyError, TypeError, IndexError):
-        raise BadInputError(f"annotation table has no {where}[{key!r}]; is it a mini-RAT7M table?") from None
-
-
-def _frame_numbers(column: np.ndarray, camera: str) -> np.ndarray:
-    """The frame column as int64, or a BadInputError naming the first bad sample."""
-    if column.dtype.kind in "iu":
-        frames = column.astype(np.int64)
-    else:
-        values = column.astype(np.float64) if column.dtype.kind in "fb" else None
-        if values is None or not np.all(np.isfinite(values) & (values == np.round(values))):
-            bad = _first_bad(column)
-            raise BadInputError(
-                f"annotation table: frame_idx[{camera!r}][{bad}] = {column[bad]!r} is not a frame number"
-            )
-        frames = values.astype(np.int64)
-    negative = np.flatnonzero(frames < 0)
-    if negative.size:
-        row = int(negative[0])
-        raise BadInputError(f"annotation table: frame_idx[{camera!r}][{row}] = {frames[row]} is negative")
-    return frames
-
-
-def _first_bad(column: np.ndarray) -> int:
-    for i, value in enumerate(column.tolist()):
-        try:
-            if not float(value).is_integer():
-                return i
-        except (TypeError, ValueError):
-            return i
-    return 0
 
 
 def _check_safe_path(path: str, row: int, camera: str) -> None:
