@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from os import PathLike
+from pathlib import Path, PurePosixPath
 
 #: Folder (under the dataset root) holding the MP4 chunks.
 VIDEO_DIR = "video_sequences"
@@ -154,6 +155,14 @@ def parse_cameras(text: str | None) -> tuple[str, ...]:
     if text is None or text.strip().lower() in ("", "all"):
         return CAMERA_NAMES
     return tuple(camera_name(camera_number(t)) for t in text.split(",") if t.strip())
+
+
+def mini_annotation_path(root: str | PathLike) -> Path:
+    """Where the mini-RAT7M table lives: ``<root>/mini_rat7m_train_test_annotation.pkl``.
+
+    The download (``--mini-annotation``), the table builder, extraction and metrics all default to it.
+    """
+    return Path(root) / MINI_ANNOTATION_NAME
 
 
 def mocap_file_name(recording: Recording) -> str:
