@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         shard = extract.shard_from_environment(os.environ)
 
-    table = _load_table(args.annotation or args.root / catalogue.MINI_ANNOTATION_NAME)
+    table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
     video_dir = args.root / catalogue.VIDEO_DIR
     if not args.verify and not video_dir.is_dir():
         raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")

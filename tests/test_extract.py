@@ -51,7 +51,7 @@ def make_root(tmp_path, dataset, table, copy_video=False):
         shutil.copytree(dataset.video_dir, root / catalogue.VIDEO_DIR)
     else:
         (root / catalogue.VIDEO_DIR).symlink_to(dataset.video_dir, target_is_directory=True)
-    shutil.copyfile(table[0], root / catalogue.MINI_ANNOTATION_NAME)
+    shutil.copyfile(table[0], catalogue.mini_annotation_path(root))
     return root
 
 
@@ -265,7 +265,7 @@ def test_bad_input_exits_2_with_one_line(synthetic_dataset, table, tmp_path, cap
 
 
 def test_no_video_folder_is_bad_input(table, tmp_path, capsys):
-    shutil.copyfile(table[0], tmp_path / catalogue.MINI_ANNOTATION_NAME)
+    shutil.copyfile(table[0], catalogue.mini_annotation_path(tmp_path))
     assert run_main(extract_frames.main, ["--root", str(tmp_path)]) == 2
     assert "no video_sequences/ folder" in capsys.readouterr().err
 
