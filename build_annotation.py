@@ -2,7 +2,7 @@
 
     python build_annotation.py                          # all mocap files under ./annotations
     python build_annotation.py --root /data/rat7m --stride 10 --complete-only
-    python build_annotation.py --check mini_rat7m_train_test_annotation.pkl --root /data/rat7m
+    python build_annotation.py --check --root /data/rat7m      # check /data/rat7m/mini_rat7m_train_test_annotation.pkl
 
 Exit codes: 0 done (all checks passed), 1 a check failed, 2 bad input (missing or unreadable file).
 """
@@ -35,7 +35,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--split", default="official", help="'official' (default) or overrides such as 's4-d1=test,s5-d2=train'"
     )
     parser.add_argument("--recordings", help="comma-separated recordings, e.g. s1-d1,s5-d2 (default: every file found)")
-    parser.add_argument("--check", type=Path, metavar="TABLE", help="check TABLE instead of building a table")
+    parser.add_argument(
+        "--check",
+        nargs="?",
+        const="",
+        metavar="TABLE",
+        help=f"check TABLE (default: <root>/{catalogue.MINI_ANNOTATION_NAME}) instead of building a table",
+    )
     parser.add_argument(
         "--tolerance", type=float, default=DEFAULT_TOLERANCE_PX, help="largest reprojection error accepted, px"
     )
@@ -44,9 +50,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _check(args: argparse.Namespace) -> int:
-    table = load_annotation(args.check)
+    path = Path(args.check) if args.check else catalogue.mini_annotation_path(args.root)
+    table = load_annotation(path)
     results = check_table(table, args.root, args.tolerance)
-    print(f"{args.check}: {len(table['table']['subject_idx'])} samples")
+    print(f"{path}: {len(table['table']['subject_idx'])} samples")
     print(format_summary(table))
     for result in results:
         print(result.format())
@@ -72,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         split=parse_split(args.split),
         progress=not args.quiet,
     )
-    out = args.out if args.out is not None else args.root / catalogue.MINI_ANNOTATION_NAME
+    out = args.out if args.out is not None else catalogue.mini_annotation_path(args.root)
     save_annotation(table, out)
     print(f"wrote {out}: {len(table['table']['subject_idx'])} samples from {len(paths)} recordings")
     print(format_summary(table))

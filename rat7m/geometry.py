@@ -42,18 +42,23 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
     radial[: len(given)] = given
     p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
 
-    cam = points.reshape(-1, 3) @ R + t
+    # camera coordinates as three contiguous rows: every step below streams through memory once
+    x, y, z = R.T @ points.reshape(-1, 3).T + t[:, None]
+    out = np.empty((len(x), 2))
     # NaN markers (and points in the camera's plane, depth 0) give NaN or inf quietly
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        x = cam[:, 0] / cam[:, 2]
-        y = cam[:, 1] / cam[:, 2]
-        r2 = x * x + y * y
+        x /= z
+        y /= z
+        xy = x * y
+        x2 = x * x
+        y2 = y * y
+        r2 = x2 + y2
         scale = 1.0 + r2 * (radial[0] + r2 * (radial[1] + r2 * radial[2]))
-        xd = x * scale + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-        yd = y * scale + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-        u = xd * K[0, 0] + yd * K[1, 0] + K[2, 0]
-        v = xd * K[0, 1] + yd * K[1, 1] + K[2, 1]
-    return np.stack([u, v], axis=-1).reshape(*points.shape[:-1], 2)
+        xd = x * scale + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x2)
+        yd = y * scale + p1 * (r2 + 2.0 * y2) + 2.0 * p2 * xy
+        out[:, 0] = xd * K[0, 0] + yd * K[1, 0] + K[2, 0]
+        out[:, 1] = xd * K[0, 1] + yd * K[1, 1] + K[2, 1]
+    return out.reshape(*points.shape[:-1], 2)
 
 
 def skew(camera: Mapping[str, np.ndarray]) -> float:

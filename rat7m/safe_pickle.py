@@ -123,7 +123,8 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
         else:
             msg = f"{source}: not a readable pickle ({text})"
         raise BadInputError(msg) from None
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, MemoryError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, LookupError, OverflowError, MemoryError,
+            RecursionError) as exc:  # fmt: skip
         msg = f"{source}: corrupt pickle ({type(exc).__name__}: {exc})"
         raise BadInputError(msg) from None
 

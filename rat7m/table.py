@@ -209,15 +209,16 @@ def validate_annotation(annotation: Any, source: str = "table") -> dict:
         for cam in names:
             _check_column(per_camera[cam], n, tail, kind, source, f"table[{key!r}][{cam!r}]")
 
-    pairs = np.unique(np.stack([subject_idx.astype(np.int64), day_idx.astype(np.int64)], axis=1), axis=0)
+    pairs = np.stack([subject_idx.astype(np.int64), day_idx.astype(np.int64)], axis=1)
     recordings = []
-    for subject, day in pairs.tolist():
+    for subject, day in np.unique(pairs, axis=0).tolist():
         try:
             recordings.append(catalogue.recording_for(subject, day))
         except KeyError:
             valid = ", ".join(r.name for r in catalogue.RECORDINGS)
-            raise _fail(source, "table['subject_idx'], table['day_idx']", f"a RAT7M recording ({valid})",
-                        f"subject {subject}, day {day}") from None  # fmt: skip
+            row = int(np.flatnonzero((pairs == [subject, day]).all(axis=1))[0])
+            raise _fail(source, "table['subject_idx'] and ['day_idx']", f"a RAT7M recording ({valid})",
+                        f"subject {subject}, day {day} (first at row {row})") from None  # fmt: skip
     _check_cameras(top, recordings, names, source)
     return annotation
 

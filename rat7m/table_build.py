@@ -184,10 +184,7 @@ def _assemble(parts: list[_Part]) -> dict:
     for p in parts:
         cameras.setdefault(p.recording.subject, {})[p.recording.day] = p.cameras
     image_path = {
-        cam: np.array(
-            [catalogue.image_path(p.recording, cam, f) for p in parts for f in p.frame_idx[cam].tolist()],
-            dtype=str,
-        ).reshape(-1)
+        cam: np.array([path for p in parts for path in catalogue.image_paths(p.recording, cam, p.frame_idx[cam])])
         for cam in cams
     }
     table = {

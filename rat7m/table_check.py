@@ -13,7 +13,6 @@ before hours of frame extraction and training:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -25,8 +24,6 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.geometry import project
 from rat7m.table import cameras_of
-
-log = logging.getLogger(__name__)
 
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
 #: far below anything a wrong camera model or a swapped camera would give.
@@ -107,12 +104,12 @@ def check_image_paths(table: Mapping) -> CheckResult:
         frames = np.asarray(columns["frame_idx"][cam]).astype(np.int64)
         bad, first = 0, None
         for rec, rows in _recording_rows(table):
-            expected = np.array([catalogue.image_path(rec, cam, f) for f in frames[rows].tolist()], dtype=str)
+            expected = np.array(catalogue.image_paths(rec, cam, frames[rows]))
             wrong = np.flatnonzero(paths[rows] != expected)
             bad += len(wrong)
             if len(wrong) and first is None:
                 row = rows[wrong[0]]
-                first = f"row {row}: {paths[row]!r}, expected {expected[wrong[0]]!r}"
+                first = f"row {row}: {str(paths[row])!r}, expected {str(expected[wrong[0]])!r}"
         if bad:
             result.ok = False
             result.lines.append(f"{cam}: {bad} of {len(paths)} paths differ (first: {first})")
