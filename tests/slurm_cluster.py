@@ -43,7 +43,7 @@ FINAL_STATES = frozenset(
 )
 #: Resources the node advertises; ``SlurmdParameters=config_overrides`` lets them exceed the real
 #: machine, so a script asking for a realistic ``--mem`` or ``--cpus-per-task`` is still accepted.
-NODE_CPUS = 8
+NODE_CPUS = 16
 NODE_MEMORY_MB = 64000
 
 _CONFIG = """\
@@ -110,8 +110,10 @@ class SlurmCluster:
         self.config_path = self.directory / "slurm.conf"
         self.host = socket.gethostname().split(".")[0]
         self._daemons: list[subprocess.Popen] = []
+        # Variables of a SLURM job the tests may themselves run in would leak into sbatch here.
+        outside = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
         self.env = {
-            **os.environ,
+            **outside,
             "PATH": _SEARCH_PATH,
             "SLURM_CONF": str(self.config_path),
             MARKER_ENV: str(self.directory),
@@ -210,18 +212,28 @@ class SlurmCluster:
         return result.stdout.strip().split(";")[0]
 
     def job_states(self, job_id: str) -> dict[int, tuple[str, int]]:
-        """Return ``{task_id: (state, exit_code)}`` for an array job, from ``scontrol show job``.
+        """Return ``{task_id: (state, exit_code)}`` for an array job, from ``scontrol show job``."""
+        return {
+            task: (fields["JobState"], int(fields["ExitCode"].split(":")[0]))
+            for task, fields in self._task_records(job_id).items()
+        }
+
+    def task_logs(self, job_id: str) -> dict[int, Path]:
+        """Return ``{task_id: path of its output file}``, as SLURM expanded the job's ``--output``."""
+        return {task: Path(fields["StdOut"]) for task, fields in self._task_records(job_id).items()}
+
+    def _task_records(self, job_id: str) -> dict[int, dict[str, str]]:
+        """``scontrol show job`` as ``{task_id: {field: value}}``.
 
         Tasks not yet started are folded into one record by SLURM (``ArrayTaskId=1-2``); they are
         expanded here so every task id appears.
         """
-        states: dict[int, tuple[str, int]] = {}
-        for record in self._run(["scontrol", "-o", "show", "job", job_id]).stdout.splitlines():
-            fields = dict(re.findall(r"(\w+)=(\S*)", record))
-            state, exit_code = fields["JobState"], int(fields["ExitCode"].split(":")[0])
+        records: dict[int, dict[str, str]] = {}
+        for line in self._run(["scontrol", "-o", "show", "job", job_id]).stdout.splitlines():
+            fields = dict(re.findall(r"(\w+)=(\S*)", line))
             for task in _expand_task_ids(fields.get("ArrayTaskId", "")):
-                states[task] = (state, exit_code)
-        return states
+                records[task] = fields
+        return records
 
     def wait(self, job_id: str, timeout: float = 60.0) -> dict[int, tuple[str, int]]:
         """Wait until every task of ``job_id`` has ended; return :meth:`job_states`.
