@@ -263,19 +263,24 @@ class SlurmCluster:
     def shutdown(self, timeout: float = 20.0) -> list[int]:
         """Stop the cluster and wait for its daemons; kill whatever of it is left.
 
-        Jobs still running are cancelled, then ``scontrol shutdown`` asks both daemons to stop.
-        A daemon still alive after ``timeout`` seconds, and any step or job process of this
+        Jobs still running (a failed test may leave some) are cancelled, then ``scontrol shutdown``
+        asks both daemons to stop, or SIGTERM does if the controller is not there to pass the word
+        on. A daemon still alive after ``timeout`` seconds, and any step or job process of this
         cluster still running then, is killed.
 
         Returns:
             The PIDs that had to be killed: empty after a clean shutdown.
         """
         deadline = time.monotonic() + timeout
-        if any(daemon.poll() is None for daemon in self._daemons):
+        if self._daemons and self._daemons[0].poll() is None:  # the controller is up
             self._run(["scancel", "--partition=debug"], check=False)
             while self._run(["squeue", "-h"], check=False).stdout.strip() and time.monotonic() < deadline - timeout / 2:
                 time.sleep(0.2)
             self._run(["scontrol", "shutdown"], check=False)
+        else:
+            for daemon in self._daemons:
+                if daemon.poll() is None:
+                    daemon.terminate()
         killed = []
         for daemon in self._daemons:
             try:
