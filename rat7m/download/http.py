@@ -54,6 +54,11 @@ class RetryableError(Exception):
 class PermanentError(Exception):
     """A failure another attempt will not fix (404, 403, a listing that makes no sense)."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status that said so, if it was one.
+        self.status = status
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
@@ -154,7 +159,7 @@ def check_status(response: urllib3.BaseHTTPResponse, url: str, ok: frozenset[int
     message = f"HTTP {response.status} from {url}"
     if response.status in RETRY_STATUSES:
         raise RetryableError(message, retry_after)
-    raise PermanentError(message)
+    raise PermanentError(message, response.status)
 
 
 class HttpClient:

@@ -2,10 +2,12 @@
 
 Each recording's videos are one Figshare article and all the annotations another (see the
 catalogue). ``GET {api}/articles/{id}/versions/{v}`` gives the article's ``files[]`` with name,
-size, MD5 and download URL. In case that list is ever cut short for articles with many files
-(each video article holds a few hundred chunks), the paginated ``{api}/articles/{id}/files``
-endpoint is read too when the server has it, and the two are merged by name (the versioned
-listing wins).
+size, MD5 and download URL, but Figshare documents (since 2025) that this inline list holds at
+most 10 files, and a video article holds a few hundred chunks. So the paginated
+``{api}/articles/{id}/versions/{v}/files?page=P&page_size=1000`` endpoint is read too, page after
+page until one comes back short (the API never says how many remain), and the two lists are
+merged by name (the article's own entry wins). A server without that endpoint (404) leaves the
+article's own list.
 
 Names come from a server, so they are checked before they become paths: only names that the
 catalogue recognises (``s1-d1-camera1-0.mp4``, ``mocap-s1-d1.mat``), of the recording the article
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: Files per page asked of the paginated files endpoint (Figshare allows up to 1000).
 PAGE_SIZE = 1000
+#: Files the article JSON lists inline at most (Figshare's documented limit).
+INLINE_LIMIT = 10
+#: Pages read at most (Figshare's limit is 5000; a server repeating itself is stopped sooner).
+MAX_PAGES = 5000
 #: What ``--what`` accepts.
 WHAT_CHOICES = ("videos", "annotations", "all")
 
@@ -40,7 +46,7 @@ class RemoteFile:
     Attributes:
         path: Where it goes, relative to the output folder (``video_sequences/s1-d1-camera1-0.mp4``).
         url: Its download URL (redirects to storage).
-        size: Size in bytes.
+        size: Size in bytes (``None``: unknown until the server says, as for whole-article zips).
         md5: Lower-case hex MD5 (``computed_md5``, else ``supplied_md5``), or ``None`` if the listing has none.
         article: The Figshare article it belongs to.
         file_id: Figshare's id of the file.
@@ -50,7 +56,7 @@ class RemoteFile:
 
     path: str
     url: str
-    size: int
+    size: int | None
     md5: str | None
     article: cat.Article
     file_id: int
@@ -97,25 +103,28 @@ def fetch_article_files(client: HttpClient, api_url: str, article: cat.Article, 
         raise PermanentError(f"{url} is not a Figshare article (no 'files' list)")
     files: list[dict] = [f for f in data["files"] if isinstance(f, dict)]
     names = {f.get("name") for f in files}
-    extra = [f for f in _paged_files(client, api, article, policy) if f.get("name") not in names]
+    paged = _paged_files(client, api, article, policy)
+    if paged is None and len(files) >= INLINE_LIMIT:
+        log.warning("article %d lists %d files and has no paginated listing: the list may be incomplete",
+                    article.id, len(files))  # fmt: skip
+    extra = [f for f in paged or [] if f.get("name") not in names]
     if extra:
         log.info("article %d: %d files found only in the paginated listing", article.id, len(extra))
     return files + extra
 
 
-def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: RetryPolicy) -> list[dict]:
-    """Every page of ``{api}/articles/{id}/files``; empty if the server has no such endpoint."""
+def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: RetryPolicy) -> list[dict] | None:
+    """Every page of ``{api}/articles/{id}/versions/{v}/files``; ``None`` if the server has no such endpoint."""
     found: list[dict] = []
     seen: set[object] = set()
-    page = 1
-    while True:
-        url = f"{api}/articles/{article.id}/files?page={page}&page_size={PAGE_SIZE}"
+    for page in range(1, MAX_PAGES + 1):
+        url = f"{api}/articles/{article.id}/versions/{article.version}/files?page={page}&page_size={PAGE_SIZE}"
         try:
             data = call_with_retries(lambda url=url: client.get_json(url), policy, f"listing files of {article.id}")
         except PermanentError as exc:
-            if page == 1:
+            if page == 1 and exc.status in (400, 404, 405):
                 log.debug("no paginated files listing (%s); using the article's own list", exc)
-                return []
+                return None
             raise
         if not isinstance(data, list):
             return found
@@ -124,7 +133,7 @@ def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: Ret
         found.extend(fresh)
         if len(data) < PAGE_SIZE or not fresh:
             return found
-        page += 1
+    return found
 
 
 def _md5_of(entry: dict) -> str | None:
@@ -135,8 +144,11 @@ def _md5_of(entry: dict) -> str | None:
     return None
 
 
-def _target(name: str, kind: str, recording: cat.Recording | None) -> tuple[str, cat.Recording, str | None] | None:
-    """Where a listed file goes: (relative path, recording, camera), or ``None`` if it is not ours."""
+def target_path(name: str, kind: str, recording: cat.Recording | None) -> tuple[str, cat.Recording, str | None] | None:
+    """Where a file named ``name`` goes: (relative path, recording, camera), or ``None`` if it is not ours.
+
+    ``recording`` is the recording whose video article the name came from (``None`` for annotations).
+    """
     if not name or name != PurePosixPath(name).name or "\\" in name or name.startswith("."):
         return None
     if kind == "videos":
@@ -168,7 +180,7 @@ def select_files(
     selected: list[RemoteFile] = []
     for entry in entries:
         name = entry.get("name")
-        target = _target(name, kind, owner) if isinstance(name, str) else None
+        target = target_path(name, kind, owner) if isinstance(name, str) else None
         if target is None:
             log.warning("article %d: ignoring %r (not a %s file of this article)", article.id, name, kind)
             continue
@@ -215,7 +227,7 @@ def list_remote_files(
         try:
             entries = fetch_article_files(client, api_url, article, policy)
         except PermanentError as exc:
-            errors.append(f"{kind} article {article.id} v{article.version}: {exc}")
+            errors.append(f"{kind} article {article.id} v{article.version}: {exc} (API unreachable? try --via-zip)")
             continue
         for item in select_files(entries, article, kind, recordings, cameras):
             if item.path in files:

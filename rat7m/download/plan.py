@@ -61,7 +61,7 @@ class Step:
     @property
     def remaining(self) -> int:
         """Bytes still to transfer (and to find room for on disk)."""
-        if self.action in (Action.SKIP, Action.VERIFY):
+        if self.action in (Action.SKIP, Action.VERIFY) or self.file.size is None:
             return 0
         return self.file.size - self.offset
 
@@ -104,7 +104,7 @@ def decide(
         The :class:`Step` to carry out.
     """
     if local.final_size is not None:
-        if local.final_size != remote.size:
+        if remote.size is not None and local.final_size != remote.size:
             why = f"present with {local.final_size} bytes instead of {remote.size}"
             return Step(remote, Action.RESTART, 0, why)
         if verify:
@@ -118,7 +118,7 @@ def decide(
         return Step(remote, Action.FETCH, 0, "not downloaded yet")
     if partial is not None and partial.md5 != remote.md5:
         return Step(remote, Action.RESTART, 0, "partial download of a different version of the file")
-    if local.part_size > remote.size:
+    if remote.size is not None and local.part_size > remote.size:
         return Step(remote, Action.RESTART, 0, f"partial download longer ({local.part_size} bytes) than the file")
     return Step(remote, Action.RESUME, local.part_size, f"partial download, {local.part_size} bytes there")
 

@@ -5,7 +5,8 @@ to the size, MD5 and modification time (ns) it had when its checksum matched. A 
 file whose size and mtime are unchanged and whose listed MD5 is the one recorded; anything else is
 hashed again (``--verify`` hashes everything). It also remembers, for each partial download, the
 MD5 it is heading for and the server's validator (ETag or Last-Modified), so that a resume sends
-``If-Range`` and a partial of an older version of a file is never continued.
+``If-Range`` and a partial of an older version of a file is never continued; and, for
+``--via-zip``, which dataset files each whole-article zip held when it was unpacked.
 
 The file is rewritten atomically (temp file, then rename), at most once a second while files
 complete, and always at the end of a run, so a killed run loses at most a second of records
@@ -56,6 +57,7 @@ class VerificationRecord:
         self.path = Path(path)
         self.files: dict[str, Verified] = {}
         self.partials: dict[str, Partial] = {}
+        self.extracted: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._dirty = False
         self._last_flush = 0.0
@@ -68,11 +70,12 @@ class VerificationRecord:
             data = json.loads(record.path.read_text())
             record.files = {k: Verified(**v) for k, v in data.get("files", {}).items()}
             record.partials = {k: Partial(**v) for k, v in data.get("partials", {}).items()}
+            record.extracted = {k: [str(p) for p in v] for k, v in data.get("extracted", {}).items()}
         except FileNotFoundError:
             pass
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable verification record %s (%s); files will be rehashed", record.path, exc)
-            record.files, record.partials = {}, {}
+            record.files, record.partials, record.extracted = {}, {}, {}
         return record
 
     def verified(self, path: str) -> Verified | None:
@@ -102,6 +105,18 @@ class VerificationRecord:
             self._dirty = True
         self.flush(force=True)
 
+    def extracted_files(self, zip_path: str) -> list[str] | None:
+        """The dataset files a zip held when it was unpacked (``None``: never unpacked)."""
+        with self._lock:
+            return self.extracted.get(zip_path)
+
+    def mark_extracted(self, zip_path: str, contents: list[str]) -> None:
+        """Record that the zip at ``zip_path`` was unpacked and held ``contents`` (written at once)."""
+        with self._lock:
+            self.extracted[zip_path] = sorted(contents)
+            self._dirty = True
+        self.flush(force=True)
+
     def forget(self, path: str) -> None:
         """Drop everything recorded about ``path`` (its file or partial was deleted)."""
         with self._lock:
@@ -118,6 +133,7 @@ class VerificationRecord:
                 "version": RECORD_VERSION,
                 "files": {k: asdict(v) for k, v in sorted(self.files.items())},
                 "partials": {k: asdict(v) for k, v in sorted(self.partials.items())},
+                "extracted": dict(sorted(self.extracted.items())),
             }
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")

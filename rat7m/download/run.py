@@ -1,27 +1,32 @@
 """One download run: list -> plan -> disk preflight -> transfer in parallel -> report.
 
 This is the orchestration behind ``download_all.py``; the pieces it calls each do one thing
-(:mod:`~rat7m.download.listing`, :mod:`~rat7m.download.plan`, :mod:`~rat7m.download.transfer`).
+(:mod:`~rat7m.download.listing`, :mod:`~rat7m.download.plan`, :mod:`~rat7m.download.transfer`,
+:mod:`~rat7m.download.zipmode` for ``--via-zip``, :mod:`rat7m.gdrive` for ``--mini-annotation``).
+The disk check happens after planning and before the first byte is written.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rat7m import catalogue as cat
+from rat7m import gdrive
 from rat7m.download.http import HttpClient, RetryPolicy
 from rat7m.download.listing import list_remote_files
 from rat7m.download.plan import Action, Step, plan_downloads
 from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import FAILED, STATUSES, Outcome, carry_out
-from rat7m.errors import BadInputError
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Outcome, carry_out
+from rat7m.download.zipmode import ZipJob, plan_zips, run_zip_job
+from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class Report:
 
     out: Path
     steps: list[Step] = field(default_factory=list)
+    zip_jobs: list[ZipJob] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     needed: int = 0
@@ -102,39 +109,54 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
         raise NotEnoughSpaceError(msg)
 
 
-def run_steps(
-    steps: Sequence[Step],
-    *,
-    root: Path,
-    client: HttpClient,
-    record: VerificationRecord,
-    policy: RetryPolicy,
-    progress: Progress,
-    jobs: int,
+def run_parallel(
+    tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int
 ) -> list[Outcome]:
-    """Carry out ``steps`` with ``jobs`` threads; outcomes in the order of ``steps``.
+    """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
 
-    On Ctrl-C the threads stop where they are (parts are kept for the next run) and the
-    ``KeyboardInterrupt`` goes on up.
+    A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
+    (parts are kept for the next run) and the ``KeyboardInterrupt`` goes on up.
     """
     stop = threading.Event()
-    outcomes: list[Outcome | None] = [None] * len(steps)
+    outcomes: list[Outcome | None] = [None] * len(tasks)
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool:
-        kwargs = {"root": root, "client": client, "record": record, "policy": policy, "progress": progress}
-        futures = {pool.submit(carry_out, step, stop=stop, **kwargs): i for i, step in enumerate(steps)}
+        futures = {pool.submit(task, stop): i for i, (_, task) in enumerate(tasks)}
         try:
             for future in as_completed(futures):
                 i = futures[future]
                 try:
                     outcomes[i] = future.result()
                 except Exception as exc:  # a bug must not take the other files down with it
-                    log.exception("%s: unexpected error", steps[i].file.path)
-                    outcomes[i] = Outcome(steps[i].file.path, FAILED, steps[i].file.size, 0, repr(exc))
+                    log.exception("%s: unexpected error", tasks[i][0])
+                    outcomes[i] = Outcome(tasks[i][0], FAILED, 0, 0, repr(exc))
         except KeyboardInterrupt:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return [o for o in outcomes if o is not None]
+
+
+def fetch_mini_annotation(out: Path, client: HttpClient, drive_url: str | None, progress: bool) -> Outcome:
+    """Fetch the official mini-RAT7M table from Google Drive unless a pickle is already there."""
+    dest = out / cat.MINI_ANNOTATION_NAME
+    if dest.is_file():
+        with open(dest, "rb") as f:
+            if gdrive.looks_like_pickle(f.read(gdrive.HEAD_SIZE)):
+                return Outcome(dest.name, SKIPPED, dest.stat().st_size)
+        log.warning("%s is not a pickle (a saved web page?); fetching it again", dest)
+    part = dest.with_name(dest.name + ".part")
+    before = part.stat().st_size if part.exists() else 0
+    base = drive_url or gdrive.DRIVE_URL
+    try:
+        gdrive.download_drive_file(
+            cat.MINI_ANNOTATION_DRIVE_ID, dest, pool=client.pool_for(base), base_url=base, progress=progress,
+            expect=gdrive.looks_like_pickle,
+        )  # fmt: skip
+    except Rat7mError as exc:
+        log.error("%s: %s", dest.name, exc)
+        return Outcome(dest.name, FAILED, 0, 0, str(exc))
+    size = dest.stat().st_size
+    return Outcome(dest.name, DOWNLOADED, size, size - before)
 
 
 def download_dataset(options: Options, *, client: HttpClient | None = None) -> Report:
@@ -145,30 +167,53 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
     """
     out = Path(options.out)
     client = client or HttpClient(maxsize=max(1, options.jobs))
+    policy = retry_policy
     report = Report(out)
     record = VerificationRecord.load(out)
-    if options.figshare and not options.via_zip:
-        listing = list_remote_files(
-            client, options.api_url, options.recordings, options.what, options.cameras, retry_policy
+    if options.figshare and options.via_zip:
+        report.zip_jobs, errors = plan_zips(
+            client, options.zip_url, options.recordings, options.what, options.cameras, out, record, policy
         )
+        report.errors.extend(errors)
+    elif options.figshare:
+        listing = list_remote_files(client, options.api_url, options.recordings, options.what, options.cameras, policy)
         report.errors.extend(listing.errors)
         report.steps = plan_downloads(listing.files, out, record, options.verify)
-    report.needed = sum(step.remaining for step in report.steps)
+    report.needed = sum(step.remaining for step in report.steps) + sum(job.needed for job in report.zip_jobs)
     report.disk_path = existing_ancestor(out)
     report.free = disk_free(report.disk_path)
     if options.dry_run:
+        if options.mini_annotation:
+            there = (out / cat.MINI_ANNOTATION_NAME).is_file()
+            report.notes.append(f"{cat.MINI_ANNOTATION_NAME}: " + ("present" if there else
+                                "to fetch from Google Drive (not counted in the disk check)"))  # fmt: skip
         return report
     check_disk_space(report.needed, report.free, report.disk_path)
-    progress = Progress(report.needed, enabled=not options.quiet)
+
+    transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
+    progress = Progress(transfer_total, enabled=not options.quiet)
+    shared = {"root": out, "client": client, "record": record, "policy": policy, "progress": progress}
+    tasks: list[tuple[str, Callable[[threading.Event], Outcome]]] = [
+        (step.file.path, functools.partial(_carry_out, step, shared)) for step in report.steps
+    ]
+    zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
+    tasks += [(job.path, functools.partial(_run_zip_job, job, zip_options)) for job in report.zip_jobs]
     try:
-        report.outcomes = run_steps(
-            report.steps, root=out, client=client, record=record, policy=retry_policy, progress=progress,
-            jobs=options.jobs,
-        )  # fmt: skip
+        report.outcomes = run_parallel(tasks, options.jobs)
     finally:
         progress.close()
         record.flush()
+    if options.mini_annotation:
+        report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
     return report
+
+
+def _carry_out(step: Step, shared: dict, stop: threading.Event) -> Outcome:
+    return carry_out(step, stop=stop, **shared)
+
+
+def _run_zip_job(job: ZipJob, options: dict, stop: threading.Event) -> Outcome:
+    return run_zip_job(job, stop=stop, **options)
 
 
 def format_plan(report: Report) -> str:
@@ -183,6 +228,13 @@ def format_plan(report: Report) -> str:
     lines.append(_plan_line("all", "", report.steps))
     for step in report.steps:
         log.debug("%-8s %s (%s)", step.action.value, step.file.path, step.reason)
+    for job in report.zip_jobs:
+        if job.step is None:
+            lines.append(f"zip {job.path}: unpacked earlier, its files are in place")
+        else:
+            size = "size unknown" if job.step.file.size is None else human_bytes(job.step.file.size)
+            lines.append(f"zip {job.path} ({size}): {job.step.action.value} ({job.step.reason}), then unpack")
+    lines.extend(report.notes)
     if report.free is not None:
         fits = "fits" if report.needed <= report.free else "DOES NOT FIT"
         lines.append(f"disk: needs {human_bytes(report.needed)}, {human_bytes(report.free)} free on "
@@ -193,7 +245,7 @@ def format_plan(report: Report) -> str:
 
 def _plan_line(recording: str, kind: str, steps: Sequence[Step]) -> str:
     count = {action: sum(s.action is action for s in steps) for action in Action}
-    size = sum(s.file.size for s in steps)
+    size = sum(s.file.size or 0 for s in steps)
     remaining = sum(s.remaining for s in steps)
     to_get = count[Action.FETCH] + count[Action.RESUME] + count[Action.RESTART]
     return (f"{recording:<10} {kind:<12} {len(steps):>6} {human_bytes(size):>11} {count[Action.SKIP]:>6} "

@@ -134,6 +134,7 @@ class _FileJob:
         self.final = root / step.file.path
         self.part = part_path(self.final)
         self.client, self.record, self.policy, self.progress, self.stop = client, record, policy, progress, stop
+        self.size = step.file.size  # None until the server says, for a file listed without a size
         self.digest = hashlib.md5(usedforsecurity=False)
         self.length = 0  # bytes in the part, all of them in self.digest
         self.received = 0  # bytes that crossed the network for this file in this run
@@ -155,9 +156,11 @@ class _FileJob:
 
     def _verify_existing(self) -> bool:
         """Hash the final file already there; keep it if it matches, else delete it."""
-        with self.progress.file(self.file.name, self.file.size, verb="check") as bar:
-            md5 = md5_of_file(self.final, bar, self.stop)
-        if self.file.md5 is None or md5 == self.file.md5:
+        md5 = None
+        if self.file.md5 is not None:  # without a checksum, the size (checked by the plan) is all there is
+            with self.progress.file(self.file.name, self.file.size, verb="check") as bar:
+                md5 = md5_of_file(self.final, bar, self.stop)
+        if md5 == self.file.md5:
             self.record.mark_verified(self.file.path, self.final, self.file.md5)
             self.part.unlink(missing_ok=True)
             return True
@@ -186,17 +189,16 @@ class _FileJob:
 
     def _download(self) -> Outcome:
         failures = bad_copies = 0
-        size = self.file.size
-        with self.progress.file(self.file.name, size, self.length) as bar:
+        with self.progress.file(self.file.name, self.size, self.length) as bar:
             while True:
                 if self.stop.is_set():
                     raise Stopped
                 before = self.received
                 try:
-                    if self.length < size:
+                    if self.size is None or self.length < self.size:
                         self._attempt(bar)
-                    if self.length < size:
-                        raise RetryableError(f"connection closed after {self.length} of {size} bytes")
+                    if self.size is not None and self.length < self.size:
+                        raise RetryableError(f"connection closed after {self.length} of {self.size} bytes")
                 except (RetryableError, *CONNECTION_ERRORS) as exc:
                     failures = 1 if self.received > before else failures + 1
                     if failures >= self.policy.attempts:
@@ -208,12 +210,14 @@ class _FileJob:
                              self.length)  # fmt: skip
                     continue
                 md5 = self.digest.hexdigest()
-                if self.length == size and (self.file.md5 is None or md5 == self.file.md5):
+                if self.size is None:  # no length given: the body ended cleanly, that is all we know
+                    self.size = self.length
+                if self.length == self.size and (self.file.md5 is None or md5 == self.file.md5):
                     os.replace(self.part, self.final)
                     self.record.mark_verified(self.file.path, self.final, self.file.md5)
-                    return Outcome(self.file.path, DOWNLOADED, size, self.received)
+                    return Outcome(self.file.path, DOWNLOADED, self.size, self.received)
                 bad_copies += 1
-                what = f"{self.length} bytes instead of {size}" if self.length != size else f"MD5 {md5}"
+                what = f"{self.length} bytes instead of {self.size}" if self.length != self.size else f"MD5 {md5}"
                 problem = f"downloaded copy is bad ({what}, listing says MD5 {self.file.md5})"
                 self._clear()
                 bar.reset()
@@ -235,7 +239,7 @@ class _FileJob:
         try:
             if offset > 0 and response.status == 206:
                 span = parse_content_range(response.headers.get("Content-Range"))
-                if span is None or span[0] != offset or span[1] not in (None, self.file.size):
+                if span is None or span[0] != offset or span[1] not in (None, self.size or span[1]):
                     self._clear()
                     bar.reset()
                     got = response.headers.get("Content-Range")
@@ -251,6 +255,8 @@ class _FileJob:
                 raise RetryableError(f"the server cannot send bytes {offset}- (HTTP 416); restarting")
             else:
                 check_status(response, url, frozenset({200}))
+            if self.size is None:
+                self.size = _size_of(response)
             if self.length == 0:
                 self.validator = validator_of(response)
                 self.record.mark_partial(self.file.path, self.file.md5, self.validator)
@@ -283,9 +289,18 @@ class _FileJob:
                 self.credited += n
                 bar.update(n)
                 self.progress.advance(n)
-                if self.length > self.file.size:
+                if self.size is not None and self.length > self.size:
                     return False
         return True
+
+
+def _size_of(response: urllib3.BaseHTTPResponse) -> int | None:
+    """The whole file's size from a response: Content-Range's total (206), else Content-Length (200)."""
+    if response.status == 206:
+        span = parse_content_range(response.headers.get("Content-Range"))
+        return span[1] if span else None
+    length = response.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
 
 
 def _describe(exc: BaseException) -> str:
