@@ -13,8 +13,12 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -294,3 +298,152 @@ def test_unreachable_listing_fails_naming_the_article_and_the_fallback(server, t
     summary = capsys.readouterr().out
     assert "annotations article 13739233 v2: HTTP 404" in summary and "--via-zip" in summary
     assert storage(server) == []
+
+
+# --- --via-zip --------------------------------------------------------------------------------------
+
+
+def zip_requests(server) -> list:
+    return [r for r in server.requests if r.path.startswith("/ndownloader/articles/")]
+
+
+def test_via_zip_fetches_unpacks_selects_and_reruns_free(server, tree, tmp_path, capsys):
+    out = tmp_path / "data"
+    args = ("--via-zip", "--recordings", "s5-d2", "--cameras", "1")
+    assert download(server, out, *args, "--dry-run") == 0
+    plan = capsys.readouterr().out
+    assert "zip zips/annotations.zip" in plan and "zip zips/s5-d2-videos.zip" in plan
+    assert zip_requests(server) and all(r.sent <= 1 for r in zip_requests(server))  # sizes asked, nothing fetched
+    server.reset_log()
+
+    assert download(server, out, *args) == 0
+    expected = published(tree, recordings=(S5,), cameras=("Camera1",))
+    assert on_disk(out) == expected  # only the selection was placed; zips deleted after unpacking
+    assert sorted(p.name for p in out.iterdir()) == sorted([cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME])
+    assert list((out / "zips").iterdir()) == []
+    bodies = [r for r in zip_requests(server) if r.range is None]
+    assert len(bodies) == 2 and all(r.status == 200 for r in bodies)
+
+    server.reset_log()
+    assert download(server, out, *args) == 0
+    assert server.requests == []  # unpacked earlier: nothing asked, not even a size
+
+    # an API-mode run afterwards checks the unzipped files against the listing's MD5s, transfers nothing
+    capsys.readouterr()
+    assert download(server, out, "--recordings", "s5-d2", "--cameras", "1") == 0
+    assert storage(server) == []
+    assert f"verified     {len(expected):>6}" in capsys.readouterr().out
+
+
+def test_via_zip_resumes_a_dropped_zip(server, tree, tmp_path):
+    out = tmp_path / "data"
+    name = f"{cat.ANNOTATION_ARTICLE.id}.zip"
+    server.set_faults(Faults(drop_after=50_000, drop_times=1), name)
+    assert download(server, out, "--via-zip", "--what", "annotations") == 0
+    probe, first, second = zip_requests(server)
+    assert probe.range == "bytes=0-0"
+    assert (first.range, first.sent) == (None, 50_000)
+    assert (second.range, second.status) == ("bytes=50000-", 206)
+    assert on_disk(out) == published(tree, cameras=())
+
+
+def test_via_zip_refuses_entries_that_escape(server, tree, tmp_path, capsys):
+    out = tmp_path / "deep" / "data"
+    server.add_file(cat.ANNOTATION_ARTICLE, "../escaped.mat", b"climbing out")
+    assert download(server, out, "--via-zip", "--what", "annotations") == 1
+    summary = capsys.readouterr().out
+    assert "zips/annotations.zip" in summary and "'..'" in summary
+    assert not list(tmp_path.rglob("escaped.mat")) and not list(tmp_path.rglob("mocap-*.mat"))
+
+    fresh = FigshareServer(tree)
+    fresh.add_file(cat.ANNOTATION_ARTICLE, "/tmp/rat7m-absolute-escape.mat", b"absolute")
+    with fresh:
+        assert download(fresh, tmp_path / "other", "--via-zip", "--what", "annotations") == 1
+        assert "absolute path" in capsys.readouterr().out
+        # in API mode the same listing entry is ignored (a name, never a path), the rest downloads
+        assert download(fresh, tmp_path / "api", "--what", "annotations") == 0
+    assert not Path("/tmp/rat7m-absolute-escape.mat").exists()
+    assert on_disk(tmp_path / "api") == published(tree, cameras=())
+
+
+# --- --mini-annotation through the Drive imitation ---------------------------------------------------------
+
+
+def test_mini_annotation_through_the_drive_interstitial(server, tmp_path, capsys):
+    import pickle
+
+    from tests.drive_server import DriveServer
+
+    out = tmp_path / "data"
+    payload = pickle.dumps({"table": {"frame_idx": list(range(5000))}}, protocol=4)
+    with DriveServer() as drive:
+        drive.add(cat.MINI_ANNOTATION_DRIVE_ID, payload, "large")
+        args = ("--mini-annotation", "--drive-url", drive.base_url)
+        assert download(server, out, *args) == 0
+        assert (out / cat.MINI_ANNOTATION_NAME).read_bytes() == payload
+        assert len(drive.log) >= 2  # the scan-warning page, then the confirmed download
+        assert server.requests == []  # --mini-annotation alone: only the pickle
+        assert "downloaded        1" in capsys.readouterr().out
+        before = len(drive.log)
+        assert download(server, out, *args) == 0
+        assert len(drive.log) == before  # already there and a pickle: not fetched again
+        drive.add(cat.MINI_ANNOTATION_DRIVE_ID, b"<!DOCTYPE html><html>quota</html>" * 10, "html-bytes")
+        (out / cat.MINI_ANNOTATION_NAME).unlink()
+        capsys.readouterr()
+        assert download(server, out, *args) == 1
+        assert cat.MINI_ANNOTATION_NAME in capsys.readouterr().out
+        assert not (out / cat.MINI_ANNOTATION_NAME).exists()
+
+
+# --- proxies from the environment -----------------------------------------------------------------------
+
+
+class _ForwardingProxy(BaseHTTPRequestHandler):
+    """A plain HTTP forward proxy: takes absolute-URI requests and relays them."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.seen.append(self.path)
+        url = urlsplit(self.path)
+        upstream = HTTPConnection(url.hostname, url.port, timeout=10)
+        skip = {"proxy-connection", "connection", "keep-alive"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        upstream.request("GET", url.path + (f"?{url.query}" if url.query else ""), headers=headers)
+        reply = upstream.getresponse()
+        body = reply.read()
+        self.send_response(reply.status)
+        for key, value in reply.getheaders():
+            if key.lower() not in skip | {"content-length", "transfer-encoding"}:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+
+def test_proxy_from_environment_and_no_proxy(server, tree, tmp_path, monkeypatch):
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardingProxy)
+    proxy.seen = []
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for key in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        assert download(server, tmp_path / "a", "--recordings", "s5-d2", "--what", "annotations") == 0
+        assert any(p.startswith(f"{server.api_url}/articles/") for p in proxy.seen)
+        assert any("/storage/" in p for p in proxy.seen)
+        assert on_disk(tmp_path / "a") == published(tree, recordings=(S5,), cameras=())
+
+        seen = len(proxy.seen)
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        assert download(server, tmp_path / "b", "--recordings", "s5-d2", "--what", "annotations") == 0
+        assert len(proxy.seen) == seen  # bypassed
+        assert on_disk(tmp_path / "b") == published(tree, recordings=(S5,), cameras=())
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
