@@ -9,8 +9,10 @@ so a convention can never be written twice and disagree (the original scripts wr
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from os import PathLike
+from pathlib import Path, PurePosixPath
 
 #: Folder (under the dataset root) holding the MP4 chunks.
 VIDEO_DIR = "video_sequences"
@@ -156,6 +158,14 @@ def parse_cameras(text: str | None) -> tuple[str, ...]:
     return tuple(camera_name(camera_number(t)) for t in text.split(",") if t.strip())
 
 
+def mini_annotation_path(root: str | PathLike) -> Path:
+    """Where the mini-RAT7M table lives: ``<root>/mini_rat7m_train_test_annotation.pkl``.
+
+    The download (``--mini-annotation``), the table builder, extraction and metrics all default to it.
+    """
+    return Path(root) / MINI_ANNOTATION_NAME
+
+
 def mocap_file_name(recording: Recording) -> str:
     """Annotation file name of a recording: ``mocap-s1-d1.mat``."""
     return f"mocap-{recording.name}.mat"
@@ -206,7 +216,13 @@ def image_path(recording: Recording, camera: str, frame: int) -> str:
 
     ``images_unpacked/s1-d1/camera1/frame_000014.jpg`` for frame 14 of Camera1 of s1-d1.
     """
-    return f"{IMAGES_DIR}/{recording.name}/camera{camera_number(camera)}/frame_{int(frame):06d}.jpg"
+    return image_paths(recording, camera, [frame])[0]
+
+
+def image_paths(recording: Recording, camera: str, frames: Iterable[int]) -> list[str]:
+    """:func:`image_path` of many frames of one camera at once (a table holds 676k of them)."""
+    folder = f"{IMAGES_DIR}/{recording.name}/camera{camera_number(camera)}"
+    return [f"{folder}/frame_{int(frame):06d}.jpg" for frame in frames]
 
 
 _IMAGE_RE = re.compile(r"images_unpacked/s(\d+)-d(\d+)/camera(\d+)/frame_(\d{6,})\.jpg")

@@ -1,0 +1,187 @@
+"""Benchmark compute_metrics at the official test-split size (N = 24536) against naive baselines.
+
+Side by side, in one process on the same files (best of ``--repeat`` runs, except the slow
+per-sample loop which runs once):
+
+- reading the headerless prediction CSV: ours (``read_predictions``: validation + numpy's C parser)
+  vs ``np.loadtxt`` alone vs the ``csv`` module with ``float`` per cell;
+- computing MPJPE, PA-MPJPE and N-MPJPE: ours (vectorised, NaN-aware) vs a per-sample loop
+  (one SVD call per sample, the usual way), also checked to agree;
+- the whole CLI as a user runs it (a fresh ``python metric_utils/compute_metrics.py``), split into
+  its phases measured in-process.
+
+The table is synthetic: by default the 24536 test samples with one camera; ``--full_table`` makes
+it official-size (112730 rows, six cameras), which only changes the table-loading line.
+
+Run from the repository root: ``python bench/bench_metrics.py [--full_table]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import csv
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from metric_utils import compute_metrics as cm
+from metric_utils.metrics import mpjpe, n_mpjpe, pa_mpjpe
+from rat7m import catalogue
+from rat7m.table import load_annotation, save_annotation
+
+N_TEST = {"s5-d1": 10445, "s5-d2": 14091}
+#: The official table's train rows (``--full_table``).
+N_TRAIN = {"s1-d1": 17812, "s2-d1": 17441, "s2-d2": 19728, "s3-d1": 19845, "s4-d1": 13368}
+
+
+def make_table(rng: np.random.Generator, full: bool) -> dict:
+    """A valid table: the official test split, one camera; ``full``: also the train rows, six cameras.
+
+    About 0.5% of markers are lost (NaN), as in real motion capture.
+    """
+    groups = [*(((name, "train", n) for name, n in N_TRAIN.items()) if full else ()),
+              *((name, "test", n) for name, n in N_TEST.items())]  # fmt: skip
+    recs = [catalogue.recording_by_name(name) for name, _, n in groups for _ in range(n)]
+    splits = np.array([split for _, split, n in groups for _ in range(n)])
+    n = len(recs)
+    cams = catalogue.CAMERA_NAMES if full else catalogue.CAMERA_NAMES[:1]
+    frames = np.concatenate([np.arange(count) * 5 for _, _, count in groups]).astype(np.int64)
+    params = {"IntrinsicMatrix": np.eye(3), "RotationMatrix": np.eye(3), "TranslationVector": np.zeros((1, 3)),
+              "TangentialDistortion": np.zeros((1, 2)), "RadialDistortion": np.zeros((1, 2))}  # fmt: skip
+    cameras: dict = {}
+    for rec in set(recs):
+        cameras.setdefault(rec.subject, {})[rec.day] = {cam: params for cam in cams}
+    keypoints = rng.normal(size=(n, 20, 3)) * 40 + np.array([-120.0, 50.0, 100.0])
+    keypoints[rng.random((n, 20)) < 0.005] = np.nan
+    pairs = list(zip(recs, frames.tolist(), strict=True))
+    return {
+        "cameras": cameras,
+        "camera_names": np.array(cams),
+        "table": {
+            "subject_idx": np.array([r.subject for r in recs]),
+            "day_idx": np.array([r.day for r in recs]),
+            "train_test": splits,
+            "frame_idx": {cam: frames for cam in cams},
+            "image_path": {cam: np.array([catalogue.image_path(r, cam, f) for r, f in pairs]) for cam in cams},
+            "2D_keypoints": {cam: rng.normal(size=(n, 20, 2)) for cam in cams},
+            "2D_com": {cam: rng.normal(size=(n, 2)) for cam in cams},
+            "3D_keypoints": keypoints,
+        },
+    }
+
+
+def best_of(repeat: int, func: Callable[[], object]) -> tuple[float, object]:
+    """Smallest wall time of ``repeat`` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def read_with_csv_module(path: Path) -> np.ndarray:
+    with open(path, newline="") as handle:
+        return np.array([[float(cell) for cell in row] for row in csv.reader(handle)])
+
+
+def loop_metrics(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The usual per-sample loop: drop NaN joints, Procrustes with one SVD per sample. (n, 3)."""
+    out = np.full((len(pred), 3), np.nan)
+    for i in range(len(pred)):
+        keep = np.isfinite(target[i]).all(axis=1)
+        if not keep.any():
+            continue
+        p, t = pred[i, keep], target[i, keep]
+        out[i, 0] = np.linalg.norm(p - t, axis=1).mean()
+        pc, tc = p - p.mean(0), t - t.mean(0)
+        u, s, vt = np.linalg.svd(tc.T @ pc)
+        d = np.sign(np.linalg.det(vt.T @ u.T))
+        rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+        scale = (s[0] + s[1] + d * s[2]) / (pc**2).sum() if (pc**2).sum() > 0 else 0.0
+        out[i, 1] = np.linalg.norm(scale * pc @ rot + t.mean(0) - t, axis=1).mean()
+        k = (p * t).sum() / (p**2).sum()
+        out[i, 2] = np.linalg.norm(k * p - t, axis=1).mean()
+    return out
+
+
+def ratio_line(label: str, ours: float, other: float) -> str:
+    return f"  {label:<44} {other:8.3f} s   ours/this = {ours / other:5.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best is kept)")
+    parser.add_argument("--full_table", action="store_true", help="official-size table (112730 rows, 6 cameras)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
+        root = Path(tmp)
+        table = make_table(rng, args.full_table)
+        gt = root / catalogue.MINI_ANNOTATION_NAME
+        save_annotation(table, gt)
+        target = table["table"]["3D_keypoints"][table["table"]["train_test"] == "test"]
+        pred = np.nan_to_num(target, nan=0.0) + rng.normal(size=target.shape) * 5
+        csv_path = root / "preds.csv"
+        np.savetxt(csv_path, pred.reshape(len(pred), -1), delimiter=",", fmt="%.6f")
+        size_mb = csv_path.stat().st_size / 1e6
+        print(f"N = {len(pred)} samples, CSV {size_mb:.1f} MB, {int((~np.isfinite(target)).any(2).sum())} lost markers")
+
+        t_read, ours_rows = best_of(args.repeat, lambda: cm.read_predictions(csv_path))
+        t_loadtxt, plain = best_of(args.repeat, lambda: np.loadtxt(csv_path, delimiter=","))
+        t_csv, _ = best_of(1, lambda: read_with_csv_module(csv_path))
+        if not np.array_equal(ours_rows.reshape(len(plain), -1), plain):
+            raise SystemExit("reader disagrees with np.loadtxt")
+        print(f"read CSV: ours {t_read:.3f} s")
+        print(ratio_line("np.loadtxt (no validation)", t_read, t_loadtxt))
+        print(ratio_line("csv module + float per cell", t_read, t_csv))
+
+        read_back = ours_rows
+
+        def ours_compute() -> np.ndarray:
+            return np.hstack([f(read_back, target) for f in (mpjpe, pa_mpjpe, n_mpjpe)])
+
+        t_ours, ours_values = best_of(args.repeat, ours_compute)
+        t_loop, loop_values = best_of(1, lambda: loop_metrics(read_back, target))
+        diff = float(np.nanmax(np.abs(ours_values - loop_values)))
+        print(f"compute 3 metrics: ours {t_ours:.3f} s (max |ours - loop| = {diff:.1e} mm)")
+        print(ratio_line("per-sample loop", t_ours, t_loop))
+
+        t_load, loaded = best_of(args.repeat, lambda: load_annotation(gt))
+        t_eval, result = best_of(args.repeat, lambda: cm.evaluate(read_back, loaded, "test"))
+        summary = cm.summarise(result)
+        t_write, _ = best_of(args.repeat, lambda: cm.write_outputs(result, summary, root / "out"))
+        t_start, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True))
+        plt_import = "import numpy, matplotlib.figure, matplotlib.backends.backend_agg"
+        t_plt, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", plt_import], check=True))
+        script = Path(cm.__file__)
+        command = [sys.executable, str(script), "--pred_path", str(csv_path), "--gt_path", str(gt),
+                   "--save_dir", str(root / "cli"), "-q"]  # fmt: skip
+        t_cli, _ = best_of(args.repeat, lambda: subprocess.run(command, check=True, capture_output=True))
+        print(f"whole CLI (fresh process): {t_cli:.3f} s; phases in-process:")
+        phases = [
+            ("python start + import numpy", t_start),
+            ("import matplotlib (for the PNG)", t_plt - t_start),
+            ("read predictions", t_read),
+            (f"load_annotation ({len(table['table']['train_test'])} rows)", t_load),
+            ("evaluate (3 metrics, per joint)", t_eval),
+            ("write CSV, JSON, per-joint CSV, PNG", t_write),
+        ]
+        for label, seconds in phases:
+            print(f"  {label:<38} {seconds:.3f} s")
+        naive = t_csv + t_loop
+        print(f"  naive read (csv) + loop compute would be {naive:.3f} s before any output: ours/naive = "
+              f"{(t_read + t_ours) / naive:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

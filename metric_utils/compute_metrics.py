@@ -1,0 +1,441 @@
+"""Score 3D keypoint predictions against the mini-RAT7M table: MPJPE, PA-MPJPE and N-MPJPE.
+
+Usage (from the dataset root, where the annotation table lives)::
+
+    python metric_utils/compute_metrics.py --pred_path preds.csv
+    python -m metric_utils.compute_metrics --pred_path preds.npy --split test --save_dir metrics_output
+
+Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
+60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
+or a ``.npy`` array of shape (N, 20, 3) (or (N, 60)). The original script read this CSV with a
+header row and so silently dropped sample 0; here every row is a sample and a header is an error.
+
+Prints, per recording and over all samples, each metric's mean and median, the number of samples
+and of excluded joints (target not finite), and writes to ``--save_dir`` (default
+``metrics_output``): ``per_sample_metrics.csv``, ``summary.json``, ``per_joint_mpjpe.csv`` and
+``per_joint_mpjpe.png``. Bad input (missing file, header, non-numeric cell, wrong shape, NaN) ends
+with one line naming the file, line and column, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import io
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from metric_utils.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
+from rat7m import catalogue
+from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
+from rat7m.errors import BadInputError
+from rat7m.table import load_annotation
+
+log = logging.getLogger(__name__)
+
+#: Metric functions by command-line name, in the order they are reported.
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "mpjpe": mpjpe,
+    "pa_mpjpe": pa_mpjpe,
+    "n_mpjpe": n_mpjpe,
+}
+#: Column titles of the printed table.
+METRIC_TITLES = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "n_mpjpe": "N-MPJPE"}
+#: Values per prediction row: x, y, z of each joint.
+N_COLUMNS = catalogue.N_JOINTS * 3
+#: Where results go unless ``--save_dir`` says otherwise (relative to the current directory).
+DEFAULT_SAVE_DIR = "metrics_output"
+#: Names of the files written to the save directory.
+PER_SAMPLE_CSV = "per_sample_metrics.csv"
+SUMMARY_JSON = "summary.json"
+PER_JOINT_CSV = "per_joint_mpjpe.csv"
+PER_JOINT_PNG = "per_joint_mpjpe.png"
+
+
+# --------------------------------------------------------------------------------------------------
+# reading predictions
+
+
+def read_predictions(path: str | Path) -> np.ndarray:
+    """Read a prediction file: headerless CSV of N x 60 numbers, or ``.npy`` of (N, 20, 3) or (N, 60).
+
+    Args:
+        path: the file; ``.npy`` by suffix, anything else is read as CSV.
+
+    Returns:
+        (N, 20, 3) float64, finite.
+
+    Raises:
+        BadInputError: missing or unreadable file, header row, non-numeric cell (line and column),
+            wrong column count (line), NaN or inf (line and sample).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"prediction file {path} not found")
+    rows = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
+    finite = np.isfinite(rows)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        where = f"line {row + 1}, column {col + 1}" if path.suffix.lower() != ".npy" else f"column {col + 1}"
+        msg = f"{path} {where}: {rows[row, col]} in sample {row}; predictions must be finite numbers"
+        raise BadInputError(msg)
+    return rows.reshape(len(rows), catalogue.N_JOINTS, 3)
+
+
+def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
+    """Write predictions in the format :func:`read_predictions` reads (atomically).
+
+    Args:
+        path: ``.npy`` writes the (N, 20, 3) array; any other suffix a headerless CSV of N rows of 60
+            numbers (x, y, z of joint 0, then joint 1, ...), 6 decimals.
+        predicted: (N, 20, 3) positions in the table's 3D units (mm), in table order of the split.
+    """
+    path = Path(path)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if predicted.ndim != 3 or predicted.shape[1:] != (catalogue.N_JOINTS, 3):
+        raise ValueError(f"predictions must have shape (N, {catalogue.N_JOINTS}, 3), got {predicted.shape}")
+    if path.suffix.lower() == ".npy":
+        _write_atomic(path, lambda handle: np.save(handle, predicted))
+    else:
+        _write_atomic(path, lambda handle: np.savetxt(handle, predicted.reshape(len(predicted), -1), "%.6f", ","))
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """(N, 60) float64 rows from a ``.npy`` file of shape (N, 20, 3) or (N, 60)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
+    ok_shape = array.ndim == 3 and array.shape[1:] == (catalogue.N_JOINTS, 3)
+    ok_shape = ok_shape or (array.ndim == 2 and array.shape[1] == N_COLUMNS)
+    if not ok_shape or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        msg = f"{path} holds a {array.dtype} array of shape {array.shape}; expected numbers of shape (N, 20, 3)"
+        raise BadInputError(msg)
+    return array.reshape(len(array), N_COLUMNS).astype(np.float64)
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """(N, 60) float64 rows of a headerless CSV.
+
+    Fast path: numpy's C parser reads the file, and the result is kept only if it has exactly one
+    row of 60 numbers per line (``loadtxt`` skips blank lines, so the count must match). Anything
+    else goes to :func:`_parse_lines`, which is slow but names the first bad line and column; it is
+    the reference for what a valid file is.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"cannot read prediction file {path}: {exc.strerror}") from None
+    body = data.rstrip()  # trailing blank lines are harmless
+    if not body:
+        raise BadInputError(f"{path} is empty; expected one row of {N_COLUMNS} numbers per sample")
+    try:
+        rows = np.loadtxt(io.BytesIO(body), delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+    except ValueError:
+        rows = None
+    if rows is not None and rows.shape == (body.count(b"\n") + 1, N_COLUMNS):
+        return rows
+    log.debug("fast CSV parse refused %s; checking it line by line", path)
+    lines = data.decode("utf-8-sig", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return _parse_lines(path, lines)
+
+
+def _parse_lines(path: Path, lines: list[str]) -> np.ndarray:
+    """Parse CSV lines one by one; raise on the first bad line naming line and column (1-based)."""
+    rows = np.empty((len(lines), N_COLUMNS))
+    for number, line in enumerate(lines, start=1):
+        cells = line.split(",")
+        if number == 1 and not _is_number(cells[0]):
+            cell = cells[0].strip()[:30]
+            msg = f"{path} line 1, column 1: {cell!r} is not a number (the file must not have a header row)"
+            raise BadInputError(msg)
+        if len(cells) != N_COLUMNS:
+            what = "is empty" if not line.strip() else f"has {len(cells)} columns"
+            msg = f"{path} line {number} {what}; expected {N_COLUMNS} comma-separated numbers (x, y, z of 20 joints)"
+            raise BadInputError(msg)
+        for column, cell in enumerate(cells, start=1):
+            try:
+                rows[number - 1, column - 1] = float(cell)
+            except ValueError:
+                msg = f"{path} line {number}, column {column}: {cell.strip()[:30]!r} is not a number"
+                raise BadInputError(msg) from None
+    return rows
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Per-sample results for one split; arrays are in prediction-row order (n samples)."""
+
+    split: str
+    recording: np.ndarray  # (n,) str, e.g. "s5-d1"
+    frame: np.ndarray  # (n,) int, the table's frame_idx of Camera1 (of its first camera if it lacks Camera1)
+    excluded_joints: np.ndarray  # (n,) int, joints whose target is not finite
+    metrics: dict[str, np.ndarray]  # name -> (n,) float64, NaN for a sample with no finite target
+    joint_error: np.ndarray  # (n, 20) float64 MPJPE per joint, NaN where excluded
+
+
+def split_rows(table: dict[str, Any], split: str) -> np.ndarray:
+    """Row indices of ``split`` ("train", "test" or "all") in a mini-RAT7M table, in table order."""
+    train_test = np.asarray(table["table"]["train_test"]).astype(str)
+    if split == "all":
+        return np.arange(len(train_test))
+    return np.flatnonzero(train_test == split)
+
+
+def _recording_names(subjects: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Recording name of every sample, looked up once per (subject, day) pair."""
+    pairs, inverse = np.unique(np.stack([subjects, days], axis=1), axis=0, return_inverse=True)
+    try:
+        names = [catalogue.recording_for(s, d).name for s, d in pairs]
+    except KeyError as exc:
+        raise BadInputError(f"annotation table: {exc.args[0]}") from None
+    return np.asarray(names, dtype=object)[inverse.ravel()]
+
+
+def _frame_camera(table: dict[str, Any]) -> str:
+    """Camera whose frame index names a sample: Camera1, or the table's first camera if it lacks it."""
+    names = [str(name) for name in table["camera_names"]]
+    return catalogue.CAMERA_NAMES[0] if catalogue.CAMERA_NAMES[0] in names else names[0]
+
+
+def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", metrics: Sequence[str] = tuple(METRICS),
+             gt_name: str = "the annotation table") -> Evaluation:  # fmt: skip
+    """Score predictions against a split of a mini-RAT7M table.
+
+    Args:
+        predicted: (N, 20, 3) finite predictions, one per sample of the split, in table order.
+        table: a table as returned by ``rat7m.table.load_annotation``.
+        split: "test", "train" or "all".
+        metrics: names from :data:`METRICS`.
+        gt_name: how to name the table in error messages (its path).
+
+    Returns:
+        The per-sample results.
+
+    Raises:
+        BadInputError: if the row count differs from the split's sample count, or the split is empty.
+    """
+    rows = split_rows(table, split)
+    if len(rows) == 0:
+        raise BadInputError(f"{gt_name} has no {split!r} samples (its train_test column)")
+    if len(predicted) != len(rows):
+        msg = (
+            f"predictions have {len(predicted)} rows but the {split!r} split of {gt_name} has {len(rows)} "
+            f"samples; expected one row per sample, in table order, without a header"
+        )
+        raise BadInputError(msg)
+    columns = table["table"]
+    target = np.asarray(columns["3D_keypoints"])[rows].astype(np.float64)
+    return Evaluation(
+        split=split,
+        recording=_recording_names(np.asarray(columns["subject_idx"])[rows], np.asarray(columns["day_idx"])[rows]),
+        frame=np.asarray(columns["frame_idx"][_frame_camera(table)])[rows].astype(np.int64),
+        excluded_joints=(~np.isfinite(target).all(axis=2)).sum(axis=1),
+        metrics={name: METRICS[name](predicted, target)[:, 0] for name in metrics},
+        joint_error=joint_errors(predicted, target),
+    )
+
+
+def _stats(values: np.ndarray) -> dict[str, float | int | None]:
+    """Mean and median over the scored (finite) values; None when there are none."""
+    scored = values[np.isfinite(values)]
+    if len(scored) == 0:
+        return {"mean": None, "median": None, "n_scored": 0}
+    return {"mean": float(scored.mean()), "median": float(np.median(scored)), "n_scored": len(scored)}
+
+
+def summarise(result: Evaluation) -> dict[str, Any]:
+    """JSON-ready summary: each metric's mean and median overall and per recording, per-joint MPJPE."""
+
+    def group(mask: np.ndarray) -> dict[str, Any]:
+        return {
+            "n_samples": int(mask.sum()),
+            "n_excluded_joints": int(result.excluded_joints[mask].sum()),
+            "metrics": {name: _stats(values[mask]) for name, values in result.metrics.items()},
+        }
+
+    everything = np.ones(len(result.recording), dtype=bool)
+    present = set(result.recording.tolist())
+    order = [rec.name for rec in catalogue.RECORDINGS if rec.name in present]
+    valid = np.isfinite(result.joint_error)
+    counts = valid.sum(axis=0)
+    sums = np.where(valid, result.joint_error, 0.0).sum(axis=0)
+    per_joint = [
+        {"joint": name, "mpjpe": float(sums[j] / counts[j]) if counts[j] else None, "n_samples": int(counts[j])}
+        for j, name in enumerate(catalogue.JOINT_NAMES)
+    ]
+    return {
+        "split": result.split,
+        **group(everything),
+        "recordings": {name: group(result.recording == name) for name in order},
+        "per_joint_mpjpe": per_joint,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The printed table: one line per recording and one for all samples."""
+    names = list(summary["metrics"])
+    header = ["recording", "samples", "excluded joints"]
+    for name in names:
+        header += [f"{METRIC_TITLES[name]} mean", f"{METRIC_TITLES[name]} median"]
+
+    def row(label: str, group: dict[str, Any]) -> list[str]:
+        cells = [label, str(group["n_samples"]), str(group["n_excluded_joints"])]
+        for name in names:
+            stats = group["metrics"][name]
+            cells += ["-" if stats[k] is None else f"{stats[k]:.2f}" for k in ("mean", "median")]
+        return cells
+
+    table = [header] + [row(n, g) for n, g in summary["recordings"].items()] + [row("all", summary)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in table]  # fmt: skip
+    unscored = summary["n_samples"] - summary["metrics"][names[0]]["n_scored"]
+    if unscored:
+        lines.append(f"{unscored} sample(s) have no finite target joint and are left out of the means and medians")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# writing results
+
+
+def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: no half-written result."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def _per_sample_csv(result: Evaluation) -> str:
+    names = list(result.metrics)
+    lines = [",".join(["recording", "frame", "sample", "excluded_joints", *names])]
+    values = np.stack([result.metrics[n] for n in names], axis=1)
+    rows = zip(result.recording, result.frame, result.excluded_joints, values, strict=True)
+    for i, (rec, frame, excluded, row) in enumerate(rows):
+        lines.append(f"{rec},{frame},{i},{excluded}," + ",".join(f"{v:.6f}" for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def _per_joint_csv(summary: dict[str, Any]) -> str:
+    lines = ["joint_index,joint,mpjpe,n_samples"]
+    for j, entry in enumerate(summary["per_joint_mpjpe"]):
+        value = "nan" if entry["mpjpe"] is None else f"{entry['mpjpe']:.6f}"
+        lines.append(f"{j},{entry['joint']},{value},{entry['n_samples']}")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_per_joint(summary: dict[str, Any], handle: io.BufferedWriter) -> None:
+    """Bar chart of per-joint MPJPE as PNG (Agg canvas, no pyplot state, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib is slow to import
+    from matplotlib.figure import Figure
+
+    entries = summary["per_joint_mpjpe"]
+    heights = [np.nan if e["mpjpe"] is None else e["mpjpe"] for e in entries]
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.bar(range(len(entries)), np.nan_to_num(heights), color="tab:blue")
+    ax.set_xticks(range(len(entries)), [e["joint"] for e in entries], rotation=60, ha="right")
+    ax.set_ylabel("MPJPE (mm)")
+    ax.set_title(f"Per-joint MPJPE, {summary['split']} split, {summary['n_samples']} samples")
+    fig.savefig(handle, format="png", dpi=100)
+
+
+def write_outputs(result: Evaluation, summary: dict[str, Any], save_dir: Path) -> list[Path]:
+    """Write the per-sample CSV, JSON summary, per-joint CSV and bar chart; return their paths."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    paths = [save_dir / name for name in (PER_SAMPLE_CSV, SUMMARY_JSON, PER_JOINT_CSV, PER_JOINT_PNG)]
+    _write_text(paths[0], _per_sample_csv(result))
+    _write_text(paths[1], json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    _write_text(paths[2], _per_joint_csv(summary))
+    _write_atomic(paths[3], lambda handle: _plot_per_joint(summary, handle))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The script's argument parser."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--pred_path", required=True, type=Path,
+        help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gt_path", type=Path, default=Path(catalogue.MINI_ANNOTATION_NAME),
+        help="mini-RAT7M annotation table (default: %(default)s in the current directory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--split", choices=("test", "train", "all"), default="test",
+        help="samples to score, chosen by the table's train_test column (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--metric", choices=("all", *METRICS), default="all", help="metric(s) to report")
+    parser.add_argument(
+        "--save_dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
+        help="folder for the per-sample CSV, JSON summary, per-joint CSV and PNG (default: %(default)s)",
+    )  # fmt: skip
+    add_verbosity_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Score a prediction file; print the table and write the result files."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    if not args.gt_path.is_file():
+        msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
+        raise BadInputError(msg)
+    predicted = read_predictions(args.pred_path)
+    table = load_annotation(args.gt_path)
+    names = tuple(METRICS) if args.metric == "all" else (args.metric,)
+    result = evaluate(predicted, table, args.split, names, gt_name=str(args.gt_path))
+    summary = {"pred_path": str(args.pred_path), "gt_path": str(args.gt_path), **summarise(result)}
+    print(f"{summary['n_samples']} {args.split} samples of {args.gt_path} scored from {args.pred_path} (errors in mm)")
+    print(format_summary(summary))
+    try:
+        paths = write_outputs(result, summary, args.save_dir)
+    except OSError as exc:
+        raise BadInputError(f"cannot write results to {args.save_dir}: {exc.strerror or exc}") from None
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,92 @@
+"""A framework-neutral accessor over the mini-RAT7M table and its extracted frames.
+
+Training code wraps it in one line (neither torch nor tensorflow is a dependency)::
+
+    ds = MiniRat7m("mini_rat7m_train_test_annotation.pkl", root=".", split="train")
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)  # any __len__/__getitem__ works
+    tf_ds = tf.data.Dataset.from_generator(lambda: iter(ds), output_signature=...)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rat7m import catalogue
+from rat7m.errors import BadInputError
+from rat7m.table import cameras_of, load_annotation
+
+
+class MiniRat7m:
+    """Samples of a mini-RAT7M table: images of each camera, 2D/3D keypoints and cameras.
+
+    Args:
+        table_path: the annotation pickle (official or built by ``build_annotation.py``); loaded safely.
+        root: dataset root holding ``images_unpacked/`` (the table's ``image_path`` is relative to it).
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        cameras: which cameras to return (default all six).
+        load_images: False to skip reading JPEGs (keypoints only, e.g. for 3D lifting models).
+    """
+
+    def __init__(
+        self,
+        table_path: str | os.PathLike,
+        root: str | os.PathLike = ".",
+        split: str = "train",
+        cameras: Sequence[str] | None = None,
+        load_images: bool = True,
+    ) -> None:
+        if split not in (*catalogue.SPLITS, "all"):
+            raise BadInputError(f"split must be one of train, test, all; got {split!r}")
+        self.annotation = load_annotation(table_path)
+        self.root = Path(root)
+        self.cameras = tuple(cameras) if cameras is not None else tuple(str(c) for c in self.annotation["camera_names"])
+        self.load_images = load_images
+        table = self.annotation["table"]
+        train_test = np.asarray(table["train_test"])
+        self.indices = np.arange(len(train_test)) if split == "all" else np.flatnonzero(train_test == split)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` of the split.
+
+        Returns:
+            ``{"recording": "s1-d1", "row": table row, "images": {cam: (H, W, 3) uint8 RGB} (if loaded),
+            "frame_idx": {cam: int}, "keypoints_2d": {cam: (20, 2)}, "com_2d": {cam: (2,)},
+            "keypoints_3d": (20, 3) mm, "cameras": {cam: camera dict}}``.
+        """
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sample {i} out of range for {len(self)} samples")
+        row = int(self.indices[i])
+        table = self.annotation["table"]
+        subject, day = int(table["subject_idx"][row]), int(table["day_idx"][row])
+        sample: dict[str, Any] = {
+            "recording": catalogue.recording_for(subject, day).name,
+            "row": row,
+            "frame_idx": {c: int(table["frame_idx"][c][row]) for c in self.cameras},
+            "keypoints_2d": {c: table["2D_keypoints"][c][row] for c in self.cameras},
+            "com_2d": {c: table["2D_com"][c][row] for c in self.cameras},
+            "keypoints_3d": table["3D_keypoints"][row],
+            "cameras": {c: cameras_of(self.annotation, subject, day)[c] for c in self.cameras},
+        }
+        if self.load_images:
+            sample["images"] = {c: self._read_image(str(table["image_path"][c][row])) for c in self.cameras}
+        return sample
+
+    def _read_image(self, relative: str) -> np.ndarray:
+        path = self.root / relative
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise BadInputError(f"{path}: missing or unreadable image; run extract_frames.py --root {self.root}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,125 @@
+"""Camera geometry in RAT7M's (MATLAB's) conventions: 3D points in mm to distorted pixels.
+
+MATLAB uses row vectors: ``p_cam = X @ R + t``; normalised ``x, y = p_cam[:2] / p_cam[2]``;
+radial ``1 + k1 r^2 + k2 r^4 (+ k3 r^6)`` and tangential ``p1, p2`` exactly as MATLAB and OpenCV;
+pixels ``[xd, yd, 1] @ K`` with ``K = [[fx, 0, 0], [s, fy, 0], [cx, cy, 1]]`` (the transpose of
+OpenCV's matrix). Cameras are the dicts :func:`rat7m.matfile.load_cameras` returns.
+
+OpenCV (and anipose) describe the same camera as ``K_cv = K.T``, ``rvec = Rodrigues(R.T)``,
+``tvec = t``, ``dist = [k1, k2, p1, p2, k3]``, except that ``cv2.projectPoints`` ignores the
+skew ``K[1, 0]`` (up to 0.65 px off on a real rig), so :func:`to_opencv` refuses a skewed camera
+unless told the skew may be ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from rat7m.errors import BadInputError
+
+
+def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Project 3D points through one camera, lens distortion included.
+
+    Args:
+        points_3d: ``(..., 3)`` positions in mm (world frame); NaN rows give NaN pixels.
+        camera: ``IntrinsicMatrix``, ``RotationMatrix``, ``TranslationVector``,
+            ``RadialDistortion`` (k1, k2[, k3]) and ``TangentialDistortion`` (p1, p2).
+
+    Returns:
+        ``(..., 2)`` float64 pixel coordinates (x right, y down).
+    """
+    points = np.asarray(points_3d, dtype=np.float64)
+    if points.shape[-1:] != (3,):
+        raise ValueError(f"points_3d must have shape (..., 3), got {points.shape}")
+    K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
+    R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
+    t = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3)
+    radial = np.zeros(3)
+    given = np.asarray(camera["RadialDistortion"], dtype=np.float64).reshape(-1)
+    radial[: len(given)] = given
+    p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
+
+    # camera coordinates as three contiguous rows: every step below streams through memory once
+    x, y, z = R.T @ points.reshape(-1, 3).T + t[:, None]
+    out = np.empty((len(x), 2))
+    # NaN markers (and points in the camera's plane, depth 0) give NaN or inf quietly
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        x /= z
+        y /= z
+        xy = x * y
+        x2 = x * x
+        y2 = y * y
+        r2 = x2 + y2
+        scale = 1.0 + r2 * (radial[0] + r2 * (radial[1] + r2 * radial[2]))
+        xd = x * scale + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x2)
+        yd = y * scale + p1 * (r2 + 2.0 * y2) + 2.0 * p2 * xy
+        out[:, 0] = xd * K[0, 0] + yd * K[1, 0] + K[2, 0]
+        out[:, 1] = xd * K[0, 1] + yd * K[1, 1] + K[2, 1]
+    return out.reshape(*points.shape[:-1], 2)
+
+
+def skew(camera: Mapping[str, np.ndarray]) -> float:
+    """The camera's skew ``s = K[1, 0]`` (MATLAB layout), in pixels; 0 for most calibrations."""
+    return float(np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)[1, 0])
+
+
+def to_opencv(
+    camera: Mapping[str, np.ndarray], *, allow_skew: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The same camera in OpenCV's conventions, for ``cv2.projectPoints`` and friends.
+
+    Args:
+        camera: a camera dict (see :func:`project`).
+        allow_skew: accept a non-zero skew. ``K_cv`` still carries it (``K_cv[0, 1]``), but
+            ``cv2.projectPoints`` ignores it, so its pixels will differ from :func:`project`.
+
+    Returns:
+        ``(K_cv (3, 3), rvec (3, 1), tvec (3, 1), dist (5,))`` float64, with
+        ``dist = [k1, k2, p1, p2, k3]`` (k3 = 0 when the camera has two radial coefficients).
+
+    Raises:
+        BadInputError: the camera has a non-zero skew and ``allow_skew`` is False.
+    """
+    import cv2  # only this function needs OpenCV
+
+    K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
+    if K[1, 0] != 0 and not allow_skew:
+        msg = (
+            f"camera has skew K[1, 0] = {K[1, 0]:.6g} px, which cv2.projectPoints ignores (its pixels would "
+            "be off); pass allow_skew=True to convert anyway, or project with rat7m.geometry.project"
+        )
+        raise BadInputError(msg)
+    R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
+    rvec, _ = cv2.Rodrigues(np.ascontiguousarray(R.T))
+    tvec = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3, 1)
+    radial = np.zeros(3)
+    given = np.asarray(camera["RadialDistortion"], dtype=np.float64).reshape(-1)
+    radial[: len(given)] = given
+    p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
+    dist = np.array([radial[0], radial[1], p1, p2, radial[2]])
+    return K.T.copy(), rvec.astype(np.float64), tvec, dist
+
+
+def from_opencv(K_cv: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, dist: np.ndarray) -> dict[str, np.ndarray]:
+    """A camera dict (MATLAB conventions) from OpenCV's ``K``, ``rvec``, ``tvec`` and ``dist``.
+
+    ``dist`` is ``[k1, k2, p1, p2]`` or ``[k1, k2, p1, p2, k3]``; longer (rational, thin-prism)
+    models are refused, since the MATLAB model cannot carry them.
+    """
+    import cv2
+
+    dist = np.asarray(dist, dtype=np.float64).reshape(-1)
+    if len(dist) < 4 or np.any(dist[5:] != 0):
+        raise BadInputError(f"dist must be [k1, k2, p1, p2(, k3)], further terms zero; got {dist.tolist()}")
+    rotation, _ = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64).reshape(3, 1))
+    radial = dist[[0, 1, 4]] if len(dist) >= 5 else dist[[0, 1]]
+    return {
+        "IntrinsicMatrix": np.asarray(K_cv, dtype=np.float64).reshape(3, 3).T.copy(),
+        "RotationMatrix": rotation.T.copy(),
+        "TranslationVector": np.asarray(tvec, dtype=np.float64).reshape(1, 3),
+        "TangentialDistortion": dist[2:4].reshape(1, 2),
+        "RadialDistortion": radial.reshape(1, -1),
+    }

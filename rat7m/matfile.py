@@ -1,0 +1,270 @@
+"""Read and write RAT7M ``mocap-s{S}-d{D}.mat`` files (MATLAB v5) in their exact struct layout.
+
+A file holds ``cameras`` (a struct with ``Camera1`` .. ``Camera6``, each with ``frame``,
+``IntrinsicMatrix``, ``rotationMatrix``, ``translationVector``, ``TangentialDistortion``,
+``RadialDistortion``), ``mocap`` (one ``(n_samples, 3)`` field per marker, mm, NaN where lost) and
+``name``. Markers are mapped by name onto the catalogue's joint order, never by field order. Every
+problem with a file is a :class:`~rat7m.errors.BadInputError` naming the file and what is wrong,
+instead of a traceback from deep inside scipy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from rat7m import catalogue
+from rat7m.errors import BadInputError
+
+#: Camera fields in the order the real files store them, and the keys ``load_cameras`` returns.
+#: The original loader renamed ``rotationMatrix``/``translationVector``; we keep that renaming.
+CAMERA_FIELDS: dict[str, str] = {
+    "frame": "frame",
+    "IntrinsicMatrix": "IntrinsicMatrix",
+    "rotationMatrix": "RotationMatrix",
+    "translationVector": "TranslationVector",
+    "TangentialDistortion": "TangentialDistortion",
+    "RadialDistortion": "RadialDistortion",
+}
+
+#: Expected shape of each camera parameter (``frame`` is checked against the sample count).
+_PARAM_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {
+    "IntrinsicMatrix": ((3, 3),),
+    "RotationMatrix": ((3, 3),),
+    "TranslationVector": ((1, 3),),
+    "TangentialDistortion": ((1, 2),),
+    "RadialDistortion": ((1, 2), (1, 3)),
+}
+
+
+@dataclass(frozen=True)
+class MocapRecording:
+    """Everything in one ``mocap-*.mat`` file.
+
+    Attributes:
+        name: the file's ``name`` string, e.g. ``"Subject1-Day1"``.
+        cameras: ``{"Camera1": {...}, ...}`` as returned by :func:`load_cameras`.
+        mocap: ``(n_samples, 20, 3)`` float64 marker positions in mm, catalogue joint order.
+        recording: the catalogue recording, from the file name or ``name`` (None if neither says).
+    """
+
+    name: str
+    cameras: dict[str, dict[str, np.ndarray]]
+    mocap: np.ndarray
+    recording: catalogue.Recording | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Number of motion-capture samples."""
+        return int(self.mocap.shape[0])
+
+
+def _read(path: str | os.PathLike) -> dict:
+    """Load a v5 .mat file, turning every way it can fail into a clear BadInputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if head.startswith(b"MATLAB 7.3") or b"\x89HDF" in head[:8]:
+        msg = (
+            f"{path}: is a MATLAB v7.3 (HDF5) file; RAT7M files are MATLAB v5. "
+            "Re-save it in MATLAB with save(..., '-v7') or download the original again."
+        )
+        raise BadInputError(msg)
+    try:
+        return scipy.io.loadmat(str(path), struct_as_record=True, squeeze_me=False)
+    except NotImplementedError as exc:  # scipy's message for v7.3 files without the header
+        raise BadInputError(f"{path}: is a MATLAB v7.3 (HDF5) file; RAT7M files are MATLAB v5") from exc
+    except Exception as exc:  # scipy raises ValueError, TypeError, struct.error... on garbage
+        raise BadInputError(f"{path}: is not a readable MATLAB .mat file ({exc})") from exc
+
+
+def _struct(mat: dict, key: str, path: Path) -> np.void:
+    """Return the 1x1 MATLAB struct ``key`` of a loaded file."""
+    if key not in mat:
+        found = ", ".join(k for k in mat if not k.startswith("__")) or "nothing"
+        raise BadInputError(f"{path}: has no '{key}' variable (found: {found}); is this a RAT7M mocap file?")
+    value = mat[key]
+    if not (isinstance(value, np.ndarray) and value.dtype.names and value.size == 1):
+        raise BadInputError(f"{path}: '{key}' is not a MATLAB struct")
+    return value.reshape(-1)[0]
+
+
+def _float_array(value: object, where: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"{where}: is not numeric") from exc
+
+
+def _parse_cameras(mat: dict, path: Path) -> dict[str, dict[str, np.ndarray]]:
+    cams = _struct(mat, "cameras", path)
+    names = cams.dtype.names
+    missing = [c for c in catalogue.CAMERA_NAMES if c not in names]
+    if missing:
+        raise BadInputError(f"{path}: cameras struct lacks {', '.join(missing)} (found: {', '.join(names)})")
+    cameras: dict[str, dict[str, np.ndarray]] = {}
+    for cam_name in catalogue.CAMERA_NAMES:
+        cam_value = cams[cam_name]
+        if not (isinstance(cam_value, np.ndarray) and cam_value.dtype.names and cam_value.size == 1):
+            raise BadInputError(f"{path}: cameras.{cam_name} is not a struct")
+        cam = cam_value.reshape(-1)[0]
+        params: dict[str, np.ndarray] = {}
+        for field, key in CAMERA_FIELDS.items():
+            if field not in cam.dtype.names:
+                raise BadInputError(f"{path}: cameras.{cam_name} has no field '{field}'")
+            params[key] = _float_array(cam[field], f"{path}: cameras.{cam_name}.{field}")
+        for key, shapes in _PARAM_SHAPES.items():
+            if params[key].shape not in shapes:
+                want = " or ".join(str(s) for s in shapes)
+                msg = f"{path}: cameras.{cam_name}.{key} has shape {params[key].shape}, expected {want}"
+                raise BadInputError(msg)
+        frame = params["frame"].reshape(-1)
+        if not (np.all(np.isfinite(frame)) and np.all(frame == np.round(frame)) and np.all(frame >= 0)):
+            raise BadInputError(f"{path}: cameras.{cam_name}.frame must hold non-negative whole frame indices")
+        params["frame"] = frame.astype(np.int64)
+        cameras[cam_name] = params
+    return cameras
+
+
+def _parse_mocap(mat: dict, path: Path) -> np.ndarray:
+    markers = _struct(mat, "mocap", path)
+    names = markers.dtype.names
+    unknown = [n for n in names if n not in catalogue.JOINT_NAMES]
+    if unknown:
+        raise BadInputError(f"{path}: mocap has unknown marker(s) {', '.join(unknown)}")
+    missing = [n for n in catalogue.JOINT_NAMES if n not in names]
+    if missing:
+        raise BadInputError(f"{path}: mocap lacks marker(s) {', '.join(missing)}")
+    columns = []
+    for joint in catalogue.JOINT_NAMES:
+        values = _float_array(markers[joint], f"{path}: mocap.{joint}")
+        if values.ndim != 2 or values.shape[1] != 3:
+            raise BadInputError(f"{path}: mocap.{joint} has shape {values.shape}, expected (n_samples, 3)")
+        columns.append(values)
+    lengths = {len(c) for c in columns}
+    if len(lengths) != 1:
+        detail = ", ".join(f"{j}: {len(c)}" for j, c in zip(catalogue.JOINT_NAMES, columns, strict=True))
+        raise BadInputError(f"{path}: mocap markers have different sample counts ({detail})")
+    return np.stack(columns, axis=1)
+
+
+def _string(mat: dict, key: str) -> str:
+    value = mat.get(key)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size:
+        return str(value.reshape(-1)[0])
+    return ""
+
+
+def _recording_of(path: Path, name: str) -> catalogue.Recording | None:
+    try:
+        return catalogue.parse_mocap_file_name(path.name)
+    except (ValueError, KeyError):
+        pass
+    match = re.fullmatch(r"Subject(\d+)-Day(\d+)", name)
+    if match:
+        try:
+            return catalogue.recording_for(int(match.group(1)), int(match.group(2)))
+        except KeyError:
+            return None
+    return None
+
+
+def load_cameras(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """Read the six cameras of a ``mocap-*.mat`` file.
+
+    Returns:
+        ``{"Camera1": {"IntrinsicMatrix": (3, 3), "RotationMatrix": (3, 3), "TranslationVector": (1, 3),
+        "TangentialDistortion": (1, 2), "RadialDistortion": (1, 2) or (1, 3), "frame": (n,) int64}, ...}``;
+        float64 parameters in MATLAB's conventions (see :mod:`rat7m.geometry`).
+
+    Raises:
+        BadInputError: the file is missing, not a v5 .mat file, or not in the RAT7M layout.
+    """
+    path = Path(path)
+    return _parse_cameras(_read(path), path)
+
+
+def load_mocap(path: str | os.PathLike) -> np.ndarray:
+    """Read the motion capture of a ``mocap-*.mat`` file as ``(n_samples, 20, 3)`` float64 mm.
+
+    Joints are in ``catalogue.JOINT_NAMES`` order, mapped by marker name; NaN where a marker was lost.
+    """
+    path = Path(path)
+    return _parse_mocap(_read(path), path)
+
+
+def load_recording(path: str | os.PathLike) -> MocapRecording:
+    """Read cameras, motion capture and name of a ``mocap-*.mat`` file in one pass, checked together.
+
+    Raises:
+        BadInputError: as :func:`load_cameras` and :func:`load_mocap`, or when a camera's ``frame``
+            map does not have one entry per motion-capture sample.
+    """
+    path = Path(path)
+    mat = _read(path)
+    cameras = _parse_cameras(mat, path)
+    mocap = _parse_mocap(mat, path)
+    for cam_name, params in cameras.items():
+        if len(params["frame"]) != len(mocap):
+            msg = (
+                f"{path}: cameras.{cam_name}.frame has {len(params['frame'])} entries "
+                f"but mocap has {len(mocap)} samples"
+            )
+            raise BadInputError(msg)
+    name = _string(mat, "name")
+    return MocapRecording(name=name, cameras=cameras, mocap=mocap, recording=_recording_of(path, name))
+
+
+def save_recording(
+    path: str | os.PathLike,
+    name: str,
+    cameras: Mapping[str, Mapping[str, np.ndarray]],
+    mocap: np.ndarray,
+    *,
+    marker_order: Sequence[str] | None = None,
+) -> None:
+    """Write a ``mocap-*.mat`` file in the exact RAT7M struct layout (atomically).
+
+    Args:
+        path: destination file.
+        name: the ``name`` string, e.g. ``"Subject1-Day1"``.
+        cameras: ``{"Camera1": {...}}`` with the keys :func:`load_cameras` returns.
+        mocap: ``(n_samples, 20, 3)`` mm in catalogue joint order.
+        marker_order: order of the marker fields in the file (default: catalogue order); real files
+            need not follow the joint order, which is why readers map by name.
+    """
+    mocap = np.asarray(mocap, dtype=np.float64)
+    if mocap.ndim != 3 or mocap.shape[1:] != (catalogue.N_JOINTS, 3):
+        raise ValueError(f"mocap must have shape (n_samples, {catalogue.N_JOINTS}, 3), got {mocap.shape}")
+    order = list(marker_order) if marker_order is not None else list(catalogue.JOINT_NAMES)
+    if sorted(order) != sorted(catalogue.JOINT_NAMES):
+        raise ValueError("marker_order must name each of the 20 catalogue joints once")
+    cam_structs = {}
+    for cam_name in catalogue.CAMERA_NAMES:
+        params = cameras[cam_name]
+        fields = {}
+        for field, key in CAMERA_FIELDS.items():
+            value = np.asarray(params[key], dtype=np.float64)
+            fields[field] = value.reshape(-1, 1) if key == "frame" else value
+        cam_structs[cam_name] = fields
+    markers = {joint: mocap[:, catalogue.JOINT_NAMES.index(joint), :] for joint in order}
+    content = {"cameras": cam_structs, "mocap": markers, "name": name}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            scipy.io.savemat(f, content, format="5", oned_as="row")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,176 @@
+"""Read a pickled annotation table without letting the file run code.
+
+The mini-RAT7M table is distributed as a pickle, and the dataset documentation opens it with
+``np.load(path, allow_pickle=True)``. A pickle is a small program: its ``GLOBAL`` opcodes import
+any callable (``os.system``, ``subprocess.Popen``, ``builtins.eval``) and ``REDUCE`` calls it, so
+opening an untrusted pickle that way runs whatever it carries. Here every global a pickle names
+goes through an allow-list holding only what numpy needs to rebuild arrays, dtypes and scalars;
+dicts, lists, strings, numbers, booleans and ``None`` are pickle opcodes and need no global.
+Anything else is refused, naming the global, before it is imported or called.
+
+Both on-disk forms users meet are read: a plain pickle (what ``pickle.dump`` and our
+``save_annotation`` write, and what ``np.load`` falls back to for a non-``.npy`` file), and a
+``.npy`` file holding a 0-d object array (what ``np.save(path, table_dict)`` writes); the pickle
+inside the ``.npy`` goes through the same allow-list.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rat7m.errors import BadInputError
+
+#: First bytes of a ``.npy`` file (see ``numpy.lib.format``).
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """Stand-in for ``_codecs.encode``: protocol-2 pickles store ``bytes`` as latin-1 text."""
+    if codecs.lookup(encoding).name != "iso8859-1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r} (only latin1 is used)")
+    return text.encode("latin1", errors)
+
+
+def _numpy_reconstructors() -> dict[str, Any]:
+    """The callables numpy's own ``__reduce__`` names, taken from numpy itself.
+
+    Asking numpy (rather than importing ``numpy.core`` or ``numpy._core``) gives the right
+    objects under numpy 1.x and 2.x alike, without the deprecation warning of ``numpy.core``.
+    """
+    array = np.zeros(1)
+    found = {
+        "_reconstruct": array.__reduce__()[0],
+        "scalar": np.float64(0).__reduce__()[0],
+    }
+    if pickle.HIGHEST_PROTOCOL >= 5:
+        found["_frombuffer"] = array.__reduce_ex__(5)[0]
+    return found
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """Every (module, name) a table pickle may name, for numpy 1.x and 2.x writers."""
+    numpy_callables = _numpy_reconstructors()
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    # numpy 1.x pickles say numpy.core.*, numpy 2.x pickles say numpy._core.*
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = numpy_callables["_reconstruct"]
+        allowed[(f"{core}.multiarray", "scalar")] = numpy_callables["scalar"]
+        if "_frombuffer" in numpy_callables:
+            allowed[(f"{core}.numeric", "_frombuffer")] = numpy_callables["_frombuffer"]
+    return allowed
+
+
+#: The allow-list: (module, name) -> the object handed to the unpickler.
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _allowed_globals()
+
+
+class UnsafePickleError(BadInputError):
+    """The pickle names a global outside the allow-list (it may be trying to run code)."""
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickler whose only source of callables is :data:`ALLOWED_GLOBALS`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            msg = (
+                f"refusing to load: the pickle names the global '{module}.{name}', which an annotation table "
+                f"never contains (only numpy arrays, dtypes and scalars are allowed); it may be trying to run code"
+            )
+            raise UnsafePickleError(msg) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
+    """Unpickle ``data`` with the allow-list.
+
+    Args:
+        data: the pickle's bytes.
+        source: name used in error messages (usually the file path).
+
+    Returns:
+        The unpickled object.
+
+    Raises:
+        UnsafePickleError: the pickle names a global outside the allow-list; nothing was run.
+        BadInputError: the bytes are not a complete, well-formed pickle (truncated or corrupt).
+    """
+    try:
+        return _SafeUnpickler(io.BytesIO(data)).load()
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{source}: {exc}") from None
+    except EOFError:
+        msg = f"{source}: the pickle ends early ({len(data)} bytes): the file is truncated; download it again"
+        raise BadInputError(msg) from None
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "truncated" in text:
+            msg = f"{source}: the pickle ends early ({len(data)} bytes): the file is truncated; download it again"
+        else:
+            msg = f"{source}: not a readable pickle ({text})"
+        raise BadInputError(msg) from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, LookupError, OverflowError, MemoryError,
+            RecursionError) as exc:  # fmt: skip
+        msg = f"{source}: corrupt pickle ({type(exc).__name__}: {exc})"
+        raise BadInputError(msg) from None
+
+
+def _load_npy_object(data: bytes, source: str) -> Any:
+    """Read a ``.npy`` file holding a pickled object array, unpickling it with the allow-list."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        # read_array_header_* parse the header with ast.literal_eval: no code runs
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    except ValueError as exc:
+        raise BadInputError(f"{source}: unreadable .npy header ({exc})") from None
+    if not dtype.hasobject:
+        msg = f"{source}: the .npy file holds a plain {dtype} array of shape {shape}, not a pickled table dict"
+        raise BadInputError(msg)
+    array = safe_loads(data[stream.tell() :], source)
+    if not isinstance(array, np.ndarray):
+        raise BadInputError(f"{source}: the .npy payload is a {type(array).__name__}, expected an object array")
+    return array.item() if array.shape == () else array
+
+
+def safe_load(path: str | Path) -> Any:
+    """Load a pickle or a pickle-bearing ``.npy`` file without running code.
+
+    Args:
+        path: a plain pickle, or a ``.npy`` file holding an object array (``np.save`` of a dict).
+            A 0-d object array is unwrapped (``.item()``), as ``np.load(...).item()`` would.
+
+    Returns:
+        The unpickled object.
+
+    Raises:
+        BadInputError: the file is missing, unreadable, truncated, corrupt, or names a global
+            outside the allow-list (:class:`UnsafePickleError`).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise BadInputError(f"{path}: the file is empty")
+    if data.startswith(NPY_MAGIC):
+        return _load_npy_object(data, str(path))
+    return safe_loads(data, str(path))

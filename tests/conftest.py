@@ -1,0 +1,32 @@
+"""Session fixtures shared by every test module.
+
+``synthetic_dataset`` is a RAT7M-format tree made once per session by :mod:`rat7m.synthetic`
+(profile ``test``: 192x152 frames, all 7 recordings, s1-d1 in 13 chunks of 10 with a short
+last one). It is shared: a test that changes files must copy what it changes
+(``shutil.copytree(synthetic_dataset.root, tmp_path / "data")``). At the end of the session
+the fixture checks that no file in it was added, removed or rewritten, and fails loudly if so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rat7m.synthetic import SyntheticDataset, generate_dataset
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
+    """The ``test`` profile dataset (seed 0), generated once per session; read only."""
+    dataset = generate_dataset(tmp_path_factory.mktemp("synthetic") / "rat7m", seed=0, profile="test")
+    before = _snapshot(dataset.root)
+    yield dataset
+    after = _snapshot(dataset.root)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if changed:
+        pytest.fail(f"a test changed the shared synthetic dataset (copy it first): {', '.join(changed[:10])}")
