@@ -447,3 +447,14 @@ def test_proxy_from_environment_and_no_proxy(server, tree, tmp_path, monkeypatch
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_the_synthetic_dataset_downloads_whole(synthetic_dataset, tmp_path):
+    """What ``make demo`` does: every recording and annotation of the synthetic tree, 4 at a time."""
+    out = tmp_path / "data"
+    with FigshareServer(synthetic_dataset.root) as server:
+        assert download(server, out, "--jobs", "4") == 0
+        sent = sum(r.sent for r in storage(server))
+    expected = published(synthetic_dataset.root, recordings=cat.RECORDINGS)
+    assert len(expected) > 7 * 6 and on_disk(out) == expected
+    assert sent == sum((synthetic_dataset.root / rel).stat().st_size for rel in expected)

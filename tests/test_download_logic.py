@@ -276,3 +276,36 @@ def test_bad_arguments_exit_2_with_one_line(capsys):
     assert run_main(download_all.main, ["--recordings", "s1-d9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown recording 's1-d9'") and "Traceback" not in err
+
+
+# --- progress ---------------------------------------------------------------------------------------------
+
+
+def test_progress_in_a_log_is_plain_lines(monkeypatch, caplog):
+    from rat7m.download import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    caplog.set_level("INFO", logger="rat7m.download.progress")
+    bars = progress.Progress(2_000_000, tty=False)
+    with bars.file("s1-d1-camera1-0.mp4", 2_000_000) as bar:
+        bar.update(500_000)
+        bars.advance(500_000)
+    bars.close()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("progress: 500.00 kB of 2.00 MB (25.0%), ") and "/s, ETA " in line
+    assert "\r" not in line
+    quiet = progress.Progress(10, enabled=False, tty=False)
+    quiet.advance(5)
+    assert len(caplog.records) == 1
+
+
+def test_progress_on_a_terminal_draws_overall_and_file_bars(capsys):
+    from rat7m.download import progress
+
+    bars = progress.Progress(3_000_000, tty=True)
+    with bars.file("s1-d1-camera1-0.mp4", 3_000_000) as bar:
+        bar.update(1_000_000)
+        bars.advance(1_000_000)
+    bars.close()
+    err = capsys.readouterr().err
+    assert "total" in err and "get s1-d1-camera1-0.mp4" in err and "1.00M/3.00M" in err
