@@ -245,6 +245,17 @@ def test_permanent_failures_do_not_stop_the_others(server, tree, tmp_path, capsy
     assert on_disk(out) == good  # the others completed; nothing corrupt under a final name, no bad .part kept
 
 
+def test_ignored_range_and_a_drop_at_the_same_byte_gives_up(server, tmp_path, capsys):
+    """Restarting from 0 and dying at the same byte each time is no progress: bounded, not endless."""
+    out = tmp_path / "data"
+    name = "s5-d2-camera1-0.mp4"
+    server.set_faults(Faults(ignore_range=True, drop_after=50_000), name)
+    assert download(server, out, "--recordings", "s5-d2", "--what", "videos", "--cameras", "1") == 1
+    assert [r.sent for r in storage(server, name)] == [50_000] * 4
+    assert f"{cat.VIDEO_DIR}/{name}: gave up after 4 attempts without progress" in capsys.readouterr().out
+    assert not (out / cat.VIDEO_DIR / name).exists()
+
+
 def test_disk_preflight_refuses_before_downloading(server, tree, tmp_path, monkeypatch, capsys):
     out = tmp_path / "data"
     monkeypatch.setattr(run, "disk_free", lambda path: 1_000_000)

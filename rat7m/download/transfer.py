@@ -129,7 +129,16 @@ def carry_out(
 class _FileJob:
     """The state of one file's transfer: the part on disk, the MD5 of its bytes, counters."""
 
-    def __init__(self, step, root, client, record, policy, progress, stop) -> None:
+    def __init__(
+        self,
+        step: Step,
+        root: Path,
+        client: HttpClient,
+        record: VerificationRecord,
+        policy: RetryPolicy,
+        progress: Progress,
+        stop: threading.Event,
+    ) -> None:
         self.step, self.file = step, step.file
         self.final = root / step.file.path
         self.part = part_path(self.final)
@@ -139,6 +148,7 @@ class _FileJob:
         self.length = 0  # bytes in the part, all of them in self.digest
         self.received = 0  # bytes that crossed the network for this file in this run
         self.credited = 0  # bytes added to the overall progress for this file
+        self.reached = 0  # the longest the part has been in this run
         partial = record.partial(self.file.path)
         self.validator = partial.validator if partial else None
 
@@ -193,14 +203,16 @@ class _FileJob:
             while True:
                 if self.stop.is_set():
                     raise Stopped
-                before = self.received
+                reached = self.reached
                 try:
                     if self.size is None or self.length < self.size:
                         self._attempt(bar)
                     if self.size is not None and self.length < self.size:
                         raise RetryableError(f"connection closed after {self.length} of {self.size} bytes")
                 except (RetryableError, *CONNECTION_ERRORS) as exc:
-                    failures = 1 if self.received > before else failures + 1
+                    # only new bytes count as progress: a server that ignores Range and drops the
+                    # connection at the same place every time must not keep us busy forever
+                    failures = 1 if self.reached > reached else failures + 1
                     if failures >= self.policy.attempts:
                         msg = f"gave up after {failures} attempts without progress; last error: {_describe(exc)}"
                         raise PermanentError(msg) from exc
@@ -256,7 +268,7 @@ class _FileJob:
             else:
                 check_status(response, url, frozenset({200}))
             if self.size is None:
-                self.size = _size_of(response)
+                self.size = size_from_response(response)
             if self.length == 0:
                 self.validator = validator_of(response)
                 self.record.mark_partial(self.file.path, self.file.md5, self.validator)
@@ -285,6 +297,7 @@ class _FileJob:
                 self.digest.update(chunk)
                 n = len(chunk)
                 self.length += n
+                self.reached = max(self.reached, self.length)
                 self.received += n
                 self.credited += n
                 bar.update(n)
@@ -294,7 +307,7 @@ class _FileJob:
         return True
 
 
-def _size_of(response: urllib3.BaseHTTPResponse) -> int | None:
+def size_from_response(response: urllib3.BaseHTTPResponse) -> int | None:
     """The whole file's size from a response: Content-Range's total (206), else Content-Length (200)."""
     if response.status == 206:
         span = parse_content_range(response.headers.get("Content-Range"))

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rat7m import catalogue as cat
-from rat7m.download.http import HttpClient, PermanentError, RetryableError, RetryPolicy, call_with_retries
+from rat7m.download.http import HttpClient, PermanentError, RetryPolicy, call_with_retries, check_status
 from rat7m.download.listing import RemoteFile, articles_for, target_path
 from rat7m.download.plan import Action, Step, decide, local_state
 from rat7m.download.progress import Progress
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Outcome, carry_out, parse_content_range
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Outcome, carry_out, size_from_response
 from rat7m.errors import Rat7mError
 from rat7m.safezip import safe_extract
 
@@ -79,15 +79,10 @@ def probe_size(client: HttpClient, url: str, policy: RetryPolicy) -> int | None:
     def ask() -> int | None:
         response, final_url = client.open(url, {"Range": "bytes=0-0", "Accept-Encoding": "identity"})
         try:
-            if response.status == 206:
-                span = parse_content_range(response.headers.get("Content-Range"))
-                return span[1] if span else None
-            if response.status == 200:
-                length = response.headers.get("Content-Length", "")
-                return int(length) if length.isdigit() else None
-            if response.status >= 500 or response.status == 429:
-                raise RetryableError(f"HTTP {response.status} from {final_url}")
-            raise PermanentError(f"HTTP {response.status} from {final_url}", response.status)
+            if response.status in (200, 206):
+                return size_from_response(response)
+            check_status(response, final_url)
+            return None
         finally:
             response.close()  # never read the body of a whole-article zip just to learn its size
             response.release_conn()
