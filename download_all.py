@@ -55,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify", action="store_true", help="rehash every present file, even ones verified before")
     parser.add_argument("--via-zip", action="store_true", help="download whole-article zips and unzip them "
                         "(for when the API is unreachable)")  # fmt: skip
-    parser.add_argument("--mini-annotation", action="store_true",
-                        help=f"also fetch {cat.MINI_ANNOTATION_NAME} from Google Drive (alone: only that file)")
+    parser.add_argument(
+        "--mini-annotation",
+        action="store_true",
+        help=f"also fetch {cat.MINI_ANNOTATION_NAME} from Google Drive (alone: only that file)",
+    )
     add_verbosity_arguments(parser)
     return parser
 

@@ -109,9 +109,7 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
         raise NotEnoughSpaceError(msg)
 
 
-def run_parallel(
-    tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int
-) -> list[Outcome]:
+def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int) -> list[Outcome]:
     """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
 
     A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
@@ -271,4 +269,3 @@ def format_summary(report: Report) -> str:
 def summary_counts(report: Report) -> dict[str, int]:
     """Files per status (for scripts and tests)."""
     return {status: sum(o.status == status for o in report.outcomes) for status in STATUSES}
-
