@@ -309,3 +309,15 @@ def test_progress_on_a_terminal_draws_overall_and_file_bars(capsys):
     bars.close()
     err = capsys.readouterr().err
     assert "total" in err and "get s1-d1-camera1-0.mp4" in err and "1.00M/3.00M" in err
+
+
+def test_unwritable_out_is_refused_before_any_request(tmp_path, capsys):
+    from rat7m.cli import run_main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    api = "http://127.0.0.1:9/v2"  # nothing listens there: reaching it would fail differently
+    assert run_main(download_all.main, ["--out", str(blocker / "data"), "--api-url", api]) == 2
+    assert f"cannot write to --out {blocker / 'data'}" in capsys.readouterr().err
+    assert run_main(download_all.main, ["--out", str(blocker), "--api-url", api]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -49,7 +51,11 @@ class NotEnoughSpaceError(BadInputError):
 
 @dataclass
 class Options:
-    """What to download and how (the command line, as data)."""
+    """What to download and how: the command line, as data.
+
+    ``figshare`` is False when only the mini-RAT7M pickle was asked for (``--mini-annotation``
+    alone); ``drive_url`` ``None`` means Google Drive itself.
+    """
 
     out: Path = Path(".")
     api_url: str = cat.FIGSHARE_API_URL
@@ -109,6 +115,15 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
         raise NotEnoughSpaceError(msg)
 
 
+def _check_writable(out: Path) -> None:
+    """Create the output folder and make sure we can write in it, before any download starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise BadInputError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
+
+
 def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int) -> list[Outcome]:
     """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
 
@@ -166,6 +181,9 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
     out = Path(options.out)
     client = client or HttpClient(maxsize=max(1, options.jobs))
     policy = retry_policy
+    where = existing_ancestor(out)
+    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+        raise BadInputError(f"cannot write to --out {out}: {where} is not a folder we may write in")
     report = Report(out)
     record = VerificationRecord.load(out)
     if options.figshare and options.via_zip:
@@ -187,6 +205,7 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
                                 "to fetch from Google Drive (not counted in the disk check)"))  # fmt: skip
         return report
     check_disk_space(report.needed, report.free, report.disk_path)
+    _check_writable(out)
 
     transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
     progress = Progress(transfer_total, enabled=not options.quiet)
