@@ -96,17 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all_jobs:
         log.warning("the table wants no frames of the chosen recordings and cameras")
     if shard is not None:
-        print(
-            f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: "
-            + ", ".join(job.name for job in jobs)
-        )
+        owned = ", ".join(job.name for job in jobs)
+        shard_line = f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: {owned}"
+        log.info("shard %d/%d (%s): %d of %d chunks", shard[0], shard[1], shard[2], len(jobs), len(all_jobs))
 
     if args.dry_run:
+        if shard is not None:
+            print(shard_line)
         return _dry_run(jobs, args.root, args.overwrite)
     progress = not args.quiet
     if args.verify:
         summary = extract.verify(jobs, args.root, processes=args.jobs, progress=progress)
-        print(
+        totals = (
             f"verify: {summary.images} images checked: {summary.skipped} good, {len(summary.failures)} missing "
             f"or broken ({summary.seconds:.1f} s)"
         )
@@ -115,11 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs, args.root, processes=args.jobs, quality=args.quality, overwrite=args.overwrite, progress=progress
         )
         seconds = max(summary.seconds, 1e-9)
-        print(
+        totals = (
             f"extract: {summary.images} images: {summary.written} written, {summary.skipped} skipped, "
             f"{len(summary.failures)} failed in {summary.seconds:.1f} s ({summary.written / seconds:.1f} images/s; "
             f"{summary.decoded} video frames decoded, {summary.decoded / seconds:.1f} frames/s)"
         )
+    if shard is not None:
+        print(shard_line)
+    print(totals)
     if summary.failures:
         print(f"failed: {len(summary.failures)} images (recording camera: count (why): frames)")
         print("\n".join(extract.format_failures(summary.failures)))

@@ -6,11 +6,11 @@ chunk: the wanted frames of a chunk are the union over the table's rows, each ch
 once from its start to its last wanted frame, and chunks are spread over a process pool (one
 decoder thread per process: on a busy machine that beats frame threads inside one process).
 
-Every JPEG is written to a temporary name in its folder and renamed, so a kill never leaves a
-truncated image under a final name; a rerun skips images that are complete (they start with the
-JPEG SOI marker and end with the EOI marker ``FFD9``), so it only does what is left. Faults
-(missing, truncated or short chunks) do not stop the run: they are collected, frame by frame,
-into the summary.
+Every JPEG is written to a temporary name in its folder and renamed (:func:`rat7m.fileio.atomic_write`),
+so a kill never leaves a truncated image under a final name; a rerun skips images that are complete
+(they start with the JPEG SOI marker and end with the EOI marker ``FFD9``), so it only does what is
+left. Faults (missing, truncated or short chunks) do not stop the run: they are collected, frame by
+frame, into the summary.
 
 For clusters, :func:`shard_jobs` splits the chunks deterministically into N shards balanced by
 estimated decoding cost, so N independent processes (a SLURM job array) cover everything once.
@@ -40,6 +40,7 @@ from tqdm import tqdm
 from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError
+from rat7m.fileio import atomic_write
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames
 
 log = logging.getLogger(__name__)
@@ -347,18 +348,6 @@ def is_complete_jpeg(path: str | os.PathLike) -> bool:
         return False
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _extract_job(
     job: ChunkJob, report: Callable[[int], None], root: str, quality: int, overwrite: bool, threads: int | None
 ) -> JobResult:
@@ -376,8 +365,6 @@ def _extract_job(
     if job.chunk is None:
         _fail(result, job, todo, job.missing, report)
         return result
-    for folder in {Path(root, t.path).parent for targets in todo.values() for t in targets}:
-        folder.mkdir(parents=True, exist_ok=True)
     start = job.chunk.start
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     try:
@@ -385,14 +372,14 @@ def _extract_job(
             result.decoded = offset + 1
             ok, buffer = cv2.imencode(".jpg", image, params)
             for target in todo.pop(start + offset):
-                if not ok:
-                    result.failures.append(_failure(job, target, "JPEG encoding failed"))
-                    continue
                 try:
-                    write_file(Path(root, target.path), buffer.tobytes())
+                    if not ok:
+                        raise OSError("JPEG encoding failed")
+                    with atomic_write(Path(root, target.path)) as f:
+                        f.write(buffer.tobytes())
                     result.written += 1
                 except OSError as exc:
-                    result.failures.append(_failure(job, target, f"cannot write: {exc}"))
+                    result.failures.append(_failure(job, target, f"cannot write the image: {exc}"))
                 report(1)
     except ChunkReadError as exc:
         result.decoded = max(result.decoded, exc.decoded)

@@ -114,7 +114,7 @@ def test_every_image_exact_at_the_tables_path_rerun_writes_nothing_verify_catche
     on_disk = images_on_disk(root)
     assert set(on_disk) == set(expected)  # exactly the table's image_path, camera<n> folders and all
     assert_exact(root, expected)
-    assert not list(root.rglob("*.part"))
+    assert not list(root.rglob("*.tmp"))
 
     code, out = run(capsys, "--root", root, "--jobs", 2, "--quiet")
     assert code == 0 and f"0 written, {len(expected)} skipped" in out
