@@ -23,7 +23,7 @@ from rat7m import catalogue, extract
 from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
-from rat7m.video import ChunkIndex
+from rat7m.video import ChunkIndex, quiet_decoder_logs
 
 log = logging.getLogger("extract_frames")
 
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    if not args.verbose:
+        quiet_decoder_logs()  # the summary says which frames failed and why; -v shows FFmpeg's own words
     if not 1 <= args.quality <= 100:
         raise BadInputError(f"--quality {args.quality}: expected 1..100")
     if args.jobs < 1:
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verify and not video_dir.is_dir():
         raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
     all_jobs = extract.plan_jobs(table, ChunkIndex.from_dir(video_dir), recordings, cameras)
+    del table  # the plan is all that is needed; a full table holds hundreds of MB
     jobs = all_jobs if shard is None else extract.shard_jobs(all_jobs, shard[0], shard[1])
     if not all_jobs:
         log.warning("the table wants no frames of the chosen recordings and cameras")

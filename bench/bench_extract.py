@@ -13,6 +13,9 @@ one camera-frame in ``--stride`` wanted, like mini-RAT7M), in one run:
     decoder thread each), then JPEG-encode the wanted frames, one process per core; the time is
     the sum of the two, i.e. what decoding and encoding alone cost;
 
+(d) for information: PyAV decoding that skips unwanted non-reference frames packet by packet
+    (PyAV is not a runtime dependency, so the extractor does not use it);
+
 then (b) at ``--jobs 1 .. cores``. Throughput is in video frames of the workload per second
 (every frame of every chunk up to its last wanted frame, the same count for every method), so
 ratios of throughputs are ratios of wall times. This is a benchmark, not a test: it prints, it
@@ -39,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rat7m import catalogue, extract
 from rat7m.barcode import read_barcode
+from rat7m.fileio import atomic_write
 from rat7m.synthetic import generate_dataset
 from rat7m.table_build import build_table
 from rat7m.video import ChunkIndex, open_capture
@@ -132,6 +136,46 @@ def floor(jobs: list[extract.ChunkJob], quality: int, processes: int) -> tuple[f
     return grab, encode
 
 
+def _pyav_chunk(job: extract.ChunkJob, out: str, quality: int) -> int:
+    """(d): decode one chunk with PyAV, skipping non-reference frames that are not wanted, per packet.
+
+    Frame ``i`` of the chunk is the packet with the ``i``-th smallest pts (read in a first, cheap
+    demux pass); a packet whose pts is wanted is decoded fully, every other one with
+    ``skip_frame = NONREF``, so unwanted B-frames are never decoded. (Skipping NONREF for the
+    whole file would drop wanted B-frames.)
+    """
+    import av  # a test dependency only: this row is a measurement, not the extractor
+
+    with av.open(str(job.chunk.path)) as container:
+        pts = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None)
+    targets: dict[int, list[extract.Target]] = {}
+    for target in job.targets:
+        targets.setdefault(pts[target.frame - job.chunk.start], []).append(target)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    with av.open(str(job.chunk.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        codec = stream.codec_context
+        for packet in container.demux(stream):
+            codec.skip_frame = "DEFAULT" if packet.pts in targets else "NONREF"
+            for frame in codec.decode(packet):
+                for target in targets.pop(frame.pts, []):
+                    _, buffer = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), params)
+                    with atomic_write(Path(out, target.path)) as f:
+                        f.write(buffer.tobytes())
+            if not targets:
+                break
+    return len(job.targets)
+
+
+def pyav_skip(jobs: list[extract.ChunkJob], out: Path, quality: int, processes: int) -> None:
+    """(d) over all chunks, one process per core."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+        by_cost = sorted(jobs, key=lambda j: -j.cost)
+        list(pool.map(_pyav_chunk, by_cost, [str(out)] * len(by_cost), [quality] * len(by_cost)))
+
+
 def check_exact(jobs: list[extract.ChunkJob], out: Path, sample: int = 40) -> None:
     """Spot-check that extracted images show their frame (the tests check every one)."""
     targets = [t for job in jobs for t in job.targets]
@@ -187,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         rows[name_c] = measure(lambda: parts.append(floor(jobs, args.quality, args.jobs)), args.repeat)
         grab, encode = min(parts, key=sum)
         rows[name_c] = (grab + encode, rows[name_c][1])  # the pool's start-up is not part of the floor
+        name_d = f"(d) PyAV per-packet skip_frame, {args.jobs} processes"
+        rows[name_d] = measure(lambda: pyav_skip(jobs, out / "d", args.quality, args.jobs), args.repeat)
+        check_exact(jobs, out / "d")
         for n in range(1, args.jobs + 1):
             rows[f"    ours --jobs {n}"] = measure(lambda n=n: ours(jobs, out / "s", args.quality, n), args.repeat)
 
