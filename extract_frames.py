@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verify:
         summary = extract.verify(jobs, args.root, processes=args.jobs, progress=progress)
         totals = (
-            f"verify: {summary.images} images checked: {summary.skipped} good, {len(summary.failures)} missing "
+            f"verify: {summary.images} images checked: {summary.verified} good, {len(summary.failures)} missing "
             f"or broken ({summary.seconds:.1f} s)"
         )
     else:

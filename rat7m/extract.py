@@ -124,7 +124,8 @@ class JobResult:
     """What a worker did with one job."""
 
     written: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already complete (extraction)
+    verified: int = 0  # present, complete and decodable (verification)
     decoded: int = 0
     failures: list[Failure] = field(default_factory=list)
 
@@ -136,15 +137,16 @@ class Summary:
     images: int = 0
     written: int = 0
     skipped: int = 0
+    verified: int = 0
     decoded: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
-    chunks: list[str] = field(default_factory=list)
 
     def add(self, result: JobResult) -> None:
         """Add one job's result."""
         self.written += result.written
         self.skipped += result.skipped
+        self.verified += result.verified
         self.decoded += result.decoded
         self.failures.extend(result.failures)
 
@@ -424,7 +426,7 @@ def _verify_job(job: ChunkJob, report: Callable[[int], None], root: str) -> JobR
         elif cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
             result.failures.append(_failure(job, target, "does not decode as a JPEG"))
         else:
-            result.skipped += 1
+            result.verified += 1
         report(1)
     return result
 
@@ -433,7 +435,7 @@ def _run(
     task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, progress: bool, what: str
 ) -> Summary:
     """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar."""
-    summary = Summary(images=sum(len(j.targets) for j in jobs), chunks=[j.name for j in jobs])
+    summary = Summary(images=sum(len(j.targets) for j in jobs))
     started = time.perf_counter()
     bar = tqdm(total=summary.images, unit="frame", desc=what, disable=not progress, dynamic_ncols=True)
     try:
