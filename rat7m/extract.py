@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -53,6 +54,9 @@ WANTED_FRAME_COST = 3
 PROGRESS_INTERVAL = 0.2
 #: Seconds between a worker's checks that the main process is still alive.
 WATCHDOG_INTERVAL = 0.5
+
+#: Why images of chunks in flight when a worker process died are reported as failed.
+WORKER_DIED = "a worker process died (killed, out of memory, or crashed in the decoder); rerun to finish"
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -324,7 +328,8 @@ def extract(
         progress: show a tqdm bar over images.
     """
     threads = 1 if processes > 1 and len(jobs) > 1 else None  # a process per core: one decoder thread each
-    return _run(_extract_job, jobs, (str(root), quality, overwrite, threads), processes, progress, "extract")
+    args = (str(root), quality, overwrite, threads)
+    return _run(_extract_job, jobs, args, processes, progress, "extract", partial(_unfinished, root=str(root)))
 
 
 def verify(jobs: Sequence[ChunkJob], root: str | os.PathLike, *, processes: int = 1, progress: bool = True) -> Summary:
@@ -332,7 +337,7 @@ def verify(jobs: Sequence[ChunkJob], root: str | os.PathLike, *, processes: int 
 
     Missing or broken images are the summary's failures.
     """
-    return _run(_verify_job, jobs, (str(root),), processes, progress, "verify")
+    return _run(_verify_job, jobs, (str(root),), processes, progress, "verify", partial(_unfinished, root=None))
 
 
 def is_complete_jpeg(path: str | os.PathLike) -> bool:
@@ -432,9 +437,18 @@ def _verify_job(job: ChunkJob, report: Callable[[int], None], root: str) -> JobR
 
 
 def _run(
-    task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, progress: bool, what: str
+    task: Callable[..., JobResult],
+    jobs: Sequence[ChunkJob],
+    args: tuple,
+    processes: int,
+    progress: bool,
+    what: str,
+    unfinished: Callable[[ChunkJob], JobResult],
 ) -> Summary:
-    """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar."""
+    """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar.
+
+    ``unfinished(job)`` accounts for a job whose worker process died (killed, or crashed in the decoder).
+    """
     summary = Summary(images=sum(len(j.targets) for j in jobs))
     started = time.perf_counter()
     bar = tqdm(total=summary.images, unit="frame", desc=what, disable=not progress, dynamic_ncols=True)
@@ -443,7 +457,7 @@ def _run(
             for job in jobs:
                 summary.add(task(job, bar.update, *args))
         else:
-            _run_pool(task, jobs, args, min(processes, len(jobs)), summary, bar)
+            _run_pool(task, jobs, args, min(processes, len(jobs)), summary, bar, unfinished)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
@@ -451,9 +465,18 @@ def _run(
 
 
 def _run_pool(
-    task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, summary: Summary, bar: tqdm
+    task: Callable[..., JobResult],
+    jobs: Sequence[ChunkJob],
+    args: tuple,
+    processes: int,
+    summary: Summary,
+    bar: tqdm,
+    unfinished: Callable[[ChunkJob], JobResult],
 ) -> None:
-    """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress."""
+    """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress.
+
+    If a worker dies, the pool is broken and every job not finished yet is handed to ``unfinished``.
+    """
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     queue = context.SimpleQueue()
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid()))
@@ -466,15 +489,24 @@ def _run_pool(
             for future in done:
                 try:
                     summary.add(future.result())
-                except BrokenProcessPool as exc:
-                    job = futures[future]
-                    reason = f"the worker process died while decoding ({exc}); rerun to retry"
-                    summary.add(JobResult(failures=[_failure(job, t, reason) for t in job.targets]))
+                except BrokenProcessPool:
+                    summary.add(unfinished(futures[future]))
         _drain(queue, bar)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def _unfinished(job: ChunkJob, root: str | None) -> JobResult:
+    """A job cut short by a dead worker: images complete on disk count as done (``root`` given), the rest failed."""
+    result = JobResult()
+    for target in job.targets:
+        if root is not None and is_complete_jpeg(Path(root, target.path)):
+            result.skipped += 1
+        else:
+            result.failures.append(_failure(job, target, WORKER_DIED))
+    return result
 
 
 def _drain(queue: Any, bar: tqdm) -> None:
