@@ -229,7 +229,7 @@ def plan_jobs(
             groups[bisect.bisect_right(starts, target.frame) - 1].append(target)
         for i, group in sorted(groups.items()):
             if i >= 0:
-                next_start = starts[i + 1] if i + 1 < len(starts) else None
+                next_start = index.next_start(chunks[i])
                 jobs.append(ChunkJob(recording, camera, chunks[i], tuple(group), next_start))
                 continue
             if chunks:
