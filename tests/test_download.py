@@ -469,3 +469,13 @@ def test_the_synthetic_dataset_downloads_whole(synthetic_dataset, tmp_path):
     expected = published(synthetic_dataset.root, recordings=cat.RECORDINGS)
     assert len(expected) > 7 * 6 and on_disk(out) == expected
     assert sent == sum((synthetic_dataset.root / rel).stat().st_size for rel in expected)
+
+
+def test_unreachable_api_is_given_up_once_not_per_article(tmp_path, slept, capsys):
+    with FigshareServer(tmp_path) as gone:
+        api = gone.api_url  # a port that was just serving and now refuses connections
+    assert run_main(download_all.main, ["--out", str(tmp_path / "data"), "--api-url", api, "-q"]) == 1
+    summary = capsys.readouterr().out
+    assert "annotations article 13739233 v2: listing article 13739233 v2: gave up after 4 attempts" in summary
+    assert "7 more article(s) not listed" in summary and "--via-zip" in summary
+    assert slept == [0.75, 1.5, 3.0]  # one article's retries, not eight
