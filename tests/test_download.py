@@ -92,9 +92,11 @@ def published(tree: Path, recordings=(S1, S5), cameras=cat.CAMERA_NAMES) -> dict
 
 
 def on_disk(out: Path) -> dict[str, str]:
-    """Relative path -> MD5 of every data file under ``out`` (record excluded)."""
+    """Relative path -> MD5 of every data file under ``out`` (the record and the lock excluded)."""
     return {
-        p.relative_to(out).as_posix(): md5(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name != RECORD_NAME
+        p.relative_to(out).as_posix(): md5(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name not in (RECORD_NAME, run.LOCK_NAME)
     }
 
 
@@ -117,7 +119,8 @@ def test_clean_run_then_rerun_transfers_nothing(server, tree, tmp_path, capsys):
     assert download(server, out, "--recordings", "s1-d1,s5-d2", "--jobs", "3") == 0
     expected = published(tree)
     assert on_disk(out) == expected  # every file, right bytes, documented layout, no .part left
-    assert sorted(p.name for p in out.iterdir()) == sorted([cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME])
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME, run.LOCK_NAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(layout)
     sizes = sum((tree / rel).stat().st_size for rel in expected)
     assert sum(r.sent for r in storage(server)) == sizes  # each byte crossed the wire once
     assert len(storage(server)) == len(expected)
@@ -245,6 +248,22 @@ def test_permanent_failures_do_not_stop_the_others(server, tree, tmp_path, capsy
     assert on_disk(out) == good  # the others completed; nothing corrupt under a final name, no bad .part kept
 
 
+def test_a_second_run_on_the_same_folder_is_refused(server, tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "data"
+    out.mkdir()
+    with open(out / run.LOCK_NAME, "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run in progress holds it
+        assert download(server, out, "--recordings", "s5-d2") == 2
+    err = capsys.readouterr().err
+    assert f"another download is already writing to {out} (pid 4242)" in err
+    assert storage(server) == []
+    assert download(server, out, "--recordings", "s5-d2", "--what", "annotations") == 0  # released: fine again
+
+
 def test_ignored_range_and_a_drop_at_the_same_byte_gives_up(server, tmp_path, capsys):
     """Restarting from 0 and dying at the same byte each time is no progress: bounded, not endless."""
     out = tmp_path / "data"
@@ -330,7 +349,8 @@ def test_via_zip_fetches_unpacks_selects_and_reruns_free(server, tree, tmp_path,
     assert download(server, out, *args) == 0
     expected = published(tree, recordings=(S5,), cameras=("Camera1",))
     assert on_disk(out) == expected  # only the selection was placed; zips deleted after unpacking
-    assert sorted(p.name for p in out.iterdir()) == sorted([cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME])
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME, run.LOCK_NAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(layout)
     assert list((out / "zips").iterdir()) == []
     bodies = [r for r in zip_requests(server) if r.range is None]
     assert len(bodies) == 2 and all(r.status == 200 for r in bodies)

@@ -8,13 +8,14 @@ The disk check happens after planning and before the first byte is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
 
+#: Lock file (in the output folder) held while a run writes there.
+LOCK_NAME = ".rat7m-download.lock"
 #: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
 ZIP_URL = "https://figshare.com/ndownloader"
 
@@ -113,6 +116,33 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
             "free some space, choose another --out, or select less (--recordings, --cameras, --what)"
         )
         raise NotEnoughSpaceError(msg)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` so two runs never write the same ``.part`` files.
+
+    The lock (``flock`` on :data:`LOCK_NAME`) dies with the process, even under SIGKILL, so a
+    killed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    with open(out / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            msg = f"another download is already writing to {out} (pid {holder}); wait for it or stop it first"
+            raise BadInputError(msg) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
 
 
 def _check_writable(out: Path) -> None:
@@ -206,7 +236,15 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
         return report
     check_disk_space(report.needed, report.free, report.disk_path)
     _check_writable(out)
+    with _exclusive(out):
+        _transfer(report, options, out, client, record, policy)
+    return report
 
+
+def _transfer(
+    report: Report, options: Options, out: Path, client: HttpClient, record: VerificationRecord, policy: RetryPolicy
+) -> None:
+    """Carry out the plan (files or zips in parallel, then the Drive pickle) into ``report.outcomes``."""
     transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
     progress = Progress(transfer_total, enabled=not options.quiet)
     shared = {"root": out, "client": client, "record": record, "policy": policy, "progress": progress}
@@ -222,7 +260,6 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
         record.flush()
     if options.mini_annotation:
         report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
-    return report
 
 
 def _carry_out(step: Step, shared: dict, stop: threading.Event) -> Outcome:
