@@ -81,7 +81,10 @@ def read_barcode(image: np.ndarray) -> int:
     if image.ndim not in (2, 3) or image.shape[0] < 2 or image.shape[1] < 2:
         raise ValueError(f"expected an (H, W) or (H, W, 3) picture, got shape {image.shape}")
     cell_w, cell_h, left = _layout(image.shape[1])
-    grey = image.astype(np.float32) if image.ndim == 2 else image.astype(np.float32).mean(axis=2)
+    if image.shape[0] < 2 * cell_h:
+        raise ValueError(f"image is {image.shape[0]} px high, lower than the {2 * cell_h} px barcode strip")
+    strip = image[: 2 * cell_h].astype(np.float32)
+    grey = strip if strip.ndim == 2 else strip.mean(axis=2)
     mx, my = cell_w // 4, cell_h // 4  # read the middle of each cell, away from blurred edges
     levels = np.empty((2, BITS), dtype=np.float32)
     for row in range(2):

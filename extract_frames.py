@@ -1,0 +1,158 @@
+"""Extract the frames the mini-RAT7M annotation table wants from the RAT7M video chunks, as JPEGs.
+
+    python extract_frames.py                       # everything, all cores, in the current directory
+    python extract_frames.py --root /data/rat7m --recordings s5-d1 s5-d2 --jobs 8
+    python extract_frames.py --shard 3/16          # one of 16 independent jobs (SLURM arrays: automatic)
+    python extract_frames.py --verify              # check every image exists and decodes
+
+Images go to ``<root>/<image_path>`` exactly as the table says. Reruns skip complete images, so a
+killed run resumes; faults (missing or truncated chunks) are listed at the end and make the exit
+code 1; bad arguments or a missing table exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rat7m import catalogue, extract
+from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
+from rat7m.errors import BadInputError
+from rat7m.table import load_annotation
+from rat7m.video import ChunkIndex
+
+log = logging.getLogger("extract_frames")
+
+
+def _default_jobs() -> int:
+    """The CPUs this process may use (a SLURM task's allocation, not the whole node)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--annotation", type=Path, help=f"annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("."),
+        help=f"dataset root: holds {catalogue.VIDEO_DIR}/ and receives the images (default: .)",
+    )
+    parser.add_argument("--recordings", nargs="+", metavar="REC", help="recordings, e.g. s1-d1 s5-d2 (default: all)")
+    parser.add_argument("--cameras", nargs="+", metavar="CAM", help="cameras, e.g. 1 3 or Camera6 (default: all)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=_default_jobs(),
+        help="worker processes, one chunk each at a time (default: the CPUs available, %(default)s)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="do only shard K of N (0 <= K < N), split by chunk; default in a SLURM array: "
+        "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT",
+    )
+    parser.add_argument("--quality", type=int, default=extract.DEFAULT_QUALITY, help="JPEG quality 1-100 (default: 95)")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite images that already exist")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--verify", action="store_true", help="only check that every image exists and decodes")
+    mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    add_verbosity_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    if not 1 <= args.quality <= 100:
+        raise BadInputError(f"--quality {args.quality}: expected 1..100")
+    if args.jobs < 1:
+        raise BadInputError(f"--jobs {args.jobs}: expected at least 1")
+    try:
+        recordings = catalogue.parse_recordings(",".join(args.recordings) if args.recordings else None)
+        cameras = catalogue.parse_cameras(",".join(args.cameras) if args.cameras else None)
+    except KeyError as exc:
+        raise BadInputError(exc.args[0]) from None
+    if args.shard is not None:
+        k, n = extract.parse_shard(args.shard)
+        shard = (k, n, "from --shard")
+    else:
+        shard = extract.shard_from_environment(os.environ)
+
+    table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
+    video_dir = args.root / catalogue.VIDEO_DIR
+    if not args.verify and not video_dir.is_dir():
+        raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
+    all_jobs = extract.plan_jobs(table, ChunkIndex.from_dir(video_dir), recordings, cameras)
+    jobs = all_jobs if shard is None else extract.shard_jobs(all_jobs, shard[0], shard[1])
+    if not all_jobs:
+        log.warning("the table wants no frames of the chosen recordings and cameras")
+    if shard is not None:
+        print(
+            f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: "
+            + ", ".join(job.name for job in jobs)
+        )
+
+    if args.dry_run:
+        return _dry_run(jobs, args.root, args.overwrite)
+    progress = not args.quiet
+    if args.verify:
+        summary = extract.verify(jobs, args.root, processes=args.jobs, progress=progress)
+        print(
+            f"verify: {summary.images} images checked: {summary.skipped} good, {len(summary.failures)} missing "
+            f"or broken ({summary.seconds:.1f} s)"
+        )
+    else:
+        summary = extract.extract(
+            jobs, args.root, processes=args.jobs, quality=args.quality, overwrite=args.overwrite, progress=progress
+        )
+        seconds = max(summary.seconds, 1e-9)
+        print(
+            f"extract: {summary.images} images: {summary.written} written, {summary.skipped} skipped, "
+            f"{len(summary.failures)} failed in {summary.seconds:.1f} s ({summary.written / seconds:.1f} images/s; "
+            f"{summary.decoded} video frames decoded, {summary.decoded / seconds:.1f} frames/s)"
+        )
+    if summary.failures:
+        print(f"failed: {len(summary.failures)} images (recording camera: count (why): frames)")
+        print("\n".join(extract.format_failures(summary.failures)))
+        return EXIT_FAILED
+    return 0
+
+
+def _load_table(path: Path) -> dict:
+    """Load the annotation table through the safe loader, or say how to get one."""
+    if not path.is_file():
+        msg = (
+            f"no annotation table at {path}; download the official one, build one with "
+            "python build_annotation.py, or pass --annotation PKL"
+        )
+        raise BadInputError(msg)
+    return load_annotation(path)
+
+
+def _dry_run(jobs: Sequence[extract.ChunkJob], root: Path, overwrite: bool) -> int:
+    """Say what a run would do: images to write and to skip per chunk; nothing is decoded or written."""
+    write = skip = unplaced = 0
+    for job in jobs:
+        done = 0 if overwrite else sum(extract.is_complete_jpeg(root / t.path) for t in job.targets)
+        skip += done
+        if job.chunk is None:
+            unplaced += len(job.targets) - done
+            log.warning("%s: %d images cannot be extracted: %s", job.name, len(job.targets) - done, job.missing)
+        else:
+            write += len(job.targets) - done
+            log.debug("%s: %d to write, %d done", job.name, len(job.targets) - done, done)
+    print(f"dry run: {len(jobs)} chunks, {write} images to write, {skip} already done, {unplaced} without a chunk")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

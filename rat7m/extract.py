@@ -1,0 +1,570 @@
+"""Frame extraction: turn the annotation table's wanted frames into JPEGs, exactly, resumably, in parallel.
+
+The table says, for every sample and camera, which video frame is wanted (``frame_idx``) and where
+its image goes (``image_path``, relative to the dataset root). Extraction is planned per video
+chunk: the wanted frames of a chunk are the union over the table's rows, each chunk is decoded
+once from its start to its last wanted frame, and chunks are spread over a process pool (one
+decoder thread per process: on a busy machine that beats frame threads inside one process).
+
+Every JPEG is written to a temporary name in its folder and renamed, so a kill never leaves a
+truncated image under a final name; a rerun skips images that are complete (they start with the
+JPEG SOI marker and end with the EOI marker ``FFD9``), so it only does what is left. Faults
+(missing, truncated or short chunks) do not stop the run: they are collected, frame by frame,
+into the summary.
+
+For clusters, :func:`shard_jobs` splits the chunks deterministically into N shards balanced by
+estimated decoding cost, so N independent processes (a SLURM job array) cover everything once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import multiprocessing
+import os
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rat7m import catalogue
+from rat7m.catalogue import Recording
+from rat7m.errors import BadInputError
+from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames
+
+log = logging.getLogger(__name__)
+
+#: JPEG quality used unless the user asks for another (OpenCV's scale, 0-100).
+DEFAULT_QUALITY = 95
+#: Estimated cost of converting and encoding a wanted frame, in units of one ``grab()`` (measured: ~3x).
+WANTED_FRAME_COST = 3
+#: Seconds between progress messages from a worker process.
+PROGRESS_INTERVAL = 0.2
+#: Seconds between a worker's checks that the main process is still alive.
+WATCHDOG_INTERVAL = 0.5
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One image to write: a recording-wide frame index and its path relative to the root."""
+
+    frame: int
+    path: str
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """The wanted images of one chunk of one camera: the unit of work, of progress and of sharding.
+
+    ``chunk`` is ``None`` when no chunk file starts at or before the frames (``missing`` says why);
+    such a job only checks which of its images already exist and reports the others as failed.
+    """
+
+    recording: Recording
+    camera: str
+    chunk: Chunk | None
+    targets: tuple[Target, ...]  # sorted by frame
+    next_start: int | None = None  # start of the camera's next chunk, to name a gap after a short chunk
+    missing: str = ""
+
+    @property
+    def name(self) -> str:
+        """The chunk file name, or a description of the frames without a chunk."""
+        if self.chunk is not None:
+            return self.chunk.name
+        return f"{self.recording.name}-camera{catalogue.camera_number(self.camera)} (no chunk)"
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """Sort key: recording order, camera number, chunk start (-1 without a chunk)."""
+        start = self.chunk.start if self.chunk is not None else -1
+        return catalogue.RECORDINGS.index(self.recording), catalogue.camera_number(self.camera), start
+
+    @property
+    def frames(self) -> list[int]:
+        """The distinct wanted frames, sorted."""
+        return sorted({t.frame for t in self.targets})
+
+    @property
+    def cost(self) -> int:
+        """Estimated work in ``grab()`` units: decode up to the last wanted frame, plus the wanted frames."""
+        frames = self.frames
+        if self.chunk is None or not frames:
+            return len(frames)
+        return frames[-1] - self.chunk.start + 1 + WANTED_FRAME_COST * len(frames)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image that could not be written (or, with ``--verify``, is missing or broken), and why."""
+
+    recording: str
+    camera: str
+    frame: int
+    path: str
+    reason: str
+
+
+@dataclass
+class JobResult:
+    """What a worker did with one job."""
+
+    written: int = 0
+    skipped: int = 0
+    decoded: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """The outcome of an extraction or a verification, for the final report."""
+
+    images: int = 0
+    written: int = 0
+    skipped: int = 0
+    decoded: int = 0
+    seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+    chunks: list[str] = field(default_factory=list)
+
+    def add(self, result: JobResult) -> None:
+        """Add one job's result."""
+        self.written += result.written
+        self.skipped += result.skipped
+        self.decoded += result.decoded
+        self.failures.extend(result.failures)
+
+
+# --------------------------------------------------------------------------------------------- planning
+
+
+def wanted_images(
+    table: Mapping[str, Any], recordings: Iterable[Recording], cameras: Iterable[str]
+) -> dict[tuple[Recording, str], list[Target]]:
+    """The distinct images the table wants, per (recording, camera), sorted by frame.
+
+    A frame wanted by several rows is one target (unless the rows give different paths).
+
+    Args:
+        table: an annotation table as returned by ``rat7m.table.load_annotation`` or
+            ``rat7m.table_build.build_table`` (its layout already validated).
+        recordings: the recordings to include.
+        cameras: camera names (``Camera1`` ..) to include.
+
+    Raises:
+        BadInputError: a chosen camera has no column, a frame index is negative, or an
+            ``image_path`` would leave the dataset root.
+    """
+    columns = table["table"]
+    subject = np.asarray(columns["subject_idx"]).astype(np.int64)
+    day = np.asarray(columns["day_idx"]).astype(np.int64)
+    recordings = list(recordings)
+    wanted: dict[tuple[Recording, str], list[Target]] = {}
+    odd_paths = 0
+    for camera in cameras:
+        if camera not in columns["frame_idx"] or camera not in columns["image_path"]:
+            raise BadInputError(f"the annotation table has no column for {camera}; choose others with --cameras")
+        frames_all = np.asarray(columns["frame_idx"][camera]).astype(np.int64)
+        paths_all = np.asarray(columns["image_path"][camera])
+        negative = np.flatnonzero(frames_all < 0)
+        if negative.size:
+            row = int(negative[0])
+            raise BadInputError(f"annotation table: frame_idx[{camera!r}][{row}] = {frames_all[row]} is negative")
+        for recording in recordings:
+            rows = np.flatnonzero((subject == recording.subject) & (day == recording.day))
+            pairs = set()
+            for row, frame, path in zip(
+                rows.tolist(), frames_all[rows].tolist(), paths_all[rows].tolist(), strict=True
+            ):
+                path = str(path)
+                if path != catalogue.image_path(recording, camera, frame):
+                    _check_safe_path(path, row, camera)
+                    odd_paths += 1
+                pairs.add((frame, path))
+            if pairs:
+                wanted[(recording, camera)] = [Target(f, p) for f, p in sorted(pairs)]
+    if odd_paths:
+        log.warning(
+            "%d image paths in the table do not follow the images_unpacked/<recording>/camera<n>/"
+            "frame_XXXXXX.jpg convention; writing them where the table says",
+            odd_paths,
+        )
+    return wanted
+
+
+def plan_jobs(
+    table: Mapping[str, Any], index: ChunkIndex, recordings: Iterable[Recording], cameras: Iterable[str]
+) -> list[ChunkJob]:
+    """Group the table's wanted images by the chunk holding their frame; sorted by :attr:`ChunkJob.key`.
+
+    The chunk of frame ``f`` is the one with the largest start ``<= f`` (starts sorted as numbers);
+    frames before a camera's first chunk, or of a camera without chunks, form a job without a chunk.
+    """
+    jobs = []
+    for (recording, camera), targets in wanted_images(table, recordings, cameras).items():
+        chunks = index.chunks(recording, camera)
+        starts = [c.start for c in chunks]
+        groups: dict[int, list[Target]] = defaultdict(list)
+        for target in targets:
+            groups[bisect.bisect_right(starts, target.frame) - 1].append(target)
+        for i, group in sorted(groups.items()):
+            if i >= 0:
+                next_start = starts[i + 1] if i + 1 < len(starts) else None
+                jobs.append(ChunkJob(recording, camera, chunks[i], tuple(group), next_start))
+                continue
+            if chunks:
+                missing = f"no chunk starts at or before these frames (the first is {chunks[0].name})"
+            else:
+                missing = f"no video chunk of {recording.name} camera{catalogue.camera_number(camera)} found"
+            jobs.append(ChunkJob(recording, camera, None, tuple(group), missing=missing))
+    return sorted(jobs, key=lambda job: job.key)
+
+
+# --------------------------------------------------------------------------------------------- sharding
+
+_SHARD_RE = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``K/N`` (0 <= K < N) into ``(K, N)``.
+
+    Raises:
+        BadInputError: the text is not of that form.
+    """
+    match = _SHARD_RE.fullmatch(text)
+    if match is None:
+        raise BadInputError(f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. 0/4")
+    k, n = int(match.group(1)), int(match.group(2))
+    if not 0 <= k < n:
+        raise BadInputError(f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. 0/4 (K counts from 0)")
+    return k, n
+
+
+def shard_from_environment(environ: Mapping[str, str]) -> tuple[int, int, str] | None:
+    """The shard of a SLURM array task: ``(K, N, description)``, or ``None`` outside a job array.
+
+    ``K = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` and ``N = SLURM_ARRAY_TASK_COUNT``, so arrays
+    numbered from 0 or from 1 both work; the array must be one contiguous range (``--array=0-7``).
+
+    Raises:
+        BadInputError: the variables are set but do not describe a contiguous array.
+    """
+    if "SLURM_ARRAY_TASK_ID" not in environ or "SLURM_ARRAY_TASK_COUNT" not in environ:
+        return None
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+    described = ", ".join(f"{n}={environ[n]}" for n in names if n in environ)
+    try:
+        task = int(environ["SLURM_ARRAY_TASK_ID"])
+        first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        count = int(environ["SLURM_ARRAY_TASK_COUNT"])
+    except ValueError:
+        raise BadInputError(f"cannot read the shard from {described}") from None
+    k = task - first
+    if not 0 <= k < count:
+        msg = f"{described} is not a contiguous job array; submit with --array=0-{count - 1} or pass --shard K/N"
+        raise BadInputError(msg)
+    return k, count, f"from {described}"
+
+
+def shard_jobs(jobs: Sequence[ChunkJob], k: int, n: int) -> list[ChunkJob]:
+    """The jobs of shard ``k`` of ``n``: every job goes to exactly one shard, the same one in every process.
+
+    Deterministic greedy balance: jobs are taken by decreasing estimated cost (ties by chunk key)
+    and each goes to the shard with the least cost so far (ties to the lowest shard). The costs
+    come from the table and the chunk names only, never from what is already on disk, so shards
+    running at the same time agree.
+    """
+    loads = [0] * n
+    mine = []
+    for job in sorted(jobs, key=lambda j: (-j.cost, j.key)):
+        shard = min(range(n), key=lambda s: (loads[s], s))
+        loads[shard] += max(job.cost, 1)
+        if shard == k:
+            mine.append(job)
+    return sorted(mine, key=lambda job: job.key)
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+def extract(
+    jobs: Sequence[ChunkJob],
+    root: str | os.PathLike,
+    *,
+    processes: int = 1,
+    quality: int = DEFAULT_QUALITY,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Write every job's images under ``root``; faults are collected in the summary, not raised.
+
+    Args:
+        jobs: what to extract (from :func:`plan_jobs`, maybe through :func:`shard_jobs`).
+        root: the dataset root; images go to ``root / target.path``.
+        processes: worker processes, one chunk at a time each; with more than one, each decodes
+            with one thread (with one, OpenCV's decoder uses its own threads).
+        quality: JPEG quality, 0-100.
+        overwrite: redo images that already exist.
+        progress: show a tqdm bar over images.
+    """
+    threads = 1 if processes > 1 and len(jobs) > 1 else None  # a process per core: one decoder thread each
+    return _run(_extract_job, jobs, (str(root), quality, overwrite, threads), processes, progress, "extract")
+
+
+def verify(jobs: Sequence[ChunkJob], root: str | os.PathLike, *, processes: int = 1, progress: bool = True) -> Summary:
+    """Check that every job's images exist, are complete and decode; nothing is written.
+
+    Missing or broken images are the summary's failures.
+    """
+    return _run(_verify_job, jobs, (str(root),), processes, progress, "verify")
+
+
+def is_complete_jpeg(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a whole JPEG file: it starts with SOI ``FFD8`` and ends with EOI ``FFD9``.
+
+    Images are only ever renamed into place once written, so a partial file can only come from
+    elsewhere (another tool, a crash of the file system): it lacks the EOI marker and is redone.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(-2, os.SEEK_END)
+            return head == _JPEG_SOI and f.read(2) == _JPEG_EOI
+    except OSError:  # missing, or shorter than 2 bytes (seek before the start)
+        return False
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _extract_job(
+    job: ChunkJob, report: Callable[[int], None], root: str, quality: int, overwrite: bool, threads: int | None
+) -> JobResult:
+    """Extract one job's images (run in a worker process)."""
+    result = JobResult()
+    todo: dict[int, list[Target]] = defaultdict(list)
+    for target in job.targets:
+        if not overwrite and is_complete_jpeg(Path(root, target.path)):
+            result.skipped += 1
+        else:
+            todo[target.frame].append(target)
+    report(result.skipped)
+    if not todo:
+        return result
+    if job.chunk is None:
+        _fail(result, job, todo, job.missing, report)
+        return result
+    for folder in {Path(root, t.path).parent for targets in todo.values() for t in targets}:
+        folder.mkdir(parents=True, exist_ok=True)
+    start = job.chunk.start
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    try:
+        for offset, image in read_frames(job.chunk.path, [f - start for f in sorted(todo)], threads):
+            result.decoded = offset + 1
+            ok, buffer = cv2.imencode(".jpg", image, params)
+            for target in todo.pop(start + offset):
+                if not ok:
+                    result.failures.append(_failure(job, target, "JPEG encoding failed"))
+                    continue
+                try:
+                    write_file(Path(root, target.path), buffer.tobytes())
+                    result.written += 1
+                except OSError as exc:
+                    result.failures.append(_failure(job, target, f"cannot write: {exc}"))
+                report(1)
+    except ChunkReadError as exc:
+        result.decoded = max(result.decoded, exc.decoded)
+        _fail(result, job, todo, _explain(job, exc), report)
+    return result
+
+
+def _explain(job: ChunkJob, exc: ChunkReadError) -> str:
+    """The reason for frames a chunk did not give, naming the gap when the chunk is complete but short."""
+    if not exc.at_end or job.chunk is None:
+        return exc.reason
+    end = job.chunk.start + exc.decoded
+    expected = catalogue.video_chunk_name(job.recording, job.camera, end)
+    if job.next_start is None:
+        return f"{exc.reason} and is the camera's last chunk: no video for frames >= {end} (missing {expected}?)"
+    return f"{exc.reason}: no chunk covers frames {end}..{job.next_start - 1} (missing {expected}?)"
+
+
+def _fail(
+    result: JobResult, job: ChunkJob, todo: Mapping[int, list[Target]], reason: str, report: Callable[[int], None]
+) -> None:
+    """Record every image left in ``todo`` as failed for ``reason``."""
+    for frame in sorted(todo):
+        for target in todo[frame]:
+            result.failures.append(_failure(job, target, reason))
+            report(1)
+
+
+def _failure(job: ChunkJob, target: Target, reason: str) -> Failure:
+    return Failure(job.recording.name, job.camera, target.frame, target.path, reason)
+
+
+def _verify_job(job: ChunkJob, report: Callable[[int], None], root: str) -> JobResult:
+    """Check one job's images (run in a worker process)."""
+    result = JobResult()
+    for target in job.targets:
+        path = Path(root, target.path)
+        if not path.exists():
+            result.failures.append(_failure(job, target, "missing"))
+        elif not is_complete_jpeg(path):
+            result.failures.append(_failure(job, target, "incomplete JPEG (no end marker)"))
+        elif cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+            result.failures.append(_failure(job, target, "does not decode as a JPEG"))
+        else:
+            result.skipped += 1
+        report(1)
+    return result
+
+
+def _run(
+    task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, progress: bool, what: str
+) -> Summary:
+    """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar."""
+    summary = Summary(images=sum(len(j.targets) for j in jobs), chunks=[j.name for j in jobs])
+    started = time.perf_counter()
+    bar = tqdm(total=summary.images, unit="frame", desc=what, disable=not progress, dynamic_ncols=True)
+    try:
+        if processes <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                summary.add(task(job, bar.update, *args))
+        else:
+            _run_pool(task, jobs, args, min(processes, len(jobs)), summary, bar)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_pool(
+    task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, summary: Summary, bar: tqdm
+) -> None:
+    """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    queue = context.SimpleQueue()
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid()))
+    try:
+        futures = {pool.submit(_call, task, job, args): job for job in sorted(jobs, key=lambda j: -j.cost)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=PROGRESS_INTERVAL, return_when=FIRST_COMPLETED)
+            _drain(queue, bar)
+            for future in done:
+                try:
+                    summary.add(future.result())
+                except BrokenProcessPool as exc:
+                    job = futures[future]
+                    reason = f"the worker process died while decoding ({exc}); rerun to retry"
+                    summary.add(JobResult(failures=[_failure(job, t, reason) for t in job.targets]))
+        _drain(queue, bar)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _drain(queue: Any, bar: tqdm) -> None:
+    while not queue.empty():
+        bar.update(queue.get())
+
+
+# --------------------------------------------------------------------------------------------- worker side
+
+_QUEUE: Any = None
+
+
+def _init_worker(queue: Any, parent: int) -> None:
+    """Set up a worker: its progress queue, one OpenCV thread, and a watchdog on the main process."""
+    global _QUEUE
+    _QUEUE = queue
+    cv2.setNumThreads(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the main process is gone (e.g. SIGKILLed): pool workers would otherwise live on."""
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_INTERVAL)
+    os._exit(1)
+
+
+def _call(task: Callable[..., JobResult], job: ChunkJob, args: tuple) -> JobResult:
+    """Run a task in a worker, batching its progress reports onto the queue."""
+    pending = 0
+    last = time.monotonic()
+
+    def report(n: int) -> None:
+        nonlocal pending, last
+        pending += n
+        now = time.monotonic()
+        if now - last >= PROGRESS_INTERVAL:
+            _QUEUE.put(pending)
+            pending, last = 0, now
+
+    try:
+        return task(job, report, *args)
+    finally:
+        if pending:
+            _QUEUE.put(pending)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _check_safe_path(path: str, row: int, camera: str) -> None:
+    """Refuse an ``image_path`` that is absolute or climbs out of the root (a table must not write anywhere)."""
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith(("/", "\\")) or ".." in parts or "\\" in path or ":" in path:
+        msg = f"annotation table: image_path[{camera!r}][{row}] = {path!r} is not a relative path inside the root"
+        raise BadInputError(msg)
+
+
+# --------------------------------------------------------------------------------------------- reporting
+
+
+def format_frames(frames: Iterable[int]) -> str:
+    """Frame numbers as sorted runs: ``3, 5-9, 12``."""
+    runs: list[list[int]] = []
+    for frame in sorted(set(frames)):
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def format_failures(failures: Iterable[Failure]) -> list[str]:
+    """One line per (recording, camera, reason): how many images, why, and exactly which frames."""
+    groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for failure in failures:
+        groups[(failure.recording, failure.camera, failure.reason)].append(failure.frame)
+    order = sorted(groups, key=lambda g: (g[0], g[1], min(groups[g])))
+    return [
+        f"  {rec} {cam}: {len(groups[(rec, cam, why)])} frames ({why}): {format_frames(groups[(rec, cam, why)])}"
+        for rec, cam, why in order
+    ]
