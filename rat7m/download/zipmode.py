@@ -97,7 +97,9 @@ def _selected(rel: str, kind: str, article: cat.Article, wanted: set[str], camer
     return target is not None and target[1].name in wanted and (target[2] is None or target[2] in cameras)
 
 
-def _already_unpacked(job: ZipJob, root: Path, record: VerificationRecord, wanted: set[str], cameras) -> bool:
+def _already_unpacked(
+    job: ZipJob, root: Path, record: VerificationRecord, wanted: set[str], cameras: Sequence[str]
+) -> bool:
     """Was this zip unpacked before, with every file the selection wants still in place unchanged?"""
     contents = record.extracted_files(job.path)
     if contents is None:
