@@ -169,6 +169,32 @@ def test_sigkill_mid_file_then_resume_fetches_only_the_rest(server, tree, tmp_pa
     assert on_disk(out) == {f"{cat.VIDEO_DIR}/{BIG}": md5(tree / cat.VIDEO_DIR / BIG)}
 
 
+def test_ctrl_c_on_a_stalled_connection_stops_at_once_and_keeps_the_part(server, tree, tmp_path):
+    out = tmp_path / "data"
+    server.set_faults(Faults(rate=0.001), BIG)  # one byte, then silence for 1000 s
+    # SIGINT raises KeyboardInterrupt even if this test runs where SIGINT is ignored (CI, `make test &`)
+    start = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    start += "runpy.run_path('download_all.py', run_name='__main__')"
+    argv = [sys.executable, "-c", start, "--out", str(out), "--api-url", server.api_url,
+            "--recordings", "s5-d2", "--what", "videos", "--cameras", "2", "-q"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = out / cat.VIDEO_DIR / (BIG + ".part")
+    deadline = time.monotonic() + 30
+    while not (part.exists() and [r for r in storage(server, BIG) if r.sent]) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.2)  # let the client block in its read of the stalled body
+    proc.send_signal(signal.SIGINT)
+    # the read timeout is 60 s: only cutting the blocked connection lets the run end well before this
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err
+    assert part.stat().st_size == 1 and not (out / cat.VIDEO_DIR / BIG).exists()
+    assert json.loads((out / RECORD_NAME).read_text())["partials"][f"{cat.VIDEO_DIR}/{BIG}"]["validator"]
+
+
 def test_dropped_connections_resume_without_refetching(server, tree, tmp_path, slept):
     out = tmp_path / "data"
     server.set_faults(Faults(drop_after=100_000, drop_times=2))  # every file's first two bodies are cut

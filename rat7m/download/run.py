@@ -27,7 +27,7 @@ from rat7m.download.listing import list_remote_files
 from rat7m.download.plan import Action, Step, plan_downloads
 from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Outcome, carry_out
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
 from rat7m.download.zipmode import ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, Rat7mError
 
@@ -160,7 +160,7 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]
     A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
     (parts are kept for the next run) and the ``KeyboardInterrupt`` goes on up.
     """
-    stop = threading.Event()
+    stop = Interrupt()
     outcomes: list[Outcome | None] = [None] * len(tasks)
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool:
         futures = {pool.submit(task, stop): i for i, (_, task) in enumerate(tasks)}
@@ -248,7 +248,7 @@ def _transfer(
     transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
     progress = Progress(transfer_total, enabled=not options.quiet)
     shared = {"root": out, "client": client, "record": record, "policy": policy, "progress": progress}
-    tasks: list[tuple[str, Callable[[threading.Event], Outcome]]] = [
+    tasks: list[tuple[str, Callable[[Interrupt], Outcome]]] = [
         (step.file.path, functools.partial(_carry_out, step, shared)) for step in report.steps
     ]
     zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
@@ -262,11 +262,11 @@ def _transfer(
         report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
 
 
-def _carry_out(step: Step, shared: dict, stop: threading.Event) -> Outcome:
+def _carry_out(step: Step, shared: dict, stop: Interrupt) -> Outcome:
     return carry_out(step, stop=stop, **shared)
 
 
-def _run_zip_job(job: ZipJob, options: dict, stop: threading.Event) -> Outcome:
+def _run_zip_job(job: ZipJob, options: dict, stop: Interrupt) -> Outcome:
     return run_zip_job(job, stop=stop, **options)
 
 

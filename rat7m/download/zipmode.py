@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from rat7m.download.listing import RemoteFile, articles_for, target_path
 from rat7m.download.plan import Action, Step, decide, local_state
 from rat7m.download.progress import Progress
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Outcome, carry_out, size_from_response
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outcome, carry_out, size_from_response
 from rat7m.errors import Rat7mError
 from rat7m.safezip import safe_extract
 
@@ -164,7 +163,7 @@ def run_zip_job(
     record: VerificationRecord,
     policy: RetryPolicy,
     progress: Progress,
-    stop: threading.Event | None = None,
+    stop: Interrupt | None = None,
 ) -> Outcome:
     """Download one zip (resumably), unpack it safely and move the wanted files into place."""
     if job.step is None:
