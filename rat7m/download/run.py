@@ -254,7 +254,8 @@ def _transfer(
     zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
     tasks += [(job.path, functools.partial(_run_zip_job, job, zip_options)) for job in report.zip_jobs]
     try:
-        report.outcomes = run_parallel(tasks, options.jobs)
+        with progress.logging_above_bars():
+            report.outcomes = run_parallel(tasks, options.jobs)
     finally:
         progress.close()
         record.flush()

@@ -365,5 +365,8 @@ def size_from_response(response: urllib3.BaseHTTPResponse) -> int | None:
 
 def _describe(exc: BaseException) -> str:
     """A short message for a network error (urllib3 nests the useful part)."""
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and exc.args and isinstance(exc.args[0], str):
+        text = exc.args[0]  # "Connection broken: IncompleteRead(...)" without the repeated inner error
+    else:
+        text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
