@@ -1,7 +1,7 @@
 """The whole toolkit end to end on a small synthetic RAT7M-format dataset (``make demo``).
 
 1. generate the synthetic dataset (what "Figshare" holds) and serve it on 127.0.0.1,
-2. ``download_all.py`` from that server, 3. ``build_annotation.py``, 4. ``extract_frames.py``,
+2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``,
 5. ``compute_metrics.py`` on noisy predictions of the test split, 6. ``visualization.ipynb``
 executed headless. Each step runs the real script as a user would, in a subprocess.
 """
@@ -73,6 +73,8 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         ], quiet)  # fmt: skip
     _step("build_annotation.py: the mini-RAT7M table from the .mat files",
           [python, "build_annotation.py", "--root", dataset, "--out", table], quiet)  # fmt: skip
+    _step("build_annotation.py --check: reprojection, image paths, frames inside the videos",
+          [python, "build_annotation.py", "--check", table, "--root", dataset], quiet)  # fmt: skip
     _step("extract_frames.py: the table's frames as JPEGs",
           [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
 
