@@ -136,7 +136,9 @@ def test_official_sized_csv_as_a_script_scores_every_row_including_the_first(off
     assert joints["mpjpe"][0] == pytest.approx((1000 + 24534) / 24535, rel=1e-6)
     png = (out / cm.PER_JOINT_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert not list(out.glob("*.part"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(  # no temporary file left behind
+        [cm.PER_SAMPLE_CSV, cm.SUMMARY_JSON, cm.PER_JOINT_CSV, cm.PER_JOINT_PNG]
+    )
 
 
 def test_as_a_module_with_npy_and_a_bad_csv(tmp_path):
