@@ -238,6 +238,7 @@ def _replace_cell(line: str, column: int, text: str) -> str:
         ("missing_gt", "annotation table {root}/nope.pkl not found; pass --gt_path"),
         ("bad_gt", "{root}/garbage.pkl"),
         ("header", "{root}/p.csv line 1, column 1: 'x' is not a number (the file must not have a header row)"),
+        ("numeric_header", "{root}/p.csv line 1 is 0,1,...,59: a header row (pandas writes one)"),
         ("empty", "{root}/p.csv is empty; expected one row of 60 numbers per sample"),
         ("cell", "{root}/p.csv line 3, column 8: 'abc' is not a number"),
         ("columns", "{root}/p.csv line 2 has 59 columns; expected 60 comma-separated numbers"),
@@ -262,6 +263,8 @@ def test_bad_input_exits_2_with_one_clear_line(small, capsys, case, expected):
         argv["--gt_path"] = root / "garbage.pkl"
     elif case == "header":
         lines.insert(0, "x,y,z")
+    elif case == "numeric_header":
+        lines.insert(0, ",".join(str(c) for c in range(60)))
     elif case == "empty":
         lines = ["", ""]
     elif case == "cell":
