@@ -84,6 +84,10 @@ def read_predictions(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise BadInputError(f"prediction file {path} not found")
     rows = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
+    if path.suffix.lower() != ".npy" and len(rows) and np.array_equal(rows[0], np.arange(N_COLUMNS)):
+        # pandas' to_csv(index=False) writes the column numbers as a header: numeric, but not a sample
+        msg = f"{path} line 1 is 0,1,...,{N_COLUMNS - 1}: a header row (pandas writes one); save with header=False"
+        raise BadInputError(msg)
     finite = np.isfinite(rows)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]

@@ -92,9 +92,11 @@ def published(tree: Path, recordings=(S1, S5), cameras=cat.CAMERA_NAMES) -> dict
 
 
 def on_disk(out: Path) -> dict[str, str]:
-    """Relative path -> MD5 of every data file under ``out`` (record excluded)."""
+    """Relative path -> MD5 of every data file under ``out`` (the record and the lock excluded)."""
     return {
-        p.relative_to(out).as_posix(): md5(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name != RECORD_NAME
+        p.relative_to(out).as_posix(): md5(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name not in (RECORD_NAME, run.LOCK_NAME)
     }
 
 
@@ -117,7 +119,8 @@ def test_clean_run_then_rerun_transfers_nothing(server, tree, tmp_path, capsys):
     assert download(server, out, "--recordings", "s1-d1,s5-d2", "--jobs", "3") == 0
     expected = published(tree)
     assert on_disk(out) == expected  # every file, right bytes, documented layout, no .part left
-    assert sorted(p.name for p in out.iterdir()) == sorted([cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME])
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME, run.LOCK_NAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(layout)
     sizes = sum((tree / rel).stat().st_size for rel in expected)
     assert sum(r.sent for r in storage(server)) == sizes  # each byte crossed the wire once
     assert len(storage(server)) == len(expected)
@@ -164,6 +167,32 @@ def test_sigkill_mid_file_then_resume_fetches_only_the_rest(server, tree, tmp_pa
     (resumed,) = storage(server, BIG)
     assert (resumed.range, resumed.status, resumed.sent) == (f"bytes={have}-", 206, size - have)
     assert on_disk(out) == {f"{cat.VIDEO_DIR}/{BIG}": md5(tree / cat.VIDEO_DIR / BIG)}
+
+
+def test_ctrl_c_on_a_stalled_connection_stops_at_once_and_keeps_the_part(server, tree, tmp_path):
+    out = tmp_path / "data"
+    server.set_faults(Faults(rate=0.001), BIG)  # one byte, then silence for 1000 s
+    # SIGINT raises KeyboardInterrupt even if this test runs where SIGINT is ignored (CI, `make test &`)
+    start = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    start += "runpy.run_path('download_all.py', run_name='__main__')"
+    argv = [sys.executable, "-c", start, "--out", str(out), "--api-url", server.api_url,
+            "--recordings", "s5-d2", "--what", "videos", "--cameras", "2", "-q"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = out / cat.VIDEO_DIR / (BIG + ".part")
+    deadline = time.monotonic() + 30
+    while not (part.exists() and [r for r in storage(server, BIG) if r.sent]) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.2)  # let the client block in its read of the stalled body
+    proc.send_signal(signal.SIGINT)
+    # the read timeout is 60 s: only cutting the blocked connection lets the run end well before this
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err
+    assert part.stat().st_size == 1 and not (out / cat.VIDEO_DIR / BIG).exists()
+    assert json.loads((out / RECORD_NAME).read_text())["partials"][f"{cat.VIDEO_DIR}/{BIG}"]["validator"]
 
 
 def test_dropped_connections_resume_without_refetching(server, tree, tmp_path, slept):
@@ -243,6 +272,22 @@ def test_permanent_failures_do_not_stop_the_others(server, tree, tmp_path, capsy
     good = {k: v for k, v in published(tree, recordings=(S5,), cameras=("Camera1", "Camera2")).items()
             if Path(k).name not in (broken, missing, corrupt)}  # fmt: skip
     assert on_disk(out) == good  # the others completed; nothing corrupt under a final name, no bad .part kept
+
+
+def test_a_second_run_on_the_same_folder_is_refused(server, tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "data"
+    out.mkdir()
+    with open(out / run.LOCK_NAME, "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run in progress holds it
+        assert download(server, out, "--recordings", "s5-d2") == 2
+    err = capsys.readouterr().err
+    assert f"another download is already writing to {out} (pid 4242)" in err
+    assert storage(server) == []
+    assert download(server, out, "--recordings", "s5-d2", "--what", "annotations") == 0  # released: fine again
 
 
 def test_ignored_range_and_a_drop_at_the_same_byte_gives_up(server, tmp_path, capsys):
@@ -330,7 +375,8 @@ def test_via_zip_fetches_unpacks_selects_and_reruns_free(server, tree, tmp_path,
     assert download(server, out, *args) == 0
     expected = published(tree, recordings=(S5,), cameras=("Camera1",))
     assert on_disk(out) == expected  # only the selection was placed; zips deleted after unpacking
-    assert sorted(p.name for p in out.iterdir()) == sorted([cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME])
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME, run.LOCK_NAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(layout)
     assert list((out / "zips").iterdir()) == []
     bodies = [r for r in zip_requests(server) if r.range is None]
     assert len(bodies) == 2 and all(r.status == 200 for r in bodies)
@@ -469,3 +515,13 @@ def test_the_synthetic_dataset_downloads_whole(synthetic_dataset, tmp_path):
     expected = published(synthetic_dataset.root, recordings=cat.RECORDINGS)
     assert len(expected) > 7 * 6 and on_disk(out) == expected
     assert sent == sum((synthetic_dataset.root / rel).stat().st_size for rel in expected)
+
+
+def test_unreachable_api_is_given_up_once_not_per_article(tmp_path, slept, capsys):
+    with FigshareServer(tmp_path) as gone:
+        api = gone.api_url  # a port that was just serving and now refuses connections
+    assert run_main(download_all.main, ["--out", str(tmp_path / "data"), "--api-url", api, "-q"]) == 1
+    summary = capsys.readouterr().out
+    assert "annotations article 13739233 v2: listing article 13739233 v2: gave up after 4 attempts" in summary
+    assert "7 more article(s) not listed" in summary and "--via-zip" in summary
+    assert slept == [0.75, 1.5, 3.0]  # one article's retries, not eight

@@ -13,6 +13,7 @@ import pytest
 import build_annotation
 from rat7m import catalogue
 from rat7m.cli import run_main
+from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
 from rat7m.matfile import load_recording
@@ -144,6 +145,27 @@ def test_saved_table_loads_with_np_load_and_safely(table, tmp_path):
     with pytest.raises(BadInputError, match="lacks key"):
         save_annotation(broken, tmp_path / "broken.pkl")
     assert not (tmp_path / "broken.pkl").exists()
+
+
+def test_dataset_accessor_without_images(table, tmp_path):
+    path = tmp_path / "t.pkl"
+    save_annotation(table, path)
+    test = MiniRat7m(path, split="test", cameras=["Camera2", "Camera5"], load_images=False)
+    assert len(test) == SIZES["s5-d1"]
+    sample = test[-1]
+    row = N - 1
+    assert sample["recording"] == "s5-d1" and sample["row"] == row and "images" not in sample
+    assert list(sample["keypoints_2d"]) == ["Camera2", "Camera5"]
+    np.testing.assert_array_equal(sample["keypoints_2d"]["Camera5"], table["table"]["2D_keypoints"]["Camera5"][row])
+    assert sample["frame_idx"]["Camera2"] == table["table"]["frame_idx"]["Camera2"][row]
+    assert set(sample["cameras"]) == {"Camera2", "Camera5"}
+    assert sample["cameras"]["Camera5"] is table["cameras"][5][1]["Camera5"] or np.array_equal(
+        sample["cameras"]["Camera5"]["RotationMatrix"], table["cameras"][5][1]["Camera5"]["RotationMatrix"]
+    )
+    with pytest.raises(BadInputError, match=r"t\.pkl: no camera camera2, Camera7; the table has Camera1, "):
+        MiniRat7m(path, cameras=["camera2", "Camera7"])
+    with pytest.raises(IndexError):
+        test[len(test)]
 
 
 def _mutated(table, change):

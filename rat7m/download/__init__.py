@@ -7,6 +7,7 @@ The pieces, one role each (as pooch splits downloaders, hashes and processors):
 - :mod:`~rat7m.download.record`: which files were verified already;
 - :mod:`~rat7m.download.plan`: per file, skip / verify / resume / restart / fetch (pure);
 - :mod:`~rat7m.download.transfer`: one file to ``NAME.part``, Range resume, MD5, atomic rename;
+- :mod:`~rat7m.download.zipmode`: ``--via-zip``, whole-article zips unpacked safely;
 - :mod:`~rat7m.download.progress`: bars on a terminal, log lines elsewhere;
 - :mod:`~rat7m.download.run`: one run from listing to report (``download_all.py`` calls it).
 """

@@ -219,15 +219,22 @@ def list_remote_files(
 ) -> Listing:
     """List every file the selection wants, in a stable order (annotations, then videos by recording).
 
-    An article that cannot be listed does not stop the others: it is reported in ``errors``.
+    An article the API refuses (404, 403) does not stop the others: it is reported in ``errors``.
+    When the API cannot be reached at all (retries used up), the remaining articles are not tried:
+    each would wait through the same retries for nothing.
     """
     files: dict[str, RemoteFile] = {}
     errors: list[str] = []
-    for article, kind in articles_for(recordings, what):
+    articles = articles_for(recordings, what)
+    for i, (article, kind) in enumerate(articles):
         try:
             entries = fetch_article_files(client, api_url, article, policy)
         except PermanentError as exc:
             errors.append(f"{kind} article {article.id} v{article.version}: {exc} (API unreachable? try --via-zip)")
+            if exc.status is None and i + 1 < len(articles):
+                left = len(articles) - i - 1
+                errors.append(f"{left} more article(s) not listed: the API at {api_url} is not answering")
+                break
             continue
         for item in select_files(entries, article, kind, recordings, cameras):
             if item.path in files:

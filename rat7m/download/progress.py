@@ -7,6 +7,7 @@ one endless line, so a plain log line is written every :data:`LOG_INTERVAL` seco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,12 @@ class Progress:
                 bar.close()
                 with self._lock:
                     self._free_positions.append(position)
+
+    def logging_above_bars(self) -> contextlib.AbstractContextManager:
+        """While bars are drawn, route log messages through tqdm so they print above the bars."""
+        if self._bar is None:
+            return contextlib.nullcontext()
+        return logging_redirect_tqdm()
 
     def close(self) -> None:
         """Close the bars (the summary is printed after this)."""

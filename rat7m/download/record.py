@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from rat7m.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,7 @@ class VerificationRecord:
                 "partials": {k: asdict(v) for k, v in sorted(self.partials.items())},
                 "extracted": dict(sorted(self.extracted.items())),
             }
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, self.path)
+            with atomic_write(self.path, "w") as handle:
+                handle.write(json.dumps(data, indent=1))
             self._dirty = False
             self._last_flush = time.monotonic()

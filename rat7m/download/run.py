@@ -8,13 +8,14 @@ The disk check happens after planning and before the first byte is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,14 @@ from rat7m.download.listing import list_remote_files
 from rat7m.download.plan import Action, Step, plan_downloads
 from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Outcome, carry_out
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
 from rat7m.download.zipmode import ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
 
+#: Lock file (in the output folder) held while a run writes there.
+LOCK_NAME = ".rat7m-download.lock"
 #: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
 ZIP_URL = "https://figshare.com/ndownloader"
 
@@ -115,6 +118,33 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
         raise NotEnoughSpaceError(msg)
 
 
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` so two runs never write the same ``.part`` files.
+
+    The lock (``flock`` on :data:`LOCK_NAME`) dies with the process, even under SIGKILL, so a
+    killed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    with open(out / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            msg = f"another download is already writing to {out} (pid {holder}); wait for it or stop it first"
+            raise BadInputError(msg) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
 def _check_writable(out: Path) -> None:
     """Create the output folder and make sure we can write in it, before any download starts."""
     try:
@@ -130,7 +160,7 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]
     A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
     (parts are kept for the next run) and the ``KeyboardInterrupt`` goes on up.
     """
-    stop = threading.Event()
+    stop = Interrupt()
     outcomes: list[Outcome | None] = [None] * len(tasks)
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool:
         futures = {pool.submit(task, stop): i for i, (_, task) in enumerate(tasks)}
@@ -206,30 +236,38 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
         return report
     check_disk_space(report.needed, report.free, report.disk_path)
     _check_writable(out)
+    with _exclusive(out):
+        _transfer(report, options, out, client, record, policy)
+    return report
 
+
+def _transfer(
+    report: Report, options: Options, out: Path, client: HttpClient, record: VerificationRecord, policy: RetryPolicy
+) -> None:
+    """Carry out the plan (files or zips in parallel, then the Drive pickle) into ``report.outcomes``."""
     transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
     progress = Progress(transfer_total, enabled=not options.quiet)
     shared = {"root": out, "client": client, "record": record, "policy": policy, "progress": progress}
-    tasks: list[tuple[str, Callable[[threading.Event], Outcome]]] = [
+    tasks: list[tuple[str, Callable[[Interrupt], Outcome]]] = [
         (step.file.path, functools.partial(_carry_out, step, shared)) for step in report.steps
     ]
     zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
     tasks += [(job.path, functools.partial(_run_zip_job, job, zip_options)) for job in report.zip_jobs]
     try:
-        report.outcomes = run_parallel(tasks, options.jobs)
+        with progress.logging_above_bars():
+            report.outcomes = run_parallel(tasks, options.jobs)
     finally:
         progress.close()
         record.flush()
     if options.mini_annotation:
         report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
-    return report
 
 
-def _carry_out(step: Step, shared: dict, stop: threading.Event) -> Outcome:
+def _carry_out(step: Step, shared: dict, stop: Interrupt) -> Outcome:
     return carry_out(step, stop=stop, **shared)
 
 
-def _run_zip_job(job: ZipJob, options: dict, stop: threading.Event) -> Outcome:
+def _run_zip_job(job: ZipJob, options: dict, stop: Interrupt) -> Outcome:
     return run_zip_job(job, stop=stop, **options)
 
 

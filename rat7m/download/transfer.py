@@ -18,11 +18,13 @@ returned as an :class:`Outcome`, never raised, so one bad file does not stop the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,48 @@ class Stopped(Exception):
     """The run is being interrupted (Ctrl-C): stop this file where it is, keeping the part."""
 
 
+class Interrupt:
+    """The stop signal shared by the jobs of a run.
+
+    Setting it (on Ctrl-C) also shuts down the sockets of responses being read, so a job blocked
+    on a stalled connection stops at once instead of after the read timeout.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._reading: set[urllib3.BaseHTTPResponse] = set()
+
+    def is_set(self) -> bool:
+        """Has the run been interrupted?"""
+        return self._event.is_set()
+
+    def set(self) -> None:
+        """Interrupt the run: every job stops at its next chunk, blocked reads end now."""
+        self._event.set()
+        with self._lock:
+            for response in self._reading:
+                _cut(response)
+
+    @contextlib.contextmanager
+    def watching(self, response: urllib3.BaseHTTPResponse) -> Iterator[None]:
+        """While the block runs, :meth:`set` cuts ``response``'s connection."""
+        with self._lock:
+            self._reading.add(response)
+            if self._event.is_set():
+                _cut(response)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reading.discard(response)
+
+
+def _cut(response: urllib3.BaseHTTPResponse) -> None:
+    with contextlib.suppress(Exception):  # already finished or released: nothing to cut
+        response.shutdown()
+
+
 def parse_content_range(value: str | None) -> tuple[int, int | None] | None:
     """``"bytes 100-199/1000"`` -> ``(100, 1000)``; ``None`` if absent or unreadable."""
     match = _CONTENT_RANGE_RE.fullmatch((value or "").strip())
@@ -84,7 +128,7 @@ def validator_of(response: urllib3.BaseHTTPResponse) -> str | None:
     return response.headers.get("Last-Modified")
 
 
-def md5_of_file(path: Path, bar: FileBar | None = None, stop: threading.Event | None = None) -> str:
+def md5_of_file(path: Path, bar: FileBar | None = None, stop: Interrupt | None = None) -> str:
     """Hex MD5 of a file, read in chunks (updating ``bar``)."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
@@ -109,14 +153,14 @@ def carry_out(
     record: VerificationRecord,
     policy: RetryPolicy,
     progress: Progress,
-    stop: threading.Event | None = None,
+    stop: Interrupt | None = None,
 ) -> Outcome:
     """Do what ``step`` says for its file, under ``root``; never raises for a failed file.
 
     Raises:
         Stopped: only when ``stop`` is set (the run is being interrupted).
     """
-    job = _FileJob(step, root, client, record, policy, progress, stop or threading.Event())
+    job = _FileJob(step, root, client, record, policy, progress, stop or Interrupt())
     try:
         return job.run()
     except Stopped:
@@ -137,7 +181,7 @@ class _FileJob:
         record: VerificationRecord,
         policy: RetryPolicy,
         progress: Progress,
-        stop: threading.Event,
+        stop: Interrupt,
     ) -> None:
         self.step, self.file = step, step.file
         self.final = root / step.file.path
@@ -210,6 +254,8 @@ class _FileJob:
                     if self.size is not None and self.length < self.size:
                         raise RetryableError(f"connection closed after {self.length} of {self.size} bytes")
                 except (RetryableError, *CONNECTION_ERRORS) as exc:
+                    if self.stop.is_set():  # the error is our own doing: the connection was cut
+                        raise Stopped from exc
                     # only new bytes count as progress: a server that ignores Range and drops the
                     # connection at the same place every time must not keep us busy forever
                     failures = 1 if self.reached > reached else failures + 1
@@ -272,7 +318,8 @@ class _FileJob:
             if self.length == 0:
                 self.validator = validator_of(response)
                 self.record.mark_partial(self.file.path, self.file.md5, self.validator)
-            finished = self._stream(response, bar)
+            with self.stop.watching(response):
+                finished = self._stream(response, bar)
         finally:
             if not finished:
                 response.close()  # a connection with unread bytes must not go back to the pool
@@ -318,5 +365,8 @@ def size_from_response(response: urllib3.BaseHTTPResponse) -> int | None:
 
 def _describe(exc: BaseException) -> str:
     """A short message for a network error (urllib3 nests the useful part)."""
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and exc.args and isinstance(exc.args[0], str):
+        text = exc.args[0]  # "Connection broken: IncompleteRead(...)" without the repeated inner error
+    else:
+        text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from rat7m.download.listing import RemoteFile, articles_for, target_path
 from rat7m.download.plan import Action, Step, decide, local_state
 from rat7m.download.progress import Progress
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Outcome, carry_out, size_from_response
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outcome, carry_out, size_from_response
 from rat7m.errors import Rat7mError
 from rat7m.safezip import safe_extract
 
@@ -97,7 +96,9 @@ def _selected(rel: str, kind: str, article: cat.Article, wanted: set[str], camer
     return target is not None and target[1].name in wanted and (target[2] is None or target[2] in cameras)
 
 
-def _already_unpacked(job: ZipJob, root: Path, record: VerificationRecord, wanted: set[str], cameras) -> bool:
+def _already_unpacked(
+    job: ZipJob, root: Path, record: VerificationRecord, wanted: set[str], cameras: Sequence[str]
+) -> bool:
     """Was this zip unpacked before, with every file the selection wants still in place unchanged?"""
     contents = record.extracted_files(job.path)
     if contents is None:
@@ -162,7 +163,7 @@ def run_zip_job(
     record: VerificationRecord,
     policy: RetryPolicy,
     progress: Progress,
-    stop: threading.Event | None = None,
+    stop: Interrupt | None = None,
 ) -> Outcome:
     """Download one zip (resumably), unpack it safely and move the wanted files into place."""
     if job.step is None:
