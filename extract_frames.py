@@ -23,7 +23,7 @@ from rat7m import catalogue, extract
 from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
-from rat7m.video import ChunkIndex
+from rat7m.video import ChunkIndex, quiet_decoder_logs
 
 log = logging.getLogger("extract_frames")
 
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    if not args.verbose:
+        quiet_decoder_logs()  # the summary says which frames failed and why; -v shows FFmpeg's own words
     if not 1 <= args.quality <= 100:
         raise BadInputError(f"--quality {args.quality}: expected 1..100")
     if args.jobs < 1:
@@ -92,22 +94,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verify and not video_dir.is_dir():
         raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
     all_jobs = extract.plan_jobs(table, ChunkIndex.from_dir(video_dir), recordings, cameras)
+    del table  # the plan is all that is needed; a full table holds hundreds of MB
     jobs = all_jobs if shard is None else extract.shard_jobs(all_jobs, shard[0], shard[1])
     if not all_jobs:
         log.warning("the table wants no frames of the chosen recordings and cameras")
     if shard is not None:
-        print(
-            f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: "
-            + ", ".join(job.name for job in jobs)
-        )
+        owned = ", ".join(job.name for job in jobs)
+        shard_line = f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: {owned}"
+        log.info("shard %d/%d (%s): %d of %d chunks", shard[0], shard[1], shard[2], len(jobs), len(all_jobs))
 
     if args.dry_run:
+        if shard is not None:
+            print(shard_line)
         return _dry_run(jobs, args.root, args.overwrite)
     progress = not args.quiet
     if args.verify:
         summary = extract.verify(jobs, args.root, processes=args.jobs, progress=progress)
-        print(
-            f"verify: {summary.images} images checked: {summary.skipped} good, {len(summary.failures)} missing "
+        totals = (
+            f"verify: {summary.images} images checked: {summary.verified} good, {len(summary.failures)} missing "
             f"or broken ({summary.seconds:.1f} s)"
         )
     else:
@@ -115,11 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs, args.root, processes=args.jobs, quality=args.quality, overwrite=args.overwrite, progress=progress
         )
         seconds = max(summary.seconds, 1e-9)
-        print(
+        totals = (
             f"extract: {summary.images} images: {summary.written} written, {summary.skipped} skipped, "
             f"{len(summary.failures)} failed in {summary.seconds:.1f} s ({summary.written / seconds:.1f} images/s; "
             f"{summary.decoded} video frames decoded, {summary.decoded / seconds:.1f} frames/s)"
         )
+    if shard is not None:
+        print(shard_line)
+    print(totals)
     if summary.failures:
         print(f"failed: {len(summary.failures)} images (recording camera: count (why): frames)")
         print("\n".join(extract.format_failures(summary.failures)))

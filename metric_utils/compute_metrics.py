@@ -29,7 +29,6 @@ import argparse
 import io
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from metric_utils.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 from rat7m import catalogue
 from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError
+from rat7m.fileio import atomic_write
 from rat7m.table import load_annotation
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ def read_predictions(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise BadInputError(f"prediction file {path} not found")
     rows = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
+    if path.suffix.lower() != ".npy" and len(rows) and np.array_equal(rows[0], np.arange(N_COLUMNS)):
+        # pandas' to_csv(index=False) writes the column numbers as a header: numeric, but not a sample
+        msg = f"{path} line 1 is 0,1,...,{N_COLUMNS - 1}: a header row (pandas writes one); save with header=False"
+        raise BadInputError(msg)
     finite = np.isfinite(rows)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -327,14 +331,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write through a temporary file in the same folder, then rename: no half-written result."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        write(handle)
 
 
 def _write_text(path: Path, text: str) -> None:

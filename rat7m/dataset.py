@@ -45,7 +45,11 @@ class MiniRat7m:
             raise BadInputError(f"split must be one of train, test, all; got {split!r}")
         self.annotation = load_annotation(table_path)
         self.root = Path(root)
-        self.cameras = tuple(cameras) if cameras is not None else tuple(str(c) for c in self.annotation["camera_names"])
+        available = tuple(str(c) for c in self.annotation["camera_names"])
+        self.cameras = tuple(cameras) if cameras is not None else available
+        unknown = [c for c in self.cameras if c not in available]
+        if unknown:
+            raise BadInputError(f"{table_path}: no camera {', '.join(unknown)}; the table has {', '.join(available)}")
         self.load_images = load_images
         table = self.annotation["table"]
         train_test = np.asarray(table["train_test"])

@@ -6,11 +6,11 @@ chunk: the wanted frames of a chunk are the union over the table's rows, each ch
 once from its start to its last wanted frame, and chunks are spread over a process pool (one
 decoder thread per process: on a busy machine that beats frame threads inside one process).
 
-Every JPEG is written to a temporary name in its folder and renamed, so a kill never leaves a
-truncated image under a final name; a rerun skips images that are complete (they start with the
-JPEG SOI marker and end with the EOI marker ``FFD9``), so it only does what is left. Faults
-(missing, truncated or short chunks) do not stop the run: they are collected, frame by frame,
-into the summary.
+Every JPEG is written to a temporary name in its folder and renamed (:func:`rat7m.fileio.atomic_write`),
+so a kill never leaves a truncated image under a final name; a rerun skips images that are complete
+(they start with the JPEG SOI marker and end with the EOI marker ``FFD9``), so it only does what is
+left. Faults (missing, truncated or short chunks) do not stop the run: they are collected, frame by
+frame, into the summary.
 
 For clusters, :func:`shard_jobs` splits the chunks deterministically into N shards balanced by
 estimated decoding cost, so N independent processes (a SLURM job array) cover everything once.
@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,6 +41,7 @@ from tqdm import tqdm
 from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError
+from rat7m.fileio import atomic_write
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ WANTED_FRAME_COST = 3
 PROGRESS_INTERVAL = 0.2
 #: Seconds between a worker's checks that the main process is still alive.
 WATCHDOG_INTERVAL = 0.5
+
+#: Why images of chunks in flight when a worker process died are reported as failed.
+WORKER_DIED = "a worker process died (killed, out of memory, or crashed in the decoder); rerun to finish"
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -123,7 +128,8 @@ class JobResult:
     """What a worker did with one job."""
 
     written: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already complete (extraction)
+    verified: int = 0  # present, complete and decodable (verification)
     decoded: int = 0
     failures: list[Failure] = field(default_factory=list)
 
@@ -135,15 +141,16 @@ class Summary:
     images: int = 0
     written: int = 0
     skipped: int = 0
+    verified: int = 0
     decoded: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
-    chunks: list[str] = field(default_factory=list)
 
     def add(self, result: JobResult) -> None:
         """Add one job's result."""
         self.written += result.written
         self.skipped += result.skipped
+        self.verified += result.verified
         self.decoded += result.decoded
         self.failures.extend(result.failures)
 
@@ -222,7 +229,7 @@ def plan_jobs(
             groups[bisect.bisect_right(starts, target.frame) - 1].append(target)
         for i, group in sorted(groups.items()):
             if i >= 0:
-                next_start = starts[i + 1] if i + 1 < len(starts) else None
+                next_start = index.next_start(chunks[i])
                 jobs.append(ChunkJob(recording, camera, chunks[i], tuple(group), next_start))
                 continue
             if chunks:
@@ -321,7 +328,8 @@ def extract(
         progress: show a tqdm bar over images.
     """
     threads = 1 if processes > 1 and len(jobs) > 1 else None  # a process per core: one decoder thread each
-    return _run(_extract_job, jobs, (str(root), quality, overwrite, threads), processes, progress, "extract")
+    args = (str(root), quality, overwrite, threads)
+    return _run(_extract_job, jobs, args, processes, progress, "extract", partial(_unfinished, root=str(root)))
 
 
 def verify(jobs: Sequence[ChunkJob], root: str | os.PathLike, *, processes: int = 1, progress: bool = True) -> Summary:
@@ -329,7 +337,7 @@ def verify(jobs: Sequence[ChunkJob], root: str | os.PathLike, *, processes: int 
 
     Missing or broken images are the summary's failures.
     """
-    return _run(_verify_job, jobs, (str(root),), processes, progress, "verify")
+    return _run(_verify_job, jobs, (str(root),), processes, progress, "verify", partial(_unfinished, root=None))
 
 
 def is_complete_jpeg(path: str | os.PathLike) -> bool:
@@ -345,18 +353,6 @@ def is_complete_jpeg(path: str | os.PathLike) -> bool:
             return head == _JPEG_SOI and f.read(2) == _JPEG_EOI
     except OSError:  # missing, or shorter than 2 bytes (seek before the start)
         return False
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _extract_job(
@@ -376,8 +372,6 @@ def _extract_job(
     if job.chunk is None:
         _fail(result, job, todo, job.missing, report)
         return result
-    for folder in {Path(root, t.path).parent for targets in todo.values() for t in targets}:
-        folder.mkdir(parents=True, exist_ok=True)
     start = job.chunk.start
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     try:
@@ -385,14 +379,14 @@ def _extract_job(
             result.decoded = offset + 1
             ok, buffer = cv2.imencode(".jpg", image, params)
             for target in todo.pop(start + offset):
-                if not ok:
-                    result.failures.append(_failure(job, target, "JPEG encoding failed"))
-                    continue
                 try:
-                    write_file(Path(root, target.path), buffer.tobytes())
+                    if not ok:
+                        raise OSError("JPEG encoding failed")
+                    with atomic_write(Path(root, target.path)) as f:
+                        f.write(buffer.tobytes())
                     result.written += 1
                 except OSError as exc:
-                    result.failures.append(_failure(job, target, f"cannot write: {exc}"))
+                    result.failures.append(_failure(job, target, f"cannot write the image: {exc}"))
                 report(1)
     except ChunkReadError as exc:
         result.decoded = max(result.decoded, exc.decoded)
@@ -437,16 +431,25 @@ def _verify_job(job: ChunkJob, report: Callable[[int], None], root: str) -> JobR
         elif cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
             result.failures.append(_failure(job, target, "does not decode as a JPEG"))
         else:
-            result.skipped += 1
+            result.verified += 1
         report(1)
     return result
 
 
 def _run(
-    task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, progress: bool, what: str
+    task: Callable[..., JobResult],
+    jobs: Sequence[ChunkJob],
+    args: tuple,
+    processes: int,
+    progress: bool,
+    what: str,
+    unfinished: Callable[[ChunkJob], JobResult],
 ) -> Summary:
-    """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar."""
-    summary = Summary(images=sum(len(j.targets) for j in jobs), chunks=[j.name for j in jobs])
+    """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar.
+
+    ``unfinished(job)`` accounts for a job whose worker process died (killed, or crashed in the decoder).
+    """
+    summary = Summary(images=sum(len(j.targets) for j in jobs))
     started = time.perf_counter()
     bar = tqdm(total=summary.images, unit="frame", desc=what, disable=not progress, dynamic_ncols=True)
     try:
@@ -454,7 +457,7 @@ def _run(
             for job in jobs:
                 summary.add(task(job, bar.update, *args))
         else:
-            _run_pool(task, jobs, args, min(processes, len(jobs)), summary, bar)
+            _run_pool(task, jobs, args, min(processes, len(jobs)), summary, bar, unfinished)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
@@ -462,9 +465,18 @@ def _run(
 
 
 def _run_pool(
-    task: Callable[..., JobResult], jobs: Sequence[ChunkJob], args: tuple, processes: int, summary: Summary, bar: tqdm
+    task: Callable[..., JobResult],
+    jobs: Sequence[ChunkJob],
+    args: tuple,
+    processes: int,
+    summary: Summary,
+    bar: tqdm,
+    unfinished: Callable[[ChunkJob], JobResult],
 ) -> None:
-    """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress."""
+    """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress.
+
+    If a worker dies, the pool is broken and every job not finished yet is handed to ``unfinished``.
+    """
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     queue = context.SimpleQueue()
     pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid()))
@@ -477,15 +489,24 @@ def _run_pool(
             for future in done:
                 try:
                     summary.add(future.result())
-                except BrokenProcessPool as exc:
-                    job = futures[future]
-                    reason = f"the worker process died while decoding ({exc}); rerun to retry"
-                    summary.add(JobResult(failures=[_failure(job, t, reason) for t in job.targets]))
+                except BrokenProcessPool:
+                    summary.add(unfinished(futures[future]))
         _drain(queue, bar)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def _unfinished(job: ChunkJob, root: str | None) -> JobResult:
+    """A job cut short by a dead worker: images complete on disk count as done (``root`` given), the rest failed."""
+    result = JobResult()
+    for target in job.targets:
+        if root is not None and is_complete_jpeg(Path(root, target.path)):
+            result.skipped += 1
+        else:
+            result.failures.append(_failure(job, target, WORKER_DIED))
+    return result
 
 
 def _drain(queue: Any, bar: tqdm) -> None:

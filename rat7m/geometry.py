@@ -20,6 +20,15 @@ import numpy as np
 from rat7m.errors import BadInputError
 
 
+def _distortion(camera: Mapping[str, np.ndarray]) -> tuple[float, float, float, float, float]:
+    """``(k1, k2, k3, p1, p2)`` of a camera; ``k3 = 0`` when it has two radial coefficients."""
+    radial = np.zeros(3)
+    given = np.asarray(camera["RadialDistortion"], dtype=np.float64).reshape(-1)
+    radial[: len(given)] = given
+    p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
+    return float(radial[0]), float(radial[1]), float(radial[2]), float(p1), float(p2)
+
+
 def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
     """Project 3D points through one camera, lens distortion included.
 
@@ -37,10 +46,7 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
     K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
     R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
     t = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3)
-    radial = np.zeros(3)
-    given = np.asarray(camera["RadialDistortion"], dtype=np.float64).reshape(-1)
-    radial[: len(given)] = given
-    p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
+    k1, k2, k3, p1, p2 = _distortion(camera)
 
     # camera coordinates as three contiguous rows: every step below streams through memory once
     x, y, z = R.T @ points.reshape(-1, 3).T + t[:, None]
@@ -53,7 +59,7 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
         x2 = x * x
         y2 = y * y
         r2 = x2 + y2
-        scale = 1.0 + r2 * (radial[0] + r2 * (radial[1] + r2 * radial[2]))
+        scale = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
         xd = x * scale + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x2)
         yd = y * scale + p1 * (r2 + 2.0 * y2) + 2.0 * p2 * xy
         out[:, 0] = xd * K[0, 0] + yd * K[1, 0] + K[2, 0]
@@ -95,11 +101,8 @@ def to_opencv(
     R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
     rvec, _ = cv2.Rodrigues(np.ascontiguousarray(R.T))
     tvec = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3, 1)
-    radial = np.zeros(3)
-    given = np.asarray(camera["RadialDistortion"], dtype=np.float64).reshape(-1)
-    radial[: len(given)] = given
-    p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
-    dist = np.array([radial[0], radial[1], p1, p2, radial[2]])
+    k1, k2, k3, p1, p2 = _distortion(camera)
+    dist = np.array([k1, k2, p1, p2, k3])
     return K.T.copy(), rvec.astype(np.float64), tvec, dist
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import scipy.io
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
+from rat7m.fileio import atomic_write
 
 #: Camera fields in the order the real files store them, and the keys ``load_cameras`` returns.
 #: The original loader renamed ``rotationMatrix``/``translationVector``; we keep that renaming.
@@ -258,13 +258,5 @@ def save_recording(
         cam_structs[cam_name] = fields
     markers = {joint: mocap[:, catalogue.JOINT_NAMES.index(joint), :] for joint in order}
     content = {"cameras": cam_structs, "mocap": markers, "name": name}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            scipy.io.savemat(f, content, format="5", oned_as="row")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        scipy.io.savemat(f, content, format="5", oned_as="row")

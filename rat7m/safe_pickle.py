@@ -8,6 +8,15 @@ goes through an allow-list holding only what numpy needs to rebuild arrays, dtyp
 dicts, lists, strings, numbers, booleans and ``None`` are pickle opcodes and need no global.
 Anything else is refused, naming the global, before it is imported or called.
 
+An allow-list of globals is not enough on its own: numpy trusts what it is handed. Called
+directly, ``numpy.ndarray(shape, object_dtype, buffer)`` makes an object array whose pointers are
+the pickle's bytes, and ``dtype.__setstate__`` (the BUILD opcode) accepts a forged state, e.g. an
+object field with flags saying "no objects". Either crashes the process, or worse. So the pickle
+gets a token for ``ndarray`` that only ``_reconstruct`` accepts, and BUILD is allowed only on a
+fresh, empty array and on a dtype restating itself (what numpy's own pickles do). Checking BUILD
+needs the pure-Python unpickler; tables have few opcodes (an array is one byte string), so an
+official-size table still loads in well under a second.
+
 Both on-disk forms users meet are read: a plain pickle (what ``pickle.dump`` and our
 ``save_annotation`` write, and what ``np.load`` falls back to for a non-``.npy`` file), and a
 ``.npy`` file holding a 0-d object array (what ``np.save(path, table_dict)`` writes); the pickle
@@ -19,8 +28,9 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,17 +63,47 @@ def _numpy_reconstructors() -> dict[str, Any]:
     return found
 
 
+class _NdarrayType:
+    """What a pickle gets for ``numpy.ndarray``: a token only :func:`_reconstruct` accepts.
+
+    numpy pickles name ``ndarray`` only as the first argument of ``_reconstruct``. Handing out the
+    real class would let a pickle *call* it, and ``ndarray(shape, object_dtype, buffer=bytes)``
+    makes an object array whose "pointers" are the pickle's bytes (a crash at best).
+    """
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafePickleError("refusing to call numpy.ndarray directly (numpy's pickles never do)")
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray (as a _reconstruct argument only)"
+
+
+_NDARRAY = _NdarrayType()
+
+
+def _make_reconstruct(real: Any) -> Any:
+    def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not _NDARRAY:
+            raise UnsafePickleError(f"refusing _reconstruct of {subtype!r}: only numpy.ndarray is allowed")
+        return real(np.ndarray, shape, dtype)
+
+    return _reconstruct
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """Every (module, name) a table pickle may name, for numpy 1.x and 2.x writers."""
     numpy_callables = _numpy_reconstructors()
+    reconstruct = _make_reconstruct(numpy_callables["_reconstruct"])
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
     # numpy 1.x pickles say numpy.core.*, numpy 2.x pickles say numpy._core.*
     for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = numpy_callables["_reconstruct"]
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
         allowed[(f"{core}.multiarray", "scalar")] = numpy_callables["scalar"]
         if "_frombuffer" in numpy_callables:
             allowed[(f"{core}.numeric", "_frombuffer")] = numpy_callables["_frombuffer"]
@@ -75,11 +115,52 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _allowed_globals()
 
 
 class UnsafePickleError(BadInputError):
-    """The pickle names a global outside the allow-list (it may be trying to run code)."""
+    """The pickle asks for something a table never needs: a global outside the allow-list, a
+    forged numpy state, a persistent id (it may be trying to run code or corrupt memory)."""
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Unpickler whose only source of callables is :data:`ALLOWED_GLOBALS`."""
+def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
+    """Allow ``dtype.__setstate__(state)`` only when it restates what ``dtype`` already is.
+
+    ``dtype.__setstate__`` trusts its argument: a forged state can give a dtype object fields,
+    or flags saying it holds no objects, over memory that does (a crash, or worse). A genuine
+    plain dtype's state is the one it would pickle itself, up to byte order; structured and
+    sub-array dtypes, which a table never holds, are refused.
+    """
+    if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">") and state[1] != dtype.byteorder:
+        if np.dtype(dtype.str) is dtype:
+            raise UnsafePickleError(f"refusing to change the byte order of numpy's shared {dtype} dtype")
+        own = dtype.newbyteorder(state[1]).__reduce__()[2]
+    else:
+        own = dtype.__reduce__()[2]
+    if state != own:
+        raise UnsafePickleError(f"refusing dtype state {state!r} for {dtype}: only plain dtypes are allowed")
+
+
+def _load_build(self: _SafeUnpickler) -> None:
+    """BUILD (``obj.__setstate__(state)``), allowed only where numpy's own pickles use it.
+
+    That is a fresh ``ndarray`` from ``_reconstruct`` (empty until BUILD fills it; numpy checks
+    the data against shape and dtype) and a dtype restating itself. Anything else, e.g. setting
+    attributes on one of the allowed functions, is refused.
+    """
+    state, inst = self.stack[-1], self.stack[-2]
+    if isinstance(inst, np.dtype):
+        _check_dtype_state(inst, state)
+    elif type(inst) is not np.ndarray or inst.size != 0:
+        raise UnsafePickleError(f"refusing to set the state of {type(inst).__name__} (not a fresh numpy array)")
+    pickle._Unpickler.load_build(self)
+
+
+class _SafeUnpickler(pickle._Unpickler):
+    """Unpickler whose only source of callables is :data:`ALLOWED_GLOBALS`.
+
+    It is the pure-Python unpickler, because only there can BUILD be checked (see
+    :func:`_load_build`); a table has few opcodes (arrays are single byte strings), so it is fast.
+    """
+
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -92,7 +173,7 @@ class _SafeUnpickler(pickle.Unpickler):
             raise UnsafePickleError(msg) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not allowed")
+        raise UnsafePickleError("refusing persistent id: a table has none")
 
 
 def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
@@ -109,23 +190,19 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
         UnsafePickleError: the pickle names a global outside the allow-list; nothing was run.
         BadInputError: the bytes are not a complete, well-formed pickle (truncated or corrupt).
     """
+    stream = io.BytesIO(data)
     try:
-        return _SafeUnpickler(io.BytesIO(data)).load()
+        return _SafeUnpickler(stream).load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{source}: {exc}") from None
-    except EOFError:
-        msg = f"{source}: the pickle ends early ({len(data)} bytes): the file is truncated; download it again"
-        raise BadInputError(msg) from None
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "truncated" in text:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            LookupError, OverflowError, MemoryError, RecursionError, struct.error) as exc:  # fmt: skip
+        if stream.tell() >= len(data):  # ran out of bytes before the STOP opcode
             msg = f"{source}: the pickle ends early ({len(data)} bytes): the file is truncated; download it again"
+        elif isinstance(exc, KeyError):  # the pure-Python unpickler's word for an unknown opcode
+            msg = f"{source}: not a readable pickle (unknown opcode {data[stream.tell() - 1 : stream.tell()]!r})"
         else:
-            msg = f"{source}: not a readable pickle ({text})"
-        raise BadInputError(msg) from None
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError, LookupError, OverflowError, MemoryError,
-            RecursionError) as exc:  # fmt: skip
-        msg = f"{source}: corrupt pickle ({type(exc).__name__}: {exc})"
+            msg = f"{source}: not a readable pickle ({type(exc).__name__}: {exc})"
         raise BadInputError(msg) from None
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
+from rat7m.fileio import atomic_write
 from rat7m.safe_pickle import safe_load
 
 #: Top-level keys of a table.
@@ -254,12 +254,5 @@ def save_annotation(table: Mapping, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     validate_annotation(table, "table to save")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(dict(table), f, protocol=PICKLE_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        pickle.dump(dict(table), f, protocol=PICKLE_PROTOCOL)

@@ -14,16 +14,17 @@ before hours of frame extraction and training:
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from rat7m import catalogue
 from rat7m.geometry import project
 from rat7m.table import cameras_of
+from rat7m.video import ChunkIndex, ChunkReadError, open_capture
 
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
 #: far below anything a wrong camera model or a swapped camera would give.
@@ -118,24 +119,13 @@ def check_image_paths(table: Mapping) -> CheckResult:
     return result
 
 
-def _chunk_index(video_dir: Path) -> dict[tuple[str, str], list[tuple[int, Path]]]:
-    """``{(recording name, camera): [(start, path), ...]}`` sorted by start as numbers."""
-    index: dict[tuple[str, str], list[tuple[int, Path]]] = defaultdict(list)
-    for path in video_dir.iterdir():
-        chunk = catalogue.parse_video_chunk_name(path.name)
-        if chunk is not None and path.is_file():
-            index[(chunk.recording.name, chunk.camera)].append((chunk.start, path))
-    return {key: sorted(chunks) for key, chunks in index.items()}
-
-
 def _frame_count(path: Path) -> int | None:
-    """Frames in a video chunk as its container says (cv2.CAP_PROP_FRAME_COUNT: approximate)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
+    """Frames in a video chunk as its container says (CAP_PROP_FRAME_COUNT: the MP4 header, approximate)."""
     try:
-        if not capture.isOpened():
-            return None
+        capture = open_capture(path)
+    except ChunkReadError:
+        return None
+    try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         return count if count > 0 else None
     finally:
@@ -153,21 +143,21 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
     """
     video_dir = Path(video_dir)
     result = CheckResult(f"frame_idx inside the video chunks of {video_dir}", True)
-    index = _chunk_index(video_dir)
+    index = ChunkIndex.from_dir(video_dir)
     columns = table["table"]
     checked, not_checked = 0, []
     for rec, rows in _recording_rows(table):
         for cam in _camera_names(table):
-            chunks = index.get((rec.name, cam))
+            chunks = index.chunks(rec, cam)
             if not chunks:
                 not_checked.append(f"{rec.name} {cam}")
                 continue
             frames = np.asarray(columns["frame_idx"][cam]).astype(np.int64)[rows]
-            starts = np.array([start for start, _ in chunks], dtype=np.int64)
-            last_count = _frame_count(chunks[-1][1])
+            starts = np.array([chunk.start for chunk in chunks], dtype=np.int64)
+            last_count = _frame_count(chunks[-1].path)
             if last_count is None:
                 result.ok = False
-                result.lines.append(f"{rec.name} {cam}: cannot read the frame count of {chunks[-1][1].name}")
+                result.lines.append(f"{rec.name} {cam}: cannot read the frame count of {chunks[-1].name}")
                 continue
             lengths = np.minimum(np.diff(starts), catalogue.CHUNK_LENGTH)
             lengths = np.append(lengths, last_count)

@@ -107,6 +107,18 @@ class ChunkIndex:
         return starts[i] if i < len(starts) else None
 
 
+def quiet_decoder_logs() -> None:
+    """Silence FFmpeg's and OpenCV's own messages about broken videos (callers report them precisely).
+
+    Sets ``OPENCV_FFMPEG_LOGLEVEL`` and ``OPENCV_LOG_LEVEL`` unless already set, so that worker
+    processes started afterwards inherit them; call it before the first video is opened.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 class ChunkReadError(Rat7mError):
     """A chunk could not be opened, or ended before its last wanted frame.
 

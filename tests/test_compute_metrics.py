@@ -136,7 +136,9 @@ def test_official_sized_csv_as_a_script_scores_every_row_including_the_first(off
     assert joints["mpjpe"][0] == pytest.approx((1000 + 24534) / 24535, rel=1e-6)
     png = (out / cm.PER_JOINT_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert not list(out.glob("*.part"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(  # no temporary file left behind
+        [cm.PER_SAMPLE_CSV, cm.SUMMARY_JSON, cm.PER_JOINT_CSV, cm.PER_JOINT_PNG]
+    )
 
 
 def test_as_a_module_with_npy_and_a_bad_csv(tmp_path):
@@ -236,6 +238,7 @@ def _replace_cell(line: str, column: int, text: str) -> str:
         ("missing_gt", "annotation table {root}/nope.pkl not found; pass --gt_path"),
         ("bad_gt", "{root}/garbage.pkl"),
         ("header", "{root}/p.csv line 1, column 1: 'x' is not a number (the file must not have a header row)"),
+        ("numeric_header", "{root}/p.csv line 1 is 0,1,...,59: a header row (pandas writes one)"),
         ("empty", "{root}/p.csv is empty; expected one row of 60 numbers per sample"),
         ("cell", "{root}/p.csv line 3, column 8: 'abc' is not a number"),
         ("columns", "{root}/p.csv line 2 has 59 columns; expected 60 comma-separated numbers"),
@@ -260,6 +263,8 @@ def test_bad_input_exits_2_with_one_clear_line(small, capsys, case, expected):
         argv["--gt_path"] = root / "garbage.pkl"
     elif case == "header":
         lines.insert(0, "x,y,z")
+    elif case == "numeric_header":
+        lines.insert(0, ",".join(str(c) for c in range(60)))
     elif case == "empty":
         lines = ["", ""]
     elif case == "cell":

@@ -114,13 +114,14 @@ def test_every_image_exact_at_the_tables_path_rerun_writes_nothing_verify_catche
     on_disk = images_on_disk(root)
     assert set(on_disk) == set(expected)  # exactly the table's image_path, camera<n> folders and all
     assert_exact(root, expected)
-    assert not list(root.rglob("*.part"))
+    assert not list(root.rglob("*.tmp"))
 
     code, out = run(capsys, "--root", root, "--jobs", 2, "--quiet")
     assert code == 0 and f"0 written, {len(expected)} skipped" in out
     assert images_on_disk(root) == on_disk  # not one file rewritten
 
-    assert run(capsys, "--root", root, "--verify", "--quiet")[0] == 0
+    code, out = run(capsys, "--root", root, "--verify", "--quiet", "--jobs", 2)
+    assert code == 0 and f"{len(expected)} images checked: {len(expected)} good, 0 missing" in out
     lost, broken = sorted(expected)[5], sorted(expected)[-1]
     (root / lost).unlink()
     (root / broken).write_bytes((root / broken).read_bytes()[:300])  # a partial file from elsewhere
@@ -166,6 +167,58 @@ def test_sigkill_midway_leaves_no_partial_image_and_a_rerun_completes(synthetic_
     assert f"{len(expected) - len(done)} written, {len(done)} skipped, 0 failed" in out
     assert set(images_on_disk(root)) == set(expected)
     assert_exact(root, expected)
+
+
+def test_a_killed_worker_is_reported_and_a_rerun_finishes(synthetic_dataset, table, tmp_path, capsys):
+    root = make_root(tmp_path, synthetic_dataset, table)
+    expected = expected_images(table)
+    command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--jobs", "2", "--quiet"]
+    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        while not any((root / catalogue.IMAGES_DIR).rglob("*.jpg")):
+            assert proc.poll() is None, "the run ended before a worker could be killed"
+            time.sleep(0.002)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            workers = [pid for pid in _children(proc.pid) if b"resource_tracker" not in _cmdline(pid)]
+            os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+        finally:
+            os.killpg(proc.pid, signal.SIGCONT)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out
+    failures = parse_failures(out)
+    assert failures and {reason for reason, _ in failures.values()} == {extract.WORKER_DIED}
+    failed = {
+        catalogue.image_path(catalogue.recording_by_name(rec), cam, frame)
+        for (rec, cam), (_, frames) in failures.items()
+        for frame in frames
+    }
+    done = set(images_on_disk(root))
+    assert done | failed == set(expected) and not done & failed  # every image accounted for, exactly once
+    assert_exact(root, {p: expected[p] for p in done})
+
+    code, out = run(capsys, "--root", root, "--quiet")
+    assert code == 0 and f"{len(failed)} written, {len(done)} skipped, 0 failed" in out
+    assert_exact(root, expected)
+
+
+def _children(pid):
+    """Pids of the processes whose parent is ``pid`` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _cmdline(pid):
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def _group_alive(pgid):

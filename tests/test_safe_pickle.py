@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +161,59 @@ def test_other_unreadable_files(tmp_path):
     np.save(plain, np.zeros((3, 20, 2)))
     with pytest.raises(BadInputError, match=r"plain float64 array of shape \(3, 20, 2\), not a pickled table"):
         safe_load(plain)
+
+
+class _Reduces:
+    """Pickles as ``callable(*args)``, then ``__setstate__(state)`` if a state is given."""
+
+    def __init__(self, *reduction):
+        self.reduction = reduction
+
+    def __reduce__(self):
+        return self.reduction
+
+
+_FORGED_DTYPE_STATE = (3, "|", None, ("a",), {"a": (np.dtype(object), 0)}, 8, 1, 0)
+_MEMORY_ATTACKS = {
+    # an object array whose "pointers" are the pickle's bytes
+    "ndarray_over_bytes": _Reduces(np.ndarray, ((1,), np.dtype(object), b"AAAAAAAA")),
+    # a dtype whose forged state gives it an object field but flags saying it holds no objects
+    "forged_dtype": _Reduces(
+        np.zeros(0).__reduce__()[0],
+        (np.ndarray, (0,), b"b"),
+        (1, (1,), _Reduces(np.dtype, ("V8", False, True), _FORGED_DTYPE_STATE), False, b"AAAAAAAA"),
+    ),
+}
+
+
+def test_allowed_numpy_callables_cannot_forge_memory(tmp_path):
+    # each pickle crashes (or misleads) np.load(allow_pickle=True); the safe loader refuses it
+    # before numpy sees the forged state. A child process, so a regression is a failure, not a crash.
+    for name, attack in _MEMORY_ATTACKS.items():
+        (tmp_path / f"{name}.pkl").write_bytes(pickle.dumps({"table": attack}, protocol=2))
+    # BUILD (setstate) on an allowed function, written by hand: would set _codecs.encode.foo = 1
+    (tmp_path / "state_on_a_function.pkl").write_bytes(b"\x80\x02c_codecs\nencode\n}X\x03\x00\x00\x00fooK\x01sb.")
+    code = (
+        "import sys, pathlib\n"
+        "from rat7m.safe_pickle import UnsafePickleError, safe_load\n"
+        "for path in sorted(pathlib.Path(sys.argv[1]).glob('*.pkl')):\n"
+        "    try:\n"
+        "        safe_load(path)\n"
+        "        print(path.stem, 'LOADED')\n"
+        "    except UnsafePickleError as exc:\n"
+        "        print(path.stem, 'refused', exc)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    said = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert said.keys() == {*_MEMORY_ATTACKS, "state_on_a_function"}
+    assert said["ndarray_over_bytes"].startswith("refused") and "call numpy.ndarray" in said["ndarray_over_bytes"]
+    assert said["forged_dtype"].startswith("refused") and "refusing dtype state" in said["forged_dtype"]
+    assert (
+        said["state_on_a_function"].startswith("refused") and "set the state of function" in said["state_on_a_function"]
+    )
+    # the forged dtype is live: numpy's own loader builds an array that claims to hold no objects
+    probe = "import pickle, sys; a = pickle.load(open(sys.argv[1], 'rb'))['table']; print(a.dtype.hasobject)"
+    done = subprocess.run([sys.executable, "-c", probe, tmp_path / "forged_dtype.pkl"], capture_output=True, text=True)
+    assert done.stdout.strip() == "False"

@@ -13,6 +13,7 @@ import pytest
 import build_annotation
 from rat7m import catalogue
 from rat7m.cli import run_main
+from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
 from rat7m.matfile import load_recording
@@ -144,6 +145,27 @@ def test_saved_table_loads_with_np_load_and_safely(table, tmp_path):
     with pytest.raises(BadInputError, match="lacks key"):
         save_annotation(broken, tmp_path / "broken.pkl")
     assert not (tmp_path / "broken.pkl").exists()
+
+
+def test_dataset_accessor_without_images(table, tmp_path):
+    path = tmp_path / "t.pkl"
+    save_annotation(table, path)
+    test = MiniRat7m(path, split="test", cameras=["Camera2", "Camera5"], load_images=False)
+    assert len(test) == SIZES["s5-d1"]
+    sample = test[-1]
+    row = N - 1
+    assert sample["recording"] == "s5-d1" and sample["row"] == row and "images" not in sample
+    assert list(sample["keypoints_2d"]) == ["Camera2", "Camera5"]
+    np.testing.assert_array_equal(sample["keypoints_2d"]["Camera5"], table["table"]["2D_keypoints"]["Camera5"][row])
+    assert sample["frame_idx"]["Camera2"] == table["table"]["frame_idx"]["Camera2"][row]
+    assert set(sample["cameras"]) == {"Camera2", "Camera5"}
+    assert sample["cameras"]["Camera5"] is table["cameras"][5][1]["Camera5"] or np.array_equal(
+        sample["cameras"]["Camera5"]["RotationMatrix"], table["cameras"][5][1]["Camera5"]["RotationMatrix"]
+    )
+    with pytest.raises(BadInputError, match=r"t\.pkl: no camera camera2, Camera7; the table has Camera1, "):
+        MiniRat7m(path, cameras=["camera2", "Camera7"])
+    with pytest.raises(IndexError):
+        test[len(test)]
 
 
 def _mutated(table, change):
@@ -347,3 +369,97 @@ def test_frames_inside_video_chunks(table, tmp_path):
     assert f"s1-d1 Camera2: {camera2} of {s1d1} frames outside every chunk (first: frame 40;" in result.format()
     assert f"s1-d1 Camera5: {camera5} of {s1d1} frames outside every chunk (first: frame 50;" in result.format()
     assert "Camera1:" not in result.format()
+
+
+# --- on the synthetic dataset: real .mat files and real H.264 chunks whose frames show the skeleton
+
+
+@pytest.fixture(scope="module")
+def synthetic_table(synthetic_dataset, tmp_path_factory):
+    path = tmp_path_factory.mktemp("synthetic_table") / "table.pkl"  # the shared dataset stays untouched
+    code = run_main(build_annotation.main, ["--root", str(synthetic_dataset.root), "--out", str(path), "--quiet"])
+    assert code == 0
+    return load_annotation(path)
+
+
+def test_synthetic_table_schema_counts_and_split(synthetic_dataset, synthetic_table, capsys):
+    columns = synthetic_table["table"]
+    assert columns["3D_keypoints"].dtype == np.float64 and columns["frame_idx"]["Camera4"].dtype == np.int64
+    for rec in synthetic_dataset.recordings.values():
+        mine = (columns["subject_idx"] == rec.recording.subject) & (columns["day_idx"] == rec.recording.day)
+        assert mine.sum() == rec.n_samples
+        assert set(columns["train_test"][mine]) == {rec.recording.split}
+        for cam, offset in rec.frame_offsets.items():  # the synthetic frame maps: sample + offset
+            np.testing.assert_array_equal(columns["frame_idx"][cam][mine], np.arange(rec.n_samples) + offset)
+    assert set(columns["train_test"][columns["subject_idx"] == 5]) == {"test"}
+
+    strided = build_table([r.mat_path for r in synthetic_dataset.recordings.values()], stride=3, complete_only=True)
+    for name, rec in synthetic_dataset.recordings.items():
+        mocap = load_recording(rec.mat_path).mocap
+        expected = sum(bool(np.isfinite(mocap[i]).all()) for i in range(0, rec.n_samples, 3))
+        subject, day = strided["table"]["subject_idx"], strided["table"]["day_idx"]
+        assert ((subject == rec.recording.subject) & (day == rec.recording.day)).sum() == expected > 0, name
+
+    code = run_main(build_annotation.main, ["--check", str(synthetic_dataset.root / "none.pkl"), "--quiet"])
+    assert code == 2
+    capsys.readouterr()
+
+
+def test_synthetic_check_passes_with_the_videos(synthetic_dataset, synthetic_table, tmp_path, capsys):
+    path = tmp_path / "table.pkl"
+    save_annotation(synthetic_table, path)
+    code, out, _ = cli(["--check", str(path), "--root", str(synthetic_dataset.root)], capsys)
+    assert code == 0, out
+    n = len(synthetic_table["table"]["subject_idx"])
+    assert f"frame_idx inside the video chunks of {synthetic_dataset.video_dir}: OK\n  {n * 6} frame indices" in out
+
+    def beyond_the_videos(t):  # s1-d1 Camera3 pointing one chunk past its last frame
+        frames = t["table"]["frame_idx"]["Camera3"]
+        frames[t["table"]["subject_idx"] == 1] += synthetic_dataset.recordings["s1-d1"].chunk_length
+        t["table"]["image_path"]["Camera3"] = np.array(
+            [catalogue.image_path(catalogue.recording_for(s, d), "Camera3", f)
+             for s, d, f in zip(t["table"]["subject_idx"], t["table"]["day_idx"], frames, strict=True)]
+        )  # fmt: skip
+
+    save_annotation(_mutated(synthetic_table, beyond_the_videos), path)
+    code, out, _ = cli(["--check", str(path), "--root", str(synthetic_dataset.root)], capsys)
+    s1 = synthetic_dataset.recordings["s1-d1"]
+    outside = int((np.arange(s1.n_samples) + s1.frame_offsets["Camera3"] + s1.chunk_length >= s1.n_frames).sum())
+    assert code == 1 and f"s1-d1 Camera3: {outside} of {s1.n_samples} frames outside every chunk" in out, out
+
+
+def _decode(dataset, recording, camera, frame):
+    """Frame ``frame`` of a camera, decoded from the chunk whose start is the largest start <= frame."""
+    pattern = f"{recording.name}-camera{catalogue.camera_number(camera)}-*.mp4"
+    starts = [catalogue.parse_video_chunk_name(p.name).start for p in dataset.video_dir.glob(pattern)]
+    start = max(s for s in starts if s <= frame)
+    capture = cv2.VideoCapture(str(dataset.video_dir / catalogue.video_chunk_name(recording, camera, start)))
+    for _ in range(frame - start + 1):
+        ok, image = capture.read()
+        assert ok
+    capture.release()
+    return image
+
+
+def test_synthetic_keypoints_land_on_the_drawn_skeleton(synthetic_dataset, synthetic_table):
+    # joints are drawn as white dots on a grey-beige floor; look in a 3x3 patch at each keypoint
+    from rat7m.barcode import barcode_height, read_barcode
+
+    columns = synthetic_table["table"]
+    rows = np.random.default_rng(0).choice(len(columns["subject_idx"]), 12, replace=False)
+    on_joint, shifted = [], []
+    for row in rows:
+        rec = catalogue.recording_for(columns["subject_idx"][row], columns["day_idx"][row])
+        for cam in catalogue.CAMERA_NAMES:
+            frame = int(columns["frame_idx"][cam][row])
+            image = _decode(synthetic_dataset, rec, cam, frame)
+            assert read_barcode(image) == frame  # the picture is the frame the table names
+            height, width = image.shape[:2]
+            for offset, found in (((0, 0), on_joint), ((6, 6), shifted)):
+                for x, y in np.round(columns["2D_keypoints"][cam][row] + offset):
+                    if np.isfinite(x) and 2 <= x < width - 2 and barcode_height(width) + 2 <= y < height - 2:
+                        patch = image[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2]
+                        found.append(patch.min(axis=2).max() > 200)  # white, not floor
+    assert len(on_joint) > 500
+    assert np.mean(on_joint) > 0.97
+    assert np.mean(shifted) < 0.5  # 6 px off, mostly floor: the check can tell

@@ -1,0 +1,129 @@
+"""The whole toolkit end to end on a small synthetic RAT7M-format dataset (``make demo``).
+
+1. generate the synthetic dataset (what "Figshare" holds) and serve it on 127.0.0.1,
+2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``,
+5. ``compute_metrics.py`` on noisy predictions of the test split, 6. ``visualization.ipynb``
+executed headless. Each step runs the real script as a user would, in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rat7m import catalogue
+from rat7m.figshare_server import FigshareServer
+from rat7m.notebook import execute_notebook
+from rat7m.synthetic import generate_dataset
+from rat7m.table import load_annotation
+
+#: The toolkit's folder, where the scripts live.
+REPO = Path(__file__).resolve().parents[1]
+
+#: Standard deviation (mm) of the noise added to the ground truth to make demo predictions.
+PREDICTION_NOISE_MM = 5.0
+
+
+def _step(title: str, command: Sequence[str | Path], quiet: bool) -> None:
+    """Run one of the toolkit's scripts; stop the demo if it fails."""
+    started = time.perf_counter()
+    print(f"\n== {title}\n$ {' '.join(str(c) for c in command)}", flush=True)
+    result = subprocess.run([str(c) for c in command], cwd=REPO, capture_output=quiet, text=True)
+    if result.returncode != 0:
+        if quiet:
+            print(result.stdout, result.stderr, sep="\n")
+        raise SystemExit(f"demo step failed ({title}), exit code {result.returncode}")
+    print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def write_noisy_predictions(table_path: Path, csv_path: Path, *, seed: int = 0) -> int:
+    """Write test-split predictions (ground truth + Gaussian noise) as the documented headerless CSV."""
+    table = load_annotation(table_path)["table"]
+    test = np.asarray(table["train_test"]) == "test"
+    truth = np.asarray(table["3D_keypoints"])[test]
+    rng = np.random.default_rng(seed)
+    predictions = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_MM, truth.shape)
+    np.savetxt(csv_path, predictions.reshape(len(predictions), -1), delimiter=",", fmt="%.4f")
+    return len(predictions)
+
+
+def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = False) -> dict[str, Path]:
+    """Run every step into ``out`` and return the paths of what it made."""
+    out = out.resolve()
+    source, dataset = out / "figshare", out / "dataset"
+    for folder in (source, dataset):
+        shutil.rmtree(folder, ignore_errors=True)
+    table = dataset / catalogue.MINI_ANNOTATION_NAME
+    python = sys.executable
+
+    print(f"== generating the synthetic RAT7M-format dataset ({profile} profile) in {source}", flush=True)
+    generate_dataset(source, seed=seed, profile=profile)
+    with FigshareServer(source) as server:
+        print(f"   serving it as Figshare at {server.api_url}")
+        _step("download_all.py from the local Figshare server", [
+            python, "download_all.py", "--out", dataset, "--api-url", server.api_url,
+            "--zip-url", f"{server.base_url}/ndownloader", "--jobs", "4", "--quiet",
+        ], quiet)  # fmt: skip
+    _step("build_annotation.py: the mini-RAT7M table from the .mat files",
+          [python, "build_annotation.py", "--root", dataset, "--out", table], quiet)  # fmt: skip
+    _step("build_annotation.py --check: reprojection, image paths, frames inside the videos",
+          [python, "build_annotation.py", "--check", table, "--root", dataset], quiet)  # fmt: skip
+    _step("extract_frames.py: the table's frames as JPEGs",
+          [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
+
+    predictions = out / "predictions_test.csv"
+    n = write_noisy_predictions(table, predictions, seed=seed)
+    print(f"\n== wrote {n} noisy test-split predictions ({PREDICTION_NOISE_MM} mm noise) to {predictions}")
+    metrics = out / "metrics"
+    _step("compute_metrics.py on the predictions", [
+        python, "metric_utils/compute_metrics.py", "--pred_path", predictions, "--gt_path", table,
+        "--save_dir", metrics,
+    ], False)  # fmt: skip
+
+    print("\n== executing visualization.ipynb with a Jupyter kernel", flush=True)
+    figures = out / "figures"
+    notebook = out / "visualization.ipynb"
+    execute_notebook(
+        REPO / "visualization.ipynb",
+        notebook,
+        {"TABLE_PATH": str(table), "DATASET_ROOT": str(dataset), "SEED": seed, "FIGURE_DIR": str(figures)},
+        cwd=REPO,
+    )
+    made = {
+        "dataset": dataset,
+        "table": table,
+        "images": dataset / catalogue.IMAGES_DIR,
+        "predictions": predictions,
+        "metrics": metrics,
+        "notebook": notebook,
+        "notebook_html": notebook.with_suffix(".html"),
+        "figures": figures,
+    }
+    print("\n== demo done; everything is under", out)
+    for name, path in made.items():
+        print(f"   {name:14s} {path}")
+    return made
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "demo_output", help="output folder (default: %(default)s)")
+    parser.add_argument("--profile", default="demo", choices=["test", "demo"], help="synthetic dataset size")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic dataset")
+    parser.add_argument("-q", "--quiet", action="store_true", help="hide the scripts' own output unless they fail")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    run_demo(args.out, profile=args.profile, seed=args.seed, quiet=args.quiet)
+    print(f"   total time     {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""HTTP for the downloader: one shared connection pool, proxies from the environment, retries.
+
+Every request of a run goes through one :class:`HttpClient`, so ``--jobs N`` threads share
+keep-alive connections. Proxies come from the standard ``HTTP_PROXY`` / ``HTTPS_PROXY`` /
+``NO_PROXY`` variables (as curl and requests read them); urllib3 does not read them itself.
+Redirects are followed here rather than inside urllib3 so that each hop (Figshare's
+``ndownloader`` answers 302 to a storage host) goes through the right pool or proxy.
+
+Retrying is a policy object (:class:`RetryPolicy`) with the sleep function as a seam, so tests
+check the exact schedule (exponential backoff with jitter, ``Retry-After`` honoured on 429/503)
+without waiting.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+
+log = logging.getLogger(__name__)
+
+#: User-Agent sent with every request.
+USER_AGENT = "rat7m-toolkit/0.1 (+urllib3)"
+#: Seconds to wait for a connection, and for each read on an open connection.
+CONNECT_TIMEOUT = 20.0
+READ_TIMEOUT = 60.0
+#: Redirect hops followed before giving up (Figshare needs one).
+MAX_REDIRECTS = 10
+#: Statuses worth retrying: the server or something in between is busy or broken for now.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+#: Errors of the connection itself (refused, reset, dropped mid-body, timed out): retried.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
+
+
+class RetryableError(Exception):
+    """A failure worth another attempt (a busy server, a dropped connection)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        #: Seconds the server asked us to wait (``Retry-After``), if it said.
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure another attempt will not fix (404, 403, a listing that makes no sense)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status that said so, if it was one.
+        self.status = status
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Returns:
+        The delay in seconds (never negative), or ``None`` when the header is absent or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class RetryPolicy:
+    """How many times and how long to wait before trying again.
+
+    The delay after the n-th consecutive failure is ``backoff * 2**(n-1)`` capped at ``cap``,
+    with "equal jitter" (a uniform pick in the upper half) so that parallel jobs hit by the same
+    outage do not come back in lockstep. A server's ``Retry-After`` replaces that delay (capped
+    at ``max_retry_after``).
+    """
+
+    #: Consecutive failed attempts (without a byte of progress) before a file is given up.
+    attempts: int = 8
+    #: First backoff delay, seconds.
+    backoff: float = 1.0
+    #: Longest backoff delay, seconds.
+    cap: float = 60.0
+    #: Longest ``Retry-After`` we obey, seconds.
+    max_retry_after: float = 600.0
+    #: Complete downloads with a wrong checksum before a file is given up.
+    checksum_attempts: int = 3
+    #: The sleep function (a seam: tests record the schedule instead of waiting).
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    #: Source of jitter in [0, 1).
+    random: Callable[[], float] = field(default=random.random, repr=False)
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (``failures >= 1``)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        ceiling = min(self.cap, self.backoff * 2 ** max(0, failures - 1))
+        return ceiling / 2 + ceiling / 2 * self.random()
+
+    def wait(self, failures: int, retry_after: float | None = None) -> float:
+        """Sleep for :meth:`delay` and return how long that was."""
+        seconds = self.delay(failures, retry_after)
+        if seconds > 0:
+            self.sleep(seconds)
+        return seconds
+
+
+def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str) -> object:
+    """Call ``func`` until it stops raising :class:`RetryableError` or connection errors.
+
+    Raises:
+        PermanentError: from ``func``, or when the attempts are used up (naming ``what``).
+    """
+    failures = 0
+    while True:
+        try:
+            return func()
+        except PermanentError:
+            raise
+        except RetryableError as exc:
+            error, retry_after = exc, exc.retry_after
+        except CONNECTION_ERRORS as exc:
+            error, retry_after = exc, None
+        failures += 1
+        if failures >= policy.attempts:
+            raise PermanentError(f"{what}: gave up after {failures} attempts; last error: {error}") from error
+        seconds = policy.wait(failures, retry_after)
+        log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", what, error, seconds, failures + 1, policy.attempts)
+
+
+def check_status(response: urllib3.BaseHTTPResponse, url: str, ok: frozenset[int] = frozenset({200})) -> None:
+    """Raise unless ``response.status`` is in ``ok`` (the body of a failed response is drained).
+
+    Raises:
+        RetryableError: 408/429/5xx, carrying ``Retry-After``.
+        PermanentError: any other status.
+    """
+    if response.status in ok:
+        return
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    response.drain_conn()
+    response.release_conn()
+    message = f"HTTP {response.status} from {url}"
+    if response.status in RETRY_STATUSES:
+        raise RetryableError(message, retry_after)
+    raise PermanentError(message, response.status)
+
+
+class HttpClient:
+    """One shared pool of connections (direct and through proxies) for the whole run.
+
+    Args:
+        maxsize: Connections kept per host (use the number of parallel jobs).
+        proxies: Scheme -> proxy URL, plus ``"no"`` -> NO_PROXY list; ``None`` reads the environment.
+    """
+
+    def __init__(self, *, maxsize: int = 4, proxies: Mapping[str, str] | None = None) -> None:
+        self.proxies = dict(urllib.request.getproxies_environment() if proxies is None else proxies)
+        self._options = {
+            "maxsize": maxsize,
+            "block": False,
+            "headers": {"User-Agent": USER_AGENT},
+            "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+            "retries": False,
+        }
+        self.direct = urllib3.PoolManager(**self._options)
+        self._proxied: dict[str, urllib3.ProxyManager] = {}
+        self._lock = threading.Lock()
+
+    def pool_for(self, url: str) -> urllib3.PoolManager:
+        """The pool a request to ``url`` goes through: a proxy's, or the direct one."""
+        parts = urlsplit(url)
+        proxy = self.proxies.get(parts.scheme)
+        if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", self.proxies):
+            return self.direct
+        with self._lock:
+            if proxy not in self._proxied:
+                log.debug("using proxy %s for %s URLs", proxy, parts.scheme)
+                self._proxied[proxy] = urllib3.ProxyManager(proxy, **self._options)
+            return self._proxied[proxy]
+
+    def open(self, url: str, headers: Mapping[str, str] | None = None) -> tuple[urllib3.BaseHTTPResponse, str]:
+        """GET ``url`` following redirects; the body is left unread for streaming.
+
+        Returns:
+            The final response (not yet read, content not decoded) and the URL that answered.
+
+        Raises:
+            RetryableError: too many redirects (a misbehaving mirror may recover).
+            urllib3.exceptions.HTTPError, OSError: the connection failed.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self.pool_for(url).request(
+                "GET",
+                url,
+                headers=dict(headers or {}),
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
+            location = response.get_redirect_location()
+            if not location:
+                return response, url
+            response.drain_conn()
+            response.release_conn()
+            log.debug("redirect %s -> %s", url, location)
+            url = urljoin(url, location)
+        raise RetryableError(f"more than {MAX_REDIRECTS} redirects, last to {url}")
+
+    def get_json(self, url: str) -> object:
+        """GET ``url`` and decode its JSON body (one attempt; wrap in :func:`call_with_retries`).
+
+        Raises:
+            RetryableError, PermanentError: bad status (see :func:`check_status`), or a body that
+                is not JSON (permanent: a captive portal or a wrong ``--api-url``).
+        """
+        response, final_url = self.open(url, {"Accept": "application/json"})
+        check_status(response, final_url)
+        try:
+            body = response.read()
+        finally:
+            response.release_conn()
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            start = body[:80].decode("utf-8", "replace")
+            raise PermanentError(f"{final_url} did not answer JSON (starts with {start!r})") from exc
+
+    def clear(self) -> None:
+        """Close every pooled connection."""
+        self.direct.clear()
+        for pool in self._proxied.values():
+            pool.clear()

@@ -1,0 +1,328 @@
+"""One download run: list -> plan -> disk preflight -> transfer in parallel -> report.
+
+This is the orchestration behind ``download_all.py``; the pieces it calls each do one thing
+(:mod:`~rat7m.download.listing`, :mod:`~rat7m.download.plan`, :mod:`~rat7m.download.transfer`,
+:mod:`~rat7m.download.zipmode` for ``--via-zip``, :mod:`rat7m.gdrive` for ``--mini-annotation``).
+The disk check happens after planning and before the first byte is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rat7m import catalogue as cat
+from rat7m import gdrive
+from rat7m.download.http import HttpClient, RetryPolicy
+from rat7m.download.listing import list_remote_files
+from rat7m.download.plan import Action, Step, plan_downloads
+from rat7m.download.progress import Progress, human_bytes
+from rat7m.download.record import VerificationRecord
+from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
+from rat7m.download.zipmode import ZipJob, plan_zips, run_zip_job
+from rat7m.errors import BadInputError, Rat7mError
+
+log = logging.getLogger(__name__)
+
+#: Lock file (in the output folder) held while a run writes there.
+LOCK_NAME = ".rat7m-download.lock"
+#: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
+ZIP_URL = "https://figshare.com/ndownloader"
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the file system holding ``path`` (a module-level seam: tests replace it)."""
+    return shutil.disk_usage(path).free
+
+
+#: The retry policy of a run (a module-level seam: tests swap in one that does not sleep).
+retry_policy = RetryPolicy()
+
+
+class NotEnoughSpaceError(BadInputError):
+    """The plan does not fit on the disk (scripts exit with 2 before downloading anything)."""
+
+
+@dataclass
+class Options:
+    """What to download and how: the command line, as data.
+
+    ``figshare`` is False when only the mini-RAT7M pickle was asked for (``--mini-annotation``
+    alone); ``drive_url`` ``None`` means Google Drive itself.
+    """
+
+    out: Path = Path(".")
+    api_url: str = cat.FIGSHARE_API_URL
+    zip_url: str = ZIP_URL
+    jobs: int = 4
+    recordings: Sequence[cat.Recording] = cat.RECORDINGS
+    what: str = "all"
+    cameras: Sequence[str] = cat.CAMERA_NAMES
+    dry_run: bool = False
+    verify: bool = False
+    via_zip: bool = False
+    figshare: bool = True
+    mini_annotation: bool = False
+    drive_url: str | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Report:
+    """What a run planned and how each file ended."""
+
+    out: Path
+    steps: list[Step] = field(default_factory=list)
+    zip_jobs: list[ZipJob] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    needed: int = 0
+    free: int | None = None
+    disk_path: Path | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Did anything fail (a file, or an article that could not be listed)?"""
+        return bool(self.errors) or any(o.status == FAILED for o in self.outcomes)
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest existing parent (where the free space is measured)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk_space(needed: int, free: int, path: Path) -> None:
+    """Refuse a plan that does not fit.
+
+    Raises:
+        NotEnoughSpaceError: ``needed`` is more than ``free``.
+    """
+    if needed > free:
+        msg = (
+            f"not enough disk space: the download needs {human_bytes(needed)}, {human_bytes(free)} free on {path}; "
+            "free some space, choose another --out, or select less (--recordings, --cameras, --what)"
+        )
+        raise NotEnoughSpaceError(msg)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` so two runs never write the same ``.part`` files.
+
+    The lock (``flock`` on :data:`LOCK_NAME`) dies with the process, even under SIGKILL, so a
+    killed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    with open(out / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            msg = f"another download is already writing to {out} (pid {holder}); wait for it or stop it first"
+            raise BadInputError(msg) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def _check_writable(out: Path) -> None:
+    """Create the output folder and make sure we can write in it, before any download starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise BadInputError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
+
+
+def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int) -> list[Outcome]:
+    """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
+
+    A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
+    (parts are kept for the next run) and the ``KeyboardInterrupt`` goes on up.
+    """
+    stop = Interrupt()
+    outcomes: list[Outcome | None] = [None] * len(tasks)
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool:
+        futures = {pool.submit(task, stop): i for i, (_, task) in enumerate(tasks)}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    outcomes[i] = future.result()
+                except Exception as exc:  # a bug must not take the other files down with it
+                    log.exception("%s: unexpected error", tasks[i][0])
+                    outcomes[i] = Outcome(tasks[i][0], FAILED, 0, 0, repr(exc))
+        except KeyboardInterrupt:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [o for o in outcomes if o is not None]
+
+
+def fetch_mini_annotation(out: Path, client: HttpClient, drive_url: str | None, progress: bool) -> Outcome:
+    """Fetch the official mini-RAT7M table from Google Drive unless a pickle is already there."""
+    dest = out / cat.MINI_ANNOTATION_NAME
+    if dest.is_file():
+        with open(dest, "rb") as f:
+            if gdrive.looks_like_pickle(f.read(gdrive.HEAD_SIZE)):
+                return Outcome(dest.name, SKIPPED, dest.stat().st_size)
+        log.warning("%s is not a pickle (a saved web page?); fetching it again", dest)
+    part = dest.with_name(dest.name + ".part")
+    before = part.stat().st_size if part.exists() else 0
+    base = drive_url or gdrive.DRIVE_URL
+    try:
+        gdrive.download_drive_file(
+            cat.MINI_ANNOTATION_DRIVE_ID, dest, pool=client.pool_for(base), base_url=base, progress=progress,
+            expect=gdrive.looks_like_pickle,
+        )  # fmt: skip
+    except Rat7mError as exc:
+        log.error("%s: %s", dest.name, exc)
+        return Outcome(dest.name, FAILED, 0, 0, str(exc))
+    size = dest.stat().st_size
+    return Outcome(dest.name, DOWNLOADED, size, size - before)
+
+
+def download_dataset(options: Options, *, client: HttpClient | None = None) -> Report:
+    """Run a whole download as ``options`` say and report what happened.
+
+    Raises:
+        NotEnoughSpaceError: before anything is downloaded, if the plan does not fit on disk.
+    """
+    out = Path(options.out)
+    client = client or HttpClient(maxsize=max(1, options.jobs))
+    policy = retry_policy
+    where = existing_ancestor(out)
+    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+        raise BadInputError(f"cannot write to --out {out}: {where} is not a folder we may write in")
+    report = Report(out)
+    record = VerificationRecord.load(out)
+    if options.figshare and options.via_zip:
+        report.zip_jobs, errors = plan_zips(
+            client, options.zip_url, options.recordings, options.what, options.cameras, out, record, policy
+        )
+        report.errors.extend(errors)
+    elif options.figshare:
+        listing = list_remote_files(client, options.api_url, options.recordings, options.what, options.cameras, policy)
+        report.errors.extend(listing.errors)
+        report.steps = plan_downloads(listing.files, out, record, options.verify)
+    report.needed = sum(step.remaining for step in report.steps) + sum(job.needed for job in report.zip_jobs)
+    report.disk_path = existing_ancestor(out)
+    report.free = disk_free(report.disk_path)
+    if options.dry_run:
+        if options.mini_annotation:
+            there = (out / cat.MINI_ANNOTATION_NAME).is_file()
+            report.notes.append(f"{cat.MINI_ANNOTATION_NAME}: " + ("present" if there else
+                                "to fetch from Google Drive (not counted in the disk check)"))  # fmt: skip
+        return report
+    check_disk_space(report.needed, report.free, report.disk_path)
+    _check_writable(out)
+    with _exclusive(out):
+        _transfer(report, options, out, client, record, policy)
+    return report
+
+
+def _transfer(
+    report: Report, options: Options, out: Path, client: HttpClient, record: VerificationRecord, policy: RetryPolicy
+) -> None:
+    """Carry out the plan (files or zips in parallel, then the Drive pickle) into ``report.outcomes``."""
+    transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
+    progress = Progress(transfer_total, enabled=not options.quiet)
+    shared = {"root": out, "client": client, "record": record, "policy": policy, "progress": progress}
+    tasks: list[tuple[str, Callable[[Interrupt], Outcome]]] = [
+        (step.file.path, functools.partial(_carry_out, step, shared)) for step in report.steps
+    ]
+    zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
+    tasks += [(job.path, functools.partial(_run_zip_job, job, zip_options)) for job in report.zip_jobs]
+    try:
+        with progress.logging_above_bars():
+            report.outcomes = run_parallel(tasks, options.jobs)
+    finally:
+        progress.close()
+        record.flush()
+    if options.mini_annotation:
+        report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
+
+
+def _carry_out(step: Step, shared: dict, stop: Interrupt) -> Outcome:
+    return carry_out(step, stop=stop, **shared)
+
+
+def _run_zip_job(job: ZipJob, options: dict, stop: Interrupt) -> Outcome:
+    return run_zip_job(job, stop=stop, **options)
+
+
+def format_plan(report: Report) -> str:
+    """The ``--dry-run`` text: per recording and kind, files, size, what is done, what is left."""
+    groups: dict[tuple[str, str], list[Step]] = {}
+    for step in report.steps:
+        groups.setdefault((step.file.recording, step.file.kind), []).append(step)
+    lines = [f"{'recording':<10} {'kind':<12} {'files':>6} {'size':>11} {'done':>6} {'check':>6} {'to get':>7} "
+             f"{'remaining':>11}"]  # fmt: skip
+    for (recording, kind), steps in groups.items():
+        lines.append(_plan_line(recording, kind, steps))
+    lines.append(_plan_line("all", "", report.steps))
+    for step in report.steps:
+        log.debug("%-8s %s (%s)", step.action.value, step.file.path, step.reason)
+    for job in report.zip_jobs:
+        if job.step is None:
+            lines.append(f"zip {job.path}: unpacked earlier, its files are in place")
+        else:
+            size = "size unknown" if job.step.file.size is None else human_bytes(job.step.file.size)
+            lines.append(f"zip {job.path} ({size}): {job.step.action.value} ({job.step.reason}), then unpack")
+    lines.extend(report.notes)
+    if report.free is not None:
+        fits = "fits" if report.needed <= report.free else "DOES NOT FIT"
+        lines.append(f"disk: needs {human_bytes(report.needed)}, {human_bytes(report.free)} free on "
+                     f"{report.disk_path} ({fits})")  # fmt: skip
+    lines.extend(f"error: {e}" for e in report.errors)
+    return "\n".join(lines)
+
+
+def _plan_line(recording: str, kind: str, steps: Sequence[Step]) -> str:
+    count = {action: sum(s.action is action for s in steps) for action in Action}
+    size = sum(s.file.size or 0 for s in steps)
+    remaining = sum(s.remaining for s in steps)
+    to_get = count[Action.FETCH] + count[Action.RESUME] + count[Action.RESTART]
+    return (f"{recording:<10} {kind:<12} {len(steps):>6} {human_bytes(size):>11} {count[Action.SKIP]:>6} "
+            f"{count[Action.VERIFY]:>6} {to_get:>7} {human_bytes(remaining):>11}")  # fmt: skip
+
+
+def format_summary(report: Report) -> str:
+    """The end-of-run table: files and bytes per status, bytes transferred, and every failure by name."""
+    lines = [f"{'status':<12} {'files':>6} {'bytes':>11}"]
+    for status in STATUSES:
+        chosen = [o for o in report.outcomes if o.status == status]
+        lines.append(f"{status:<12} {len(chosen):>6} {human_bytes(sum(o.size for o in chosen)):>11}")
+    transferred = sum(o.transferred for o in report.outcomes)
+    lines.append(f"{'transferred':<12} {'':>6} {human_bytes(transferred):>11}  (over the network)")
+    failures = [o for o in report.outcomes if o.status == FAILED]
+    if failures or report.errors:
+        lines.append("FAILED (rerun the same command to retry; finished files are kept):")
+        lines.extend(f"  {o.path}: {o.error}" for o in failures)
+        lines.extend(f"  {e}" for e in report.errors)
+    return "\n".join(lines)
+
+
+def summary_counts(report: Report) -> dict[str, int]:
+    """Files per status (for scripts and tests)."""
+    return {status: sum(o.status == status for o in report.outcomes) for status in STATUSES}
