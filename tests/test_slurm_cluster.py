@@ -41,8 +41,10 @@ def test_array_job_runs_each_task_with_its_environment_and_exit_code(slurm_clust
     states = slurm_cluster.wait(job, timeout=60)
 
     assert states == {0: ("COMPLETED", 0), 1: ("FAILED", 3), 2: ("COMPLETED", 0)}
-    for task in range(3):
-        log = (tmp_path / f"task-{task}.log").read_text()
+    logs = slurm_cluster.task_logs(job)
+    assert logs == {task: tmp_path / f"task-{task}.log" for task in range(3)}
+    for task, path in logs.items():
+        log = path.read_text()
         assert log == f"task={task} count=3 cwd={tmp_path} arg1=[two words] colour=green\n"
 
 
@@ -57,11 +59,16 @@ def test_shutdown_with_jobs_still_running_leaves_nothing(slurm_installed: None, 
         deadline = time.monotonic() + 30
         while cluster.job_states(job) != {0: ("RUNNING", 0), 1: ("RUNNING", 0)} and time.monotonic() < deadline:
             time.sleep(0.2)
-        running = cluster.leftover_pids()
+        running = {pid: _command(pid) for pid in cluster.leftover_pids()}
     finally:
         killed = cluster.shutdown()
 
     assert killed == []
-    # both daemons, slurmscriptd, and per task a step daemon, the batch shell and its sleep
-    assert len(running) == 3 + 2 * 3
+    # the processes found were the cluster's: both daemons and both jobs' processes, among others
+    commands = [command.split(" ")[0] for command in running.values()]
+    assert commands.count("slurmctld") == commands.count("slurmd") == 1 and commands.count("sleep") == 2
     assert [pid for pid in running if is_running(pid)] == []
+
+
+def _command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
