@@ -19,6 +19,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m rat7m.demo
 
+# Benchmarks print ratios against a baseline run side by side; figures are in README.
+# The extraction benchmark generates ~150 MB of 1328x1048 video once (minutes) into BENCH_CACHE.
+BENCH_CACHE ?= $(HOME)/.cache/rat7m-bench
+bench: $(STAMP)
+	$(PY) bench/bench_metrics.py
+	$(PY) bench/bench_download.py
+	$(PY) bench/bench_extract.py --cache $(BENCH_CACHE)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
