@@ -23,8 +23,9 @@ seeking in H.264 with B-frames lands on key frames and is not frame-exact. Two d
   for the frames not yet delivered, so faults are reported the same way by both.
 
 Both stop decoding after the last wanted frame, and both convert YUV to BGR with FFmpeg's
-swscale honouring the stream's colour tags: on the synthetic chunks (untagged, BT.709-tagged,
-full range) their images are identical, bit for bit (opencv-python-headless 5.0, PyAV 18.1).
+swscale honouring the stream's colour tags: measured on the synthetic chunks and on untagged,
+BT.709-tagged and full-range clips, their images are identical bit for bit
+(opencv-python-headless 5.0, PyAV 18.1).
 """
 
 from __future__ import annotations
