@@ -3,8 +3,10 @@
 The table says, for every sample and camera, which video frame is wanted (``frame_idx``) and where
 its image goes (``image_path``, relative to the dataset root). Extraction is planned per video
 chunk: the wanted frames of a chunk are the union over the table's rows, each chunk is decoded
-once from its start to its last wanted frame, and chunks are spread over a process pool (one
-decoder thread per process: on a busy machine that beats frame threads inside one process).
+once from its start to its last wanted frame (with PyAV when installed, skipping unwanted
+non-reference frames; else with OpenCV: see :mod:`rat7m.video`), and chunks are spread over a
+process pool (one decoder thread per process: on a busy machine that beats frame threads inside
+one process).
 
 Every JPEG is written to a temporary name in its folder and renamed (:func:`rat7m.fileio.atomic_write`),
 so a kill never leaves a truncated image under a final name; a rerun skips images that are complete
@@ -42,7 +44,7 @@ from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
-from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames
+from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames, resolve_decoder
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +317,7 @@ def extract(
     quality: int = DEFAULT_QUALITY,
     overwrite: bool = False,
     progress: bool = True,
+    decoder: str = "auto",
 ) -> Summary:
     """Write every job's images under ``root``; faults are collected in the summary, not raised.
 
@@ -322,13 +325,18 @@ def extract(
         jobs: what to extract (from :func:`plan_jobs`, maybe through :func:`shard_jobs`).
         root: the dataset root; images go to ``root / target.path``.
         processes: worker processes, one chunk at a time each; with more than one, each decodes
-            with one thread (with one, OpenCV's decoder uses its own threads).
+            with one thread (with one, the decoder uses its own threads).
         quality: JPEG quality, 0-100.
         overwrite: redo images that already exist.
         progress: show a tqdm bar over images.
+        decoder: ``auto`` (PyAV if installed, else OpenCV), ``opencv`` or ``pyav``; both are frame-exact.
+
+    Raises:
+        BadInputError: ``decoder`` is unknown, or ``pyav`` while PyAV is not installed.
     """
+    decoder = resolve_decoder(decoder)  # once, here: a missing PyAV is bad input, not a fault per chunk
     threads = 1 if processes > 1 and len(jobs) > 1 else None  # a process per core: one decoder thread each
-    args = (str(root), quality, overwrite, threads)
+    args = (str(root), quality, overwrite, threads, decoder)
     return _run(_extract_job, jobs, args, processes, progress, "extract", partial(_unfinished, root=str(root)))
 
 
@@ -356,7 +364,13 @@ def is_complete_jpeg(path: str | os.PathLike) -> bool:
 
 
 def _extract_job(
-    job: ChunkJob, report: Callable[[int], None], root: str, quality: int, overwrite: bool, threads: int | None
+    job: ChunkJob,
+    report: Callable[[int], None],
+    root: str,
+    quality: int,
+    overwrite: bool,
+    threads: int | None,
+    decoder: str,
 ) -> JobResult:
     """Extract one job's images (run in a worker process)."""
     result = JobResult()
@@ -375,7 +389,7 @@ def _extract_job(
     start = job.chunk.start
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     try:
-        for offset, image in read_frames(job.chunk.path, [f - start for f in sorted(todo)], threads):
+        for offset, image in read_frames(job.chunk.path, [f - start for f in sorted(todo)], threads, decoder):
             result.decoded = offset + 1
             ok, buffer = cv2.imencode(".jpg", image, params)
             for target in todo.pop(start + offset):

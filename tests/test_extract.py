@@ -99,8 +99,9 @@ def parse_failures(out):
     return failures
 
 
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
 def test_every_image_exact_at_the_tables_path_rerun_writes_nothing_verify_catches_loss(
-    synthetic_dataset, table, tmp_path, capsys
+    synthetic_dataset, table, tmp_path, capsys, decoder
 ):
     root = make_root(tmp_path, synthetic_dataset, table)
     expected = expected_images(table)
@@ -108,9 +109,10 @@ def test_every_image_exact_at_the_tables_path_rerun_writes_nothing_verify_catche
     assert code == 0 and f"{len(expected)} images to write, 0 already done" in out
     assert not (root / catalogue.IMAGES_DIR).exists()
 
-    code, out = run(capsys, "--root", root, "--jobs", 2, "--quiet")
+    # STRIDE 3 leaves unreferenced B-frames unwanted between wanted ones: PyAV skips them
+    code, out = run(capsys, "--root", root, "--jobs", 2, "--quiet", "--decoder", decoder)
     assert code == 0, out
-    assert f"{len(expected)} written, 0 skipped, 0 failed" in out
+    assert f"{len(expected)} written, 0 skipped, 0 failed" in out and f"read by {decoder}" in out
     on_disk = images_on_disk(root)
     assert set(on_disk) == set(expected)  # exactly the table's image_path, camera<n> folders and all
     assert_exact(root, expected)
@@ -255,7 +257,10 @@ def test_shards_as_separate_processes_write_every_image_exactly_once(synthetic_d
     assert_exact(root, expected)
 
 
-def test_faults_are_reported_frame_by_frame_and_the_rest_is_extracted(synthetic_dataset, table, tmp_path, capsys):
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_faults_are_reported_frame_by_frame_and_the_rest_is_extracted(
+    synthetic_dataset, table, tmp_path, capsys, decoder
+):
     root = make_root(tmp_path, synthetic_dataset, table, copy_video=True)
     videos = root / catalogue.VIDEO_DIR
     (videos / "s1-d1-camera3-50.mp4").unlink()  # a chunk missing in the middle
@@ -265,8 +270,8 @@ def test_faults_are_reported_frame_by_frame_and_the_rest_is_extracted(synthetic_
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     expected = expected_images(table)
 
-    code, out = run(capsys, "--root", root, "--jobs", 2, "--quiet")
-    assert code == 1
+    code, out = run(capsys, "--root", root, "--jobs", 2, "--quiet", "--decoder", decoder)
+    assert code == 1 and f"read by {decoder}" in out
     failures = parse_failures(out)
 
     def wanted(recording, camera, first, end):
@@ -315,6 +320,22 @@ def test_bad_input_exits_2_with_one_line(synthetic_dataset, table, tmp_path, cap
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (root / catalogue.IMAGES_DIR).exists()
+
+
+def test_without_pyav_auto_falls_back_to_opencv_and_pyav_is_bad_input(
+    synthetic_dataset, table, tmp_path, capsys, monkeypatch
+):
+    root = make_root(tmp_path, synthetic_dataset, table)
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed: `import av` fails
+    assert run_main(extract_frames.main, ["--root", str(root), "--decoder", "pyav"]) == 2
+    err = capsys.readouterr().err
+    assert "--decoder pyav" in err and "pip install av" in err and "Traceback" not in err
+    assert not (root / catalogue.IMAGES_DIR).exists()
+
+    expected = expected_images(table, "s3-d1")
+    code, out = run(capsys, "--root", root, "--recordings", "s3-d1", "--jobs", 1, "--quiet")
+    assert code == 0 and f"{len(expected)} written" in out and "read by opencv" in out
+    assert_exact(root, expected)
 
 
 def test_no_video_folder_is_bad_input(table, tmp_path, capsys):

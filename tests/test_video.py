@@ -1,11 +1,20 @@
-"""Chunk index and frame decoding on the synthetic dataset: numeric order, exact frames, precise faults."""
+"""Chunk index and frame decoding on the synthetic dataset: numeric order, exact frames, precise faults,
+with both decoders (OpenCV, and PyAV skipping unwanted non-reference frames)."""
+
+import logging
+import re
+import sys
 
 import av
+import numpy as np
 import pytest
 
 from rat7m import catalogue
 from rat7m.barcode import read_barcode
-from rat7m.video import ChunkIndex, ChunkReadError, read_frames
+from rat7m.errors import BadInputError
+from rat7m.video import ChunkIndex, ChunkReadError, read_frames, resolve_decoder
+
+DECODERS = ["opencv", "pyav"]
 
 S1 = catalogue.recording_by_name("s1-d1")
 
@@ -32,32 +41,73 @@ def test_chunk_index_sorts_starts_as_numbers(synthetic_dataset, tmp_path):
     assert index.locate(S1, "Camera1", 0) is None
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("threads", [None, 1])
-def test_read_frames_gives_exactly_the_wanted_frames(synthetic_dataset, threads):
+def test_read_frames_gives_exactly_the_wanted_frames(synthetic_dataset, threads, decoder, caplog):
     path = synthetic_dataset.video_dir / "s1-d1-camera4-40.mp4"
-    got = [(offset, read_barcode(image)) for offset, image in read_frames(path, [0, 3, 4, 8], threads)]
-    assert got == [(0, 40), (3, 43), (4, 44), (8, 48)]
+    with caplog.at_level(logging.DEBUG, logger="rat7m.video"):
+        got = [(offset, read_barcode(image)) for offset, image in read_frames(path, [0, 3, 4, 8], threads, decoder)]
+        assert got == [(0, 40), (3, 43), (4, 44), (8, 48)]
+        # B-frames wanted next to skipped ones (the encoder's pattern: I b B b P b B b P, b not referenced)
+        got = [(o, read_barcode(image)) for o, image in read_frames(path, [1, 2, 5, 7, 9], threads, decoder)]
+        assert got == [(1, 41), (2, 42), (5, 45), (7, 47), (9, 49)]
+    assert "decoding it with OpenCV" not in caplog.text  # PyAV did it all itself
 
 
-def test_read_frames_reports_frames_beyond_a_short_chunk(synthetic_dataset):
+@pytest.mark.parametrize("threads", [None, 1])
+def test_pyav_skips_unwanted_non_reference_frames_undecoded(synthetic_dataset, threads, caplog):
+    path = synthetic_dataset.video_dir / "s1-d1-camera4-40.mp4"
+    with caplog.at_level(logging.DEBUG, logger="rat7m.video"):
+        got = [(offset, read_barcode(image)) for offset, image in read_frames(path, [0, 4, 8], threads, "pyav")]
+    assert got == [(0, 40), (4, 44), (8, 48)]
+    output = [int(n) for n in re.findall(r"decoder output (\d+) frames up to frame 8", caplog.text)]
+    assert len(output) == 1 and 3 <= output[0] < 9  # OpenCV decodes all 9; the unreferenced B-frames were skipped
+    assert "decoding it with OpenCV" not in caplog.text
+
+
+def test_both_decoders_give_the_same_pictures(synthetic_dataset):
+    path = synthetic_dataset.video_dir / "s2-d1-camera3-0.mp4"
+    offsets = list(range(10))
+    pictures = {decoder: [image for _, image in read_frames(path, offsets, 1, decoder)] for decoder in DECODERS}
+    assert len(pictures["pyav"]) == len(pictures["opencv"]) == 10
+    differences = [np.abs(a.astype(int) - b.astype(int)) for a, b in zip(*pictures.values(), strict=True)]
+    assert all(a.shape == b.shape and a.dtype == b.dtype == np.uint8 for a, b in zip(*pictures.values(), strict=True))
+    assert np.mean(differences) < 2  # grey levels: the same YUV -> BGR conversion (identical here)
+
+
+def test_auto_decoder_is_pyav_when_installed_else_opencv(monkeypatch):
+    assert resolve_decoder("auto") == "pyav"
+    assert resolve_decoder("opencv") == "opencv"
+    with pytest.raises(BadInputError, match="unknown decoder 'ffmpeg'"):
+        resolve_decoder("ffmpeg")
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed: `import av` fails
+    assert resolve_decoder("auto") == "opencv"
+    with pytest.raises(BadInputError, match="pip install av"):
+        resolve_decoder("pyav")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_read_frames_reports_frames_beyond_a_short_chunk(synthetic_dataset, decoder):
     path = synthetic_dataset.video_dir / "s1-d1-camera1-120.mp4"  # the short last chunk: 5 frames
-    frames = read_frames(path, [1, 4, 5, 9])
+    frames = read_frames(path, [1, 4, 5, 9], decoder=decoder)
     assert [(o, read_barcode(image)) for o, image in (next(frames), next(frames))] == [(1, 121), (4, 124)]
     with pytest.raises(ChunkReadError, match="ends after 5 frames") as caught:
         next(frames)
     assert caught.value.decoded == 5 and caught.value.at_end
 
 
-def test_read_frames_reports_missing_and_truncated_chunks(synthetic_dataset, tmp_path):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_read_frames_reports_missing_and_truncated_chunks(synthetic_dataset, tmp_path, decoder, caplog):
     with pytest.raises(ChunkReadError, match="missing") as caught:
-        list(read_frames(tmp_path / "s1-d1-camera1-0.mp4", [0]))
+        list(read_frames(tmp_path / "s1-d1-camera1-0.mp4", [0], decoder=decoder))
     assert caught.value.decoded == 0
 
     source = synthetic_dataset.video_dir / "s1-d1-camera2-10.mp4"
     truncated = tmp_path / source.name
     truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 2])  # index at the end: unreadable
-    with pytest.raises(ChunkReadError, match="cannot open"):
-        list(read_frames(truncated, [0]))
+    with pytest.raises(ChunkReadError, match="cannot open") as caught:
+        list(read_frames(truncated, [0], decoder=decoder))
+    assert caught.value.decoded == 0
 
     # with the index first (faststart), a truncated chunk opens and stops early: frames before the
     # cut are still exact, the rest are reported, not invented
@@ -66,11 +116,14 @@ def test_read_frames_reports_missing_and_truncated_chunks(synthetic_dataset, tmp
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 9 // 10])
     delivered = []
-    with pytest.raises(ChunkReadError, match="truncated or corrupt") as caught:
-        for offset, image in read_frames(cut, range(10)):
+    debug = caplog.at_level(logging.DEBUG, logger="rat7m.video")
+    with debug, pytest.raises(ChunkReadError, match="truncated or corrupt") as caught:
+        for offset, image in read_frames(cut, range(10), decoder=decoder):
             delivered.append((offset, read_barcode(image)))
     assert 0 < caught.value.decoded < 10 and not caught.value.at_end
     assert delivered == [(o, 10 + o) for o in range(caught.value.decoded)]
+    if decoder == "pyav":  # fewer packets than the header lists: PyAV hands the chunk to OpenCV
+        assert re.search(r"\d packets while the header lists 10 frames\); decoding it with OpenCV", caplog.text)
 
 
 def _remux_faststart(source, target):
