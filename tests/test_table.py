@@ -272,6 +272,13 @@ def test_cli_builds_summarises_and_checks(root, capsys, tmp_path):
     out_path = tmp_path / "two.pkl"
     code, out, _ = cli(["--root", str(root), "--recordings", "s5-d1,s1-d1", "--out", str(out_path)], capsys)
     assert code == 0 and set(load_annotation(out_path)["table"]["subject_idx"].tolist()) == {1, 5}
+    # an existing table (perhaps the official one) is never replaced without --overwrite
+    before = out_path.read_bytes()
+    code, out, err = cli(["--root", str(root), "--recordings", "s5-d1", "s2-d2", "--out", str(out_path)], capsys)
+    assert code == 2 and f"{out_path} exists; use --overwrite" in err and out_path.read_bytes() == before
+    code, out, _ = cli(["--root", str(root), "--recordings", "s5-d1", "s2-d2", "--out", str(out_path), "--overwrite"],
+                       capsys)  # fmt: skip
+    assert code == 0 and set(load_annotation(out_path)["table"]["subject_idx"].tolist()) == {2, 5}
 
     code, out, _ = cli(["--check", "--root", str(root)], capsys)  # the table at its default place
     assert code == 0, out
@@ -321,7 +328,8 @@ def test_cli_exit_2_on_bad_input(root, tmp_path, capsys):
         (["--root", str(root), "--recordings", "s3-d1"], "missing mocap-s3-d1.mat"),
         (["--root", str(root), "--recordings", "s9-d9"], "--recordings: unknown recording 's9-d9'"),
         (["--root", str(root), "--split", "s1-d1=validation"], "--split"),
-        (["--root", str(root), "--stride", "0"], "--stride must be a positive integer"),
+        (["--root", str(root), "--stride", "0"], "build_annotation.py: error: argument --stride: expected a positive"),
+        (["--check", "--tolerance", "-0.5"], "argument --tolerance: expected a number >= 0"),
     ]
     for argv, message in cases:
         code, _, err = cli(argv, capsys)
