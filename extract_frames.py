@@ -7,9 +7,12 @@
     python extract_frames.py --decoder opencv      # do not use PyAV even if it is installed
 
 Images go to ``<root>/<image_path>`` exactly as the table says. Reruns skip complete images, so a
-killed run resumes; faults (missing or truncated chunks) are listed at the end and make the exit
-code 1; bad arguments or a missing table exit with 2. With PyAV installed (``pip install av``)
-decoding skips unwanted non-reference frames and is faster; both decoders are frame-exact.
+killed run resumes; faults (missing or truncated chunks) are listed at the end. With PyAV installed
+(``pip install av``) decoding skips unwanted non-reference frames and is faster; both decoders are
+frame-exact.
+
+Exit codes: 0 every image done (or verified), 1 some images failed (listed with the reason),
+2 bad arguments or a missing table or video folder.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ Prints, per recording and over all samples, each metric's mean and median, the n
 and of excluded joints (target not finite), and writes to ``--save_dir`` (default
 ``metrics_output``): ``per_sample_metrics.csv``, ``summary.json``, ``per_joint_mpjpe.csv`` and
 ``per_joint_mpjpe.png``. Bad input (missing file, header, non-numeric cell, wrong shape, NaN) ends
-with one line naming the file, line and column, and exit code 2.
+with one line naming the file, line and column.
+
+Exit codes: 0 scored and written, 2 bad arguments or bad input.
 """
 
 from __future__ import annotations

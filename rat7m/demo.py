@@ -117,8 +117,8 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     return made
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo from the command line."""
+def build_parser() -> ArgumentParser:
+    """The command line of ``python -m rat7m.demo``."""
     parser = ArgumentParser(prog="python -m rat7m.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "demo_output", help="output folder (default: %(default)s)")
     parser.add_argument(
@@ -126,7 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="hide the scripts' own output unless they fail")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo from the command line."""
+    args = build_parser().parse_args(argv)
     started = time.perf_counter()
     run_demo(args.out, profile=args.profile, seed=args.seed, quiet=args.quiet)
     print(f"   total time     {time.perf_counter() - started:.0f} s")
