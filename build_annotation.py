@@ -2,9 +2,16 @@
 
     python build_annotation.py                          # all mocap files under ./annotations
     python build_annotation.py --root /data/rat7m --stride 10 --complete-only
+    python build_annotation.py --recordings s1-d1 s5-d2 --out two_recordings.pkl
     python build_annotation.py --check --root /data/rat7m      # check /data/rat7m/mini_rat7m_train_test_annotation.pkl
 
-Exit codes: 0 done (all checks passed), 1 a check failed, 2 bad input (missing or unreadable file).
+An existing table is never replaced unless --overwrite is given (it may be the official one).
+The check compares the table's 2D keypoints with its 3D keypoints projected through its own
+cameras, its image paths with the naming convention, and (with --root holding video_sequences/)
+every frame_idx with the video chunks on disk.
+
+Exit codes: 0 done (all checks passed), 1 a check failed, 2 bad input (bad argument, missing or
+unreadable file, table already there).
 """
 
 from __future__ import annotations
@@ -16,7 +23,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rat7m import catalogue
-from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import (
+    EXIT_FAILED,
+    ArgumentParser,
+    add_recordings_argument,
+    add_verbosity_arguments,
+    non_negative_float,
+    positive_int,
+    progress_enabled,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table, find_mocap_files, format_summary, parse_split
@@ -25,16 +42,22 @@ from rat7m.table_check import DEFAULT_TOLERANCE_PX, check_table
 log = logging.getLogger("build_annotation")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``build_annotation.py``."""
+    parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="dataset root (default: current folder)")
     parser.add_argument("--out", type=Path, help=f"table to write (default: <root>/{catalogue.MINI_ANNOTATION_NAME})")
-    parser.add_argument("--stride", type=int, default=1, help="keep mocap sample i when i %% K == 0 (default 1)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --out table if it exists")
+    parser.add_argument(
+        "--stride", type=positive_int, default=1, metavar="K",
+        help="keep mocap sample i when i %% K == 0 (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--complete-only", action="store_true", help="keep only samples with all 20 markers finite")
     parser.add_argument(
-        "--split", default="official", help="'official' (default) or overrides such as 's4-d1=test,s5-d2=train'"
-    )
-    parser.add_argument("--recordings", help="comma-separated recordings, e.g. s1-d1,s5-d2 (default: every file found)")
+        "--split", default="official", help="'official' or overrides such as 's4-d1=test,s5-d2=train' "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    add_recordings_argument(parser, default="every mocap file found")
     parser.add_argument(
         "--check",
         nargs="?",
@@ -43,10 +66,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"check TABLE (default: <root>/{catalogue.MINI_ANNOTATION_NAME}) instead of building a table",
     )
     parser.add_argument(
-        "--tolerance", type=float, default=DEFAULT_TOLERANCE_PX, help="largest reprojection error accepted, px"
-    )
-    add_verbosity_arguments(parser)
-    return parser.parse_args(argv)
+        "--tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE_PX,
+        help="largest reprojection error --check accepts, px (default: %(default)s px)",
+    )  # fmt: skip
+    add_verbosity_arguments(parser, progress_bars=True)
+    return parser
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -61,25 +85,19 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Build (or with ``--check``, check) a table; the exit code says how it went."""
+    args = build_parser().parse_args(argv)
     setup_logging(args)
-    if args.stride < 1:
-        raise BadInputError(f"--stride must be a positive integer, got {args.stride}")
     if args.check is not None:
         return _check(args)
-    try:
-        recordings = catalogue.parse_recordings(args.recordings) if args.recordings else None
-    except KeyError as exc:
-        raise BadInputError(f"--recordings: {exc.args[0]}") from None
-    paths = find_mocap_files(args.root, recordings)
-    table = build_table(
-        paths,
-        stride=args.stride,
-        complete_only=args.complete_only,
-        split=parse_split(args.split),
-        progress=not args.quiet,
-    )
+    paths = find_mocap_files(args.root, args.recordings)
+    split = parse_split(args.split)
     out = args.out if args.out is not None else catalogue.mini_annotation_path(args.root)
+    if out.exists() and not args.overwrite:
+        raise BadInputError(f"{out} exists; use --overwrite to replace it, or --out to write elsewhere")
+    table = build_table(
+        paths, stride=args.stride, complete_only=args.complete_only, split=split, progress=progress_enabled(args)
+    )
     save_annotation(table, out)
     print(f"wrote {out}: {len(table['table']['subject_idx'])} samples from {len(paths)} recordings")
     print(format_summary(table))

@@ -9,6 +9,9 @@ Examples::
     python download_all.py --out /data/rat7m
     python download_all.py --out /data/rat7m --recordings s5-d1,s5-d2 --cameras 1,2 --dry-run
     python download_all.py --out /data/rat7m --what annotations --mini-annotation
+
+Exit codes: 0 everything asked for is there and verified, 1 some files failed (listed in the
+summary; rerun to retry them), 2 bad arguments or an unusable --out folder.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rat7m import catalogue as cat
-from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import (
+    EXIT_FAILED,
+    ArgumentParser,
+    add_cameras_argument,
+    add_recordings_argument,
+    add_verbosity_arguments,
+    run_main,
+    setup_logging,
+)
 from rat7m.download import Options, download_dataset, format_plan, format_summary
 from rat7m.download.listing import WHAT_CHOICES
 from rat7m.download.run import ZIP_URL
@@ -30,26 +41,19 @@ from rat7m.errors import BadInputError
 MAX_JOBS = 32
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors become :class:`BadInputError` (one line, exit 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise BadInputError(f"{message} (see python download_all.py --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``download_all.py``."""
-    parser = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("."), help="dataset folder (default: current folder)")
     parser.add_argument("--api-url", default=cat.FIGSHARE_API_URL, help="Figshare API root (default: %(default)s)")
     parser.add_argument("--zip-url", default=ZIP_URL, help="Figshare whole-article zip root, for --via-zip "
                         "(default: %(default)s)")  # fmt: skip
-    parser.add_argument("--drive-url", default=None, help="Google Drive root for --mini-annotation (for testing)")
+    parser.add_argument("--drive-url", default=None, help="Google Drive root for --mini-annotation, for testing "
+                        "(default: Google's)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=4, help="files downloaded at once (default: %(default)s)")
-    parser.add_argument("--recordings", nargs="+", metavar="NAME",
-                        help="recordings, e.g. s1-d1,s5-d2 (default: all seven)")  # fmt: skip
+    add_recordings_argument(parser)
     parser.add_argument("--what", choices=WHAT_CHOICES, help="videos, annotations or all (default: all)")
-    parser.add_argument("--cameras", nargs="+", metavar="CAM", help="cameras, e.g. 1,3 or Camera1 (default: all six)")
+    add_cameras_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, what is done); "
                         "download nothing")  # fmt: skip
     parser.add_argument("--verify", action="store_true", help="rehash every present file, even ones verified before")
@@ -60,12 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"also fetch {cat.MINI_ANNOTATION_NAME} from Google Drive (alone: only that file)",
     )
-    add_verbosity_arguments(parser)
+    add_verbosity_arguments(parser, progress_bars=True)
     return parser
-
-
-def _joined(values: Sequence[str] | None) -> str | None:
-    return None if values is None else ",".join(values)
 
 
 def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -74,22 +74,18 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
     Raises:
         BadInputError: a bad argument, with what is wrong and what is valid.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not 1 <= args.jobs <= MAX_JOBS:
-        raise BadInputError(f"--jobs must be between 1 and {MAX_JOBS}, not {args.jobs}")
+        parser.error(f"--jobs must be between 1 and {MAX_JOBS}, not {args.jobs}")
     for name in ("api_url", "zip_url", "drive_url"):
         url = getattr(args, name)
         if url is not None and not url.startswith(("http://", "https://")):
-            raise BadInputError(f"--{name.replace('_', '-')} must be an http:// or https:// URL, not {url!r}")
-    try:
-        recordings = cat.parse_recordings(_joined(args.recordings))
-        cameras = cat.parse_cameras(_joined(args.cameras))
-    except KeyError as exc:
-        raise BadInputError(str(exc.args[0])) from None
-    if not recordings or not cameras:
-        raise BadInputError("--recordings and --cameras need at least one name each")
+            parser.error(f"--{name.replace('_', '-')} must be an http:// or https:// URL, not {url!r}")
+    recordings = args.recordings or cat.RECORDINGS
+    cameras = args.cameras or cat.CAMERA_NAMES
     if args.verify and args.via_zip:
-        raise BadInputError("--verify checks files against the API's MD5s; it cannot be combined with --via-zip")
+        parser.error("--verify checks files against the API's MD5s; it cannot be combined with --via-zip")
     if args.out.exists() and not args.out.is_dir():
         raise BadInputError(f"--out {args.out} exists and is not a folder")
     selected = args.what is not None or args.recordings is not None or args.cameras is not None

@@ -1,15 +1,18 @@
 """Extract the frames the mini-RAT7M annotation table wants from the RAT7M video chunks, as JPEGs.
 
     python extract_frames.py                       # everything, all cores, in the current directory
-    python extract_frames.py --root /data/rat7m --recordings s5-d1 s5-d2 --jobs 8
+    python extract_frames.py --root /data/rat7m --recordings s5-d1 s5-d2 --cameras 1,3 --jobs 8
     python extract_frames.py --shard 3/16          # one of 16 independent jobs (SLURM arrays: automatic)
     python extract_frames.py --verify              # check every image exists and decodes
     python extract_frames.py --decoder opencv      # do not use PyAV even if it is installed
 
 Images go to ``<root>/<image_path>`` exactly as the table says. Reruns skip complete images, so a
-killed run resumes; faults (missing or truncated chunks) are listed at the end and make the exit
-code 1; bad arguments or a missing table exit with 2. With PyAV installed (``pip install av``)
-decoding skips unwanted non-reference frames and is faster; both decoders are frame-exact.
+killed run resumes; faults (missing or truncated chunks) are listed at the end. With PyAV installed
+(``pip install av``) decoding skips unwanted non-reference frames and is faster; both decoders are
+frame-exact.
+
+Exit codes: 0 every image done (or verified), 1 some images failed (listed with the reason),
+2 bad arguments or a missing table or video folder.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rat7m import catalogue, extract
-from rat7m.cli import EXIT_FAILED, add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import (
+    EXIT_FAILED,
+    ArgumentParser,
+    add_cameras_argument,
+    add_recordings_argument,
+    add_verbosity_arguments,
+    positive_int,
+    progress_enabled,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 from rat7m.video import DECODERS, ChunkIndex, quiet_decoder_logs, resolve_decoder
@@ -38,7 +51,8 @@ def _default_jobs() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The command line of ``extract_frames.py``."""
+    parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument(
         "--annotation", type=Path, help=f"annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})"
     )
@@ -48,11 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("."),
         help=f"dataset root: holds {catalogue.VIDEO_DIR}/ and receives the images (default: .)",
     )
-    parser.add_argument("--recordings", nargs="+", metavar="REC", help="recordings, e.g. s1-d1 s5-d2 (default: all)")
-    parser.add_argument("--cameras", nargs="+", metavar="CAM", help="cameras, e.g. 1 3 or Camera6 (default: all)")
+    add_recordings_argument(parser, default="every recording in the table")
+    add_cameras_argument(parser)
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=_default_jobs(),
         help="worker processes, one chunk each at a time (default: the CPUs available, %(default)s)",
     )
@@ -60,9 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard",
         metavar="K/N",
         help="do only shard K of N (0 <= K < N), split by chunk; default in a SLURM array: "
-        "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT; otherwise all chunks",
     )
-    parser.add_argument("--quality", type=int, default=extract.DEFAULT_QUALITY, help="JPEG quality 1-100 (default: 95)")
+    parser.add_argument(
+        "--quality", type=int, default=extract.DEFAULT_QUALITY, help="JPEG quality 1-100 (default: %(default)s)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="rewrite images that already exist")
     parser.add_argument(
         "--decoder",
@@ -74,35 +90,34 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--verify", action="store_true", help="only check that every image exists and decodes")
     mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
-    add_verbosity_arguments(parser)
+    add_verbosity_arguments(parser, progress_bars=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Extract (or verify, or plan) the table's images; 0 when every image is done."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args)
     if not args.verbose:
         quiet_decoder_logs()  # the summary says which frames failed and why; -v shows FFmpeg's own words
     if not 1 <= args.quality <= 100:
-        raise BadInputError(f"--quality {args.quality}: expected 1..100")
-    if args.jobs < 1:
-        raise BadInputError(f"--jobs {args.jobs}: expected at least 1")
+        parser.error(f"--quality {args.quality}: expected 1..100")
     try:
         decoder = resolve_decoder(args.decoder)
     except BadInputError as exc:
-        raise BadInputError(f"--decoder {args.decoder}: {exc}") from None
-    if not args.verify:
-        log.info("decoding with %s", "PyAV" if decoder == "pyav" else "OpenCV")
-    try:
-        recordings = catalogue.parse_recordings(",".join(args.recordings) if args.recordings else None)
-        cameras = catalogue.parse_cameras(",".join(args.cameras) if args.cameras else None)
-    except KeyError as exc:
-        raise BadInputError(exc.args[0]) from None
+        parser.error(f"--decoder {args.decoder}: {exc}")
     if args.shard is not None:
-        k, n = extract.parse_shard(args.shard)
-        shard = (k, n, "from --shard")
+        try:
+            shard = (*extract.parse_shard(args.shard), "from --shard")
+        except BadInputError as exc:
+            parser.error(str(exc))
     else:
         shard = extract.shard_from_environment(os.environ)
+    if not args.verify:
+        log.info("decoding with %s", "PyAV" if decoder == "pyav" else "OpenCV")
+    recordings = args.recordings or catalogue.RECORDINGS
+    cameras = args.cameras or catalogue.CAMERA_NAMES
 
     table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
     video_dir = args.root / catalogue.VIDEO_DIR
@@ -116,13 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shard is not None:
         owned = ", ".join(job.name for job in jobs)
         shard_line = f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: {owned}"
-        log.info("shard %d/%d (%s): %d of %d chunks", shard[0], shard[1], shard[2], len(jobs), len(all_jobs))
 
     if args.dry_run:
         if shard is not None:
             print(shard_line)
         return _dry_run(jobs, args.root, args.overwrite)
-    progress = not args.quiet
+    progress = progress_enabled(args)
     if args.verify:
         summary = extract.verify(jobs, args.root, processes=args.jobs, progress=progress)
         totals = (

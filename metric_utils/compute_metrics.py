@@ -14,7 +14,9 @@ Prints, per recording and over all samples, each metric's mean and median, the n
 and of excluded joints (target not finite), and writes to ``--save_dir`` (default
 ``metrics_output``): ``per_sample_metrics.csv``, ``summary.json``, ``per_joint_mpjpe.csv`` and
 ``per_joint_mpjpe.png``. Bad input (missing file, header, non-numeric cell, wrong shape, NaN) ends
-with one line naming the file, line and column, and exit code 2.
+with one line naming the file, line and column.
+
+Exit codes: 0 scored and written, 2 bad arguments or bad input.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 
 from metric_utils.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 from rat7m import catalogue
-from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import ArgumentParser, add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.table import load_annotation
@@ -162,6 +164,10 @@ def _parse_lines(path: Path, lines: list[str]) -> np.ndarray:
     rows = np.empty((len(lines), N_COLUMNS))
     for number, line in enumerate(lines, start=1):
         cells = line.split(",")
+        separator = _other_separator(line) if len(cells) == 1 else None
+        if separator is not None:
+            msg = f"{path} line {number}: values must be comma-separated (found {separator!r})"
+            raise BadInputError(msg)
         if number == 1 and not _is_number(cells[0]):
             cell = cells[0].strip()[:30]
             msg = f"{path} line 1, column 1: {cell!r} is not a number (the file must not have a header row)"
@@ -177,6 +183,15 @@ def _parse_lines(path: Path, lines: list[str]) -> np.ndarray:
                 msg = f"{path} line {number}, column {column}: {cell.strip()[:30]!r} is not a number"
                 raise BadInputError(msg) from None
     return rows
+
+
+def _other_separator(line: str) -> str | None:
+    """The separator of a line of numbers split by ``;``, a tab or spaces instead of commas (None if not that)."""
+    for separator in (";", "\t", None):  # None: runs of spaces, as str.split() splits
+        cells = line.strip().split(separator)
+        if len(cells) > 1 and all(_is_number(c) for c in cells[1:]):
+            return " " if separator is None else separator
+    return None
 
 
 def _is_number(cell: str) -> bool:
@@ -391,7 +406,7 @@ def write_outputs(result: Evaluation, summary: dict[str, Any], save_dir: Path) -
 
 def build_parser() -> argparse.ArgumentParser:
     """The script's argument parser."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument(
         "--pred_path", required=True, type=Path,
         help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3)",
@@ -404,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", choices=("test", "train", "all"), default="test",
         help="samples to score, chosen by the table's train_test column (default: %(default)s)",
     )  # fmt: skip
-    parser.add_argument("--metric", choices=("all", *METRICS), default="all", help="metric(s) to report")
+    parser.add_argument(
+        "--metric", choices=("all", *METRICS), default="all", help="metric(s) to report (default: %(default)s)"
+    )
     parser.add_argument(
         "--save_dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
         help="folder for the per-sample CSV, JSON summary, per-joint CSV and PNG (default: %(default)s)",

@@ -1,7 +1,11 @@
-"""What every script shares: logging set-up and turning errors into messages and exit codes.
+"""What every script shares: its argument parser, logging set-up, and errors as messages and exit codes.
 
 Scripts are thin: ``main(argv) -> int`` parses arguments and calls the layer; ``run_main``
-wraps it so that bad input prints one clear line and exits 2, never a traceback.
+wraps it so that bad input prints one clear line and exits 2, never a traceback. Every script
+builds its parser with :class:`ArgumentParser` (``--help`` shows the module docstring; an
+argument error is one line, ``<prog>: error: <message> (see --help)``, exit 2) and takes
+recordings and cameras through :func:`add_recordings_argument` and :func:`add_cameras_argument`,
+so ``--recordings s1-d1 s5-d2`` and ``--recordings s1-d1,s5-d2`` mean the same everywhere.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
+from rat7m import catalogue
 from rat7m.errors import BadInputError, Rat7mError
 
 #: Exit code for bad input (a file or argument that is not what it should be).
@@ -19,11 +25,96 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
 
-def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``-v/--verbose`` and ``-q/--quiet`` to a script's parser."""
+class UsageError(BadInputError):
+    """A bad command-line argument; its message is the whole line to print (prog and hint included)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of every script: full module docstring in ``--help``, one-line errors.
+
+    argparse's own errors print the usage block and exit from inside ``parse_args``; here an error
+    raises :class:`UsageError`, which :func:`run_main` prints as ``<prog>: error: <message> (see --help)``
+    and turns into exit code 2. Scripts call :meth:`error` for their own argument checks too, so
+    every argument error reads the same.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """Raise :class:`UsageError` with one line: ``<prog>: error: <message> (see --help)``."""
+        raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+
+class _NamesAction(argparse.Action):
+    """Join ``--x a b`` and ``--x a,b`` into one comma-separated text and parse it with ``self.const``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        text = ",".join(values)
+        try:
+            parsed = self.const(text)
+        except KeyError as exc:
+            raise argparse.ArgumentError(self, str(exc.args[0])) from None
+        if not parsed:
+            raise argparse.ArgumentError(self, f"no names in {text!r}")
+        setattr(namespace, self.dest, parsed)
+
+
+def add_recordings_argument(parser: argparse.ArgumentParser, default: str = "all seven") -> None:
+    """Add ``--recordings``: names such as ``s1-d1 s5-d2`` or ``s1-d1,s5-d2`` (or ``all``).
+
+    The value is a tuple of :class:`~rat7m.catalogue.Recording`, or None when the option is not
+    given (the script decides what that means; ``default`` says it in ``--help``). An unknown name
+    is a one-line argument error listing the valid ones.
+    """
+    parser.add_argument(
+        "--recordings", nargs="+", metavar="REC", action=_NamesAction, const=catalogue.parse_recordings,
+        help=f"recordings, e.g. s1-d1 s5-d2 or s1-d1,s5-d2 (default: {default})",
+    )  # fmt: skip
+
+
+def add_cameras_argument(parser: argparse.ArgumentParser, default: str = "all six") -> None:
+    """Add ``--cameras``: ``1 3``, ``1,3`` or ``Camera1`` (or ``all``); a tuple of camera names, None if not given."""
+    parser.add_argument(
+        "--cameras", nargs="+", metavar="CAM", action=_NamesAction, const=catalogue.parse_cameras,
+        help=f"cameras, e.g. 1 3, 1,3 or Camera1 (default: {default})",
+    )  # fmt: skip
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a finite number >= 0."""
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text}")
+    return value
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser, progress_bars: bool = False) -> None:
+    """Add ``-v/--verbose`` and ``-q/--quiet`` to a script's parser.
+
+    Args:
+        parser: the script's parser.
+        progress_bars: the script draws progress bars (``-q`` then says it hides them).
+    """
+    quiet = "no progress bars; only the summary and errors" if progress_bars else "only the summary and errors"
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", help="print diagnostic messages")
-    group.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only the summary and errors")
+    group.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
+def progress_enabled(args: argparse.Namespace) -> bool:
+    """Draw tqdm bars only without ``--quiet`` and when stderr is a terminal (a log gets no carriage returns)."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def setup_logging(args: argparse.Namespace) -> None:
@@ -40,6 +131,9 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     """Call a script's ``main`` and map the toolkit's errors onto messages and exit codes."""
     try:
         return main(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -4,11 +4,15 @@
 2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``,
 5. ``compute_metrics.py`` on noisy predictions of the test split, 6. ``visualization.ipynb``
 executed headless. Each step runs the real script as a user would, in a subprocess.
+
+    python -m rat7m.demo                                # into ./demo_output, the "demo" profile
+    python -m rat7m.demo --out /tmp/demo --profile test --quiet
+
+Exit codes: 0 every step passed; otherwise the demo stops at the first failing step with its message.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rat7m import catalogue
+from rat7m.cli import ArgumentParser, run_main
 from rat7m.figshare_server import FigshareServer
 from rat7m.notebook import execute_notebook
 from rat7m.synthetic import generate_dataset
@@ -112,13 +117,21 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     return made
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    """The command line of ``python -m rat7m.demo``."""
+    parser = ArgumentParser(prog="python -m rat7m.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "demo_output", help="output folder (default: %(default)s)")
-    parser.add_argument("--profile", default="demo", choices=["test", "demo"], help="synthetic dataset size")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic dataset")
+    parser.add_argument(
+        "--profile", default="demo", choices=["test", "demo"], help="synthetic dataset size (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="hide the scripts' own output unless they fail")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo from the command line."""
+    args = build_parser().parse_args(argv)
     started = time.perf_counter()
     run_demo(args.out, profile=args.profile, seed=args.seed, quiet=args.quiet)
     print(f"   total time     {time.perf_counter() - started:.0f} s")
@@ -126,4 +139,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

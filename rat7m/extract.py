@@ -465,7 +465,7 @@ def _run(
     """
     summary = Summary(images=sum(len(j.targets) for j in jobs))
     started = time.perf_counter()
-    bar = tqdm(total=summary.images, unit="frame", desc=what, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=summary.images, unit="img", desc=what, disable=not progress, dynamic_ncols=True)
     try:
         if processes <= 1 or len(jobs) <= 1:
             for job in jobs:

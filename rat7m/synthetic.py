@@ -41,7 +41,15 @@ from tqdm import tqdm
 
 from rat7m import catalogue
 from rat7m.barcode import BITS, draw_barcode
-from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import (
+    ArgumentParser,
+    add_recordings_argument,
+    add_verbosity_arguments,
+    positive_int,
+    progress_enabled,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
 from rat7m.matfile import save_recording
@@ -589,22 +597,25 @@ def generate_dataset(
 
 def _parser() -> argparse.ArgumentParser:
     profiles = "; ".join(p.describe() for p in PROFILES.values())
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m rat7m.synthetic",
-        description="Write a synthetic dataset in RAT7M's exact layout: annotations/mocap-s{S}-d{D}.mat and "
-        "video_sequences/s{S}-d{D}-camera{C}-{start}.mp4 (H.264 with B-frames, each frame showing the projected "
-        "skeleton and its frame index as a barcode).",
-        epilog=f"Profiles: {profiles}.",
+        description=__doc__,
+        epilog=f"Profiles: {profiles}.\n\nExit codes: 0 written, 2 bad arguments.",
     )
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write (created if missing)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="test", help="size and encoding (default: test)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
-        "--recordings", default=None, help="comma-separated recordings, e.g. s1-d1,s5-d2 (default: the profile's)"
+        "--profile", choices=sorted(PROFILES), default="test", help="size and encoding (default: %(default)s)"
     )
-    parser.add_argument("--frames", type=int, default=None, help="video frames per camera of every recording")
-    parser.add_argument("--chunk-length", type=int, default=None, help="frames per MP4 chunk")
-    add_verbosity_arguments(parser)
+    add_recordings_argument(parser, default="the profile's")
+    parser.add_argument(
+        "--frames", type=positive_int, default=None, help="video frames per camera of every recording "
+        "(default: the profile's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chunk-length", type=positive_int, default=None, help="frames per MP4 chunk (default: the profile's)"
+    )
+    add_verbosity_arguments(parser, progress_bars=True)
     return parser
 
 
@@ -620,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recordings=args.recordings,
         n_frames=args.frames,
         chunk_length=args.chunk_length,
-        progress=not args.quiet,
+        progress=progress_enabled(args),
     )
     files = dataset.files()
     size = sum(p.stat().st_size for p in files)

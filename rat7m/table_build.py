@@ -170,7 +170,7 @@ def build_table(
         if split.get(rec.name) not in catalogue.SPLITS:
             raise BadInputError(f"split: no 'train'/'test' for recording {rec.name}")
         part = _rows_of(mocap_rec, split[rec.name], stride, complete_only)
-        log.info("%s: %d of %d samples (%s)", rec.name, len(part.points_3d), mocap_rec.n_samples, part.split)
+        log.debug("%s: %d of %d samples (%s)", rec.name, len(part.points_3d), mocap_rec.n_samples, part.split)
         parts.append(part)
     if not parts:
         raise BadInputError("no recordings to build a table from")

@@ -33,15 +33,22 @@ DEFAULT_TOLERANCE_PX = 0.01
 
 @dataclass
 class CheckResult:
-    """The outcome of one check: ``ok`` is None when it could not run (e.g. no videos)."""
+    """The outcome of one check: ``ok`` is None when it could not run (e.g. no videos).
+
+    ``scope`` qualifies the status when only part of the table could be checked (e.g. "for 6 of 18
+    recording-cameras; ..."), so a partial pass cannot be mistaken for a full one.
+    """
 
     name: str
     ok: bool | None
     lines: list[str] = field(default_factory=list)
+    scope: str = ""
 
     def format(self) -> str:
         """The check's report: a status line, then its details indented."""
         status = {True: "OK", False: "FAILED", None: "skipped"}[self.ok]
+        if self.scope:
+            status += f" {self.scope}"
         return "\n".join([f"{self.name}: {status}", *(f"  {line}" for line in self.lines)])
 
 
@@ -176,6 +183,12 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
                 )
     if not_checked:
         result.lines.append(f"no chunks on disk (not checked): {', '.join(not_checked)}")
+        total = len(_recording_rows(table)) * len(_camera_names(table))
+        if len(not_checked) < total:
+            result.scope = (
+                f"for {total - len(not_checked)} of {total} recording-cameras; "
+                f"{len(not_checked)} not checked (no chunks on disk)"
+            )
         if not checked:
             result.ok = None
     if checked and result.ok:
@@ -214,7 +227,8 @@ def check_table(
     if video_dir is not None and video_dir.is_dir():
         results.append(check_frames_in_video(table, video_dir))
     else:
-        where = video_dir if video_dir is not None else f"<root>/{catalogue.VIDEO_DIR} (no --root given)"
-        results.append(CheckResult("frame_idx inside the video chunks", None, [f"{where} not found"]))
+        where = video_dir if video_dir is not None else f"<root>/{catalogue.VIDEO_DIR}"
+        line = f"{where} not found; pass --root DIR (the dataset root holding {catalogue.VIDEO_DIR}/) to check frames"
+        results.append(CheckResult("frame_idx inside the video chunks", None, [line]))
     results.append(check_split(table))
     return results

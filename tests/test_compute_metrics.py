@@ -246,6 +246,9 @@ def _replace_cell(line: str, column: int, text: str) -> str:
         ("rows", "predictions have 29 rows but the 'test' split of {root}/table.pkl has 30 samples"),
         ("nan", "{root}/p.csv line 4, column 2: nan in sample 3; predictions must be finite numbers"),
         ("inf", "{root}/p.csv line 1, column 60: -inf in sample 0"),
+        ("semicolons", "{root}/p.csv line 1: values must be comma-separated (found ';')"),
+        ("tabs", "{root}/p.csv line 1: values must be comma-separated (found '\\t')"),
+        ("spaces", "{root}/p.csv line 1: values must be comma-separated (found ' ')"),
         ("npy_shape", "{root}/p.npy holds a float64 array of shape (30, 20, 2); expected numbers of shape (N, 20, 3)"),
     ],
 )
@@ -279,6 +282,9 @@ def test_bad_input_exits_2_with_one_clear_line(small, capsys, case, expected):
         lines[3] = _replace_cell(lines[3], 1, "nan")
     elif case == "inf":
         lines[0] = _replace_cell(lines[0], 59, "-inf")
+    elif case in ("semicolons", "tabs", "spaces"):  # a European-locale export, a TSV, np.savetxt's default
+        separator = {"semicolons": ";", "tabs": "\t", "spaces": " "}[case]
+        lines = [line.replace(",", separator) for line in lines]
     elif case == "npy_shape":
         pred = root / "p.npy"
         np.save(pred, np.zeros((30, 20, 2)))

@@ -275,7 +275,8 @@ def test_bad_arguments_exit_2_with_one_line(capsys):
 
     assert run_main(download_all.main, ["--recordings", "s1-d9"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown recording 's1-d9'") and "Traceback" not in err
+    assert err.startswith("download_all.py: error: argument --recordings: unknown recording 's1-d9'")
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 # --- progress ---------------------------------------------------------------------------------------------

@@ -376,3 +376,16 @@ def test_shards_partition_the_chunks_deterministically_and_balance_the_work(synt
     assert extract.parse_shard(" 2 / 5 ") == (2, 5)
     assert extract.shard_from_environment({}) is None
     assert extract.shard_from_environment({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"})[:2] == (0, 4)
+
+
+def test_list_forms_agree_and_the_shard_line_is_printed_once(synthetic_dataset, table, tmp_path, capsys, caplog):
+    root = make_root(tmp_path, synthetic_dataset, table)
+    spaced = run(capsys, "--root", root, "--recordings", "s3-d1", "s5-d2", "--cameras", "1", "Camera3", "--dry-run")
+    commas = run(capsys, "--root", root, "--recordings", "s3-d1,s5-d2", "--cameras", "1,Camera3", "--dry-run")
+    images = len(expected_images(table, "s3-d1,s5-d2")) // 6 * 2  # both recordings, two of six cameras
+    assert spaced == commas and spaced[0] == 0 and f"{images} images to write" in spaced[1]
+
+    caplog.set_level("INFO")
+    code, out = run(capsys, "--root", root, "--recordings", "s3-d1", "--cameras", "2", "--shard", "0/2", "--jobs", 1)
+    assert code == 0 and "written" in out
+    assert (out + caplog.text).count("shard 0/2") == 1, out + caplog.text

@@ -214,7 +214,7 @@ def test_same_seed_same_data_and_cli(synthetic_dataset, tmp_path, capsys):
     [
         (["--recordings", "s9-d9"], "unknown recording 's9-d9'"),
         (["--frames", "2"], "n_frames must be more than 2"),
-        (["--chunk-length", "0"], "chunk_length must be at least 1"),
+        (["--chunk-length", "0"], "argument --chunk-length: expected a positive integer"),
     ],
 )
 def test_cli_bad_input_exits_2_with_a_message(tmp_path, capsys, args, message):

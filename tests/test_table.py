@@ -272,12 +272,20 @@ def test_cli_builds_summarises_and_checks(root, capsys, tmp_path):
     out_path = tmp_path / "two.pkl"
     code, out, _ = cli(["--root", str(root), "--recordings", "s5-d1,s1-d1", "--out", str(out_path)], capsys)
     assert code == 0 and set(load_annotation(out_path)["table"]["subject_idx"].tolist()) == {1, 5}
+    # an existing table (perhaps the official one) is never replaced without --overwrite
+    before = out_path.read_bytes()
+    code, out, err = cli(["--root", str(root), "--recordings", "s5-d1", "s2-d2", "--out", str(out_path)], capsys)
+    assert code == 2 and f"{out_path} exists; use --overwrite" in err and out_path.read_bytes() == before
+    code, out, _ = cli(["--root", str(root), "--recordings", "s5-d1", "s2-d2", "--out", str(out_path), "--overwrite"],
+                       capsys)  # fmt: skip
+    assert code == 0 and set(load_annotation(out_path)["table"]["subject_idx"].tolist()) == {2, 5}
 
     code, out, _ = cli(["--check", "--root", str(root)], capsys)  # the table at its default place
     assert code == 0, out
     assert out.startswith(f"{path}: {sum(counts.values())} samples\n")
     assert "reprojection of 3D_keypoints vs 2D_keypoints (px): OK" in out
     assert "image_path follows" in out and "frame_idx inside the video chunks: skipped" in out
+    assert f"{root / catalogue.VIDEO_DIR} not found; pass --root DIR" in out
 
 
 def test_cli_check_finds_a_bad_table(table, tmp_path, capsys):
@@ -321,7 +329,8 @@ def test_cli_exit_2_on_bad_input(root, tmp_path, capsys):
         (["--root", str(root), "--recordings", "s3-d1"], "missing mocap-s3-d1.mat"),
         (["--root", str(root), "--recordings", "s9-d9"], "--recordings: unknown recording 's9-d9'"),
         (["--root", str(root), "--split", "s1-d1=validation"], "--split"),
-        (["--root", str(root), "--stride", "0"], "--stride must be a positive integer"),
+        (["--root", str(root), "--stride", "0"], "build_annotation.py: error: argument --stride: expected a positive"),
+        (["--check", "--tolerance", "-0.5"], "argument --tolerance: expected a number >= 0"),
     ]
     for argv, message in cases:
         code, _, err = cli(argv, capsys)
@@ -357,6 +366,9 @@ def test_frames_inside_video_chunks(table, tmp_path):
     result = check_frames_in_video(table, video_dir)
     assert result.ok, result.format()
     assert "no chunks on disk (not checked): s2-d2 Camera1" in result.format()
+    # only s1-d1 has videos: the status line itself says the pass is partial
+    status = result.format().splitlines()[0]
+    assert status.endswith(": OK for 6 of 18 recording-cameras; 12 not checked (no chunks on disk)"), status
     s1d1 = int((table["table"]["subject_idx"] == 1).sum())
     assert f"{s1d1 * 6} frame indices checked" in result.format()
 

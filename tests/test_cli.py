@@ -1,0 +1,106 @@
+"""The command-line conventions every script shares (rat7m/cli.py): list forms, one-line errors, --help."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import build_annotation
+import download_all
+import extract_frames
+from metric_utils import compute_metrics
+from rat7m import catalogue, cli, demo, synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Every script's parser builder, by the name its errors carry, and its module (for the docstring).
+PARSERS = {
+    "download_all.py": (download_all.build_parser, download_all),
+    "build_annotation.py": (build_annotation.build_parser, build_annotation),
+    "extract_frames.py": (extract_frames.build_parser, extract_frames),
+    "compute_metrics.py": (compute_metrics.build_parser, compute_metrics),
+    "python -m rat7m.synthetic": (synthetic._parser, synthetic),
+    "python -m rat7m.demo": (demo.build_parser, demo),
+}
+REQUIRED = {"compute_metrics.py": ["--pred_path", "p.csv"], "python -m rat7m.synthetic": ["--out", "x"]}
+
+
+def _parse(prog, argv):
+    build, _ = PARSERS[prog]
+    return build().parse_args([*REQUIRED.get(prog, []), *argv])
+
+
+@pytest.mark.parametrize("prog", [p for p in PARSERS if "--recordings" in PARSERS[p][0]().format_help()])
+def test_recordings_and_cameras_in_both_forms(prog):
+    spaced = _parse(prog, ["--recordings", "s1-d1", "s5-d2"])
+    commas = _parse(prog, ["--recordings", "s1-d1,s5-d2"])
+    assert spaced.recordings == commas.recordings == (catalogue.recording_by_name("s1-d1"),
+                                                      catalogue.recording_by_name("s5-d2"))  # fmt: skip
+    assert _parse(prog, []).recordings is None  # not given: the script's own default
+    if "--cameras" in PARSERS[prog][0]().format_help():
+        assert _parse(prog, ["--cameras", "1", "Camera3"]).cameras == _parse(prog, ["--cameras", "1,3"]).cameras
+        assert _parse(prog, ["--cameras", "2,3"]).cameras == ("Camera2", "Camera3")
+    with pytest.raises(cli.UsageError) as info:
+        _parse(prog, ["--recordings", "s1-d1", "s9-d9"])
+    message = str(info.value)
+    assert message.startswith(f"{prog}: error: argument --recordings: unknown recording 's9-d9'; valid names: s1-d1")
+    assert message.endswith("(see --help)") and "\n" not in message
+
+
+@pytest.mark.parametrize("prog", list(PARSERS))
+def test_help_shows_the_whole_docstring_and_every_default(prog):
+    build, module = PARSERS[prog]
+    parser = build()
+    text = parser.format_help()
+    last_paragraph = module.__doc__.strip().split("\n\n")[-1]
+    assert last_paragraph in text, f"{prog} --help lacks the end of its docstring"
+    assert "Exit codes" in text
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction)) or action.required:
+            continue
+        assert "default" in action.help, f"{prog} {action.option_strings}: help does not state the default"
+    quiet = next(a.help for a in parser._actions if "--quiet" in a.option_strings)
+    assert ("progress bar" in quiet) == (prog not in ("compute_metrics.py", "python -m rat7m.demo")), quiet
+
+
+def test_value_checks_are_argument_errors():
+    with pytest.raises(cli.UsageError, match=r"argument --tolerance: expected a number >= 0, not -0\.1"):
+        _parse("build_annotation.py", ["--tolerance", "-0.1"])
+    assert _parse("build_annotation.py", []).tolerance == pytest.approx(0.01)
+    with pytest.raises(cli.UsageError, match="argument --stride: expected a positive integer, not 0"):
+        _parse("build_annotation.py", ["--stride", "0"])
+    with pytest.raises(cli.UsageError, match="argument --recordings: no names in ','"):
+        _parse("extract_frames.py", ["--recordings", ","])
+    with pytest.raises(cli.UsageError, match="argument --cameras: unknown camera '7'"):
+        _parse("download_all.py", ["--cameras", "1,7"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build_annotation.py", "--recordings", "s1-d1", "s9-d9"],
+        ["extract_frames.py", "--jobs", "0"],
+        ["metric_utils/compute_metrics.py", "--metric", "mae", "--pred_path", "p.csv"],
+        ["-m", "rat7m.synthetic", "--bogus"],
+    ],
+)
+def test_argument_errors_are_one_line_and_exit_2(argv, tmp_path):
+    done = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "usage:" not in done.stderr and lines[0].endswith("(see --help)"), done.stderr
+    prog = "python -m rat7m.synthetic" if argv[0] == "-m" else Path(argv[0]).name
+    assert lines[0].startswith(f"{prog}: error: ")
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    class Terminal:
+        def isatty(self):
+            return True
+
+    quiet, loud = argparse.Namespace(quiet=True), argparse.Namespace(quiet=False)
+    assert not cli.progress_enabled(loud)  # pytest's captured stderr is not a terminal: a log, no bars
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert cli.progress_enabled(loud) and not cli.progress_enabled(quiet)
