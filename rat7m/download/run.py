@@ -95,6 +95,11 @@ class Report:
         """Did anything fail (a file, or an article that could not be listed)?"""
         return bool(self.errors) or any(o.status == FAILED for o in self.outcomes)
 
+    @property
+    def nothing_listed(self) -> bool:
+        """Did listing (or asking the zips' sizes) fail so that there is no plan at all?"""
+        return bool(self.errors) and not self.steps and not self.zip_jobs
+
 
 def existing_ancestor(path: Path) -> Path:
     """``path`` or its nearest existing parent (where the free space is measured)."""
@@ -225,6 +230,8 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
         listing = list_remote_files(client, options.api_url, options.recordings, options.what, options.cameras, policy)
         report.errors.extend(listing.errors)
         report.steps = plan_downloads(listing.files, out, record, options.verify)
+    if report.nothing_listed and not options.mini_annotation:
+        return report  # nothing to plan or check: the errors say why (no folder, no lock made)
     report.needed = sum(step.remaining for step in report.steps) + sum(job.needed for job in report.zip_jobs)
     report.disk_path = existing_ancestor(out)
     report.free = disk_free(report.disk_path)
@@ -272,7 +279,12 @@ def _run_zip_job(job: ZipJob, options: dict, stop: Interrupt) -> Outcome:
 
 
 def format_plan(report: Report) -> str:
-    """The ``--dry-run`` text: per recording and kind, files, size, what is done, what is left."""
+    """The ``--dry-run`` text: per recording and kind, files, size, what is done, what is left.
+
+    When nothing could be listed there is no plan to show: only the notes and the errors.
+    """
+    if report.nothing_listed:
+        return "\n".join([*report.notes, *(f"error: {e}" for e in report.errors)])
     groups: dict[tuple[str, str], list[Step]] = {}
     for step in report.steps:
         groups.setdefault((step.file.recording, step.file.kind), []).append(step)
@@ -308,7 +320,13 @@ def _plan_line(recording: str, kind: str, steps: Sequence[Step]) -> str:
 
 
 def format_summary(report: Report) -> str:
-    """The end-of-run table: files and bytes per status, bytes transferred, and every failure by name."""
+    """The end-of-run table: files and bytes per status, bytes transferred, and every failure by name.
+
+    A run that failed before any transfer (nothing could be listed) shows only why.
+    """
+    if report.nothing_listed and not report.outcomes:
+        return "\n".join(["FAILED before downloading anything (rerun the same command once this is fixed):",
+                          *(f"  {e}" for e in report.errors)])  # fmt: skip
     lines = [f"{'status':<12} {'files':>6} {'bytes':>11}"]
     for status in STATUSES:
         chosen = [o for o in report.outcomes if o.status == status]
