@@ -146,9 +146,7 @@ class RetryPolicy:
         return seconds
 
 
-def call_with_retries(
-    func: Callable[[], object], policy: RetryPolicy, what: str, *, fail_fast: bool = False
-) -> object:
+def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str, *, fail_fast: bool = False) -> object:
     """Call ``func`` until it stops raising :class:`RetryableError` or connection errors.
 
     Args:
