@@ -375,18 +375,22 @@ def test_via_zip_fetches_unpacks_selects_and_reruns_free(server, tree, tmp_path,
     assert zip_requests(server) and all(r.sent <= 1 for r in zip_requests(server))  # sizes asked, nothing fetched
     server.reset_log()
 
+    capsys.readouterr()
     assert download(server, out, *args) == 0
     expected = published(tree, recordings=(S5,), cameras=("Camera1",))
     assert on_disk(out) == expected  # only the selection was placed; zips deleted after unpacking
-    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME, run.LOCK_NAME]
-    assert sorted(p.name for p in out.iterdir()) == sorted(layout)
-    assert list((out / "zips").iterdir()) == []
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME, run.LOCK_NAME]
+    assert sorted(p.name for p in out.iterdir()) == sorted(layout)  # the empty zips/ removed too
     bodies = [r for r in zip_requests(server) if r.range is None]
     assert len(bodies) == 2 and all(r.status == 200 for r in bodies)
+    summary = capsys.readouterr().out  # the files placed (4), not the zips (2), and their bytes
+    size = human_bytes(sum((tree / rel).stat().st_size for rel in expected))
+    assert f"downloaded   {len(expected):>6} {size:>11}" in summary and len(expected) == 4
 
     server.reset_log()
     assert download(server, out, *args) == 0
     assert server.requests == []  # unpacked earlier: nothing asked, not even a size
+    assert f"skipped      {len(expected):>6} {size:>11}" in capsys.readouterr().out
 
     # an API-mode run afterwards checks the unzipped files against the listing's MD5s, transfers nothing
     capsys.readouterr()

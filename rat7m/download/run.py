@@ -28,7 +28,7 @@ from rat7m.download.plan import Action, Step, plan_downloads
 from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
-from rat7m.download.zipmode import ZipJob, plan_zips, run_zip_job
+from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,9 @@ def _transfer(
     finally:
         progress.close()
         record.flush()
+        if report.zip_jobs:
+            with contextlib.suppress(OSError):  # not empty: it holds the .part of a zip that failed
+                (out / ZIP_DIR).rmdir()
     if options.mini_annotation:
         report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
 
@@ -330,7 +333,7 @@ def format_summary(report: Report) -> str:
     lines = [f"{'status':<12} {'files':>6} {'bytes':>11}"]
     for status in STATUSES:
         chosen = [o for o in report.outcomes if o.status == status]
-        lines.append(f"{status:<12} {len(chosen):>6} {human_bytes(sum(o.size for o in chosen)):>11}")
+        lines.append(f"{status:<12} {sum(o.files for o in chosen):>6} {human_bytes(sum(o.size for o in chosen)):>11}")
     transferred = sum(o.transferred for o in report.outcomes)
     lines.append(f"{'transferred':<12} {'':>6} {human_bytes(transferred):>11}  (over the network)")
     failures = [o for o in report.outcomes if o.status == FAILED]
@@ -342,5 +345,5 @@ def format_summary(report: Report) -> str:
 
 
 def summary_counts(report: Report) -> dict[str, int]:
-    """Files per status (for scripts and tests)."""
-    return {status: sum(o.status == status for o in report.outcomes) for status in STATUSES}
+    """Dataset files per status (for scripts and tests; a ``--via-zip`` zip counts the files it placed)."""
+    return {status: sum(o.files for o in report.outcomes if o.status == status) for status in STATUSES}

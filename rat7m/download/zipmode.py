@@ -184,9 +184,18 @@ def run_zip_job(
     progress: Progress,
     stop: Interrupt | None = None,
 ) -> Outcome:
-    """Download one zip (resumably), unpack it safely and move the wanted files into place."""
+    """Download one zip (resumably), unpack it safely and move the wanted files into place.
+
+    Returns:
+        The zip's outcome, counting (and sizing) the dataset files placed, or found in place when
+        it was unpacked by an earlier run; a failed zip counts as one file.
+    """
+    wanted = {r.name for r in recordings}
     if job.step is None:
-        return Outcome(job.path, SKIPPED, 0)
+        contents = record.extracted_files(job.path) or []
+        selected = [rel for rel in contents if _selected(rel, job.kind, job.article, wanted, cameras)]
+        size = sum(known.size for known in map(record.verified, selected) if known is not None)
+        return Outcome(job.path, SKIPPED, size, files=len(selected))
     fetched = carry_out(job.step, root=root, client=client, record=record, policy=policy, progress=progress, stop=stop)
     if fetched.status == FAILED:
         return fetched
@@ -200,10 +209,9 @@ def run_zip_job(
             record.forget(job.path)
         log.error("%s: %s", job.path, exc)
         return Outcome(job.path, FAILED, fetched.size, fetched.transferred, str(exc))
-    wanted = {r.name for r in recordings}
     owner = next((r for r in cat.RECORDINGS if r.video_article == job.article), None)
     contents: list[str] = []
-    placed = 0
+    placed = placed_bytes = 0
     for member in members:
         target = target_path(member.name, job.kind, owner)
         if target is None:
@@ -218,9 +226,10 @@ def run_zip_job(
         os.replace(member, final)
         record.mark_verified(rel, final, None)
         placed += 1
+        placed_bytes += final.stat().st_size
     record.mark_extracted(job.path, contents)
     shutil.rmtree(staging, ignore_errors=True)
     zip_file.unlink(missing_ok=True)
     record.forget(job.path)
     log.info("%s: placed %d of its %d files; deleted the zip", job.path, placed, len(contents))
-    return Outcome(job.path, DOWNLOADED, fetched.size, fetched.transferred)
+    return Outcome(job.path, DOWNLOADED, placed_bytes, fetched.transferred, files=placed)
