@@ -122,7 +122,7 @@ def test_clean_run_then_rerun_transfers_nothing(server, tree, tmp_path, capsys, 
     assert not [r for r in caplog.records if "paginated" in r.getMessage() and r.levelno >= 20]
     expected = published(tree)
     assert on_disk(out) == expected  # every file, right bytes, documented layout, no .part left
-    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME, run.LOCK_NAME]
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME]  # the lock file is removed at the end
     assert sorted(p.name for p in out.iterdir()) == sorted(layout)
     sizes = sum((tree / rel).stat().st_size for rel in expected)
     assert sum(r.sent for r in storage(server)) == sizes  # each byte crossed the wire once
@@ -379,7 +379,7 @@ def test_via_zip_fetches_unpacks_selects_and_reruns_free(server, tree, tmp_path,
     assert download(server, out, *args) == 0
     expected = published(tree, recordings=(S5,), cameras=("Camera1",))
     assert on_disk(out) == expected  # only the selection was placed; zips deleted after unpacking
-    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME, run.LOCK_NAME]
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME]  # the lock file is removed at the end
     assert sorted(p.name for p in out.iterdir()) == sorted(layout)  # the empty zips/ removed too
     bodies = [r for r in zip_requests(server) if r.range is None]
     assert len(bodies) == 2 and all(r.status == 200 for r in bodies)

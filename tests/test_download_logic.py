@@ -288,6 +288,27 @@ def test_disk_preflight_message(tmp_path):
     assert run.existing_ancestor(tmp_path / "a" / "b") == tmp_path
 
 
+def test_lock_file_removed_at_the_end_and_a_removed_one_is_never_trusted(tmp_path, monkeypatch):
+    import fcntl
+
+    lock = tmp_path / run.LOCK_NAME
+    real_flock, calls = fcntl.flock, []
+
+    def flock_after_the_previous_run_ends(handle, flags):
+        calls.append(os.fstat(handle.fileno()).st_ino)
+        if len(calls) == 1:
+            lock.unlink()  # the run before ends between our open and our flock, removing the file
+        return real_flock(handle, flags)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_previous_run_ends)
+    with run._exclusive(tmp_path):
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        assert len(calls) == 2 and lock.read_text() == str(os.getpid())  # reopened: the file at the path
+        with open(lock) as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and it is the one held
+    assert not lock.exists()  # removed at the end of the run
+
+
 def test_summary_names_failures_and_counts_bytes():
     from rat7m.download.transfer import Outcome
 

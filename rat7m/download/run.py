@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from rat7m import catalogue as cat
 from rat7m import gdrive
@@ -127,27 +128,52 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
 def _exclusive(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out`` so two runs never write the same ``.part`` files.
 
-    The lock (``flock`` on :data:`LOCK_NAME`) dies with the process, even under SIGKILL, so a
-    killed run never leaves a stale lock behind.
+    The lock is an ``flock`` on :data:`LOCK_NAME`, which dies with the process, even under
+    SIGKILL, so a killed run never leaves a stale lock behind (only the file, which the next run
+    takes over). A run removes the file at its end, while still holding the lock. A run that
+    opened the file just before that removal may then lock a file that is no longer there, so
+    after locking we check that the file we hold is the one at the path, and open again if not
+    (the usual pattern for lock files that get removed).
     """
     try:
         import fcntl
     except ImportError:  # not POSIX: no locking
         yield
         return
-    with open(out / LOCK_NAME, "a+") as handle:
+    path = out / LOCK_NAME
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (closed below, after the run)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
+            handle.close()
             msg = f"another download is already writing to {out} (pid {holder}); wait for it or stop it first"
             raise BadInputError(msg) from None
+        if _same_file(handle, path):
+            break
+        handle.close()  # removed by the run that just finished: lock the file now at the path
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
+        handle.close()
+
+
+def _same_file(handle: IO, path: Path) -> bool:
+    """Is the open ``handle`` still the file at ``path`` (not removed or replaced since it was opened)?"""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _check_writable(out: Path) -> None:
