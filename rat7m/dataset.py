@@ -90,7 +90,7 @@ class MiniRat7m:
 
     def _read_image(self, relative: str) -> np.ndarray:
         path = self.root / relative
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
         if image is None:
             raise BadInputError(f"{path}: missing or unreadable image; run extract_frames.py --root {self.root}")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -8,6 +8,7 @@ write the executed notebook (and an HTML copy) so a person can look at it.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def execute_notebook(
     nb.cells.insert(index + 1, injected)
     workdir = str(cwd if cwd is not None else Path(notebook).resolve().parent)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": workdir}})
-    client.execute()
+    # The kernel's own stderr only carries start-up chatter (e.g. a warning about TCP transport on
+    # loopback); errors in cells arrive as cell outputs and raise CellExecutionError.
+    client.execute(stderr=subprocess.DEVNULL)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, output)

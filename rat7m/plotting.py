@@ -36,6 +36,14 @@ def draw_pose_2d(ax, image: np.ndarray | None, keypoints_2d: np.ndarray, com_2d:
         ax.set_title(title, fontsize=9)
 
 
+def part_legend_handles() -> list:
+    """Legend entries naming the body part of each bone colour, for ``ax.legend(handles=...)``."""
+    from matplotlib.lines import Line2D
+
+    return [Line2D([0], [0], color=_rgb(colour), linewidth=2, label=part.replace("_", " "))
+            for part, colour in catalogue.PART_COLOURS.items()]  # fmt: skip
+
+
 def draw_pose_3d(ax, keypoints_3d: np.ndarray, title: str | None = None) -> None:
     """Draw the 3D skeleton (mm) on a matplotlib 3D axis, bones in the catalogue's colours."""
     keypoints_3d = np.asarray(keypoints_3d, dtype=float)
