@@ -67,11 +67,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 from rat7m.catalogue import (
     ANNOTATION_ARTICLE,
     ANNOTATION_DIR,
+    CAMERA_NAMES,
     RECORDINGS,
     VIDEO_DIR,
     Article,
+    mocap_file_name,
     parse_mocap_file_name,
     parse_video_chunk_name,
+    video_chunk_name,
 )
 from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
 from rat7m.errors import BadInputError, Rat7mError
@@ -879,14 +882,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    server = FigshareServer(args.root, host=args.host, port=args.port, faults=faults)
+    if not any(server.file_names(article) for _, article in _iter_articles()):
+        example = RECORDINGS[0]
+        raise BadInputError(
+            f"--root {args.root}: no RAT7M files to serve (expected {VIDEO_DIR}/ with chunks named like "
+            f"{video_chunk_name(example, CAMERA_NAMES[0], 0)} and/or {ANNOTATION_DIR}/ with files named like "
+            f"{mocap_file_name(example)})"
+        )
     try:
-        server = FigshareServer(args.root, host=args.host, port=args.port, faults=faults)
         server.start()
     except OSError as exc:
         raise Rat7mError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
     with server:
+        zip_root = f"{server.base_url}/ndownloader"
         print(f"API URL: {server.api_url}   (python download_all.py --api-url {server.api_url})")
-        print(f"zip URL base: {server.base_url}/ndownloader/articles/ID/versions/V")
+        print(f"zip URL: {zip_root}   (python download_all.py --via-zip --zip-url {zip_root})")
         for label, article in _iter_articles():
             n = len(server.file_names(article))
             print(f"  {label:12s} article {article.id} v{article.version}: {n} files   {server.zip_url(article)}")

@@ -138,8 +138,8 @@ def download_drive_file(
     Raises:
         DownloadError: Drive refused (quota, permission), sent a page without a download link,
             sent something ``expect`` rejected, pointed at a host we do not trust, or the
-            network kept failing for :data:`MAX_ATTEMPTS` attempts (the ``.part`` is kept:
-            rerun to resume).
+            network kept failing for :data:`MAX_ATTEMPTS` attempts (the ``.part`` is kept if it
+            holds anything: rerun to resume).
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -155,10 +155,11 @@ def download_drive_file(
         except _TransientError as exc:
             have = part.stat().st_size if part.exists() else 0
             if attempt == MAX_ATTEMPTS:
-                msg = (
-                    f"Google Drive file {file_id}: gave up after {MAX_ATTEMPTS} attempts ({exc}); "
-                    f"{have} bytes are kept in {part}, rerun to resume"
-                )
+                msg = f"Google Drive file {file_id}: gave up after {MAX_ATTEMPTS} attempts ({exc})"
+                if have:
+                    msg += f"; {have} bytes are kept in {part}, rerun to resume"
+                else:  # nothing received: no part worth mentioning (or keeping)
+                    part.unlink(missing_ok=True)
                 raise DownloadError(msg) from exc
             delay = max(BACKOFF_SECONDS * 2 ** (attempt - 1), exc.retry_after)
             log.warning("Google Drive file %s: %s; retrying in %.0f s from byte %d", file_id, exc, delay, have)

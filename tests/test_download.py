@@ -114,12 +114,15 @@ def size_of(tree: Path, name: str) -> int:
     return next(tree.rglob(name)).stat().st_size
 
 
-def test_clean_run_then_rerun_transfers_nothing(server, tree, tmp_path, capsys):
+def test_clean_run_then_rerun_transfers_nothing(server, tree, tmp_path, capsys, caplog):
     out = tmp_path / "data"
-    assert download(server, out, "--recordings", "s1-d1,s5-d2", "--jobs", "3") == 0
+    with caplog.at_level("INFO", logger="rat7m"):
+        assert download(server, out, "--recordings", "s1-d1,s5-d2", "--jobs", "3") == 0
+    # the paginated listing is the normal case on the real API: not news at INFO
+    assert not [r for r in caplog.records if "paginated" in r.getMessage() and r.levelno >= 20]
     expected = published(tree)
     assert on_disk(out) == expected  # every file, right bytes, documented layout, no .part left
-    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME, run.LOCK_NAME]
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME]  # the lock file is removed at the end
     assert sorted(p.name for p in out.iterdir()) == sorted(layout)
     sizes = sum((tree / rel).stat().st_size for rel in expected)
     assert sum(r.sent for r in storage(server)) == sizes  # each byte crossed the wire once
@@ -372,18 +375,22 @@ def test_via_zip_fetches_unpacks_selects_and_reruns_free(server, tree, tmp_path,
     assert zip_requests(server) and all(r.sent <= 1 for r in zip_requests(server))  # sizes asked, nothing fetched
     server.reset_log()
 
+    capsys.readouterr()
     assert download(server, out, *args) == 0
     expected = published(tree, recordings=(S5,), cameras=("Camera1",))
     assert on_disk(out) == expected  # only the selection was placed; zips deleted after unpacking
-    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, "zips", RECORD_NAME, run.LOCK_NAME]
-    assert sorted(p.name for p in out.iterdir()) == sorted(layout)
-    assert list((out / "zips").iterdir()) == []
+    layout = [cat.ANNOTATION_DIR, cat.VIDEO_DIR, RECORD_NAME]  # the lock file is removed at the end
+    assert sorted(p.name for p in out.iterdir()) == sorted(layout)  # the empty zips/ removed too
     bodies = [r for r in zip_requests(server) if r.range is None]
     assert len(bodies) == 2 and all(r.status == 200 for r in bodies)
+    summary = capsys.readouterr().out  # the files placed (4), not the zips (2), and their bytes
+    size = human_bytes(sum((tree / rel).stat().st_size for rel in expected))
+    assert f"downloaded   {len(expected):>6} {size:>11}" in summary and len(expected) == 4
 
     server.reset_log()
     assert download(server, out, *args) == 0
     assert server.requests == []  # unpacked earlier: nothing asked, not even a size
+    assert f"skipped      {len(expected):>6} {size:>11}" in capsys.readouterr().out
 
     # an API-mode run afterwards checks the unzipped files against the listing's MD5s, transfers nothing
     capsys.readouterr()
@@ -517,11 +524,43 @@ def test_the_synthetic_dataset_downloads_whole(synthetic_dataset, tmp_path):
     assert sent == sum((synthetic_dataset.root / rel).stat().st_size for rel in expected)
 
 
-def test_unreachable_api_is_given_up_once_not_per_article(tmp_path, slept, capsys):
+def test_refused_api_fails_fast_with_one_error_and_no_plan(tmp_path, slept, capsys):
     with FigshareServer(tmp_path) as gone:
-        api = gone.api_url  # a port that was just serving and now refuses connections
-    assert run_main(download_all.main, ["--out", str(tmp_path / "data"), "--api-url", api, "-q"]) == 1
+        api, zips = gone.api_url, f"{gone.base_url}/ndownloader"  # a port that was serving and now refuses
+    out = tmp_path / "data"
+    assert run_main(download_all.main, ["--out", str(out), "--api-url", api, "-q"]) == 1
     summary = capsys.readouterr().out
-    assert "annotations article 13739233 v2: listing article 13739233 v2: gave up after 4 attempts" in summary
-    assert "7 more article(s) not listed" in summary and "--via-zip" in summary
-    assert slept == [0.75, 1.5, 3.0]  # one article's retries, not eight
+    assert summary.splitlines() == [
+        "FAILED before downloading anything (rerun the same command once this is fixed):",
+        f"  the Figshare API at {api} is unreachable (Connection refused, tried 2 times): check the network "
+        "connection and the proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), or download whole-article zips "
+        "with --via-zip",
+    ]  # one error for the eight articles, no table of zeros
+    assert slept == [1.0]  # two quick tries, not the backoff of transfers
+    assert not out.exists()  # no folder, no lock made for nothing
+
+    slept.clear()
+    assert run_main(download_all.main, ["--out", str(out), "--via-zip", "--zip-url", zips, "--dry-run", "-q"]) == 1
+    plan = capsys.readouterr().out
+    assert plan.startswith(f"error: the zip server at {zips} is unreachable (Connection refused, tried 2 times)")
+    assert "disk:" not in plan and "all " not in plan and len(plan.splitlines()) == 1
+    assert slept == [1.0]  # one zip tried, not eight
+
+
+def test_unresolvable_api_host_fails_fast_on_a_dry_run(tmp_path, slept, capsys, monkeypatch):
+    for key in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    argv = ["--out", str(tmp_path), "--api-url", "http://rat7m-no-such-host.invalid/v2", "--dry-run", "-q"]
+    assert run_main(download_all.main, argv) == 1
+    (line,) = capsys.readouterr().out.splitlines()  # the error alone: no empty plan, no disk line
+    assert line.startswith("error: the Figshare API at http://rat7m-no-such-host.invalid/v2 is unreachable (")
+    assert "tried 2 times" in line and "proxy" in line and "--via-zip" in line
+    assert slept == [1.0]
+
+
+def test_api_refusing_every_article_shows_the_errors_not_an_empty_plan(server, tmp_path, slept, capsys):
+    server.set_faults(Faults(fail=404), API)  # the server answers: per-article errors, no fast-fail, no retry
+    assert download(server, tmp_path / "data", "--recordings", "s5-d2", "--dry-run") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error", "error"] and slept == []
+    assert "annotations article 13739233 v2: HTTP 404" in lines[0] and "videos article" in lines[1]

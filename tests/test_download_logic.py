@@ -193,6 +193,71 @@ def test_call_with_retries_gives_up_and_does_not_retry_permanent_errors():
     assert slept == []
 
 
+def _refused_port() -> int:
+    """A loopback port nobody listens on (connections to it are refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_fail_fast_only_for_hosts_that_cannot_be_reached():
+    import urllib3
+
+    slept = []
+    policy = http.RetryPolicy(attempts=5, sleep=slept.append, random=lambda: 0.0)
+    pool = urllib3.PoolManager(retries=False)
+    calls = []
+
+    def refused():
+        calls.append(1)
+        return pool.request("GET", f"http://127.0.0.1:{_refused_port()}/v2")
+
+    with pytest.raises(http.UnreachableError, match="Connection refused, tried 2 times"):
+        http.call_with_retries(refused, policy, "listing", fail_fast=True)
+    assert (len(calls), slept) == (2, [1.0])  # two quick tries, not five with backoff
+
+    calls.clear()
+    slept.clear()
+    with pytest.raises(http.PermanentError, match="gave up after 5 attempts") as info:
+        http.call_with_retries(refused, policy, "a file transfer")  # not failing fast: patient
+    assert not isinstance(info.value, http.UnreachableError) and len(calls) == 5 and slept == [0.5, 1.0, 2.0, 4.0]
+
+    def no_such_host():
+        return pool.request("GET", "http://rat7m-no-such-host.invalid/v2")
+
+    with pytest.raises(http.UnreachableError):
+        http.call_with_retries(no_such_host, policy, "listing", fail_fast=True)
+
+    for error in (
+        urllib3.exceptions.ConnectTimeoutError("connect timed out"),
+        urllib3.exceptions.ReadTimeoutError(None, "/v2", "read timed out"),
+        urllib3.exceptions.ProtocolError("connection reset", ConnectionResetError()),
+        http.RetryableError("HTTP 503"),
+    ):
+        calls.clear()
+        slept.clear()
+
+        def slow(error=error):
+            calls.append(1)
+            raise error
+
+        with pytest.raises(http.PermanentError, match="gave up after 5 attempts"):
+            http.call_with_retries(slow, policy, "listing", fail_fast=True)
+        assert len(calls) == 5, error  # a slow or flaky server keeps the full backoff
+
+
+def test_unreachable_proxy_counts_as_unreachable():
+    import urllib3
+
+    proxied = urllib3.ProxyManager(f"http://127.0.0.1:{_refused_port()}", retries=False)
+    with pytest.raises(urllib3.exceptions.ProxyError) as info:
+        proxied.request("GET", "http://api.figshare.com/v2")
+    assert http.unreachable_reason(info.value) == "proxy: Connection refused"
+    assert http.unreachable_reason(urllib3.exceptions.ReadTimeoutError(None, "/", "slow")) is None
+
+
 def test_parse_retry_after_and_content_range():
     assert http.parse_retry_after("5") == 5.0
     assert http.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
@@ -221,6 +286,27 @@ def test_disk_preflight_message(tmp_path):
         run.check_disk_space(2_500_000_000, 1_000_000_000, tmp_path)
     assert isinstance(info.value, BadInputError)  # scripts exit 2
     assert run.existing_ancestor(tmp_path / "a" / "b") == tmp_path
+
+
+def test_lock_file_removed_at_the_end_and_a_removed_one_is_never_trusted(tmp_path, monkeypatch):
+    import fcntl
+
+    lock = tmp_path / run.LOCK_NAME
+    real_flock, calls = fcntl.flock, []
+
+    def flock_after_the_previous_run_ends(handle, flags):
+        calls.append(os.fstat(handle.fileno()).st_ino)
+        if len(calls) == 1:
+            lock.unlink()  # the run before ends between our open and our flock, removing the file
+        return real_flock(handle, flags)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_previous_run_ends)
+    with run._exclusive(tmp_path):
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        assert len(calls) == 2 and lock.read_text() == str(os.getpid())  # reopened: the file at the path
+        with open(lock) as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and it is the one held
+    assert not lock.exists()  # removed at the end of the run
 
 
 def test_summary_names_failures_and_counts_bytes():

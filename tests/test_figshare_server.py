@@ -434,17 +434,21 @@ def test_cli_serves_until_sigterm(root, tree, http):
         cwd=Path(__file__).resolve().parents[1],
     )
     try:
-        first = proc.stdout.readline()
+        first, second = proc.stdout.readline(), proc.stdout.readline()
         api_url = first.split()[2]
         r = http.request("GET", f"{api_url}/articles/{ANNOTATION_ARTICLE.id}/versions/{ANNOTATION_ARTICLE.version}")
         assert [f["name"] for f in r.json()["files"]] == [MOCAP]
+        zip_url = second.split()[2]  # printed as download_all.py's --zip-url wants it, with the command
+        assert second.rstrip().endswith(f"(python download_all.py --via-zip --zip-url {zip_url})")
+        r = http.request("HEAD", f"{zip_url}/articles/{ANNOTATION_ARTICLE.id}/versions/{ANNOTATION_ARTICLE.version}")
+        assert r.status == 200 and int(r.headers["Content-Length"]) > len(MOCAP)  # the article zip is there
         lines = []
         threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
-    assert "zip URL base" in "".join(lines) and "stopped" in "".join(lines)
+    assert "stopped" in "".join(lines)
 
 
 def test_cli_refuses_a_missing_root(tmp_path):
@@ -455,3 +459,17 @@ def test_cli_refuses_a_missing_root(tmp_path):
         cwd=Path(__file__).resolve().parents[1],
     )
     assert proc.returncode == 2 and "no such folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_refuses_a_root_without_rat7m_files(tmp_path):
+    (tmp_path / "video_sequences").mkdir()
+    (tmp_path / "video_sequences" / "holiday.mp4").write_bytes(b"not a chunk")  # no catalogue name
+    proc = subprocess.run(
+        [sys.executable, "-m", "rat7m.figshare_server", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert f"--root {tmp_path}: no RAT7M files to serve" in proc.stderr and "s1-d1-camera1-0.mp4" in proc.stderr

@@ -185,8 +185,15 @@ def test_unreachable_server_gives_up_with_a_clear_message(tmp_path, monkeypatch)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setattr(gdrive, "MAX_ATTEMPTS", 2)
-    with pytest.raises(DownloadError, match=r"gave up after 2 attempts \(network error.*rerun to resume"):
+    with pytest.raises(DownloadError, match=r"gave up after 2 attempts \(network error") as info:
         download_drive_file(FILE_ID, tmp_path / "mini.pkl", base_url=f"http://127.0.0.1:{port}/uc", progress=False)
+    assert str(info.value).endswith(")")  # nothing received: no "0 bytes are kept in ....part, rerun to resume"
+    assert list(tmp_path.iterdir()) == []  # and no .part
+
+    (tmp_path / "mini.pkl.part").write_bytes(b"\x80\x04" + bytes(98))  # an earlier run got 100 bytes
+    with pytest.raises(DownloadError, match=r"100 bytes are kept in .*mini.pkl.part, rerun to resume"):
+        download_drive_file(FILE_ID, tmp_path / "mini.pkl", base_url=f"http://127.0.0.1:{port}/uc", progress=False)
+    assert (tmp_path / "mini.pkl.part").stat().st_size == 100
 
 
 def test_shared_pool_is_used(drive, payload, tmp_path):

@@ -60,6 +60,27 @@ class PermanentError(Exception):
         self.status = status
 
 
+class UnreachableError(PermanentError):
+    """The host (or the proxy) cannot be reached at all: its name does not resolve or it refuses connections."""
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Why a connection could not even be opened (``"Name or service not known"``), else ``None``.
+
+    Only failures to open a connection count (urllib3's ``NewConnectionError``: no such host name,
+    connection refused, no route), to the server or to the proxy in between. Timeouts, resets
+    and dropped connections are not "unreachable": a slow or flaky link deserves patience.
+    """
+    proxy = isinstance(exc, urllib3.exceptions.ProxyError)
+    if proxy:
+        exc = exc.original_error
+    if not isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return None
+    cause = exc.__cause__
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
+    return f"proxy: {reason}" if proxy else reason
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
 
@@ -101,6 +122,10 @@ class RetryPolicy:
     max_retry_after: float = 600.0
     #: Complete downloads with a wrong checksum before a file is given up.
     checksum_attempts: int = 3
+    #: Attempts, when failing fast (listing), at a host that does not resolve or refuses connections.
+    unreachable_attempts: int = 2
+    #: Seconds between those attempts.
+    unreachable_delay: float = 1.0
     #: The sleep function (a seam: tests record the schedule instead of waiting).
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     #: Source of jitter in [0, 1).
@@ -121,10 +146,19 @@ class RetryPolicy:
         return seconds
 
 
-def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str) -> object:
+def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str, *, fail_fast: bool = False) -> object:
     """Call ``func`` until it stops raising :class:`RetryableError` or connection errors.
 
+    Args:
+        func: One attempt.
+        policy: How often and how long to retry.
+        what: What is being done, for messages.
+        fail_fast: Give up after :attr:`RetryPolicy.unreachable_attempts` quick attempts when the
+            host cannot be reached at all (see :func:`unreachable_reason`); other failures still
+            get the full backoff. For listings, where a user waits for a plan; never for transfers.
+
     Raises:
+        UnreachableError: ``fail_fast`` and the host does not resolve or refuses connections.
         PermanentError: from ``func``, or when the attempts are used up (naming ``what``).
     """
     failures = 0
@@ -137,6 +171,14 @@ def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str
             error, retry_after = exc, exc.retry_after
         except CONNECTION_ERRORS as exc:
             error, retry_after = exc, None
+            reason = unreachable_reason(exc) if fail_fast else None
+            if reason is not None:
+                failures += 1
+                if failures >= policy.unreachable_attempts:
+                    raise UnreachableError(f"{reason}, tried {failures} times") from exc
+                log.info("%s: %s; trying once more in %.1f s", what, reason, policy.unreachable_delay)
+                policy.sleep(policy.unreachable_delay)
+                continue
         failures += 1
         if failures >= policy.attempts:
             raise PermanentError(f"{what}: gave up after {failures} attempts; last error: {error}") from error

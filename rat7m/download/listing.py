@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from rat7m import catalogue as cat
-from rat7m.download.http import HttpClient, PermanentError, RetryPolicy, call_with_retries
+from rat7m.download.http import HttpClient, PermanentError, RetryPolicy, UnreachableError, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,13 @@ def fetch_article_files(client: HttpClient, api_url: str, article: cat.Article, 
     """The raw ``files[]`` entries of one article version (merged with the paginated listing).
 
     Raises:
-        PermanentError: the API could not be reached or answered something that is not a listing.
+        UnreachableError: the API's host does not resolve or refuses connections (after two quick tries).
+        PermanentError: the API answered something that is not a listing, or kept failing.
     """
     api = api_url.rstrip("/")
     url = f"{api}/articles/{article.id}/versions/{article.version}"
     what = f"listing article {article.id} v{article.version}"
-    data = call_with_retries(lambda: client.get_json(url), policy, what)
+    data = call_with_retries(lambda: client.get_json(url), policy, what, fail_fast=True)
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise PermanentError(f"{url} is not a Figshare article (no 'files' list)")
     files: list[dict] = [f for f in data["files"] if isinstance(f, dict)]
@@ -109,7 +110,7 @@ def fetch_article_files(client: HttpClient, api_url: str, article: cat.Article, 
                     article.id, len(files))  # fmt: skip
     extra = [f for f in paged or [] if f.get("name") not in names]
     if extra:
-        log.info("article %d: %d files found only in the paginated listing", article.id, len(extra))
+        log.debug("article %d: %d files found only in the paginated listing", article.id, len(extra))
     return files + extra
 
 
@@ -120,7 +121,9 @@ def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: Ret
     for page in range(1, MAX_PAGES + 1):
         url = f"{api}/articles/{article.id}/versions/{article.version}/files?page={page}&page_size={PAGE_SIZE}"
         try:
-            data = call_with_retries(lambda url=url: client.get_json(url), policy, f"listing files of {article.id}")
+            data = call_with_retries(
+                lambda url=url: client.get_json(url), policy, f"listing files of {article.id}", fail_fast=True
+            )
         except PermanentError as exc:
             if page == 1 and exc.status in (400, 404, 405):
                 log.debug("no paginated files listing (%s); using the article's own list", exc)
@@ -220,8 +223,9 @@ def list_remote_files(
     """List every file the selection wants, in a stable order (annotations, then videos by recording).
 
     An article the API refuses (404, 403) does not stop the others: it is reported in ``errors``.
-    When the API cannot be reached at all (retries used up), the remaining articles are not tried:
-    each would wait through the same retries for nothing.
+    When the API cannot be reached at all (its name does not resolve or it refuses connections:
+    given up after two quick tries; or retries used up), the remaining articles are not tried:
+    each would wait for nothing. That is one error, saying what to check.
     """
     files: dict[str, RemoteFile] = {}
     errors: list[str] = []
@@ -229,6 +233,14 @@ def list_remote_files(
     for i, (article, kind) in enumerate(articles):
         try:
             entries = fetch_article_files(client, api_url, article, policy)
+        except UnreachableError as exc:
+            unlisted = f" ({len(articles) - i} article(s) not listed)" if i else ""
+            errors.append(
+                f"the Figshare API at {api_url} is unreachable ({exc}){unlisted}: check the network connection "
+                "and the proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), or download whole-article zips "
+                "with --via-zip"
+            )
+            break
         except PermanentError as exc:
             errors.append(f"{kind} article {article.id} v{article.version}: {exc} (API unreachable? try --via-zip)")
             if exc.status is None and i + 1 < len(articles):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from rat7m import catalogue as cat
 from rat7m import gdrive
@@ -28,7 +29,7 @@ from rat7m.download.plan import Action, Step, plan_downloads
 from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
-from rat7m.download.zipmode import ZipJob, plan_zips, run_zip_job
+from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ class Report:
         """Did anything fail (a file, or an article that could not be listed)?"""
         return bool(self.errors) or any(o.status == FAILED for o in self.outcomes)
 
+    @property
+    def nothing_listed(self) -> bool:
+        """Did listing (or asking the zips' sizes) fail so that there is no plan at all?"""
+        return bool(self.errors) and not self.steps and not self.zip_jobs
+
 
 def existing_ancestor(path: Path) -> Path:
     """``path`` or its nearest existing parent (where the free space is measured)."""
@@ -122,27 +128,52 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
 def _exclusive(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out`` so two runs never write the same ``.part`` files.
 
-    The lock (``flock`` on :data:`LOCK_NAME`) dies with the process, even under SIGKILL, so a
-    killed run never leaves a stale lock behind.
+    The lock is an ``flock`` on :data:`LOCK_NAME`, which dies with the process, even under
+    SIGKILL, so a killed run never leaves a stale lock behind (only the file, which the next run
+    takes over). A run removes the file at its end, while still holding the lock. A run that
+    opened the file just before that removal may then lock a file that is no longer there, so
+    after locking we check that the file we hold is the one at the path, and open again if not
+    (the usual pattern for lock files that get removed).
     """
     try:
         import fcntl
     except ImportError:  # not POSIX: no locking
         yield
         return
-    with open(out / LOCK_NAME, "a+") as handle:
+    path = out / LOCK_NAME
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (closed below, after the run)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
+            handle.close()
             msg = f"another download is already writing to {out} (pid {holder}); wait for it or stop it first"
             raise BadInputError(msg) from None
+        if _same_file(handle, path):
+            break
+        handle.close()  # removed by the run that just finished: lock the file now at the path
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
+        handle.close()
+
+
+def _same_file(handle: IO, path: Path) -> bool:
+    """Is the open ``handle`` still the file at ``path`` (not removed or replaced since it was opened)?"""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _check_writable(out: Path) -> None:
@@ -225,6 +256,8 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
         listing = list_remote_files(client, options.api_url, options.recordings, options.what, options.cameras, policy)
         report.errors.extend(listing.errors)
         report.steps = plan_downloads(listing.files, out, record, options.verify)
+    if report.nothing_listed and not options.mini_annotation:
+        return report  # nothing to plan or check: the errors say why (no folder, no lock made)
     report.needed = sum(step.remaining for step in report.steps) + sum(job.needed for job in report.zip_jobs)
     report.disk_path = existing_ancestor(out)
     report.free = disk_free(report.disk_path)
@@ -259,6 +292,9 @@ def _transfer(
     finally:
         progress.close()
         record.flush()
+        if report.zip_jobs:
+            with contextlib.suppress(OSError):  # not empty: it holds the .part of a zip that failed
+                (out / ZIP_DIR).rmdir()
     if options.mini_annotation:
         report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
 
@@ -272,7 +308,12 @@ def _run_zip_job(job: ZipJob, options: dict, stop: Interrupt) -> Outcome:
 
 
 def format_plan(report: Report) -> str:
-    """The ``--dry-run`` text: per recording and kind, files, size, what is done, what is left."""
+    """The ``--dry-run`` text: per recording and kind, files, size, what is done, what is left.
+
+    When nothing could be listed there is no plan to show: only the notes and the errors.
+    """
+    if report.nothing_listed:
+        return "\n".join([*report.notes, *(f"error: {e}" for e in report.errors)])
     groups: dict[tuple[str, str], list[Step]] = {}
     for step in report.steps:
         groups.setdefault((step.file.recording, step.file.kind), []).append(step)
@@ -308,11 +349,17 @@ def _plan_line(recording: str, kind: str, steps: Sequence[Step]) -> str:
 
 
 def format_summary(report: Report) -> str:
-    """The end-of-run table: files and bytes per status, bytes transferred, and every failure by name."""
+    """The end-of-run table: files and bytes per status, bytes transferred, and every failure by name.
+
+    A run that failed before any transfer (nothing could be listed) shows only why.
+    """
+    if report.nothing_listed and not report.outcomes:
+        return "\n".join(["FAILED before downloading anything (rerun the same command once this is fixed):",
+                          *(f"  {e}" for e in report.errors)])  # fmt: skip
     lines = [f"{'status':<12} {'files':>6} {'bytes':>11}"]
     for status in STATUSES:
         chosen = [o for o in report.outcomes if o.status == status]
-        lines.append(f"{status:<12} {len(chosen):>6} {human_bytes(sum(o.size for o in chosen)):>11}")
+        lines.append(f"{status:<12} {sum(o.files for o in chosen):>6} {human_bytes(sum(o.size for o in chosen)):>11}")
     transferred = sum(o.transferred for o in report.outcomes)
     lines.append(f"{'transferred':<12} {'':>6} {human_bytes(transferred):>11}  (over the network)")
     failures = [o for o in report.outcomes if o.status == FAILED]
@@ -324,5 +371,5 @@ def format_summary(report: Report) -> str:
 
 
 def summary_counts(report: Report) -> dict[str, int]:
-    """Files per status (for scripts and tests)."""
-    return {status: sum(o.status == status for o in report.outcomes) for status in STATUSES}
+    """Dataset files per status (for scripts and tests; a ``--via-zip`` zip counts the files it placed)."""
+    return {status: sum(o.files for o in report.outcomes if o.status == status) for status in STATUSES}

@@ -56,13 +56,18 @@ _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one file ended: status, its size, bytes that crossed the network, and the error if it failed."""
+    """How one file ended: status, its size, bytes that crossed the network, and the error if it failed.
+
+    ``files`` is how many dataset files it stands for: 1 for a file, the files placed (or found in
+    place) for a ``--via-zip`` zip, whose ``size`` is then theirs, not the zip's.
+    """
 
     path: str
     status: str
     size: int
     transferred: int = 0
     error: str | None = None
+    files: int = 1
 
 
 class Stopped(Exception):

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rat7m import catalogue as cat
-from rat7m.download.http import HttpClient, PermanentError, RetryPolicy, call_with_retries, check_status
+from rat7m.download.http import (
+    HttpClient,
+    PermanentError,
+    RetryPolicy,
+    UnreachableError,
+    call_with_retries,
+    check_status,
+)
 from rat7m.download.listing import RemoteFile, articles_for, target_path
 from rat7m.download.plan import Action, Step, decide, local_state
 from rat7m.download.progress import Progress
@@ -73,7 +80,12 @@ def _label(article: cat.Article, kind: str) -> str:
 
 
 def probe_size(client: HttpClient, url: str, policy: RetryPolicy) -> int | None:
-    """The size of the file at ``url`` without downloading it: ``None`` if the server will not say."""
+    """The size of the file at ``url`` without downloading it: ``None`` if the server will not say.
+
+    Raises:
+        UnreachableError: the host does not resolve or refuses connections (after two quick tries).
+        PermanentError: the server refused, or kept failing.
+    """
 
     def ask() -> int | None:
         response, final_url = client.open(url, {"Range": "bytes=0-0", "Accept-Encoding": "identity"})
@@ -86,7 +98,7 @@ def probe_size(client: HttpClient, url: str, policy: RetryPolicy) -> int | None:
             response.close()  # never read the body of a whole-article zip just to learn its size
             response.release_conn()
 
-    return call_with_retries(ask, policy, f"asking the size of {url}")
+    return call_with_retries(ask, policy, f"asking the size of {url}", fail_fast=True)
 
 
 def _selected(rel: str, kind: str, article: cat.Article, wanted: set[str], cameras: Sequence[str]) -> bool:
@@ -126,7 +138,8 @@ def plan_zips(
     """Decide, per article zip, whether to skip it, resume it or fetch it (asking each zip's size).
 
     Returns:
-        The jobs, and errors for zips whose size could not even be asked for.
+        The jobs, and errors for zips whose size could not even be asked for (when the server
+        cannot be reached at all, one error and the remaining zips are not asked for).
     """
     jobs: list[ZipJob] = []
     errors: list[str] = []
@@ -139,6 +152,12 @@ def plan_zips(
         url = f"{zip_url.rstrip('/')}/articles/{article.id}/versions/{article.version}"
         try:
             size = probe_size(client, url, policy)
+        except UnreachableError as exc:
+            errors.append(
+                f"the zip server at {zip_url} is unreachable ({exc}): check the network connection "
+                "and the proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)"
+            )
+            break
         except PermanentError as exc:
             errors.append(f"{job.path}: {exc}")
             continue
@@ -165,9 +184,18 @@ def run_zip_job(
     progress: Progress,
     stop: Interrupt | None = None,
 ) -> Outcome:
-    """Download one zip (resumably), unpack it safely and move the wanted files into place."""
+    """Download one zip (resumably), unpack it safely and move the wanted files into place.
+
+    Returns:
+        The zip's outcome, counting (and sizing) the dataset files placed, or found in place when
+        it was unpacked by an earlier run; a failed zip counts as one file.
+    """
+    wanted = {r.name for r in recordings}
     if job.step is None:
-        return Outcome(job.path, SKIPPED, 0)
+        contents = record.extracted_files(job.path) or []
+        selected = [rel for rel in contents if _selected(rel, job.kind, job.article, wanted, cameras)]
+        size = sum(known.size for known in map(record.verified, selected) if known is not None)
+        return Outcome(job.path, SKIPPED, size, files=len(selected))
     fetched = carry_out(job.step, root=root, client=client, record=record, policy=policy, progress=progress, stop=stop)
     if fetched.status == FAILED:
         return fetched
@@ -181,10 +209,9 @@ def run_zip_job(
             record.forget(job.path)
         log.error("%s: %s", job.path, exc)
         return Outcome(job.path, FAILED, fetched.size, fetched.transferred, str(exc))
-    wanted = {r.name for r in recordings}
     owner = next((r for r in cat.RECORDINGS if r.video_article == job.article), None)
     contents: list[str] = []
-    placed = 0
+    placed = placed_bytes = 0
     for member in members:
         target = target_path(member.name, job.kind, owner)
         if target is None:
@@ -199,9 +226,10 @@ def run_zip_job(
         os.replace(member, final)
         record.mark_verified(rel, final, None)
         placed += 1
+        placed_bytes += final.stat().st_size
     record.mark_extracted(job.path, contents)
     shutil.rmtree(staging, ignore_errors=True)
     zip_file.unlink(missing_ok=True)
     record.forget(job.path)
     log.info("%s: placed %d of its %d files; deleted the zip", job.path, placed, len(contents))
-    return Outcome(job.path, DOWNLOADED, fetched.size, fetched.transferred)
+    return Outcome(job.path, DOWNLOADED, placed_bytes, fetched.transferred, files=placed)
