@@ -18,9 +18,12 @@ seeking in H.264 with B-frames lands on key frames and is not frame-exact. Two d
   ``skip_frame = NONREF``, so the decoder drops unwanted non-reference frames (most B-frames)
   without decoding them. (Skipping NONREF for a whole file would also drop wanted B-frames.)
   A chunk the pts approach cannot vouch for (a packet without pts, duplicate pts, discarded
-  packets, a packet count differing from the header's frame count, a decoder that does not
-  give back exactly the wanted pts in order, or any PyAV error) is handed to the OpenCV reader,
-  for the frames not yet delivered, so faults are reported the same way by both.
+  packets, a packet count differing from the header's frame count, a decoded frame whose pts
+  is no packet's, or any PyAV error) is handed to the OpenCV reader, for the frames not yet
+  delivered, so faults are reported the same way by both. But when the packets are sound and the
+  decoder never outputs a wanted frame (an open-GOP chunk's leading B-frames, which reference the
+  previous chunk, are dropped), that frame and the later wanted ones are a fault: OpenCV counts the
+  decoder's output, so it would shift every later frame by the dropped ones.
 
 Both stop decoding after the last wanted frame, and both convert YUV to BGR with FFmpeg's
 swscale honouring the stream's colour tags: measured on the synthetic chunks and on untagged,
@@ -319,7 +322,11 @@ def _decode_by_pts(
     """Yield the frames at ``offsets`` (all inside the chunk), identified by ``pts[offset]``.
 
     Returns:
-        ``(delivered, why)``: how many offsets were yielded, and ``""`` if all were, else why not.
+        ``(delivered, why)``: how many offsets were yielded, and ``""`` if all were, else why not
+        (a reason to let OpenCV decode the rest).
+
+    Raises:
+        ChunkReadError: the decoder never outputs a wanted frame (see :func:`_dropped`).
     """
     if not offsets:
         return 0, ""
@@ -345,7 +352,7 @@ def _decode_by_pts(
                     if offset is None:
                         continue
                     if offset != offsets[delivered]:
-                        return delivered, f"the decoder gave frame {offset} before frame {offsets[delivered]}"
+                        raise _dropped(path, pts, offsets[delivered], f"but gives frame {offset}")
                     yield offset, frame.to_ndarray(**convert)
                     delivered += 1
                 if delivered == len(offsets):
@@ -356,7 +363,22 @@ def _decode_by_pts(
                     return delivered, ""
     except av.FFmpegError as exc:
         return delivered, f"PyAV failed: {exc}"
-    return delivered, f"the decoder never gave frame {offsets[delivered]}"
+    raise _dropped(path, pts, offsets[delivered], "up to the chunk's end")
+
+
+def _dropped(path: str | os.PathLike, pts: Sequence[int], offset: int, context: str) -> ChunkReadError:
+    """The error for a frame whose packet is sound but which the decoder never outputs.
+
+    Typically an open-GOP chunk's leading B-frames, which reference the previous chunk. Counting
+    the decoder's output, as the OpenCV reader does, would shift every later frame by the dropped
+    ones, so this is a fault for the offsets from ``offset`` on, never a hand-over to OpenCV.
+    """
+    reason = (
+        f"{Path(path).name}: the decoder gives no picture for frame {offset} (pts {pts[offset]}; undecodable, e.g. "
+        f"an open-GOP chunk's leading frame) {context}; frames from {offset} on are not extracted, to never "
+        "write a wrong frame"
+    )
+    return ChunkReadError(reason, offset)
 
 
 def _ended(path: str | os.PathLike, decoded: int, listed: int) -> ChunkReadError:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rat7m import catalogue
-from rat7m.barcode import read_barcode
+from rat7m.barcode import draw_barcode, read_barcode
 from rat7m.errors import BadInputError
 from rat7m.video import ChunkIndex, ChunkReadError, read_frames, resolve_decoder
 
@@ -134,3 +134,35 @@ def _remux_faststart(source, target):
             if packet.dts is not None:
                 packet.stream = stream
                 out.mux(packet)
+
+
+def test_pyav_reports_frames_an_open_gop_chunk_cannot_give_instead_of_counting(tmp_path):
+    # A chunk cut at an open-GOP key frame, without an edit list: its first frame in presentation
+    # order is a B-frame that references the previous chunk, and the decoder drops it. Handing the
+    # chunk to OpenCV, which counts the decoder's output, would shift every frame by one.
+    whole, chunk = tmp_path / "whole.mp4", tmp_path / "s1-d1-camera1-9.mp4"
+    options = {"x264-params": "bframes=3:b-adapt=0:keyint=10:min-keyint=10:scenecut=0:open-gop=1"}
+    with av.open(str(whole), "w") as out:
+        stream = out.add_stream("libx264", rate=15, options=options)
+        stream.width, stream.height, stream.pix_fmt = 128, 48, "yuv420p"
+        for index in range(20):
+            image = np.full((48, 128, 3), 40 + 9 * index, np.uint8)
+            draw_barcode(image, index)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode())
+    with av.open(str(whole)) as inp, av.open(str(chunk), "w", options={"use_editlist": "0"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        keys = 0
+        for packet in inp.demux(inp.streams.video[0]):
+            keys += packet.is_keyframe
+            if packet.dts is not None and keys >= 2:  # from the second key frame (frame 10) in decode order
+                packet.stream = stream
+                out.mux(packet)
+    # by pts, the chunk's frame 0 is the leading B-frame (picture 9), frame 1 the key frame (picture 10)
+    got = [(offset, read_barcode(image)) for offset, image in read_frames(chunk, [1, 2, 5], 1, "pyav")]
+    assert got == [(1, 10), (2, 11), (5, 14)]
+    for offsets in ([0, 1, 2], [0]):
+        frames = read_frames(chunk, offsets, 1, "pyav")
+        with pytest.raises(ChunkReadError, match=r"gives no picture for frame 0 .*open-GOP") as caught:
+            next(frames)  # never picture 10 as frame 0
+        assert caught.value.decoded == 0 and not caught.value.at_end
