@@ -389,3 +389,16 @@ def test_list_forms_agree_and_the_shard_line_is_printed_once(synthetic_dataset, 
     code, out = run(capsys, "--root", root, "--recordings", "s3-d1", "--cameras", "2", "--shard", "0/2", "--jobs", 1)
     assert code == 0 and "written" in out
     assert (out + caplog.text).count("shard 0/2") == 1, out + caplog.text
+
+
+def test_shards_do_not_depend_on_hash_seeds(synthetic_dataset, table, tmp_path):
+    # every task of a job array plans on its own, with its own hash seed: their shards must agree
+    root = make_root(tmp_path, synthetic_dataset, table)
+    command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--dry-run", "--shard", "1/3"]
+    lines = set()
+    for seed in ("1", "2", "random"):
+        out = subprocess.run(
+            command, cwd=REPO, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+        ).stdout
+        lines.add(re.search(r"^shard 1/3 .*$", out, re.M).group(0))
+    assert len(lines) == 1 and len(lines.pop()) > 100
