@@ -174,8 +174,8 @@ def wanted_images(
         cameras: camera names (``Camera1`` ..) to include.
 
     Raises:
-        BadInputError: a chosen camera has no column, a frame index is negative, or an
-            ``image_path`` would leave the dataset root.
+        BadInputError: a chosen camera has no column, a frame index is negative, an
+            ``image_path`` would leave the dataset root, or two frames share an ``image_path``.
     """
     columns = table["table"]
     subject = np.asarray(columns["subject_idx"]).astype(np.int64)
@@ -183,6 +183,7 @@ def wanted_images(
     recordings = list(recordings)
     wanted: dict[tuple[Recording, str], list[Target]] = {}
     odd_paths = 0
+    claimed: dict[str, tuple[str, str, int]] = {}
     for camera in cameras:
         if camera not in columns["frame_idx"] or camera not in columns["image_path"]:
             raise BadInputError(f"the annotation table has no column for {camera}; choose others with --cameras")
@@ -202,6 +203,14 @@ def wanted_images(
                 if path != catalogue.image_path(recording, camera, frame):
                     _check_safe_path(path, row, camera)
                     odd_paths += 1
+                claim = (recording.name, camera, frame)
+                if claimed.setdefault(path, claim) != claim:  # else one frame would overwrite the other
+                    other = claimed[path]
+                    msg = (
+                        f"annotation table: image_path[{camera!r}][{row}] = {path!r} (frame {frame}) is also "
+                        f"the path of frame {other[2]} of {other[0]} {other[1]}: one image cannot hold both"
+                    )
+                    raise BadInputError(msg)
                 pairs.add((frame, path))
             if pairs:
                 wanted[(recording, camera)] = [Target(f, p) for f, p in sorted(pairs)]

@@ -357,6 +357,11 @@ def test_plan_takes_the_union_over_rows_and_refuses_paths_outside_the_root(synth
     with pytest.raises(BadInputError, match=r"image_path\['Camera2'\]\[4\].*not a relative path inside the root"):
         extract.plan_jobs({"table": {**columns, "image_path": paths}}, index, catalogue.RECORDINGS, ["Camera2"])
 
+    # a path that two frames claim would end up holding whichever was written last
+    paths["Camera2"][4] = paths["Camera2"][5]
+    with pytest.raises(BadInputError, match=r"\[.Camera2.\]\[\d\].*is also the path of frame \d+ of s1-d1 Camera2"):
+        extract.plan_jobs({"table": {**columns, "image_path": paths}}, index, catalogue.RECORDINGS, ["Camera2"])
+
 
 def _twice(value):
     if isinstance(value, dict):
