@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT; otherwise all chunks",
     )
     parser.add_argument(
-        "--quality", type=int, default=extract.DEFAULT_QUALITY, help="JPEG quality 1-100 (default: %(default)s)"
+        "--quality",
+        type=int,
+        default=extract.DEFAULT_QUALITY,
+        help="JPEG quality 1-100 (default: %(default)s); images already there are kept: add --overwrite to re-encode",
     )
     parser.add_argument("--overwrite", action="store_true", help="rewrite images that already exist")
     parser.add_argument(
