@@ -564,3 +564,20 @@ def test_api_refusing_every_article_shows_the_errors_not_an_empty_plan(server, t
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["error", "error"] and slept == []
     assert "annotations article 13739233 v2: HTTP 404" in lines[0] and "videos article" in lines[1]
+
+
+# --- review: edge cases of resume and verification ------------------------------------------------------------
+
+
+def test_a_zip_with_a_corrupt_member_is_fetched_again_by_the_next_run(server, tree, tmp_path, capsys):
+    # Without a listing there is no MD5 for a zip: its size matches, so only the members' CRCs can
+    # tell. A zip that fails them must not be kept (and trusted by every rerun) under its final name.
+    out = tmp_path / "data"
+    name = f"{cat.ANNOTATION_ARTICLE.id}.zip"
+    server.set_faults(Faults(corrupt_offset=1234, corrupt_times=2), name)  # the size probe is the first body
+    assert download(server, out, "--via-zip", "--what", "annotations") == 1
+    assert "corrupt" in capsys.readouterr().out
+    assert not (out / "zips" / "annotations.zip").exists()
+    assert download(server, out, "--via-zip", "--what", "annotations") == 0
+    assert on_disk(out) == published(tree, cameras=())
+
