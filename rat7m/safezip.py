@@ -244,8 +244,11 @@ def _extract_member(archive: zipfile.ZipFile, member: _Member, target: Path, zip
     temp = target.with_name(target.name + TEMP_SUFFIX)
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
+    # A fresh file, never one already at the temporary name: a symlink left there would carry the
+    # bytes wherever it points ("x" refuses to open an existing name, links included).
+    temp.unlink(missing_ok=True)
     try:
-        with archive.open(info) as src, open(temp, "wb") as out:
+        with archive.open(info) as src, open(temp, "xb") as out:
             while chunk := src.read(CHUNK_SIZE):
                 written += len(chunk)
                 if written > info.file_size:

@@ -228,3 +228,15 @@ def test_not_a_zip_and_no_room(tmp_path, monkeypatch):
         safe_extract(archive, tmp_path / "data")
     assert not (tmp_path / "data").exists()
 
+
+def test_existing_symlink_at_a_temporary_name_cannot_carry_a_member_out(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep me")
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "mocap-s1-d1.mat.part").symlink_to(outside)  # left there by someone else
+    archive = make_zip(tmp_path / "article.zip", {"mocap-s1-d1.mat": b"data"})
+    safe_extract(archive, dest)
+    assert outside.read_bytes() == b"keep me"
+    member = dest / "mocap-s1-d1.mat"
+    assert not member.is_symlink() and member.read_bytes() == b"data"
