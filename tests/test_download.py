@@ -581,3 +581,24 @@ def test_a_zip_with_a_corrupt_member_is_fetched_again_by_the_next_run(server, tr
     assert download(server, out, "--via-zip", "--what", "annotations") == 0
     assert on_disk(out) == published(tree, cameras=())
 
+
+def test_ctrl_c_during_a_long_retry_after_stops_at_once(server, tmp_path):
+    out = tmp_path / "data"
+    server.set_faults(Faults(status=503, status_times=100, retry_after=600), BIG)  # "come back in 10 minutes"
+    start = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    start += "runpy.run_path('download_all.py', run_name='__main__')"
+    argv = [sys.executable, "-c", start, "--out", str(out), "--api-url", server.api_url,
+            "--recordings", "s5-d2", "--what", "videos", "--cameras", "2", "-q"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not [r for r in storage(server, BIG) if r.finished] and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.2)  # let the job start its wait
+    proc.send_signal(signal.SIGINT)
+    try:  # the job sleeps 600 s unless the wait itself listens for the interrupt
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err
+    assert [r.status for r in storage(server, BIG)] == [503]
