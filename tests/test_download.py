@@ -602,3 +602,15 @@ def test_ctrl_c_during_a_long_retry_after_stops_at_once(server, tmp_path):
         proc.kill()
     assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err
     assert [r.status for r in storage(server, BIG)] == [503]
+
+
+def test_an_empty_file_in_the_listing_is_downloaded(tmp_path):
+    root = tmp_path / "published"
+    (root / cat.ANNOTATION_DIR).mkdir(parents=True)
+    (root / cat.ANNOTATION_DIR / cat.mocap_file_name(S1)).write_bytes(b"")
+    out = tmp_path / "data"
+    with FigshareServer(root) as srv:
+        assert download(srv, out, "--recordings", "s1-d1", "--what", "annotations") == 0
+        assert download(srv, out, "--recordings", "s1-d1", "--what", "annotations") == 0
+    assert on_disk(out) == {f"{cat.ANNOTATION_DIR}/{cat.mocap_file_name(S1)}": hashlib.md5(b"").hexdigest()}
+    assert json.loads((out / RECORD_NAME).read_text())["files"][f"{cat.ANNOTATION_DIR}/{cat.mocap_file_name(S1)}"]

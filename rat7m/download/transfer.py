@@ -280,6 +280,8 @@ class _FileJob:
                 if self.size is None:  # no length given: the body ended cleanly, that is all we know
                     self.size = self.length
                 if self.length == self.size and (self.file.md5 is None or md5 == self.file.md5):
+                    if self.length == 0:
+                        self.part.touch()  # an empty file needs no request, so nothing created the part
                     os.replace(self.part, self.final)
                     self.record.mark_verified(self.file.path, self.final, self.file.md5)
                     return Outcome(self.file.path, DOWNLOADED, self.size, self.received)
