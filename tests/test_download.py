@@ -614,3 +614,28 @@ def test_an_empty_file_in_the_listing_is_downloaded(tmp_path):
         assert download(srv, out, "--recordings", "s1-d1", "--what", "annotations") == 0
     assert on_disk(out) == {f"{cat.ANNOTATION_DIR}/{cat.mocap_file_name(S1)}": hashlib.md5(b"").hexdigest()}
     assert json.loads((out / RECORD_NAME).read_text())["files"][f"{cat.ANNOTATION_DIR}/{cat.mocap_file_name(S1)}"]
+
+
+def test_a_run_that_finishes_while_another_lists_is_not_undone(server, tree, tmp_path, monkeypatch):
+    # The plan is made before the lock is taken; a run that held the lock meanwhile may have
+    # completed the very part this one planned to resume. Simulate that run at the disk check.
+    out = tmp_path / "data"
+    name = cat.mocap_file_name(S5)
+    rel = f"{cat.ANNOTATION_DIR}/{name}"
+    source = (tree / rel).read_bytes()
+    part = out / cat.ANNOTATION_DIR / (name + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(source[:20_000])
+
+    def other_run_finishes(path):
+        part.write_bytes(source)
+        part.replace(out / rel)
+        other = run.VerificationRecord.load(out)
+        other.mark_verified(rel, out / rel, hashlib.md5(source).hexdigest())
+        other.flush()
+        return 1 << 40
+
+    monkeypatch.setattr(run, "disk_free", other_run_finishes)
+    assert download(server, out, "--recordings", "s5-d2", "--what", "annotations") == 0
+    assert storage(server) == []  # neither resumed (from a part now gone) nor fetched again
+    assert on_disk(out) == published(tree, recordings=(S5,), cameras=())
