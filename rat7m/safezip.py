@@ -47,6 +47,14 @@ CHUNK_SIZE = 1 << 20
 #: Suffix of the temporary name a member is written under before its rename.
 TEMP_SUFFIX = ".part"
 
+class CorruptArchiveError(BadInputError):
+    """The archive's bytes are damaged (unreadable, a bad CRC, a member shorter or longer than declared).
+
+    Unlike an unsafe member, this is what a damaged download looks like: fetching the archive
+    again may cure it.
+    """
+
+
 _SUPPORTED_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
@@ -83,8 +91,10 @@ def safe_extract(
         found already complete.
 
     Raises:
-        BadInputError: The archive is unreadable or corrupt, or a member is unsafe (the message
-            names the archive and the member). Nothing is written when a member fails the checks.
+        CorruptArchiveError: The archive is unreadable, or a member's bytes are damaged (bad CRC,
+            shorter or longer than its header says); members extracted before it are kept.
+        BadInputError: A member is unsafe (the message names the archive and the member).
+            Nothing is written when a member fails the checks.
         Rat7mError: The files to write do not fit on the disk.
     """
     zip_path, dest = Path(zip_path), Path(dest)
@@ -92,7 +102,7 @@ def safe_extract(
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
         msg = f"{zip_path}: not a readable zip archive ({exc}); if it was downloaded, delete it and download it again"
-        raise BadInputError(msg) from exc
+        raise CorruptArchiveError(msg) from exc
     with archive:
         members = _check_members(archive, zip_path, max_ratio, max_total_bytes)
         root = dest.resolve()
@@ -234,22 +244,25 @@ def _extract_member(archive: zipfile.ZipFile, member: _Member, target: Path, zip
     temp = target.with_name(target.name + TEMP_SUFFIX)
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
+    # A fresh file, never one already at the temporary name: a symlink left there would carry the
+    # bytes wherever it points ("x" refuses to open an existing name, links included).
+    temp.unlink(missing_ok=True)
     try:
-        with archive.open(info) as src, open(temp, "wb") as out:
+        with archive.open(info) as src, open(temp, "xb") as out:
             while chunk := src.read(CHUNK_SIZE):
                 written += len(chunk)
                 if written > info.file_size:
                     _refuse(zip_path, info.filename, f"holds more than the {info.file_size} bytes its header "
-                                                     "declares: a zip bomb or a corrupt archive")
+                                                     "declares: a zip bomb or a corrupt archive", corrupt=True)
                 out.write(chunk)
                 bar.update(len(chunk))
         if written != info.file_size:
             _refuse(zip_path, info.filename, f"ends after {written} bytes but its header declares "
-                                             f"{info.file_size}: the archive is corrupt or truncated")
+                                             f"{info.file_size}: the archive is corrupt or truncated", corrupt=True)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         temp.unlink(missing_ok=True)
         msg = f"{zip_path}: member {info.filename!r} is corrupt ({exc}); download the archive again"
-        raise BadInputError(msg) from exc
+        raise CorruptArchiveError(msg) from exc
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -262,6 +275,6 @@ def _extract_member(archive: zipfile.ZipFile, member: _Member, target: Path, zip
     log.debug("extracted %s (%d bytes)", target, written)
 
 
-def _refuse(zip_path: Path, name: str, why: str) -> NoReturn:
+def _refuse(zip_path: Path, name: str, why: str, *, corrupt: bool = False) -> NoReturn:
     msg = f"{zip_path}: member {name!r} {why}"
-    raise BadInputError(msg)
+    raise (CorruptArchiveError if corrupt else BadInputError)(msg)

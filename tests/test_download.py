@@ -564,3 +564,78 @@ def test_api_refusing_every_article_shows_the_errors_not_an_empty_plan(server, t
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["error", "error"] and slept == []
     assert "annotations article 13739233 v2: HTTP 404" in lines[0] and "videos article" in lines[1]
+
+
+# --- review: edge cases of resume and verification ------------------------------------------------------------
+
+
+def test_a_zip_with_a_corrupt_member_is_fetched_again_by_the_next_run(server, tree, tmp_path, capsys):
+    # Without a listing there is no MD5 for a zip: its size matches, so only the members' CRCs can
+    # tell. A zip that fails them must not be kept (and trusted by every rerun) under its final name.
+    out = tmp_path / "data"
+    name = f"{cat.ANNOTATION_ARTICLE.id}.zip"
+    server.set_faults(Faults(corrupt_offset=1234, corrupt_times=2), name)  # the size probe is the first body
+    assert download(server, out, "--via-zip", "--what", "annotations") == 1
+    assert "corrupt" in capsys.readouterr().out
+    assert not (out / "zips" / "annotations.zip").exists()
+    assert download(server, out, "--via-zip", "--what", "annotations") == 0
+    assert on_disk(out) == published(tree, cameras=())
+
+
+def test_ctrl_c_during_a_long_retry_after_stops_at_once(server, tmp_path):
+    out = tmp_path / "data"
+    server.set_faults(Faults(status=503, status_times=100, retry_after=600), BIG)  # "come back in 10 minutes"
+    start = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    start += "runpy.run_path('download_all.py', run_name='__main__')"
+    argv = [sys.executable, "-c", start, "--out", str(out), "--api-url", server.api_url,
+            "--recordings", "s5-d2", "--what", "videos", "--cameras", "2", "-q"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not [r for r in storage(server, BIG) if r.finished] and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.2)  # let the job start its wait
+    proc.send_signal(signal.SIGINT)
+    try:  # the job sleeps 600 s unless the wait itself listens for the interrupt
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err
+    assert [r.status for r in storage(server, BIG)] == [503]
+
+
+def test_an_empty_file_in_the_listing_is_downloaded(tmp_path):
+    root = tmp_path / "published"
+    (root / cat.ANNOTATION_DIR).mkdir(parents=True)
+    (root / cat.ANNOTATION_DIR / cat.mocap_file_name(S1)).write_bytes(b"")
+    out = tmp_path / "data"
+    with FigshareServer(root) as srv:
+        assert download(srv, out, "--recordings", "s1-d1", "--what", "annotations") == 0
+        assert download(srv, out, "--recordings", "s1-d1", "--what", "annotations") == 0
+    assert on_disk(out) == {f"{cat.ANNOTATION_DIR}/{cat.mocap_file_name(S1)}": hashlib.md5(b"").hexdigest()}
+    assert json.loads((out / RECORD_NAME).read_text())["files"][f"{cat.ANNOTATION_DIR}/{cat.mocap_file_name(S1)}"]
+
+
+def test_a_run_that_finishes_while_another_lists_is_not_undone(server, tree, tmp_path, monkeypatch):
+    # The plan is made before the lock is taken; a run that held the lock meanwhile may have
+    # completed the very part this one planned to resume. Simulate that run at the disk check.
+    out = tmp_path / "data"
+    name = cat.mocap_file_name(S5)
+    rel = f"{cat.ANNOTATION_DIR}/{name}"
+    source = (tree / rel).read_bytes()
+    part = out / cat.ANNOTATION_DIR / (name + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(source[:20_000])
+
+    def other_run_finishes(path):
+        part.write_bytes(source)
+        part.replace(out / rel)
+        other = run.VerificationRecord.load(out)
+        other.mark_verified(rel, out / rel, hashlib.md5(source).hexdigest())
+        other.flush()
+        return 1 << 40
+
+    monkeypatch.setattr(run, "disk_free", other_run_finishes)
+    assert download(server, out, "--recordings", "s5-d2", "--what", "annotations") == 0
+    assert storage(server) == []  # neither resumed (from a part now gone) nor fetched again
+    assert on_disk(out) == published(tree, recordings=(S5,), cameras=())

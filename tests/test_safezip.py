@@ -13,7 +13,7 @@ import pytest
 
 from rat7m import safezip
 from rat7m.errors import BadInputError, Rat7mError
-from rat7m.safezip import safe_extract
+from rat7m.safezip import CorruptArchiveError, safe_extract
 
 RNG = np.random.default_rng(3)
 #: Incompressible bytes, larger than one CHUNK_SIZE (set small below) so members stream in pieces.
@@ -119,8 +119,9 @@ def test_escaping_entries_are_refused_and_nothing_is_written(tmp_path, name, why
     # A good member comes first: refusing must happen before anything at all is written.
     archive = make_zip(tmp_path / "evil.zip", {"README.txt": b"hello", name: b"pwned"})
     before = snapshot(tmp_path.parent)
-    with pytest.raises(BadInputError, match=re.escape(f"evil.zip: member {name!r} {why}")):
+    with pytest.raises(BadInputError, match=re.escape(f"evil.zip: member {name!r} {why}")) as refused:
         safe_extract(archive, tmp_path / "data")
+    assert not isinstance(refused.value, CorruptArchiveError)  # fetching it again would not help
     assert snapshot(tmp_path.parent) == before
     assert not Path("/tmp/rat7m-safezip-absolute.txt").exists()
 
@@ -174,7 +175,7 @@ def test_member_whose_header_hides_its_size_is_refused(tmp_path):
     set_declared_size(archive, "zeros.bin", 1000)
     assert zipfile.ZipFile(archive).getinfo("zeros.bin").file_size == 1000
     dest = tmp_path / "data"
-    with pytest.raises(BadInputError, match=r"member 'zeros\.bin' is corrupt .*CRC"):
+    with pytest.raises(CorruptArchiveError, match=r"member 'zeros\.bin' is corrupt .*CRC"):
         safe_extract(archive, dest)
     assert snapshot(dest) == set()  # neither the member nor its .part
 
@@ -182,7 +183,7 @@ def test_member_whose_header_hides_its_size_is_refused(tmp_path):
 def test_member_whose_header_overstates_its_size_is_refused(tmp_path):
     archive = make_zip(tmp_path / "liar.zip", {"noise.bin": NOISE[:2000]})
     set_declared_size(archive, "noise.bin", 3000)
-    with pytest.raises(BadInputError, match=r"member 'noise\.bin' ends after 2000 bytes but its header declares 3000"):
+    with pytest.raises(CorruptArchiveError, match=r"'noise\.bin' ends after 2000 bytes but its header declares 3000"):
         safe_extract(archive, tmp_path / "data")
     assert snapshot(tmp_path / "data") == set()
 
@@ -192,7 +193,7 @@ def test_corrupt_member_is_refused(tmp_path):
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the compressed data
     archive.write_bytes(bytes(data))
-    with pytest.raises(BadInputError, match=r"member 'noise\.bin' is corrupt"):
+    with pytest.raises(CorruptArchiveError, match=r"member 'noise\.bin' is corrupt"):
         safe_extract(archive, tmp_path / "data")
     assert snapshot(tmp_path / "data") == set()
 
@@ -219,10 +220,23 @@ def test_duplicate_and_conflicting_names_are_refused(tmp_path, names, message):
 def test_not_a_zip_and_no_room(tmp_path, monkeypatch):
     fake = tmp_path / "article.zip"
     fake.write_bytes(b"<!DOCTYPE html><html>403 Forbidden</html>")
-    with pytest.raises(BadInputError, match=r"article\.zip: not a readable zip archive .*download it again"):
+    with pytest.raises(CorruptArchiveError, match=r"article\.zip: not a readable zip archive .*download it again"):
         safe_extract(fake, tmp_path / "data")
     archive = make_zip(tmp_path / "good.zip", GOOD)
     monkeypatch.setattr(safezip.shutil, "disk_usage", lambda path: SimpleNamespace(free=200_000))
     with pytest.raises(Rat7mError, match=r"needs 0\.31 MB but only 0\.20 MB are free"):
         safe_extract(archive, tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def test_existing_symlink_at_a_temporary_name_cannot_carry_a_member_out(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep me")
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "mocap-s1-d1.mat.part").symlink_to(outside)  # left there by someone else
+    archive = make_zip(tmp_path / "article.zip", {"mocap-s1-d1.mat": b"data"})
+    safe_extract(archive, dest)
+    assert outside.read_bytes() == b"keep me"
+    member = dest / "mocap-s1-d1.mat"
+    assert not member.is_symlink() and member.read_bytes() == b"data"

@@ -126,8 +126,9 @@ class RetryPolicy:
     unreachable_attempts: int = 2
     #: Seconds between those attempts.
     unreachable_delay: float = 1.0
-    #: The sleep function (a seam: tests record the schedule instead of waiting).
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    #: The sleep function (a seam: tests record the schedule instead of waiting); ``None``: really
+    #: wait, returning early when the run is interrupted (see :meth:`pause`).
+    sleep: Callable[[float], None] | None = field(default=None, repr=False)
     #: Source of jitter in [0, 1).
     random: Callable[[], float] = field(default=random.random, repr=False)
 
@@ -138,12 +139,28 @@ class RetryPolicy:
         ceiling = min(self.cap, self.backoff * 2 ** max(0, failures - 1))
         return ceiling / 2 + ceiling / 2 * self.random()
 
-    def wait(self, failures: int, retry_after: float | None = None) -> float:
-        """Sleep for :meth:`delay` and return how long that was."""
+    def wait(
+        self, failures: int, retry_after: float | None = None, until: Callable[[float], object] | None = None
+    ) -> float:
+        """Sleep for :meth:`delay` (see :meth:`pause`) and return how long that was."""
         seconds = self.delay(failures, retry_after)
-        if seconds > 0:
-            self.sleep(seconds)
+        self.pause(seconds, until)
         return seconds
+
+    def pause(self, seconds: float, until: Callable[[float], object] | None = None) -> None:
+        """Wait ``seconds`` with :attr:`sleep`, or for real.
+
+        ``until`` waits up to that long and returns early when the run is interrupted (an
+        ``Event.wait``): a job told to come back in ten minutes must not hold up Ctrl-C as long.
+        """
+        if seconds <= 0:
+            return
+        if self.sleep is not None:
+            self.sleep(seconds)
+        elif until is not None:
+            until(seconds)
+        else:
+            time.sleep(seconds)
 
 
 def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str, *, fail_fast: bool = False) -> object:
@@ -177,7 +194,7 @@ def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str
                 if failures >= policy.unreachable_attempts:
                     raise UnreachableError(f"{reason}, tried {failures} times") from exc
                 log.info("%s: %s; trying once more in %.1f s", what, reason, policy.unreachable_delay)
-                policy.sleep(policy.unreachable_delay)
+                policy.pause(policy.unreachable_delay)
                 continue
         failures += 1
         if failures >= policy.attempts:

@@ -270,6 +270,9 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
     check_disk_space(report.needed, report.free, report.disk_path)
     _check_writable(out)
     with _exclusive(out):
+        if report.steps:  # another run may have finished while we listed: plan from the disk as it is now
+            record = VerificationRecord.load(out)
+            report.steps = plan_downloads([s.file for s in report.steps], out, record, options.verify)
         _transfer(report, options, out, client, record, policy)
     return report
 

@@ -90,6 +90,10 @@ class Interrupt:
         """Has the run been interrupted?"""
         return self._event.is_set()
 
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking at once if the run is interrupted; ``True`` if it was."""
+        return self._event.wait(seconds)
+
     def set(self) -> None:
         """Interrupt the run: every job stops at its next chunk, blocked reads end now."""
         self._event.set()
@@ -268,7 +272,7 @@ class _FileJob:
                         msg = f"gave up after {failures} attempts without progress; last error: {_describe(exc)}"
                         raise PermanentError(msg) from exc
                     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
-                    seconds = self.policy.wait(failures, retry_after)
+                    seconds = self.policy.wait(failures, retry_after, self.stop.wait)
                     log.info("%s: %s; retrying in %.1f s from byte %d", self.file.path, _describe(exc), seconds,
                              self.length)  # fmt: skip
                     continue
@@ -276,6 +280,8 @@ class _FileJob:
                 if self.size is None:  # no length given: the body ended cleanly, that is all we know
                     self.size = self.length
                 if self.length == self.size and (self.file.md5 is None or md5 == self.file.md5):
+                    if self.length == 0:
+                        self.part.touch()  # an empty file needs no request, so nothing created the part
                     os.replace(self.part, self.final)
                     self.record.mark_verified(self.file.path, self.final, self.file.md5)
                     return Outcome(self.file.path, DOWNLOADED, self.size, self.received)
@@ -287,7 +293,7 @@ class _FileJob:
                 if bad_copies >= self.policy.checksum_attempts:
                     raise PermanentError(f"{problem}; gave up after {bad_copies} bad copies")
                 log.warning("%s: %s; deleted it, downloading again", self.file.path, problem)
-                self.policy.wait(bad_copies)
+                self.policy.wait(bad_copies, until=self.stop.wait)
 
     def _attempt(self, bar: FileBar) -> None:
         """One request: continue the part from ``self.length`` as far as the connection goes."""

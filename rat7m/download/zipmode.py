@@ -40,7 +40,7 @@ from rat7m.download.progress import Progress
 from rat7m.download.record import VerificationRecord
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outcome, carry_out, size_from_response
 from rat7m.errors import Rat7mError
-from rat7m.safezip import safe_extract
+from rat7m.safezip import CorruptArchiveError, safe_extract
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,9 @@ def run_zip_job(
     try:
         members = safe_extract(zip_file, staging, max_ratio=MAX_RATIO, progress=progress.enabled and progress.tty)
     except Rat7mError as exc:
-        if not zipfile.is_zipfile(zip_file):  # a broken download: the next run fetches it again
+        # a damaged download (no MD5 could catch it: its size was right): the next run fetches it
+        # again, rather than trusting the same bad zip forever
+        if isinstance(exc, CorruptArchiveError) or not zipfile.is_zipfile(zip_file):
             zip_file.unlink(missing_ok=True)
             record.forget(job.path)
         log.error("%s: %s", job.path, exc)
