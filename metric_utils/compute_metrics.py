@@ -111,10 +111,11 @@ def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
     predicted = np.asarray(predicted, dtype=np.float64)
     if predicted.ndim != 3 or predicted.shape[1:] != (catalogue.N_JOINTS, 3):
         raise ValueError(f"predictions must have shape (N, {catalogue.N_JOINTS}, 3), got {predicted.shape}")
-    if path.suffix.lower() == ".npy":
-        _write_atomic(path, lambda handle: np.save(handle, predicted))
-    else:
-        _write_atomic(path, lambda handle: np.savetxt(handle, predicted.reshape(len(predicted), -1), "%.6f", ","))
+    with atomic_write(path) as handle:
+        if path.suffix.lower() == ".npy":
+            np.save(handle, predicted)
+        else:
+            np.savetxt(handle, predicted.reshape(len(predicted), -1), "%.6f", ",")
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -344,14 +345,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 # writing results
 
 
-def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: no half-written result."""
-    with atomic_write(path) as handle:
-        write(handle)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda handle: handle.write(text.encode()))
+    with atomic_write(path) as handle:
+        handle.write(text.encode())
 
 
 def _per_sample_csv(result: Evaluation) -> str:
@@ -396,7 +392,8 @@ def write_outputs(result: Evaluation, summary: dict[str, Any], save_dir: Path) -
     _write_text(paths[0], _per_sample_csv(result))
     _write_text(paths[1], json.dumps(summary, indent=2, allow_nan=False) + "\n")
     _write_text(paths[2], _per_joint_csv(summary))
-    _write_atomic(paths[3], lambda handle: _plot_per_joint(summary, handle))
+    with atomic_write(paths[3]) as handle:
+        _plot_per_joint(summary, handle)
     return paths
 
 
