@@ -238,3 +238,32 @@ def parse_image_path(path: str) -> tuple[Recording, str, int] | None:
         return recording_for(subject, day), camera_name(camera_number(str(camera))), frame
     except KeyError:
         return None
+
+
+#: Left/right joint pairs (indices into JOINT_NAMES), swapped when an image is mirrored.
+#: HeadL has no right-hand partner in the RAT7M marker set, so a flip keeps it in place.
+LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = ((8, 9), (10, 14), (11, 15), (12, 13), (17, 16), (18, 19))
+
+
+def _flip_index() -> tuple[int, ...]:
+    index = list(range(len(JOINT_NAMES)))
+    for left, right in LEFT_RIGHT_PAIRS:
+        index[left], index[right] = right, left
+    return tuple(index)
+
+
+#: ``FLIP_INDEX[i]``: the joint that joint ``i`` becomes in a mirrored image (YOLO's ``flip_idx``).
+FLIP_INDEX: tuple[int, ...] = _flip_index()
+
+#: Per-keypoint OKS sigmas, one definition for the COCO/MMPose export and for 2D scoring.
+#: RAT7M has no human-annotation study of its own (its labels are motion capture), so each marker
+#: takes the COCO keypoint sigma (Lin et al. 2014, cocodataset.org keypoint evaluation; the same
+#: values MMPose ships for AP-10K animals) of its nearest anatomical counterpart: snout ~ nose
+#: 0.026, back/left of head ~ ears 0.035, front spine and shoulders ~ shoulders 0.079, mid/low spine,
+#: offsets and hips ~ hips 0.107, elbows 0.072, arms (forearm) ~ wrists 0.062, knees 0.087,
+#: shins ~ ankles 0.089.
+KEYPOINT_SIGMAS: tuple[float, ...] = (
+    0.026, 0.035, 0.035, 0.079, 0.107, 0.107, 0.107, 0.107,
+    0.107, 0.107, 0.072, 0.062, 0.079, 0.079, 0.072, 0.062,
+    0.087, 0.087, 0.089, 0.089,
+)  # fmt: skip

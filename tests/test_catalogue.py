@@ -56,3 +56,18 @@ def test_selection_parsing_and_errors():
         cat.parse_recordings("s9-d9")
     with pytest.raises(KeyError, match="unknown camera"):
         cat.parse_cameras("7")
+
+
+def test_left_right_pairs_and_flip_index_are_mirror_names():
+    from rat7m.catalogue import FLIP_INDEX, JOINT_NAMES, KEYPOINT_SIGMAS, LEFT_RIGHT_PAIRS
+
+    for left, right in LEFT_RIGHT_PAIRS:
+        assert JOINT_NAMES[left].endswith("L") and JOINT_NAMES[right].endswith("R")
+        assert JOINT_NAMES[left][:-1] == JOINT_NAMES[right][:-1]
+        assert FLIP_INDEX[left] == right and FLIP_INDEX[right] == left
+    assert sorted(FLIP_INDEX) == list(range(len(JOINT_NAMES)))
+    assert all(FLIP_INDEX[FLIP_INDEX[i]] == i for i in range(len(JOINT_NAMES)))
+    assert FLIP_INDEX[JOINT_NAMES.index("HeadL")] == JOINT_NAMES.index("HeadL")
+    assert len(KEYPOINT_SIGMAS) == len(JOINT_NAMES)
+    # symmetric joints share a sigma
+    assert all(KEYPOINT_SIGMAS[a] == KEYPOINT_SIGMAS[b] for a, b in LEFT_RIGHT_PAIRS)
