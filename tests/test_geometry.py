@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 
 from rat7m.errors import BadInputError
-from rat7m.geometry import from_opencv, project, skew, to_opencv
+from rat7m.geometry import camera_param, from_opencv, project, skew, to_opencv
 from tests.plausible_rig import make_cameras, make_mocap
 
 
@@ -88,7 +88,7 @@ def test_to_opencv_agrees_with_project_on_zero_skew_cameras(real_rig):
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
         back = from_opencv(*to_opencv(camera))
         for key, value in back.items():
-            np.testing.assert_allclose(value, np.asarray(camera[key]).reshape(value.shape), atol=1e-12)
+            np.testing.assert_allclose(value, np.asarray(camera_param(camera, key)).reshape(value.shape), atol=1e-12)
 
 
 def test_to_opencv_refuses_skew_that_opencv_would_ignore(real_rig):

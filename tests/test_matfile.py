@@ -232,5 +232,5 @@ def test_zlib_bomb_is_refused_with_bounded_memory(tmp_path):
     from rat7m import matfile
 
     assert matfile.MAX_EXPANSION * path.stat().st_size < 320 << 20 and matfile.MIN_DECOMPRESSED_BOUND < 320 << 20
-    with pytest.raises(BadInputError, match="expand to more than .* refusing a zlib bomb"):
+    with pytest.raises(BadInputError, match=r"expand to more than .* refusing a zlib bomb"):
         matfile._check_decompressed_size(path)
