@@ -56,6 +56,8 @@ class VerificationRecord:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: Never write (``--verify`` of a read-only dataset: checking must not need write access).
+        self.read_only = False
         self.files: dict[str, Verified] = {}
         self.partials: dict[str, Partial] = {}
         self.extracted: dict[str, list[str]] = {}
@@ -128,6 +130,8 @@ class VerificationRecord:
     def flush(self, force: bool = True) -> None:
         """Write the record if it changed (unless ``force``, at most once per :data:`FLUSH_INTERVAL`)."""
         with self._lock:
+            if self.read_only:
+                return
             if not self._dirty or (not force and time.monotonic() - self._last_flush < FLUSH_INTERVAL):
                 return
             data = {
