@@ -73,16 +73,25 @@ class ArgumentParser(argparse.ArgumentParser):
 
         An unknown option gets a ``did you mean`` naming the closest option of this parser.
         """
-        if message.startswith("unrecognized arguments:"):
-            message += _suggestion(message.split(":", 1)[1].split(), self._option_string_actions)
+        message += _suggestion(getattr(self, "_argv", ()), self._option_string_actions)
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        """argparse's, remembering the arguments so that an error can name the option a typo meant."""
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
 
 
 def _suggestion(words: Sequence[str], options: Sequence[str]) -> str:
-    """``; did you mean --x?`` for the first unknown option close to a known one, else ``""``."""
+    """``; did you mean --x?`` for the first unknown option close to a known one, else ``""``.
+
+    Checked on every error, not only "unrecognized arguments": a mistyped required option
+    (``--pred-pth``) is first reported as the required one missing.
+    """
     for word in words:
-        if word.startswith("-"):
-            close = difflib.get_close_matches(word.split("=", 1)[0], list(options), n=1, cutoff=0.6)
+        flag = word.split("=", 1)[0]
+        if word.startswith("--") and flag not in options:
+            close = difflib.get_close_matches(flag, list(options), n=1, cutoff=0.6)
             if close:
                 return f"; did you mean {close[0]}?"
     return ""
