@@ -543,9 +543,9 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     pool = None
     try:
-        # Workers start with SIGINT blocked (they inherit the mask): Ctrl-C reaches the whole process
-        # group, and a worker still starting up would die with a traceback. A Ctrl-C meanwhile waits
-        # in this process and is raised as soon as the mask is restored, with the pool known here.
+        # Workers start ignoring SIGINT: Ctrl-C reaches the whole process group, and a worker still
+        # starting up would die with a traceback. A Ctrl-C meanwhile waits in this process and is
+        # raised as soon as the block ends, with the pool known here to be stopped.
         with _sigint_blocked():
             queue = context.SimpleQueue()
             pool = ProcessPoolExecutor(
@@ -571,15 +571,24 @@ def _run_pool(
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread for the block (processes started meanwhile inherit the block)."""
+    """Start processes in the block ignoring SIGINT; a SIGINT meanwhile is held for this process, not lost.
+
+    An ignored signal stays ignored across ``exec`` (and Python then installs no KeyboardInterrupt
+    handler), so a spawned worker cannot be interrupted even while it imports; the signal mask is not
+    inherited by spawned processes, so ignoring is the way. SIGINT is also blocked in this thread, so
+    one aimed at it waits for the restored handler; one the kernel hands to another thread (OpenCV's)
+    within these few milliseconds of spawning is lost, and a second Ctrl-C stops the run.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
