@@ -60,7 +60,7 @@ def export(selection: Selection, out: Path, *, final: Path, images_root: Path, *
             camera = sio.Camera(matrix=K, dist=dist, size=(view.width, view.height), rvec=rvec.reshape(3),
                                 tvec=tvec.reshape(3), name=view.camera)  # fmt: skip
             group.cameras.append(camera)
-            video = sio.Video(filename=[str((images_root / p).resolve()) for p in view.paths], open_backend=False)
+            video = sio.Video.from_filename([str((images_root / p).resolve()) for p in view.paths])
             session.add_video(video, camera)
             videos.append(video)
             seen = (view.visibility == 2)[..., None]
