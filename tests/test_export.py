@@ -59,8 +59,9 @@ def views(table):
 
 def expected_flags(table, row, camera, width, height):
     """The visibility flags the module docstring promises, computed the slow, obvious way."""
-    kp = table["table"]["2D_keypoints"][camera][row]
-    cam = camera_params(table["cameras"][int(table["table"]["subject_idx"][row])][int(table["table"]["day_idx"][row])][camera])
+    columns = table["table"]
+    kp = columns["2D_keypoints"][camera][row]
+    cam = camera_params(table["cameras"][int(columns["subject_idx"][row])][int(columns["day_idx"][row])][camera])
     depth = (table["table"]["3D_keypoints"][row] @ cam["RotationMatrix"] + cam["TranslationVector"].reshape(3))[:, 2]
     flags = []
     for (x, y), z in zip(kp, depth, strict=True):
@@ -103,7 +104,9 @@ def test_coco_round_trip_and_cocoeval(data, tmp_path):
         assert ann["frame"] == int(table["table"]["frame_idx"][camera][row])
         x, y, w, h = ann["bbox"]
         seen = triples[flags == 2, :2]
-        assert x <= seen[:, 0].min() and x + w >= seen[:, 0].max() - 1e-3 and ann["area"] == pytest.approx(w * h, abs=1e-2)
+        assert x <= seen[:, 0].min() and x + w >= seen[:, 0].max() - 1e-3
+        assert y <= seen[:, 1].min() and y + h >= seen[:, 1].max() - 1e-3
+        assert ann["area"] == pytest.approx(w * h, abs=1e-2)
         n_missing += int((flags == 0).sum())
         n_outside += int((flags == 1).sum())
     assert n_missing > 0, "the synthetic table has lost markers: the test must see some"
@@ -309,7 +312,7 @@ def dannce_project(points, params):
 
 
 def test_dannce_label3d_reprojects_and_links_videos(data, tmp_path):
-    root, table, dataset = data
+    _, table, dataset = data
     folder = export(data, "dannce", tmp_path)
     columns = table["table"]
     for name in RECORDINGS:

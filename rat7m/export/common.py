@@ -184,7 +184,8 @@ def select(
         keep &= np.asarray(columns["train_test"]).astype(str) == split
     subject = np.asarray(columns["subject_idx"]).astype(np.int64)
     day = np.asarray(columns["day_idx"]).astype(np.int64)
-    present = {catalogue.recording_for(s, d) for s, d in set(zip(subject[keep].tolist(), day[keep].tolist(), strict=True))}
+    pairs = set(zip(subject[keep].tolist(), day[keep].tolist(), strict=True))
+    present = {catalogue.recording_for(s, d) for s, d in pairs}
     chosen = tuple(r for r in (recordings or catalogue.RECORDINGS) if r in present)
     keep &= np.isin(subject * 1000 + day, [r.subject * 1000 + r.day for r in chosen])
     rows = np.flatnonzero(keep)
