@@ -2,6 +2,7 @@
 (pycocotools, pandas, sleap-io, aniposelib, scipy), every keypoint and image path compared with the table."""
 
 import copy
+import json
 import os
 import runpy
 import shutil
@@ -14,7 +15,7 @@ import scipy.io
 
 from rat7m import catalogue, extract, geometry
 from rat7m.export import cli
-from rat7m.export.common import MANIFEST_NAME, camera_params, jpeg_size
+from rat7m.export.common import MANIFEST_NAME, boxes, camera_params, jpeg_size, visibility
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
 from rat7m.video import ChunkIndex
@@ -388,3 +389,30 @@ def test_camera_spellings_and_jpeg_header(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="not a JPEG"):
         jpeg_size(tmp_path / "b.jpg")
+
+
+def test_visibility_flags_and_boxes_on_a_known_camera():
+    camera = {"RotationMatrix": np.eye(3), "TranslationVector": np.zeros((1, 3))}  # depth = z
+    kp = np.array([[[10, 10], [90, 50], [100, 10], [np.nan, np.nan], [50, 40], [-0.5, 5]]], dtype=float)
+    depth = np.array([100, 100, 100, np.nan, -100, 100], dtype=float)
+    points = np.stack([np.zeros(6), np.zeros(6), depth], axis=1)[None]
+    flags = visibility(kp, points, camera, 100, 80)
+    # seen, seen, x == width is outside, lost, behind the camera (though inside the picture), outside
+    assert flags.tolist() == [[2, 2, 1, 0, 1, 1]]
+    # the seen box 10..90 x 10..50 grows by 10% (8 px) in x and by max(4 px, 10% of 40) in y
+    np.testing.assert_allclose(boxes(kp, flags, 100, 80), [[2, 6, 96, 48]])
+    assert boxes(kp, np.zeros_like(flags), 100, 80).tolist() == [[0, 0, 0, 0]]
+
+
+def test_coco_number_texts_are_json_numbers_to_the_thousandth():
+    from rat7m.export.coco import _keypoint_texts
+
+    rng = np.random.default_rng(1)
+    xy = np.concatenate([rng.uniform(-3000, 3000, (50, 20, 2)), np.full((1, 20, 2), -0.0004)])
+    xy[0, :4] = [[0, 0], [-1.5, 9.9995], [123456789.1234, -7], [5e12, -5e12]]
+    flags = rng.integers(0, 3, (51, 20))
+    for text, want_xy, want_v in zip(_keypoint_texts(xy, flags), xy, flags, strict=True):
+        values = np.array(json.loads(f"[{text}]")).reshape(20, 3)
+        want = np.clip(np.round(want_xy, 3), -1e9, 1e9)
+        assert np.all(np.abs(values[:, :2] - want) <= 1e-9 + 1e-15 * np.abs(want))
+        assert values[:, 2].tolist() == want_v.tolist()
