@@ -362,6 +362,10 @@ def test_rerun_skips_overwrite_redoes_dry_run_writes_nothing(data, tmp_path, cap
     assert [p.name for p in tmp_path.iterdir()] == ["coco"]  # no staging folder left behind
     assert run("coco", "--root", root, "--out", tmp_path, "--split", "test") == 2  # other rows: not "complete"
     assert "--overwrite" in capsys.readouterr().err
+    (tmp_path / "dlc").mkdir()
+    (tmp_path / "dlc" / "mine.txt").write_text("a user's file")
+    assert run("dlc", "--root", root, "--out", tmp_path, "--overwrite") == 2  # never replaces a folder it did not make
+    assert (tmp_path / "dlc" / "mine.txt").read_text() == "a user's file"
 
 
 def test_missing_images_name_the_extract_command(data, tmp_path, capsys):

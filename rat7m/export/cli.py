@@ -176,6 +176,9 @@ def run_export(fmt: str, selection: Selection, args: argparse.Namespace, images_
                    f"{', '.join(old.get('recordings', []))}); pass --overwrite to replace it")  # fmt: skip
             raise BadInputError(msg)
         return Summary(fmt, final, skipped=True)
+    if (final.exists() or final.is_symlink()) and not is_complete(final):
+        # an export is renamed into place whole, manifest included: this folder is someone else's
+        raise BadInputError(f"{final} exists and is not an export made by export.py; move it or choose another --out")
     module = importlib.import_module(f"rat7m.export.{fmt}")
     stage = staging_folder(final)
     try:
