@@ -230,11 +230,12 @@ def test_slp_reloads_with_sleap_io(data, tmp_path):
     assert len(skeleton.symmetries) == len(catalogue.LEFT_RIGHT_PAIRS)
     assert len(labels.videos) == len(RECORDINGS) * 6 and len(labels) == len(table["table"]["subject_idx"]) * 6
     columns = table["table"]
+    where = {(root / p).resolve(): (row, camera) for row, camera, p, _ in views(table)}
+    assert len(where) == len(labels)
     for lf in labels:
         path = Path(lf.video.filename[lf.frame_idx])
-        matches = [(row, camera) for row, camera, p, _ in views(table) if (root / p).resolve() == path]
-        assert len(matches) == 1 and path.is_file()
-        row, camera = matches[0]
+        assert path.is_file()
+        row, camera = where.pop(path)  # each image once
         flags = expected_flags(table, row, camera, dataset.width, dataset.height)
         want = np.where((flags == 2)[:, None], columns["2D_keypoints"][camera][row], np.nan)
         np.testing.assert_array_equal(lf.instances[0].numpy(), want)
