@@ -272,6 +272,13 @@ def test_anipose_refuses_skew_and_projects_exactly_without(data, tmp_path, capsy
     assert not (tmp_path / "skewed" / "anipose").exists()
     export(data, "anipose", tmp_path / "allowed", "--allow-skew")
 
+    bare = tmp_path / "bare"  # no image extracted: sizes come from the video headers
+    bare.mkdir()
+    (bare / catalogue.VIDEO_DIR).symlink_to(root / catalogue.VIDEO_DIR)
+    folder = export(data, "anipose", tmp_path / "from_video", "--allow-skew", "--root", bare,
+                    "--annotation", catalogue.mini_annotation_path(root))  # fmt: skip
+    assert f"size = [{dataset.width}, {dataset.height}]" in (folder / "s1-d1" / "calibration.toml").read_text()
+
     flat = zero_skew(table)
     save_annotation(flat, tmp_path / "flat.pkl")
     folder = export(data, "anipose", tmp_path, "--annotation", tmp_path / "flat.pkl")
@@ -376,7 +383,8 @@ def test_missing_images_name_the_extract_command(data, tmp_path, capsys):
     os.remove(partial / table["table"]["image_path"]["Camera3"][4])
     code = run("yolo", "--root", partial, "--annotation", catalogue.mini_annotation_path(root), "--out", tmp_path / "o")
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "\n" not in err and "python extract_frames.py" in err and "1 of" in err
+    assert code == 2 and "\n" not in err and "1 of" in err
+    assert f"run python extract_frames.py --root {partial} --annotation " in err and "--cameras 1,2,3,4,5,6" in err
     assert not (tmp_path / "o" / "yolo").exists()
 
 

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,7 +129,13 @@ def _sizes(selection: Selection, args: argparse.Namespace, images_root: Path, fo
     """Image sizes from the images; anipose alone falls back to the video headers."""
     needs_images = any(importlib.import_module(f"rat7m.export.{f}").NEEDS_IMAGES for f in formats)
     if args.image_size is not None or needs_images:
-        read_sizes(selection, images_root, fixed=args.image_size)
+        command = (
+            f"python extract_frames.py --root {shlex.quote(str(images_root))} "
+            f"--annotation {shlex.quote(str(args.annotation))} "
+            f"--recordings {' '.join(r.name for r in selection.recordings)} "
+            f"--cameras {','.join(str(catalogue.camera_number(c)) for c in selection.cameras)}"
+        )
+        read_sizes(selection, images_root, fixed=args.image_size, extract_command=command)
         return
     if "anipose" not in formats:
         return

@@ -291,8 +291,12 @@ def jpeg_size(path: str | os.PathLike) -> tuple[int, int]:
             f.seek(length - 2, os.SEEK_CUR)
 
 
-def read_sizes(selection: Selection, images_root: Path, *, fixed: tuple[int, int] | None = None) -> None:
+def read_sizes(
+    selection: Selection, images_root: Path, *, fixed: tuple[int, int] | None = None, extract_command: str = ""
+) -> None:
     """Fill ``selection.sizes`` from the images' headers (module docstring), or with ``fixed``.
+
+    ``extract_command`` is the ``extract_frames.py`` command line that makes missing images.
 
     Raises:
         BadInputError: images are missing (one line naming how many, the first, and the
@@ -336,10 +340,8 @@ def read_sizes(selection: Selection, images_root: Path, *, fixed: tuple[int, int
                 selection.sizes[(recording.name, camera)] = sizes.pop()
     if missing:
         recs = " ".join(r.name for r in selection.recordings)
-        msg = (
-            f"{len(missing)} of {total} images are not under {images_root} (first: {missing[0]}); "
-            f"extract them first: python extract_frames.py --root DATASET_ROOT --annotation TABLE --recordings {recs}"
-        )
+        command = extract_command or f"python extract_frames.py --root DATASET_ROOT --recordings {recs}"
+        msg = f"{len(missing)} of {total} images are not under {images_root} (first: {missing[0]}); run {command}"
         raise BadInputError(msg)
 
 
