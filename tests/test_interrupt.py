@@ -26,6 +26,8 @@ from rat7m.table import save_annotation
 from rat7m.table_build import build_table
 
 REPO = Path(__file__).resolve().parents[1]
+#: Enough chunks to keep two workers busy for a while, few enough to keep the test short.
+RECORDINGS = ["--recordings", "s1-d1,s2-d1"]
 #: Seconds a run may take to stop after Ctrl-C (the issue's 2 s; the workers are terminated, not awaited).
 STOP_WITHIN = 2.0
 #: Ctrl-C raises KeyboardInterrupt even where the test suite runs with SIGINT ignored (CI, `make test &`).
@@ -48,7 +50,7 @@ def dataset_root(synthetic_dataset, tmp_path_factory):
 
 def _start(root: Path, images: Path) -> subprocess.Popen:
     command = [sys.executable, "-c", START, str(REPO / "extract_frames.py"), "--root", str(root),
-               "--images-root", str(images), "--jobs", "2", "--decoder", "opencv"]  # fmt: skip
+               "--images-root", str(images), "--jobs", "2", "--decoder", "opencv", *RECORDINGS]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip
@@ -104,7 +106,7 @@ def test_ctrl_c_stops_the_run_at_once_and_cleanly(dataset_root, tmp_path, moment
     written = _check_images(images)
 
     again = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(dataset_root), "--images-root", str(images)]
-    rerun = subprocess.run([*again, "--jobs", "2", "-q"], capture_output=True, text=True)
+    rerun = subprocess.run([*again, "--jobs", "2", "-q", *RECORDINGS], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{written} skipped" in rerun.stdout or written == 0
     assert _check_images(images) > written and not list(images.rglob("*.tmp"))
