@@ -11,13 +11,18 @@ from __future__ import annotations
 import importlib
 import sys
 
-from rat7m.cli import EXIT_INTERRUPTED, command_name, run_main
+from rat7m.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, command_name, run_main
 
 
 def _run(module: str, name: str) -> int:
     """Import ``module`` (interruptible without a traceback) and run its ``main`` as command ``name``."""
     try:
         main = importlib.import_module(module).main
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        print(f"{name}: not part of this version of the toolkit (no module {module})", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
