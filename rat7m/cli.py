@@ -240,6 +240,9 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except Rat7mError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # output piped into `head` that has had enough: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit flush
+        return EXIT_FAILED
     except KeyboardInterrupt:
         with contextlib.suppress(ValueError):  # not the main thread: nothing to ignore there
             signal.signal(signal.SIGINT, signal.SIG_IGN)
