@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import os
 import shutil
@@ -31,6 +32,7 @@ from rat7m.download.record import VerificationRecord
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
 from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, Rat7mError
+from rat7m.untrusted import UntrustedFileError, open_own_file
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +144,7 @@ def _exclusive(out: Path) -> Iterator[None]:
         return
     path = out / LOCK_NAME
     while True:
-        handle = open(path, "a+")  # noqa: SIM115 (closed below, after the run)
+        handle = _open_lock(path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -164,6 +166,16 @@ def _exclusive(out: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
         handle.close()
+
+
+def _open_lock(path: Path) -> IO:
+    """Open (creating) the lock file without following a symlink planted at its name."""
+    try:
+        return io.TextIOWrapper(open_own_file(path, "a+b"), encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot use the lock file {exc}" if isinstance(exc, UntrustedFileError) else \
+            f"cannot create the lock file {path}: {exc.strerror or exc}"
+        raise BadInputError(msg) from exc
 
 
 def _same_file(handle: IO, path: Path) -> bool:
