@@ -250,6 +250,11 @@ def fetch_mini_annotation(out: Path, client: HttpClient, drive_url: str | None, 
             return Outcome(dest.name, SKIPPED, dest.stat().st_size)
         log.warning("%s is not a complete pickle (%s); fetching it again", dest, problem)
     part = dest.with_name(dest.name + ".part")
+    if os.path.lexists(dest):  # a bad file never keeps the final name: it becomes the part to continue
+        if os.path.lexists(part) or dest.is_symlink():
+            dest.unlink()
+        else:
+            os.replace(dest, part)
     try:
         before = os.lstat(part).st_size
     except OSError:
