@@ -381,16 +381,21 @@ def _next_url_from_page(page: str, page_url: str, status: int, file_id: str) -> 
         raise DownloadError(msg)
     parser = _LinkParser()
     parser.feed(page)
-    if parser.form_action:
-        action = urllib.parse.urljoin(page_url, parser.form_action)
-        parts = urllib.parse.urlsplit(action)
-        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-        query.update(parser.form_inputs)
-        log.debug("following Drive's confirmation form to %s", parts.netloc)
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-    if parser.links:
-        log.debug("following Drive's download link")
-        return urllib.parse.urljoin(page_url, parser.links[0])
+    parser.close()
+    try:
+        if parser.form_action:
+            action = urllib.parse.urljoin(page_url, parser.form_action)
+            parts = urllib.parse.urlsplit(action)
+            query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+            query.update(parser.form_inputs)
+            log.debug("following Drive's confirmation form to %s", parts.netloc)
+            return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+        if parser.links:
+            log.debug("following Drive's download link")
+            return urllib.parse.urljoin(page_url, parser.links[0])
+    except ValueError as exc:  # e.g. "http://[" (an unclosed IPv6 bracket) in the page's link
+        msg = f"Google Drive file {file_id}: the page's download link is not a URL ({exc}); download it in a browser"
+        raise DownloadError(msg) from exc
     if status in _RETRY_STATUSES:
         raise _TransientError(f"HTTP {status} with a web page from {_host(page_url)}")
     msg = (

@@ -357,7 +357,7 @@ class HttpClient:
             response.release_conn()
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested beyond reason
             start = body[:80].decode("utf-8", "replace")
             raise PermanentError(f"{final_url} did not answer JSON (starts with {start!r})") from exc
 

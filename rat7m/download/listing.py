@@ -105,18 +105,45 @@ def fetch_article_files(client: HttpClient, api_url: str, article: cat.Article, 
     url = f"{api}/articles/{article.id}/versions/{article.version}"
     what = f"listing article {article.id} v{article.version}"
     data = call_with_retries(lambda: client.get_json(url), policy, what, fail_fast=True)
-    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        raise PermanentError(f"{url} is not a Figshare article (no 'files' list)")
-    files: list[dict] = [f for f in data["files"] if isinstance(f, dict)]
-    names = {f.get("name") for f in files}
+    files = article_entries(data, url)
+    names = {_key(f, "name") for f in files}
     paged = _paged_files(client, api, article, policy)
     if paged is None and len(files) >= INLINE_LIMIT:
         log.warning("article %d lists %d files and has no paginated listing: the list may be incomplete",
                     article.id, len(files))  # fmt: skip
-    extra = [f for f in paged or [] if f.get("name") not in names]
+    extra = [f for f in paged or [] if _key(f, "name") not in names]
     if extra:
         log.debug("article %d: %d files found only in the paginated listing", article.id, len(extra))
     return files + extra
+
+
+def article_entries(data: object, url: str) -> list[dict]:
+    """The file entries of an article's JSON (anything that is not an object is dropped).
+
+    Raises:
+        PermanentError: ``data`` is not an article (no ``files`` list).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        raise PermanentError(f"{url} is not a Figshare article (no 'files' list)")
+    return [f for f in data["files"] if isinstance(f, dict)]
+
+
+def page_entries(data: object, seen: set[object]) -> list[dict]:
+    """The entries of one page of the files endpoint not ``seen`` before (``seen`` is updated)."""
+    if not isinstance(data, list):
+        return []
+    fresh = []
+    for entry in data:
+        if isinstance(entry, dict) and _key(entry, "id") not in seen:
+            seen.add(_key(entry, "id"))
+            fresh.append(entry)
+    return fresh
+
+
+def _key(entry: dict, field: str) -> object:
+    """A hashable stand-in for an entry's ``id`` or ``name`` (a server may send a list there)."""
+    value = entry.get(field)
+    return value if type(value) in (int, str) else None
 
 
 def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: RetryPolicy) -> list[dict] | None:
@@ -136,8 +163,7 @@ def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: Ret
             raise
         if not isinstance(data, list):
             return found
-        fresh = [f for f in data if isinstance(f, dict) and f.get("id") not in seen]
-        seen.update(f.get("id") for f in fresh)
+        fresh = page_entries(data, seen)
         found.extend(fresh)
         if len(data) < PAGE_SIZE or not fresh:
             return found
