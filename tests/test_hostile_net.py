@@ -26,7 +26,7 @@ from rat7m import gdrive
 from rat7m.cli import run_main
 from rat7m.download import http, run
 from rat7m.errors import BadInputError, DownloadError
-from rat7m.figshare_server import API, ALL_FILES, Faults, FigshareServer
+from rat7m.figshare_server import API, Faults, FigshareServer
 from rat7m.safezip import safe_extract
 from tests.drive_server import DriveServer
 
@@ -226,7 +226,7 @@ def test_drive_redirect_tricks_are_refused(tmp_path, behaviour):
         evil.add("F", data, "small")
         drive.elsewhere = f"127.0.0.2:{evil.port}"
         drive.add("F", data, behaviour)
-        with pytest.raises(DownloadError, match="backslash|user name"):
+        with pytest.raises(DownloadError, match=r"backslash|user name"):
             gdrive.download_drive_file("F", tmp_path / "t.pkl", base_url=drive.base_url, progress=False)
     assert evil.log == []  # nothing was ever asked of the other host
     assert not any(tmp_path.iterdir())
