@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build (or with ``--check``, check) a table; the exit code says how it went."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    args.root = resolve_root(args.root, quiet=args.quiet)
+    args.root = resolve_root(args.root, quiet=args.quiet or bool(args.check))  # a check names its table instead
     if args.check is not None:
         return _check(args)
     paths = find_mocap_files(args.root, args.recordings)
