@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import re
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +134,7 @@ def _read_npy(path: Path) -> np.ndarray:
                 raise ValueError(f"unsupported .npy format version {version}")
             shape, _fortran, dtype = reader[version](handle)
             header_end = handle.tell()
-    except (OSError, ValueError, SyntaxError, TypeError) as exc:
+    except (OSError, ValueError, SyntaxError, TypeError, tokenize.TokenError) as exc:  # numpy parses the header text
         raise BadInputError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
     ok_shape = len(shape) == 3 and tuple(shape[1:]) == (catalogue.N_JOINTS, 3)
     ok_shape = ok_shape or (len(shape) == 2 and shape[1] == N_COLUMNS)
