@@ -44,7 +44,7 @@ def test_huge_finite_predictions_are_refused_naming_the_sample_and_bound(metric,
     target = np.random.default_rng(0).normal(size=(4, 20, 3)) * 100
     pred = target.copy()
     pred[2, 5, 1] = value  # one cell
-    with pytest.raises(ValueError, match=rf"predicted sample 2 joint 5 has coordinate .* beyond the bound 1e\+100"):
+    with pytest.raises(ValueError, match=r"predicted sample 2 joint 5 has coordinate .* beyond the bound 1e\+100"):
         metric(pred, target)
     pred[2] = value  # a whole row
     with pytest.raises(ValueError, match="predicted sample 2 joint 0"):
@@ -81,7 +81,8 @@ def test_compute_metrics_refuses_a_huge_row_instead_of_dropping_it(tmp_path, cap
     pred[np.isnan(pred)] = 0.0
     pred[3] = 1e200
     cm.save_predictions(tmp_path / "p.npy", pred)
-    code = run_main(cm.main, ["--pred_path", str(tmp_path / "p.npy"), "--gt_path", str(gt), "--save_dir", str(tmp_path / "o")])
+    argv = ["--pred_path", str(tmp_path / "p.npy"), "--gt_path", str(gt), "--save_dir", str(tmp_path / "o")]
+    code = run_main(cm.main, argv)
     err = capsys.readouterr().err
     assert code == 2 and "predicted sample 3 joint 0 has coordinate 1e+200" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
@@ -119,7 +120,8 @@ def test_a_huge_csv_with_a_wrong_first_line_fails_at_once_in_bounded_memory(tmp_
             print(exc)
     """, memory_mb=400)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"{path} line 1 has 1 columns; expected 60 comma-separated numbers (x, y, z of 20 joints)"
+    expected = f"{path} line 1 has 1 columns; expected 60 comma-separated numbers (x, y, z of 20 joints)"
+    assert done.stdout.strip() == expected
 
 
 def test_a_valid_csv_is_read_in_memory_near_its_result(tmp_path):
