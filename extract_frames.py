@@ -44,6 +44,7 @@ from rat7m.cli import (
     run_main,
     setup_logging,
 )
+from rat7m.doctor import hint
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 from rat7m.video import DECODERS, ChunkIndex, quiet_decoder_logs, resolve_decoder
@@ -136,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
     video_dir = args.root / catalogue.VIDEO_DIR
     if not args.verify and not video_dir.is_dir():
-        raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
+        msg = f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)"
+        msg += f" {hint(args.root)}"
+        raise BadInputError(msg)
     index = ChunkIndex.from_dir(video_dir)
     all_jobs = extract.plan_jobs(table, index, recordings, cameras)
     del table  # the plan is all that is needed; a full table holds hundreds of MB
@@ -147,13 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         owned = ", ".join(job.name for job in jobs)
         shard_line = f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: {owned}"
 
-    hint = extract.partial_download_hint(all_jobs, index, cameras)
+    partial = extract.partial_download_hint(all_jobs, index, cameras)
     if args.dry_run:
         if shard is not None:
             print(shard_line)
         code = _dry_run(jobs, images_root, args.overwrite)
-        if hint:
-            print(hint)
+        if partial:
+            print(partial)
         return code
     if not args.verify:  # before any decoding: a read-only images root fails now, not once per image
         elsewhere = "pass --images-root DIR to write them elsewhere (the dataset may stay read-only)"
@@ -187,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary.failures:
         print(f"failed: {len(summary.failures)} images (recording camera: count (why): frames)")
         print("\n".join(extract.format_failures(summary.failures)))
-        if hint:
-            print(hint)
+        if partial:
+            print(partial)
         return EXIT_FAILED
     return 0
 
@@ -198,7 +201,7 @@ def _load_table(path: Path) -> dict:
     if not path.is_file():
         msg = (
             f"no annotation table at {path}; download the official one, build one with "
-            "python build_annotation.py, or pass --annotation PKL"
+            f"python build_annotation.py, or pass --annotation PKL {hint(path.parent)}"
         )
         raise BadInputError(msg)
     return load_annotation(path)
