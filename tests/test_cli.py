@@ -12,7 +12,7 @@ import build_annotation
 import download_all
 import extract_frames
 from metric_utils import compute_metrics
-from rat7m import catalogue, cli, demo, synthetic
+from rat7m import catalogue, cli, demo, doctor, synthetic
 from tests.read_only import read_only_command, restore_writable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +118,7 @@ def test_root_is_the_flag_else_rat7m_root_else_here(monkeypatch, tmp_path, capsy
     assert cli.resolve_root(tmp_path / "x", "--out", quiet=True) == tmp_path / "x" and not capsys.readouterr().err
     for prog in ("download_all.py", "build_annotation.py", "extract_frames.py", "compute_metrics.py"):
         assert "$RAT7M_ROOT" in PARSERS[prog][0]().format_help(), prog
+    assert "$RAT7M_ROOT" in doctor.build_parser().format_help()
 
 
 def test_a_mistyped_flag_gets_did_you_mean_even_before_a_missing_required_one():
