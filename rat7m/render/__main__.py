@@ -153,5 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def main_entry() -> int:
+    """The ``rat7m-render`` console command: :func:`main` with the toolkit's error messages and exit codes."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(main_entry())

@@ -118,7 +118,8 @@ def _joint_chart(per_joint: list[dict[str, Any]]) -> Any:
     ax.set_title("Per-joint MPJPE, bars coloured by body part")
     from rat7m.plotting import part_legend_handles
 
-    ax.legend(handles=part_legend_handles(), fontsize=8, ncols=3)
+    ax.set_ylim(0, np.nanmax(values) * 1.3 if np.isfinite(values).any() else 1)  # room for the legend
+    ax.legend(handles=part_legend_handles(), fontsize=8, ncols=6, loc="upper center")
     return fig
 
 

@@ -137,6 +137,7 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))
         title = f"{cam} frame {int(columns['frame_idx'][cam][row])}"
         draw_overlay_2d(ax, images.get(cam), truth, predicted, title=title)
+        _zoom(ax, np.concatenate([truth, predicted]))
     for ax in axes[len(cameras) :]:
         ax.set_axis_off()
     if predictions.points_3d is not None:
@@ -147,6 +148,17 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
     fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11)
     fig.legend(handles=overlay_legend_handles(), loc="outside lower center", ncols=3, fontsize=9)
     return fig
+
+
+def _zoom(ax: Any, points: np.ndarray, margin: float = 0.35, least: float = 40.0) -> None:
+    """Frame a view on the rat (the arena is mostly floor): the points' box, widened by ``margin``."""
+    finite = points[np.isfinite(points).all(axis=1)]
+    if not len(finite):
+        return
+    low, high = finite.min(axis=0), finite.max(axis=0)
+    centre, half = (low + high) / 2, max(float((high - low).max()) * (0.5 + margin), least)
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] + half, centre[1] - half)  # y down, as in the image
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:

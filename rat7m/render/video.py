@@ -70,6 +70,16 @@ def draw_labels(image: np.ndarray, truth_2d: np.ndarray | None, predicted_2d: np
     def ok(point: np.ndarray) -> bool:
         return bool(np.isfinite(point).all() and (np.abs(point) < 10 * width).all())
 
+    # the prediction first and thinner, so the ground truth stays visible where they overlap
+    if predicted_2d is not None:
+        colour, thin = _bgr(catalogue.PRED_COLOUR), max(1, thickness - 1)
+        for a, b in catalogue.BONES:
+            if ok(predicted_2d[a]) and ok(predicted_2d[b]):
+                _dashed(image, predicted_2d[a], predicted_2d[b], colour, thin)
+        for point in predicted_2d:
+            if ok(point):
+                x, y = (round(float(v)) for v in point)
+                cv2.drawMarker(image, (x, y), colour, cv2.MARKER_TILTED_CROSS, 2 * radius + 1, thin, cv2.LINE_AA)
     if truth_2d is not None:
         for (a, b), colour in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):
             if ok(truth_2d[a]) and ok(truth_2d[b]):
@@ -78,15 +88,6 @@ def draw_labels(image: np.ndarray, truth_2d: np.ndarray | None, predicted_2d: np
             if ok(point):
                 cv2.circle(image, pixel(point), radius * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)
                 cv2.circle(image, pixel(point), radius * 16, (0, 0, 0), 1, cv2.LINE_AA, 4)
-    if predicted_2d is not None:
-        colour = _bgr(catalogue.PRED_COLOUR)
-        for a, b in catalogue.BONES:
-            if ok(predicted_2d[a]) and ok(predicted_2d[b]):
-                _dashed(image, predicted_2d[a], predicted_2d[b], colour, thickness)
-        for point in predicted_2d:
-            if ok(point):
-                x, y = (round(float(v)) for v in point)
-                cv2.drawMarker(image, (x, y), colour, cv2.MARKER_TILTED_CROSS, 3 * radius, thickness + 1, cv2.LINE_AA)
 
 
 def _dashed(image: np.ndarray, a: np.ndarray, b: np.ndarray, colour: tuple[int, int, int], thickness: int) -> None:
