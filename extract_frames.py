@@ -36,6 +36,7 @@ from rat7m.cli import (
     run_main,
     setup_logging,
 )
+from rat7m.doctor import hint
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 from rat7m.video import DECODERS, ChunkIndex, quiet_decoder_logs, resolve_decoder
@@ -125,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
     video_dir = args.root / catalogue.VIDEO_DIR
     if not args.verify and not video_dir.is_dir():
-        raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
+        msg = f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)"
+        msg += f" {hint(args.root)}"
+        raise BadInputError(msg)
     all_jobs = extract.plan_jobs(table, ChunkIndex.from_dir(video_dir), recordings, cameras)
     del table  # the plan is all that is needed; a full table holds hundreds of MB
     jobs = all_jobs if shard is None else extract.shard_jobs(all_jobs, shard[0], shard[1])
@@ -177,7 +180,7 @@ def _load_table(path: Path) -> dict:
     if not path.is_file():
         msg = (
             f"no annotation table at {path}; download the official one, build one with "
-            "python build_annotation.py, or pass --annotation PKL"
+            f"python build_annotation.py, or pass --annotation PKL {hint(path.parent)}"
         )
         raise BadInputError(msg)
     return load_annotation(path)

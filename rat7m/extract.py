@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -201,7 +201,7 @@ def wanted_images(
             ):
                 path = str(path)
                 if path != catalogue.image_path(recording, camera, frame):
-                    _check_safe_path(path, row, camera)
+                    check_image_path(path, row, camera)
                     odd_paths += 1
                 claim = (recording.name, camera, frame)
                 if claimed.setdefault(path, claim) != claim:  # else one frame would overwrite the other
@@ -580,11 +580,36 @@ def _call(task: Callable[..., JobResult], job: ChunkJob, args: tuple) -> JobResu
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _check_safe_path(path: str, row: int, camera: str) -> None:
-    """Refuse an ``image_path`` that is absolute or climbs out of the root (a table must not write anywhere)."""
-    parts = PurePosixPath(path).parts
-    if not parts or path.startswith(("/", "\\")) or ".." in parts or "\\" in path or ":" in path:
-        msg = f"annotation table: image_path[{camera!r}][{row}] = {path!r} is not a relative path inside the root"
+def check_image_path(path: str, row: int, camera: str, images_dir: str = catalogue.IMAGES_DIR) -> None:
+    """Refuse an ``image_path`` that would write anything but a JPEG under the images folder.
+
+    A table names where each frame is written, so a hostile or broken table could otherwise replace
+    a video chunk, the table itself or a dotfile inside the root with a JPEG. Accepted: a relative
+    POSIX path below ``images_dir`` (itself relative to the root), no ``..`` or ``.`` part, no empty
+    part, no backslash, colon or control character (NUL included), ending in ``.jpg``.
+
+    Args:
+        path: the table's ``image_path`` cell.
+        row, camera: where it is in the table (for the message).
+        images_dir: the images folder relative to the dataset root (``images_unpacked``).
+
+    Raises:
+        BadInputError: one line naming the row, camera and path.
+    """
+    parts = path.split("/")
+    prefix = images_dir.strip("/").split("/")
+    why = None
+    if any(ord(c) < 32 or c in "\\:" for c in path) or path.startswith("/"):
+        why = "is not a relative POSIX path (absolute, or has a backslash, colon or control character)"
+    elif any(part in ("", ".", "..") for part in parts):
+        why = "has an empty, '.' or '..' part"
+    elif parts[: len(prefix)] != prefix or len(parts) <= len(prefix):
+        why = f"is not under {images_dir}/"
+    elif not path.endswith(".jpg") or parts[-1] == ".jpg":
+        why = "does not name a .jpg file"
+    if why is not None:
+        where = f"annotation table: image_path[{camera!r}][{row}] = {path[:200]!r}"
+        msg = f"{where} {why}; images go only under {images_dir}/"
         raise BadInputError(msg)
 
 

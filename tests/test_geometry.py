@@ -107,8 +107,10 @@ def test_project_any_leading_shape_and_nan_quietly():
     camera = make_cameras(seed=1)["Camera2"]
     points = make_mocap(24, seed=2).reshape(2, 3, 4, 20, 3)
     points[0, 0, 0, 0] = [np.inf, 0, 0]
-    camera_plane = -np.asarray(camera["TranslationVector"]).reshape(3) @ np.asarray(camera["RotationMatrix"]).T
-    points[0, 0, 0, 1] = camera_plane  # depth 0: the camera's own centre
+    # Put the camera centre at the world origin (t = 0), so the origin has p_cam = 0 @ R + 0 = 0 exactly,
+    # whatever the rounding or FMA of the matrix product: depth exactly 0, not merely close to it.
+    camera = {**camera, "TranslationVector": np.zeros_like(np.asarray(camera["TranslationVector"]))}
+    points[0, 0, 0, 1] = 0.0  # depth 0: the camera's own centre
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         projected = project(points, camera)
