@@ -6,10 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+REQUIREMENTS := $(wildcard requirements*.txt)
+
+# Every requirements file (runtime, extras, dev), then the toolkit itself, editable, without deps:
+# the rat7m-* commands land in .venv/bin and the dependency lists stay plain pip files.
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 test: $(STAMP)

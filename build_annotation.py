@@ -17,6 +17,9 @@ Exit codes: 0 done (all checks passed), 1 a check failed or the table could not 
 
 from __future__ import annotations
 
+import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+
+# isort: split
 import argparse
 import errno
 import logging
@@ -31,10 +34,13 @@ from rat7m.cli import (
     EXIT_FAILED,
     ArgumentParser,
     add_recordings_argument,
+    add_root_argument,
     add_verbosity_arguments,
+    check_writable,
     non_negative_float,
     positive_int,
     progress_enabled,
+    resolve_root,
     run_main,
     setup_logging,
 )
@@ -49,7 +55,7 @@ log = logging.getLogger("build_annotation")
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``build_annotation.py``."""
     parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
-    parser.add_argument("--root", type=Path, default=Path("."), help="dataset root (default: current folder)")
+    add_root_argument(parser)
     parser.add_argument("--out", type=Path, help=f"table to write (default: <root>/{catalogue.MINI_ANNOTATION_NAME})")
     parser.add_argument("--overwrite", action="store_true", help="replace the --out table if it exists")
     parser.add_argument(
@@ -121,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build (or with ``--check``, check) a table; the exit code says how it went."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    args.root = resolve_root(args.root, quiet=args.quiet or bool(args.check))  # a check names its table instead
     if args.check is not None:
         return _check(args)
     paths = find_mocap_files(args.root, args.recordings)
@@ -128,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out if args.out is not None else catalogue.mini_annotation_path(args.root)
     if out.exists() and not args.overwrite:
         raise BadInputError(f"{out} exists; use --overwrite to replace it, or --out to write elsewhere")
+    check_writable(out.parent, "the table", "pass --out PATH in a folder you can write")  # before the build
     table = build_table(
         paths, stride=args.stride, complete_only=args.complete_only, split=split, progress=progress_enabled(args)
     )

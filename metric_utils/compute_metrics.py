@@ -1,9 +1,12 @@
 """Score 3D keypoint predictions against the mini-RAT7M table: MPJPE, PA-MPJPE and N-MPJPE.
 
-Usage (from the dataset root, where the annotation table lives)::
+Usage (from any folder; the table is ``--gt_path``, else in ``--root``, else in ``$RAT7M_ROOT``, else here)::
 
     python metric_utils/compute_metrics.py --pred_path preds.csv
-    python -m metric_utils.compute_metrics --pred_path preds.npy --split test --save_dir metrics_output
+    rat7m-metrics --pred-path preds.npy --split test --save-dir metrics_output   # after pip install .
+
+Each flag has its documented spelling (``--pred_path``, ``--gt_path``, ``--save_dir``) and a
+hyphenated one (``--pred-path`` ...), like every other script's flags.
 
 Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
 60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
@@ -27,6 +30,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+
+# isort: split
 import argparse
 import io
 import json
@@ -41,7 +47,15 @@ import numpy as np
 
 from metric_utils.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 from rat7m import catalogue
-from rat7m.cli import ArgumentParser, add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import (
+    ArgumentParser,
+    add_root_argument,
+    add_verbosity_arguments,
+    check_writable,
+    resolve_root,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.table import load_annotation
@@ -353,6 +367,9 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
             f"predictions have {len(predicted)} rows but the {split!r} split of {gt_name} has {len(rows)} "
             f"samples; expected one row per sample, in table order, without a header"
         )
+        other = [s for s in ("test", "train", "all") if s != split and len(split_rows(table, s)) == len(predicted)]
+        if other:
+            msg += f"; {len(predicted)} is the size of the {other[0]!r} split: did you mean --split {other[0]}?"
         raise BadInputError(msg)
     columns = table["table"]
     target = np.asarray(columns["3D_keypoints"])[rows].astype(np.float64)
@@ -501,13 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The script's argument parser."""
     parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
     parser.add_argument(
-        "--pred_path", required=True, type=Path,
+        "--pred_path", "--pred-path", required=True, type=Path,
         help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3)",
     )  # fmt: skip
     parser.add_argument(
-        "--gt_path", type=Path, default=Path(catalogue.MINI_ANNOTATION_NAME),
-        help="mini-RAT7M annotation table (default: %(default)s in the current directory)",
+        "--gt_path", "--gt-path", type=Path,
+        help=f"mini-RAT7M annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})",
     )  # fmt: skip
+    add_root_argument(parser, what="dataset root holding the annotation table")
     parser.add_argument(
         "--split", choices=("test", "train", "all"), default="test",
         help="samples to score, chosen by the table's train_test column (default: %(default)s)",
@@ -516,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", choices=("all", *METRICS), default="all", help="metric(s) to report (default: %(default)s)"
     )
     parser.add_argument(
-        "--save_dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
+        "--save_dir", "--save-dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
         help="folder for the per-sample CSV, JSON summary, per-joint CSV and PNG (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
@@ -531,6 +549,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Score a prediction file; print the table and write the result files."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    if args.gt_path is None:
+        args.gt_path = catalogue.mini_annotation_path(resolve_root(args.root, quiet=args.quiet))
+    check_writable(args.save_dir, "results", "pass --save_dir DIR")  # before reading anything
     if not args.gt_path.is_file():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rat7m import catalogue
-from rat7m.cli import ArgumentParser, add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import ArgumentParser, add_root_argument, add_verbosity_arguments, resolve_root, run_main, setup_logging
 from rat7m.errors import BadInputError
 
 #: Camera parameter keys a table camera may carry, by what they mean (documentation and .mat spellings).
@@ -219,7 +219,7 @@ def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], boo
 def build_parser() -> argparse.ArgumentParser:
     """The doctor's command line."""
     parser = ArgumentParser(prog="python -m rat7m.doctor", description=__doc__)
-    parser.add_argument("--root", type=Path, default=Path("."), help="dataset root (default: current folder)")
+    add_root_argument(parser)
     parser.add_argument("--annotation", type=Path, help=f"table (default: <root>/{catalogue.MINI_ANNOTATION_NAME})")
     add_verbosity_arguments(parser)
     return parser
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the report; 0 if everything the table wants can be extracted, 1 if not."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    lines, ok = diagnose(args.root, args.annotation)
+    lines, ok = diagnose(resolve_root(args.root, quiet=True), args.annotation)  # the report names its root
     print("\n".join(lines))
     return 0 if ok else 1
 

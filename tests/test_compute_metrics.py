@@ -203,11 +203,15 @@ def test_split_comes_from_train_test_not_from_the_subject(small, capsys):
 
     code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--split", "all")
     assert code == 2 and "predictions have 30 rows but the 'all' split of" in err and "has 37 samples" in err
+    assert "30 is the size of the 'test' split: did you mean --split test?" in err  # the hint names the split
+    write_csv(root / "seven.csv", shifted(keypoints[5:12], np.full(7, 4.0)))
+    code, out, err = _run(capsys, "--pred-path", root / "seven.csv", "--gt-path", gt, "--save-dir", root / "o")
+    assert code == 2 and "did you mean --split train?" in err  # hyphenated spellings are the same flags
 
     (root / "file").write_text("")
     code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--save_dir", root / "file" / "o")
     assert code == 2 and f"cannot write results to {root / 'file' / 'o'}" in err
-    assert read_printed_row(out, "all")[1] == "30"  # the table was printed before the failed write
+    assert out == ""  # checked before any work: nothing scored or printed
 
 
 def test_reruns_overwrite_cleanly(small, capsys):

@@ -61,6 +61,8 @@ class VerificationRecord:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: Never write (``--verify`` of a read-only dataset: checking must not need write access).
+        self.read_only = False
         self.files: dict[str, Verified] = {}
         self.partials: dict[str, Partial] = {}
         self.extracted: dict[str, list[str]] = {}
@@ -139,6 +141,8 @@ class VerificationRecord:
         a verified file stays verified; the failure is said once and the next flush tries again.
         """
         with self._lock:
+            if self.read_only:
+                return
             if not self._dirty or (not force and time.monotonic() - self._last_flush < FLUSH_INTERVAL):
                 return
             data = {

@@ -282,7 +282,8 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
     client = client or HttpClient(maxsize=max(1, options.jobs))
     policy = retry_policy
     where = existing_ancestor(out)
-    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+    writable = where.is_dir() and os.access(where, os.W_OK | os.X_OK)
+    if not writable and not (options.dry_run or options.verify):  # those two only read: a read-only dataset is fine
         raise BadInputError(f"cannot write to --out {out}: {where} is not a folder we may write in")
     report = Report(out)
     record = VerificationRecord.load(out)
@@ -306,6 +307,13 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
             there = (out / cat.MINI_ANNOTATION_NAME).is_file()
             report.notes.append(f"{cat.MINI_ANNOTATION_NAME}: " + ("present" if there else
                                 "to fetch from Google Drive (not counted in the disk check)"))  # fmt: skip
+        return report
+    if not writable:  # --verify of a read-only dataset: hash what is there, fetch and record nothing
+        if report.needed or report.zip_jobs or options.mini_annotation:
+            msg = f"cannot write to --out {out}: {where} is read-only and files are missing; --verify only checks them"
+            raise BadInputError(msg)
+        record.read_only = True
+        _transfer(report, options, out, client, record, policy)
         return report
     check_disk_space(report.needed, report.free, report.disk_path)
     _check_writable(out)

@@ -228,7 +228,8 @@ class _FileJob:
                 md5 = md5_of_file(self.final, bar, self.stop)
         if md5 == self.file.md5:
             self.record.mark_verified(self.file.path, self.final, self.file.md5)
-            self.part.unlink(missing_ok=True)
+            if self.part.exists():  # unlink of a missing file still fails on a read-only folder (--verify there)
+                self.part.unlink(missing_ok=True)
             return True
         log.warning("%s: MD5 %s does not match the listing's %s; downloading it again", self.file.path, md5,
                     self.file.md5)  # fmt: skip
