@@ -537,6 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--save_dir", "--save-dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
         help="folder for the per-sample CSV, JSON summary, per-joint CSV and PNG (default: %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--report", action="store_true",
+        help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples",
+    )  # fmt: skip
     add_verbosity_arguments(parser)
     return parser
 
@@ -563,6 +567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise BadInputError(f"cannot write results to {args.save_dir}: {exc.strerror or exc}") from None
     print(f"wrote {', '.join(str(p) for p in paths)}")
+    if args.report:
+        from rat7m.render.report import write_report  # lazy: only the report needs the renderer
+
+        print(f"wrote {write_report(args.save_dir)}")
     return 0
 
 
