@@ -13,7 +13,7 @@ import os
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="fuzzing needs hypothesis (requirements-dev.txt)")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from rat7m import catalogue as cat  # noqa: E402
@@ -53,6 +53,8 @@ def _check_selected(files: list[listing.RemoteFile]) -> None:
 
 @FUZZ
 @given(st.lists(entries | json_values, max_size=8), st.lists(entries | json_values, max_size=8))
+@example([], [{"name": "mocap-s1-d1.mat", "size": 0, "id": 0, "download_url": "http://127.0.0.1/x",
+               "computed_md5": None, "supplied_md5": None, "status": []}])  # a list status was a TypeError
 def test_listing_parser_gives_files_or_our_error(article_files, page):
     """Article JSON and a page of the files endpoint, as the listing code reads them."""
     for kind, article in (("annotations", cat.ANNOTATION_ARTICLE), ("videos", S1.video_article)):

@@ -216,7 +216,7 @@ def _refusal(entry: dict) -> str | None:
     if entry.get("is_link_only"):
         return "it is a link to elsewhere (is_link_only), not a file on Figshare"
     status = entry.get("status")
-    if status is not None and status not in AVAILABLE_STATUSES:
+    if status is not None and not (isinstance(status, str) and status in AVAILABLE_STATUSES):
         return f"its status is {str(status)[:40]!r}, not available"
     return None
 
