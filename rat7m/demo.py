@@ -83,6 +83,8 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     _step("extract_frames.py: the table's frames as JPEGs",
           [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
 
+    exports = export_step(dataset, table, out / "exports", quiet)  # issue 15: every training format
+
     predictions = out / "predictions_test.csv"
     n = write_noisy_predictions(table, predictions, seed=seed)
     print(f"\n== wrote {n} noisy test-split predictions ({PREDICTION_NOISE_MM} mm noise) to {predictions}")
@@ -101,6 +103,7 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         {"TABLE_PATH": str(table), "DATASET_ROOT": str(dataset), "SEED": seed, "FIGURE_DIR": str(figures)},
         cwd=REPO,
     )
+    rendered = _render_step(out, dataset, table, predictions, metrics, quiet)
     made = {
         "dataset": dataset,
         "table": table,
@@ -110,11 +113,45 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         "notebook": notebook,
         "notebook_html": notebook.with_suffix(".html"),
         "figures": figures,
+        "exports": exports,
+        **rendered,
     }
     print("\n== demo done; everything is under", out)
     for name, path in made.items():
         print(f"   {name:14s} {path}")
     return made
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering (issue 17): the scoring run's report and a labelled video of one camera
+
+
+def _render_step(out: Path, dataset: Path, table: Path, predictions: Path, metrics: Path,
+                 quiet: bool) -> dict[str, Path]:  # fmt: skip
+    """Write ``metrics/report.html`` and a labelled video of the first test recording's Camera1."""
+    python = sys.executable
+    _step("rat7m.render report: one HTML page for the scoring run",
+          [python, "-m", "rat7m.render", "report", "--metrics_dir", metrics, "--root", dataset], quiet)  # fmt: skip
+    recording = next(r for r in catalogue.RECORDINGS if r.split == "test")
+    columns = load_annotation(table)["table"]
+    mine = (np.asarray(columns["subject_idx"]) == recording.subject) & (np.asarray(columns["day_idx"]) == recording.day)
+    frames = np.asarray(columns["frame_idx"]["Camera1"])[mine]
+    video = out / f"labelled_{recording.name}_camera1.mp4"
+    _step(f"rat7m.render video: {recording.name} Camera1 with ground truth and prediction", [
+        python, "-m", "rat7m.render", "video", "--root", dataset, "--recording", recording.name, "--camera", "1",
+        "--start", "0", "--stop", int(min(frames.max() + 1, 120)), "--gt_path", table, "--pred_path", predictions,
+        "--fps", "30", "--out", video, *(["--quiet"] if quiet else []),
+    ], quiet)  # fmt: skip
+    return {"report": metrics / "report.html", "labelled_video": video}
+
+
+def export_step(dataset: Path, table: Path, out: Path, quiet: bool) -> Path:
+    """``export.py all``: the table in every training format whose library is installed (issue 15)."""
+    _step("export.py all: COCO/MMPose, DeepLabCut, YOLO, SLEAP, anipose, DANNCE", [
+        sys.executable, "export.py", "all", "--root", dataset, "--annotation", table, "--out", out,
+        "--allow-skew", "--overwrite", "--quiet",
+    ], quiet)  # fmt: skip
+    return out
 
 
 def build_parser() -> ArgumentParser:

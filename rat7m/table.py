@@ -114,7 +114,8 @@ def _check_column(value: Any, n: int, tail: tuple[int, ...], kind: str, source: 
 
 def _camera_names(value: Any, source: str) -> list[str]:
     names = list(value) if isinstance(value, (np.ndarray, list, tuple)) else None
-    if names is None or np.ndim(value) != 1 or not names or not all(isinstance(v, str) for v in names):
+    # all-str items make a list 1-D; np.ndim on a ragged list would raise instead of answering
+    if names is None or not names or not all(isinstance(v, str) for v in names) or np.ndim(value) != 1:
         raise _fail(source, "camera_names", "a non-empty 1-D array of camera names", _describe(value))
     unknown = [v for v in names if v not in catalogue.CAMERA_NAMES]
     if unknown or len(set(names)) != len(names):
