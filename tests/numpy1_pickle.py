@@ -14,7 +14,7 @@ import io
 import pickle
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class Numpy1Pickler(pickle._Pickler):
         super().save_global(obj, name)
 
     # the base class binds Python functions (numpy's _frombuffer) to its own save_global
-    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
     dispatch[types.FunctionType] = save_global
 
 
