@@ -10,8 +10,8 @@
 Images go to ``<images-root>/<image_path>`` exactly as the table says (``--images-root`` defaults
 to the dataset root; ``--root`` defaults to ``$RAT7M_ROOT``, else the current folder). Reruns skip complete images, so a
 killed run resumes; faults (missing or truncated chunks) are listed at the end. With PyAV installed
-(``pip install av``) decoding skips unwanted non-reference frames and is faster; both decoders are
-frame-exact.
+(``pip install av``) decoding skips unwanted non-reference frames of chunks with B-frames; chunks
+without (the rig's capture encoding) go to OpenCV, which is faster there. Both are frame-exact.
 
 Exit codes: 0 every image done (or verified), 1 some images failed (listed with the reason),
 2 bad arguments or a missing table or video folder.
@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoder",
         choices=DECODERS,
         default="auto",
-        help="video decoder: pyav (faster: skips unwanted non-reference frames; pip install av), opencv, "
-        "or auto: pyav if installed, else opencv (default: auto)",
+        help="video decoder: pyav (skips unwanted non-reference frames; pip install av), opencv, or auto: "
+        "per chunk, pyav if installed and the chunk has B-frames, else opencv (default: auto)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--verify", action="store_true", help="only check that every image exists and decodes")
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         shard = extract.shard_from_environment(os.environ)
     if not args.verify:
-        log.info("decoding with %s", "PyAV" if decoder == "pyav" else "OpenCV")
+        log.info("decoding with %s", "OpenCV" if decoder == "opencv" else "PyAV or OpenCV, chosen per chunk")
     recordings = args.recordings or catalogue.RECORDINGS
     cameras = args.cameras or catalogue.CAMERA_NAMES
 
@@ -176,13 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             quality=args.quality,
             overwrite=args.overwrite,
             progress=progress,
-            decoder=decoder,
+            decoder=args.decoder,
         )
         seconds = max(summary.seconds, 1e-9)
         totals = (
             f"extract: {summary.images} images: {summary.written} written, {summary.skipped} skipped, "
             f"{len(summary.failures)} failed in {summary.seconds:.1f} s ({summary.written / seconds:.1f} images/s; "
-            f"{summary.decoded} video frames read by {decoder}, {summary.decoded / seconds:.1f} frames/s)"
+            f"{summary.decoded} video frames read by {summary.decoded_by}, {summary.decoded / seconds:.1f} frames/s)"
         )
     if shard is not None:
         print(shard_line)

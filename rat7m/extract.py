@@ -3,8 +3,9 @@
 The table says, for every sample and camera, which video frame is wanted (``frame_idx``) and where
 its image goes (``image_path``, relative to the dataset root). Extraction is planned per video
 chunk: the wanted frames of a chunk are the union over the table's rows, each chunk is decoded
-once from its start to its last wanted frame (with PyAV when installed, skipping unwanted
-non-reference frames; else with OpenCV: see :mod:`rat7m.video`), and chunks are spread over a
+once from its start to its last wanted frame (the decoder chosen per chunk: PyAV, skipping
+unwanted non-reference frames, where the stream has B-frames and PyAV is installed; else OpenCV's
+``grab()``: see :mod:`rat7m.video`), and chunks are spread over a
 process pool (one decoder thread per process: on a busy machine that beats frame threads inside
 one process).
 
@@ -46,7 +47,7 @@ from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
-from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames, resolve_decoder
+from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class JobResult:
     skipped: int = 0  # already complete (extraction)
     verified: int = 0  # present, complete and decodable (verification)
     decoded: int = 0
+    decoder: str = ""  # which decoder read the chunk ("" if none was opened)
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -151,14 +153,24 @@ class Summary:
     decoded: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
+    decoders: dict[str, int] = field(default_factory=dict)  # chunks read by each decoder
 
     def add(self, result: JobResult) -> None:
         """Add one job's result."""
+        if result.decoder:
+            self.decoders[result.decoder] = self.decoders.get(result.decoder, 0) + 1
         self.written += result.written
         self.skipped += result.skipped
         self.verified += result.verified
         self.decoded += result.decoded
         self.failures.extend(result.failures)
+
+    @property
+    def decoded_by(self) -> str:
+        """Which decoder read the chunks: ``pyav``, ``opencv``, or ``opencv (12 chunks) and pyav (6 chunks)``."""
+        if len(self.decoders) <= 1:
+            return next(iter(self.decoders), "no decoder")
+        return " and ".join(f"{name} ({count} chunks)" for name, count in sorted(self.decoders.items()))
 
 
 # --------------------------------------------------------------------------------------------- planning
@@ -366,12 +378,13 @@ def extract(
         quality: JPEG quality, 0-100.
         overwrite: redo images that already exist.
         progress: show a tqdm bar over images.
-        decoder: ``auto`` (PyAV if installed, else OpenCV), ``opencv`` or ``pyav``; both are frame-exact.
+        decoder: ``auto`` (per chunk: PyAV if installed and the stream has B-frames, else OpenCV; see
+            :func:`rat7m.video.choose_decoder`), ``opencv`` or ``pyav``; both are frame-exact.
 
     Raises:
         BadInputError: ``decoder`` is unknown, or ``pyav`` while PyAV is not installed.
     """
-    decoder = resolve_decoder(decoder)  # once, here: a missing PyAV is bad input, not a fault per chunk
+    resolve_decoder(decoder)  # once, here: a missing PyAV is bad input, not a fault per chunk
     threads = 1 if processes > 1 and len(jobs) > 1 else None  # a process per core: one decoder thread each
     args = (str(root), quality, overwrite, threads, decoder)
     return _run(_extract_job, jobs, args, processes, progress, "extract", partial(_unfinished, root=str(root)))
@@ -426,8 +439,10 @@ def _extract_job(
         return result
     start = job.chunk.start
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    result.decoder = choose_decoder(job.chunk.path, decoder)
     try:
-        for offset, image in read_frames(job.chunk.path, [f - start for f in sorted(todo)], threads, decoder):
+        offsets = [f - start for f in sorted(todo)]
+        for offset, image in read_frames(job.chunk.path, offsets, threads, result.decoder):
             result.decoded = offset + 1
             ok, buffer = cv2.imencode(".jpg", image, params)
             for target in todo.pop(start + offset):
