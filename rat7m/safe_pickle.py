@@ -233,13 +233,18 @@ def _load_build(self: _SafeUnpickler) -> None:
 #: Deepest nesting of tuples and frozensets accepted in a dict key or set item. Hashing a deeper
 #: one recurses in C without a guard (a tuple nested 10^6 deep crashes the process).
 MAX_KEY_DEPTH = 64
+#: Most tuples and frozensets a dict key or set item may hold, counting a shared sub-tuple once per
+#: place it appears: a tuple's hash is not cached, so hashing walks every path, and 60 levels of
+#: ``t = (t, t)`` (a few hundred bytes of pickle) would take 2^60 steps. A table's keys hold none.
+MAX_KEY_SIZE = 100_000
 
 
 def _check_depth(self: _SafeUnpickler, value: Any) -> None:
-    """Refuse a hashable value nested deeper than :data:`MAX_KEY_DEPTH`, before anything hashes it.
+    """Refuse a hashable value nested deeper than :data:`MAX_KEY_DEPTH`, or larger than
+    :data:`MAX_KEY_SIZE` as hashing would walk it, before anything hashes it.
 
-    Depths are computed once per object (post-order, cached by id), so shared sub-tuples are not
-    walked again and the walk stops as soon as a path is too deep.
+    Depths and sizes are computed once per object (post-order, cached by id), so shared sub-tuples
+    are not walked again and the walk stops as soon as a path is too deep.
     """
     nested = (tuple, frozenset)
     if type(value) not in nested or id(value) in self._depths:
@@ -250,8 +255,13 @@ def _check_depth(self: _SafeUnpickler, value: Any) -> None:
         if id(item) in self._depths:
             continue
         if children_done:
-            below = [self._depths[id(c)] for c in item if type(c) in nested]
-            self._depths[id(item)] = 1 + max(below, default=0)
+            children = [id(c) for c in item if type(c) in nested]
+            self._depths[id(item)] = 1 + max((self._depths[c] for c in children), default=0)
+            size = self._sizes[id(item)] = 1 + sum(self._sizes[c] for c in children)
+            if size > MAX_KEY_SIZE:
+                raise UnsafePickleError(
+                    f"refusing a dict key or set item made of more than {MAX_KEY_SIZE} nested tuples or frozensets"
+                )
             self._keep.append(item)
             continue
         if depth > MAX_KEY_DEPTH:
@@ -293,6 +303,7 @@ class _SafeUnpickler(pickle._Unpickler):
         super().__init__(*args, **kwargs)
         self._built: set[int] = set()
         self._depths: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps checked objects alive, so their ids stay theirs
 
     def find_class(self, module: str, name: str) -> Any:

@@ -66,6 +66,11 @@ HOSTILE = {
         b"\x80\x04(" + b")" + b"\x85" * DEEP + b"\x91.",
         "refusing a dict key or set item nested more than 64 deep",
     ),
+    # 60 levels of t = (t, t): shallow enough, but hashing a tuple walks all 2^60 paths (a hang)
+    "shared tuples doubling as a dict key": (
+        b"\x80\x02}" + b")" + b"2\x86" * 60 + b"K\x01s.",
+        "refusing a dict key or set item made of more than 100000 nested tuples or frozensets",
+    ),
 }
 
 
