@@ -4,6 +4,12 @@ Usage (from the dataset root, where the annotation table lives)::
 
     python metric_utils/compute_metrics.py --pred_path preds.csv
     python -m metric_utils.compute_metrics --pred_path preds.npy --split test --save_dir metrics_output
+    python metric_utils/compute_metrics.py --pred2d preds2d.csv --triangulate   # 2D per camera, and 3D
+
+2D predictions (``--pred2d``): one CSV row per (sample, camera) in table order,
+``sample,camera,x1,y1,...,x20,y20`` (or ``x1,y1,c1,...`` with a confidence per joint), or an ``.npz``
+of shape (N, 6, 20, 2 or 3); see ``metric_utils/pred2d.py``. Prints pixel MPJPE, PCK and OKS AP/AR
+per camera; ``--triangulate`` also scores the views triangulated to 3D like a ``--pred_path`` file.
 
 Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
 60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
@@ -404,9 +410,15 @@ def write_outputs(result: Evaluation, summary: dict[str, Any], save_dir: Path) -
 def build_parser() -> argparse.ArgumentParser:
     """The script's argument parser."""
     parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
-    parser.add_argument(
-        "--pred_path", required=True, type=Path,
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument(
+        "--pred_path", type=Path,
         help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3)",
+    )  # fmt: skip
+    kind.add_argument(
+        "--pred2d", type=Path,
+        help="2D predictions: CSV rows 'sample,camera,x1,y1,...,x20,y20' (optionally x,y,c per joint), one per "
+        "sample and camera in table order, or .npz of (N, 6, 20, 2|3)",
     )  # fmt: skip
     parser.add_argument(
         "--gt_path", type=Path, default=Path(catalogue.MINI_ANNOTATION_NAME),
@@ -423,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--save_dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
         help="folder for the per-sample CSV, JSON summary, per-joint CSV and PNG (default: %(default)s)",
     )  # fmt: skip
+    from metric_utils import score2d  # lazy: it imports this module
+
+    score2d.add_arguments(parser)
     add_verbosity_arguments(parser)
     return parser
 
@@ -434,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.gt_path.is_file():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)
+    if args.pred2d is not None or args.triangulate:
+        from metric_utils import score2d
+
+        return score2d.run(args, load_annotation(args.gt_path))
     predicted = read_predictions(args.pred_path)
     table = load_annotation(args.gt_path)
     names = tuple(METRICS) if args.metric == "all" else (args.metric,)
