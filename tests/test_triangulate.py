@@ -73,7 +73,8 @@ def test_either_spelling_of_the_camera_fields_gives_the_same_points():
     lower = [{("rotationMatrix" if k == "RotationMatrix" else "translationVector" if k == "TranslationVector" else k): v
               for k, v in c.items()} for c in cameras]  # fmt: skip
     assert "RotationMatrix" not in lower[0] and canonical_camera(lower[0]).keys() == canonical_camera(cameras[0]).keys()
-    np.testing.assert_array_equal(triangulate(views(X, cameras), lower).points, triangulate(views(X, cameras), cameras).points)
+    pixels = views(X, cameras)
+    np.testing.assert_array_equal(triangulate(pixels, lower).points, triangulate(pixels, cameras).points)
 
 
 def _expected_squared_error(X: np.ndarray, cameras: list[dict], sigma: float) -> np.ndarray:
