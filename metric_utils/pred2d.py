@@ -110,7 +110,8 @@ def _read_csv(path: Path, n_samples: int, camera_names: list[str]) -> np.ndarray
         cells = line.split(",", 2)
         number = index + first
         if len(cells) < 3:
-            separator = cm._other_separator(line)
+            # the label cells are not numbers, so the 3D reader's separator sniffing does not apply
+            separator = next((s for s in (";", "\t", " ") if s in line.strip()), None)
             if separator is not None:
                 raise BadInputError(f"{path} line {number}: values must be comma-separated (found {separator!r})")
             raise BadInputError(f"{path} line {number} has {len(cells)} columns; expected sample,camera,x1,y1,...")
