@@ -180,24 +180,37 @@ def oks_ap(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | N
         gt = COCO()
         gt.dataset = dataset
         gt.createIndex()
-        dt = gt.loadRes(copy.deepcopy(results))
-        evaluator = COCOeval(gt, dt, iouType="keypoints")
+        evaluator = COCOeval(gt, gt.loadRes(results), iouType="keypoints")
         evaluator.params.kpt_oks_sigmas = np.asarray(catalogue.KEYPOINT_SIGMAS)
         evaluator.params.areaRng, evaluator.params.areaRngLbl = [[0.0, 1e12]], ["all"]
-        all_ids = sorted(gt.getImgIds())
-
-        def run(image_ids: list[int]) -> dict[str, float | None]:
-            evaluator.params.imgIds = image_ids
-            evaluator.evaluate()
-            evaluator.accumulate()
-            return _summarise_eval(evaluator)
-
-        per_camera = []
-        for v in range(V):
-            ids = [i for i in all_ids if (i - 1) % V == v]
-            per_camera.append(run(ids) if ids else {"ap": None, "ap50": None, "ap75": None, "ar": None})
-        overall = run(all_ids)
+        evaluator.params.imgIds = sorted(gt.getImgIds())
+        evaluator.evaluate()  # image by image in Python: the slow part (~0.3 ms an image)
+        evaluator.accumulate()
+        overall = _summarise_eval(evaluator)
+        per_camera = [_accumulate_subset(evaluator, v, V) for v in range(V)]
     return {"cameras": per_camera, "all": overall}
+
+
+def _accumulate_subset(evaluator: Any, view: int, n_views: int) -> dict[str, float | None]:
+    """AP/AR of one camera's images from the evaluation already done, without evaluating again.
+
+    With one category and one area range, ``evalImgs[i]`` is the result of ``imgIds[i]``; accumulating
+    over a subset is done by giving ``accumulate`` that subset as both the evaluated and the wanted
+    images (its own subset selection indexes ``evalImgs`` by position in the wanted list, which is
+    only right when the two lists are the same).
+    """
+    params, evaluated, images = evaluator._paramsEval, evaluator.evalImgs, evaluator._paramsEval.imgIds
+    keep = [i for i, image_id in enumerate(images) if (image_id - 1) % n_views == view]
+    if not keep:
+        return {"ap": None, "ap50": None, "ap75": None, "ar": None}
+    subset = copy.deepcopy(params)
+    subset.imgIds = [images[i] for i in keep]
+    try:
+        evaluator._paramsEval, evaluator.evalImgs = subset, [evaluated[i] for i in keep]
+        evaluator.accumulate(copy.deepcopy(subset))
+        return _summarise_eval(evaluator)
+    finally:
+        evaluator._paramsEval, evaluator.evalImgs = params, evaluated
 
 
 def format_2d(result: dict[str, Any]) -> str:

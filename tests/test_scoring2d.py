@@ -147,14 +147,18 @@ def test_ap_equals_pycocotools_run_the_ordinary_way_on_files(saved, tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(dataset))
     (tmp_path / "dt.json").write_text(json.dumps(results))
     gt = COCO(str(tmp_path / "gt.json"))
-    evaluator = COCOeval(gt, gt.loadRes(str(tmp_path / "dt.json")), iouType="keypoints")
-    evaluator.params.kpt_oks_sigmas = np.array(catalogue.KEYPOINT_SIGMAS)
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-    ours = score_2d(pred, target, CAMS, confidence)["all"]
-    stats = evaluator.stats  # AP, AP50, AP75, APm, APl, AR, ...
-    assert [ours["ap"], ours["ap50"], ours["ap75"], ours["ar"]] == pytest.approx(stats[[0, 1, 2, 5]], abs=1e-12)
+    ours = score_2d(pred, target, CAMS, confidence)
+    for camera in (None, 1, 5):  # all images, then the images of one camera (image id = 6 n + camera + 1)
+        evaluator = COCOeval(gt, gt.loadRes(str(tmp_path / "dt.json")), iouType="keypoints")
+        evaluator.params.kpt_oks_sigmas = np.array(catalogue.KEYPOINT_SIGMAS)
+        if camera is not None:
+            evaluator.params.imgIds = [i for i in gt.getImgIds() if (i - 1) % 6 == camera]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        group = ours["all"] if camera is None else ours["cameras"][CAMS[camera]]
+        stats = evaluator.stats  # AP, AP50, AP75, APm, APl, AR, ...
+        assert [group["ap"], group["ap50"], group["ap75"], group["ar"]] == pytest.approx(stats[[0, 1, 2, 5]], abs=1e-12)
 
 
 def test_confidence_ranks_detections(saved):
