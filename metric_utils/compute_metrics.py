@@ -413,12 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument(
         "--pred_path", type=Path,
-        help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3)",
+        help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3) "
+        "(no default: give this or --pred2d)",
     )  # fmt: skip
     kind.add_argument(
         "--pred2d", type=Path,
         help="2D predictions: CSV rows 'sample,camera,x1,y1,...,x20,y20' (optionally x,y,c per joint), one per "
-        "sample and camera in table order, or .npz of (N, 6, 20, 2|3)",
+        "sample and camera in table order, or .npz of (N, 6, 20, 2|3) (no default: give this or --pred_path)",
     )  # fmt: skip
     parser.add_argument(
         "--gt_path", type=Path, default=Path(catalogue.MINI_ANNOTATION_NAME),

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inlier_px", type=float, default=20.0,
                         help="with --robust: reprojection radius (px) of an agreeing view (default: %(default)s)")
     parser.add_argument("--triangulated_out", type=Path, default=None,
-                        help="with --triangulate: also write the 3D points as the N x 60 CSV (or .npy) of --pred_path")
+                        help="with --triangulate: also write the 3D points as the N x 60 CSV (or .npy) of --pred_path "
+                        "(default: not written)")
 
 
 def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
