@@ -117,6 +117,8 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     _step("extract_frames.py: the table's frames as JPEGs",
           [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
 
+    exports = export_step(dataset, table, out / "exports", quiet)  # issue 15: every training format
+
     predictions = out / "predictions_test.csv"
     n = write_noisy_predictions(table, predictions, seed=seed)
     print(f"\n== wrote {n} noisy test-split predictions ({PREDICTION_NOISE_MM} mm noise) to {predictions}")
@@ -147,11 +149,21 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         "notebook": notebook,
         "notebook_html": notebook.with_suffix(".html"),
         "figures": figures,
+        "exports": exports,
     }
     print("\n== demo done; everything is under", out)
     for name, path in made.items():
         print(f"   {name:14s} {path}")
     return made
+
+
+def export_step(dataset: Path, table: Path, out: Path, quiet: bool) -> Path:
+    """``export.py all``: the table in every training format whose library is installed (issue 15)."""
+    _step("export.py all: COCO/MMPose, DeepLabCut, YOLO, SLEAP, anipose, DANNCE", [
+        sys.executable, "export.py", "all", "--root", dataset, "--annotation", table, "--out", out,
+        "--allow-skew", "--overwrite", "--quiet",
+    ], quiet)  # fmt: skip
+    return out
 
 
 def build_parser() -> ArgumentParser:
