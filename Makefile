@@ -6,10 +6,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+REQUIREMENTS := $(wildcard requirements*.txt)
+
+# Every requirements file (runtime, extras, dev), then the toolkit itself, editable, without deps:
+# the rat7m-* commands land in .venv/bin and the dependency lists stay plain pip files.
+# aniposelib (reads back the anipose export in the tests) goes in without its deps: it asks for the
+# desktop opencv-contrib-python, which would overwrite our headless cv2 and needs libGL; numba and
+# toml, which it imports, are in requirements-dev.txt.
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps "aniposelib>=0.5"
 	touch $(STAMP)
 
 test: $(STAMP)

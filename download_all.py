@@ -16,6 +16,9 @@ summary; rerun to retry them), 2 bad arguments or an unusable --out folder.
 
 from __future__ import annotations
 
+import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+
+# isort: split
 import argparse
 import logging
 import sys
@@ -28,7 +31,9 @@ from rat7m.cli import (
     ArgumentParser,
     add_cameras_argument,
     add_recordings_argument,
+    add_root_argument,
     add_verbosity_arguments,
+    resolve_root,
     run_main,
     setup_logging,
 )
@@ -44,7 +49,7 @@ MAX_JOBS = 32
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``download_all.py``."""
     parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("."), help="dataset folder (default: current folder)")
+    add_root_argument(parser, "--out", "dataset folder")
     parser.add_argument("--api-url", default=cat.FIGSHARE_API_URL, help="Figshare API root (default: %(default)s)")
     parser.add_argument("--zip-url", default=ZIP_URL, help="Figshare whole-article zip root, for --via-zip "
                         "(default: %(default)s)")  # fmt: skip
@@ -76,6 +81,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespa
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.out = resolve_root(args.out, "--out", args.quiet)
     if not 1 <= args.jobs <= MAX_JOBS:
         parser.error(f"--jobs must be between 1 and {MAX_JOBS}, not {args.jobs}")
     for name in ("api_url", "zip_url", "drive_url"):

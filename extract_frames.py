@@ -5,11 +5,13 @@
     python extract_frames.py --shard 3/16          # one of 16 independent jobs (SLURM arrays: automatic)
     python extract_frames.py --verify              # check every image exists and decodes
     python extract_frames.py --decoder opencv      # do not use PyAV even if it is installed
+    python extract_frames.py --root /shared/rat7m --images-root /scratch/rat7m   # read-only dataset
 
-Images go to ``<root>/<image_path>`` exactly as the table says. Reruns skip complete images, so a
+Images go to ``<images-root>/<image_path>`` exactly as the table says (``--images-root`` defaults
+to the dataset root; ``--root`` defaults to ``$RAT7M_ROOT``, else the current folder). Reruns skip complete images, so a
 killed run resumes; faults (missing or truncated chunks) are listed at the end. With PyAV installed
-(``pip install av``) decoding skips unwanted non-reference frames and is faster; both decoders are
-frame-exact.
+(``pip install av``) decoding skips unwanted non-reference frames of chunks with B-frames; chunks
+without (the rig's capture encoding) go to OpenCV, which is faster there. Both are frame-exact.
 
 Exit codes: 0 every image done (or verified), 1 some images failed (listed with the reason),
 2 bad arguments or a missing table or video folder.
@@ -17,6 +19,9 @@ Exit codes: 0 every image done (or verified), 1 some images failed (listed with 
 
 from __future__ import annotations
 
+import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+
+# isort: split
 import argparse
 import logging
 import os
@@ -30,12 +35,16 @@ from rat7m.cli import (
     ArgumentParser,
     add_cameras_argument,
     add_recordings_argument,
+    add_root_argument,
     add_verbosity_arguments,
+    check_writable,
     positive_int,
     progress_enabled,
+    resolve_root,
     run_main,
     setup_logging,
 )
+from rat7m.doctor import hint
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 from rat7m.video import DECODERS, ChunkIndex, quiet_decoder_logs, resolve_decoder
@@ -56,11 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--annotation", type=Path, help=f"annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})"
     )
+    add_root_argument(parser, what=f"dataset root: holds {catalogue.VIDEO_DIR}/ and the table; may be read-only")
     parser.add_argument(
-        "--root",
+        "--images-root",
         type=Path,
-        default=Path("."),
-        help=f"dataset root: holds {catalogue.VIDEO_DIR}/ and receives the images (default: .)",
+        help="where the images go: each at IMAGES_ROOT/<image_path> (default: the dataset root); use it when the "
+        "dataset is on read-only storage, and pass the same folder to MiniRat7m(images_root=...)",
     )
     add_recordings_argument(parser, default="every recording in the table")
     add_cameras_argument(parser)
@@ -87,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoder",
         choices=DECODERS,
         default="auto",
-        help="video decoder: pyav (faster: skips unwanted non-reference frames; pip install av), opencv, "
-        "or auto: pyav if installed, else opencv (default: auto)",
+        help="video decoder: pyav (skips unwanted non-reference frames; pip install av), opencv, or auto: "
+        "per chunk, pyav if installed and the chunk has B-frames, else opencv (default: auto)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--verify", action="store_true", help="only check that every image exists and decodes")
@@ -102,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args)
+    args.root = resolve_root(args.root, quiet=args.quiet)
+    images_root = args.images_root if args.images_root is not None else args.root
     if not args.verbose:
         quiet_decoder_logs()  # the summary says which frames failed and why; -v shows FFmpeg's own words
     if not 1 <= args.quality <= 100:
@@ -118,15 +130,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         shard = extract.shard_from_environment(os.environ)
     if not args.verify:
-        log.info("decoding with %s", "PyAV" if decoder == "pyav" else "OpenCV")
+        log.info("decoding with %s", "OpenCV" if decoder == "opencv" else "PyAV or OpenCV, chosen per chunk")
     recordings = args.recordings or catalogue.RECORDINGS
     cameras = args.cameras or catalogue.CAMERA_NAMES
 
     table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
     video_dir = args.root / catalogue.VIDEO_DIR
     if not args.verify and not video_dir.is_dir():
-        raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
-    all_jobs = extract.plan_jobs(table, ChunkIndex.from_dir(video_dir), recordings, cameras)
+        msg = f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)"
+        msg += f" {hint(args.root)}"
+        raise BadInputError(msg)
+    index = ChunkIndex.from_dir(video_dir)
+    all_jobs = extract.plan_jobs(table, index, recordings, cameras)
     del table  # the plan is all that is needed; a full table holds hundreds of MB
     jobs = all_jobs if shard is None else extract.shard_jobs(all_jobs, shard[0], shard[1])
     if not all_jobs:
@@ -135,13 +150,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         owned = ", ".join(job.name for job in jobs)
         shard_line = f"shard {shard[0]}/{shard[1]} ({shard[2]}): {len(jobs)} of {len(all_jobs)} chunks: {owned}"
 
+    partial = extract.partial_download_hint(all_jobs, index, cameras)
     if args.dry_run:
         if shard is not None:
             print(shard_line)
-        return _dry_run(jobs, args.root, args.overwrite)
+        code = _dry_run(jobs, images_root, args.overwrite)
+        if partial:
+            print(partial)
+        return code
+    if not args.verify:  # before any decoding: a read-only images root fails now, not once per image
+        elsewhere = "pass --images-root DIR to write them elsewhere (the dataset may stay read-only)"
+        check_writable(images_root, "images", elsewhere)
     progress = progress_enabled(args)
     if args.verify:
-        summary = extract.verify(jobs, args.root, processes=args.jobs, progress=progress)
+        summary = extract.verify(jobs, images_root, processes=args.jobs, progress=progress)
         totals = (
             f"verify: {summary.images} images checked: {summary.verified} good, {len(summary.failures)} missing "
             f"or broken ({summary.seconds:.1f} s)"
@@ -149,18 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         summary = extract.extract(
             jobs,
-            args.root,
+            images_root,
             processes=args.jobs,
             quality=args.quality,
             overwrite=args.overwrite,
             progress=progress,
-            decoder=decoder,
+            decoder=args.decoder,
         )
         seconds = max(summary.seconds, 1e-9)
         totals = (
             f"extract: {summary.images} images: {summary.written} written, {summary.skipped} skipped, "
             f"{len(summary.failures)} failed in {summary.seconds:.1f} s ({summary.written / seconds:.1f} images/s; "
-            f"{summary.decoded} video frames read by {decoder}, {summary.decoded / seconds:.1f} frames/s)"
+            f"{summary.decoded} video frames read by {summary.decoded_by}, {summary.decoded / seconds:.1f} frames/s)"
         )
     if shard is not None:
         print(shard_line)
@@ -168,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary.failures:
         print(f"failed: {len(summary.failures)} images (recording camera: count (why): frames)")
         print("\n".join(extract.format_failures(summary.failures)))
+        if partial:
+            print(partial)
         return EXIT_FAILED
     return 0
 
@@ -177,7 +201,7 @@ def _load_table(path: Path) -> dict:
     if not path.is_file():
         msg = (
             f"no annotation table at {path}; download the official one, build one with "
-            "python build_annotation.py, or pass --annotation PKL"
+            f"python build_annotation.py, or pass --annotation PKL {hint(path.parent)}"
         )
         raise BadInputError(msg)
     return load_annotation(path)

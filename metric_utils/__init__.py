@@ -1,5 +1,5 @@
 """RAT7M evaluation: per-sample pose metrics (``metrics``) and the ``compute_metrics`` script."""
 
-from metric_utils.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
+from metric_utils.metrics import MAX_MAGNITUDE, joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 
-__all__ = ["joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe"]
+__all__ = ["MAX_MAGNITUDE", "joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe"]

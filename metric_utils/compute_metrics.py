@@ -1,10 +1,13 @@
 """Score 3D keypoint predictions against the mini-RAT7M table: MPJPE, PA-MPJPE and N-MPJPE.
 
-Usage (from the dataset root, where the annotation table lives)::
+Usage (from any folder; the table is ``--gt_path``, else in ``--root``, else in ``$RAT7M_ROOT``, else here)::
 
     python metric_utils/compute_metrics.py --pred_path preds.csv
-    python -m metric_utils.compute_metrics --pred_path preds.npy --split test --save_dir metrics_output
+    rat7m-metrics --pred-path preds.npy --split test --save-dir metrics_output   # after pip install .
     python metric_utils/compute_metrics.py --pred2d preds2d.csv --triangulate   # 2D per camera, and 3D
+
+Each flag has its documented spelling (``--pred_path``, ``--gt_path``, ``--save_dir``) and a
+hyphenated one (``--pred-path`` ...), like every other script's flags.
 
 2D predictions (``--pred2d``): one CSV row per (sample, camera) in table order,
 ``sample,camera,x1,y1,...,x20,y20`` (or ``x1,y1,c1,...`` with a confidence per joint), or an ``.npz``
@@ -33,10 +36,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+
+# isort: split
 import argparse
 import io
 import json
 import logging
+import re
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +53,15 @@ import numpy as np
 
 from metric_utils.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 from rat7m import catalogue
-from rat7m.cli import ArgumentParser, add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import (
+    ArgumentParser,
+    add_root_argument,
+    add_verbosity_arguments,
+    check_writable,
+    resolve_root,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.table import load_annotation
@@ -125,51 +141,138 @@ def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    """(N, 60) float64 rows from a ``.npy`` file of shape (N, 20, 3) or (N, 60)."""
+    """(N, 60) float64 rows from a ``.npy`` file of shape (N, 20, 3) or (N, 60).
+
+    The header is checked against the file's size before anything is allocated: a 600-byte file may
+    declare a (10^8, 60) array, and numpy would try to allocate 48 GB before noticing the bytes are missing.
+    """
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in reader:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _fortran, dtype = reader[version](handle)
+            header_end = handle.tell()
+    except (OSError, ValueError, SyntaxError, TypeError, tokenize.TokenError) as exc:  # numpy parses the header text
+        raise BadInputError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
+    ok_shape = len(shape) == 3 and tuple(shape[1:]) == (catalogue.N_JOINTS, 3)
+    ok_shape = ok_shape or (len(shape) == 2 and shape[1] == N_COLUMNS)
+    if not ok_shape or dtype.kind not in "fiu" or dtype.itemsize > 16:
+        msg = f"{path} holds a {dtype} array of shape {tuple(shape)}; expected numbers of shape (N, 20, 3)"
+        raise BadInputError(msg)
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    present = path.stat().st_size - header_end
+    if declared != present:
+        msg = (f"{path} declares a {dtype} array of shape {tuple(shape)} ({declared} bytes) "
+               f"but holds {present} bytes of data")
+        raise BadInputError(msg)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
-    ok_shape = array.ndim == 3 and array.shape[1:] == (catalogue.N_JOINTS, 3)
-    ok_shape = ok_shape or (array.ndim == 2 and array.shape[1] == N_COLUMNS)
-    if not ok_shape or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        msg = f"{path} holds a {array.dtype} array of shape {array.shape}; expected numbers of shape (N, 20, 3)"
-        raise BadInputError(msg)
+        raise BadInputError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
     return array.reshape(len(array), N_COLUMNS).astype(np.float64)
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    """(N, 60) float64 rows of a headerless CSV.
+#: Bytes of CSV parsed at a time: memory stays the result array plus about this much.
+CSV_BLOCK_BYTES = 8 << 20
+#: A number as we accept it: ASCII float syntax only (Python's ``float`` also takes ``1_0`` and
+#: non-ASCII digits such as Arabic-Indic ones, which are not what a CSV writer produces).
+_NUMBER = re.compile(r"[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)[ \t]*\r?",
+                     re.IGNORECASE | re.ASCII)  # fmt: skip
+#: Bytes that can appear in a valid block (the letters spell nan / inf / infinity and exponents).
+_CSV_BYTES = b"0123456789+-.eE,\n\r \tnNaAiIfFtTyY"
 
-    Fast path: numpy's C parser reads the file, and the result is kept only if it has exactly one
-    row of 60 numbers per line (``loadtxt`` skips blank lines, so the count must match). Anything
-    else goes to :func:`_parse_lines`, which is slow but names the first bad line and column; it is
-    the reference for what a valid file is.
+
+def _read_csv(path: Path) -> np.ndarray:
+    """(N, 60) float64 rows of a headerless CSV, read in blocks with memory bounded by the result.
+
+    A first pass counts lines, so the result is allocated once at its true size (a 2 GB file peaks
+    at about its result array, not several times the file). Each block is screened for bytes no
+    number contains, then parsed by numpy's C parser; a block it refuses, or that has the wrong
+    shape, goes to :func:`_parse_lines`, which is slow but names the first bad line and column and is
+    the reference for what a valid line is. The first line is checked before anything is sized, so
+    a huge file of the wrong shape fails at once.
     """
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except OSError as exc:
         raise BadInputError(f"cannot read prediction file {path}: {exc.strerror}") from None
-    body = data.rstrip()  # trailing blank lines are harmless
-    if not body:
-        raise BadInputError(f"{path} is empty; expected one row of {N_COLUMNS} numbers per sample")
-    try:
-        rows = np.loadtxt(io.BytesIO(body), delimiter=",", comments=None, dtype=np.float64, ndmin=2)
-    except ValueError:
-        rows = None
-    if rows is not None and rows.shape == (body.count(b"\n") + 1, N_COLUMNS):
-        return rows
-    log.debug("fast CSV parse refused %s; checking it line by line", path)
-    lines = data.decode("utf-8-sig", errors="replace").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return _parse_lines(path, lines)
+    with handle:
+        try:
+            first = handle.readline(1 << 20)
+            if first.startswith(b"\xef\xbb\xbf"):
+                first = first[3:]
+            if first.strip():  # header, separator, width: before anything is sized
+                _parse_lines(path, [first.decode("utf-8", errors="replace")], 1)
+            handle.seek(0)
+            n_lines = _count_rows(handle)
+            if n_lines == 0:
+                raise BadInputError(f"{path} is empty; expected one row of {N_COLUMNS} numbers per sample")
+            rows = np.empty((n_lines, N_COLUMNS))
+            handle.seek(0)
+            done, tail = 0, b""
+            while True:
+                chunk = handle.read(CSV_BLOCK_BYTES)
+                block = tail + chunk
+                if done == 0 and block.startswith(b"\xef\xbb\xbf"):
+                    block = block[3:]
+                if chunk:
+                    cut = block.rfind(b"\n") + 1
+                    block, tail = block[:cut], block[cut:]
+                    if not block:
+                        continue
+                else:
+                    block, tail = block.rstrip(), b""  # trailing blank lines are harmless
+                    if not block:
+                        break
+                done += _parse_block(path, block, rows[done:], done + 1)
+                if not chunk:
+                    break
+        except OSError as exc:
+            raise BadInputError(f"cannot read prediction file {path}: {exc.strerror or exc}") from None
+    return rows[:done]
 
 
-def _parse_lines(path: Path, lines: list[str]) -> np.ndarray:
+def _count_rows(handle: io.BufferedReader) -> int:
+    """Lines up to the last non-blank byte (trailing blank lines do not count)."""
+    newlines, rows = 0, 0
+    while chunk := handle.read(CSV_BLOCK_BYTES):
+        content = chunk.rstrip()
+        if content:
+            rows = newlines + content.count(b"\n") + 1
+        newlines += chunk.count(b"\n")
+    return rows
+
+
+def _parse_block(path: Path, block: bytes, out: np.ndarray, first_line: int) -> int:
+    """Parse whole lines of CSV into ``out``; return the number of rows written."""
+    n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if n_lines > len(out):  # the lines past the count are the file's trailing blank lines
+        kept = block.split(b"\n", len(out))
+        if kept[-1].strip():
+            raise BadInputError(f"{path} changed while it was read; read it again")
+        block, n_lines = b"\n".join(kept[:-1]) + b"\n", len(out)
+    rows = None
+    if not block.translate(None, _CSV_BYTES):
+        try:
+            rows = np.loadtxt(io.BytesIO(block), delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+        except ValueError:
+            rows = None
+    if rows is None or rows.shape != (n_lines, N_COLUMNS):
+        text = block.decode("utf-8", errors="replace").split("\n")
+        if block.endswith(b"\n"):
+            text.pop()
+        rows = _parse_lines(path, text, first_line)
+    out[: len(rows)] = rows
+    return len(rows)
+
+
+def _parse_lines(path: Path, lines: list[str], first_line: int = 1) -> np.ndarray:
     """Parse CSV lines one by one; raise on the first bad line naming line and column (1-based)."""
     rows = np.empty((len(lines), N_COLUMNS))
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
+        line = line.rstrip("\r\n")
         cells = line.split(",")
         separator = _other_separator(line) if len(cells) == 1 else None
         if separator is not None:
@@ -184,11 +287,10 @@ def _parse_lines(path: Path, lines: list[str]) -> np.ndarray:
             msg = f"{path} line {number} {what}; expected {N_COLUMNS} comma-separated numbers (x, y, z of 20 joints)"
             raise BadInputError(msg)
         for column, cell in enumerate(cells, start=1):
-            try:
-                rows[number - 1, column - 1] = float(cell)
-            except ValueError:
+            if not _is_number(cell):
                 msg = f"{path} line {number}, column {column}: {cell.strip()[:30]!r} is not a number"
-                raise BadInputError(msg) from None
+                raise BadInputError(msg)
+            rows[number - first_line, column - 1] = float(cell)
     return rows
 
 
@@ -202,11 +304,8 @@ def _other_separator(line: str) -> str | None:
 
 
 def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+    """True for a number in ASCII float syntax (see :data:`_NUMBER`)."""
+    return _NUMBER.fullmatch(cell) is not None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,15 +373,29 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
             f"predictions have {len(predicted)} rows but the {split!r} split of {gt_name} has {len(rows)} "
             f"samples; expected one row per sample, in table order, without a header"
         )
+        other = [s for s in ("test", "train", "all") if s != split and len(split_rows(table, s)) == len(predicted)]
+        if other:
+            msg += f"; {len(predicted)} is the size of the {other[0]!r} split: did you mean --split {other[0]}?"
         raise BadInputError(msg)
     columns = table["table"]
     target = np.asarray(columns["3D_keypoints"])[rows].astype(np.float64)
+    try:
+        scores = {name: METRICS[name](predicted, target)[:, 0] for name in metrics}
+    except ValueError as exc:  # a prediction (or target) beyond the metrics' magnitude bound
+        raise BadInputError(f"{exc} (split {split!r} of {gt_name})") from None
+    scored = np.isfinite(target).all(axis=2).any(axis=1)
+    for name, values in scores.items():  # a score may be NaN only where no target joint is finite
+        lost = scored & ~np.isfinite(values)
+        if lost.any():
+            sample = int(np.flatnonzero(lost)[0])
+            msg = f"{METRIC_TITLES[name]} of sample {sample} is not finite; its prediction is unusable"
+            raise BadInputError(msg)
     return Evaluation(
         split=split,
         recording=_recording_names(np.asarray(columns["subject_idx"])[rows], np.asarray(columns["day_idx"])[rows]),
         frame=np.asarray(columns["frame_idx"][_frame_camera(table)])[rows].astype(np.int64),
         excluded_joints=(~np.isfinite(target).all(axis=2)).sum(axis=1),
-        metrics={name: METRICS[name](predicted, target)[:, 0] for name in metrics},
+        metrics=scores,
         joint_error=joint_errors(predicted, target),
     )
 
@@ -412,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument(
-        "--pred_path", type=Path,
+        "--pred_path", "--pred-path", type=Path,
         help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3) "
         "(no default: give this or --pred2d)",
     )  # fmt: skip
@@ -422,9 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sample and camera in table order, or .npz of (N, 6, 20, 2|3) (no default: give this or --pred_path)",
     )  # fmt: skip
     parser.add_argument(
-        "--gt_path", type=Path, default=Path(catalogue.MINI_ANNOTATION_NAME),
-        help="mini-RAT7M annotation table (default: %(default)s in the current directory)",
+        "--gt_path", "--gt-path", type=Path,
+        help=f"mini-RAT7M annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})",
     )  # fmt: skip
+    add_root_argument(parser, what="dataset root holding the annotation table")
     parser.add_argument(
         "--split", choices=("test", "train", "all"), default="test",
         help="samples to score, chosen by the table's train_test column (default: %(default)s)",
@@ -433,8 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", choices=("all", *METRICS), default="all", help="metric(s) to report (default: %(default)s)"
     )
     parser.add_argument(
-        "--save_dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
+        "--save_dir", "--save-dir", type=Path, default=Path(DEFAULT_SAVE_DIR),
         help="folder for the per-sample CSV, JSON summary, per-joint CSV and PNG (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--report", action="store_true",
+        help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples",
     )  # fmt: skip
     from metric_utils import score2d  # lazy: it imports this module
 
@@ -447,6 +565,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Score a prediction file; print the table and write the result files."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
+    if args.gt_path is None:
+        args.gt_path = catalogue.mini_annotation_path(resolve_root(args.root, quiet=args.quiet))
+    check_writable(args.save_dir, "results", "pass --save_dir DIR")  # before reading anything
     if not args.gt_path.is_file():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)
@@ -466,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise BadInputError(f"cannot write results to {args.save_dir}: {exc.strerror or exc}") from None
     print(f"wrote {', '.join(str(p) for p in paths)}")
+    if args.report:
+        from rat7m.render.report import write_report  # lazy: only the report needs the renderer
+
+        print(f"wrote {write_report(args.save_dir)}")
     return 0
 
 

@@ -6,7 +6,10 @@ over all samples at once with a per-joint weight (1 for a valid joint, 0 for an 
 there is no Python loop over samples. A sample with no finite target joint scores NaN.
 
 Predictions are the user's output and must be finite: a NaN there would otherwise vanish into an
-average, so it is an error that names the first bad sample.
+average, so it is an error that names the first bad sample. They must also be at most
+:data:`MAX_MAGNITUDE` in absolute value (as must finite targets): beyond that, squares and products of
+coordinates overflow to inf, a wildly wrong pose would then score inf or NaN and drop out of a mean,
+and an inf reaching ``np.linalg.svd`` can hang it. No real pose is anywhere near the bound.
 
 This module needs only numpy, so ``from metrics import mpjpe, pa_mpjpe, n_mpjpe`` works as the dataset
 documentation says (with ``metric_utils/`` on the path, or the file copied next to your script).
@@ -20,7 +23,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe"]
+__all__ = ["MAX_MAGNITUDE", "joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe"]
+
+#: Largest absolute coordinate accepted. Squared it is 1e200, so sums of squares and products over
+#: thousands of joints stay far below float64's 1.8e308: every error and alignment stays finite.
+MAX_MAGNITUDE = 1e100
 
 
 def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,8 +53,25 @@ def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.nd
             f"({pred[sample, joint].tolist()}); predictions must be finite"
         )
         raise ValueError(msg)
+    _check_magnitude(pred, "predicted")
     valid = np.isfinite(tgt).all(axis=2)
-    return pred, np.where(valid[..., None], tgt, 0.0), valid
+    tgt = np.where(valid[..., None], tgt, 0.0)
+    _check_magnitude(tgt, "target")
+    return pred, tgt, valid
+
+
+def _check_magnitude(points: np.ndarray, name: str) -> None:
+    """Raise ValueError naming the first sample with a coordinate beyond :data:`MAX_MAGNITUDE`."""
+    if points.size == 0:
+        return
+    big = np.abs(points) > MAX_MAGNITUDE
+    if big.any():
+        sample, joint, axis = np.argwhere(big)[0]
+        msg = (
+            f"{name} sample {sample} joint {joint} has coordinate {points[sample, joint, axis]:g}, beyond "
+            f"the bound {MAX_MAGNITUDE:g} (larger values overflow the error arithmetic); check its units"
+        )
+        raise ValueError(msg)
 
 
 def _errors(aligned: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -81,6 +105,7 @@ def joint_errors(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
         ValueError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     return _errors(pred, tgt, valid)
@@ -99,6 +124,7 @@ def mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
         ValueError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     return _sample_mean(_errors(pred, tgt, valid), valid)
@@ -125,6 +151,7 @@ def pa_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
         ValueError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     # Weighted sums as batched matrix products (much faster than reductions over the joint axis).
@@ -134,7 +161,11 @@ def pa_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     mu_t = (w[:, None, :] @ tgt) / count
     y = pred - mu_p
     x = (tgt - mu_t) * w[..., None]  # excluded joints zeroed, so they add nothing to x^T y
-    u, sv, vt = np.linalg.svd(np.swapaxes(x, 1, 2) @ y)  # x^T y = U S V^T, (n, D, D)
+    cross = np.swapaxes(x, 1, 2) @ y  # x^T y, (n, D, D)
+    if not np.isfinite(cross).all():  # cannot happen within MAX_MAGNITUDE; an inf would hang LAPACK's SVD
+        sample = int(np.argwhere(~np.isfinite(cross).all(axis=(1, 2)))[0, 0])
+        raise ValueError(f"sample {sample}: alignment overflowed; coordinates are too large to align")
+    u, sv, vt = np.linalg.svd(cross)  # x^T y = U S V^T
     v, ut = np.swapaxes(vt, 1, 2), np.swapaxes(u, 1, 2)
     # R = V U^T maximises trace(R x^T y); if it is a reflection, flip the weakest direction instead.
     sign = np.sign(np.linalg.det(v @ ut))
@@ -168,6 +199,7 @@ def n_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     Raises:
         ValueError: if the shapes differ or are not (n, J, 2|3).
         ValueError: if a prediction is not finite (names the first bad sample).
+        ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
     """
     pred, tgt, valid = _prepare(predicted, target)
     num = np.einsum("njd,njd->n", pred, tgt)  # excluded targets are 0, so they add nothing

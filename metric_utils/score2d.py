@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --pred2d: triangulate the views to 3D with the table's cameras and score that too")
     parser.add_argument("--robust", action="store_true",
                         help="with --triangulate: keep agreeing views (two-view hypotheses), refine by least squares")
-    parser.add_argument("--inlier_px", type=float, default=20.0,
+    parser.add_argument("--inlier_px", "--inlier-px", type=float, default=20.0,
                         help="with --robust: reprojection radius (px) of an agreeing view (default: %(default)s)")
-    parser.add_argument("--triangulated_out", type=Path, default=None,
+    parser.add_argument("--triangulated_out", "--triangulated-out", type=Path, default=None,
                         help="with --triangulate: also write the 3D points as the N x 60 CSV (or .npy) of --pred_path "
                         "(default: not written)")
 

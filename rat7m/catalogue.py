@@ -98,15 +98,40 @@ BONE_PARTS: tuple[str, ...] = (
     "hind_right", "fore_left", "fore_left", "fore_right", "fore_right",
 )  # fmt: skip
 
-#: Colour (RGB, 0-255) of each body part, used by every drawing of the skeleton.
-PART_COLOURS: dict[str, tuple[int, int, int]] = {
-    "head": (255, 215, 0),
-    "spine": (180, 180, 180),
-    "fore_left": (0, 200, 255),
-    "fore_right": (0, 110, 255),
-    "hind_left": (60, 220, 60),
-    "hind_right": (20, 140, 20),
+#: The Okabe-Ito palette (Okabe & Ito 2008, "Color Universal Design"), RGB 0-255: colours that stay
+#: apart for readers with deuteranopia, protanopia or tritanopia. Every drawing takes its colours
+#: from here; tests/test_render_palette.py checks the pairs that must be told apart under simulated
+#: colour-blindness (Machado et al. 2009) in CIELAB.
+OKABE_ITO: dict[str, tuple[int, int, int]] = {
+    "orange": (230, 159, 0),
+    "sky_blue": (86, 180, 233),
+    "bluish_green": (0, 158, 115),
+    "yellow": (240, 228, 66),
+    "blue": (0, 114, 178),
+    "vermillion": (213, 94, 0),
+    "reddish_purple": (204, 121, 167),
+    "grey": (153, 153, 153),
+    "black": (0, 0, 0),
 }
+
+#: Colour (RGB, 0-255) of each body part, used by every drawing of the skeleton: left limbs in
+#: blues, right limbs in oranges, so left and right differ in hue for every reader.
+PART_COLOURS: dict[str, tuple[int, int, int]] = {
+    "head": OKABE_ITO["yellow"],
+    "spine": OKABE_ITO["grey"],
+    "fore_left": OKABE_ITO["sky_blue"],
+    "fore_right": OKABE_ITO["orange"],
+    "hind_left": OKABE_ITO["blue"],
+    "hind_right": OKABE_ITO["vermillion"],
+}
+
+#: Ground truth and prediction in overlays: told apart by colour (blue vs vermillion, far apart
+#: under every colour-blindness) and by marker (filled circle vs cross, solid vs dashed bones).
+GT_COLOUR: tuple[int, int, int] = OKABE_ITO["sky_blue"]
+PRED_COLOUR: tuple[int, int, int] = OKABE_ITO["vermillion"]
+GT_MARKER, PRED_MARKER = "o", "X"
+#: Lines from each ground-truth joint to its prediction.
+ERROR_COLOUR: tuple[int, int, int] = OKABE_ITO["yellow"]
 
 #: Colour (RGB, 0-255) of each bone, in BONES order.
 BONE_COLOURS: tuple[tuple[int, int, int], ...] = tuple(PART_COLOURS[p] for p in BONE_PARTS)

@@ -11,9 +11,15 @@ so ``--recordings s1-d1 s5-d2`` and ``--recordings s1-d1,s5-d2`` mean the same e
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rat7m import catalogue
@@ -23,6 +29,24 @@ from rat7m.errors import BadInputError, Rat7mError
 EXIT_BAD_INPUT = 2
 #: Exit code when the run finished but some work failed (listed in the summary).
 EXIT_FAILED = 1
+#: Exit code after Ctrl-C (128 + SIGINT, what a shell reports for a process stopped by it).
+EXIT_INTERRUPTED = 130
+#: Environment variable naming the dataset root every script uses when no ``--root``/``--out`` is given.
+ROOT_ENV = "RAT7M_ROOT"
+
+#: The console command being run (``rat7m-extract``), so ``--help`` and errors name what the user typed.
+_COMMAND: str | None = None
+
+
+@contextlib.contextmanager
+def command_name(name: str) -> Iterator[None]:
+    """Within the block, every :class:`ArgumentParser` calls itself ``name`` (a console command)."""
+    global _COMMAND
+    previous, _COMMAND = _COMMAND, name
+    try:
+        yield
+    finally:
+        _COMMAND = previous
 
 
 class UsageError(BadInputError):
@@ -40,11 +64,83 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if _COMMAND is not None:
+            kwargs["prog"] = _COMMAND
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
-        """Raise :class:`UsageError` with one line: ``<prog>: error: <message> (see --help)``."""
+        """Raise :class:`UsageError` with one line: ``<prog>: error: <message> (see --help)``.
+
+        An unknown option gets a ``did you mean`` naming the closest option of this parser.
+        """
+        message += _suggestion(getattr(self, "_argv", ()), self._option_string_actions)
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        """argparse's, remembering the arguments so that an error can name the option a typo meant."""
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
+
+
+def _suggestion(words: Sequence[str], options: Sequence[str]) -> str:
+    """``; did you mean --x?`` for the first unknown option close to a known one, else ``""``.
+
+    Checked on every error, not only "unrecognized arguments": a mistyped required option
+    (``--pred-pth``) is first reported as the required one missing.
+    """
+    for word in words:
+        flag = word.split("=", 1)[0]
+        if word.startswith("--") and flag not in options:
+            close = difflib.get_close_matches(flag, list(options), n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
+
+
+def default_root() -> Path:
+    """The dataset root when none is given: ``$RAT7M_ROOT`` if set (and not empty), else the current folder."""
+    return Path(os.environ.get(ROOT_ENV) or ".")
+
+
+def add_root_argument(parser: argparse.ArgumentParser, flag: str = "--root", what: str = "dataset root") -> None:
+    """Add ``--root`` (or the download's ``--out``), defaulting to :func:`default_root`."""
+    parser.add_argument(
+        flag, type=Path, default=None,
+        help=f"{what} (default: ${ROOT_ENV} if set, else the current folder)",
+    )  # fmt: skip
+
+
+def resolve_root(value: Path | None, flag: str = "--root", quiet: bool = False) -> Path:
+    """The root a script uses (its flag, else :func:`default_root`); says once on stderr which and why (not with -q)."""
+    if value is not None:
+        root, why = value, flag
+    elif os.environ.get(ROOT_ENV):
+        root, why = default_root(), f"${ROOT_ENV}"
+    else:
+        root, why = Path("."), "the current folder"
+    if not quiet:
+        print(f"dataset root: {root.resolve()} (from {why})", file=sys.stderr)
+    return root
+
+
+def check_writable(folder: Path, what: str, hint: str = "") -> None:
+    """Refuse, before any work, a folder this run must write into but cannot (read-only, not ours).
+
+    Nothing is created: the folder, or the nearest folder above it that exists (where it will be
+    made), must take a temporary file, which is created and removed at once.
+
+    Raises:
+        BadInputError: one line naming the folder, what it is for, and the way out.
+    """
+    where = folder.absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".rat7m-write-test-"):
+            pass
+    except OSError as exc:
+        msg = f"cannot write {what} to {folder}: {exc.strerror or exc}" + (f"; {hint}" if hint else "")
+        raise BadInputError(msg) from None
 
 
 class _NamesAction(argparse.Action):
@@ -128,7 +224,11 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Call a script's ``main`` and map the toolkit's errors onto messages and exit codes."""
+    """Call a script's ``main`` and map the toolkit's errors onto messages and exit codes.
+
+    Ctrl-C ends the run with one line and :data:`EXIT_INTERRUPTED`; a second Ctrl-C while the
+    line is printed is ignored (it would otherwise print a traceback).
+    """
     try:
         return main(argv)
     except UsageError as exc:
@@ -140,6 +240,11 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except Rat7mError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # output piped into `head` that has had enough: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit flush
+        return EXIT_FAILED
     except KeyboardInterrupt:
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to ignore there
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -2,7 +2,8 @@
 
 Training code wraps it in one line (neither torch nor tensorflow is a dependency)::
 
-    ds = MiniRat7m("mini_rat7m_train_test_annotation.pkl", root=".", split="train")
+    ds = MiniRat7m("mini_rat7m_train_test_annotation.pkl", root="/data/rat7m", split="train")
+    ds = MiniRat7m(split="test", images_root="/scratch/rat7m")  # table in $RAT7M_ROOT, images elsewhere
     loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)  # any __len__/__getitem__ works
     tf_ds = tf.data.Dataset.from_generator(lambda: iter(ds), output_signature=...)
 """
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from rat7m import catalogue
+from rat7m.cli import default_root
 from rat7m.errors import BadInputError
 from rat7m.table import cameras_of, load_annotation
 
@@ -27,7 +29,10 @@ class MiniRat7m:
 
     Args:
         table_path: the annotation pickle (official or built by ``build_annotation.py``); loaded safely.
-        root: dataset root holding ``images_unpacked/`` (the table's ``image_path`` is relative to it).
+            Default: ``root / mini_rat7m_train_test_annotation.pkl``.
+        root: dataset root (default: ``$RAT7M_ROOT`` if set, else the current folder).
+        images_root: where the images are: the table's ``image_path`` is relative to it (default: ``root``;
+            the ``--images-root`` given to ``extract_frames.py`` for a read-only dataset).
         split: ``"train"``, ``"test"`` or ``"all"``.
         cameras: which cameras to return (default all six).
         load_images: False to skip reading JPEGs (keypoints only, e.g. for 3D lifting models).
@@ -35,16 +40,20 @@ class MiniRat7m:
 
     def __init__(
         self,
-        table_path: str | os.PathLike,
-        root: str | os.PathLike = ".",
+        table_path: str | os.PathLike | None = None,
+        root: str | os.PathLike | None = None,
         split: str = "train",
         cameras: Sequence[str] | None = None,
         load_images: bool = True,
+        images_root: str | os.PathLike | None = None,
     ) -> None:
         if split not in (*catalogue.SPLITS, "all"):
             raise BadInputError(f"split must be one of train, test, all; got {split!r}")
+        self.root = Path(root) if root is not None else default_root()
+        self.images_root = Path(images_root) if images_root is not None else self.root
+        if table_path is None:
+            table_path = catalogue.mini_annotation_path(self.root)
         self.annotation = load_annotation(table_path)
-        self.root = Path(root)
         available = tuple(str(c) for c in self.annotation["camera_names"])
         self.cameras = tuple(cameras) if cameras is not None else available
         unknown = [c for c in self.cameras if c not in available]
@@ -89,8 +98,12 @@ class MiniRat7m:
         return sample
 
     def _read_image(self, relative: str) -> np.ndarray:
-        path = self.root / relative
+        path = self.images_root / relative
         image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
         if image is None:
-            raise BadInputError(f"{path}: missing or unreadable image; run extract_frames.py --root {self.root}")
+            msg = (
+                f"{path}: missing or unreadable image; run extract_frames.py --root {self.root} "
+                f"--images-root {self.images_root}"
+            )
+            raise BadInputError(msg)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -138,6 +138,7 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         {"TABLE_PATH": str(table), "DATASET_ROOT": str(dataset), "SEED": seed, "FIGURE_DIR": str(figures)},
         cwd=REPO,
     )
+    rendered = _render_step(out, dataset, table, predictions, metrics, quiet)
     made = {
         "dataset": dataset,
         "table": table,
@@ -150,11 +151,35 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         "notebook_html": notebook.with_suffix(".html"),
         "figures": figures,
         "exports": exports,
+        **rendered,
     }
     print("\n== demo done; everything is under", out)
     for name, path in made.items():
         print(f"   {name:14s} {path}")
     return made
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering (issue 17): the scoring run's report and a labelled video of one camera
+
+
+def _render_step(out: Path, dataset: Path, table: Path, predictions: Path, metrics: Path,
+                 quiet: bool) -> dict[str, Path]:  # fmt: skip
+    """Write ``metrics/report.html`` and a labelled video of the first test recording's Camera1."""
+    python = sys.executable
+    _step("rat7m.render report: one HTML page for the scoring run",
+          [python, "-m", "rat7m.render", "report", "--metrics_dir", metrics, "--root", dataset], quiet)  # fmt: skip
+    recording = next(r for r in catalogue.RECORDINGS if r.split == "test")
+    columns = load_annotation(table)["table"]
+    mine = (np.asarray(columns["subject_idx"]) == recording.subject) & (np.asarray(columns["day_idx"]) == recording.day)
+    frames = np.asarray(columns["frame_idx"]["Camera1"])[mine]
+    video = out / f"labelled_{recording.name}_camera1.mp4"
+    _step(f"rat7m.render video: {recording.name} Camera1 with ground truth and prediction", [
+        python, "-m", "rat7m.render", "video", "--root", dataset, "--recording", recording.name, "--camera", "1",
+        "--start", "0", "--stop", int(min(frames.max() + 1, 120)), "--gt_path", table, "--pred_path", predictions,
+        "--fps", "30", "--out", video, *(["--quiet"] if quiet else []),
+    ], quiet)  # fmt: skip
+    return {"report": metrics / "report.html", "labelled_video": video}
 
 
 def export_step(dataset: Path, table: Path, out: Path, quiet: bool) -> Path:

@@ -3,8 +3,9 @@
 The table says, for every sample and camera, which video frame is wanted (``frame_idx``) and where
 its image goes (``image_path``, relative to the dataset root). Extraction is planned per video
 chunk: the wanted frames of a chunk are the union over the table's rows, each chunk is decoded
-once from its start to its last wanted frame (with PyAV when installed, skipping unwanted
-non-reference frames; else with OpenCV: see :mod:`rat7m.video`), and chunks are spread over a
+once from its start to its last wanted frame (the decoder chosen per chunk: PyAV, skipping
+unwanted non-reference frames, where the stream has B-frames and PyAV is installed; else OpenCV's
+``grab()``: see :mod:`rat7m.video`), and chunks are spread over a
 process pool (one decoder thread per process: on a busy machine that beats frame threads inside
 one process).
 
@@ -21,19 +22,21 @@ estimated decoding cost, so N independent processes (a SLURM job array) cover ev
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -43,8 +46,8 @@ from tqdm import tqdm
 from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write
-from rat7m.video import Chunk, ChunkIndex, ChunkReadError, read_frames, resolve_decoder
+from rat7m.fileio import atomic_write, remove_stale_temporaries
+from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ WANTED_FRAME_COST = 3
 PROGRESS_INTERVAL = 0.2
 #: Seconds between a worker's checks that the main process is still alive.
 WATCHDOG_INTERVAL = 0.5
+#: Seconds to wait for a terminated worker before killing it (Ctrl-C must end the run within ~2 s).
+TERMINATE_TIMEOUT = 0.5
 
 #: Why images of chunks in flight when a worker process died are reported as failed.
 WORKER_DIED = "a worker process died (killed, out of memory, or crashed in the decoder); rerun to finish"
@@ -133,6 +138,7 @@ class JobResult:
     skipped: int = 0  # already complete (extraction)
     verified: int = 0  # present, complete and decodable (verification)
     decoded: int = 0
+    decoder: str = ""  # which decoder read the chunk ("" if none was opened)
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -147,14 +153,24 @@ class Summary:
     decoded: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
+    decoders: dict[str, int] = field(default_factory=dict)  # chunks read by each decoder
 
     def add(self, result: JobResult) -> None:
         """Add one job's result."""
+        if result.decoder:
+            self.decoders[result.decoder] = self.decoders.get(result.decoder, 0) + 1
         self.written += result.written
         self.skipped += result.skipped
         self.verified += result.verified
         self.decoded += result.decoded
         self.failures.extend(result.failures)
+
+    @property
+    def decoded_by(self) -> str:
+        """Which decoder read the chunks: ``pyav``, ``opencv``, or ``opencv (12 chunks) and pyav (6 chunks)``."""
+        if len(self.decoders) <= 1:
+            return next(iter(self.decoders), "no decoder")
+        return " and ".join(f"{name} ({count} chunks)" for name, count in sorted(self.decoders.items()))
 
 
 # --------------------------------------------------------------------------------------------- planning
@@ -201,7 +217,7 @@ def wanted_images(
             ):
                 path = str(path)
                 if path != catalogue.image_path(recording, camera, frame):
-                    _check_safe_path(path, row, camera)
+                    check_image_path(path, row, camera)
                     odd_paths += 1
                 claim = (recording.name, camera, frame)
                 if claimed.setdefault(path, claim) != claim:  # else one frame would overwrite the other
@@ -249,6 +265,30 @@ def plan_jobs(
                 missing = f"no video chunk of {recording.name} camera{catalogue.camera_number(camera)} found"
             jobs.append(ChunkJob(recording, camera, None, tuple(group), missing=missing))
     return sorted(jobs, key=lambda job: job.key)
+
+
+def partial_download_hint(jobs: Sequence[ChunkJob], index: ChunkIndex, cameras: Sequence[str]) -> str:
+    """A hint naming the ``--recordings``/``--cameras`` that match the videos on disk, when whole cameras are missing.
+
+    After ``download_all.py --cameras 1,2`` every frame of cameras 3-6 fails with "no video chunk";
+    the fix is to say which selection the disk holds. ``""`` when no (recording, camera) lacks all its chunks.
+    """
+    recordings = sorted({job.recording for job in jobs}, key=catalogue.RECORDINGS.index)
+    present = {(r, c) for r in recordings for c in cameras if index.chunks(r, c)}
+    if all((job.recording, job.camera) in present for job in jobs if job.chunk is None):
+        return ""
+    if not present:
+        return f"hint: no video chunks of the chosen recordings and cameras are on disk under {catalogue.VIDEO_DIR}/"
+    recs = [r for r in recordings if any((r, c) in present for c in cameras)]
+    cams = [c for c in cameras if all((r, c) in present for r in recs)] or [
+        c for c in cameras if any((r, c) in present for r in recs)
+    ]
+    numbers = ",".join(str(catalogue.camera_number(c)) for c in cams)
+    selection = f"--recordings {','.join(r.name for r in recs)} --cameras {numbers}"
+    return (
+        f"hint: the videos on disk are a partial download; to extract only what is there, pass {selection} "
+        "(or download the rest with download_all.py)"
+    )
 
 
 # --------------------------------------------------------------------------------------------- sharding
@@ -338,12 +378,13 @@ def extract(
         quality: JPEG quality, 0-100.
         overwrite: redo images that already exist.
         progress: show a tqdm bar over images.
-        decoder: ``auto`` (PyAV if installed, else OpenCV), ``opencv`` or ``pyav``; both are frame-exact.
+        decoder: ``auto`` (per chunk: PyAV if installed and the stream has B-frames, else OpenCV; see
+            :func:`rat7m.video.choose_decoder`), ``opencv`` or ``pyav``; both are frame-exact.
 
     Raises:
         BadInputError: ``decoder`` is unknown, or ``pyav`` while PyAV is not installed.
     """
-    decoder = resolve_decoder(decoder)  # once, here: a missing PyAV is bad input, not a fault per chunk
+    resolve_decoder(decoder)  # once, here: a missing PyAV is bad input, not a fault per chunk
     threads = 1 if processes > 1 and len(jobs) > 1 else None  # a process per core: one decoder thread each
     args = (str(root), quality, overwrite, threads, decoder)
     return _run(_extract_job, jobs, args, processes, progress, "extract", partial(_unfinished, root=str(root)))
@@ -383,6 +424,7 @@ def _extract_job(
 ) -> JobResult:
     """Extract one job's images (run in a worker process)."""
     result = JobResult()
+    _remove_leftovers(root, job.targets)
     todo: dict[int, list[Target]] = defaultdict(list)
     for target in job.targets:
         if not overwrite and is_complete_jpeg(Path(root, target.path)):
@@ -397,8 +439,10 @@ def _extract_job(
         return result
     start = job.chunk.start
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    result.decoder = choose_decoder(job.chunk.path, decoder)
     try:
-        for offset, image in read_frames(job.chunk.path, [f - start for f in sorted(todo)], threads, decoder):
+        offsets = [f - start for f in sorted(todo)]
+        for offset, image in read_frames(job.chunk.path, offsets, threads, result.decoder):
             result.decoded = offset + 1
             ok, buffer = cv2.imencode(".jpg", image, params)
             for target in todo.pop(start + offset):
@@ -415,6 +459,17 @@ def _extract_job(
         result.decoded = max(result.decoded, exc.decoded)
         _fail(result, job, todo, _explain(job, exc), report)
     return result
+
+
+def _remove_leftovers(root: str, targets: Sequence[Target]) -> None:
+    """Remove the temporary files of these images that a killed or interrupted run left behind."""
+    by_folder: dict[Path, set[str]] = defaultdict(set)
+    for target in targets:
+        path = Path(root, target.path)
+        by_folder[path.parent].add(path.name)
+    for folder, names in by_folder.items():
+        if remove_stale_temporaries(folder, names):
+            log.debug("%s: removed temporary files of an interrupted run", folder)
 
 
 def _explain(job: ChunkJob, exc: ChunkReadError) -> str:
@@ -501,10 +556,17 @@ def _run_pool(
     If a worker dies, the pool is broken and every job not finished yet is handed to ``unfinished``.
     """
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-    queue = context.SimpleQueue()
-    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid()))
+    pool = None
     try:
-        futures = {pool.submit(_call, task, job, args): job for job in sorted(jobs, key=lambda j: -j.cost)}
+        # Workers start ignoring SIGINT: Ctrl-C reaches the whole process group, and a worker still
+        # starting up would die with a traceback. A Ctrl-C meanwhile waits in this process and is
+        # raised as soon as the block ends, with the pool known here to be stopped.
+        with _sigint_blocked():
+            queue = context.SimpleQueue()
+            pool = ProcessPoolExecutor(
+                processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid())
+            )
+            futures = {pool.submit(_call, task, job, args): job for job in sorted(jobs, key=lambda j: -j.cost)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=PROGRESS_INTERVAL, return_when=FIRST_COMPLETED)
@@ -516,9 +578,52 @@ def _run_pool(
                     summary.add(unfinished(futures[future]))
         _drain(queue, bar)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            _stop_pool(pool)
         raise
     pool.shutdown()
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Start processes in the block ignoring SIGINT; a SIGINT meanwhile is held for this process, not lost.
+
+    An ignored signal stays ignored across ``exec`` (and Python then installs no KeyboardInterrupt
+    handler), so a spawned worker cannot be interrupted even while it imports; the signal mask is not
+    inherited by spawned processes, so ignoring is the way. SIGINT is also blocked in this thread, so
+    one aimed at it waits for the restored handler; one the kernel hands to another thread (OpenCV's)
+    within these few milliseconds of spawning is lost, and a second Ctrl-C stops the run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (Ctrl-C, or an error in this process).
+
+    ``shutdown(wait=False)`` alone lets running chunks go on for seconds (and the interpreter waits
+    for them at exit); terminating is safe because images are renamed into place only when whole,
+    and the next run removes the temporary files left behind.
+    """
+    workers = list((pool._processes or {}).values())  # private, but the only handle on the processes
+    for worker in workers:
+        with contextlib.suppress(OSError):
+            worker.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + TERMINATE_TIMEOUT
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join(TERMINATE_TIMEOUT)
 
 
 def _unfinished(job: ChunkJob, root: str | None) -> JobResult:
@@ -546,6 +651,7 @@ def _init_worker(queue: Any, parent: int) -> None:
     """Set up a worker: its progress queue, one OpenCV thread, and a watchdog on the main process."""
     global _QUEUE
     _QUEUE = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it ends the pool
     cv2.setNumThreads(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
@@ -580,11 +686,36 @@ def _call(task: Callable[..., JobResult], job: ChunkJob, args: tuple) -> JobResu
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _check_safe_path(path: str, row: int, camera: str) -> None:
-    """Refuse an ``image_path`` that is absolute or climbs out of the root (a table must not write anywhere)."""
-    parts = PurePosixPath(path).parts
-    if not parts or path.startswith(("/", "\\")) or ".." in parts or "\\" in path or ":" in path:
-        msg = f"annotation table: image_path[{camera!r}][{row}] = {path!r} is not a relative path inside the root"
+def check_image_path(path: str, row: int, camera: str, images_dir: str = catalogue.IMAGES_DIR) -> None:
+    """Refuse an ``image_path`` that would write anything but a JPEG under the images folder.
+
+    A table names where each frame is written, so a hostile or broken table could otherwise replace
+    a video chunk, the table itself or a dotfile inside the root with a JPEG. Accepted: a relative
+    POSIX path below ``images_dir`` (itself relative to the root), no ``..`` or ``.`` part, no empty
+    part, no backslash, colon or control character (NUL included), ending in ``.jpg``.
+
+    Args:
+        path: the table's ``image_path`` cell.
+        row, camera: where it is in the table (for the message).
+        images_dir: the images folder relative to the dataset root (``images_unpacked``).
+
+    Raises:
+        BadInputError: one line naming the row, camera and path.
+    """
+    parts = path.split("/")
+    prefix = images_dir.strip("/").split("/")
+    why = None
+    if any(ord(c) < 32 or c in "\\:" for c in path) or path.startswith("/"):
+        why = "is not a relative POSIX path (absolute, or has a backslash, colon or control character)"
+    elif any(part in ("", ".", "..") for part in parts):
+        why = "has an empty, '.' or '..' part"
+    elif parts[: len(prefix)] != prefix or len(parts) <= len(prefix):
+        why = f"is not under {images_dir}/"
+    elif not path.endswith(".jpg") or parts[-1] == ".jpg":
+        why = "does not name a .jpg file"
+    if why is not None:
+        where = f"annotation table: image_path[{camera!r}][{row}] = {path[:200]!r}"
+        msg = f"{where} {why}; images go only under {images_dir}/"
         raise BadInputError(msg)
 
 

@@ -123,6 +123,13 @@ class Faults:
         rate: throttle bodies to this many bytes per second.
         no_length: send file and zip bodies without ``Content-Length`` (the end of the body is the
             connection closing), as a streaming server does: the client cannot know the size.
+        raw_retry_after: send this exact ``Retry-After`` text with ``status`` (e.g. ``"\xb2"``,
+            a Unicode digit that ``int()`` refuses), instead of ``retry_after``.
+        raw_length: send this exact ``Content-Length`` text with file and zip bodies (the body
+            then ends when the connection closes).
+        redirect_to: the ``/ndownloader/files/...`` hop redirects here (e.g. ``file:///etc/passwd``).
+        endless: (API) after the JSON, keep sending spaces without ``Content-Length`` until the
+            client hangs up: an endless body.
     """
 
     fail: int | None = None
@@ -136,6 +143,10 @@ class Faults:
     corrupt_times: int | None = None
     rate: float | None = None
     no_length: bool = False
+    raw_retry_after: str | None = None
+    raw_length: str | None = None
+    redirect_to: str | None = None
+    endless: bool = False
 
     def __post_init__(self) -> None:
         for key in ("fail", "status"):
@@ -246,7 +257,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """
     if header is None:
         return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    match = re.fullmatch(r"\s*bytes\s*=\s*([0-9]{0,18})\s*-\s*([0-9]{0,18})\s*", header, re.ASCII)
     if match is None or match.group(1) == match.group(2) == "":
         return None
     first, last = match.groups()
@@ -313,6 +324,7 @@ class FigshareServer:
         self._lock = threading.RLock()
         self._log: list[RequestRecord] = []
         self._faults: dict[str, Faults] = {}
+        self._entry_fields: dict[str, dict[str, object]] = {}
         self._counts: dict[tuple[str, str], int] = {}
         self._articles: dict[Article, _Article] = {}
         self._by_id: dict[int, _File] = {}
@@ -393,8 +405,23 @@ class FigshareServer:
         with self._lock:
             return [art.files[name] for name in sorted(art.files)]
 
+    def set_entry(self, name: str, **fields: object) -> None:
+        """Override fields of file ``name``'s listing entry, as real records may carry them.
+
+        E.g. ``is_link_only=True``, ``status="pending"``, ``supplied_md5="..."`` (disagreeing with
+        ``computed_md5``), ``computed_md5=""`` (a fresh upload), ``computed_md5="not-hex"``,
+        ``mimetype="text/html"``. ``set_entry(name)`` with no fields clears the overrides.
+        """
+        with self._lock:
+            if fields:
+                self._entry_fields[name] = dict(fields)
+            else:
+                self._entry_fields.pop(name, None)
+
     def _file_json(self, f: _File, base: str) -> dict:
         md5 = f.md5()
+        with self._lock:
+            extra = dict(self._entry_fields.get(f.name, {}))
         return {
             "id": f.id,
             "name": f.name,
@@ -404,6 +431,7 @@ class FigshareServer:
             "supplied_md5": md5,
             "computed_md5": md5,
             "mimetype": "video/mp4" if f.name.endswith(".mp4") else "application/octet-stream",
+            **extra,
         }
 
     def _article_json(self, art: _Article, base: str) -> dict:
@@ -674,7 +702,7 @@ class _Handler(BaseHTTPRequestHandler):
             if key not in query:
                 return default
             text = query[key][-1]
-            if not text.isdigit() or not low <= int(text) <= high:
+            if not re.fullmatch(r"[0-9]{1,9}", text) or not low <= int(text) <= high:
                 raise ValueError(f"{key} must be an integer from {low} to {high}, got {text!r}")
             return int(text)
 
@@ -701,7 +729,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._rec.name = entry.name
         self._rec.status = int(HTTPStatus.FOUND)
         self.send_response(HTTPStatus.FOUND)
-        self.send_header("Location", f"{self._base()}/storage/files/{file_id}/{quote(entry.name)}")
+        elsewhere = owner._faults_for(entry.name).redirect_to
+        self.send_header("Location", elsewhere or f"{self._base()}/storage/files/{file_id}/{quote(entry.name)}")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -745,6 +774,8 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if faults.status is not None and owner._count(name, "status", faults.status_times):
             retry = {} if faults.retry_after is None else {"Retry-After": str(faults.retry_after)}
+            if faults.raw_retry_after is not None:
+                retry = {"Retry-After": faults.raw_retry_after}
             self._plain(faults.status, f"transient failure of {name} (fault)", retry)
             return True
         return False
@@ -767,10 +798,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._rec.status = int(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
+        if faults is not None and faults.endless:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self._endless(body)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not self._head:
             self._write_body(io.BytesIO(body), 0, len(body), faults or Faults(), API)
+
+    def _endless(self, body: bytes) -> None:
+        """Send ``body``, then spaces until the client hangs up or the server stops."""
+        self.wfile.write(body)
+        self._rec.sent += len(body)
+        filler = b" " * _CHUNK
+        while not self.server.owner.stopping.is_set():
+            self.wfile.write(filler)
+            self._rec.sent += len(filler)
 
     def _send_ranged(
         self,
@@ -803,7 +849,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        if faults.no_length:  # the body ends when the connection closes
+        if faults.no_length or faults.raw_length is not None:  # the body ends when the connection closes
+            if faults.raw_length is not None:
+                self.send_header("Content-Length", faults.raw_length)
             self.send_header("Connection", "close")
             self.close_connection = True
         else:

@@ -9,6 +9,7 @@ most a stray temporary file, never a truncated result that a rerun would mistake
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,47 @@ from typing import IO
 def temporary_name(path: Path) -> Path:
     """A temporary name next to ``path``, unique to this process and thread (hidden, ``.tmp``)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+#: What :func:`temporary_name` makes: ``.<name>.<pid>.<thread id>.tmp`` (nothing else is ever removed as ours).
+_TEMPORARY_RE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.\d+\.tmp")
+
+
+def remove_stale_temporaries(folder: Path, names: set[str]) -> int:
+    """Remove temporary files a killed run left in ``folder`` for the files ``names``; return how many.
+
+    Only names that :func:`temporary_name` makes for one of ``names`` are candidates, and only those
+    of a process that is no longer running here (a live writer's file is left alone). A missing
+    folder holds nothing.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMPORARY_RE.fullmatch(entry.name) if entry.name.endswith(".tmp") else None
+        if match is None or match["name"] not in names or _alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (ours or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager

@@ -20,6 +20,7 @@ honours it, and starts again cleanly when it does not.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -34,6 +35,15 @@ import urllib3
 from tqdm import tqdm
 
 from rat7m.errors import DownloadError
+from rat7m.untrusted import (
+    UnsafeUrlError,
+    UntrustedFileError,
+    check_url,
+    discard,
+    disk_full_message,
+    header_int,
+    open_own_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +84,7 @@ USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Ge
 
 _ERROR_CAPTION_RE = re.compile(r'<p class="uc-error-subcaption">(.*?)</p>', re.DOTALL | re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]+>")
-_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)|bytes\s+\*/(\d+)")
+_CONTENT_RANGE_RE = re.compile(r"bytes[ ]+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18}|\*)|bytes[ ]+\*/([0-9]{1,18})")
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -117,6 +127,7 @@ def download_drive_file(
     base_url: str = DRIVE_URL,
     progress: bool = True,
     expect: Callable[[bytes], bool] | None = None,
+    check: Callable[[Path], str | None] | None = None,
 ) -> Path:
     """Download a publicly shared Google Drive file to ``dest``, confirming Drive's scan page if needed.
 
@@ -131,6 +142,11 @@ def download_drive_file(
         progress: Show a tqdm bar (bytes, rate, ETA).
         expect: Called with the file's first bytes (up to :data:`HEAD_SIZE`) before anything
             is written; returning False aborts, e.g. ``looks_like_pickle``.
+        check: Called with the ``.part`` once the server says the file is complete; it returns
+            what is wrong with it (e.g. a pickle that ends before its STOP opcode) or ``None``.
+            A file is renamed to ``dest`` only when its length is known complete (the server
+            said how long it is and that many bytes came) and ``check`` accepts it; otherwise
+            it stays ``.part`` and the next attempt (or rerun) continues it.
 
     Returns:
         ``dest``.
@@ -150,10 +166,14 @@ def download_drive_file(
     log.info("fetching Google Drive file %s into %s", file_id, dest)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            _attempt(pool, first_url, trusted, part, file_id=file_id, progress=progress, expect=expect)
+            known = _attempt(pool, first_url, trusted, part, file_id=file_id, progress=progress, expect=expect)
+            problem = check(part) if check is not None else None
+            if problem is not None or not known:
+                what = problem or "the connection closed and the server never said how long the file is"
+                raise _TransientError(f"the file is not complete yet ({what})")
             break
         except _TransientError as exc:
-            have = part.stat().st_size if part.exists() else 0
+            have = _part_size(part)
             if attempt == MAX_ATTEMPTS:
                 msg = f"Google Drive file {file_id}: gave up after {MAX_ATTEMPTS} attempts ({exc})"
                 if have:
@@ -164,9 +184,24 @@ def download_drive_file(
             delay = max(BACKOFF_SECONDS * 2 ** (attempt - 1), exc.retry_after)
             log.warning("Google Drive file %s: %s; retrying in %.0f s from byte %d", file_id, exc, delay, have)
             time.sleep(delay)
+        except OSError as exc:  # the disk, not the network: retrying will not help
+            raise DownloadError(_write_problem(exc, part, None)) from exc
     os.replace(part, dest)
     log.info("Google Drive file %s saved as %s (%d bytes)", file_id, dest, dest.stat().st_size)
     return dest
+
+
+def _part_size(part: Path) -> int:
+    try:
+        return os.lstat(part).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _write_problem(exc: OSError, part: Path, needed: int | None) -> str:
+    if exc.errno == errno.ENOSPC:
+        return disk_full_message(part, needed)
+    return str(exc) if isinstance(exc, UntrustedFileError) else f"cannot write {part}: {exc.strerror or exc}"
 
 
 def _attempt(
@@ -178,8 +213,12 @@ def _attempt(
     file_id: str,
     progress: bool,
     expect: Callable[[bytes], bool] | None,
-) -> None:
-    """Walk redirects and confirmation pages from ``url`` to the file, and stream it into ``part``."""
+) -> bool:
+    """Walk redirects and confirmation pages from ``url`` to the file, and stream it into ``part``.
+
+    Returns:
+        Whether the file's length is known complete (the server said how long it is).
+    """
     offset = _resumable_offset(part, expect)
     for _ in range(MAX_HOPS):
         _check_host(url, trusted, file_id)
@@ -198,10 +237,9 @@ def _attempt(
         except BaseException:
             resp.close()  # the body may be half read: do not hand the connection back to the pool
             raise
-        resp.drain_conn()
-        resp.release_conn()
-        if next_url is None:
-            return
+        discard(resp)  # a redirect's body may be endless: never read more than a little
+        if not isinstance(next_url, str):
+            return bool(next_url)
         url = next_url
     msg = (
         f"Google Drive file {file_id}: still no file after {MAX_HOPS} redirects or confirmation pages; "
@@ -219,8 +257,9 @@ def _handle_reply(
     file_id: str,
     progress: bool,
     expect: Callable[[bytes], bool] | None,
-) -> str | None:
-    """Act on one reply: the next URL to follow (redirect, confirmation page), or None once saved."""
+) -> str | bool:
+    """Act on one reply: the next URL to follow (redirect, confirmation page), or once saved,
+    whether the file's length is known complete."""
     if resp.status in _REDIRECT_STATUSES and resp.headers.get("Location"):
         return urllib.parse.urljoin(url, resp.headers["Location"])
     if _is_page(resp):
@@ -229,40 +268,48 @@ def _handle_reply(
         raise _TransientError(f"HTTP {resp.status} from {_host(url)}", _retry_after(resp))
     if resp.status == 416:
         if offset and _range_total(resp) == offset:
-            return None  # the .part was already complete: only the rename was missing
+            return True  # the .part was already complete: only the rename was missing
         part.unlink(missing_ok=True)
         raise _TransientError(f"the server refused to continue from byte {offset}; starting again")
     if resp.status not in (200, 206):
         msg = f"Google Drive file {file_id}: HTTP {resp.status} from {_host(url)}; check the file id"
         raise DownloadError(msg)
-    _stream_body(resp, part, offset, file_id=file_id, progress=progress, expect=expect)
-    return None
+    return _stream_body(resp, part, offset, file_id=file_id, progress=progress, expect=expect)
 
 
 def _resumable_offset(part: Path, expect: Callable[[bytes], bool] | None) -> int:
     """Bytes of ``part`` worth continuing from: 0 (and the file removed) if its start is wrong."""
-    if not part.exists():
+    if not os.path.lexists(part):
         return 0
-    size = part.stat().st_size
-    if size and expect is not None:
-        with open(part, "rb") as f:
-            if not expect(f.read(HEAD_SIZE)):
-                log.warning("%s does not start as expected; starting again", part)
-                part.unlink()
-                return 0
+    try:
+        f = open_own_file(part, "rb")  # a symlink planted at the .part's name is refused, not followed
+    except OSError as exc:
+        raise DownloadError(_write_problem(exc, part, None)) from exc
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size and expect is not None and not expect(f.read(HEAD_SIZE)):
+            log.warning("%s does not start as expected; starting again", part)
+            part.unlink()
+            return 0
     return size
 
 
 def _check_host(url: str, trusted: set[str], file_id: str) -> None:
-    """Refuse any URL whose host is not a Google download host (or the caller's chosen base host)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme in ("http", "https") and (
-        host in ALLOWED_HOSTS or host in trusted or host.endswith(ALLOWED_HOST_SUFFIXES)
-    ):
+    """Refuse any URL whose host is not a Google download host (or the caller's chosen base host).
+
+    The host is the one urllib3 will connect to (``\\@`` and user-info tricks are refused first:
+    ``urlsplit`` and urllib3 once disagreed on ``http://127.0.0.2:1\\@drive.google.com/``).
+    """
+    try:
+        host = check_url(url)
+    except UnsafeUrlError as exc:
+        msg = f"Google Drive file {file_id}: {exc}; download the file in a browser instead"
+        raise DownloadError(msg) from exc
+    if host in ALLOWED_HOSTS or host in trusted or host.endswith(ALLOWED_HOST_SUFFIXES):
         return
+    scheme = urllib.parse.urlsplit(url).scheme
     msg = (
-        f"Google Drive file {file_id}: refusing to follow a link to {parts.scheme}://{host}, "
+        f"Google Drive file {file_id}: refusing to follow a link to {scheme}://{host}, "
         "which is not a Google Drive host; download the file in a browser instead"
     )
     raise DownloadError(msg)
@@ -334,16 +381,21 @@ def _next_url_from_page(page: str, page_url: str, status: int, file_id: str) -> 
         raise DownloadError(msg)
     parser = _LinkParser()
     parser.feed(page)
-    if parser.form_action:
-        action = urllib.parse.urljoin(page_url, parser.form_action)
-        parts = urllib.parse.urlsplit(action)
-        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-        query.update(parser.form_inputs)
-        log.debug("following Drive's confirmation form to %s", parts.netloc)
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-    if parser.links:
-        log.debug("following Drive's download link")
-        return urllib.parse.urljoin(page_url, parser.links[0])
+    parser.close()
+    try:
+        if parser.form_action:
+            action = urllib.parse.urljoin(page_url, parser.form_action)
+            parts = urllib.parse.urlsplit(action)
+            query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+            query.update(parser.form_inputs)
+            log.debug("following Drive's confirmation form to %s", parts.netloc)
+            return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+        if parser.links:
+            log.debug("following Drive's download link")
+            return urllib.parse.urljoin(page_url, parser.links[0])
+    except ValueError as exc:  # e.g. "http://[" (an unclosed IPv6 bracket) in the page's link
+        msg = f"Google Drive file {file_id}: the page's download link is not a URL ({exc}); download it in a browser"
+        raise DownloadError(msg) from exc
     if status in _RETRY_STATUSES:
         raise _TransientError(f"HTTP {status} with a web page from {_host(page_url)}")
     msg = (
@@ -355,8 +407,8 @@ def _next_url_from_page(page: str, page_url: str, status: int, file_id: str) -> 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float:
     """Seconds a 429/503 asks us to wait (``Retry-After`` in seconds; an HTTP date counts as 0)."""
-    value = resp.headers.get("Retry-After", "").strip()
-    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else 0.0
+    seconds = header_int(resp.headers.get("Retry-After"))
+    return 0.0 if seconds is None else min(float(seconds), MAX_RETRY_AFTER)
 
 
 def _range_total(resp: urllib3.BaseHTTPResponse) -> int | None:
@@ -376,9 +428,12 @@ def _stream_body(
     file_id: str,
     progress: bool,
     expect: Callable[[bytes], bool] | None,
-) -> None:
-    """Write the file's bytes into ``part``: appended after ``offset`` for a 206, from byte 0 for a 200."""
-    length = resp.headers.get("Content-Length")
+) -> bool:
+    """Write the file's bytes into ``part``: appended after ``offset`` for a 206, from byte 0 for a 200.
+
+    Returns:
+        Whether the length is known complete (the server gave the total and it arrived).
+    """
     if resp.status == 206:
         match = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", "").strip())
         if not match or match.group(1) is None or int(match.group(1)) != offset:
@@ -389,7 +444,7 @@ def _stream_body(
         if offset:
             log.info("the server ignored the range request; starting %s again from byte 0", part.name)
         offset = 0
-        total = int(length) if length and length.isdigit() else None
+        total = header_int(resp.headers.get("Content-Length"))
     chunks = resp.stream(CHUNK_SIZE, decode_content=False)
     try:
         head = b""
@@ -400,23 +455,37 @@ def _stream_body(
                     break
             if not expect(head[:HEAD_SIZE]):
                 raise DownloadError(_unexpected_message(file_id, head))
+        try:
+            out = open_own_file(part, "ab" if offset else "wb")
+        except OSError as exc:
+            raise DownloadError(_write_problem(exc, part, None)) from exc
         with (
-            open(part, "ab" if offset else "wb") as out,
+            out,
             tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
             ) as bar,
         ):
-            out.write(head)
-            bar.update(len(head))
-            for chunk in chunks:
-                out.write(chunk)
-                bar.update(len(chunk))
+            written = offset
+            try:
+                out.write(head)
+                written += len(head)
+                bar.update(len(head))
+                for chunk in chunks:
+                    out.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+                out.flush()
+            except OSError as exc:
+                needed = None if total is None else total - written
+                raise DownloadError(f"Google Drive file {file_id}: {_write_problem(exc, part, needed)}") from exc
     except urllib3.exceptions.HTTPError as exc:
         raise _TransientError(f"connection lost: {exc}") from exc
-    size = part.stat().st_size
+    size = _part_size(part)
     if total is not None and size != total:
         raise _TransientError(f"got {size} of {total} bytes")
+    # a chunked body that ends cleanly ended on purpose (urllib3 raises on a cut chunk)
+    return total is not None or "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
 
 
 def _unexpected_message(file_id: str, head: bytes) -> str:

@@ -19,6 +19,49 @@ import numpy as np
 
 from rat7m.errors import BadInputError
 
+#: The extrinsics' two spellings: the dataset documentation's (and the original ``load_cameras``')
+#: and the one the real ``.mat`` files (and the authors' training code) use.
+SPELLINGS: dict[str, str] = {"RotationMatrix": "rotationMatrix", "TranslationVector": "translationVector"}
+#: Every alias pair, both ways.
+_ALIASES: dict[str, str] = {**SPELLINGS, **{low: up for up, low in SPELLINGS.items()}}
+
+
+def camera_param(camera: Mapping[str, np.ndarray], key: str) -> np.ndarray:
+    """``camera[key]``, accepting either spelling of ``RotationMatrix`` / ``TranslationVector``.
+
+    Raises:
+        KeyError: the camera has neither spelling.
+    """
+    if key in camera:
+        return camera[key]
+    alias = _ALIASES.get(key)
+    if alias is not None and alias in camera:
+        return camera[alias]
+    raise KeyError(key)
+
+
+def with_both_spellings(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A copy of ``camera`` where each extrinsic is under both spellings, bound to the same array.
+
+    So user code written after the dataset documentation (``RotationMatrix``) and after the
+    authors' code (``rotationMatrix``) both work on any camera we hand out.
+    """
+    out = dict(camera)
+    for key, alias in _ALIASES.items():
+        if key in out and alias not in out:
+            out[alias] = out[key]
+    return out
+
+
+def mat_spellings(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A copy of ``camera`` holding only the ``.mat``'s own spellings (what we write to files)."""
+    out = dict(camera)
+    for upper, lower in SPELLINGS.items():
+        if upper in out:
+            value = out.pop(upper)
+            out.setdefault(lower, value)
+    return out
+
 
 def _distortion(camera: Mapping[str, np.ndarray]) -> tuple[float, float, float, float, float]:
     """``(k1, k2, k3, p1, p2)`` of a camera; ``k3 = 0`` when it has two radial coefficients."""
@@ -34,7 +77,7 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
 
     Args:
         points_3d: ``(..., 3)`` positions in mm (world frame); NaN rows give NaN pixels.
-        camera: ``IntrinsicMatrix``, ``RotationMatrix``, ``TranslationVector``,
+        camera: ``IntrinsicMatrix``, ``RotationMatrix``, ``TranslationVector`` (either spelling),
             ``RadialDistortion`` (k1, k2[, k3]) and ``TangentialDistortion`` (p1, p2).
 
     Returns:
@@ -44,8 +87,8 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
     if points.shape[-1:] != (3,):
         raise ValueError(f"points_3d must have shape (..., 3), got {points.shape}")
     K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
-    R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
-    t = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3)
+    R = np.asarray(camera_param(camera, "RotationMatrix"), dtype=np.float64).reshape(3, 3)
+    t = np.asarray(camera_param(camera, "TranslationVector"), dtype=np.float64).reshape(3)
     k1, k2, k3, p1, p2 = _distortion(camera)
 
     # camera coordinates as three contiguous rows: every step below streams through memory once
@@ -98,9 +141,9 @@ def to_opencv(
             "be off); pass allow_skew=True to convert anyway, or project with rat7m.geometry.project"
         )
         raise BadInputError(msg)
-    R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
+    R = np.asarray(camera_param(camera, "RotationMatrix"), dtype=np.float64).reshape(3, 3)
     rvec, _ = cv2.Rodrigues(np.ascontiguousarray(R.T))
-    tvec = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3, 1)
+    tvec = np.asarray(camera_param(camera, "TranslationVector"), dtype=np.float64).reshape(3, 1)
     k1, k2, k3, p1, p2 = _distortion(camera)
     dist = np.array([k1, k2, p1, p2, k3])
     return K.T.copy(), rvec.astype(np.float64), tvec, dist
@@ -119,10 +162,10 @@ def from_opencv(K_cv: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, dist: np.n
         raise BadInputError(f"dist must be [k1, k2, p1, p2(, k3)], further terms zero; got {dist.tolist()}")
     rotation, _ = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64).reshape(3, 1))
     radial = dist[[0, 1, 4]] if len(dist) >= 5 else dist[[0, 1]]
-    return {
+    return with_both_spellings({
         "IntrinsicMatrix": np.asarray(K_cv, dtype=np.float64).reshape(3, 3).T.copy(),
         "RotationMatrix": rotation.T.copy(),
         "TranslationVector": np.asarray(tvec, dtype=np.float64).reshape(1, 3),
         "TangentialDistortion": dist[2:4].reshape(1, 2),
         "RadialDistortion": radial.reshape(1, -1),
-    }
+    })

@@ -10,8 +10,11 @@ instead of a traceback from deep inside scipy.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,26 +25,43 @@ import scipy.io
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
+from rat7m.geometry import camera_param, with_both_spellings
 
-#: Camera fields in the order the real files store them, and the keys ``load_cameras`` returns.
-#: The original loader renamed ``rotationMatrix``/``translationVector``; we keep that renaming.
-CAMERA_FIELDS: dict[str, str] = {
-    "frame": "frame",
-    "IntrinsicMatrix": "IntrinsicMatrix",
-    "rotationMatrix": "RotationMatrix",
-    "translationVector": "TranslationVector",
-    "TangentialDistortion": "TangentialDistortion",
-    "RadialDistortion": "RadialDistortion",
-}
+log = logging.getLogger(__name__)
+
+#: Camera fields in the order and spellings the real files store them. :func:`load_cameras` returns
+#: them under these names and, for the extrinsics, also under the documentation's spellings
+#: (``RotationMatrix``, ``TranslationVector``), bound to the same arrays (see
+#: :func:`rat7m.geometry.with_both_spellings`).
+CAMERA_FIELDS: tuple[str, ...] = (
+    "frame", "IntrinsicMatrix", "rotationMatrix", "translationVector", "TangentialDistortion", "RadialDistortion",
+)
+
+#: Order of the cameras in a real file's ``cameras`` struct (not sorted). We write it so, and
+#: read by name only, never by field order.
+MAT_CAMERA_ORDER: tuple[str, ...] = ("Camera1", "Camera2", "Camera4", "Camera5", "Camera3", "Camera6")
 
 #: Expected shape of each camera parameter (``frame`` is checked against the sample count).
 _PARAM_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {
     "IntrinsicMatrix": ((3, 3),),
-    "RotationMatrix": ((3, 3),),
-    "TranslationVector": ((1, 3),),
+    "rotationMatrix": ((3, 3),),
+    "translationVector": ((1, 3),),
     "TangentialDistortion": ((1, 2),),
     "RadialDistortion": ((1, 2), (1, 3)),
 }
+
+#: Largest video frame index accepted in a ``frame`` map (a rig at 120 fps for a year is 3.8e9);
+#: checked before the cast to int64, so 1e300 is refused instead of wrapping around.
+MAX_FRAME_INDEX = 2**40
+
+#: The variables a RAT7M file must have, and the only ones decompressed.
+_VARIABLES = ("cameras", "mocap", "name")
+
+#: Bound on what the wanted variables may decompress to: at most this many times the file size
+#: (real motion capture compresses a few times, a zlib bomb a thousand times) ...
+MAX_EXPANSION = 64
+#: ... and never less than this floor, so a small file of zeros still loads.
+MIN_DECOMPRESSED_BOUND = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -79,12 +99,64 @@ def _read(path: str | os.PathLike) -> dict:
             "Re-save it in MATLAB with save(..., '-v7') or download the original again."
         )
         raise BadInputError(msg)
+    _check_decompressed_size(path)  # before whosmat: scipy inflates a compressed variable whole to list it
     try:
-        return scipy.io.loadmat(str(path), struct_as_record=True, squeeze_me=False)
+        variables = {name: cls for name, _, cls in scipy.io.whosmat(str(path))}
     except NotImplementedError as exc:  # scipy's message for v7.3 files without the header
         raise BadInputError(f"{path}: is a MATLAB v7.3 (HDF5) file; RAT7M files are MATLAB v5") from exc
     except Exception as exc:  # scipy raises ValueError, TypeError, struct.error... on garbage
         raise BadInputError(f"{path}: is not a readable MATLAB .mat file ({exc})") from exc
+    for key in ("cameras", "mocap"):  # checked before a variable is parsed; only ours are loaded
+        if key not in variables:
+            found = ", ".join(variables) or "nothing"
+            raise BadInputError(f"{path}: has no '{key}' variable (found: {found}); is this a RAT7M mocap file?")
+        if variables[key] != "struct":
+            raise BadInputError(f"{path}: '{key}' is a MATLAB {variables[key]}, not a struct")
+    try:
+        return scipy.io.loadmat(str(path), struct_as_record=True, squeeze_me=False, variable_names=_VARIABLES)
+    except Exception as exc:  # scipy raises ValueError, TypeError, struct.error... on garbage
+        raise BadInputError(f"{path}: is not a readable MATLAB .mat file ({exc})") from exc
+
+
+def _check_decompressed_size(path: Path) -> None:
+    """Refuse a file whose compressed variables would decompress to more than the bound.
+
+    scipy inflates a compressed variable whole before parsing it, so a few MB of zlib can ask for
+    gigabytes. Each ``miCOMPRESSED`` element (MATLAB v5: 128-byte header, then elements of an
+    8-byte tag ``type, nbytes``) is inflated here in small pieces, counting and discarding, and
+    the total is compared with the bound before scipy sees the file.
+    """
+    size = path.stat().st_size
+    bound = max(MIN_DECOMPRESSED_BOUND, MAX_EXPANSION * size)
+    total = 0
+    with open(path, "rb") as f:
+        head = f.read(128)
+        order = "<" if head[126:128] == b"IM" else ">"
+        while True:
+            tag = f.read(8)
+            if len(tag) < 8:
+                return
+            kind, nbytes = struct.unpack(order + "II", tag)
+            if kind != 15:  # not miCOMPRESSED: its size is what is on disk
+                f.seek(nbytes + (-nbytes % 8), os.SEEK_CUR)
+                continue
+            inflate = zlib.decompressobj()
+            left = nbytes
+            while left > 0:
+                piece = f.read(min(left, 1 << 16))
+                if not piece:
+                    break
+                left -= len(piece)
+                data = inflate.decompress(piece, 1 << 20)
+                while True:
+                    total += len(data)
+                    if total > bound:
+                        msg = (f"{path}: its compressed variables expand to more than {bound / 2**20:.0f} MiB "
+                               f"({MAX_EXPANSION}x the file's {size} bytes); refusing a zlib bomb")  # fmt: skip
+                        raise BadInputError(msg)
+                    if not inflate.unconsumed_tail:
+                        break
+                    data = inflate.decompress(inflate.unconsumed_tail, 1 << 20)
 
 
 def _struct(mat: dict, key: str, path: Path) -> np.void:
@@ -99,6 +171,8 @@ def _struct(mat: dict, key: str, path: Path) -> np.void:
 
 
 def _float_array(value: object, where: str) -> np.ndarray:
+    if np.iscomplexobj(value):
+        raise BadInputError(f"{where}: holds complex numbers; a camera or marker value is real")
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -118,20 +192,25 @@ def _parse_cameras(mat: dict, path: Path) -> dict[str, dict[str, np.ndarray]]:
             raise BadInputError(f"{path}: cameras.{cam_name} is not a struct")
         cam = cam_value.reshape(-1)[0]
         params: dict[str, np.ndarray] = {}
-        for field, key in CAMERA_FIELDS.items():
+        for field in CAMERA_FIELDS:
             if field not in cam.dtype.names:
                 raise BadInputError(f"{path}: cameras.{cam_name} has no field '{field}'")
-            params[key] = _float_array(cam[field], f"{path}: cameras.{cam_name}.{field}")
+            params[field] = _float_array(cam[field], f"{path}: cameras.{cam_name}.{field}")
+        extra = [f for f in cam.dtype.names if f not in CAMERA_FIELDS]
+        if extra:
+            log.debug("%s: cameras.%s: ignoring field(s) %s", path, cam_name, ", ".join(extra))
         for key, shapes in _PARAM_SHAPES.items():
             if params[key].shape not in shapes:
                 want = " or ".join(str(s) for s in shapes)
                 msg = f"{path}: cameras.{cam_name}.{key} has shape {params[key].shape}, expected {want}"
                 raise BadInputError(msg)
         frame = params["frame"].reshape(-1)
-        if not (np.all(np.isfinite(frame)) and np.all(frame == np.round(frame)) and np.all(frame >= 0)):
-            raise BadInputError(f"{path}: cameras.{cam_name}.frame must hold non-negative whole frame indices")
+        whole = np.all(np.isfinite(frame)) and np.all(frame == np.round(frame))
+        if not (whole and np.all(frame >= 0) and np.all(frame <= MAX_FRAME_INDEX)):
+            msg = f"{path}: cameras.{cam_name}.frame must hold whole frame indices from 0 to {MAX_FRAME_INDEX}"
+            raise BadInputError(msg)
         params["frame"] = frame.astype(np.int64)
-        cameras[cam_name] = params
+        cameras[cam_name] = with_both_spellings(params)
     return cameras
 
 
@@ -182,9 +261,10 @@ def load_cameras(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     """Read the six cameras of a ``mocap-*.mat`` file.
 
     Returns:
-        ``{"Camera1": {"IntrinsicMatrix": (3, 3), "RotationMatrix": (3, 3), "TranslationVector": (1, 3),
+        ``{"Camera1": {"IntrinsicMatrix": (3, 3), "rotationMatrix": (3, 3), "translationVector": (1, 3),
         "TangentialDistortion": (1, 2), "RadialDistortion": (1, 2) or (1, 3), "frame": (n,) int64}, ...}``;
-        float64 parameters in MATLAB's conventions (see :mod:`rat7m.geometry`).
+        float64 parameters in MATLAB's conventions (see :mod:`rat7m.geometry`). ``RotationMatrix`` and
+        ``TranslationVector`` (the documentation's spellings) are the same arrays under a second name.
 
     Raises:
         BadInputError: the file is missing, not a v5 .mat file, or not in the RAT7M layout.
@@ -237,7 +317,8 @@ def save_recording(
     Args:
         path: destination file.
         name: the ``name`` string, e.g. ``"Subject1-Day1"``.
-        cameras: ``{"Camera1": {...}}`` with the keys :func:`load_cameras` returns.
+        cameras: ``{"Camera1": {...}}`` with the keys :func:`load_cameras` returns (either spelling);
+            written in the real files' camera order (:data:`MAT_CAMERA_ORDER`) and field spellings.
         mocap: ``(n_samples, 20, 3)`` mm in catalogue joint order.
         marker_order: order of the marker fields in the file (default: catalogue order); real files
             need not follow the joint order, which is why readers map by name.
@@ -249,12 +330,12 @@ def save_recording(
     if sorted(order) != sorted(catalogue.JOINT_NAMES):
         raise ValueError("marker_order must name each of the 20 catalogue joints once")
     cam_structs = {}
-    for cam_name in catalogue.CAMERA_NAMES:
+    for cam_name in MAT_CAMERA_ORDER:  # the real files' struct order
         params = cameras[cam_name]
         fields = {}
-        for field, key in CAMERA_FIELDS.items():
-            value = np.asarray(params[key], dtype=np.float64)
-            fields[field] = value.reshape(-1, 1) if key == "frame" else value
+        for field in CAMERA_FIELDS:
+            value = np.asarray(camera_param(params, field), dtype=np.float64)
+            fields[field] = value.reshape(-1, 1) if field == "frame" else value
         cam_structs[cam_name] = fields
     markers = {joint: mocap[:, catalogue.JOINT_NAMES.index(joint), :] for joint in order}
     content = {"cameras": cam_structs, "mocap": markers, "name": name}

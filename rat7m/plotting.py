@@ -1,4 +1,10 @@
-"""Drawing a rat: keypoints, centre of mass and the skeleton in the catalogue's colours (matplotlib)."""
+"""Drawing a rat: keypoints, centre of mass, the skeleton, and prediction overlays (matplotlib).
+
+Every colour comes from the catalogue's colour-blind-safe palette (Okabe-Ito): bones by body part
+(:data:`rat7m.catalogue.PART_COLOURS`), and in overlays ground truth and prediction told apart by
+colour *and* by marker (filled circles and solid bones vs crosses and dashed bones), with a thin
+line from each true joint to its prediction.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,20 @@ import numpy as np
 from rat7m import catalogue
 
 
-def _rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+def rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    """A catalogue colour (RGB 0-255) as matplotlib's 0-1 floats."""
     return (colour[0] / 255, colour[1] / 255, colour[2] / 255)
+
+
+_rgb = rgb  # the name older callers use
+
+#: Look of the 20 ground-truth keypoints in single-pose drawings (white dots, as on the synthetic frames).
+_KEYPOINT_STYLE = {"s": 14, "c": "white", "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
 
 
 def draw_pose_2d(ax, image: np.ndarray | None, keypoints_2d: np.ndarray, com_2d: np.ndarray | None = None,
                  title: str | None = None) -> None:  # fmt: skip
-    """Show ``image`` with the 20 keypoints (red), the 21 bones (anatomical colours) and the COM (blue).
+    """Show ``image`` with the 20 keypoints (white dots), the 21 bones (by body part) and the COM (black cross).
 
     Args:
         ax: a matplotlib Axes.
@@ -25,10 +38,11 @@ def draw_pose_2d(ax, image: np.ndarray | None, keypoints_2d: np.ndarray, com_2d:
     if image is not None:
         ax.imshow(image)
     for (a, b), colour in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):
-        ax.plot(keypoints_2d[[a, b], 0], keypoints_2d[[a, b], 1], "-", color=_rgb(colour), linewidth=2)
-    ax.scatter(keypoints_2d[:, 0], keypoints_2d[:, 1], s=12, c="red", zorder=3, label="keypoints")
+        ax.plot(keypoints_2d[[a, b], 0], keypoints_2d[[a, b], 1], "-", color=rgb(colour), linewidth=2)
+    ax.scatter(keypoints_2d[:, 0], keypoints_2d[:, 1], label="keypoints", **_KEYPOINT_STYLE)
     if com_2d is not None:
-        ax.scatter([com_2d[0]], [com_2d[1]], s=40, c="blue", marker="x", zorder=4, label="centre of mass")
+        ax.scatter([com_2d[0]], [com_2d[1]], s=50, c="black", marker="x", linewidths=2, zorder=4,
+                   label="centre of mass")  # fmt: skip
     if image is None:
         ax.invert_yaxis()
     ax.set_axis_off()
@@ -40,16 +54,86 @@ def part_legend_handles() -> list:
     """Legend entries naming the body part of each bone colour, for ``ax.legend(handles=...)``."""
     from matplotlib.lines import Line2D
 
-    return [Line2D([0], [0], color=_rgb(colour), linewidth=2, label=part.replace("_", " "))
+    return [Line2D([0], [0], color=rgb(colour), linewidth=2, label=part.replace("_", " "))
             for part, colour in catalogue.PART_COLOURS.items()]  # fmt: skip
 
 
-def draw_pose_3d(ax, keypoints_3d: np.ndarray, title: str | None = None) -> None:
-    """Draw the 3D skeleton (mm) on a matplotlib 3D axis, bones in the catalogue's colours."""
+def pose_legend_handles(com: bool = True) -> list:
+    """Legend entries of a :func:`draw_pose_2d` drawing: keypoints, centre of mass, then the body parts."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([0], [0], linestyle="none", marker="o", markersize=5, markerfacecolor="white",
+                      markeredgecolor="black", label="keypoints")]  # fmt: skip
+    if com:
+        handles.append(Line2D([0], [0], linestyle="none", marker="x", markersize=7, color="black",
+                              markeredgewidth=2, label="centre of mass"))  # fmt: skip
+    return handles + part_legend_handles()
+
+
+def draw_overlay_2d(ax, image: np.ndarray | None, truth_2d: np.ndarray, predicted_2d: np.ndarray,
+                    title: str | None = None) -> None:  # fmt: skip
+    """Ground truth and a prediction on one view, with a line from each true joint to its prediction.
+
+    Args:
+        ax: a matplotlib Axes.
+        image: ``(H, W, 3)`` RGB image, or None for a blank axis (y pointing down, as in an image).
+        truth_2d: ``(20, 2)`` pixels; NaN joints are left out.
+        predicted_2d: ``(20, 2)`` pixels, drawn exactly where given.
+    """
+    truth_2d = np.asarray(truth_2d, dtype=float)
+    predicted_2d = np.asarray(predicted_2d, dtype=float)
+    if image is not None:
+        ax.imshow(image)
+    for j in range(len(truth_2d)):
+        ax.plot(*np.stack([truth_2d[j], predicted_2d[j]]).T, "-", color=rgb(catalogue.ERROR_COLOUR),
+                linewidth=1, zorder=2)  # fmt: skip
+    for points, colour, style in ((truth_2d, catalogue.GT_COLOUR, "-"), (predicted_2d, catalogue.PRED_COLOUR, "--")):
+        for a, b in catalogue.BONES:
+            ax.plot(points[[a, b], 0], points[[a, b], 1], style, color=rgb(colour), linewidth=1.5, zorder=3)
+    ax.scatter(truth_2d[:, 0], truth_2d[:, 1], s=22, c=[rgb(catalogue.GT_COLOUR)], marker=catalogue.GT_MARKER,
+               edgecolors="black", linewidths=0.5, zorder=4, label="ground truth")  # fmt: skip
+    ax.scatter(predicted_2d[:, 0], predicted_2d[:, 1], s=40, c=[rgb(catalogue.PRED_COLOUR)],
+               marker=catalogue.PRED_MARKER, edgecolors="black", linewidths=0.5, zorder=5,
+               label="prediction")  # fmt: skip
+    if image is None:
+        ax.set_aspect("equal")
+        if not ax.yaxis_inverted():
+            ax.invert_yaxis()
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def overlay_legend_handles() -> list:
+    """Legend entries of :func:`draw_overlay_2d`: ground truth, prediction, error line."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([0], [0], color=rgb(catalogue.GT_COLOUR), marker=catalogue.GT_MARKER, markeredgecolor="black",
+               linestyle="-", label="ground truth"),
+        Line2D([0], [0], color=rgb(catalogue.PRED_COLOUR), marker=catalogue.PRED_MARKER, markeredgecolor="black",
+               linestyle="--", markersize=8, label="prediction"),
+        Line2D([0], [0], color=rgb(catalogue.ERROR_COLOUR), linewidth=1, label="error (truth to prediction)"),
+    ]  # fmt: skip
+
+
+def draw_pose_3d(ax, keypoints_3d: np.ndarray, title: str | None = None, joint_names: bool = False) -> None:
+    """Draw the 3D skeleton (mm) on a matplotlib 3D axis, bones by body part.
+
+    Args:
+        ax: a matplotlib 3D Axes.
+        keypoints_3d: ``(20, 3)`` mm; NaN joints are left out.
+        title: optional title.
+        joint_names: write each joint's name (catalogue order) next to it.
+    """
     keypoints_3d = np.asarray(keypoints_3d, dtype=float)
     for (a, b), colour in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):
-        ax.plot(*keypoints_3d[[a, b]].T, "-", color=_rgb(colour), linewidth=2)
-    ax.scatter(*keypoints_3d.T, s=10, c="red")
+        ax.plot(*keypoints_3d[[a, b]].T, "-", color=rgb(colour), linewidth=2)
+    ax.scatter(*keypoints_3d.T, s=14, c="white", edgecolors="black", linewidths=0.6, depthshade=False)
+    if joint_names:
+        for name, point in zip(catalogue.JOINT_NAMES, keypoints_3d, strict=True):
+            if np.isfinite(point).all():
+                ax.text(*point, f" {name}", fontsize=6)
     ax.set_xlabel("x (mm)")
     ax.set_ylabel("y (mm)")
     ax.set_zlabel("z (mm)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import math
 import pickle
 import struct
 from pathlib import Path
@@ -87,9 +88,82 @@ def _make_reconstruct(real: Any) -> Any:
     def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
         if subtype is not _NDARRAY:
             raise UnsafePickleError(f"refusing _reconstruct of {subtype!r}: only numpy.ndarray is allowed")
+        # numpy's own pickles always start from an empty (0,) array and give the real shape in
+        # BUILD, with the data; any other shape would allocate what the file never holds
+        if type(shape) is not tuple or shape != (0,) or not isinstance(dtype, (bytes, str)) or len(dtype) > 8:
+            raise UnsafePickleError(f"refusing _reconstruct with shape {shape!r} (numpy's pickles use (0,))")
         return real(np.ndarray, shape, dtype)
 
     return _reconstruct
+
+
+def _plain_dtype(dtype: Any, what: str) -> np.dtype:
+    """``dtype`` if it is a plain numpy dtype (no fields, no sub-array, object only as 'O')."""
+    if not isinstance(dtype, np.dtype) or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsafePickleError(f"refusing {what} with dtype {dtype!r}: only plain dtypes are allowed")
+    if dtype.hasobject and dtype.kind != "O":
+        raise UnsafePickleError(f"refusing {what} with dtype {dtype!r}")
+    return dtype
+
+
+def _shape(shape: Any, what: str) -> tuple[int, ...]:
+    if type(shape) is not tuple or len(shape) > 32 or not all(type(d) is int and 0 <= d < 2**62 for d in shape):
+        raise UnsafePickleError(f"refusing {what} with shape {shape!r}")
+    return shape
+
+
+def _check_array_state(state: Any) -> None:
+    """Allow ``ndarray.__setstate__(state)`` only when the data present matches shape and dtype.
+
+    numpy trusts the state: an object array of shape (1000,) set from a list of 0 items reads
+    past the list's end (a segfault). So: ``(version, shape, dtype, fortran, data)`` with ``data``
+    a list of exactly ``prod(shape)`` items for an object array, else bytes of exactly
+    ``prod(shape) * itemsize``.
+    """
+    if type(state) is not tuple or len(state) != 5:
+        raise UnsafePickleError("refusing an array state that is not numpy's (version, shape, dtype, order, data)")
+    _, shape, dtype, fortran, data = state
+    shape = _shape(shape, "an array")
+    dtype = _plain_dtype(dtype, "an array")
+    count = math.prod(shape)
+    if type(fortran) is not bool:
+        raise UnsafePickleError(f"refusing an array state with order flag {fortran!r}")
+    if dtype.kind == "O":
+        if type(data) is not list or len(data) != count:
+            found = f"{len(data)} items" if type(data) is list else type(data).__name__
+            raise UnsafePickleError(f"refusing an object array of shape {shape} holding {found}")
+    elif type(data) not in (bytes, bytearray) or len(data) != count * dtype.itemsize:
+        found = f"{len(data)} bytes" if type(data) in (bytes, bytearray) else type(data).__name__
+        raise UnsafePickleError(f"refusing a {dtype} array of shape {shape} ({count * dtype.itemsize} bytes) "
+                                f"from {found}")  # fmt: skip
+
+
+def _make_scalar(real: Any) -> Any:
+    def scalar(dtype: Any, *args: Any) -> Any:
+        dtype = _plain_dtype(dtype, "a scalar")
+        if dtype.kind == "O":
+            raise UnsafePickleError("refusing an object scalar (numpy's pickles never hold one)")
+        if len(args) != 1 or type(args[0]) is not bytes or len(args[0]) != dtype.itemsize:
+            raise UnsafePickleError(f"refusing a {dtype} scalar not made of exactly {dtype.itemsize} bytes")
+        return real(dtype, args[0])
+
+    return scalar
+
+
+def _make_frombuffer(real: Any) -> Any:
+    def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, *axis_order: Any) -> np.ndarray:
+        dtype = _plain_dtype(dtype, "_frombuffer")
+        shape = _shape(shape, "_frombuffer")
+        size = len(memoryview(buf).cast("B")) if isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) else -1
+        if dtype.hasobject or size != math.prod(shape) * dtype.itemsize or order not in ("C", "F", "K", "A"):
+            raise UnsafePickleError(f"refusing _frombuffer of a {dtype} array of shape {shape} from {size} bytes")
+        # numpy 2.x adds the axis order of a non-contiguous array: a permutation of the axes, or None
+        if axis_order and not (len(axis_order) == 1 and (axis_order[0] is None or (
+                type(axis_order[0]) is tuple and sorted(axis_order[0]) == list(range(len(shape)))))):  # fmt: skip
+            raise UnsafePickleError(f"refusing _frombuffer with axis order {axis_order!r}")
+        return real(buf, dtype, shape, order, *axis_order)
+
+    return _frombuffer
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -104,9 +178,9 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     # numpy 1.x pickles say numpy.core.*, numpy 2.x pickles say numpy._core.*
     for core in ("numpy.core", "numpy._core"):
         allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = numpy_callables["scalar"]
+        allowed[(f"{core}.multiarray", "scalar")] = _make_scalar(numpy_callables["scalar"])
         if "_frombuffer" in numpy_callables:
-            allowed[(f"{core}.numeric", "_frombuffer")] = numpy_callables["_frombuffer"]
+            allowed[(f"{core}.numeric", "_frombuffer")] = _make_frombuffer(numpy_callables["_frombuffer"])
     return allowed
 
 
@@ -147,9 +221,56 @@ def _load_build(self: _SafeUnpickler) -> None:
     state, inst = self.stack[-1], self.stack[-2]
     if isinstance(inst, np.dtype):
         _check_dtype_state(inst, state)
-    elif type(inst) is not np.ndarray or inst.size != 0:
+    elif type(inst) is not np.ndarray or inst.shape != (0,) or id(inst) in self._built:
         raise UnsafePickleError(f"refusing to set the state of {type(inst).__name__} (not a fresh numpy array)")
+    else:
+        _check_array_state(state)
+        self._built.add(id(inst))
+        self._keep.append(inst)
     pickle._Unpickler.load_build(self)
+
+
+#: Deepest nesting of tuples and frozensets accepted in a dict key or set item. Hashing a deeper
+#: one recurses in C without a guard (a tuple nested 10^6 deep crashes the process).
+MAX_KEY_DEPTH = 64
+
+
+def _check_depth(self: _SafeUnpickler, value: Any) -> None:
+    """Refuse a hashable value nested deeper than :data:`MAX_KEY_DEPTH`, before anything hashes it.
+
+    Depths are computed once per object (post-order, cached by id), so shared sub-tuples are not
+    walked again and the walk stops as soon as a path is too deep.
+    """
+    nested = (tuple, frozenset)
+    if type(value) not in nested or id(value) in self._depths:
+        return
+    stack: list[tuple[Any, bool, int]] = [(value, False, 1)]
+    while stack:
+        item, children_done, depth = stack.pop()
+        if id(item) in self._depths:
+            continue
+        if children_done:
+            below = [self._depths[id(c)] for c in item if type(c) in nested]
+            self._depths[id(item)] = 1 + max(below, default=0)
+            self._keep.append(item)
+            continue
+        if depth > MAX_KEY_DEPTH:
+            raise UnsafePickleError(f"refusing a dict key or set item nested more than {MAX_KEY_DEPTH} deep")
+        stack.append((item, True, depth))
+        stack.extend((c, False, depth + 1) for c in item if type(c) in nested and id(c) not in self._depths)
+    if self._depths[id(value)] > MAX_KEY_DEPTH:
+        raise UnsafePickleError(f"refusing a dict key or set item nested more than {MAX_KEY_DEPTH} deep")
+
+
+def _hashing(op: Any, items_of: Any) -> Any:
+    """Wrap an opcode that hashes stack items so their depth is checked first."""
+
+    def load(self: _SafeUnpickler) -> None:
+        for item in items_of(self):
+            _check_depth(self, item)
+        op(self)
+
+    return load
 
 
 class _SafeUnpickler(pickle._Unpickler):
@@ -161,6 +282,18 @@ class _SafeUnpickler(pickle._Unpickler):
 
     dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BUILD[0]] = _load_build
+    # every opcode that hashes a value from the pickle: check its nesting depth first
+    dispatch[pickle.SETITEM[0]] = _hashing(pickle._Unpickler.load_setitem, lambda self: [self.stack[-2]])
+    dispatch[pickle.SETITEMS[0]] = _hashing(pickle._Unpickler.load_setitems, lambda self: self.stack[::2])
+    dispatch[pickle.DICT[0]] = _hashing(pickle._Unpickler.load_dict, lambda self: self.stack[::2])
+    dispatch[pickle.ADDITEMS[0]] = _hashing(pickle._Unpickler.load_additems, lambda self: self.stack)
+    dispatch[pickle.FROZENSET[0]] = _hashing(pickle._Unpickler.load_frozenset, lambda self: self.stack)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._built: set[int] = set()
+        self._depths: dict[int, int] = {}
+        self._keep: list[Any] = []  # keeps checked objects alive, so their ids stay theirs
 
     def find_class(self, module: str, name: str) -> Any:
         try:

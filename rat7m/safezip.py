@@ -47,6 +47,10 @@ CHUNK_SIZE = 1 << 20
 #: Suffix of the temporary name a member is written under before its rename.
 TEMP_SUFFIX = ".part"
 
+#: Longest path component (bytes, UTF-8) most file systems take (ext4, XFS, tmpfs, NTFS in UTF-16
+#: units); a member's name must fit with :data:`TEMP_SUFFIX` added.
+NAME_MAX_BYTES = 255
+
 class CorruptArchiveError(BadInputError):
     """The archive's bytes are damaged (unreadable, a bad CRC, a member shorter or longer than declared).
 
@@ -191,6 +195,13 @@ def _name_parts(name: str, zip_path: Path) -> tuple[str, ...]:
     parts = tuple(p for p in slashed.split("/") if p not in ("", "."))
     if ".." in parts:
         _refuse(zip_path, name, "climbs out of the target folder with '..'")
+    if "\0" in name:
+        _refuse(zip_path, name, "holds a NUL character")
+    for part in parts:
+        size = len(part.encode("utf-8", "surrogateescape")) + len(TEMP_SUFFIX)
+        if size > NAME_MAX_BYTES:
+            _refuse(zip_path, name[:80] + "...", f"has a path component of {size - len(TEMP_SUFFIX)} bytes; file "
+                                                  f"systems take at most {NAME_MAX_BYTES - len(TEMP_SUFFIX)} here")
     return parts
 
 

@@ -8,15 +8,21 @@ property the toolkit relies on, with a known truth to check against:
   inside the arena, a few NaN dropouts, marker fields not in joint order), six cameras around
   the arena with realistic intrinsics, skew and lens distortion, and per-camera ``frame`` maps,
   one camera with a constant offset.
-- ``video_sequences/s{S}-d{D}-camera{C}-{start}.mp4``: real H.264 with B-frames, cut into
-  chunks of ``chunk_length`` frames (the last one short). Each frame shows a textured floor,
+- ``video_sequences/s{S}-d{D}-camera{C}-{start}.mp4``: real H.264, cut into chunks of
+  ``chunk_length`` frames (the last one short), in one of two encodings (:data:`ENCODINGS`):
+  ``bframes`` (B-frames, as a re-encode would have) or ``capture`` (the rig's own
+  ``x264 --preset ultrafast``: no B-frames, CAVLC, no deblocking, scene-cut off, a key frame
+  every 250, each chunk starting with an IDR, as its capture program started a new encoder per
+  file). Each frame shows a textured floor,
   the rat's skeleton projected through that camera (:func:`rat7m.geometry.project`) for the
   mocap sample(s) whose ``frame`` map points at it, and the recording-wide frame index as a
   barcode (:mod:`rat7m.barcode`), so a test can prove any decoded picture is the right frame.
 
 Profiles set the size: ``test`` (tiny frames, all 7 recordings, one with 13 chunks so a string
 sort of chunk starts breaks; seconds), ``demo`` (larger frames for the notebook's pictures) and
-``bench`` (RAT7M-like 1328x1048 at ~40 KB per frame with sensor noise, for decoding speed).
+``bench`` (RAT7M-like 1328x1048 at ~40 KB per frame with sensor noise, for decoding speed) and
+``capture`` (``bench`` in the rig's capture encoding). Any profile can be made in the other
+encoding (``encoding=`` / ``--encoding``), e.g. the ``test`` profile in the capture encoding.
 
 Usage::
 
@@ -62,6 +68,13 @@ FULL_WIDTH, FULL_HEIGHT = 1328, 1048
 ARENA_CENTRE = np.array([-125.0, 55.0, 60.0])
 #: Constant offset of each camera's ``frame`` map (video frame = mocap sample + offset).
 FRAME_OFFSETS: dict[str, int] = {"Camera1": 0, "Camera2": 2, "Camera3": 0, "Camera4": 1, "Camera5": 0, "Camera6": 0}
+#: x264 settings of each video encoding. ``capture`` is the rig's ``x264 --preset ultrafast``
+#: (which already means no B-frames, CAVLC, no deblocking, scene-cut off), spelled out so that a
+#: change of x264's preset cannot silently change it, with its key frame every 250 frames.
+ENCODINGS: dict[str, dict[str, str]] = {
+    "bframes": {"x264-params": "bframes=3:b-adapt=0"},
+    "capture": {"preset": "ultrafast", "x264-params": "bframes=0:cabac=0:no-deblock=1:scenecut=0:keyint=250"},
+}
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class Profile:
         preset: x264 speed preset.
         threads: encoder threads (0: as many as x264 likes).
         noise: standard deviation (grey levels) of per-frame sensor noise; 0 for none.
+        encoding: ``bframes`` or ``capture`` (see :data:`ENCODINGS`; ``capture`` implies preset ultrafast).
     """
 
     name: str
@@ -96,8 +110,11 @@ class Profile:
     preset: str = "veryfast"
     threads: int = 1
     noise: float = 0.0
+    encoding: str = "bframes"
 
     def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise BadInputError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
         if self.width % 2 or self.height % 2 or self.width < 4 * BITS or self.height < 64:
             size = f"{self.width}x{self.height}"
             msg = f"profile {self.name!r}: frames must have even sizes of at least {4 * BITS}x64, got {size}"
@@ -111,14 +128,17 @@ class Profile:
             "all 7 recordings" if len(self.recordings) == len(catalogue.RECORDINGS) else ", ".join(self.recordings)
         )
         size = f"{self.bit_rate / self.fps / 8000:.0f} KB/frame" if self.bit_rate else f"crf {self.crf}"
-        return f"{self.name}: {self.width}x{self.height}, {size}, chunks of {self.chunk_length}, {recordings}"
+        return (
+            f"{self.name}: {self.width}x{self.height}, {self.encoding} encoding, {size}, chunks of "
+            f"{self.chunk_length}, {recordings}"
+        )
 
     def frames_of(self, recording: catalogue.Recording) -> int:
         """Video frames per camera of ``recording``."""
         return self.n_frames.get(recording.name, self.default_frames)
 
 
-#: The three built-in profiles.
+#: The built-in profiles.
 PROFILES: dict[str, Profile] = {
     # s1-d1: 13 chunks, the last of 5 frames (a string sort puts chunk 100 before 20);
     # s3-d1 ends with a one-frame chunk, s2-d2 with a full one.
@@ -131,6 +151,11 @@ PROFILES: dict[str, Profile] = {
     "bench": Profile(
         "bench", FULL_WIDTH, FULL_HEIGHT, chunk_length=250, default_frames=600, recordings=("s1-d1",),
         bit_rate=40_000 * 8 * 30, preset="faster", threads=0, noise=4.0,
+    ),
+    # the same pictures and size in the rig's capture encoding (x264 ultrafast, no B-frames)
+    "capture": Profile(
+        "capture", FULL_WIDTH, FULL_HEIGHT, chunk_length=250, default_frames=600, recordings=("s1-d1",),
+        bit_rate=40_000 * 8 * 30, threads=0, noise=4.0, encoding="capture",
     ),
 }  # fmt: skip
 
@@ -418,9 +443,12 @@ def draw_skeleton(image: np.ndarray, keypoints_2d: np.ndarray) -> None:
 
 
 def _encode_chunk(path: Path, frames: Iterable[np.ndarray], profile: Profile) -> None:
-    """Write BGR frames as an H.264 MP4 with B-frames, under a temporary name, then rename."""
+    """Write BGR frames as an H.264 MP4 in the profile's encoding, under a temporary name, then rename.
+
+    A new encoder per chunk, as the rig's capture program did: every chunk starts with an IDR frame.
+    """
     tmp = path.with_name(path.name + ".part")
-    options = {"preset": profile.preset, "threads": str(profile.threads), "x264-params": "bframes=3:b-adapt=0"}
+    options = {"preset": profile.preset, "threads": str(profile.threads), **ENCODINGS[profile.encoding]}
     if profile.bit_rate is None:
         options["crf"] = str(profile.crf)
     try:
@@ -547,6 +575,7 @@ def generate_dataset(
     recordings: Iterable[str | catalogue.Recording] | str | None = None,
     n_frames: int | None = None,
     chunk_length: int | None = None,
+    encoding: str | None = None,
     progress: bool = False,
 ) -> SyntheticDataset:
     """Write a synthetic dataset in RAT7M's layout under ``root``.
@@ -560,6 +589,7 @@ def generate_dataset(
             default: the profile's recordings.
         n_frames: video frames per camera of every recording (default: the profile's).
         chunk_length: frames per chunk (default: the profile's).
+        encoding: ``bframes`` or ``capture`` (default: the profile's; see :data:`ENCODINGS`).
         progress: show a progress bar.
 
     Returns:
@@ -574,6 +604,8 @@ def generate_dataset(
         profile = PROFILES[profile]
     if chunk_length is not None:
         profile = replace(profile, chunk_length=int(chunk_length))
+    if encoding is not None:
+        profile = replace(profile, encoding=encoding)
     max_offset = max(FRAME_OFFSETS.values())
     if n_frames is not None and n_frames <= max_offset:
         raise BadInputError(f"n_frames must be more than {max_offset} (the largest camera frame offset)")
@@ -615,6 +647,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--chunk-length", type=positive_int, default=None, help="frames per MP4 chunk (default: the profile's)"
     )
+    parser.add_argument(
+        "--encoding", choices=sorted(ENCODINGS), default=None,
+        help="bframes (H.264 with B-frames) or capture (the rig's x264 ultrafast) (default: the profile's)",
+    )  # fmt: skip
     add_verbosity_arguments(parser, progress_bars=True)
     return parser
 
@@ -631,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recordings=args.recordings,
         n_frames=args.frames,
         chunk_length=args.chunk_length,
+        encoding=args.encoding,
         progress=progress_enabled(args),
     )
     files = dataset.files()

@@ -16,6 +16,7 @@ file (see :mod:`rat7m.safe_pickle`) and checks the schema before anyone indexes 
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Mapping
@@ -27,7 +28,10 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
+from rat7m.geometry import SPELLINGS, camera_param, mat_spellings, with_both_spellings
 from rat7m.safe_pickle import safe_load
+
+log = logging.getLogger(__name__)
 
 #: Top-level keys of a table.
 TOP_KEYS = ("cameras", "camera_names", "table")
@@ -38,10 +42,13 @@ CAMERA_COLUMNS = ("frame_idx", "image_path", "2D_keypoints", "2D_com")
 #: Every key of ``table["table"]``.
 TABLE_KEYS = SAMPLE_COLUMNS + CAMERA_COLUMNS
 #: Camera parameters every table camera must carry, with their allowed sizes (any 1x/row shape).
+#: Spelled as the ``.mat`` files (and, by the evidence, the official table) spell them; the
+#: documentation's ``RotationMatrix`` / ``TranslationVector`` are accepted too, and a loaded table
+#: carries both spellings bound to the same arrays (:func:`rat7m.geometry.with_both_spellings`).
 CAMERA_PARAM_SIZES: dict[str, tuple[int, ...]] = {
     "IntrinsicMatrix": (9,),
-    "RotationMatrix": (9,),
-    "TranslationVector": (3,),
+    "rotationMatrix": (9,),
+    "translationVector": (3,),
     "TangentialDistortion": (2,),
     "RadialDistortion": (2, 3),
 }
@@ -107,7 +114,8 @@ def _check_column(value: Any, n: int, tail: tuple[int, ...], kind: str, source: 
 
 def _camera_names(value: Any, source: str) -> list[str]:
     names = list(value) if isinstance(value, (np.ndarray, list, tuple)) else None
-    if names is None or np.ndim(value) != 1 or not names or not all(isinstance(v, str) for v in names):
+    # all-str items make a list 1-D; np.ndim on a ragged list would raise instead of answering
+    if names is None or not names or not all(isinstance(v, str) for v in names) or np.ndim(value) != 1:
         raise _fail(source, "camera_names", "a non-empty 1-D array of camera names", _describe(value))
     unknown = [v for v in names if v not in catalogue.CAMERA_NAMES]
     if unknown or len(set(names)) != len(names):
@@ -153,9 +161,17 @@ def _check_cameras(table: Mapping, recordings: list[catalogue.Recording], names:
         _require_keys(cameras, tuple(names), source, where)
         for cam in names:
             params = _require_dict(cameras[cam], source, f"{where}[{cam!r}]")
-            _require_keys(params, tuple(CAMERA_PARAM_SIZES), source, f"{where}[{cam!r}]")
             for key, sizes in CAMERA_PARAM_SIZES.items():
-                value = params[key]
+                try:
+                    value = camera_param(params, key)
+                except KeyError:
+                    spelled = f"{key!r}" + "".join(f" or {u!r}" for u, low in SPELLINGS.items() if low == key)
+                    found = ", ".join(repr(k) for k in params) or "no keys"
+                    raise BadInputError(f"{source}: {where}[{cam!r}] lacks key(s) {spelled} (found: {found})") from None
+                for upper, lower in SPELLINGS.items():
+                    both = upper in params and lower in params
+                    if both and lower == key and not np.array_equal(params[upper], params[lower]):
+                        raise _fail(source, f"{where}[{cam!r}]", f"{upper!r} and {lower!r} equal", "different values")
                 ok = isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.size in sizes
                 if not ok:
                     want = " or ".join(str(s) for s in sizes)
@@ -220,6 +236,9 @@ def validate_annotation(annotation: Any, source: str = "table") -> dict:
             raise _fail(source, "table['subject_idx'] and ['day_idx']", f"a RAT7M recording ({valid})",
                         f"subject {subject}, day {day} (first at row {row})") from None  # fmt: skip
     _check_cameras(top, recordings, names, source)
+    extra = [repr(k) for k in top if k not in TOP_KEYS] + [f"table[{k!r}]" for k in columns if k not in TABLE_KEYS]
+    if extra:
+        log.debug("%s: ignoring key(s) the toolkit does not use: %s", source, ", ".join(map(str, extra)))
     return annotation
 
 
@@ -241,11 +260,29 @@ def load_annotation(path: str | os.PathLike) -> dict:
             (e.g. ``os.system``), refused before it runs; or a table whose layout is wrong, naming
             the key, what was expected and what was found.
     """
-    return validate_annotation(safe_load(path), str(path))
+    return with_camera_spellings(validate_annotation(safe_load(path), str(path)))
+
+
+def with_camera_spellings(table: dict) -> dict:
+    """Give every camera dict of ``table["cameras"]`` both extrinsic spellings (same arrays), in place.
+
+    So code written after the dataset documentation (``RotationMatrix``) and after the authors'
+    code (``rotationMatrix``) both work, whichever spelling the file holds.
+    """
+    for days in table["cameras"].values():
+        if isinstance(days, dict):
+            for day, cameras in days.items():
+                if isinstance(cameras, dict):
+                    days[day] = {cam: with_both_spellings(p) if isinstance(p, Mapping) else p
+                                 for cam, p in cameras.items()}  # fmt: skip
+    return table
 
 
 def save_annotation(table: Mapping, path: str | os.PathLike) -> None:
     """Validate ``table`` and write it as a plain pickle, atomically (temporary file, then rename).
+
+    Cameras are written with the ``.mat``'s own spellings only (``rotationMatrix``,
+    ``translationVector``), as the official table holds them, so the two are interchangeable.
 
     ``np.load(path, allow_pickle=True)`` and :func:`load_annotation` both return the dict.
 
@@ -254,5 +291,10 @@ def save_annotation(table: Mapping, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     validate_annotation(table, "table to save")
+    out = dict(table)
+    out["cameras"] = {
+        subject: {day: {cam: mat_spellings(p) for cam, p in cams.items()} for day, cams in days.items()}
+        for subject, days in table["cameras"].items()
+    }
     with atomic_write(path) as f:
-        pickle.dump(dict(table), f, protocol=PICKLE_PROTOCOL)
+        pickle.dump(out, f, protocol=PICKLE_PROTOCOL)

@@ -24,8 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from rat7m import catalogue
+from rat7m.doctor import hint
 from rat7m.errors import BadInputError
-from rat7m.geometry import project
+from rat7m.geometry import camera_param, project, with_both_spellings
 from rat7m.matfile import MocapRecording, load_recording
 from rat7m.table import CAMERA_PARAM_SIZES, validate_annotation
 
@@ -87,8 +88,12 @@ def centre_of_markers(points_3d: np.ndarray) -> np.ndarray:
 
 
 def _table_camera(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A camera as stored in the table: its parameters (float64), without the per-sample frame map."""
-    return {key: np.array(params[key], dtype=np.float64) for key in CAMERA_PARAM_SIZES}
+    """A camera as stored in the table: its parameters (float64), without the per-sample frame map.
+
+    Under the ``.mat``'s spellings and, in memory, the documentation's too (same arrays).
+    """
+    return with_both_spellings({key: np.array(camera_param(params, key), dtype=np.float64)
+                                for key in CAMERA_PARAM_SIZES})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -243,11 +248,12 @@ def find_mocap_files(root: str | os.PathLike, recordings: Sequence[catalogue.Rec
         present = {p.name for p in folder.glob("mocap-*.mat")}
         recordings = [rec for rec in catalogue.RECORDINGS if catalogue.mocap_file_name(rec) in present]
         if not recordings:
-            msg = f"{folder}: no mocap-sS-dD.mat files; run download_all.py first, or pass --root"
+            msg = f"{folder}: no mocap-sS-dD.mat files; run download_all.py first, or pass --root {hint(root)}"
             raise BadInputError(msg)
     paths = [folder / catalogue.mocap_file_name(rec) for rec in recordings]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         msg = f"{folder}: missing {', '.join(missing)}; run download_all.py first, or restrict --recordings"
+        msg += f" {hint(root)}"
         raise BadInputError(msg)
     return paths

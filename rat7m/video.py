@@ -25,6 +25,13 @@ seeking in H.264 with B-frames lands on key frames and is not frame-exact. Two d
   previous chunk, are dropped), that frame and the later wanted ones are a fault: OpenCV counts the
   decoder's output, so it would shift every later frame by the dropped ones.
 
+Which one decodes a chunk is decided per chunk (``auto``, :func:`choose_decoder`) from what the
+stream is: PyAV's only advantage is skipping non-reference frames, and a stream without frame
+reordering (no B-frames, like the rig's own ``x264 --preset ultrafast`` capture files) has none
+to skip: every P-frame is a reference, so PyAV would decode every frame too, paying Python per
+packet and frame, while OpenCV's ``grab()`` loop runs in C. Measured on 1328x1048 capture-encoded
+chunks (bench/bench_extract.py): see README's Benchmarks.
+
 Both stop decoding after the last wanted frame, and both convert YUV to BGR with FFmpeg's
 swscale honouring the stream's colour tags: measured on the synthetic chunks and on untagged,
 BT.709-tagged and full-range clips, their images are identical bit for bit
@@ -50,8 +57,10 @@ from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
 
-#: The decoders :func:`read_frames` knows; ``auto`` is PyAV when it can be imported, else OpenCV.
+#: The decoders :func:`read_frames` knows; ``auto`` picks one per chunk (:func:`choose_decoder`).
 DECODERS = ("auto", "opencv", "pyav")
+#: Packets :func:`choose_decoder` reads to see whether a stream reorders frames (B-frames show in the first GOP).
+PROBE_PACKETS = 32
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,42 @@ def resolve_decoder(requested: str = "auto") -> str:
     return "pyav"
 
 
+def choose_decoder(path: str | os.PathLike, requested: str = "auto") -> str:
+    """The decoder for one chunk: ``"pyav"`` or ``"opencv"``.
+
+    ``opencv`` and ``pyav`` are taken as asked. ``auto`` is PyAV only when it is installed and the
+    stream reorders frames (B-frames: ``has_b_frames`` in the codec parameters, or a packet whose
+    pts is below an earlier one among the first :data:`PROBE_PACKETS`): only then are there
+    non-reference frames for it to skip. Otherwise OpenCV, which decodes the same frames faster
+    (see the module docstring). A chunk PyAV cannot even open goes to OpenCV, which reports it.
+
+    Raises:
+        BadInputError: see :func:`resolve_decoder`.
+    """
+    decoder = resolve_decoder(requested)
+    if requested != "auto" or decoder == "opencv":
+        return decoder
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "opencv"
+            stream = container.streams.video[0]
+            if stream.codec_context.has_b_frames:
+                return "pyav"
+            latest = None
+            for count, packet in enumerate(container.demux(stream)):
+                if packet.pts is None or count >= PROBE_PACKETS:
+                    break
+                if latest is not None and packet.pts < latest:
+                    return "pyav"
+                latest = packet.pts if latest is None else max(latest, packet.pts)
+    except (av.FFmpegError, OSError):
+        return "opencv"
+    return "opencv"
+
+
 def read_frames(
     path: str | os.PathLike, offsets: Sequence[int], threads: int | None = None, decoder: str = "auto"
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -214,7 +259,7 @@ def read_frames(
         offsets: wanted frame offsets in the chunk (0 = the chunk's first frame), sorted, unique.
         threads: decoder threads; ``None`` lets the decoder use all cores (frame threads), ``1``
             is best when one process per core decodes.
-        decoder: ``auto``, ``opencv`` or ``pyav`` (see :func:`resolve_decoder`).
+        decoder: ``auto`` (chosen for this chunk by :func:`choose_decoder`), ``opencv`` or ``pyav``.
 
     Yields:
         ``(offset, image)`` with ``image`` a (height, width, 3) uint8 BGR array, for each wanted offset.
@@ -228,7 +273,7 @@ def read_frames(
     offsets = list(offsets)
     if not offsets:
         return
-    if resolve_decoder(decoder) == "pyav":
+    if choose_decoder(path, decoder) == "pyav":
         yield from _read_frames_pyav(path, offsets, threads)
     else:
         yield from _read_frames_opencv(path, offsets, threads)

@@ -5,10 +5,13 @@
 last one). It is shared: a test that changes files must copy what it changes
 (``shutil.copytree(synthetic_dataset.root, tmp_path / "data")``). At the end of the session
 the fixture checks that no file in it was added, removed or rewritten, and fails loudly if so.
+``capture_dataset`` is the same (same seed: the same .mat files, pictures and chunks) in the
+rig's capture encoding (x264 ultrafast, no B-frames), so video tests run on both encodings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +23,29 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(scope="session")
-def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
-    """The ``test`` profile dataset (seed 0), generated once per session; read only."""
-    dataset = generate_dataset(tmp_path_factory.mktemp("synthetic") / "rat7m", seed=0, profile="test")
+def _read_only(dataset: SyntheticDataset) -> Iterator[SyntheticDataset]:
     before = _snapshot(dataset.root)
     yield dataset
     after = _snapshot(dataset.root)
     changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
     if changed:
         pytest.fail(f"a test changed the shared synthetic dataset (copy it first): {', '.join(changed[:10])}")
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyntheticDataset]:
+    """The ``test`` profile dataset (seed 0, H.264 with B-frames), generated once per session; read only."""
+    yield from _read_only(generate_dataset(tmp_path_factory.mktemp("synthetic") / "rat7m", seed=0, profile="test"))
+
+
+@pytest.fixture(scope="session")
+def capture_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyntheticDataset]:
+    """``synthetic_dataset`` in the rig's capture encoding (no B-frames), generated once per session; read only."""
+    root = tmp_path_factory.mktemp("capture") / "rat7m"
+    yield from _read_only(generate_dataset(root, seed=0, profile="test", encoding="capture"))
+
+
+@pytest.fixture(params=["bframes", "capture"])
+def any_dataset(request: pytest.FixtureRequest) -> SyntheticDataset:
+    """Each of the two session datasets in turn (B-frame H.264, then the capture encoding)."""
+    return request.getfixturevalue("synthetic_dataset" if request.param == "bframes" else "capture_dataset")

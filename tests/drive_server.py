@@ -17,6 +17,15 @@ Each file is registered with a behaviour that reproduces one thing real Drive do
   connection is closed with Content-Length unmet); later ones honour ``Range``.
 - ``no-range``: like ``large``, but ``Range`` is ignored (always 200, whole file).
 - ``busy-once``: the first request answers 503, then like ``large``.
+- ``backslash``: ``/uc`` redirects to ``http://<other>\\@drive.google.com/download?...``, where
+  ``<other>`` is :attr:`DriveServer.elsewhere` (``urlsplit`` reads the host as drive.google.com,
+  urllib3 connects to ``<other>``).
+- ``userinfo``: ``/uc`` redirects to ``http://drive.google.com@<other>/download?...``.
+- ``cut-no-length``: the first transfer is a 200 without ``Content-Length``, the connection closed
+  at half; later ones honour ``Range``.
+- ``always-cut-no-length``: every transfer is like that, and ``Range`` is ignored.
+- ``odd-headers``: the first request answers 503 with ``Retry-After: \xb2`` (a Unicode digit), and
+  the bytes come with ``Content-Length: \xb2`` on a 200 (the body ends when the connection closes).
 
 Every request is recorded in :attr:`DriveServer.log` (path, Range header, status, body bytes sent),
 so tests assert on what went over the wire.
@@ -34,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BEHAVIOURS = frozenset(
     {"large", "small", "href", "quota", "offsite", "evil-name", "html-bytes", "no-link", "drop-once", "no-range",
-     "busy-once"}
+     "busy-once", "backslash", "userinfo", "cut-no-length", "always-cut-no-length", "odd-headers"}
 )
 
 _INTERSTITIAL = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head>
@@ -94,6 +103,10 @@ class DriveServer:
     files: dict[str, DriveFile] = field(default_factory=dict)
     log: list[Request] = field(default_factory=list)
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: Address to listen on (127.0.0.2 is loopback too on Linux: a second "host" for redirect tests).
+    host: str = "127.0.0.1"
+    #: ``host:port`` the ``backslash`` and ``userinfo`` behaviours point at.
+    elsewhere: str = "127.0.0.2:9"
 
     def add(self, file_id: str, data: bytes, behaviour: str = "large", name: str | None = None) -> None:
         """Serve ``data`` as Drive file ``file_id`` with one of :data:`BEHAVIOURS`."""
@@ -104,7 +117,7 @@ class DriveServer:
     @property
     def base_url(self) -> str:
         """The ``uc`` endpoint, to pass as ``base_url``."""
-        return f"http://127.0.0.1:{self.port}/uc"
+        return f"http://{self.host}:{self.port}/uc"
 
     def transfers(self, file_id: str) -> list[Request]:
         """The requests answered with the bytes of ``file_id`` (whole or from a range)."""
@@ -112,7 +125,7 @@ class DriveServer:
 
     def __enter__(self) -> DriveServer:
         handler = type("Handler", (_Handler,), {"drive": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
@@ -151,6 +164,12 @@ class _Handler(BaseHTTPRequestHandler):
         kind = file.behaviour
         if kind == "busy-once" and file.requests == 1:
             self._send(record, 503, b"busy", "text/plain", extra={"Retry-After": "0"})
+        elif kind == "odd-headers" and file.requests == 1:
+            self._send(record, 503, b"busy", "text/plain", extra={"Retry-After": "\xb2"})
+        elif kind == "backslash":
+            self._redirect(record, f"http://{self.drive.elsewhere}\\@drive.google.com/download?id={query['id']}")
+        elif kind == "userinfo":
+            self._redirect(record, f"http://drive.google.com@{self.drive.elsewhere}/download?id={query['id']}")
         elif kind == "small":
             self._redirect(record, f"/download?id={query['id']}&export=download")
         elif kind == "offsite":
@@ -193,14 +212,19 @@ class _Handler(BaseHTTPRequestHandler):
         if file.behaviour == "html-bytes":
             data = _QUOTA_PAGE.encode()
         match = re.fullmatch(r"bytes=(\d+)-", record.range or "")
-        if match and file.behaviour != "no-range" and int(match.group(1)) < len(data):
+        ranged = file.behaviour not in ("no-range", "always-cut-no-length")
+        if match and ranged and int(match.group(1)) < len(data):
             start = int(match.group(1))
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
             self._send(record, 206, data[start:], content_type, extra=headers)
-        elif match and file.behaviour != "no-range":
+        elif match and ranged:
             self._send(record, 416, b"", "text/plain", extra={"Content-Range": f"bytes */{len(data)}"})
         elif file.behaviour == "drop-once" and file.transfers == 1:
             self._send(record, 200, data, content_type, extra=headers, cut=len(data) // 2)
+        elif file.behaviour == "always-cut-no-length" or (file.behaviour == "cut-no-length" and file.transfers == 1):
+            self._send(record, 200, data, content_type, extra=headers, cut=len(data) // 2, length=None)
+        elif file.behaviour == "odd-headers":
+            self._send(record, 200, data, content_type, extra=headers, cut=len(data), length="\xb2")
         else:
             self._send(record, 200, data, content_type, extra=headers)
 
@@ -209,13 +233,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(
         self, record: Request, status: int, body: bytes, content_type: str, *,
-        extra: dict[str, str] | None = None, cut: int | None = None,
+        extra: dict[str, str] | None = None, cut: int | None = None, length: str | None = "",
     ) -> None:
-        """Reply; with ``cut``, announce the whole body but close the connection after ``cut`` bytes."""
+        """Reply; with ``cut``, close the connection after ``cut`` bytes.
+
+        ``length`` is the ``Content-Length`` sent: ``""`` the body's true length, ``None`` none at all
+        (the body ends when the connection closes), anything else sent as it is.
+        """
         record.status = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if length is not None:
+            self.send_header("Content-Length", length or str(len(body)))
+        if length != "":
+            self.send_header("Connection", "close")
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -223,5 +254,5 @@ class _Handler(BaseHTTPRequestHandler):
         record.sent = len(sent)  # recorded before the client can see the reply, so tests never race it
         self.wfile.write(sent)
         self.wfile.flush()
-        if cut is not None:
+        if cut is not None or length != "":
             self.close_connection = True

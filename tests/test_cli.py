@@ -1,6 +1,7 @@
 """The command-line conventions every script shares (rat7m/cli.py): list forms, one-line errors, --help."""
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import build_annotation
 import download_all
 import extract_frames
 from metric_utils import compute_metrics
-from rat7m import catalogue, cli, demo, synthetic
+from rat7m import catalogue, cli, demo, doctor, synthetic
+from tests.read_only import read_only_command, restore_writable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,3 +106,47 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
     assert not cli.progress_enabled(loud)  # pytest's captured stderr is not a terminal: a log, no bars
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert cli.progress_enabled(loud) and not cli.progress_enabled(quiet)
+
+
+def test_root_is_the_flag_else_rat7m_root_else_here(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv(cli.ROOT_ENV, raising=False)
+    assert cli.resolve_root(None) == Path(".")
+    assert "(from the current folder)" in capsys.readouterr().err
+    monkeypatch.setenv(cli.ROOT_ENV, str(tmp_path))
+    assert cli.resolve_root(None) == tmp_path and cli.default_root() == tmp_path
+    assert capsys.readouterr().err == f"dataset root: {tmp_path} (from $RAT7M_ROOT)\n"  # said once, with its source
+    assert cli.resolve_root(tmp_path / "x", "--out", quiet=True) == tmp_path / "x" and not capsys.readouterr().err
+    for prog in ("download_all.py", "build_annotation.py", "extract_frames.py", "compute_metrics.py"):
+        assert "$RAT7M_ROOT" in PARSERS[prog][0]().format_help(), prog
+    assert "$RAT7M_ROOT" in doctor.build_parser().format_help()
+
+
+def test_a_mistyped_flag_gets_did_you_mean_even_before_a_missing_required_one():
+    with pytest.raises(cli.UsageError, match=r"--pred-path --pred2d is required; did you mean --pred-path\?"):
+        compute_metrics.build_parser().parse_args(["--pred-pth", "p.csv"])
+    with pytest.raises(cli.UsageError, match=r"unrecognized arguments: --recordngs s1-d1; did you mean --recordings\?"):
+        extract_frames.build_parser().parse_args(["--recordngs", "s1-d1"])
+    args = compute_metrics.build_parser().parse_args(["--pred-path", "p.csv", "--save-dir", "o", "--gt-path", "t"])
+    assert (args.pred_path, args.save_dir, args.gt_path) == (Path("p.csv"), Path("o"), Path("t"))  # aliases
+
+
+@pytest.mark.parametrize("script", ["download_all.py", "extract_frames.py", "metric_utils/compute_metrics.py"])
+def test_a_python_without_the_dependencies_gets_one_line_saying_how_to_install(script):
+    # -S: no site-packages, as with a system python3 that has never seen requirements.txt
+    done = subprocess.run([sys.executable, "-S", script, "--help"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert "lacks numpy" in line and "pip install ." in line
+
+
+def test_build_annotation_refuses_a_read_only_out_before_building(synthetic_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_dataset.annotation_dir, root / catalogue.ANNOTATION_DIR)
+    command = read_only_command(root, [sys.executable, str(REPO / "build_annotation.py"), "--root", root])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        restore_writable(root)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if not line.startswith("dataset root:")]
+    assert line.startswith(f"error: cannot write the table to {root}") and "pass --out PATH" in line

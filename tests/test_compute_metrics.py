@@ -5,6 +5,7 @@ length), so every expected number is known from the construction.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from metric_utils import compute_metrics as cm
 from rat7m import catalogue
 from rat7m.cli import run_main
+from rat7m.errors import BadInputError
 from rat7m.table import save_annotation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,11 +203,15 @@ def test_split_comes_from_train_test_not_from_the_subject(small, capsys):
 
     code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--split", "all")
     assert code == 2 and "predictions have 30 rows but the 'all' split of" in err and "has 37 samples" in err
+    assert "30 is the size of the 'test' split: did you mean --split test?" in err  # the hint names the split
+    write_csv(root / "seven.csv", shifted(keypoints[5:12], np.full(7, 4.0)))
+    code, out, err = _run(capsys, "--pred-path", root / "seven.csv", "--gt-path", gt, "--save-dir", root / "o")
+    assert code == 2 and "did you mean --split train?" in err  # hyphenated spellings are the same flags
 
     (root / "file").write_text("")
     code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--save_dir", root / "file" / "o")
     assert code == 2 and f"cannot write results to {root / 'file' / 'o'}" in err
-    assert read_printed_row(out, "all")[1] == "30"  # the table was printed before the failed write
+    assert out == ""  # checked before any work: nothing scored or printed
 
 
 def test_reruns_overwrite_cleanly(small, capsys):
@@ -304,12 +310,11 @@ def test_reader_accepts_bom_crlf_and_trailing_blank_lines_and_matches_the_values
     path = tmp_path / "p.csv"
     path.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(lines) + "\r\n\r\n").encode())
     np.testing.assert_array_equal(cm.read_predictions(path), values.reshape(4, 20, 3))
-    # a cell numpy's fast parser refuses but Python reads (digit separator) goes the careful way, same result
-    lines[1] = _replace_cell(lines[1], 4, "1_000.5")
-    path.write_text("\n".join(lines))
-    expected = values.copy()
-    expected[1, 4] = 1000.5
-    np.testing.assert_array_equal(cm.read_predictions(path), expected.reshape(4, 20, 3))
+    # Python's float() reads a digit separator and non-ASCII digits; a CSV number is ASCII float syntax only
+    for cell in ("1_000.5", "\u0661\u0662", "1e5_0", "\uff11"):
+        path.write_text("\n".join([*lines[:1], _replace_cell(lines[1], 4, cell), *lines[2:]]), encoding="utf-8")
+        with pytest.raises(BadInputError, match=rf"line 2, column 5: {re.escape(repr(cell))} is not a number"):
+            cm.read_predictions(path)
 
 
 def test_save_predictions_round_trips_through_the_reader(tmp_path):

@@ -60,3 +60,7 @@ def test_demo_runs_every_step_and_leaves_its_results(tmp_path):
     # the executed notebook and its figures
     assert (out / "visualization.ipynb").is_file() and (out / "visualization.html").is_file()
     assert len(list((out / "figures").glob("*.png"))) == 4
+
+    # the render step: the scoring run's report and a labelled video of one camera
+    assert '<section id="worst">' in (out / "metrics" / "report.html").read_text()
+    assert (out / "labelled_s5-d1_camera1.mp4").stat().st_size > 10_000

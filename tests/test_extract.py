@@ -1,5 +1,8 @@
 """extract_frames.py on the synthetic dataset: exact frames at the table's paths, resume after SIGKILL,
-shards that cover everything once, faults reported frame by frame, verify, bad input."""
+shards that cover everything once, faults reported frame by frame, verify, bad input.
+
+Extraction tests run on both encodings (``any_dataset``: B-frame H.264 and the rig's capture
+encoding, the same frames and .mat files) and, where the decoder matters, with both decoders."""
 
 import os
 import re
@@ -101,9 +104,9 @@ def parse_failures(out):
 
 @pytest.mark.parametrize("decoder", ["pyav", "opencv"])
 def test_every_image_exact_at_the_tables_path_rerun_writes_nothing_verify_catches_loss(
-    synthetic_dataset, table, tmp_path, capsys, decoder
+    any_dataset, table, tmp_path, capsys, decoder
 ):
-    root = make_root(tmp_path, synthetic_dataset, table)
+    root = make_root(tmp_path, any_dataset, table)
     expected = expected_images(table)
     code, out = run(capsys, "--root", root, "--dry-run")
     assert code == 0 and f"{len(expected)} images to write, 0 already done" in out
@@ -138,8 +141,8 @@ def test_every_image_exact_at_the_tables_path_rerun_writes_nothing_verify_catche
     assert_exact(root, {p: expected[p] for p in (lost, broken)})
 
 
-def test_sigkill_midway_leaves_no_partial_image_and_a_rerun_completes(synthetic_dataset, table, tmp_path, capsys):
-    root = make_root(tmp_path, synthetic_dataset, table)
+def test_sigkill_midway_leaves_no_partial_image_and_a_rerun_completes(any_dataset, table, tmp_path, capsys):
+    root = make_root(tmp_path, any_dataset, table)
     expected = expected_images(table)
     command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--jobs", "2", "--quiet"]
     proc = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL)
@@ -171,8 +174,8 @@ def test_sigkill_midway_leaves_no_partial_image_and_a_rerun_completes(synthetic_
     assert_exact(root, expected)
 
 
-def test_a_killed_worker_is_reported_and_a_rerun_finishes(synthetic_dataset, table, tmp_path, capsys):
-    root = make_root(tmp_path, synthetic_dataset, table)
+def test_a_killed_worker_is_reported_and_a_rerun_finishes(any_dataset, table, tmp_path, capsys):
+    root = make_root(tmp_path, any_dataset, table)
     expected = expected_images(table)
     command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--jobs", "2", "--quiet"]
     proc = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, text=True)
@@ -231,8 +234,8 @@ def _group_alive(pgid):
     return True
 
 
-def test_shards_as_separate_processes_write_every_image_exactly_once(synthetic_dataset, table, tmp_path):
-    root = make_root(tmp_path, synthetic_dataset, table)
+def test_shards_as_separate_processes_write_every_image_exactly_once(any_dataset, table, tmp_path):
+    root = make_root(tmp_path, any_dataset, table)
     recordings = ["s1-d1", "s5-d1"]
     expected = expected_images(table, ",".join(recordings))
     base = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--jobs", "1", "--quiet"]
@@ -247,7 +250,7 @@ def test_shards_as_separate_processes_write_every_image_exactly_once(synthetic_d
 
     assert "shard 2/3 (from SLURM_ARRAY_TASK_ID=3, SLURM_ARRAY_TASK_MIN=1, SLURM_ARRAY_TASK_COUNT=3)" in outs[2]
     owned = [re.search(r"^shard \d/3 .*: \d+ of \d+ chunks: (.*)$", out, re.M).group(1).split(", ") for out in outs]
-    index = ChunkIndex.from_dir(synthetic_dataset.video_dir)
+    index = ChunkIndex.from_dir(any_dataset.video_dir)
     streams = [(r, cam) for r in catalogue.parse_recordings(",".join(recordings)) for cam in catalogue.CAMERA_NAMES]
     chunks = {c.name for r, cam in streams for c in index.chunks(r, cam)}
     assert sorted(name for names in owned for name in names) == sorted(chunks)  # every chunk owned by exactly one shard
@@ -259,9 +262,9 @@ def test_shards_as_separate_processes_write_every_image_exactly_once(synthetic_d
 
 @pytest.mark.parametrize("decoder", ["pyav", "opencv"])
 def test_faults_are_reported_frame_by_frame_and_the_rest_is_extracted(
-    synthetic_dataset, table, tmp_path, capsys, decoder
+    any_dataset, table, tmp_path, capsys, decoder
 ):
-    root = make_root(tmp_path, synthetic_dataset, table, copy_video=True)
+    root = make_root(tmp_path, any_dataset, table, copy_video=True)
     videos = root / catalogue.VIDEO_DIR
     (videos / "s1-d1-camera3-50.mp4").unlink()  # a chunk missing in the middle
     (videos / "s5-d1-camera2-30.mp4").unlink()  # the camera's last chunk missing
@@ -322,6 +325,18 @@ def test_bad_input_exits_2_with_one_line(synthetic_dataset, table, tmp_path, cap
     assert not (root / catalogue.IMAGES_DIR).exists()
 
 
+@pytest.mark.parametrize(("encoding", "chosen"), [("bframes", "pyav"), ("capture", "opencv")])
+def test_auto_picks_pyav_for_b_frames_and_opencv_for_the_capture_encoding(
+    synthetic_dataset, capture_dataset, table, tmp_path, capsys, encoding, chosen
+):
+    dataset = synthetic_dataset if encoding == "bframes" else capture_dataset
+    root = make_root(tmp_path, dataset, table)
+    expected = expected_images(table, "s1-d1")
+    code, out = run(capsys, "--root", root, "--recordings", "s1-d1", "--jobs", 2, "--quiet")
+    assert code == 0 and f"{len(expected)} written" in out and f"read by {chosen}," in out, out
+    assert_exact(root, expected)
+
+
 def test_without_pyav_auto_falls_back_to_opencv_and_pyav_is_bad_input(
     synthetic_dataset, table, tmp_path, capsys, monkeypatch
 ):
@@ -354,7 +369,7 @@ def test_plan_takes_the_union_over_rows_and_refuses_paths_outside_the_root(synth
 
     paths = {cam: np.array(values, dtype=object) for cam, values in columns["image_path"].items()}
     paths["Camera2"][4] = "../../etc/frame.jpg"
-    with pytest.raises(BadInputError, match=r"image_path\['Camera2'\]\[4\].*not a relative path inside the root"):
+    with pytest.raises(BadInputError, match=r"image_path\['Camera2'\]\[4\].*has an empty, '.' or '..' part"):
         extract.plan_jobs({"table": {**columns, "image_path": paths}}, index, catalogue.RECORDINGS, ["Camera2"])
 
     # a path that two frames claim would end up holding whichever was written last

@@ -7,7 +7,8 @@ import scipy.io
 import matlab_utils
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.matfile import CAMERA_FIELDS, load_cameras, load_mocap, load_recording, save_recording
+from rat7m.geometry import camera_param
+from rat7m.matfile import CAMERA_FIELDS, MAT_CAMERA_ORDER, load_cameras, load_mocap, load_recording, save_recording
 
 N = 7
 
@@ -44,6 +45,8 @@ def test_round_trip_maps_markers_by_name(tmp_path):
 
     raw = scipy.io.loadmat(path)
     assert list(raw["mocap"].dtype.names) == order
+    # the real files' struct order, not sorted
+    assert list(raw["cameras"].dtype.names) == ["Camera1", "Camera2", "Camera4", "Camera5", "Camera3", "Camera6"]
     cam1 = raw["cameras"][0, 0]["Camera1"][0, 0]
     assert list(cam1.dtype.names) == [
         "frame", "IntrinsicMatrix", "rotationMatrix", "translationVector", "TangentialDistortion", "RadialDistortion",
@@ -53,7 +56,9 @@ def test_round_trip_maps_markers_by_name(tmp_path):
     assert list(cameras) == list(catalogue.CAMERA_NAMES)
     cam = cameras["Camera3"]
     assert set(cam) == {"IntrinsicMatrix", "RotationMatrix", "TranslationVector", "TangentialDistortion",
-                        "RadialDistortion", "frame"}  # fmt: skip
+                        "RadialDistortion", "frame", "rotationMatrix", "translationVector"}  # fmt: skip
+    # both spellings are one array: user code after the documentation or after the authors' code agrees
+    assert cam["RotationMatrix"] is cam["rotationMatrix"] and cam["TranslationVector"] is cam["translationVector"]
     assert cam["frame"].dtype == np.int64 and cam["frame"].tolist() == list(range(2, 2 + N))
     assert cam["TranslationVector"].shape == (1, 3) and cam["RadialDistortion"].shape == (1, 2)
     np.testing.assert_array_equal(cam["RotationMatrix"], make_cameras()["Camera3"]["RotationMatrix"])
@@ -74,7 +79,7 @@ def write_raw(path, **content):
 def good_content():
     cams = {}
     for cam, params in make_cameras().items():
-        cams[cam] = {field: params[key] for field, key in CAMERA_FIELDS.items()}
+        cams[cam] = {field: camera_param(params, field) for field in CAMERA_FIELDS}
         cams[cam]["frame"] = params["frame"].reshape(-1, 1).astype(float)
     mocap = {j: make_mocap()[:, i] for i, j in enumerate(catalogue.JOINT_NAMES)}
     return {"cameras": cams, "mocap": mocap, "name": "Subject1-Day1"}
@@ -143,3 +148,89 @@ def test_errors_name_the_file_and_the_problem(tmp_path):
     write_raw(tmp_path / "k2.mat", **content)
     with pytest.raises(BadInputError, match=r"Camera2\.IntrinsicMatrix has shape \(2, 2\), expected \(3, 3\)"):
         load_cameras(tmp_path / "k2.mat")
+
+
+def test_cameras_are_read_by_name_whatever_the_struct_order(tmp_path):
+    """A file written in sorted order and one in the real order (1, 2, 4, 5, 3, 6) read alike."""
+    for order in (list(catalogue.CAMERA_NAMES), list(MAT_CAMERA_ORDER), list(reversed(MAT_CAMERA_ORDER))):
+        content = good_content()
+        content["cameras"] = {cam: content["cameras"][cam] for cam in order}
+        content["cameras"]["Camera3"]["cluster"] = np.arange(3.0)  # an unknown field: ignored
+        path = tmp_path / f"order-{''.join(c[-1] for c in order)}.mat"
+        write_raw(path, **content)
+        assert list(scipy.io.loadmat(path)["cameras"].dtype.names) == order
+        cameras = load_cameras(path)
+        assert list(cameras) == list(catalogue.CAMERA_NAMES)
+        for cam in catalogue.CAMERA_NAMES:
+            np.testing.assert_array_equal(cameras[cam]["rotationMatrix"], make_cameras()[cam]["RotationMatrix"])
+            assert cameras[cam]["frame"].tolist() == make_cameras()[cam]["frame"].tolist()
+
+
+def test_huge_frame_and_complex_values_are_refused(tmp_path):
+    content = good_content()
+    content["cameras"]["Camera4"]["frame"][2] = 1e300  # once cast to int64: -9223372036854775808
+    write_raw(tmp_path / "far.mat", **content)
+    with pytest.raises(BadInputError, match=r"Camera4\.frame must hold whole frame indices from 0 to"):
+        load_cameras(tmp_path / "far.mat")
+
+    content = good_content()
+    content["cameras"]["Camera2"]["IntrinsicMatrix"] = content["cameras"]["Camera2"]["IntrinsicMatrix"] + 1e-3j
+    write_raw(tmp_path / "complex.mat", **content)
+    with pytest.raises(BadInputError, match=r"Camera2\.IntrinsicMatrix: holds complex numbers"):
+        load_cameras(tmp_path / "complex.mat")
+
+
+def _zlib_bomb(path, inflated: int) -> None:
+    """A v5 file whose one compressed variable, 'cameras', inflates to ``inflated`` bytes of zeros."""
+    import struct
+    import zlib
+
+    name = b"cameras\0"
+    n = inflated // 8
+    body = (struct.pack("<II", 6, 8) + struct.pack("<II", 6, 0)  # array flags: double
+            + struct.pack("<II", 5, 8) + struct.pack("<ii", n, 1)  # dims n x 1
+            + struct.pack("<II", 1, 7) + name  # name (7 bytes), padded to 8
+            + struct.pack("<II", 9, n * 8))  # fmt: skip
+    header = struct.pack("<II", 14, len(body) + n * 8)
+    pack = zlib.compressobj(1)
+    out = [pack.compress(header + body)]
+    zeros = bytes(1 << 24)
+    for _ in range(n * 8 // len(zeros)):
+        out.append(pack.compress(zeros))
+    out.append(pack.flush())
+    compressed = b"".join(out)
+    text = b"MATLAB 5.0 MAT-file, bomb".ljust(116, b" ") + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
+    path.write_bytes(text + struct.pack("<II", 15, len(compressed)) + compressed)
+
+
+def test_zlib_bomb_is_refused_with_bounded_memory(tmp_path):
+    """320 MB of zeros in ~0.3 MB of zlib: refused before scipy inflates it (under a memory limit)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "mocap-s1-d1.mat"
+    _zlib_bomb(path, 320 << 20)
+    assert path.stat().st_size < 2 << 20
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from rat7m.errors import BadInputError
+        from rat7m.matfile import load_cameras
+        # 200 MB more than the process has now: inflating the variable would not fit
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + (200 << 20), size + (200 << 20)))
+        try:
+            load_cameras({str(path)!r})
+        except BadInputError as exc:
+            print(exc)
+            sys.exit(2)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "refusing a zlib bomb" in done.stdout and len(done.stdout.splitlines()) == 1
+    from rat7m import matfile
+
+    assert matfile.MAX_EXPANSION * path.stat().st_size < 320 << 20 and matfile.MIN_DECOMPRESSED_BOUND < 320 << 20
+    with pytest.raises(BadInputError, match=r"expand to more than .* refusing a zlib bomb"):
+        matfile._check_decompressed_size(path)

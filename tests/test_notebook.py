@@ -73,8 +73,13 @@ def test_notebook_runs_headless_and_draws_every_figure(extracted, tmp_path):
     text = "".join(o.get("text", "") for o in outputs)
     errors = [float(e) for e in re.findall(r"Camera\d: max ([0-9.e+-]+) px", text)]
     assert len(errors) == 6 and max(errors) < 1e-6  # the table's 2D keypoints are the projections of its 3D ones
+    assert re.search(r"all \d+ joints within 1e-9 px: exact", text)  # said plainly, not an empty-looking chart
     assert output.with_suffix(".html").stat().st_size > 10_000
 
     committed = json.loads((REPO / "visualization.ipynb").read_text())
+    figure_cells = ["".join(c["source"]) for c in committed["cells"] if "plt.show()" in "".join(c["source"])]
+    assert len(figure_cells) == len(FIGURES) and all("legend(" in c for c in figure_cells)  # a legend on each
+    assert "joint_names=True" in figure_cells[2]  # the 3D plot names its joints
+    assert "barcode" in "".join("".join(c["source"]) for c in committed["cells"] if c["cell_type"] == "markdown")
     assert all(not c.get("outputs") for c in committed["cells"] if c["cell_type"] == "code"), "commit it cleared"
     shutil.rmtree(figures)

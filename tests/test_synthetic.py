@@ -1,5 +1,7 @@
 """The synthetic dataset is RAT7M-shaped and tells the truth: files, frames, B-frames, .mat content, pictures."""
 
+import dataclasses
+
 import av
 import cv2
 import numpy as np
@@ -76,6 +78,31 @@ def test_chunks_are_h264_with_b_frames(synthetic_dataset):
         packets = [p for p in container.demux(video=0) if p.pts is not None]
     pts = [p.pts for p in packets]
     assert pts != sorted(pts)
+
+
+def test_capture_encoding_is_the_rigs_x264_ultrafast(capture_dataset, tmp_path):
+    path = capture_dataset.recordings["s1-d1"].chunk_path("Camera3", 20)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.has_b_frames == 0 and stream.codec_context.profile == "Constrained Baseline"
+        packets = [p for p in container.demux(stream) if p.size]
+    options = bytes(packets[0])  # x264 writes its settings into the first frame (an SEI message)
+    options = options[options.index(b"options: ") :].split(b"\x00")[0].decode().split()
+    for setting in ("cabac=0", "deblock=0:0:0", "bframes=0", "scenecut=0", "keyint=250", "ref=1"):
+        assert setting in options, (setting, options)
+    pts = [p.pts for p in packets]
+    assert pts == sorted(pts)  # no frame reordering at all
+
+    # a key frame every 250 frames exactly, each an IDR, the first of the chunk too (new encoder per chunk)
+    profile = dataclasses.replace(synthetic.PROFILES["test"], encoding="capture")
+    picture = np.full((profile.height, profile.width, 3), 90, np.uint8)
+    long_chunk = tmp_path / "s1-d1-camera1-0.mp4"
+    synthetic._encode_chunk(long_chunk, (picture + (i % 7) for i in range(520)), profile)
+    with av.open(str(long_chunk)) as container:
+        decoded = [(frame.key_frame, PictureType(frame.pict_type).name) for frame in container.decode(video=0)]
+    assert len(decoded) == 520
+    assert [i for i, (key, _) in enumerate(decoded) if key] == [0, 250, 500]
+    assert {kind for _, kind in decoded} == {"I", "P"}
 
 
 def test_mat_files_round_trip_with_documented_content(synthetic_dataset):

@@ -62,8 +62,9 @@ def test_schema_and_dtypes(table):
             assert values.dtype.type is np.dtype(dtype).type and values.shape == (n, *tail), (key, cam)
     assert {s: sorted(d) for s, d in table["cameras"].items()} == {1: [1], 2: [2], 5: [1]}
     camera = table["cameras"][2][2]["Camera5"]
-    assert set(camera) == {"IntrinsicMatrix", "RotationMatrix", "TranslationVector", "TangentialDistortion",
-                           "RadialDistortion"}  # fmt: skip
+    assert set(camera) == {"IntrinsicMatrix", "rotationMatrix", "translationVector", "TangentialDistortion",
+                           "RadialDistortion", "RotationMatrix", "TranslationVector"}  # fmt: skip
+    assert camera["RotationMatrix"] is camera["rotationMatrix"]  # one array, two names
     assert all(v.dtype == np.float64 for v in camera.values())
 
 
@@ -139,8 +140,12 @@ def test_saved_table_loads_with_np_load_and_safely(table, tmp_path):
         for cam in catalogue.CAMERA_NAMES:
             np.testing.assert_array_equal(loaded["table"]["2D_keypoints"][cam], table["table"]["2D_keypoints"][cam])
             assert loaded["table"]["image_path"][cam].dtype == table["table"]["image_path"][cam].dtype
-        np.testing.assert_array_equal(loaded["cameras"][5][1]["Camera3"]["RotationMatrix"],
+        np.testing.assert_array_equal(loaded["cameras"][5][1]["Camera3"]["rotationMatrix"],
                                       table["cameras"][5][1]["Camera3"]["RotationMatrix"])  # fmt: skip
+    # the file holds the .mat's own spellings only, as the official table does; loading adds the other
+    on_disk = np.load(path, allow_pickle=True)["cameras"][5][1]["Camera3"]
+    assert "rotationMatrix" in on_disk and "RotationMatrix" not in on_disk and "TranslationVector" not in on_disk
+    assert set(load_annotation(path)["cameras"][5][1]["Camera3"]) >= {"RotationMatrix", "rotationMatrix"}
     broken = {**table, "table": {k: v for k, v in table["table"].items() if k != "2D_com"}}
     with pytest.raises(BadInputError, match="lacks key"):
         save_annotation(broken, tmp_path / "broken.pkl")

@@ -12,7 +12,7 @@ import pytest
 from rat7m import catalogue
 from rat7m.barcode import draw_barcode, read_barcode
 from rat7m.errors import BadInputError
-from rat7m.video import ChunkIndex, ChunkReadError, read_frames, resolve_decoder
+from rat7m.video import ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
 DECODERS = ["opencv", "pyav"]
 
@@ -43,8 +43,8 @@ def test_chunk_index_sorts_starts_as_numbers(synthetic_dataset, tmp_path):
 
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("threads", [None, 1])
-def test_read_frames_gives_exactly_the_wanted_frames(synthetic_dataset, threads, decoder, caplog):
-    path = synthetic_dataset.video_dir / "s1-d1-camera4-40.mp4"
+def test_read_frames_gives_exactly_the_wanted_frames(any_dataset, threads, decoder, caplog):
+    path = any_dataset.video_dir / "s1-d1-camera4-40.mp4"
     with caplog.at_level(logging.DEBUG, logger="rat7m.video"):
         got = [(offset, read_barcode(image)) for offset, image in read_frames(path, [0, 3, 4, 8], threads, decoder)]
         assert got == [(0, 40), (3, 43), (4, 44), (8, 48)]
@@ -75,6 +75,18 @@ def test_both_decoders_give_the_same_pictures(synthetic_dataset):
     assert np.mean(differences) < 2  # grey levels: the same YUV -> BGR conversion (identical here)
 
 
+def test_auto_chooses_per_chunk_pyav_only_where_frames_are_reordered(synthetic_dataset, capture_dataset, tmp_path):
+    # B-frames: PyAV can skip the unwanted non-reference ones; capture (P-frames only): nothing to skip
+    assert choose_decoder(synthetic_dataset.video_dir / "s2-d1-camera3-0.mp4") == "pyav"
+    assert choose_decoder(capture_dataset.video_dir / "s2-d1-camera3-0.mp4") == "opencv"
+    assert choose_decoder(capture_dataset.video_dir / "s2-d1-camera3-0.mp4", "pyav") == "pyav"  # as asked
+    assert choose_decoder(synthetic_dataset.video_dir / "s2-d1-camera3-0.mp4", "opencv") == "opencv"
+    broken = tmp_path / "s2-d1-camera3-0.mp4"
+    broken.write_bytes(b"not a video")
+    assert choose_decoder(broken) == "opencv"  # which reports it the way both decoders do
+    assert choose_decoder(tmp_path / "missing.mp4") == "opencv"
+
+
 def test_auto_decoder_is_pyav_when_installed_else_opencv(monkeypatch):
     assert resolve_decoder("auto") == "pyav"
     assert resolve_decoder("opencv") == "opencv"
@@ -87,8 +99,8 @@ def test_auto_decoder_is_pyav_when_installed_else_opencv(monkeypatch):
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
-def test_read_frames_reports_frames_beyond_a_short_chunk(synthetic_dataset, decoder):
-    path = synthetic_dataset.video_dir / "s1-d1-camera1-120.mp4"  # the short last chunk: 5 frames
+def test_read_frames_reports_frames_beyond_a_short_chunk(any_dataset, decoder):
+    path = any_dataset.video_dir / "s1-d1-camera1-120.mp4"  # the short last chunk: 5 frames
     frames = read_frames(path, [1, 4, 5, 9], decoder=decoder)
     assert [(o, read_barcode(image)) for o, image in (next(frames), next(frames))] == [(1, 121), (4, 124)]
     with pytest.raises(ChunkReadError, match="ends after 5 frames") as caught:

@@ -14,6 +14,7 @@ without waiting.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import random
@@ -26,6 +27,16 @@ from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
+from rat7m.untrusted import (
+    BodyTooLargeError,
+    DeadlineError,
+    UnsafeUrlError,
+    check_url,
+    discard,
+    header_int,
+    read_capped,
+)
+
 log = logging.getLogger(__name__)
 
 #: User-Agent sent with every request.
@@ -37,6 +48,10 @@ READ_TIMEOUT = 60.0
 MAX_REDIRECTS = 10
 #: Statuses worth retrying: the server or something in between is busy or broken for now.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Largest JSON answer read (a RAT7M article listing, or a page of 1000 files, is a few hundred KB).
+MAX_JSON_BYTES = 16 << 20
+#: Seconds one JSON request may take in all, however slowly the bytes trickle in.
+JSON_DEADLINE = 120.0
 
 #: Errors of the connection itself (refused, reset, dropped mid-body, timed out): retried.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
@@ -90,16 +105,20 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = header_int(value)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
     now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    try:
+        return max(0.0, when.timestamp() - now)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -140,10 +159,20 @@ class RetryPolicy:
         return ceiling / 2 + ceiling / 2 * self.random()
 
     def wait(
-        self, failures: int, retry_after: float | None = None, until: Callable[[float], object] | None = None
+        self,
+        failures: int,
+        retry_after: float | None = None,
+        until: Callable[[float], object] | None = None,
+        announce: Callable[[float], None] | None = None,
     ) -> float:
-        """Sleep for :meth:`delay` (see :meth:`pause`) and return how long that was."""
+        """Sleep for :meth:`delay` (see :meth:`pause`) and return how long that was.
+
+        ``announce`` is called with the delay before the wait starts, so a user told to wait ten
+        minutes hears about it at the start of the ten minutes, not at their end.
+        """
         seconds = self.delay(failures, retry_after)
+        if announce is not None:
+            announce(seconds)
         self.pause(seconds, until)
         return seconds
 
@@ -199,8 +228,11 @@ def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str
         failures += 1
         if failures >= policy.attempts:
             raise PermanentError(f"{what}: gave up after {failures} attempts; last error: {error}") from error
-        seconds = policy.wait(failures, retry_after)
-        log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", what, error, seconds, failures + 1, policy.attempts)
+        policy.wait(failures, retry_after, announce=functools.partial(_announce, what, error, failures + 1, policy))
+
+
+def _announce(what: str, error: BaseException, attempt: int, policy: RetryPolicy, seconds: float) -> None:
+    log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", what, error, seconds, attempt, policy.attempts)
 
 
 def check_status(response: urllib3.BaseHTTPResponse, url: str, ok: frozenset[int] = frozenset({200})) -> None:
@@ -213,8 +245,7 @@ def check_status(response: urllib3.BaseHTTPResponse, url: str, ok: frozenset[int
     if response.status in ok:
         return
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    response.drain_conn()
-    response.release_conn()
+    discard(response)  # an error page of endless length must not be read to its end
     message = f"HTTP {response.status} from {url}"
     if response.status in RETRY_STATUSES:
         raise RetryableError(message, retry_after)
@@ -254,7 +285,9 @@ class HttpClient:
                 self._proxied[proxy] = urllib3.ProxyManager(proxy, **self._options)
             return self._proxied[proxy]
 
-    def open(self, url: str, headers: Mapping[str, str] | None = None) -> tuple[urllib3.BaseHTTPResponse, str]:
+    def open(
+        self, url: str, headers: Mapping[str, str] | None = None, timeout: urllib3.Timeout | None = None
+    ) -> tuple[urllib3.BaseHTTPResponse, str]:
         """GET ``url`` following redirects; the body is left unread for streaming.
 
         Returns:
@@ -262,8 +295,11 @@ class HttpClient:
 
         Raises:
             RetryableError: too many redirects (a misbehaving mirror may recover).
+            PermanentError: a redirect to anything but a plain HTTP(S) URL (``file:``, user-info,
+                backslashes): no retry will make it one.
             urllib3.exceptions.HTTPError, OSError: the connection failed.
         """
+        extra = {} if timeout is None else {"timeout": timeout}  # None would mean "wait forever" to urllib3
         for _ in range(MAX_REDIRECTS + 1):
             response = self.pool_for(url).request(
                 "GET",
@@ -272,32 +308,56 @@ class HttpClient:
                 redirect=False,
                 preload_content=False,
                 decode_content=False,
+                **extra,
             )
             location = response.get_redirect_location()
             if not location:
                 return response, url
-            response.drain_conn()
-            response.release_conn()
+            discard(response)
             log.debug("redirect %s -> %s", url, location)
-            url = urljoin(url, location)
+            target = urljoin(url, location)
+            try:
+                check_url(target)
+            except UnsafeUrlError as exc:
+                raise PermanentError(f"{url} redirects to something we do not follow: {exc}") from exc
+            url = target
         raise RetryableError(f"more than {MAX_REDIRECTS} redirects, last to {url}")
 
     def get_json(self, url: str) -> object:
         """GET ``url`` and decode its JSON body (one attempt; wrap in :func:`call_with_retries`).
 
+        The body is read up to :data:`MAX_JSON_BYTES` and within :data:`JSON_DEADLINE` seconds from
+        the request: a server sending an endless body, or one byte every twenty seconds, is cut.
+
         Raises:
             RetryableError, PermanentError: bad status (see :func:`check_status`), or a body that
-                is not JSON (permanent: a captive portal or a wrong ``--api-url``).
+                is not JSON (permanent: a captive portal or a wrong ``--api-url``), too long, or
+                too slow.
         """
-        response, final_url = self.open(url, {"Accept": "application/json"})
+        deadline = time.monotonic() + JSON_DEADLINE
+        read = min(READ_TIMEOUT, JSON_DEADLINE)
+        timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, JSON_DEADLINE), read=read)
+        response, final_url = self.open(url, {"Accept": "application/json"}, timeout=timeout)
         check_status(response, final_url)
+        finished = False
         try:
-            body = response.read()
+            body = read_capped(response, MAX_JSON_BYTES, deadline)
+            finished = True
+        except BodyTooLargeError as exc:
+            msg = (f"{final_url} answered over {MAX_JSON_BYTES >> 20} MB ({exc}) where a listing of a few hundred "
+                   "KB was expected; refusing to read more")  # fmt: skip
+            raise PermanentError(msg) from exc
+        except DeadlineError as exc:
+            msg = (f"{final_url} did not finish its answer within {JSON_DEADLINE:g} s ({exc}); the server is "
+                   "trickling bytes: try again later or use --via-zip")  # fmt: skip
+            raise PermanentError(msg) from exc
         finally:
+            if not finished:
+                response.close()
             response.release_conn()
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested beyond reason
             start = body[:80].decode("utf-8", "replace")
             raise PermanentError(f"{final_url} did not answer JSON (starts with {start!r})") from exc
 

@@ -37,6 +37,8 @@ MAX_PAGES = 5000
 WHAT_CHOICES = ("videos", "annotations", "all")
 
 _MD5_RE = re.compile(r"[0-9a-f]{32}")
+#: ``status`` values of a file entry that mean its bytes can be downloaded (absent counts as available).
+AVAILABLE_STATUSES = frozenset({"available"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Listing:
 
     files: tuple[RemoteFile, ...]
     errors: tuple[str, ...] = ()
+    #: Files the selection wants that the listing says cannot be downloaded as they are (link-only,
+    #: not available, MD5s that disagree), each "name: why".
+    refused: tuple[str, ...] = ()
 
 
 def articles_for(recordings: Sequence[cat.Recording], what: str) -> list[tuple[cat.Article, str]]:
@@ -100,18 +105,45 @@ def fetch_article_files(client: HttpClient, api_url: str, article: cat.Article, 
     url = f"{api}/articles/{article.id}/versions/{article.version}"
     what = f"listing article {article.id} v{article.version}"
     data = call_with_retries(lambda: client.get_json(url), policy, what, fail_fast=True)
-    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        raise PermanentError(f"{url} is not a Figshare article (no 'files' list)")
-    files: list[dict] = [f for f in data["files"] if isinstance(f, dict)]
-    names = {f.get("name") for f in files}
+    files = article_entries(data, url)
+    names = {_key(f, "name") for f in files}
     paged = _paged_files(client, api, article, policy)
     if paged is None and len(files) >= INLINE_LIMIT:
         log.warning("article %d lists %d files and has no paginated listing: the list may be incomplete",
                     article.id, len(files))  # fmt: skip
-    extra = [f for f in paged or [] if f.get("name") not in names]
+    extra = [f for f in paged or [] if _key(f, "name") not in names]
     if extra:
         log.debug("article %d: %d files found only in the paginated listing", article.id, len(extra))
     return files + extra
+
+
+def article_entries(data: object, url: str) -> list[dict]:
+    """The file entries of an article's JSON (anything that is not an object is dropped).
+
+    Raises:
+        PermanentError: ``data`` is not an article (no ``files`` list).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        raise PermanentError(f"{url} is not a Figshare article (no 'files' list)")
+    return [f for f in data["files"] if isinstance(f, dict)]
+
+
+def page_entries(data: object, seen: set[object]) -> list[dict]:
+    """The entries of one page of the files endpoint not ``seen`` before (``seen`` is updated)."""
+    if not isinstance(data, list):
+        return []
+    fresh = []
+    for entry in data:
+        if isinstance(entry, dict) and _key(entry, "id") not in seen:
+            seen.add(_key(entry, "id"))
+            fresh.append(entry)
+    return fresh
+
+
+def _key(entry: dict, field: str) -> object:
+    """A hashable stand-in for an entry's ``id`` or ``name`` (a server may send a list there)."""
+    value = entry.get(field)
+    return value if type(value) in (int, str) else None
 
 
 def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: RetryPolicy) -> list[dict] | None:
@@ -131,19 +163,61 @@ def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: Ret
             raise
         if not isinstance(data, list):
             return found
-        fresh = [f for f in data if isinstance(f, dict) and f.get("id") not in seen]
-        seen.update(f.get("id") for f in fresh)
+        fresh = page_entries(data, seen)
         found.extend(fresh)
         if len(data) < PAGE_SIZE or not fresh:
             return found
     return found
 
 
-def _md5_of(entry: dict) -> str | None:
-    for key in ("computed_md5", "supplied_md5"):
-        value = entry.get(key)
-        if isinstance(value, str) and _MD5_RE.fullmatch(value.strip().lower()):
-            return value.strip().lower()
+class _Md5Notes:
+    """What the listing's MD5 fields said, to be told once per run instead of once per file."""
+
+    def __init__(self) -> None:
+        self.empty: list[str] = []
+        self.malformed: list[str] = []
+
+    def report(self) -> None:
+        if self.empty:
+            log.warning("%d file(s) have no MD5 in the listing (a fresh upload?), e.g. %s: only their size "
+                        "can be checked", len(self.empty), self.empty[0])  # fmt: skip
+        if self.malformed:
+            log.warning("%d file(s) have an MD5 in the listing that is not 32 hex digits, e.g. %s: only their "
+                        "size can be checked", len(self.malformed), self.malformed[0])  # fmt: skip
+
+
+def _md5_value(entry: dict, key: str) -> str | None:
+    """``""`` for an absent or empty MD5, the lower-case hex for a good one, ``None`` for anything else."""
+    value = entry.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""
+    if isinstance(value, str) and _MD5_RE.fullmatch(value.strip().lower()):
+        return value.strip().lower()
+    return None
+
+
+def _md5_of(entry: dict, name: str, notes: _Md5Notes) -> tuple[str | None, str | None]:
+    """The MD5 to check a file against, and why the file must be refused (MD5s that disagree).
+
+    ``computed_md5`` (Figshare's own) and ``supplied_md5`` (the uploader's) must agree when both
+    are given: if they differ, one of them is wrong and a download could never be trusted.
+    """
+    computed, supplied = _md5_value(entry, "computed_md5"), _md5_value(entry, "supplied_md5")
+    if computed and supplied and computed != supplied:
+        return None, f"its computed MD5 {computed} and supplied MD5 {supplied} disagree"
+    if computed or supplied:
+        return computed or supplied, None
+    (notes.malformed if None in (computed, supplied) else notes.empty).append(name)
+    return None, None
+
+
+def _refusal(entry: dict) -> str | None:
+    """Why the listing says this entry has no bytes to download, or ``None``."""
+    if entry.get("is_link_only"):
+        return "it is a link to elsewhere (is_link_only), not a file on Figshare"
+    status = entry.get("status")
+    if status is not None and not (isinstance(status, str) and status in AVAILABLE_STATUSES):
+        return f"its status is {str(status)[:40]!r}, not available"
     return None
 
 
@@ -154,14 +228,21 @@ def target_path(name: str, kind: str, recording: cat.Recording | None) -> tuple[
     """
     if not name or name != PurePosixPath(name).name or "\\" in name or name.startswith("."):
         return None
+    if not name.isascii():
+        return None
+    # only the catalogue's own spelling: ``mocap-s01-d1.mat`` would land beside ``mocap-s1-d1.mat``
     if kind == "videos":
         chunk = cat.parse_video_chunk_name(name)
         if chunk is None or chunk.recording != recording:
+            return None
+        if name != cat.video_chunk_name(chunk.recording, chunk.camera, chunk.start):
             return None
         return f"{cat.VIDEO_DIR}/{name}", chunk.recording, chunk.camera
     try:
         rec = cat.parse_mocap_file_name(name)
     except (ValueError, KeyError):
+        return None
+    if name != cat.mocap_file_name(rec):
         return None
     return f"{cat.ANNOTATION_DIR}/{name}", rec, None
 
@@ -172,15 +253,20 @@ def select_files(
     kind: str,
     recordings: Sequence[cat.Recording],
     cameras: Sequence[str],
+    *,
+    refused: list[str] | None = None,
+    md5_notes: _Md5Notes | None = None,
 ) -> list[RemoteFile]:
     """Turn an article's raw ``files[]`` into the :class:`RemoteFile` s the selection wants.
 
-    Entries with names that are not dataset files (or that try to be paths) are left out with a
-    warning; so are link-only entries, which have no bytes on Figshare.
+    Entries with names that are not dataset files in the catalogue's spelling (or that try to be
+    paths) are left out with a warning. Entries the selection wants but that cannot be trusted as
+    listed (link-only, not available, MD5s that disagree) are added to ``refused`` ("name: why").
     """
     owner = next((r for r in cat.RECORDINGS if r.video_article == article), None) if kind == "videos" else None
     wanted_recordings = {r.name for r in recordings}
     selected: list[RemoteFile] = []
+    notes = _Md5Notes() if md5_notes is None else md5_notes
     for entry in entries:
         name = entry.get("name")
         target = target_path(name, kind, owner) if isinstance(name, str) else None
@@ -191,17 +277,21 @@ def select_files(
         if rec.name not in wanted_recordings or (camera is not None and camera not in cameras):
             continue
         size, url, file_id = entry.get("size"), entry.get("download_url"), entry.get("id")
-        if entry.get("is_link_only"):
-            log.warning("article %d: %s is a link to elsewhere, not a file; skipping it", article.id, name)
+        why = _refusal(entry)
+        md5, disagree = _md5_of(entry, name, notes) if why is None else (None, None)
+        why = why or disagree
+        if why is not None:
+            log.warning("article %d: skipping %s: %s", article.id, name, why)
+            if refused is not None:
+                refused.append(f"{name}: {why}")
             continue
-        if not isinstance(size, int) or size < 0 or not isinstance(url, str) or not url:
+        if type(size) is not int or size < 0 or not isinstance(url, str) or not url:
             log.warning("article %d: ignoring %r (listing has no usable size or download_url)", article.id, name)
             continue
-        md5 = _md5_of(entry)
-        if md5 is None:
-            log.warning("%s: the listing gives no MD5; only its size can be checked", name)
-        file_id = file_id if isinstance(file_id, int) else -1
+        file_id = file_id if type(file_id) is int else -1
         selected.append(RemoteFile(path, url, size, md5, article, file_id, rec.name, kind))
+    if md5_notes is None:
+        notes.report()
     return selected
 
 
@@ -229,6 +319,8 @@ def list_remote_files(
     """
     files: dict[str, RemoteFile] = {}
     errors: list[str] = []
+    refused: list[str] = []
+    notes = _Md5Notes()
     articles = articles_for(recordings, what)
     for i, (article, kind) in enumerate(articles):
         try:
@@ -248,10 +340,11 @@ def list_remote_files(
                 errors.append(f"{left} more article(s) not listed: the API at {api_url} is not answering")
                 break
             continue
-        for item in select_files(entries, article, kind, recordings, cameras):
+        for item in select_files(entries, article, kind, recordings, cameras, refused=refused, md5_notes=notes):
             if item.path in files:
                 log.warning("%s is listed twice; keeping the first entry", item.path)
                 continue
             files[item.path] = item
         log.debug("article %d: %d entries", article.id, len(entries))
-    return Listing(tuple(sorted(files.values(), key=_sort_key)), tuple(errors))
+    notes.report()
+    return Listing(tuple(sorted(files.values(), key=_sort_key)), tuple(errors), tuple(refused))

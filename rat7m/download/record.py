@@ -15,14 +15,17 @@ complete, and always at the end of a run, so a killed run loses at most a second
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rat7m.fileio import atomic_write
+from rat7m.fileio import temporary_name
+from rat7m.untrusted import open_own_file
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ RECORD_NAME = ".rat7m-download.json"
 RECORD_VERSION = 1
 #: Shortest interval between two rewrites while files complete, seconds.
 FLUSH_INTERVAL = 1.0
+#: Largest record read (a whole RAT7M download records ~2000 files in ~300 KB).
+MAX_RECORD_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -56,25 +61,29 @@ class VerificationRecord:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: Never write (``--verify`` of a read-only dataset: checking must not need write access).
+        self.read_only = False
         self.files: dict[str, Verified] = {}
         self.partials: dict[str, Partial] = {}
         self.extracted: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._dirty = False
         self._last_flush = 0.0
+        self._warned = False
 
     @classmethod
     def load(cls, folder: Path) -> VerificationRecord:
         """Read the record of ``folder`` (an unreadable record is ignored: files get rehashed)."""
         record = cls(Path(folder) / RECORD_NAME)
         try:
-            data = json.loads(record.path.read_text())
+            with open_own_file(record.path, "rb") as handle:  # a symlink planted there is not read
+                data = json.loads(handle.read(MAX_RECORD_BYTES + 1))
             record.files = {k: Verified(**v) for k, v in data.get("files", {}).items()}
             record.partials = {k: Partial(**v) for k, v in data.get("partials", {}).items()}
             record.extracted = {k: [str(p) for p in v] for k, v in data.get("extracted", {}).items()}
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
             log.warning("ignoring unreadable verification record %s (%s); files will be rehashed", record.path, exc)
             record.files, record.partials, record.extracted = {}, {}, {}
         return record
@@ -126,8 +135,14 @@ class VerificationRecord:
         self.flush(force=False)
 
     def flush(self, force: bool = True) -> None:
-        """Write the record if it changed (unless ``force``, at most once per :data:`FLUSH_INTERVAL`)."""
+        """Write the record if it changed (unless ``force``, at most once per :data:`FLUSH_INTERVAL`).
+
+        Never raises for a disk that refuses (full, read-only): the record only saves rehashing, so
+        a verified file stays verified; the failure is said once and the next flush tries again.
+        """
         with self._lock:
+            if self.read_only:
+                return
             if not self._dirty or (not force and time.monotonic() - self._last_flush < FLUSH_INTERVAL):
                 return
             data = {
@@ -136,7 +151,28 @@ class VerificationRecord:
                 "partials": {k: asdict(v) for k, v in sorted(self.partials.items())},
                 "extracted": dict(sorted(self.extracted.items())),
             }
-            with atomic_write(self.path, "w") as handle:
-                handle.write(json.dumps(data, indent=1))
+            try:
+                _write_new(self.path, json.dumps(data, indent=1).encode())
+            except OSError as exc:
+                if not self._warned:
+                    log.warning("cannot save the verification record %s (%s); finished files are kept, "
+                                "a later run will hash them again", self.path, exc.strerror or exc)  # fmt: skip
+                    self._warned = True
+                return
             self._dirty = False
             self._last_flush = time.monotonic()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a fresh temporary name (never through a planted link), then rename it onto ``path``."""
+    tmp = temporary_name(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

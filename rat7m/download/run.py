@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import os
 import shutil
@@ -31,6 +32,7 @@ from rat7m.download.record import VerificationRecord
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
 from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, Rat7mError
+from rat7m.untrusted import UntrustedFileError, open_own_file
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +144,7 @@ def _exclusive(out: Path) -> Iterator[None]:
         return
     path = out / LOCK_NAME
     while True:
-        handle = open(path, "a+")  # noqa: SIM115 (closed below, after the run)
+        handle = _open_lock(path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -164,6 +166,16 @@ def _exclusive(out: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
         handle.close()
+
+
+def _open_lock(path: Path) -> IO:
+    """Open (creating) the lock file without following a symlink planted at its name."""
+    try:
+        return io.TextIOWrapper(open_own_file(path, "a+b"), encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot use the lock file {exc}" if isinstance(exc, UntrustedFileError) else \
+            f"cannot create the lock file {path}: {exc.strerror or exc}"
+        raise BadInputError(msg) from exc
 
 
 def _same_file(handle: IO, path: Path) -> bool:
@@ -210,27 +222,54 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]
     return [o for o in outcomes if o is not None]
 
 
+def pickle_problem(path: Path) -> str | None:
+    """What is wrong with the pickle at ``path`` (truncated, unsafe, not a pickle), or ``None`` if it loads.
+
+    Loading goes through :func:`rat7m.safe_pickle.safe_load`: no code from the file runs, and a
+    pickle that ends before its STOP opcode is reported as truncated.
+    """
+    from rat7m.safe_pickle import safe_load  # numpy is only needed when the table is asked for
+
+    try:
+        safe_load(path)
+    except (Rat7mError, OSError, ValueError, EOFError, MemoryError, RecursionError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
 def fetch_mini_annotation(out: Path, client: HttpClient, drive_url: str | None, progress: bool) -> Outcome:
-    """Fetch the official mini-RAT7M table from Google Drive unless a pickle is already there."""
+    """Fetch the official mini-RAT7M table from Google Drive unless a complete, loadable pickle is there.
+
+    "Complete" means the safe loader reads it to its STOP opcode: a pickle cut short by a dropped
+    connection is never taken for done (the first bytes alone say nothing about the end).
+    """
     dest = out / cat.MINI_ANNOTATION_NAME
-    if dest.is_file():
-        with open(dest, "rb") as f:
-            if gdrive.looks_like_pickle(f.read(gdrive.HEAD_SIZE)):
-                return Outcome(dest.name, SKIPPED, dest.stat().st_size)
-        log.warning("%s is not a pickle (a saved web page?); fetching it again", dest)
+    if dest.is_file() and not dest.is_symlink():
+        problem = pickle_problem(dest)
+        if problem is None:
+            return Outcome(dest.name, SKIPPED, dest.stat().st_size)
+        log.warning("%s is not a complete pickle (%s); fetching it again", dest, problem)
     part = dest.with_name(dest.name + ".part")
-    before = part.stat().st_size if part.exists() else 0
+    if os.path.lexists(dest):  # a bad file never keeps the final name: it becomes the part to continue
+        if os.path.lexists(part) or dest.is_symlink():
+            dest.unlink()
+        else:
+            os.replace(dest, part)
+    try:
+        before = os.lstat(part).st_size
+    except OSError:
+        before = 0
     base = drive_url or gdrive.DRIVE_URL
     try:
         gdrive.download_drive_file(
             cat.MINI_ANNOTATION_DRIVE_ID, dest, pool=client.pool_for(base), base_url=base, progress=progress,
-            expect=gdrive.looks_like_pickle,
+            expect=gdrive.looks_like_pickle, check=pickle_problem,
         )  # fmt: skip
     except Rat7mError as exc:
         log.error("%s: %s", dest.name, exc)
         return Outcome(dest.name, FAILED, 0, 0, str(exc))
     size = dest.stat().st_size
-    return Outcome(dest.name, DOWNLOADED, size, size - before)
+    return Outcome(dest.name, DOWNLOADED, size, max(0, size - before))
 
 
 def download_dataset(options: Options, *, client: HttpClient | None = None) -> Report:
@@ -243,7 +282,8 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
     client = client or HttpClient(maxsize=max(1, options.jobs))
     policy = retry_policy
     where = existing_ancestor(out)
-    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+    writable = where.is_dir() and os.access(where, os.W_OK | os.X_OK)
+    if not writable and not (options.dry_run or options.verify):  # those two only read: a read-only dataset is fine
         raise BadInputError(f"cannot write to --out {out}: {where} is not a folder we may write in")
     report = Report(out)
     record = VerificationRecord.load(out)
@@ -255,6 +295,7 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
     elif options.figshare:
         listing = list_remote_files(client, options.api_url, options.recordings, options.what, options.cameras, policy)
         report.errors.extend(listing.errors)
+        report.errors.extend(f"not downloaded: {why}" for why in listing.refused)
         report.steps = plan_downloads(listing.files, out, record, options.verify)
     if report.nothing_listed and not options.mini_annotation:
         return report  # nothing to plan or check: the errors say why (no folder, no lock made)
@@ -266,6 +307,13 @@ def download_dataset(options: Options, *, client: HttpClient | None = None) -> R
             there = (out / cat.MINI_ANNOTATION_NAME).is_file()
             report.notes.append(f"{cat.MINI_ANNOTATION_NAME}: " + ("present" if there else
                                 "to fetch from Google Drive (not counted in the disk check)"))  # fmt: skip
+        return report
+    if not writable:  # --verify of a read-only dataset: hash what is there, fetch and record nothing
+        if report.needed or report.zip_jobs or options.mini_annotation:
+            msg = f"cannot write to --out {out}: {where} is read-only and files are missing; --verify only checks them"
+            raise BadInputError(msg)
+        record.read_only = True
+        _transfer(report, options, out, client, record, policy)
         return report
     check_disk_space(report.needed, report.free, report.disk_path)
     _check_writable(out)

@@ -19,6 +19,7 @@ returned as an :class:`Outcome`, never raised, so one bad file does not stop the
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -27,6 +28,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import urllib3
 
@@ -41,6 +43,7 @@ from rat7m.download.http import (
 from rat7m.download.plan import Action, Step, part_path
 from rat7m.download.progress import FileBar, Progress
 from rat7m.download.record import VerificationRecord
+from rat7m.untrusted import UntrustedFileError, disk_full_message, header_int, open_own_file
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ CHUNK_SIZE = 1 << 20
 DOWNLOADED, VERIFIED, SKIPPED, FAILED = "downloaded", "verified", "skipped", "failed"
 STATUSES = (DOWNLOADED, VERIFIED, SKIPPED, FAILED)
 
-_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE_RE = re.compile(r"bytes[ \t]+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18}|\*)")
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,8 @@ class _FileJob:
                 md5 = md5_of_file(self.final, bar, self.stop)
         if md5 == self.file.md5:
             self.record.mark_verified(self.file.path, self.final, self.file.md5)
-            self.part.unlink(missing_ok=True)
+            if self.part.exists():  # unlink of a missing file still fails on a read-only folder (--verify there)
+                self.part.unlink(missing_ok=True)
             return True
         log.warning("%s: MD5 %s does not match the listing's %s; downloading it again", self.file.path, md5,
                     self.file.md5)  # fmt: skip
@@ -234,7 +238,7 @@ class _FileJob:
     def _load_part(self, offset: int) -> None:
         """Continue from the first ``offset`` bytes of the part: hash them (a local read)."""
         self.digest = hashlib.md5(usedforsecurity=False)
-        with open(self.part, "rb") as f:
+        with open_own_file(self.part, "rb") as f:
             while self.length < offset and (chunk := f.read(min(CHUNK_SIZE, offset - self.length))):
                 self.digest.update(chunk)
                 self.length += len(chunk)
@@ -272,9 +276,9 @@ class _FileJob:
                         msg = f"gave up after {failures} attempts without progress; last error: {_describe(exc)}"
                         raise PermanentError(msg) from exc
                     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
-                    seconds = self.policy.wait(failures, retry_after, self.stop.wait)
-                    log.info("%s: %s; retrying in %.1f s from byte %d", self.file.path, _describe(exc), seconds,
-                             self.length)  # fmt: skip
+                    self.policy.wait(failures, retry_after, self.stop.wait, announce=lambda seconds, exc=exc: log.info(
+                        "%s: %s; retrying in %.1f s from byte %d", self.file.path, _describe(exc), seconds,
+                        self.length))  # fmt: skip
                     continue
                 md5 = self.digest.hexdigest()
                 if self.size is None:  # no length given: the body ended cleanly, that is all we know
@@ -339,30 +343,45 @@ class _FileJob:
     def _stream(self, response: urllib3.BaseHTTPResponse, bar: FileBar) -> bool:
         """Append the body to the part; ``True`` if it was read to its end."""
         try:
-            out = open(self.part, "r+b" if self.length else "wb")  # noqa: SIM115 (closed below)
+            out = open_own_file(self.part, "r+b" if self.length else "wb")
             out.seek(self.length)
             out.truncate()
+        except UntrustedFileError as exc:
+            raise _WriteError(str(exc)) from exc
         except OSError as exc:
-            raise _WriteError(f"cannot write {self.part}: {exc}") from exc
-        with out:
-            while chunk := response.read1(CHUNK_SIZE, decode_content=False):
-                if self.stop.is_set():
-                    raise Stopped
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise _WriteError(f"cannot write {self.part}: {exc}") from exc
-                self.digest.update(chunk)
-                n = len(chunk)
-                self.length += n
-                self.reached = max(self.reached, self.length)
-                self.received += n
-                self.credited += n
-                bar.update(n)
-                self.progress.advance(n)
-                if self.size is not None and self.length > self.size:
+            raise _WriteError(self._write_problem(exc)) from exc
+        try:
+            with out:
+                if not self._copy(response, out, bar):
                     return False
+                out.flush()
+        except OSError as exc:  # a write, or the flush when closing (the disk filled up)
+            raise _WriteError(self._write_problem(exc)) from exc
         return True
+
+    def _copy(self, response: urllib3.BaseHTTPResponse, out: IO[bytes], bar: FileBar) -> bool:
+        """Copy the body into ``out``; ``False`` if it went past the expected size."""
+        while chunk := response.read1(CHUNK_SIZE, decode_content=False):
+            if self.stop.is_set():
+                raise Stopped
+            out.write(chunk)
+            self.digest.update(chunk)
+            n = len(chunk)
+            self.length += n
+            self.reached = max(self.reached, self.length)
+            self.received += n
+            self.credited += n
+            bar.update(n)
+            self.progress.advance(n)
+            if self.size is not None and self.length > self.size:
+                return False
+        return True
+
+    def _write_problem(self, exc: OSError) -> str:
+        """One line for a failed write: a full disk says which file and how much room it still needed."""
+        if exc.errno == errno.ENOSPC:
+            return disk_full_message(self.part, None if self.size is None else self.size - self.length)
+        return f"cannot write {self.part}: {exc.strerror or exc}"
 
 
 def size_from_response(response: urllib3.BaseHTTPResponse) -> int | None:
@@ -370,8 +389,7 @@ def size_from_response(response: urllib3.BaseHTTPResponse) -> int | None:
     if response.status == 206:
         span = parse_content_range(response.headers.get("Content-Range"))
         return span[1] if span else None
-    length = response.headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else None
+    return header_int(response.headers.get("Content-Length"))
 
 
 def _describe(exc: BaseException) -> str:

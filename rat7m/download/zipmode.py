@@ -203,23 +203,34 @@ def run_zip_job(
     staging = root / ZIP_DIR / job.label
     try:
         members = safe_extract(zip_file, staging, max_ratio=MAX_RATIO, progress=progress.enabled and progress.tty)
-    except Rat7mError as exc:
+    except (Rat7mError, OSError) as exc:
         # a damaged download (no MD5 could catch it: its size was right): the next run fetches it
         # again, rather than trusting the same bad zip forever
         if isinstance(exc, CorruptArchiveError) or not zipfile.is_zipfile(zip_file):
             zip_file.unlink(missing_ok=True)
             record.forget(job.path)
-        log.error("%s: %s", job.path, exc)
-        return Outcome(job.path, FAILED, fetched.size, fetched.transferred, str(exc))
+        if not isinstance(exc, CorruptArchiveError):  # a refusal will be the same next time: leave nothing
+            shutil.rmtree(staging, ignore_errors=True)
+        message = str(exc) if isinstance(exc, Rat7mError) else f"cannot unpack into {staging}: {exc.strerror or exc}"
+        log.error("%s: %s", job.path, message)
+        return Outcome(job.path, FAILED, fetched.size, fetched.transferred, message)
     owner = next((r for r in cat.RECORDINGS if r.video_article == job.article), None)
-    contents: list[str] = []
-    placed = placed_bytes = 0
+    targets: dict[str, Path] = {}
     for member in members:
         target = target_path(member.name, job.kind, owner)
         if target is None:
             log.warning("%s: ignoring %s (not a %s file of this article)", job.path, member.name, job.kind)
             continue
-        rel = target[0]
+        if target[0] in targets:  # e.g. sub1/mocap-s1-d1.mat and sub2/mocap-s1-d1.mat: which one is right?
+            first, second = (p.relative_to(staging).as_posix() for p in (targets[target[0]], member))
+            message = f"{job.path}: holds two files for {target[0]} ({first} and {second}); refusing the zip"
+            shutil.rmtree(staging, ignore_errors=True)
+            log.error("%s", message)
+            return Outcome(job.path, FAILED, fetched.size, fetched.transferred, message)
+        targets[target[0]] = member
+    contents: list[str] = []
+    placed = placed_bytes = 0
+    for rel, member in targets.items():
         contents.append(rel)
         if not _selected(rel, job.kind, job.article, wanted, cameras):
             continue

@@ -1,0 +1,238 @@
+"""Explain a dataset folder: what is there, what the table wants, and what is missing.
+
+    python -m rat7m.doctor --root /data/rat7m
+    python -m rat7m.doctor --root /data/rat7m --annotation my_table.pkl
+
+Real downloads differ from the documentation in small ways (camera key spellings, chunks that never
+arrived, a camera missing from a recording), and each shows up later as a puzzling error in another
+script. The doctor looks at everything at once, without decoding video or changing anything, and
+prints a short report: recordings and cameras present, chunks per camera and gaps in their starts,
+the table's camera-key spellings and column dtypes, frames the table wants that no chunk holds,
+images extracted and missing, and disk use. Every script's layout errors end with :func:`hint`.
+
+Exit codes: 0 everything the table wants can be extracted, 1 something is missing or the table is
+unusable (the report says what), 2 bad input (no such folder or table file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import os
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rat7m import catalogue
+from rat7m.cli import ArgumentParser, add_root_argument, add_verbosity_arguments, resolve_root, run_main, setup_logging
+from rat7m.errors import BadInputError
+
+#: Camera parameter keys a table camera may carry, by what they mean (documentation and .mat spellings).
+KNOWN_CAMERA_KEYS = {
+    "rotation": ("RotationMatrix", "rotationMatrix"),
+    "translation": ("TranslationVector", "translationVector"),
+    "intrinsics": ("IntrinsicMatrix",),
+    "tangential": ("TangentialDistortion",),
+    "radial": ("RadialDistortion",),
+}
+#: How many examples a report line lists before "...".
+MAX_LISTED = 5
+
+
+def hint(root: str | os.PathLike = "DIR") -> str:
+    """The hint every layout error ends with (the one place its text lives)."""
+    return f"(run: python -m rat7m.doctor --root {root})"
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file removed meanwhile
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _listed(items: Sequence[Any]) -> str:
+    shown = ", ".join(str(i) for i in items[:MAX_LISTED])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else "")
+
+
+def chunk_length(index: Any) -> int:
+    """Frames per chunk, from the spacing of the starts on disk (3500 for RAT7M; the most common step)."""
+    steps: Counter[int] = Counter()
+    for rec in catalogue.RECORDINGS:
+        for cam in catalogue.CAMERA_NAMES:
+            starts = [c.start for c in index.chunks(rec, cam)]
+            steps.update(b - a for a, b in itertools.pairwise(starts))
+    return steps.most_common(1)[0][0] if steps else catalogue.CHUNK_LENGTH
+
+
+def inspect_video(root: Path) -> tuple[list[str], Any, int]:
+    """Report lines about the chunks under ``video_sequences/``, the chunk index and the chunk length."""
+    from rat7m.video import ChunkIndex  # lazy: OpenCV is slow to import and hint() users need none of it
+
+    index = ChunkIndex.from_dir(root / catalogue.VIDEO_DIR)
+    length = chunk_length(index)
+    lines: list[str] = []
+    problems: list[str] = []
+    for rec in catalogue.RECORDINGS:
+        per_camera = {cam: index.chunks(rec, cam) for cam in catalogue.CAMERA_NAMES}
+        present = [cam for cam, chunks in per_camera.items() if chunks]
+        if not present:
+            continue
+        counts = " ".join(f"{catalogue.camera_number(c)}:{len(per_camera[c])}" for c in present)
+        lines.append(f"  {rec.name}: {len(present)} cameras, chunks per camera {counts}")
+        missing = [c for c in catalogue.CAMERA_NAMES if c not in present]
+        if missing:
+            problems.append(f"  {rec.name}: missing camera(s) {', '.join(missing)} (no chunk at all)")
+        for cam in present:
+            starts = [c.start for c in per_camera[cam]]
+            expected = list(range(0, starts[-1] + 1, length))
+            gaps = sorted(set(expected) - set(starts))
+            if gaps:
+                where = f"  {rec.name} {cam}: gap, no chunk starting at {_listed(gaps)}"
+                problems.append(f"{where} (starts {_listed(starts)})")
+    if not lines:
+        lines.append(f"  no video chunks under {root / catalogue.VIDEO_DIR}")
+    return lines + problems, index, length
+
+
+def _camera_spellings(cameras: Any) -> tuple[dict[str, int], list[str]]:
+    """Count each camera-key spelling in a raw table's ``cameras``; list unknown or missing ones."""
+    seen: dict[str, int] = {}
+    problems: list[str] = []
+    if not isinstance(cameras, Mapping):
+        return seen, ["  cameras is not a dict"]
+    known = {key for keys in KNOWN_CAMERA_KEYS.values() for key in keys} | {"frame"}
+    for subject, days in cameras.items():
+        for day, cams in (days.items() if isinstance(days, Mapping) else []):
+            for cam, params in (cams.items() if isinstance(cams, Mapping) else []):
+                if not isinstance(params, Mapping):
+                    continue
+                for key in params:
+                    seen[str(key)] = seen.get(str(key), 0) + 1
+                where = f"cameras[{subject}][{day}][{cam!r}]"
+                for meaning, keys in KNOWN_CAMERA_KEYS.items():
+                    if not any(k in params for k in keys):
+                        odd = [str(k) for k in params if str(k) not in known and str(k).lower() == keys[0].lower()]
+                        spelled = f" (has {odd[0]!r}: misspelled)" if odd else ""
+                        problems.append(f"  {where} has no {meaning} key {' or '.join(keys)}{spelled}")
+    return seen, problems
+
+
+def inspect_table(path: Path) -> tuple[list[str], dict | None]:
+    """Report lines about the table's raw spellings and dtypes, and the loaded table (None if unusable)."""
+    from rat7m.safe_pickle import safe_load
+    from rat7m.table import load_annotation
+
+    lines = [f"table {path}:"]
+    raw = safe_load(path)  # BadInputError on a file that is not a safe pickle: bad input
+    if isinstance(raw, Mapping):
+        seen, problems = _camera_spellings(raw.get("cameras"))
+        lines.append("  camera keys: " + (", ".join(f"{k} x{n}" for k, n in sorted(seen.items())) or "none"))
+        columns = raw.get("table")
+        if isinstance(columns, Mapping):
+            dtypes = []
+            for name, value in columns.items():
+                value = next(iter(value.values()), None) if isinstance(value, Mapping) else value
+                if isinstance(value, np.ndarray):
+                    dtypes.append(f"{name} {value.dtype}{list(value.shape)}")
+            lines.append("  columns: " + ", ".join(dtypes))
+        lines += problems
+    try:
+        table = load_annotation(path)
+    except BadInputError as exc:
+        lines.append(f"  unusable: {exc}")
+        return lines, None
+    names = ", ".join(map(str, table["camera_names"]))
+    lines.append(f"  loads: {len(table['table']['subject_idx'])} samples, cameras {names}")
+    return lines, table
+
+
+def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[list[str], int]:
+    """Report lines about frames no chunk holds and images extracted; returns (lines, frames not extractable)."""
+    from rat7m.extract import wanted_images
+
+    recordings = [r for r in catalogue.RECORDINGS
+                  if np.any((np.asarray(table["table"]["subject_idx"]).astype(np.int64) == r.subject)
+                            & (np.asarray(table["table"]["day_idx"]).astype(np.int64) == r.day))]  # fmt: skip
+    cameras = [str(c) for c in table["camera_names"]]
+    wanted = wanted_images(table, recordings, cameras)
+    lines, unheld, total, present = [], 0, 0, 0
+    for (rec, cam), targets in wanted.items():
+        lost = []
+        for target in targets:
+            total += 1
+            present += (root / target.path).is_file()
+            found = index.locate(rec, cam, target.frame)
+            if found is None or found[1] >= length:  # before the first chunk, or in a gap
+                lost.append(target.frame)
+        if lost:
+            unheld += len(lost)
+            lines.append(f"  {rec.name} {cam}: {len(lost)} wanted frame(s) in no chunk: {_listed(lost)}")
+    lines.insert(0, f"images: {present} of {total} extracted, {total - present} missing; "
+                    f"{total - unheld} extractable from the chunks present, {unheld} not")  # fmt: skip
+    return lines, unheld
+
+
+def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], bool]:
+    """The whole report and whether everything the table wants can be extracted."""
+    if not root.is_dir():
+        raise BadInputError(f"--root {root} is not a folder")
+    path = annotation or catalogue.mini_annotation_path(root)
+    if annotation is not None and not path.is_file():
+        raise BadInputError(f"--annotation {path} not found")
+    lines = [f"rat7m doctor: {root}", "video:"]
+    video_lines, index, length = inspect_video(root)
+    lines += video_lines
+    ok = not any("missing camera" in line or ": gap," in line for line in video_lines)
+    mats = sorted(p.name for p in (root / catalogue.ANNOTATION_DIR).glob("mocap-*.mat"))
+    lines.append(f"annotations: {_listed(mats) if mats else 'no mocap-sS-dD.mat files'}")
+    if path.is_file():
+        table_lines, table = inspect_table(path)
+        lines += table_lines
+        if table is None:
+            ok = False
+        else:
+            wanted_lines, unheld = inspect_wanted(root, table, index, length)
+            lines += wanted_lines
+            ok = unheld == 0
+    else:
+        lines.append(f"table: none at {path} (download it, or build one with python build_annotation.py)")
+        ok = False
+    folders = (catalogue.VIDEO_DIR, catalogue.IMAGES_DIR, catalogue.ANNOTATION_DIR)
+    usage = {name: _size(root / name) for name in folders}
+    free = shutil.disk_usage(root).free
+    used = ", ".join(f"{n} {b / 1e9:.2f} GB" for n, b in usage.items())
+    lines.append(f"disk: {used}, {free / 1e9:.1f} GB free")
+    lines.append("verdict: " + ("everything the table wants can be extracted" if ok else "problems above"))
+    return lines, ok
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The doctor's command line."""
+    parser = ArgumentParser(prog="python -m rat7m.doctor", description=__doc__)
+    add_root_argument(parser)
+    parser.add_argument("--annotation", type=Path, help=f"table (default: <root>/{catalogue.MINI_ANNOTATION_NAME})")
+    add_verbosity_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the report; 0 if everything the table wants can be extracted, 1 if not."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    lines, ok = diagnose(resolve_root(args.root, quiet=True), args.annotation)  # the report names its root
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

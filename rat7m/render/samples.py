@@ -1,0 +1,198 @@
+"""Per-sample figures: the six views of one sample, ground truth and a prediction overlaid.
+
+A 3D prediction (``(N, 20, 3)`` mm, as ``compute_metrics.py`` reads it) is projected through the
+table's cameras; a 2D prediction (``.npy`` of shape ``(N, n_cameras, 20, 2)`` pixels, cameras in
+the table's ``camera_names`` order) is drawn exactly as given. Images come from the extracted
+JPEGs when present, else are decoded straight from the video chunks, else the views are blank.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rat7m import catalogue
+from rat7m.errors import BadInputError, Rat7mError
+from rat7m.geometry import project
+from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
+from rat7m.table import cameras_of
+from rat7m.video import ChunkIndex, read_frames
+
+log = logging.getLogger(__name__)
+
+#: Camera parameter spellings: the official pickle very probably keeps the ``.mat`` file's
+#: lower-case ``rotationMatrix`` / ``translationVector``; :func:`rat7m.geometry.project` reads these.
+_SPELLINGS = {"rotationMatrix": "RotationMatrix", "translationVector": "TranslationVector"}
+
+
+def camera_params(table: Mapping, subject: int, day: int, camera: str) -> dict[str, np.ndarray]:
+    """One camera of a recording from a table, under the names :func:`rat7m.geometry.project` reads."""
+    params = dict(cameras_of(table, subject, day)[camera])
+    for old, new in _SPELLINGS.items():
+        if new not in params and old in params:
+            params[new] = params[old]
+    return params
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predictions of one split: ``points_3d`` ``(N, 20, 3)`` mm, or ``points_2d`` ``{camera: (N, 20, 2)}`` px."""
+
+    points_3d: np.ndarray | None = None
+    points_2d: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        if self.points_3d is not None:
+            return len(self.points_3d)
+        return len(next(iter(self.points_2d.values())))
+
+
+def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Predictions:
+    """Read a prediction file: 3D (as ``compute_metrics.py`` reads it) or a 2D ``.npy`` ``(N, n_cameras, 20, 2)``.
+
+    Raises:
+        BadInputError: unreadable file or wrong shape (see ``compute_metrics.read_predictions``).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
+        if array.ndim == 4:
+            if array.shape[1:] != (len(camera_names), catalogue.N_JOINTS, 2):
+                shape = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
+                raise BadInputError(f"{path} has shape {array.shape}; a 2D prediction must be {shape}")
+            points = array.astype(np.float64)
+            return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
+    from metric_utils.compute_metrics import read_predictions  # the one reader of 3D prediction files
+
+    return Predictions(points_3d=read_predictions(path))
+
+
+def frame_images(table: Mapping, row: int, root: str | os.PathLike | None,
+                 index: ChunkIndex | None = None) -> dict[str, np.ndarray | None]:  # fmt: skip
+    """The RGB image of each camera of table row ``row``: extracted JPEG, else decoded from the chunks, else None."""
+    columns = table["table"]
+    recording = catalogue.recording_for(int(columns["subject_idx"][row]), int(columns["day_idx"][row]))
+    images: dict[str, np.ndarray | None] = {}
+    for cam in (str(c) for c in table["camera_names"]):
+        image = None
+        if root is not None:
+            path = Path(root) / str(columns["image_path"][cam][row])
+            image = cv2.imread(str(path)) if path.is_file() else None
+            if image is None and index is not None:
+                image = _decode(index, recording, cam, int(columns["frame_idx"][cam][row]))
+        images[cam] = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return images
+
+
+def _decode(index: ChunkIndex, recording: catalogue.Recording, camera: str, frame: int) -> np.ndarray | None:
+    found = index.locate(recording, camera, frame)
+    if found is None:
+        return None
+    chunk, offset = found
+    try:
+        return next(image for _, image in read_frames(chunk.path, [offset]))
+    except Rat7mError as exc:
+        log.warning("no image for %s %s frame %d: %s", recording.name, camera, frame, exc)
+        return None
+
+
+def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: int,
+                  images: Mapping[str, np.ndarray | None] | None = None, label: str = "") -> Any:  # fmt: skip
+    """The six views of table row ``row`` with prediction ``pred_row`` overlaid; MPJPE (or 2D error) in the title.
+
+    Returns:
+        A matplotlib Figure (Agg canvas attached; no pyplot state), 2 x 3 views and one legend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from metric_utils.metrics import mpjpe
+
+    columns = table["table"]
+    subject, day = int(columns["subject_idx"][row]), int(columns["day_idx"][row])
+    recording = catalogue.recording_for(subject, day).name
+    cameras = [str(c) for c in table["camera_names"]]
+    images = images or {}
+    truth_3d = np.asarray(columns["3D_keypoints"][row], dtype=np.float64)
+    errors_2d = []
+    fig = Figure(figsize=(12, 7.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 3).ravel()
+    for ax, cam in zip(axes, cameras, strict=False):
+        truth = np.asarray(columns["2D_keypoints"][cam][row], dtype=np.float64)
+        if predictions.points_3d is not None:
+            predicted = project(predictions.points_3d[pred_row], camera_params(table, subject, day, cam))
+        else:
+            predicted = predictions.points_2d[cam][pred_row]
+        errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))
+        title = f"{cam} frame {int(columns['frame_idx'][cam][row])}"
+        draw_overlay_2d(ax, images.get(cam), truth, predicted, title=title)
+        _zoom(ax, np.concatenate([truth, predicted]))
+    for ax in axes[len(cameras) :]:
+        ax.set_axis_off()
+    if predictions.points_3d is not None:
+        score = mpjpe(predictions.points_3d[pred_row][None], truth_3d[None])[0, 0]
+        headline = f"MPJPE {score:.1f} mm"
+    else:
+        headline = f"mean 2D error {np.nanmean(np.concatenate(errors_2d)):.1f} px"
+    fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11)
+    fig.legend(handles=overlay_legend_handles(), loc="outside lower center", ncols=3, fontsize=9)
+    return fig
+
+
+def _zoom(ax: Any, points: np.ndarray, margin: float = 0.35, least: float = 40.0) -> None:
+    """Frame a view on the rat (the arena is mostly floor): the points' box, widened by ``margin``."""
+    finite = points[np.isfinite(points).all(axis=1)]
+    if not len(finite):
+        return
+    low, high = finite.min(axis=0), finite.max(axis=0)
+    centre, half = (low + high) / 2, max(float((high - low).max()) * (0.5 + margin), least)
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] + half, centre[1] - half)  # y down, as in the image
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save a figure atomically; the format (png, pdf, svg) follows the suffix: PDF and SVG are vector."""
+    from rat7m.fileio import atomic_write
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    if fmt not in ("png", "pdf", "svg"):
+        raise BadInputError(f"{path}: figures are written as .png, .pdf or .svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=fmt, dpi=dpi)
+    return path
+
+
+def choose_samples(n_split: int, *, indices: Sequence[int] = (), worst: int = 0, random: int = 0,
+                   scores: np.ndarray | None = None, seed: int = 0) -> list[int]:  # fmt: skip
+    """Which samples (indices into the split) to draw: given ones, the worst N by ``scores``, and/or N at random.
+
+    Raises:
+        BadInputError: an index outside the split, or ``worst`` asked for without scores.
+    """
+    chosen = []
+    for i in indices:
+        if not 0 <= i < n_split:
+            raise BadInputError(f"sample {i} is outside the split's {n_split} samples")
+        chosen.append(int(i))
+    if worst:
+        if scores is None:
+            raise BadInputError("--worst needs per-sample scores: pass --metrics_dir (compute_metrics --save_dir)")
+        finite = np.where(np.isfinite(scores), scores, -np.inf)
+        chosen += [int(i) for i in np.argsort(-finite, kind="stable")[:worst]]
+    if random:
+        rng = np.random.default_rng(seed)
+        chosen += [int(i) for i in rng.choice(n_split, size=min(random, n_split), replace=False)]
+    return list(dict.fromkeys(chosen))

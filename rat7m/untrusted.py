@@ -1,0 +1,181 @@
+"""Handling what a server or a shared folder hands us: header numbers, URLs, bodies, files in ``--out``.
+
+Every helper here exists because the obvious one-liner trusts too much:
+
+- ``str.isdigit()`` says yes to ``'²'`` and other Unicode digits that ``int()`` then refuses, so
+  a header byte 0xB2 became a traceback: :func:`header_int` takes ASCII digits only.
+- ``urlsplit`` and urllib3 do not read ``http://127.0.0.2:1\\@drive.google.com/`` the same way
+  (one sees drive.google.com, the other connects to 127.0.0.2): :func:`check_url` refuses
+  backslashes and user-info outright and checks the host as urllib3 will connect to it.
+- ``response.read()`` and ``drain_conn()`` read a body whole, however endless:
+  :func:`read_capped` stops at a size and a deadline, :func:`discard` never reads much.
+- ``open(path, "ab")`` follows a symlink planted in the output folder: :func:`open_own_file`
+  does not, and refuses anything but a regular file of ours.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import time
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.util import parse_url
+
+#: Bodies at most this long are read to their end so the connection can be reused; longer ones
+#: (or ones of unknown length) are closed unread.
+DRAIN_LIMIT = 64 * 1024
+
+_ASCII_INT_RE = re.compile(r"[0-9]{1,18}")
+
+
+class UnsafeUrlError(ValueError):
+    """A URL (usually a redirect target) that we refuse to follow."""
+
+
+class UntrustedFileError(OSError):
+    """A path in the output folder that is not a regular file of ours (a symlink, a device...)."""
+
+    def __str__(self) -> str:
+        return f"{self.filename} {self.strerror}"
+
+
+def header_int(value: str | None) -> int | None:
+    """A non-negative integer header value (``Content-Length``, ``Retry-After``), ASCII digits only.
+
+    Returns:
+        The number, or ``None`` when the header is absent or is anything but 1-18 ASCII digits
+        (surrounding spaces allowed): never raises.
+    """
+    if value is None:
+        return None
+    text = value.strip(" \t")
+    return int(text) if _ASCII_INT_RE.fullmatch(text) else None
+
+
+def check_url(url: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """The host urllib3 will connect to for ``url``, after refusing what could mislead a host check.
+
+    Raises:
+        UnsafeUrlError: a scheme not in ``schemes`` (``file:``, ``ftp:``...), a backslash, user-info
+            (``user@host``), no host, or a host that ``urlsplit`` and urllib3 read differently.
+    """
+    if "\\" in url:
+        raise UnsafeUrlError(f"refusing {url!r}: it holds a backslash")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise UnsafeUrlError(f"refusing {url!r}: it holds spaces or control characters")
+    try:
+        parsed = parse_url(url)
+    except (ValueError, urllib3.exceptions.LocationParseError) as exc:
+        raise UnsafeUrlError(f"refusing {url!r}: not a URL ({exc})") from exc
+    scheme = (parsed.scheme or "").lower()
+    if scheme not in schemes:
+        raise UnsafeUrlError(f"refusing {url!r}: only {'/'.join(schemes)} links are followed, not {scheme or 'none'}")
+    if parsed.auth is not None or "@" in (parsed.netloc or ""):
+        raise UnsafeUrlError(f"refusing {url!r}: it carries a user name (user@host)")
+    host = (parsed.host or "").lower().strip("[]")
+    if not host:
+        raise UnsafeUrlError(f"refusing {url!r}: no host")
+    if (urlsplit(url).hostname or "").lower() != host:
+        raise UnsafeUrlError(f"refusing {url!r}: its host is ambiguous")
+    return host
+
+
+def discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Be done with a response whose body we do not want, without reading an endless one."""
+    try:
+        length = header_int(response.headers.get("Content-Length"))
+        if length is not None and length <= DRAIN_LIMIT and not response.headers.get("Transfer-Encoding"):
+            response.drain_conn()
+        else:
+            response.close()
+    except Exception:  # a broken connection is as good as a closed one here
+        response.close()
+    finally:
+        response.release_conn()
+
+
+class BodyTooLargeError(ValueError):
+    """A body longer than we agreed to read."""
+
+
+class DeadlineError(TimeoutError):
+    """A body that took longer than the overall deadline (a server trickling bytes)."""
+
+
+def read_capped(response: urllib3.BaseHTTPResponse, limit: int, deadline: float | None = None) -> bytes:
+    """Read a body of at most ``limit`` bytes, finished before ``time.monotonic()`` reaches ``deadline``.
+
+    Raises:
+        BodyTooLargeError: the body is (or announces itself) longer than ``limit``.
+        DeadlineError: the body was not complete by ``deadline``.
+    """
+    announced = header_int(response.headers.get("Content-Length"))
+    if announced is not None and announced > limit:
+        raise BodyTooLargeError(f"{announced} bytes announced")
+    parts: list[bytes] = []
+    size = 0
+    while chunk := response.read1(64 * 1024, decode_content=True):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(f"more than {limit} bytes")
+        parts.append(chunk)
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineError(f"{size} bytes received before the deadline")
+    return b"".join(parts)
+
+
+def open_own_file(path: Path, mode: str) -> IO[bytes]:
+    """Open ``path`` (``"wb"``, ``"ab"``, ``"a+b"``, ``"r+b"``, ``"rb"``) without following links.
+
+    A planted symlink (``NAME.part`` -> a file elsewhere) must not carry our bytes out of the output
+    folder, and a FIFO must not hang us: only a regular file owned by us is opened.
+
+    Raises:
+        UntrustedFileError: ``path`` is a symbolic link, not a regular file, or not ours.
+        OSError: the usual reasons (missing for ``rb``/``r+b``, permissions, disk).
+    """
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+             "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+             "wb": os.O_WRONLY | os.O_CREAT}[mode]  # fmt: skip
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            msg = "is a symbolic link; refusing to follow it: remove it"
+            raise UntrustedFileError(errno.ELOOP, msg, str(path)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UntrustedFileError(errno.EINVAL, "is not a regular file; refusing it: remove it", str(path))
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise UntrustedFileError(errno.EPERM, "belongs to another user; refusing it: remove it", str(path))
+        os.set_blocking(fd, True)
+        if mode == "wb":
+            os.ftruncate(fd, 0)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def disk_full_message(path: Path, needed: int | None) -> str:
+    """One line for ENOSPC: which file, and how much room it still needed."""
+    try:
+        free = os.statvfs(path.parent).f_bavail * os.statvfs(path.parent).f_frsize
+    except OSError:
+        free = None
+    need = f"{_mb(needed)} more needed" if needed is not None else "size unknown"
+    have = f", {_mb(free)} free" if free is not None else ""
+    return f"disk full while writing {path} ({need}{have}); free some space and rerun to continue"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB" if size >= 100_000 else f"{size} bytes"
