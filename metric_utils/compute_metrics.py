@@ -4,9 +4,15 @@ Usage (from any folder; the table is ``--gt_path``, else in ``--root``, else in 
 
     python metric_utils/compute_metrics.py --pred_path preds.csv
     rat7m-metrics --pred-path preds.npy --split test --save-dir metrics_output   # after pip install .
+    python metric_utils/compute_metrics.py --pred2d preds2d.csv --triangulate   # 2D per camera, and 3D
 
 Each flag has its documented spelling (``--pred_path``, ``--gt_path``, ``--save_dir``) and a
 hyphenated one (``--pred-path`` ...), like every other script's flags.
+
+2D predictions (``--pred2d``): one CSV row per (sample, camera) in table order,
+``sample,camera,x1,y1,...,x20,y20`` (or ``x1,y1,c1,...`` with a confidence per joint), or an ``.npz``
+of shape (N, 6, 20, 2 or 3); see ``metric_utils/pred2d.py``. Prints pixel MPJPE, PCK and OKS AP/AR
+per camera; ``--triangulate`` also scores the views triangulated to 3D like a ``--pred_path`` file.
 
 Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
 60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
@@ -517,9 +523,16 @@ def write_outputs(result: Evaluation, summary: dict[str, Any], save_dir: Path) -
 def build_parser() -> argparse.ArgumentParser:
     """The script's argument parser."""
     parser = ArgumentParser(prog=Path(__file__).name, description=__doc__)
-    parser.add_argument(
-        "--pred_path", "--pred-path", required=True, type=Path,
-        help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3)",
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument(
+        "--pred_path", "--pred-path", type=Path,
+        help="predictions: headerless CSV of N rows x 60 (x,y,z of joint 0, of joint 1, ...) or .npy of (N, 20, 3) "
+        "(no default: give this or --pred2d)",
+    )  # fmt: skip
+    kind.add_argument(
+        "--pred2d", type=Path,
+        help="2D predictions: CSV rows 'sample,camera,x1,y1,...,x20,y20' (optionally x,y,c per joint), one per "
+        "sample and camera in table order, or .npz of (N, 6, 20, 2|3) (no default: give this or --pred_path)",
     )  # fmt: skip
     parser.add_argument(
         "--gt_path", "--gt-path", type=Path,
@@ -541,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", action="store_true",
         help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples",
     )  # fmt: skip
+    from metric_utils import score2d  # lazy: it imports this module
+
+    score2d.add_arguments(parser)
     add_verbosity_arguments(parser)
     return parser
 
@@ -555,6 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.gt_path.is_file():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)
+    if args.pred2d is not None or args.triangulate:
+        from metric_utils import score2d
+
+        return score2d.run(args, load_annotation(args.gt_path))
     predicted = read_predictions(args.pred_path)
     table = load_annotation(args.gt_path)
     names = tuple(METRICS) if args.metric == "all" else (args.metric,)

@@ -2,8 +2,9 @@
 
 1. generate the synthetic dataset (what "Figshare" holds) and serve it on 127.0.0.1,
 2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``,
-5. ``compute_metrics.py`` on noisy predictions of the test split, 6. ``visualization.ipynb``
-executed headless. Each step runs the real script as a user would, in a subprocess.
+5. ``compute_metrics.py`` on noisy predictions of the test split, 5b. ``compute_metrics.py --pred2d
+--triangulate`` on noisy 2D predictions (scored per camera, then triangulated and scored in 3D),
+6. ``visualization.ipynb`` executed headless. Each step runs the real script as a user would, in a subprocess.
 
     python -m rat7m.demo                                # into ./demo_output, the "demo" profile
     python -m rat7m.demo --out /tmp/demo --profile test --quiet
@@ -34,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Standard deviation (mm) of the noise added to the ground truth to make demo predictions.
 PREDICTION_NOISE_MM = 5.0
+#: Standard deviation (px) of the noise added to the table's 2D keypoints to make demo 2D predictions.
+PREDICTION_NOISE_PX = 2.0
 
 
 def _step(title: str, command: Sequence[str | Path], quiet: bool) -> None:
@@ -57,6 +60,37 @@ def write_noisy_predictions(table_path: Path, csv_path: Path, *, seed: int = 0) 
     predictions = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_MM, truth.shape)
     np.savetxt(csv_path, predictions.reshape(len(predictions), -1), delimiter=",", fmt="%.4f")
     return len(predictions)
+
+
+# --- 2D predictions: scored per camera and triangulated (compute_metrics.py --pred2d --triangulate) ---
+
+
+def write_noisy_2d_predictions(table_path: Path, csv_path: Path, *, seed: int = 0) -> int:
+    """Write test-split 2D predictions (table keypoints + Gaussian noise, confidence 1) in the --pred2d CSV layout."""
+    annotation = load_annotation(table_path)
+    table, cameras = annotation["table"], [str(c) for c in annotation["camera_names"]]
+    rows = np.flatnonzero(np.asarray(table["train_test"]) == "test")
+    rng = np.random.default_rng(seed)
+    joints = range(1, catalogue.N_JOINTS + 1)
+    lines = ["sample,camera," + ",".join(f"x{j},y{j},c{j}" for j in joints)]
+    for n, row in enumerate(rows):
+        for cam in cameras:
+            truth = np.asarray(table["2D_keypoints"][cam][row], dtype=np.float64)
+            xy = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_PX, truth.shape)
+            lines.append(f"{n},{cam}," + ",".join(f"{x:.3f},{y:.3f},1" for x, y in xy))
+    csv_path.write_text("\n".join(lines) + "\n")
+    return len(rows)
+
+
+def score_2d_step(table: Path, out: Path, seed: int) -> None:
+    """Write noisy 2D predictions of the test split and score them in 2D and triangulated to 3D."""
+    predictions = out / "predictions_2d_test.csv"
+    n = write_noisy_2d_predictions(table, predictions, seed=seed)
+    print(f"\n== wrote 2D predictions of {n} test samples ({PREDICTION_NOISE_PX} px noise) to {predictions}")
+    _step("compute_metrics.py --pred2d --triangulate: 2D per camera, and the views triangulated to 3D", [
+        sys.executable, "metric_utils/compute_metrics.py", "--pred2d", predictions, "--gt_path", table,
+        "--triangulate", "--save_dir", out / "metrics_2d", "--triangulated_out", out / "triangulated_test.csv",
+    ], False)  # fmt: skip
 
 
 def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = False) -> dict[str, Path]:
@@ -93,6 +127,7 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         python, "metric_utils/compute_metrics.py", "--pred_path", predictions, "--gt_path", table,
         "--save_dir", metrics,
     ], False)  # fmt: skip
+    score_2d_step(table, out, seed)
 
     print("\n== executing visualization.ipynb with a Jupyter kernel", flush=True)
     figures = out / "figures"
@@ -110,6 +145,8 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         "images": dataset / catalogue.IMAGES_DIR,
         "predictions": predictions,
         "metrics": metrics,
+        "predictions_2d": out / "predictions_2d_test.csv",
+        "metrics_2d": out / "metrics_2d",
         "notebook": notebook,
         "notebook_html": notebook.with_suffix(".html"),
         "figures": figures,

@@ -122,7 +122,7 @@ def test_root_is_the_flag_else_rat7m_root_else_here(monkeypatch, tmp_path, capsy
 
 
 def test_a_mistyped_flag_gets_did_you_mean_even_before_a_missing_required_one():
-    with pytest.raises(cli.UsageError, match=r"required: --pred_path/--pred-path; did you mean --pred-path\?"):
+    with pytest.raises(cli.UsageError, match=r"--pred-path --pred2d is required; did you mean --pred-path\?"):
         compute_metrics.build_parser().parse_args(["--pred-pth", "p.csv"])
     with pytest.raises(cli.UsageError, match=r"unrecognized arguments: --recordngs s1-d1; did you mean --recordings\?"):
         extract_frames.build_parser().parse_args(["--recordngs", "s1-d1"])

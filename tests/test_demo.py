@@ -11,7 +11,7 @@ import pytest
 
 from rat7m import catalogue
 from rat7m.barcode import read_barcode
-from rat7m.demo import PREDICTION_NOISE_MM
+from rat7m.demo import PREDICTION_NOISE_MM, PREDICTION_NOISE_PX
 from rat7m.table import load_annotation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,15 @@ def test_demo_runs_every_step_and_leaves_its_results(tmp_path):
     assert summary["n_samples"] == int(np.sum(columns["train_test"] == "test"))
     assert 1.3 * PREDICTION_NOISE_MM < summary["metrics"]["mpjpe"]["mean"] < 1.9 * PREDICTION_NOISE_MM
     assert (out / "metrics" / "per_joint_mpjpe.png").stat().st_size > 5000
+
+    # 2D predictions scored per camera (2D Gaussian noise of sigma s: mean error s sqrt(pi/2) ~ 1.25 s), then
+    # triangulated from six views: better than the 3D predictions' noise even on the tiny test-profile frames
+    summary_2d = json.loads((out / "metrics_2d" / "summary_2d.json").read_text())
+    assert 1.1 * PREDICTION_NOISE_PX < summary_2d["all"]["mpjpe_px"] < 1.4 * PREDICTION_NOISE_PX
+    assert set(summary_2d["cameras"]) == set(catalogue.CAMERA_NAMES) and summary_2d["all"]["ap"] > 0.5
+    triangulated = json.loads((out / "metrics_2d" / "summary.json").read_text())
+    assert triangulated["n_samples"] == summary["n_samples"]
+    assert 0 < triangulated["metrics"]["mpjpe"]["mean"] < summary["metrics"]["mpjpe"]["mean"]
 
     # the executed notebook and its figures
     assert (out / "visualization.ipynb").is_file() and (out / "visualization.html").is_file()

@@ -1,0 +1,161 @@
+"""Read 2D keypoint predictions (one row per sample and camera) for ``compute_metrics.py --pred2d``.
+
+Two layouts, both in table order of the scored split and the table's camera order:
+
+* CSV, one row per (sample, camera): ``sample,camera,x1,y1,...,x20,y20`` (42 cells) or, with a
+  confidence per joint, ``sample,camera,x1,y1,c1,...,x20,y20,c20`` (62 cells). ``sample`` is the
+  0-based index of the sample within the split, ``camera`` the table's camera name (``Camera1``);
+  rows go sample 0 Camera1..Camera6, sample 1 Camera1..Camera6, ... An optional first line starting
+  with ``sample`` is a header and is skipped. Pixel coordinates as the table's ``2D_keypoints``
+  (x right, y down, distorted image); every number finite; confidences at least 0 (0: not detected,
+  the view is left out of triangulation).
+* ``.npz`` holding one array (or one named ``keypoints_2d``) of shape ``(N, V, 20, 2)``, or
+  ``(N, V, 20, 3)`` with the confidence last.
+
+Numbers are checked with the 3D reader's own helpers, so both readers accept the same number syntax.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metric_utils import compute_metrics as cm
+from rat7m import catalogue
+from rat7m.errors import BadInputError
+
+#: Name of the array in an ``.npz`` prediction file when it holds more than one.
+NPZ_KEY = "keypoints_2d"
+#: Leading label cells of a CSV row.
+LABELS = ("sample", "camera")
+
+
+@dataclass(frozen=True)
+class Predictions2D:
+    """2D predictions of a split: ``points`` (N, V, J, 2) px and ``confidence`` (N, V, J) or None."""
+
+    points: np.ndarray
+    confidence: np.ndarray | None
+
+
+def read_predictions_2d(path: str | Path, n_samples: int, camera_names: list[str]) -> Predictions2D:
+    """Read and check a 2D prediction file against the split it scores.
+
+    Args:
+        path: ``.npz`` by suffix, anything else CSV (see the module docstring).
+        n_samples: samples in the split (rows expected: ``n_samples * len(camera_names)``).
+        camera_names: the table's camera names in order.
+
+    Raises:
+        BadInputError: naming the line and column (CSV) of the first problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"2D prediction file {path} not found")
+    if path.suffix.lower() == ".npz":
+        values = _read_npz(path, n_samples, len(camera_names))
+    else:
+        values = _read_csv(path, n_samples, camera_names)
+    points, confidence = values[..., :2], (values[..., 2] if values.shape[-1] == 3 else None)
+    return Predictions2D(np.ascontiguousarray(points), confidence)
+
+
+def _read_npz(path: Path, n_samples: int, n_views: int) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            key = NPZ_KEY if NPZ_KEY in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise BadInputError(f"{path} holds arrays {keys}; name the prediction array {NPZ_KEY!r}")
+            array = archive[key]
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path} is not a readable .npz archive ({exc})") from None
+    want = f"({n_samples}, {n_views}, {catalogue.N_JOINTS}, 2 or 3)"
+    if array.ndim != 4 or array.shape[:3] != (n_samples, n_views, catalogue.N_JOINTS) or array.shape[3] not in (2, 3):
+        raise BadInputError(f"{path} array {key!r} has shape {array.shape}; expected {want}")
+    if array.dtype.kind not in "fiu":
+        raise BadInputError(f"{path} array {key!r} holds {array.dtype}; expected numbers")
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array) | ((np.arange(array.shape[3]) == 2) & (array < 0))
+    if bad.any():
+        sample, view, joint, k = np.argwhere(bad)[0]
+        value = array[sample, view, joint, k]
+        msg = (f"{path} array {key!r} sample {sample}, camera {view + 1}, joint {joint}: {value} is not allowed; "
+               "coordinates must be finite and confidences at least 0")  # fmt: skip
+        raise BadInputError(msg)
+    return array
+
+
+def _read_csv(path: Path, n_samples: int, camera_names: list[str]) -> np.ndarray:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise BadInputError(f"cannot read 2D prediction file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path} is not UTF-8 text; expected a CSV of numbers") from None
+    lines = text.rstrip().splitlines()
+    first = 1
+    if lines and lines[0].split(",", 1)[0].strip().lower() == LABELS[0]:
+        lines, first = lines[1:], 2  # the optional header
+    V, J = len(camera_names), catalogue.N_JOINTS
+    if len(lines) != n_samples * V:
+        msg = (f"{path} has {len(lines)} prediction rows; the split has {n_samples} samples x {V} cameras = "
+               f"{n_samples * V} (one row per sample and camera, in table order)")  # fmt: skip
+        raise BadInputError(msg)
+    bodies = []
+    for index, line in enumerate(lines):
+        cells = line.split(",", 2)
+        number = index + first
+        if len(cells) < 3:
+            # the label cells are not numbers, so the 3D reader's separator sniffing does not apply
+            separator = next((s for s in (";", "\t", " ") if s in line.strip()), None)
+            if separator is not None:
+                raise BadInputError(f"{path} line {number}: values must be comma-separated (found {separator!r})")
+            raise BadInputError(f"{path} line {number} has {len(cells)} columns; expected sample,camera,x1,y1,...")
+        sample, camera = index // V, camera_names[index % V]
+        if cells[0].strip() != str(sample):
+            found = cells[0].strip()[:30]
+            msg = f"{path} line {number}, column 1: {found!r}; expected sample {sample} (rows in table order)"
+            raise BadInputError(msg)
+        if cells[1].strip() != camera:
+            found = cells[1].strip()[:30]
+            msg = f"{path} line {number}, column 2: {found!r}; expected camera {camera} (table camera order)"
+            raise BadInputError(msg)
+        bodies.append(cells[2])
+    width = bodies[0].count(",") + 1 if bodies else 2 * J
+    if width not in (2 * J, 3 * J):
+        msg = f"{path} line {first} has {width + 2} columns; expected {2 + 2 * J} (x,y) or {2 + 3 * J} (x,y,c)"
+        raise BadInputError(msg)
+    values = _numbers(path, bodies, width, first)
+    values = values.reshape(n_samples, V, J, width // J)
+    return values
+
+
+def _numbers(path: Path, bodies: list[str], width: int, first: int) -> np.ndarray:
+    """``(rows, width)`` numbers: numpy's parser first, then line by line to name the first bad cell."""
+    try:
+        rows = np.loadtxt(io.StringIO("\n".join(bodies)), delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+    except ValueError:
+        rows = None
+    parsed = rows is not None and rows.shape == (len(bodies), width)
+    if parsed and np.isfinite(rows).all() and _confidence_ok(rows, width):
+        return rows
+    for index, body in enumerate(bodies):
+        cells = body.split(",")
+        number = index + first
+        if len(cells) != width:
+            raise BadInputError(f"{path} line {number} has {len(cells) + 2} columns; expected {width + 2}")
+        for column, cell in enumerate(cells, start=3):
+            if not cm._is_number(cell) or not np.isfinite(float(cell)):
+                msg = f"{path} line {number}, column {column}: {cell.strip()[:30]!r} is not a finite number"
+                raise BadInputError(msg)
+            if width % 3 == 0 and width != 2 * catalogue.N_JOINTS and (column - 3) % 3 == 2 and float(cell) < 0:
+                raise BadInputError(f"{path} line {number}, column {column}: confidence {cell.strip()} is below 0")
+    raise BadInputError(f"{path}: not a CSV of numbers")  # unreachable in practice: numpy and the check disagree
+
+
+def _confidence_ok(rows: np.ndarray, width: int) -> bool:
+    return width == 2 * catalogue.N_JOINTS or bool((rows[:, 2::3] >= 0).all())
