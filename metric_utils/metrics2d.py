@@ -29,7 +29,7 @@ PCK_ALPHAS: tuple[float, ...] = (0.05, 0.1, 0.2)
 #: PCK thresholds in pixels.
 PCK_PIXELS: tuple[float, ...] = (5.0, 10.0, 20.0)
 #: What to install for AP/AR.
-AP_HINT = "OKS AP/AR need pycocotools: pip install pycocotools"
+AP_HINT = "OKS AP/AR need pycocotools: pip install 'rat7m-toolkit[scoring]' (or pip install pycocotools)"
 
 
 def pixel_errors(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
