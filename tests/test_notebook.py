@@ -16,8 +16,8 @@ from rat7m.barcode import read_barcode
 from rat7m.cli import run_main
 from rat7m.dataset import MiniRat7m
 from rat7m.notebook import execute_notebook
-from rat7m.table import save_annotation
 from rat7m.table_build import build_table
+from tests.numpy1_pickle import numpy1_dumps, official_style
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("sample_one_camera", "sample_six_cameras", "sample_3d", "reprojection_error")
@@ -25,12 +25,16 @@ FIGURES = ("sample_one_camera", "sample_six_cameras", "sample_3d", "reprojection
 
 @pytest.fixture(scope="module")
 def extracted(synthetic_dataset, tmp_path_factory):
-    """A dataset root with a table (one mocap sample in 10) and its frames extracted."""
+    """A dataset root with a table (one mocap sample in 10) and its frames extracted.
+
+    The table is saved as the official file most probably is (numpy-1 pickle paths, the .mat's
+    lower-case camera spellings, float index columns, int64 keys, extra keys): the notebook and the
+    accessor must work on it; ``make demo`` (tests/test_demo.py) runs the notebook on a built table."""
     root = tmp_path_factory.mktemp("notebook") / "data"
     root.mkdir()
     (root / catalogue.VIDEO_DIR).symlink_to(synthetic_dataset.video_dir, target_is_directory=True)
     table = build_table([r.mat_path for r in synthetic_dataset.recordings.values()], stride=10)
-    save_annotation(table, catalogue.mini_annotation_path(root))
+    catalogue.mini_annotation_path(root).write_bytes(numpy1_dumps(official_style(table), 2))
     assert run_main(extract_frames.main, ["--root", str(root), "--jobs", "1", "--quiet"]) == 0
     return root, table
 
