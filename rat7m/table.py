@@ -29,6 +29,7 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.geometry import SPELLINGS, camera_param, mat_spellings, with_both_spellings
+from rat7m.pixels import TABLE_KEY as PIXEL_CONVENTION_KEY
 from rat7m.safe_pickle import safe_load
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def save_annotation(table: Mapping, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     validate_annotation(table, "table to save")
-    out = dict(table)
+    out = {key: value for key, value in table.items() if key != PIXEL_CONVENTION_KEY}
     out["cameras"] = {
         subject: {day: {cam: mat_spellings(p) for cam, p in cams.items()} for day, cams in days.items()}
         for subject, days in table["cameras"].items()
