@@ -50,18 +50,23 @@ def export(data, fmt, out, *extra):
     return out / fmt
 
 
+def zero_based(table, camera, row):
+    """The table's 2D keypoints of one image as 0-based pixels: the synthetic table is MATLAB's (1, 1) convention."""
+    return table["table"]["2D_keypoints"][camera][row] - 1.0
+
+
 def views(table):
-    """(row, camera, image_path, keypoints (20, 2)) of every image of the table."""
+    """(row, camera, image_path, 0-based keypoints (20, 2)) of every image of the table."""
     columns = table["table"]
     for camera in catalogue.CAMERA_NAMES:
         for row in range(len(columns["subject_idx"])):
-            yield row, camera, str(columns["image_path"][camera][row]), columns["2D_keypoints"][camera][row]
+            yield row, camera, str(columns["image_path"][camera][row]), zero_based(table, camera, row)
 
 
 def expected_flags(table, row, camera, width, height):
     """The visibility flags the module docstring promises, computed the slow, obvious way."""
     columns = table["table"]
-    kp = columns["2D_keypoints"][camera][row]
+    kp = zero_based(table, camera, row)
     cam = camera_params(table["cameras"][int(columns["subject_idx"][row])][int(columns["day_idx"][row])][camera])
     depth = (table["table"]["3D_keypoints"][row] @ cam["RotationMatrix"] + cam["TranslationVector"].reshape(3))[:, 2]
     flags = []
@@ -169,7 +174,7 @@ def test_dlc_csv_and_h5_read_back_with_pandas(data, tmp_path):
                 assert (top, name) == ("labeled-data", f"{recording}_{camera}")
                 assert os.path.samefile(sub / image, root / table["table"]["image_path"][camera][row])
                 flags = expected_flags(table, row, camera, dataset.width, dataset.height)
-                want = np.where((flags == 2)[:, None], table["table"]["2D_keypoints"][camera][row], np.nan)
+                want = np.where((flags == 2)[:, None], zero_based(table, camera, row), np.nan)
                 np.testing.assert_array_equal(values.reshape(20, 2), want)
             if pytest.importorskip("tables"):
                 h5 = pd.read_hdf(sub / "CollectedData_rat7m.h5")
@@ -237,7 +242,7 @@ def test_slp_reloads_with_sleap_io(data, tmp_path):
         assert path.is_file()
         row, camera = where.pop(path)  # each image once
         flags = expected_flags(table, row, camera, dataset.width, dataset.height)
-        want = np.where((flags == 2)[:, None], columns["2D_keypoints"][camera][row], np.nan)
+        want = np.where((flags == 2)[:, None], zero_based(table, camera, row), np.nan)
         np.testing.assert_array_equal(lf.instances[0].numpy(), want)
     assert len(labels.sessions) == len(RECORDINGS)
     session = labels.sessions[0]
@@ -293,7 +298,7 @@ def test_anipose_refuses_skew_and_projects_exactly_without(data, tmp_path, capsy
         projected = group.project(points[finite])
         for i, camera in enumerate(catalogue.CAMERA_NAMES):
             assert tuple(group.cameras[i].get_size()) == (dataset.width, dataset.height)
-            want = columns["2D_keypoints"][camera][rows].reshape(-1, 2)[finite]
+            want = columns["2D_keypoints"][camera][rows].reshape(-1, 2)[finite] - 1.0  # anipose's pixels are 0-based
             assert np.abs(projected[i] - want).max() < 1e-6
 
 

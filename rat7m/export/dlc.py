@@ -5,7 +5,8 @@ The CSV is what DLC's labelling GUI writes: three header rows (``scorer``, ``bod
 ``coords``), rows indexed by ``(labeled-data, <folder>, <image>)``, x and y per body part, empty
 (NaN) where a marker is not seen. DLC has no visibility flag, so only seen keypoints (``v = 2``:
 in front of the camera and inside the image) are written; markers lost, outside the image or
-behind the camera are NaN. Each folder holds links to the images (never copies). The ``.h5``
+behind the camera are NaN. Coordinates are 0-based image pixels, as DLC's labelling tools write
+them (converted from the table's MATLAB convention). Each folder holds links to the images (never copies). The ``.h5``
 twin (key ``keypoints``) is written when pandas and PyTables are installed (extra ``export``).
 
 ``config.yaml`` lists the body parts, the skeleton and one ``video_sets`` entry per folder (DLC
