@@ -265,3 +265,42 @@ def test_an_export_of_a_table_in_neither_convention_is_refused(roots, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "neither pixel convention" in err
     assert not (tmp_path / "out" / "coco").exists()
+
+
+# ----------------------------------------------------------------------------------------- render
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_sample_figures_draw_truth_and_projected_3d_on_the_markers(roots, convention):
+    from rat7m.render.samples import Predictions, frame_images, sample_figure
+
+    root = roots[convention]
+    table = load_annotation(catalogue.mini_annotation_path(root))
+    columns = table["table"]
+    truth_offsets, projected_offsets = [], []
+    complete = np.flatnonzero(np.isfinite(columns["3D_keypoints"]).all(axis=(1, 2)))  # MPJPE needs finite points
+    for row in complete[::3]:
+        predictions = Predictions(points_3d=columns["3D_keypoints"][[row]])  # the truth in 3D: drawn projected
+        fig = sample_figure(table, row, predictions, 0, images=frame_images(table, row, root))
+        for ax in fig.axes[:6]:
+            (shown,) = ax.images
+            assert tuple(shown.get_extent()[:2]) == (-0.5, shown.get_array().shape[1] - 0.5)  # pixel centres at 0..W-1
+            image = np.asarray(shown.get_array())
+            truth, projected = (np.asarray(c.get_offsets(), dtype=float) for c in ax.collections[:2])
+            truth_offsets.append(truth - centroids(image, truth))
+            projected_offsets.append(projected - centroids(image, projected))
+    assert_on_markers(truth_offsets, f"rat7m-render samples, ground truth of a {convention} table", least=100)
+    assert_on_markers(projected_offsets, f"rat7m-render samples, projected 3D of a {convention} table", least=100)
+
+
+def test_labelled_video_ground_truth_is_on_the_markers(synthetic_dataset):
+    from rat7m.render.video import decode_range, ground_truth_by_frame
+
+    rec = synthetic_dataset.recordings["s1-d1"]
+    offsets = []
+    for camera in ("Camera1", "Camera4"):
+        truth = ground_truth_by_frame(rec.mat_path, camera)
+        for frame, image in decode_range(synthetic_dataset.video_dir, rec.recording, camera, 0, 40):
+            if frame in truth:
+                offsets.append(truth[frame] - centroids(image, truth[frame]))
+    assert_on_markers(offsets, "rat7m-render video ground truth", least=100)
