@@ -304,3 +304,63 @@ def test_labelled_video_ground_truth_is_on_the_markers(synthetic_dataset):
             if frame in truth:
                 offsets.append(truth[frame] - centroids(image, truth[frame]))
     assert_on_markers(offsets, "rat7m-render video ground truth", least=100)
+
+
+# ----------------------------------------------------------------------------------------- accessor and notebook
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_accessor_zero_based_fields_sit_on_the_markers(roots, convention):
+    from rat7m.dataset import MiniRat7m
+
+    root = roots[convention]
+    dataset = MiniRat7m(catalogue.mini_annotation_path(root), root=root, split="all")
+    assert dataset.pixel_convention == convention
+    offsets = []
+    for i in range(0, len(dataset), 2):
+        sample = dataset[i]
+        assert sample["pixel_convention"] == convention
+        for cam in dataset.cameras:
+            xy = sample["keypoints_2d_zero_based"][cam]
+            offsets.append(xy - centroids(sample["images"][cam], xy))
+            stored = sample["keypoints_2d"][cam]  # as the table has it
+            np.testing.assert_array_equal(stored, dataset.annotation["table"]["2D_keypoints"][cam][sample["row"]])
+            np.testing.assert_allclose(xy, stored - (1.0 if convention == pixels.MATLAB else 0.0))
+            com = sample["com_2d"][cam] - (1.0 if convention == pixels.MATLAB else 0.0)
+            np.testing.assert_allclose(sample["com_2d_zero_based"][cam], com)
+    assert_on_markers(offsets, f"MiniRat7m on a {convention} table")
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_notebook_draws_the_keypoints_on_the_markers(roots, convention, monkeypatch):
+    # the notebook's own code, run in this process so its figures can be measured
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nbformat
+
+    root = roots[convention]
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "visualization.ipynb", as_version=4)
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    parameters = f"TABLE_PATH = {str(catalogue.mini_annotation_path(root))!r}\nDATASET_ROOT = {str(root)!r}\n"
+    monkeypatch.setattr(plt, "show", lambda *a, **k: None)
+    plt.close("all")
+    offsets = []
+    try:
+        for seed in range(3):
+            namespace: dict = {}
+            exec("\n".join([code[0], parameters, f"SEED = {seed}", *code[1:]]), namespace)
+            assert "exact" in namespace["verdict"]  # the reprojection check agrees in either convention
+            for number in plt.get_fignums()[:2]:  # one camera, then six
+                for ax in plt.figure(number).axes:
+                    if not ax.images:
+                        continue
+                    image = np.asarray(ax.images[0].get_array())
+                    (dots,) = (c for c in ax.collections if c.get_label() == "keypoints")
+                    xy = np.asarray(dots.get_offsets(), dtype=float)
+                    offsets.append(xy - centroids(image, xy))
+            plt.close("all")
+    finally:
+        plt.close("all")
+    assert_on_markers(offsets, f"visualization.ipynb on a {convention} table", least=60)
