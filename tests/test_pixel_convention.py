@@ -364,3 +364,43 @@ def test_notebook_draws_the_keypoints_on_the_markers(roots, convention, monkeypa
     finally:
         plt.close("all")
     assert_on_markers(offsets, f"visualization.ipynb on a {convention} table", least=60)
+
+
+# ----------------------------------------------------------------------------------------- --check and doctor
+
+
+def _shifted_copy(roots, tmp_path, by):
+    table = load_annotation(catalogue.mini_annotation_path(roots[pixels.MATLAB]))
+    for key in ("2D_keypoints", "2D_com"):
+        table["table"][key] = {cam: np.asarray(v) + by for cam, v in table["table"][key].items()}
+    path = tmp_path / "odd.pkl"
+    save_annotation(table, path)
+    return path
+
+
+def test_check_and_doctor_name_the_tables_pixel_convention(roots, tmp_path, capsys):
+    import build_annotation
+    from rat7m import doctor
+    from rat7m.cli import run_main
+
+    said = {
+        pixels.MATLAB: "MATLAB 1-based (top-left pixel centre at (1, 1)); stored 2D minus projected 3D = (+0, +0) px",
+        pixels.ZERO_BASED: "0-based (top-left pixel centre at (0, 0)); stored 2D minus projected 3D = (-1, -1) px",
+    }
+    for convention, root in roots.items():
+        path = catalogue.mini_annotation_path(root)
+        assert run_main(build_annotation.main, ["--check", str(path), "--quiet"]) == 0
+        out = capsys.readouterr().out
+        assert f"pixel convention: OK\n  {said[convention]}" in out, out
+        assert "reprojection of 3D_keypoints vs 2D_keypoints (px): OK" in out  # compared in the table's convention
+        run_main(doctor.main, ["--root", str(root)])
+        out = capsys.readouterr().out
+        assert f"\n  pixel convention: {said[convention]}" in out, out
+    odd = _shifted_copy(roots, tmp_path, 0.5)
+    assert run_main(build_annotation.main, ["--check", str(odd), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    neither = "neither MATLAB 1-based nor 0-based: stored 2D minus projected 3D = (+0.5, +0.5)"
+    assert f"pixel convention: FAILED\n  {neither}" in out
+    assert "reprojection of 3D_keypoints vs 2D_keypoints (px): FAILED" in out
+    run_main(doctor.main, ["--root", str(roots[pixels.MATLAB]), "--annotation", str(odd)])
+    assert "pixel convention: neither MATLAB 1-based nor 0-based" in capsys.readouterr().out
