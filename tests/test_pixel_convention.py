@@ -404,3 +404,57 @@ def test_check_and_doctor_name_the_tables_pixel_convention(roots, tmp_path, caps
     assert "reprojection of 3D_keypoints vs 2D_keypoints (px): FAILED" in out
     run_main(doctor.main, ["--root", str(roots[pixels.MATLAB]), "--annotation", str(odd)])
     assert "pixel convention: neither MATLAB 1-based nor 0-based" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------- scoring 2D predictions
+
+
+def _write_pred2d(path: Path, points: np.ndarray) -> Path:
+    """``(N, 6, 20, 2)`` as the documented CSV (no header)."""
+    lines = [f"{n},{cam}," + ",".join(repr(float(v)) for v in points[n, k].ravel())
+             for n in range(len(points)) for k, cam in enumerate(catalogue.CAMERA_NAMES)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _score(capsys, pred: Path, table_path: Path, out: Path, *extra) -> dict:
+    import json
+
+    from metric_utils import compute_metrics
+    from rat7m.cli import run_main
+
+    argv = ["--pred2d", pred, "--gt_path", table_path, "--save_dir", out, "--split", "all", "--triangulate", *extra]
+    code = run_main(compute_metrics.main, [str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    two = json.loads((out / "summary_2d.json").read_text())["all"]
+    three = json.loads((out / "summary.json").read_text())["metrics"]["mpjpe"]["mean"]
+    return {"mpjpe_px": two["mpjpe_px"], "mpjpe_mm": three}
+
+
+def test_2d_predictions_at_the_drawn_markers_score_perfectly_against_either_table(roots, tmp_path, capsys):
+    table = load_annotation(catalogue.mini_annotation_path(roots[pixels.MATLAB]))
+    columns = table["table"]
+    matlab = np.stack([columns["2D_keypoints"][c] for c in catalogue.CAMERA_NAMES], axis=1)
+    zero = np.nan_to_num(matlab) - 1.0  # a detector's 0-based pixels; lost markers: any finite value
+    # what a perfect detector reads off the pictures: the measured marker centres where measurable
+    found = np.full_like(zero, np.nan)
+    for n in range(len(zero)):
+        for k, camera in enumerate(catalogue.CAMERA_NAMES):
+            found[n, k] = measured(roots[pixels.MATLAB] / columns["image_path"][camera][n], zero[n, k])
+    assert np.isfinite(found).all(axis=-1).sum() > 300
+    looked = _write_pred2d(tmp_path / "looked.csv", np.where(np.isfinite(found), found, zero))
+    detector = _write_pred2d(tmp_path / "detector.csv", zero)
+    matlab_file = _write_pred2d(tmp_path / "matlab.csv", zero + 1.0)
+    for convention, root in roots.items():
+        path = catalogue.mini_annotation_path(root)
+        seen = _score(capsys, looked, path, tmp_path / f"{convention}_looked")
+        assert seen["mpjpe_px"] < BIAS_PX and seen["mpjpe_mm"] < 1.0, (convention, seen)
+        exact = _score(capsys, detector, path, tmp_path / f"{convention}_exact")
+        assert exact["mpjpe_px"] == pytest.approx(0, abs=1e-9) and exact["mpjpe_mm"] < 1e-6, (convention, exact)
+        said = _score(capsys, matlab_file, path, tmp_path / f"{convention}_matlab", "--pred2d-convention", "matlab")
+        assert said["mpjpe_px"] == pytest.approx(0, abs=1e-9) and said["mpjpe_mm"] < 1e-6, (convention, said)
+        # a MATLAB-convention file read as 0-based is a pixel right and down: exactly sqrt(2) px
+        wrong = _score(capsys, matlab_file, path, tmp_path / f"{convention}_wrong")
+        assert wrong["mpjpe_px"] == pytest.approx(np.sqrt(2), abs=1e-9), (convention, wrong)
+        assert wrong["mpjpe_mm"] > 0.05, (convention, wrong)
