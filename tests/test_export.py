@@ -159,7 +159,7 @@ def test_coco_round_trip_and_cocoeval(data, tmp_path):
 def test_dlc_csv_and_h5_read_back_with_pandas(data, tmp_path):
     pd = pytest.importorskip("pandas")
     root, table, dataset = data
-    folder = export(data, "dlc", tmp_path)
+    folder = export(data, "dlc", tmp_path, "--split", "all")
     for recording in RECORDINGS:
         rec = catalogue.recording_by_name(recording)
         rows = np.flatnonzero((table["table"]["subject_idx"] == rec.subject) & (table["table"]["day_idx"] == rec.day))
@@ -181,6 +181,25 @@ def test_dlc_csv_and_h5_read_back_with_pandas(data, tmp_path):
                 np.testing.assert_array_equal(h5.to_numpy(), frame.to_numpy())
     config = (folder / "config.yaml").read_text()
     assert "bodyparts:\n- HeadF\n" in config and config.count("crop: 0, ") == len(RECORDINGS) * 6
+    assert "# Merge these keys into your project's config.yaml: bodyparts, skeleton, scorer, video_sets." in config
+    assert "# Do not merge project_path" in config
+
+
+def test_dlc_exports_the_train_split_unless_told_and_says_why(data, tmp_path, caplog):
+    root = data[0]
+    with caplog.at_level("WARNING", logger="rat7m.export"):
+        assert run("all", "--root", root, "--out", tmp_path, "--allow-skew") == 0
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "dlc: exporting the train split only" in warning and "random train/test split" in warning
+    folders = sorted(p.name for p in (tmp_path / "dlc" / "labeled-data").iterdir())
+    assert folders == [f"s1-d1_{c}" for c in catalogue.CAMERA_NAMES]  # s5-d1 is a test recording
+    assert json.loads((tmp_path / "dlc" / MANIFEST_NAME).read_text())["split"] == "train"
+    coco = json.loads((tmp_path / "coco" / MANIFEST_NAME).read_text())
+    assert coco["split"] == "all" and coco["recordings"] == list(RECORDINGS)  # the other formats: every row
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rat7m.export"):
+        assert run("dlc", "--root", root, "--out", tmp_path / "both", "--split", "all") == 0
+    assert "dlc: --split all puts test rows into the project" in " ".join(r.getMessage() for r in caplog.records)
 
 
 # ----------------------------------------------------------------------------------------- YOLO
