@@ -425,10 +425,15 @@ def render_floor(camera: dict[str, np.ndarray], width: int, height: int) -> np.n
     return np.clip(picture, 0, 255).astype(np.uint8)
 
 
+def joint_radius(width: int) -> int:
+    """Radius (px) of the white joint discs on a picture ``width`` pixels wide."""
+    return max(2, round(width / 120))
+
+
 def draw_skeleton(image: np.ndarray, keypoints_2d: np.ndarray) -> None:
     """Draw bones (catalogue colours) and joints (white dots) at 0-based ``keypoints_2d`` (20, 2) px, in place."""
     width = image.shape[1]
-    thickness, radius = max(1, round(width / 200)), max(2, round(width / 120))
+    thickness, radius = max(1, round(width / 200)), joint_radius(width)
     finite = np.isfinite(keypoints_2d).all(axis=1) & (np.abs(keypoints_2d) < 10 * width).all(axis=1)
     fixed = np.round(np.where(finite[:, None], keypoints_2d, 0) * 16).astype(np.int64)  # 4 bits of sub-pixel
     for (a, b), (red, green, blue) in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):

@@ -14,17 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from rat7m.barcode import barcode_height
+from rat7m.synthetic import joint_radius
 
 #: Whiteness below this (smallest channel, 0-255) is floor or bone: a white disc is ~255, the floor ~100-140,
 #: the palest bone colour 153.
 THRESHOLD = 175.0
 #: A marker is measured only when no other joint of the picture is closer than this many disc radii.
 CLEARANCE = 3.5
-
-
-def marker_radius(width: int) -> int:
-    """Radius (px) of the joint discs of a synthetic picture ``width`` pixels wide (as ``draw_skeleton``)."""
-    return max(2, round(width / 120))
 
 
 def centroids(image_bgr: np.ndarray, near: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
@@ -36,7 +32,7 @@ def centroids(image_bgr: np.ndarray, near: np.ndarray, others: np.ndarray | None
         others: every joint drawn in the picture (for the isolation test); default ``near``.
     """
     height, width = image_bgr.shape[:2]
-    radius = marker_radius(width)
+    radius = joint_radius(width)
     half = radius + 3
     whiteness = np.clip(image_bgr.min(axis=2).astype(np.float64) - THRESHOLD, 0, None)
     near = np.asarray(near, dtype=np.float64).reshape(-1, 2)
