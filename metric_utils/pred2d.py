@@ -6,11 +6,17 @@ Two layouts, both in table order of the scored split and the table's camera orde
   confidence per joint, ``sample,camera,x1,y1,c1,...,x20,y20,c20`` (62 cells). ``sample`` is the
   0-based index of the sample within the split, ``camera`` the table's camera name (``Camera1``);
   rows go sample 0 Camera1..Camera6, sample 1 Camera1..Camera6, ... An optional first line starting
-  with ``sample`` is a header and is skipped. Pixel coordinates as the table's ``2D_keypoints``
-  (x right, y down, distorted image); every number finite; confidences at least 0 (0: not detected,
-  the view is left out of triangulation).
+  with ``sample`` is a header and is skipped. Pixel coordinates of the distorted image (x right,
+  y down); every number finite; confidences at least 0 (0: not detected, the view is left out of
+  triangulation).
 * ``.npz`` holding one array (or one named ``keypoints_2d``) of shape ``(N, V, 20, 2)``, or
   ``(N, V, 20, 3)`` with the confidence last.
+
+Pixels are 0-based image coordinates by default (the top-left pixel's centre is (0, 0)), as every
+detector, OpenCV, COCO, DeepLabCut, SLEAP and YOLO write them; ``--pred2d-convention matlab`` reads
+a file in MATLAB's 1-based convention (the RAT7M cameras', and so the table's own ``2D_keypoints``).
+``compute_metrics.py`` converts them to the table's convention before scoring and to MATLAB's
+before triangulating through the table's cameras (:mod:`rat7m.pixels`).
 
 Numbers are checked with the 3D reader's own helpers, so both readers accept the same number syntax.
 """

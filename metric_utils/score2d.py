@@ -3,12 +3,17 @@
 The 2D table comes from :mod:`metric_utils.metrics2d`; with ``--triangulate`` the six views are
 triangulated with the table's own cameras (:mod:`rat7m.triangulate`) and the 3D result is scored by
 exactly the code that scores a ``--pred_path`` file, so the two kinds of prediction compare.
+
+Predictions are 0-based image pixels unless ``--pred2d-convention matlab`` says otherwise; they are
+moved into the table's convention (detected from the table, :func:`rat7m.pixels.convention_of`)
+before scoring, and into MATLAB's, the cameras' own, before triangulating.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import numpy as np
 from metric_utils import compute_metrics as cm
 from metric_utils.metrics2d import format_2d, score_2d
 from metric_utils.pred2d import read_predictions_2d
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.triangulate import triangulate_rows
@@ -30,6 +35,10 @@ TRIANGULATION_JSON = "triangulation.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The 2D options of compute_metrics.py (``--pred2d`` itself is in its prediction group)."""
+    parser.add_argument("--pred2d_convention", "--pred2d-convention", choices=pixels.CONVENTIONS,
+                        default=pixels.ZERO_BASED,
+                        help="pixel convention of --pred2d: zero-based (the top-left pixel's centre at (0, 0), as "
+                        "every detector writes) or matlab (1-based, as the RAT7M cameras) (default: %(default)s)")
     parser.add_argument("--triangulate", action="store_true",
                         help="with --pred2d: triangulate the views to 3D with the table's cameras and score that too")
     parser.add_argument("--robust", action="store_true",
@@ -50,10 +59,12 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
         raise BadInputError(f"{args.gt_path} has no {args.split!r} samples (its train_test column)")
     names = [str(n) for n in table["camera_names"]]
     pred = read_predictions_2d(args.pred2d, len(rows), names)
+    convention = pixels.convention_of(table)
+    pred = replace(pred, points=pixels.convert(pred.points, args.pred2d_convention, convention))  # as the table's
     target = np.stack([np.asarray(table["table"]["2D_keypoints"][n])[rows] for n in names], axis=1).astype(np.float64)
     result = score_2d(pred.points, target, names, pred.confidence)
     what = f"{len(rows)} {args.split} samples x {len(names)} cameras of {args.gt_path}"
-    print(f"{what} scored from {args.pred2d} (2D, pixels)")
+    print(f"{what} scored from {args.pred2d} (2D, {args.pred2d_convention} pixels; the table's are {convention})")
     print(format_2d(result))
     args.save_dir.mkdir(parents=True, exist_ok=True)
     written = [args.save_dir / SUMMARY_2D_JSON]
@@ -67,7 +78,8 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
 def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndarray, pred: Any) -> list[Path]:
     """Triangulate, score as a 3D prediction, print the 3D table; return the files written."""
     options = {"robust": args.robust, "refine": args.robust, "inlier_px": args.inlier_px}
-    result = triangulate_rows(pred.points, table, rows, pred.confidence, **options)
+    matlab = pixels.convert(pred.points, pixels.convention_of(table), pixels.MATLAB)  # the cameras' own pixels
+    result = triangulate_rows(matlab, table, rows, pred.confidence, **options)
     missing = np.argwhere(~np.isfinite(result.points).all(axis=-1))
     if len(missing):
         sample, joint = missing[0]

@@ -6,6 +6,11 @@ Training code wraps it in one line (neither torch nor tensorflow is a dependency
     ds = MiniRat7m(split="test", images_root="/scratch/rat7m")  # table in $RAT7M_ROOT, images elsewhere
     loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)  # any __len__/__getitem__ works
     tf_ds = tf.data.Dataset.from_generator(lambda: iter(ds), output_signature=...)
+
+Pixels: the table's 2D columns are in the table's own convention, which for RAT7M is MATLAB's
+(the top-left pixel's centre is (1, 1)), while the images, NumPy, OpenCV and every training
+library count from (0, 0). Training code wants ``keypoints_2d_zero_based`` / ``com_2d_zero_based``:
+they sit on the images. See :mod:`rat7m.pixels`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.cli import default_root
 from rat7m.errors import BadInputError
 from rat7m.table import cameras_of, load_annotation
@@ -60,6 +65,8 @@ class MiniRat7m:
         if unknown:
             raise BadInputError(f"{table_path}: no camera {', '.join(unknown)}; the table has {', '.join(available)}")
         self.load_images = load_images
+        #: The pixel convention of the table's 2D columns (``"matlab"`` or ``"zero-based"``), detected from the table.
+        self.pixel_convention = pixels.convention_of(self.annotation)
         table = self.annotation["table"]
         train_test = np.asarray(table["train_test"])
         self.indices = np.arange(len(train_test)) if split == "all" else np.flatnonzero(train_test == split)
@@ -77,19 +84,34 @@ class MiniRat7m:
         Returns:
             ``{"recording": "s1-d1", "row": table row, "images": {cam: (H, W, 3) uint8 RGB} (if loaded),
             "frame_idx": {cam: int}, "keypoints_2d": {cam: (20, 2)}, "com_2d": {cam: (2,)},
-            "keypoints_3d": (20, 3) mm, "cameras": {cam: camera dict}}``.
+            "keypoints_2d_zero_based": {cam: (20, 2)}, "com_2d_zero_based": {cam: (2,)},
+            "pixel_convention": str, "keypoints_3d": (20, 3) mm, "cameras": {cam: camera dict}}``.
+
+            Conventions: ``keypoints_2d`` and ``com_2d`` are the table's values as stored, in
+            ``pixel_convention`` (MATLAB's 1-based pixels for RAT7M: the image position is the value
+            minus 1); ``keypoints_2d_zero_based`` and ``com_2d_zero_based`` are 0-based image pixels
+            (pixel ``image[i, j]`` is at ``x = j, y = i``), what NumPy, OpenCV and training code use.
+            ``cameras`` are MATLAB calibrations: :func:`rat7m.geometry.project` gives 1-based pixels
+            (``rat7m.pixels.camera_to_zero_based`` or ``rat7m.geometry.to_opencv`` give 0-based ones).
+            ``keypoints_3d`` is in mm, NaN where a marker was lost.
         """
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         row = int(self.indices[i])
         table = self.annotation["table"]
         subject, day = int(table["subject_idx"][row]), int(table["day_idx"][row])
+        keypoints = {c: table["2D_keypoints"][c][row] for c in self.cameras}
+        com = {c: table["2D_com"][c][row] for c in self.cameras}
+        convention = self.pixel_convention
         sample: dict[str, Any] = {
             "recording": catalogue.recording_for(subject, day).name,
             "row": row,
             "frame_idx": {c: int(table["frame_idx"][c][row]) for c in self.cameras},
-            "keypoints_2d": {c: table["2D_keypoints"][c][row] for c in self.cameras},
-            "com_2d": {c: table["2D_com"][c][row] for c in self.cameras},
+            "keypoints_2d": keypoints,
+            "com_2d": com,
+            "keypoints_2d_zero_based": {c: pixels.to_zero_based(v, convention) for c, v in keypoints.items()},
+            "com_2d_zero_based": {c: pixels.to_zero_based(v, convention) for c, v in com.items()},
+            "pixel_convention": convention,
             "keypoints_3d": table["3D_keypoints"][row],
             "cameras": {c: cameras_of(self.annotation, subject, day)[c] for c in self.cameras},
         }

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.cli import ArgumentParser, run_main
 from rat7m.figshare_server import FigshareServer
 from rat7m.notebook import execute_notebook
@@ -66,7 +66,10 @@ def write_noisy_predictions(table_path: Path, csv_path: Path, *, seed: int = 0) 
 
 
 def write_noisy_2d_predictions(table_path: Path, csv_path: Path, *, seed: int = 0) -> int:
-    """Write test-split 2D predictions (table keypoints + Gaussian noise, confidence 1) in the --pred2d CSV layout."""
+    """Write test-split 2D predictions (table keypoints + Gaussian noise, confidence 1) in the --pred2d CSV layout.
+
+    In 0-based pixels, as a detector writes them (the table's are MATLAB's 1-based: :mod:`rat7m.pixels`).
+    """
     annotation = load_annotation(table_path)
     table, cameras = annotation["table"], [str(c) for c in annotation["camera_names"]]
     rows = np.flatnonzero(np.asarray(table["train_test"]) == "test")
@@ -75,7 +78,7 @@ def write_noisy_2d_predictions(table_path: Path, csv_path: Path, *, seed: int = 
     lines = ["sample,camera," + ",".join(f"x{j},y{j},c{j}" for j in joints)]
     for n, row in enumerate(rows):
         for cam in cameras:
-            truth = np.asarray(table["2D_keypoints"][cam][row], dtype=np.float64)
+            truth = pixels.to_zero_based(table["2D_keypoints"][cam][row], pixels.convention_of(annotation))
             xy = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_PX, truth.shape)
             lines.append(f"{n},{cam}," + ",".join(f"{x:.3f},{y:.3f},1" for x, y in xy))
     csv_path.write_text("\n".join(lines) + "\n")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.cli import ArgumentParser, add_root_argument, add_verbosity_arguments, resolve_root, run_main, setup_logging
 from rat7m.errors import BadInputError
 
@@ -153,6 +153,7 @@ def inspect_table(path: Path) -> tuple[list[str], dict | None]:
         return lines, None
     names = ", ".join(map(str, table["camera_names"]))
     lines.append(f"  loads: {len(table['table']['subject_idx'])} samples, cameras {names}")
+    lines.append(f"  {pixels.detect(table).describe()}")
     return lines, table
 
 

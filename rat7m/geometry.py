@@ -8,7 +8,10 @@ OpenCV's matrix). Cameras are the dicts :func:`rat7m.matfile.load_cameras` retur
 OpenCV (and anipose) describe the same camera as ``K_cv = K.T``, ``rvec = Rodrigues(R.T)``,
 ``tvec = t``, ``dist = [k1, k2, p1, p2, k3]``, except that ``cv2.projectPoints`` ignores the
 skew ``K[1, 0]`` (up to 0.65 px off on a real rig), so :func:`to_opencv` refuses a skewed camera
-unless told the skew may be ignored.
+unless told the skew may be ignored. OpenCV's pixels are 0-based (the top-left pixel's centre is
+(0, 0)) where MATLAB's are 1-based, so :func:`to_opencv` also moves the principal point by -1, as
+MATLAB's ``cameraIntrinsicsToOpenCV`` does, and :func:`from_opencv` moves it back
+(:mod:`rat7m.pixels`). :func:`project` itself keeps the camera's own (MATLAB) convention.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rat7m.errors import BadInputError
+from rat7m.pixels import MATLAB_OFFSET
 
 #: The extrinsics' two spellings: the dataset documentation's (and the original ``load_cameras``')
 #: and the one the real ``.mat`` files (and the authors' training code) use.
@@ -116,14 +120,17 @@ def skew(camera: Mapping[str, np.ndarray]) -> float:
 
 
 def to_opencv(
-    camera: Mapping[str, np.ndarray], *, allow_skew: bool = False
+    camera: Mapping[str, np.ndarray], *, allow_skew: bool = False, zero_based: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The same camera in OpenCV's conventions, for ``cv2.projectPoints`` and friends.
 
     Args:
-        camera: a camera dict (see :func:`project`).
+        camera: a camera dict (see :func:`project`), MATLAB conventions.
         allow_skew: accept a non-zero skew. ``K_cv`` still carries it (``K_cv[0, 1]``), but
             ``cv2.projectPoints`` ignores it, so its pixels will differ from :func:`project`.
+        zero_based: give 0-based pixels, as OpenCV and every Python image library number them:
+            the principal point minus 1 (MATLAB's ``cameraIntrinsicsToOpenCV``). False keeps
+            MATLAB's 1-based pixels (``cv2.projectPoints`` then agrees with :func:`project`).
 
     Returns:
         ``(K_cv (3, 3), rvec (3, 1), tvec (3, 1), dist (5,))`` float64, with
@@ -146,14 +153,21 @@ def to_opencv(
     tvec = np.asarray(camera_param(camera, "TranslationVector"), dtype=np.float64).reshape(3, 1)
     k1, k2, k3, p1, p2 = _distortion(camera)
     dist = np.array([k1, k2, p1, p2, k3])
-    return K.T.copy(), rvec.astype(np.float64), tvec, dist
+    K_cv = K.T.copy()
+    if zero_based:
+        K_cv[:2, 2] -= MATLAB_OFFSET
+    return K_cv, rvec.astype(np.float64), tvec, dist
 
 
-def from_opencv(K_cv: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, dist: np.ndarray) -> dict[str, np.ndarray]:
+def from_opencv(
+    K_cv: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, dist: np.ndarray, *, zero_based: bool = True
+) -> dict[str, np.ndarray]:
     """A camera dict (MATLAB conventions) from OpenCV's ``K``, ``rvec``, ``tvec`` and ``dist``.
 
     ``dist`` is ``[k1, k2, p1, p2]`` or ``[k1, k2, p1, p2, k3]``; longer (rational, thin-prism)
-    models are refused, since the MATLAB model cannot carry them.
+    models are refused, since the MATLAB model cannot carry them. ``zero_based``: ``K_cv`` gives
+    0-based pixels (OpenCV's own calibrations, and :func:`to_opencv`'s default), so the principal
+    point moves by +1 into MATLAB's convention; False when ``K_cv`` already gives 1-based pixels.
     """
     import cv2
 
@@ -162,8 +176,11 @@ def from_opencv(K_cv: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, dist: np.n
         raise BadInputError(f"dist must be [k1, k2, p1, p2(, k3)], further terms zero; got {dist.tolist()}")
     rotation, _ = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64).reshape(3, 1))
     radial = dist[[0, 1, 4]] if len(dist) >= 5 else dist[[0, 1]]
+    K = np.asarray(K_cv, dtype=np.float64).reshape(3, 3).T.copy()
+    if zero_based:
+        K[2, :2] += MATLAB_OFFSET
     return with_both_spellings({
-        "IntrinsicMatrix": np.asarray(K_cv, dtype=np.float64).reshape(3, 3).T.copy(),
+        "IntrinsicMatrix": K,
         "RotationMatrix": rotation.T.copy(),
         "TranslationVector": np.asarray(tvec, dtype=np.float64).reshape(1, 3),
         "TangentialDistortion": dist[2:4].reshape(1, 2),

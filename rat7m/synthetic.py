@@ -18,6 +18,11 @@ property the toolkit relies on, with a known truth to check against:
   mocap sample(s) whose ``frame`` map points at it, and the recording-wide frame index as a
   barcode (:mod:`rat7m.barcode`), so a test can prove any decoded picture is the right frame.
 
+The cameras are MATLAB calibrations, as the real ones: a projection gives MATLAB's 1-based pixel
+coordinates (the top-left pixel's centre is (1, 1)), so a marker is drawn at the 0-based image
+position ``projection - 1`` (:mod:`rat7m.pixels`), where a real MATLAB camera would have seen it.
+A conversion forgotten anywhere downstream then puts keypoints a pixel off the drawn markers.
+
 Profiles set the size: ``test`` (tiny frames, all 7 recordings, one with 13 chunks so a string
 sort of chunk starts breaks; seconds), ``demo`` (larger frames for the notebook's pictures) and
 ``bench`` (RAT7M-like 1328x1048 at ~40 KB per frame with sensor noise, for decoding speed) and
@@ -59,6 +64,7 @@ from rat7m.cli import (
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
 from rat7m.matfile import save_recording
+from rat7m.pixels import MATLAB, camera_to_zero_based, to_zero_based
 
 log = logging.getLogger(__name__)
 
@@ -392,13 +398,14 @@ _JOINT_BGR = (255, 255, 255)
 def render_floor(camera: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
     """The empty arena seen by ``camera``: a tiled, grained floor on z = 0 and dark walls beyond.
 
-    Lens distortion is ignored for the floor (it is only a background). Deterministic, so tests
-    can compare a frame with it.
+    Lens distortion is ignored for the floor (it is only a background). ``camera`` is a MATLAB
+    camera; pixel ``(u, v)`` of the picture (0-based) is MATLAB's ``(u + 1, v + 1)``. Deterministic,
+    so tests can compare a frame with it.
 
     Returns:
         ``(height, width, 3)`` uint8 BGR picture.
     """
-    K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64)
+    K = np.asarray(camera_to_zero_based(camera)["IntrinsicMatrix"], dtype=np.float64)
     R = np.asarray(camera["RotationMatrix"], dtype=np.float64)
     t = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3)
     u, v = np.meshgrid(np.arange(width) + 0.0, np.arange(height) + 0.0)
@@ -418,10 +425,15 @@ def render_floor(camera: dict[str, np.ndarray], width: int, height: int) -> np.n
     return np.clip(picture, 0, 255).astype(np.uint8)
 
 
+def joint_radius(width: int) -> int:
+    """Radius (px) of the white joint discs on a picture ``width`` pixels wide."""
+    return max(2, round(width / 120))
+
+
 def draw_skeleton(image: np.ndarray, keypoints_2d: np.ndarray) -> None:
-    """Draw bones (catalogue colours) and joints (white dots) at ``keypoints_2d`` (20, 2) px, in place."""
+    """Draw bones (catalogue colours) and joints (white dots) at 0-based ``keypoints_2d`` (20, 2) px, in place."""
     width = image.shape[1]
-    thickness, radius = max(1, round(width / 200)), max(2, round(width / 120))
+    thickness, radius = max(1, round(width / 200)), joint_radius(width)
     finite = np.isfinite(keypoints_2d).all(axis=1) & (np.abs(keypoints_2d) < 10 * width).all(axis=1)
     fixed = np.round(np.where(finite[:, None], keypoints_2d, 0) * 16).astype(np.int64)  # 4 bits of sub-pixel
     for (a, b), (red, green, blue) in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):
@@ -557,7 +569,7 @@ def _write_recording(
     _remove_stale_chunks(info)
     for cam_name, cam in cameras.items():
         background = render_floor(cam, profile.width, profile.height)
-        keypoints = project(mocap, cam)
+        keypoints = to_zero_based(project(mocap, cam), MATLAB)  # where a MATLAB camera puts them
         for start in info.chunk_starts:
             pictures = _frames(background, keypoints, cam["frame"], start, info.chunk_frames(start), noise)
             _encode_chunk(info.chunk_path(cam_name, start), pictures, profile)

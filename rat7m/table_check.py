@@ -3,8 +3,10 @@
 Each check says what it compared and how far off things are, so a table can be trusted (or not)
 before hours of frame extraction and training:
 
+- pixel convention: whether the 2D columns are MATLAB's 1-based pixels (the cameras' own) or
+  0-based ones, detected from the table (:func:`rat7m.pixels.detect`); neither fails;
 - reprojection: ``3D_keypoints`` projected through the table's own cameras against
-  ``2D_keypoints`` (max and median pixel error per camera);
+  ``2D_keypoints`` in the table's convention (max and median pixel error per camera);
 - frames in video: every ``frame_idx`` falls inside a video chunk on disk (when
   ``<root>/video_sequences`` exists);
 - image paths: every ``image_path`` is ``catalogue.image_path(recording, camera, frame_idx)``;
@@ -21,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.geometry import project
 from rat7m.table import cameras_of
 from rat7m.video import ChunkIndex, ChunkReadError, open_capture
@@ -69,10 +71,19 @@ def _camera_names(table: Mapping) -> list[str]:
     return [str(c) for c in table["camera_names"]]
 
 
-def check_reprojection(table: Mapping, tolerance: float = DEFAULT_TOLERANCE_PX) -> CheckResult:
+def check_pixel_convention(found: pixels.Detection) -> CheckResult:
+    """Name the pixel convention :func:`rat7m.pixels.detect` found; neither MATLAB's nor 0-based fails."""
+    ok = None if found.n_points == 0 else found.convention is not None
+    return CheckResult("pixel convention", ok, [found.describe().removeprefix("pixel convention: ")])
+
+
+def check_reprojection(
+    table: Mapping, tolerance: float = DEFAULT_TOLERANCE_PX, convention: str = pixels.MATLAB
+) -> CheckResult:
     """Project ``3D_keypoints`` through each row's cameras and compare with ``2D_keypoints``.
 
-    A point counts when both its 3D and 2D values are finite; a point finite in one and not the
+    The projections (MATLAB's 1-based pixels) are moved into the table's ``convention`` first. A
+    point counts when both its 3D and 2D values are finite; a point finite in one and not the
     other is a mismatch and fails the check, as does any error above ``tolerance`` px.
     """
     columns = table["table"]
@@ -83,6 +94,7 @@ def check_reprojection(table: Mapping, tolerance: float = DEFAULT_TOLERANCE_PX) 
         errors, mismatched = [], 0
         for rec, rows in _recording_rows(table):
             projected = project(points_3d[rows], cameras_of(table, rec.subject, rec.day)[cam])
+            projected = pixels.convert(projected, pixels.MATLAB, convention)
             finite_p = np.isfinite(projected).all(axis=-1)
             finite_s = np.isfinite(stored[rows]).all(axis=-1)
             mismatched += int(np.count_nonzero(finite_p != finite_s))
@@ -222,7 +234,12 @@ def check_table(
     Returns:
         One :class:`CheckResult` per check; the table passes when none has ``ok`` False.
     """
-    results = [check_reprojection(table, tolerance), check_image_paths(table)]
+    found = pixels.detect(table)
+    results = [
+        check_pixel_convention(found),
+        check_reprojection(table, tolerance, found.convention or pixels.MATLAB),
+        check_image_paths(table),
+    ]
     video_dir = Path(root) / catalogue.VIDEO_DIR if root is not None else None
     if video_dir is not None and video_dir.is_dir():
         results.append(check_frames_in_video(table, video_dir))

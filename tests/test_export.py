@@ -50,18 +50,23 @@ def export(data, fmt, out, *extra):
     return out / fmt
 
 
+def zero_based(table, camera, row):
+    """The table's 2D keypoints of one image as 0-based pixels: the synthetic table is MATLAB's (1, 1) convention."""
+    return table["table"]["2D_keypoints"][camera][row] - 1.0
+
+
 def views(table):
-    """(row, camera, image_path, keypoints (20, 2)) of every image of the table."""
+    """(row, camera, image_path, 0-based keypoints (20, 2)) of every image of the table."""
     columns = table["table"]
     for camera in catalogue.CAMERA_NAMES:
         for row in range(len(columns["subject_idx"])):
-            yield row, camera, str(columns["image_path"][camera][row]), columns["2D_keypoints"][camera][row]
+            yield row, camera, str(columns["image_path"][camera][row]), zero_based(table, camera, row)
 
 
 def expected_flags(table, row, camera, width, height):
     """The visibility flags the module docstring promises, computed the slow, obvious way."""
     columns = table["table"]
-    kp = columns["2D_keypoints"][camera][row]
+    kp = zero_based(table, camera, row)
     cam = camera_params(table["cameras"][int(columns["subject_idx"][row])][int(columns["day_idx"][row])][camera])
     depth = (table["table"]["3D_keypoints"][row] @ cam["RotationMatrix"] + cam["TranslationVector"].reshape(3))[:, 2]
     flags = []
@@ -154,7 +159,7 @@ def test_coco_round_trip_and_cocoeval(data, tmp_path):
 def test_dlc_csv_and_h5_read_back_with_pandas(data, tmp_path):
     pd = pytest.importorskip("pandas")
     root, table, dataset = data
-    folder = export(data, "dlc", tmp_path)
+    folder = export(data, "dlc", tmp_path, "--split", "all")
     for recording in RECORDINGS:
         rec = catalogue.recording_by_name(recording)
         rows = np.flatnonzero((table["table"]["subject_idx"] == rec.subject) & (table["table"]["day_idx"] == rec.day))
@@ -169,13 +174,32 @@ def test_dlc_csv_and_h5_read_back_with_pandas(data, tmp_path):
                 assert (top, name) == ("labeled-data", f"{recording}_{camera}")
                 assert os.path.samefile(sub / image, root / table["table"]["image_path"][camera][row])
                 flags = expected_flags(table, row, camera, dataset.width, dataset.height)
-                want = np.where((flags == 2)[:, None], table["table"]["2D_keypoints"][camera][row], np.nan)
+                want = np.where((flags == 2)[:, None], zero_based(table, camera, row), np.nan)
                 np.testing.assert_array_equal(values.reshape(20, 2), want)
             if pytest.importorskip("tables"):
                 h5 = pd.read_hdf(sub / "CollectedData_rat7m.h5")
                 np.testing.assert_array_equal(h5.to_numpy(), frame.to_numpy())
     config = (folder / "config.yaml").read_text()
     assert "bodyparts:\n- HeadF\n" in config and config.count("crop: 0, ") == len(RECORDINGS) * 6
+    assert "# Merge these keys into your project's config.yaml: bodyparts, skeleton, scorer, video_sets." in config
+    assert "# Do not merge project_path" in config
+
+
+def test_dlc_exports_the_train_split_unless_told_and_says_why(data, tmp_path, caplog):
+    root = data[0]
+    with caplog.at_level("WARNING", logger="rat7m.export"):
+        assert run("all", "--root", root, "--out", tmp_path, "--allow-skew") == 0
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "dlc: exporting the train split only" in warning and "random train/test split" in warning
+    folders = sorted(p.name for p in (tmp_path / "dlc" / "labeled-data").iterdir())
+    assert folders == [f"s1-d1_{c}" for c in catalogue.CAMERA_NAMES]  # s5-d1 is a test recording
+    assert json.loads((tmp_path / "dlc" / MANIFEST_NAME).read_text())["split"] == "train"
+    coco = json.loads((tmp_path / "coco" / MANIFEST_NAME).read_text())
+    assert coco["split"] == "all" and coco["recordings"] == list(RECORDINGS)  # the other formats: every row
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rat7m.export"):
+        assert run("dlc", "--root", root, "--out", tmp_path / "both", "--split", "all") == 0
+    assert "dlc: --split all puts test rows into the project" in " ".join(r.getMessage() for r in caplog.records)
 
 
 # ----------------------------------------------------------------------------------------- YOLO
@@ -237,7 +261,7 @@ def test_slp_reloads_with_sleap_io(data, tmp_path):
         assert path.is_file()
         row, camera = where.pop(path)  # each image once
         flags = expected_flags(table, row, camera, dataset.width, dataset.height)
-        want = np.where((flags == 2)[:, None], columns["2D_keypoints"][camera][row], np.nan)
+        want = np.where((flags == 2)[:, None], zero_based(table, camera, row), np.nan)
         np.testing.assert_array_equal(lf.instances[0].numpy(), want)
     assert len(labels.sessions) == len(RECORDINGS)
     session = labels.sessions[0]
@@ -293,7 +317,7 @@ def test_anipose_refuses_skew_and_projects_exactly_without(data, tmp_path, capsy
         projected = group.project(points[finite])
         for i, camera in enumerate(catalogue.CAMERA_NAMES):
             assert tuple(group.cameras[i].get_size()) == (dataset.width, dataset.height)
-            want = columns["2D_keypoints"][camera][rows].reshape(-1, 2)[finite]
+            want = columns["2D_keypoints"][camera][rows].reshape(-1, 2)[finite] - 1.0  # anipose's pixels are 0-based
             assert np.abs(projected[i] - want).max() < 1e-6
 
 

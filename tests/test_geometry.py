@@ -73,13 +73,24 @@ def test_to_opencv_agrees_with_project_on_zero_skew_cameras(real_rig):
     cases = [({**cam, "IntrinsicMatrix": cam["IntrinsicMatrix"] * [[1], [0], [1]]}, pts) for cam, pts, _ in real_rig]
     cases += [(cam, make_mocap(50, seed=3)) for cam in make_cameras(seed=4).values()]
     for camera, points in cases:
-        expected = project(points, camera)
-        got = _cv2_project(points, *to_opencv(camera))
+        expected = project(points, camera)  # MATLAB's 1-based pixels
         assert np.isfinite(expected).sum() > 100
-        np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
-        back = from_opencv(*to_opencv(camera))
-        for key, value in back.items():
-            np.testing.assert_allclose(value, np.asarray(camera_param(camera, key)).reshape(value.shape), atol=1e-12)
+        # OpenCV numbers pixels from 0: the same point is one pixel up and left (MATLAB's cameraIntrinsicsToOpenCV)
+        np.testing.assert_allclose(_cv2_project(points, *to_opencv(camera)), expected - 1, atol=1e-6, rtol=0)
+        matlab_cv = to_opencv(camera, zero_based=False)
+        np.testing.assert_allclose(_cv2_project(points, *matlab_cv), expected, atol=1e-6, rtol=0)
+        for back in (from_opencv(*to_opencv(camera)), from_opencv(*matlab_cv, zero_based=False)):
+            for key, value in back.items():
+                want = np.asarray(camera_param(camera, key)).reshape(value.shape)
+                np.testing.assert_allclose(value, want, atol=1e-12)
+
+
+def test_to_opencv_moves_the_principal_point_as_matlabs_converter():
+    camera = make_cameras(seed=4)["Camera1"]
+    K = np.asarray(camera["IntrinsicMatrix"])
+    K_cv = to_opencv(camera, allow_skew=True)[0]
+    np.testing.assert_array_equal(K_cv[:2, 2], K[2, :2] - 1)  # cameraIntrinsicsToOpenCV: principal point - 1
+    np.testing.assert_array_equal(K_cv[[0, 1, 0], [0, 1, 1]], K[[0, 1, 1], [0, 1, 0]])  # fx, fy, skew unchanged
 
 
 def test_to_opencv_refuses_skew_that_opencv_would_ignore(real_rig):

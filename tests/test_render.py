@@ -70,14 +70,14 @@ def test_samples_figure_draws_the_prediction_where_it_is(scored, kind):
     row, joint, camera = 3, 4, "Camera2"
     subject, day = int(columns["subject_idx"][row]), int(columns["day_idx"][row])
     params = camera_params(table, subject, day, camera)
-    truth_2d = columns["2D_keypoints"][camera][row]
+    truth_2d = columns["2D_keypoints"][camera][row] - 1.0  # drawn 0-based: the table is MATLAB's 1-based
     if kind == "3d":  # the prediction moves one joint 15 mm: it must appear where its projection is
         points = columns["3D_keypoints"][[row]].copy()
         points[0, joint] += [15.0, -10.0, 5.0]
-        expected = project(points[0, joint], params)
+        expected = project(points[0, joint], params) - 1.0
         predictions = Predictions(points_3d=points)
-    else:  # a 2D prediction is drawn exactly as given
-        points = {str(c): columns["2D_keypoints"][c][[row]].copy() for c in table["camera_names"]}
+    else:  # a 2D prediction (0-based, as detectors write) is drawn exactly as given
+        points = {str(c): columns["2D_keypoints"][c][[row]] - 1.0 for c in table["camera_names"]}
         points[camera][0, joint] += [12.0, 7.0]
         expected = points[camera][0, joint]
         predictions = Predictions(points_2d=points)

@@ -54,7 +54,8 @@ def _run(capsys, *argv):
 
 def test_the_table_against_itself_is_perfect_in_2d_and_triangulated_3d(saved):
     root, gt, target, _ = saved
-    pred = write_csv(root / "self.csv", np.nan_to_num(target))  # unlabelled joints: any finite value
+    # a detector's 0-based pixels: the table's (MATLAB's 1-based) minus 1; unlabelled joints: any finite value
+    pred = write_csv(root / "self.csv", np.nan_to_num(target) - 1.0)
     out = root / "self_out"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--pred2d", str(pred), "--gt_path", str(gt), "--save_dir",
                            str(out), "--triangulate", "--triangulated_out", str(root / "tri.csv")],
@@ -183,7 +184,7 @@ def test_npz_with_confidence_scores_like_the_csv(saved, capsys):
 
 def test_without_pycocotools_pixel_metrics_remain_and_the_message_says_what_to_install(saved, capsys, monkeypatch):
     root, gt, target, _ = saved
-    pred = write_csv(root / "nococo.csv", np.nan_to_num(target) + 1.0)
+    pred = write_csv(root / "nococo.csv", np.nan_to_num(target) - 1.0 + 1.0)  # 0-based, 1 px right and down
     for name in ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval"):
         monkeypatch.setitem(sys.modules, name, None)  # import of any of them now raises ImportError
     code, out, err = _run(capsys, "--pred2d", pred, "--gt_path", gt, "--save_dir", root / "nococo")

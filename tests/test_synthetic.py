@@ -198,8 +198,9 @@ def test_skeleton_is_drawn_where_projection_says(synthetic_dataset):
                 samples = np.flatnonzero(cam["frame"] == index)
                 drawn = np.zeros(frame.shape[:2], np.uint8)
                 for sample in samples:
-                    synthetic.draw_skeleton(drawn, project(mocap[sample], cam))
-                    for x, y in project(mocap[sample], cam):
+                    at = project(mocap[sample], cam) - 1  # MATLAB's 1-based pixels: the picture's are 0-based
+                    synthetic.draw_skeleton(drawn, at)
+                    for x, y in at:
                         if np.isfinite(x) and strip + 3 <= y < ds.height - 3 and 3 <= x < ds.width - 3:
                             assert diff[round(y), round(x)] > 60, (camera, index, x, y)
                             hits += 1

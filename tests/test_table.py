@@ -473,7 +473,7 @@ def test_synthetic_keypoints_land_on_the_drawn_skeleton(synthetic_dataset, synth
             assert read_barcode(image) == frame  # the picture is the frame the table names
             height, width = image.shape[:2]
             for offset, found in (((0, 0), on_joint), ((6, 6), shifted)):
-                for x, y in np.round(columns["2D_keypoints"][cam][row] + offset):
+                for x, y in np.round(columns["2D_keypoints"][cam][row] - 1 + offset):  # MATLAB's pixels - 1
                     if np.isfinite(x) and 2 <= x < width - 2 and barcode_height(width) + 2 <= y < height - 2:
                         patch = image[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2]
                         found.append(patch.min(axis=2).max() > 200)  # white, not floor

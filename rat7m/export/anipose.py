@@ -2,7 +2,8 @@
 
 Each ``[cam_N]`` holds ``name``, ``size`` ``[width, height]``, ``matrix`` (OpenCV's K: the
 transpose of MATLAB's), ``distortions`` ``[k1, k2, p1, p2, k3]``, ``rotation`` (Rodrigues vector
-of MATLAB's R transposed) and ``translation``, all from :func:`rat7m.geometry.to_opencv`.
+of MATLAB's R transposed) and ``translation``, all from :func:`rat7m.geometry.to_opencv`, whose
+principal point is MATLAB's minus 1: anipose's pixels, as OpenCV's, are 0-based.
 aniposelib projects with ``cv2.projectPoints``, which ignores skew, so a camera with a non-zero
 skew is refused unless ``--allow-skew`` (then written with the skew in ``matrix[0][1]``, and
 anipose's pixels are off by up to the skew times the normalised y: the summary says by how much).

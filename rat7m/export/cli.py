@@ -13,6 +13,10 @@ complete: a rerun skips a complete export, ``--overwrite`` redoes it. Images are
 their table paths (links where a tool needs them beside its labels), never copied; coco, dlc,
 yolo and slp need them extracted (``extract_frames.py``), anipose and dannce do not.
 
+Rows: ``--split`` (default: every row, except for dlc, whose default is the train split:
+DeepLabCut draws its own random train/test split from a project's labelled images, so test
+recordings exported into a DLC project, and other views of the same timesteps, would be trained on).
+
 Exit codes: 0 every format written (or already complete), 2 bad arguments, a bad table, missing
 images or a missing library.
 """
@@ -57,6 +61,13 @@ log = logging.getLogger("rat7m.export")
 
 #: Import each format needs beyond the toolkit's own requirements, and the pip line that brings it.
 LIBRARIES = {"slp": ("sleap_io", "pip install sleap-io")}
+#: Split a format exports when ``--split`` is not given (every other format: ``all``).
+DEFAULT_SPLITS = {"dlc": "train"}
+#: Why DLC gets only the train split unless told otherwise.
+DLC_SPLIT_WARNING = (
+    "DeepLabCut draws its own random train/test split from a project's labelled images, so test recordings "
+    "in a DLC project (and other views of the same timesteps) end up in its training set"
+)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -77,7 +88,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--root", type=Path, default=Path("."), help="dataset root (default: .)")
     parser.add_argument("--images-root", type=Path, help="folder holding the table's image_path (default: ROOT)")
     parser.add_argument("--out", type=Path, required=True, help="output folder; each format goes to OUT/<format>/")
-    parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="rows (default: all)")
+    parser.add_argument("--split", choices=("train", "test", "all"), default=None,
+                        help="rows (default: all; dlc: train, see above)")  # fmt: skip
     add_recordings_argument(parser, default="every recording in the table")
     add_cameras_argument(parser)
     parser.add_argument(
@@ -211,12 +223,22 @@ def _main(argv: Sequence[str] | None = None) -> int:
         raise BadInputError(f"no annotation table at {args.annotation}; pass --annotation PKL or --root DATASET_ROOT")
     images_root = args.images_root or args.root
     table = load_annotation(args.annotation)
-    selection = select(table, split=args.split, recordings=args.recordings, cameras=args.cameras)
-    selection.progress = progress_enabled(args)
-    _sizes(selection, args, images_root, formats)
+    split_of = {fmt: args.split or DEFAULT_SPLITS.get(fmt, "all") for fmt in formats}
+    if "dlc" in formats:
+        if args.split is None:
+            log.warning("dlc: exporting the train split only (%s); --split all exports every row", DLC_SPLIT_WARNING)
+        elif args.split != "train":
+            log.warning("dlc: --split %s puts test rows into the project: %s", args.split, DLC_SPLIT_WARNING)
+    selections: dict[str, Selection] = {}
+    for split in dict.fromkeys(split_of.values()):
+        selection = select(table, split=split, recordings=args.recordings, cameras=args.cameras)
+        selection.progress = progress_enabled(args)
+        _sizes(selection, args, images_root, [f for f in formats if split_of[f] == split])
+        selections[split] = selection
     if args.dry_run:
-        n_rows = len(selection.rows)
         for fmt in formats:
+            selection = selections[split_of[fmt]]
+            n_rows = len(selection.rows)
             final = args.out / fmt
             state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
             recordings = ", ".join(r.name for r in selection.recordings)
@@ -226,7 +248,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return 0
     for fmt in formats:
         started = time.perf_counter()
-        summary = run_export(fmt, selection, args, images_root)
+        summary = run_export(fmt, selections[split_of[fmt]], args, images_root)
         print(summary.line() + ("" if summary.skipped else f" ({time.perf_counter() - started:.1f} s)"))
     return 0
 

@@ -5,8 +5,10 @@ images root: camera folders share file names, so never a bare basename), ``annot
 rat per image: ``keypoints`` as 20 x ``[x, y, v]`` with the flags of :mod:`rat7m.export.common`,
 ``num_keypoints`` = labelled keypoints (v > 0), ``bbox``, ``area`` = box area, ``iscrowd`` 0, and
 ``recording``, ``camera``, ``frame``, ``sample`` (the table row) as extra fields) and
-``categories`` (the 20 joint names and the 21 bones, 1-based). Pixels are rounded to
-:data:`DECIMALS` decimals (1e-3 px), which keeps the file small and the labels exact for training.
+``categories`` (the 20 joint names and the 21 bones, 1-based). Pixels are COCO's 0-based image
+coordinates (the top-left pixel's centre is (0, 0); :mod:`rat7m.export.common` converts from the
+table's MATLAB convention), rounded to :data:`DECIMALS` decimals (1e-3 px), which keeps the file
+small and the labels exact for training.
 
 ``rat7m_dataset_info.py`` is MMPose's ``dataset_info`` dict: ``keypoint_info`` with left/right
 ``swap`` partners (``catalogue.LEFT_RIGHT_PAIRS``), ``skeleton_info`` (``catalogue.BONES``),

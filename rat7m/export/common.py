@@ -1,13 +1,20 @@
 """What every export format shares: the selection of rows, cameras by either spelling, image sizes,
 visibility flags and boxes, and the atomic output folder.
 
+Pixels: every format but DANNCE numbers pixels from 0 (COCO, DeepLabCut, SLEAP, YOLO, OpenCV: the
+top-left pixel's centre is (0, 0)), while the RAT7M cameras and the 2D computed from them are
+MATLAB's (1, 1) (:mod:`rat7m.pixels`). A :class:`View`'s keypoints are therefore 0-based image
+coordinates, converted from whichever convention the table is stored in
+(:func:`rat7m.pixels.convention_of`); calibrations go through :func:`rat7m.geometry.to_opencv`,
+which moves the principal point by -1. DANNCE reads MATLAB's convention and converts itself.
+
 Visibility (COCO's ``v``, used by every format that has one), per keypoint of one camera view:
 
 * ``0`` missing: the table's 2D keypoint is NaN (the marker was lost); written as ``0, 0, 0``.
 * ``1`` labelled but not seen: the point projects outside the image, or lies behind the camera
   (depth ``<= 0`` in that camera). Behind the camera a projection means nothing, but the table's
   2D value is kept as it is (it round-trips, and the flag says not to trust it).
-* ``2`` seen: in front of the camera and inside ``[0, width) x [0, height)``.
+* ``2`` seen: in front of the camera and inside ``[0, width) x [0, height)`` (0-based pixels).
 
 Boxes are the tight box of the ``v = 2`` keypoints grown by :data:`BBOX_MARGIN` of its size on each
 side (at least :data:`BBOX_MIN_MARGIN_PX`), clipped to the image: markers sit on the fur, so the
@@ -34,7 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.table import cameras_of
 
@@ -83,7 +90,7 @@ class View:
         rows: ``(n,)`` row indices into the table (sample indices), in table order.
         frames: ``(n,)`` video frame index of each row in this camera.
         paths: ``n`` image paths relative to the images root (the table's ``image_path``).
-        keypoints: ``(n, 20, 2)`` the table's 2D keypoints (NaN where missing).
+        keypoints: ``(n, 20, 2)`` the table's 2D keypoints as 0-based image coordinates (NaN where missing).
         visibility: ``(n, 20)`` int8 COCO flags (see the module docstring).
         width, height: image size in pixels.
         camera_params: the camera (canonical spellings).
@@ -123,6 +130,11 @@ class Selection:
         """The table's columns."""
         return self.table["table"]
 
+    @property
+    def convention(self) -> str:
+        """The pixel convention of the table's 2D columns (detected once, :func:`rat7m.pixels.convention_of`)."""
+        return pixels.convention_of(self.table)
+
     def recording_rows(self, recording: catalogue.Recording) -> np.ndarray:
         """Selected rows of one recording, in table order."""
         subject = np.asarray(self.columns["subject_idx"])[self.rows].astype(np.int64)
@@ -146,7 +158,7 @@ class Selection:
             for camera, params in self.cameras_of(recording).items():
                 bar.update()
                 width, height = self.sizes.get((recording.name, camera), (0, 0)) if with_sizes else (0, 0)
-                keypoints = np.asarray(columns["2D_keypoints"][camera], dtype=np.float64)[rows]
+                keypoints = pixels.to_zero_based(np.asarray(columns["2D_keypoints"][camera])[rows], self.convention)
                 yield View(
                     recording=recording,
                     camera=camera,
@@ -216,7 +228,7 @@ def depths(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarra
 def visibility(
     keypoints: np.ndarray, points_3d: np.ndarray, camera: Mapping[str, np.ndarray], width: int, height: int
 ) -> np.ndarray:
-    """COCO flags ``(n, 20)`` int8 of one camera's 2D keypoints ``(n, 20, 2)`` (module docstring).
+    """COCO flags ``(n, 20)`` int8 of one camera's 0-based 2D keypoints ``(n, 20, 2)`` (module docstring).
 
     ``width = height = 0`` (size unknown) counts every point in front of the camera as inside.
     """

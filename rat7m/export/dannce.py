@@ -1,7 +1,8 @@
 """DANNCE (the method RAT7M was made for): label3d files, a skeleton, ``io.yaml`` and a video tree.
 
 Per recording, ``<recording>/<recording>_dannce.mat`` in Label3D's layout, MATLAB conventions
-kept (DANNCE reads them as they are):
+kept (DANNCE reads them as they are, and its ``prepare_data`` subtracts 1 from ``data_2d`` itself):
+``data_2d`` is in MATLAB's 1-based pixels whichever convention the table is stored in.
 
 * ``camnames``: 1x6 cell of camera names;
 * ``params``: 6x1 cell of structs ``K`` (3x3, ``[[fx, 0, 0], [s, fy, 0], [cx, cy, 1]]``),
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.export.common import Selection, Summary, link
 
 NEEDS_IMAGES = False
@@ -85,7 +86,8 @@ def export(selection: Selection, out: Path, *, final: Path, root: Path, **_: obj
                 "r": cam["RotationMatrix"].reshape(3, 3),
                 "t": cam["TranslationVector"].reshape(1, 3),
             })
-            keypoints = np.asarray(columns["2D_keypoints"][camera], dtype=np.float64)[rows]
+            stored = np.asarray(columns["2D_keypoints"][camera])[rows]
+            keypoints = pixels.convert(stored, selection.convention, pixels.MATLAB)  # Label3D's own convention
             frames = np.asarray(columns["frame_idx"][camera])[rows].astype(np.float64).reshape(-1, 1)
             labels.append({"data_2d": keypoints.reshape(len(rows), -1), "data_3d": data_3d, "data_frame": frames,
                            "data_sampleID": sample_ids})  # fmt: skip

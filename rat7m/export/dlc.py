@@ -5,11 +5,15 @@ The CSV is what DLC's labelling GUI writes: three header rows (``scorer``, ``bod
 ``coords``), rows indexed by ``(labeled-data, <folder>, <image>)``, x and y per body part, empty
 (NaN) where a marker is not seen. DLC has no visibility flag, so only seen keypoints (``v = 2``:
 in front of the camera and inside the image) are written; markers lost, outside the image or
-behind the camera are NaN. Each folder holds links to the images (never copies). The ``.h5``
+behind the camera are NaN. Coordinates are 0-based image pixels, as DLC's labelling tools write
+them (converted from the table's MATLAB convention). Each folder holds links to the images (never copies). The ``.h5``
 twin (key ``keypoints``) is written when pandas and PyTables are installed (extra ``export``).
 
 ``config.yaml`` lists the body parts, the skeleton and one ``video_sets`` entry per folder (DLC
-finds a folder by its video's stem; the videos themselves are RAT7M's chunks, see the README).
+finds a folder by its video's stem; the videos themselves are RAT7M's chunks, see the README). Its
+header says what to merge into a project's own ``config.yaml`` (:data:`MERGE_KEYS`) and what not
+(``project_path``: the project's own stays). ``rat7m-export dlc`` exports the train split unless
+told otherwise (see :mod:`rat7m.export.cli`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger("rat7m.export")
 
 #: DLC's scorer name (the ``CollectedData_<scorer>`` file and the first header row).
 SCORER = "rat7m"
+#: Keys of the config fragment to merge into a DLC project's ``config.yaml``.
+MERGE_KEYS = ("bodyparts", "skeleton", "scorer", "video_sets")
 NEEDS_IMAGES = True
 
 
@@ -63,7 +69,10 @@ def _write_h5(path: Path, folder: str, names: list[str], coords: np.ndarray) -> 
 def _config_text(final: Path, views: list[tuple[str, int, int]]) -> str:
     """The ``config.yaml`` fragment: task, scorer, video sets, body parts and skeleton."""
     lines = [
-        "# DeepLabCut config fragment written by rat7m-export: merge into your project's config.yaml",
+        "# DeepLabCut config fragment written by rat7m-export.",
+        f"# Merge these keys into your project's config.yaml: {', '.join(MERGE_KEYS)}.",
+        "# Do not merge project_path: your project keeps its own (this one is the export folder). The other keys",
+        "# are DLC's defaults, for a project made from this folder alone.",
         "Task: rat7m",
         f"scorer: {SCORER}",
         "multianimalproject: false",

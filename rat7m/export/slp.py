@@ -7,7 +7,9 @@ camera group (OpenCV conventions from :func:`rat7m.geometry.to_opencv`; a skew i
 ``matrix[0][1]``) and, per timestep, a frame group whose instance group holds the six views and
 the 3D points. Image ``i`` of every camera's sequence is the recording's ``i``-th chosen row, so
 one frame index names one timestep across cameras. Like DLC, SLEAP has no "outside the image"
-flag: only seen keypoints (``v = 2``) are visible points; the others are NaN.
+flag: only seen keypoints (``v = 2``) are visible points; the others are NaN. Points and cameras
+are in sleap-io's 0-based pixels (the top-left pixel's centre is (0, 0)): keypoints converted from
+the table's MATLAB convention, principal points moved by -1 by :func:`rat7m.geometry.to_opencv`.
 """
 
 from __future__ import annotations

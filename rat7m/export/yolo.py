@@ -3,7 +3,8 @@
 Ultralytics finds an image's labels by replacing the last ``/images/`` of its path with
 ``/labels/``, so the export holds ``images/<image folder>`` as a link to each image folder under
 the images root (nothing copied) and ``labels/<image folder>/<frame>.txt`` beside it. A label line
-is ``0 cx cy w h`` (the box of :mod:`rat7m.export.common`, normalised) then 20 x ``x y v``.
+is ``0 cx cy w h`` (the box of :mod:`rat7m.export.common`, normalised) then 20 x ``x y v``,
+normalised from 0-based image pixels (converted from the table's MATLAB convention).
 Ultralytics refuses coordinates outside ``[0, 1]``, so only seen keypoints (``v = 2``) are written;
 lost, out-of-image and behind-camera ones are ``0 0 0``. An image without a seen keypoint gets an
 empty label file (a background image).

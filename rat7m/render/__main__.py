@@ -117,8 +117,9 @@ def _video(args) -> str:
 
 
 def _video_predictions(args, recording, camera, load_predictions, project, camera_params) -> dict[int, np.ndarray]:
-    """``{video frame: (20, 2) px}`` of the prediction rows of ``recording`` (3D projected, 2D as given)."""
+    """``{video frame: (20, 2) 0-based px}`` of the prediction rows of ``recording`` (3D projected, 2D as given)."""
     from metric_utils.compute_metrics import split_rows
+    from rat7m import pixels
     from rat7m.table import load_annotation
 
     if args.gt_path is None:
@@ -134,6 +135,7 @@ def _video_predictions(args, recording, camera, load_predictions, project, camer
     frames = np.asarray(columns["frame_idx"][camera])[rows[mine]]
     if predictions.points_3d is not None:
         points = project(predictions.points_3d[mine], camera_params(table, recording.subject, recording.day, camera))
+        points = pixels.to_zero_based(points, pixels.MATLAB)  # the cameras' 1-based pixels to the picture's
     else:
         points = predictions.points_2d[camera][mine]
     return {int(f): p for f, p in zip(frames, points, strict=True)}

@@ -2,7 +2,10 @@
 
 A 3D prediction (``(N, 20, 3)`` mm, as ``compute_metrics.py`` reads it) is projected through the
 table's cameras; a 2D prediction (``.npy`` of shape ``(N, n_cameras, 20, 2)`` pixels, cameras in
-the table's ``camera_names`` order) is drawn exactly as given. Images come from the extracted
+the table's ``camera_names`` order) is drawn exactly as given, in 0-based image pixels as every
+detector writes them. Everything is drawn in 0-based image coordinates (matplotlib's ``imshow``
+puts the top-left pixel's centre at (0, 0)): the table's 2D and the cameras' projections are
+converted from MATLAB's 1-based pixels (:mod:`rat7m.pixels`). Images come from the extracted
 JPEGs when present, else are decoded straight from the video chunks, else the views are blank.
 """
 
@@ -18,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError, Rat7mError
 from rat7m.geometry import project
 from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
@@ -124,14 +127,16 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
     cameras = [str(c) for c in table["camera_names"]]
     images = images or {}
     truth_3d = np.asarray(columns["3D_keypoints"][row], dtype=np.float64)
+    convention = pixels.convention_of(table)
     errors_2d = []
     fig = Figure(figsize=(12, 7.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 3).ravel()
     for ax, cam in zip(axes, cameras, strict=False):
-        truth = np.asarray(columns["2D_keypoints"][cam][row], dtype=np.float64)
+        truth = pixels.to_zero_based(columns["2D_keypoints"][cam][row], convention)
         if predictions.points_3d is not None:
-            predicted = project(predictions.points_3d[pred_row], camera_params(table, subject, day, cam))
+            projected = project(predictions.points_3d[pred_row], camera_params(table, subject, day, cam))
+            predicted = pixels.to_zero_based(projected, pixels.MATLAB)
         else:
             predicted = predictions.points_2d[cam][pred_row]
         errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rat7m import barcode, catalogue
+from rat7m import barcode, catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.fileio import temporary_name
 from rat7m.geometry import project
@@ -100,13 +100,13 @@ def _dashed(image: np.ndarray, a: np.ndarray, b: np.ndarray, colour: tuple[int, 
 
 
 def ground_truth_by_frame(mat_path: str | os.PathLike, camera: str) -> dict[int, np.ndarray]:
-    """``{video frame: (20, 2) px}`` of one camera: every mocap sample of a ``.mat`` file, projected.
+    """``{video frame: (20, 2) 0-based px}`` of one camera: every mocap sample of a ``.mat`` file, projected.
 
     When several samples map to one frame, the last is kept.
     """
     rec = load_recording(mat_path)
     params = rec.cameras[camera]
-    points = project(rec.mocap, params)
+    points = pixels.to_zero_based(project(rec.mocap, params), pixels.MATLAB)  # the cameras are MATLAB's
     return {int(f): points[i] for i, f in enumerate(np.asarray(params["frame"]).reshape(-1))}
 
 
