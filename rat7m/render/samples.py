@@ -23,6 +23,7 @@ from rat7m.errors import BadInputError, Rat7mError
 from rat7m.geometry import project
 from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
 from rat7m.table import cameras_of
+from rat7m.untrusted import check_image_paths
 from rat7m.video import ChunkIndex, read_frames
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,21 @@ def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Pr
     from metric_utils.compute_metrics import read_predictions  # the one reader of 3D prediction files
 
     return Predictions(points_3d=read_predictions(path))
+
+
+def check_rows(table: Mapping, rows: Sequence[int]) -> None:
+    """Check the ``image_path`` of every camera of the rows to be drawn (:func:`rat7m.untrusted.check_image_path`).
+
+    Render only reads these paths, but a table must not make it read a file outside the images
+    (``../../.ssh/id_rsa.jpg``): the rule is the one extraction and the exports keep.
+
+    Raises:
+        BadInputError: one line naming the row, camera and path.
+    """
+    columns = table["table"]
+    for cam in (str(c) for c in table["camera_names"]):
+        paths = np.asarray(columns["image_path"][cam])[list(rows)]
+        check_image_paths(paths, rows, cam, images_dir=None)
 
 
 def frame_images(table: Mapping, row: int, root: str | os.PathLike | None,
@@ -135,8 +151,8 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         else:
             predicted = predictions.points_2d[cam][pred_row]
         errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))
-        title = f"{cam} frame {int(columns['frame_idx'][cam][row])}"
-        draw_overlay_2d(ax, images.get(cam), truth, predicted, title=title)
+        draw_overlay_2d(ax, images.get(cam), truth, predicted)
+        ax.set_title(f"{cam} frame {int(columns['frame_idx'][cam][row])}", fontsize=9, parse_math=False)
         _zoom(ax, np.concatenate([truth, predicted]))
     for ax in axes[len(cameras) :]:
         ax.set_axis_off()
@@ -145,7 +161,7 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         headline = f"MPJPE {score:.1f} mm"
     else:
         headline = f"mean 2D error {np.nanmean(np.concatenate(errors_2d)):.1f} px"
-    fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11)
+    fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11, parse_math=False)
     fig.legend(handles=overlay_legend_handles(), loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
