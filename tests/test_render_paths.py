@@ -300,7 +300,6 @@ def test_the_prediction_is_visible_and_colours_match_the_figures(data, tmp_path)
     assert render(*video(root, out, "--gt-path", table_path, "--pred-path", tmp_path / "pred.npy"), ) == 0
     frames = frames_of(out)
     height, width = 152, 192
-    assert frames[0].shape == (frames[0].shape[0], width, 3) and frames[0].shape[0] > height  # a strip below
     columns = table["table"]
     mine = [r for r in rows if catalogue.recording_for(int(columns["subject_idx"][r]), int(columns["day_idx"][r]))
             .name == "s5-d1"]  # fmt: skip
@@ -323,6 +322,7 @@ def test_the_prediction_is_visible_and_colours_match_the_figures(data, tmp_path)
             around = image[y - radius : y + radius + 1, x - radius : x + radius + 1]
             seen_truth += _near(around, catalogue.GT_COLOUR).any()
     assert total > 20
-    assert seen_pred >= 0.8 * total and seen_truth >= 0.6 * total, (seen_pred, seen_truth, total)
+    assert seen_pred >= 0.95 * total and seen_truth >= 0.6 * total, (seen_pred, seen_truth, total)
+    assert frames[0].shape == (frames[0].shape[0], width, 3) and frames[0].shape[0] > height  # a strip below
     strip = frames[0][height:]
     assert _near(strip, catalogue.GT_COLOUR).sum() > 4 and _near(strip, catalogue.PRED_COLOUR).sum() > 4
