@@ -326,3 +326,23 @@ def test_the_prediction_is_visible_and_colours_match_the_figures(data, tmp_path)
     assert frames[0].shape == (frames[0].shape[0], width, 3) and frames[0].shape[0] > height  # a strip below
     strip = frames[0][height:]
     assert _near(strip, catalogue.GT_COLOUR).sum() > 4 and _near(strip, catalogue.PRED_COLOUR).sum() > 4
+
+
+def test_notebook_style_plots_use_the_ground_truth_colour(data):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from rat7m.plotting import draw_pose_2d
+
+    table = load_annotation(data[1])
+    keypoints = table["table"]["2D_keypoints"]["Camera1"][0]
+    fig = Figure(figsize=(4, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    draw_pose_2d(ax, None, keypoints, title=r"$\foo$ from a table")
+    fig.canvas.draw()
+    buffer = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    joint = int(np.flatnonzero(np.isfinite(keypoints).all(axis=1))[0])
+    x, y = ax.transData.transform(keypoints[joint])
+    pixel = buffer[buffer.shape[0] - 1 - round(float(y)), round(float(x))]
+    assert np.abs(pixel - np.array(catalogue.GT_COLOUR)).max() <= 40, pixel

@@ -256,6 +256,26 @@ def _check_out(args: argparse.Namespace, formats: list[str]) -> None:
         check_writable(args.out, "the exports", "choose another --out")
 
 
+def _dry_run(formats: list[str], selection: Selection, args: argparse.Namespace, sizes: _Sizes) -> int:
+    """Say what each format would write (or, with ``all``, why it would be skipped); write nothing."""
+    n_rows, n_cams = len(selection.rows), len(selection.cameras)
+    recordings = ", ".join(r.name for r in selection.recordings)
+    skipped = 0
+    for fmt in formats:
+        final = args.out / fmt
+        try:
+            sizes.for_format(fmt)
+        except BadInputError as exc:
+            if args.format != "all":
+                raise
+            print(f"{fmt}: would skip {final}: {exc}")
+            skipped += 1
+            continue
+        state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
+        print(f"{fmt}: {state} {final}: {n_rows} samples x {n_cams} cameras = {n_rows * n_cams} images of {recordings}")
+    return 2 if skipped else 0
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,17 +293,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     selection.progress = progress_enabled(args)
     sizes = _Sizes(selection, args, images_root)
     if args.dry_run:
-        for fmt in formats:
-            sizes.for_format(fmt)
-        n_rows = len(selection.rows)
-        for fmt in formats:
-            final = args.out / fmt
-            state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
-            recordings = ", ".join(r.name for r in selection.recordings)
-            n_images = n_rows * len(selection.cameras)
-            print(f"{fmt}: {state} {final}: {n_rows} samples x {len(selection.cameras)} cameras = {n_images} images "
-                  f"of {recordings}")  # fmt: skip
-        return 0
+        return _dry_run(formats, selection, args, sizes)
     skipped: list[tuple[str, str]] = []
     for fmt in formats:
         started = time.perf_counter()
