@@ -346,3 +346,18 @@ def test_notebook_style_plots_use_the_ground_truth_colour(data):
     x, y = ax.transData.transform(keypoints[joint])
     pixel = buffer[buffer.shape[0] - 1 - round(float(y)), round(float(x))]
     assert np.abs(pixel - np.array(catalogue.GT_COLOUR)).max() <= 40, pixel
+
+
+@pytest.mark.parametrize("codec", ["pyav", "opencv"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(data, tmp_path, codec):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    script = 'mount -t tmpfs -o size=8k tmpfs "$0" && "$@"; code=$?; ls -A "$0" > "$0.ls"; exit $code'
+    argv = [str(a) for a in video(data[0], small / "v.mp4", "--codec", codec)]
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, str(small), *RENDER, *argv], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)  # fmt: skip
+    err = errors(done.stderr)
+    assert done.returncode == 2 and len(err) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "small.ls").read_text() == ""  # no video, complete or not, and no temporary file

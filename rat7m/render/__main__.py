@@ -185,7 +185,12 @@ def _samples(args: argparse.Namespace) -> str:
     for i in chosen:
         row = int(rows[i])
         fig = sample_figure(table, row, predictions, i, frame_images(table, row, root, index), label=f" (sample {i})")
-        save_figure(fig, args.out / f"sample_{i:06d}.{args.format}")
+        path = args.out / f"sample_{i:06d}.{args.format}"
+        try:
+            save_figure(fig, path)
+        except OSError as exc:
+            msg = f"cannot write {path}: {exc.strerror or exc}; free some space or choose another --out"
+            raise BadInputError(msg) from None
     return f"wrote {len(chosen)} figure(s) to {args.out}"
 
 
@@ -193,7 +198,9 @@ def _video(args: argparse.Namespace) -> str:
     from rat7m.geometry import project
     from rat7m.render.samples import camera_params, load_predictions
     from rat7m.render.video import render_video
+    from rat7m.video import quiet_decoder_logs
 
+    quiet_decoder_logs()
     try:
         recording = catalogue.recording_by_name(args.recording)
         camera = catalogue.camera_name(catalogue.camera_number(args.camera))

@@ -258,27 +258,43 @@ OPENCV_FOURCCS = ("avc1", "mp4v")
 
 
 def _write_opencv(frames: Iterable[np.ndarray], tmp: Path, fps: int) -> int:
+    """Write with OpenCV's writer, then read the file back: the writer reports no error (a full disk
+    gives a short file and a silent success), so the frames the file holds are counted."""
     writer, count = None, 0
     try:
         for image in frames:
             if writer is None:
-                height, width = image.shape[:2]
-                for fourcc in OPENCV_FOURCCS:
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-                    if writer.isOpened():
-                        log.debug("OpenCV writes %s with %s", tmp.name, fourcc)
-                        break
-                    writer.release()
-                else:
-                    msg = (f"OpenCV's video writer cannot write {tmp.parent} (no {' or '.join(OPENCV_FOURCCS)} "
-                           "encoder in this OpenCV); install PyAV (pip install av) for H.264")  # fmt: skip
-                    raise BadInputError(msg)
+                writer = _open_opencv_writer(tmp, fps, image.shape[1], image.shape[0])
             writer.write(image)
             count += 1
     finally:
         if writer is not None:
             writer.release()
+    if count:
+        written = _frame_count(tmp)
+        if written != count:
+            msg = (f"OpenCV's video writer put {written} of {count} frames into its file in {tmp.parent} (disk full?); "
+                   "free some space or choose another --out")  # fmt: skip
+            raise BadInputError(msg)
     return count
+
+
+def _open_opencv_writer(tmp: Path, fps: int, width: int, height: int) -> cv2.VideoWriter:
+    """The first of :data:`OPENCV_FOURCCS` OpenCV can write (its failed attempts are not printed)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # "could not open codec": we try the next
+    try:
+        for fourcc in OPENCV_FOURCCS:
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+            if writer.isOpened():
+                log.debug("OpenCV writes %s with %s", tmp.name, fourcc)
+                return writer
+            writer.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    msg = (f"OpenCV's video writer cannot write {tmp.parent} (no {' or '.join(OPENCV_FOURCCS)} encoder in this "
+           "OpenCV, or the folder is not writable); install PyAV (pip install av) for H.264")  # fmt: skip
+    raise BadInputError(msg)
 
 
 def render_video(root: str | os.PathLike, recording: catalogue.Recording, camera: str, start: int, stop: int,
