@@ -361,3 +361,18 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(data, tmp_path, codec):
     err = errors(done.stderr)
     assert done.returncode == 2 and len(err) == 1 and "Traceback" not in done.stderr, done.stderr
     assert (tmp_path / "small.ls").read_text() == ""  # no video, complete or not, and no temporary file
+
+
+def test_a_killed_runs_temporary_figures_are_removed(data, tmp_path):
+    root, table_path, predictions = data
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)  # fmt: skip
+    out = tmp_path / "figs"
+    out.mkdir()
+    left = out / f".sample_000001.png.{dead}.77.tmp"
+    mine = out / f".notes.png.{dead}.77.tmp"  # not a figure this run draws: left alone
+    for path in (left, mine):
+        path.write_bytes(b"partial")
+    assert render("samples", "--root", root, "--gt-path", table_path, "--pred-path", predictions, "--samples", "1",
+                  "--out", out, "-q") == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(["sample_000001.png", mine.name])

@@ -36,6 +36,7 @@ from rat7m.cli import (
     setup_logging,
 )
 from rat7m.errors import BadInputError, Rat7mError
+from rat7m.fileio import remove_stale_temporaries
 from rat7m.untrusted import check_output
 
 EXIT_CODES = "Exit codes: 0 written, 2 bad arguments, bad input or an output that cannot be written, 130 interrupted."
@@ -182,10 +183,12 @@ def _samples(args: argparse.Namespace) -> str:
         raise BadInputError("no sample chosen: give --samples, --worst or --random")
     check_rows(table, [int(rows[i]) for i in chosen])
     index = ChunkIndex.from_dir(root / catalogue.VIDEO_DIR)
+    names = {i: f"sample_{i:06d}.{args.format}" for i in chosen}
+    remove_stale_temporaries(args.out, set(names.values()))  # a killed run's, for the figures drawn now
     for i in chosen:
         row = int(rows[i])
         fig = sample_figure(table, row, predictions, i, frame_images(table, row, root, index), label=f" (sample {i})")
-        path = args.out / f"sample_{i:06d}.{args.format}"
+        path = args.out / names[i]
         try:
             save_figure(fig, path)
         except OSError as exc:
