@@ -376,3 +376,29 @@ def test_a_killed_runs_temporary_figures_are_removed(data, tmp_path):
     assert render("samples", "--root", root, "--gt-path", table_path, "--pred-path", predictions, "--samples", "1",
                   "--out", out, "-q") == 0  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == sorted(["sample_000001.png", mine.name])
+
+
+def test_a_2d_npy_declaring_a_huge_shape_is_refused_before_reading(data, tmp_path, capsys):
+    root, table_path, _ = data
+    fake = tmp_path / "huge.npy"
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**12, 6, 20, 2)}
+    with open(fake, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 64)
+    code = render("samples", "--root", root, "--gt-path", table_path, "--pred-path", fake, "--samples", "0",
+                  "--out", tmp_path / "f")  # fmt: skip
+    err = errors(capsys.readouterr().err)
+    assert code == 2 and len(err) == 1 and "declares shape" in err[0], err
+
+
+def test_a_2d_npy_of_the_right_shape_is_drawn(data, tmp_path):
+    root, table_path, _ = data
+    table = load_annotation(table_path)
+    from metric_utils.compute_metrics import split_rows
+
+    rows = split_rows(table, "test")
+    points = np.stack([table["table"]["2D_keypoints"][str(c)][rows] for c in table["camera_names"]], axis=1)
+    np.save(tmp_path / "p2d.npy", np.nan_to_num(points, nan=5.0))
+    assert render("samples", "--root", root, "--gt-path", table_path, "--pred-path", tmp_path / "p2d.npy",
+                  "--samples", "0", "--out", tmp_path / "f", "-q") == 0  # fmt: skip
+    assert (tmp_path / "f" / "sample_000000.png").is_file()
