@@ -239,3 +239,32 @@ def test_the_last_row_of_the_last_camera_is_checked_too(table, root, tmp_path, c
     assert run("coco", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL) == 2
     assert f"image_path['Camera2'][{last}]" in lines(capsys)[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_link_is_never_made_through_a_link_into_the_users_images(table, root, tmp_path, capsys):
+    images = root / catalogue.IMAGES_DIR / "s1-d1" / "camera2"
+    images.mkdir(parents=True)
+    (images / "mine.jpg").write_bytes(b"a user's image")
+    paths = np.array(table["table"]["image_path"]["Camera2"], dtype=object)
+    paths[0] = "images_unpacked/s1-d1/camera2/a.jpg"  # yolo links images/<this folder> to the user's folder ...
+    paths[1] = "images_unpacked/s1-d1/camera2/sub/b.jpg"  # ... so this folder would be made inside it
+    steered = copy.deepcopy(table)
+    steered["table"]["image_path"]["Camera2"] = paths
+    save_annotation(steered, root / "t.pkl")
+    assert run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL) == 2
+    err = lines(capsys)
+    assert len(err) == 1 and "is not inside the export folder" in err[0], err
+    assert sorted(p.name for p in images.iterdir()) == ["mine.jpg"]
+    assert list((tmp_path / "out").iterdir()) == []  # the staging folder is gone too
+
+
+def test_an_export_is_never_written_through_a_users_link(table, root, tmp_path, capsys):
+    save_annotation(table, root / "t.pkl")
+    theirs = tmp_path / "theirs"
+    assert run("coco", "--root", root, "--annotation", root / "t.pkl", "--out", theirs, *SMALL) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "coco").symlink_to(theirs / "coco")
+    assert run("coco", "--root", root, "--annotation", root / "t.pkl", "--out", out, "--overwrite", *SMALL) == 2
+    assert "is a symbolic link" in lines(capsys)[-1]
+    assert os.readlink(out / "coco") == str(theirs / "coco") and (theirs / "coco" / MANIFEST_NAME).is_file()
