@@ -402,3 +402,27 @@ def test_a_2d_npy_of_the_right_shape_is_drawn(data, tmp_path):
     assert render("samples", "--root", root, "--gt-path", table_path, "--pred-path", tmp_path / "p2d.npy",
                   "--samples", "0", "--out", tmp_path / "f", "-q") == 0  # fmt: skip
     assert (tmp_path / "f" / "sample_000000.png").is_file()
+
+
+def test_a_video_killed_midway_leaves_no_final_name_and_a_rerun_cleans_up(data, tmp_path):
+    import signal
+    import time
+
+    root = data[0]
+    out = tmp_path / "v.mp4"
+    argv = [str(a) for a in ("video", "--root", root, "--recording", "s1-d1", "--camera", "3", "--start", "0",
+                             "--stop", "125", "--out", out, "-q")]  # fmt: skip
+    process = subprocess.Popen([*RENDER, *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".v.mp4.*.tmp.mp4")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    if process.returncode != -signal.SIGKILL:
+        pytest.skip("the render finished before it could be killed")
+    assert not out.exists() and len(list(tmp_path.glob(".v.mp4.*.tmp.mp4"))) == 1
+    assert render(*argv) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+    assert [read_barcode(f) for f in frames_of(out)] == list(range(125))
