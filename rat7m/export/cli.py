@@ -304,11 +304,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
             if args.format != "all":
                 raise
             skipped.append((fmt, str(exc)))
-            log.warning("%s: skipped: %s", fmt, exc)
+            print(f"{fmt}: skipped (why: at the end)")
             continue
         print(summary.line() + ("" if summary.skipped else f" ({time.perf_counter() - started:.1f} s)"))
-    for fmt, why in skipped:
-        print(f"error: {fmt} skipped: {why}", file=sys.stderr)
+    by_reason: dict[str, list[str]] = {}
+    for fmt, why in skipped:  # formats refused for one reason (images not extracted) share a line
+        by_reason.setdefault(why, []).append(fmt)
+    for why, names in by_reason.items():
+        print(f"error: {', '.join(names)} skipped: {why}", file=sys.stderr)
     return 2 if skipped else 0
 
 
