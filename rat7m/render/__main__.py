@@ -42,8 +42,16 @@ from rat7m.untrusted import check_output
 EXIT_CODES = "Exit codes: 0 written, 2 bad arguments, bad input or an output that cannot be written, 130 interrupted."
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and every option's default in its help line."""
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written, and each option's default in its help line (unless it says it already)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS or default == []
+        if "default" in text or unset or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _count(text: str) -> int:
@@ -82,6 +90,7 @@ def build_parser() -> ArgumentParser:
         return sub
 
     root_help = f"dataset root (default: ${ROOT_ENV}, else the current folder)"
+
     samples = mode("samples", "a figure per sample: six views, ground truth and prediction")
     _flag(samples, "gt_path", type=Path, default=None,
           help=f"annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")  # fmt: skip
@@ -99,7 +108,7 @@ def build_parser() -> ArgumentParser:
     _flag(samples, "out", type=Path, default=Path("render_samples"), help="output folder")
 
     video = mode("video", "a labelled MP4 of one recording and camera, from the chunks")
-    _flag(video, "root", type=Path, default=None, help=f"{root_help} (video_sequences/, annotations/)")
+    _flag(video, "root", type=Path, default=None, help=f"{root_help}: video_sequences/, annotations/")
     _flag(video, "recording", required=True, help="e.g. s5-d1")
     _flag(video, "camera", required=True, help="1..6 or Camera1..Camera6")
     _flag(video, "start", type=_count, default=0, help="first frame")
