@@ -21,6 +21,7 @@ do not, every image of the folder is read.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -410,6 +411,7 @@ def staging_folder(final: Path) -> Path:
     if remove_stale_stages(final):
         log.info("removed the leftovers of an interrupted export of %s", final)
     stage = final.with_name(_partial_name(final, os.getpid(), "partial"))
+    _inside_stage.cache_clear()  # a new stage, perhaps under an old one's name: nothing known about it yet
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     return stage
@@ -427,6 +429,17 @@ def publish(stage: Path, final: Path, manifest: Mapping[str, Any]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@functools.lru_cache(maxsize=4096)
+def _inside_stage(folder: Path, stage: Path) -> bool:
+    """Whether ``folder`` resolves (through links made earlier in the stage) inside ``stage``.
+
+    Cached: a folder found inside stays so, since only leaves are ever made links (a link's name that
+    is already a folder fails to be made).
+    """
+    inside, resolved = stage.resolve(), folder.resolve()
+    return resolved == inside or inside in resolved.parents
+
+
 def link(target: Path, link_path: Path, stage: Path) -> None:
     """A symbolic link ``link_path -> target`` (absolute), made only inside the staging folder ``stage``.
 
@@ -436,8 +449,7 @@ def link(target: Path, link_path: Path, stage: Path) -> None:
     Raises:
         BadInputError: ``link_path`` would be outside ``stage``.
     """
-    inside, parent = stage.resolve(), link_path.parent.resolve()  # through links made earlier in the stage
-    if parent != inside and inside not in parent.parents:
+    if not _inside_stage(link_path.parent, stage):
         raise BadInputError(f"refusing to create {link_path}: it is not inside the export folder {stage}")
     link_path.parent.mkdir(parents=True, exist_ok=True)
     if link_path.is_symlink():
