@@ -8,7 +8,7 @@ See ``python export.py --help`` (rat7m/export/cli.py) for every option and the e
 
 import sys
 
-from rat7m.export.cli import main
+from rat7m.export.cli import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main())

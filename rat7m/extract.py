@@ -47,6 +47,7 @@ from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
+from rat7m.untrusted import check_image_path
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
 log = logging.getLogger(__name__)
@@ -681,42 +682,6 @@ def _call(task: Callable[..., JobResult], job: ChunkJob, args: tuple) -> JobResu
     finally:
         if pending:
             _QUEUE.put(pending)
-
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def check_image_path(path: str, row: int, camera: str, images_dir: str = catalogue.IMAGES_DIR) -> None:
-    """Refuse an ``image_path`` that would write anything but a JPEG under the images folder.
-
-    A table names where each frame is written, so a hostile or broken table could otherwise replace
-    a video chunk, the table itself or a dotfile inside the root with a JPEG. Accepted: a relative
-    POSIX path below ``images_dir`` (itself relative to the root), no ``..`` or ``.`` part, no empty
-    part, no backslash, colon or control character (NUL included), ending in ``.jpg``.
-
-    Args:
-        path: the table's ``image_path`` cell.
-        row, camera: where it is in the table (for the message).
-        images_dir: the images folder relative to the dataset root (``images_unpacked``).
-
-    Raises:
-        BadInputError: one line naming the row, camera and path.
-    """
-    parts = path.split("/")
-    prefix = images_dir.strip("/").split("/")
-    why = None
-    if any(ord(c) < 32 or c in "\\:" for c in path) or path.startswith("/"):
-        why = "is not a relative POSIX path (absolute, or has a backslash, colon or control character)"
-    elif any(part in ("", ".", "..") for part in parts):
-        why = "has an empty, '.' or '..' part"
-    elif parts[: len(prefix)] != prefix or len(parts) <= len(prefix):
-        why = f"is not under {images_dir}/"
-    elif not path.endswith(".jpg") or parts[-1] == ".jpg":
-        why = "does not name a .jpg file"
-    if why is not None:
-        where = f"annotation table: image_path[{camera!r}][{row}] = {path[:200]!r}"
-        msg = f"{where} {why}; images go only under {images_dir}/"
-        raise BadInputError(msg)
 
 
 # --------------------------------------------------------------------------------------------- reporting

@@ -63,6 +63,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Public name of :func:`_alive`: other modules clean their own leftovers (export staging folders) by it.
+process_alive = _alive
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file for writing; on leaving the block without error, rename it to ``path``.

@@ -20,13 +20,14 @@ def rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
 
 _rgb = rgb  # the name older callers use
 
-#: Look of the 20 ground-truth keypoints in single-pose drawings (white dots, as on the synthetic frames).
-_KEYPOINT_STYLE = {"s": 14, "c": "white", "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
+#: Look of the 20 ground-truth keypoints in single-pose drawings: the ground truth's colour in every
+#: figure and video (:data:`rat7m.catalogue.GT_COLOUR`), so one colour means one role everywhere.
+_KEYPOINT_STYLE = {"s": 14, "c": [rgb(catalogue.GT_COLOUR)], "edgecolors": "black", "linewidths": 0.6, "zorder": 3}
 
 
 def draw_pose_2d(ax, image: np.ndarray | None, keypoints_2d: np.ndarray, com_2d: np.ndarray | None = None,
                  title: str | None = None) -> None:  # fmt: skip
-    """Show ``image`` with the 20 keypoints (white dots), the 21 bones (by body part) and the COM (black cross).
+    """Show ``image`` with the 20 keypoints (ground-truth colour), the 21 bones (by part) and the COM (black cross).
 
     Args:
         ax: a matplotlib Axes.
@@ -47,7 +48,7 @@ def draw_pose_2d(ax, image: np.ndarray | None, keypoints_2d: np.ndarray, com_2d:
         ax.invert_yaxis()
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)  # text from data: never mathtext
 
 
 def part_legend_handles() -> list:
@@ -62,7 +63,7 @@ def pose_legend_handles(com: bool = True) -> list:
     """Legend entries of a :func:`draw_pose_2d` drawing: keypoints, centre of mass, then the body parts."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([0], [0], linestyle="none", marker="o", markersize=5, markerfacecolor="white",
+    handles = [Line2D([0], [0], linestyle="none", marker="o", markersize=5, markerfacecolor=rgb(catalogue.GT_COLOUR),
                       markeredgecolor="black", label="keypoints")]  # fmt: skip
     if com:
         handles.append(Line2D([0], [0], linestyle="none", marker="x", markersize=7, color="black",
@@ -101,7 +102,7 @@ def draw_overlay_2d(ax, image: np.ndarray | None, truth_2d: np.ndarray, predicte
             ax.invert_yaxis()
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)  # text from data: never mathtext
 
 
 def overlay_legend_handles() -> list:
@@ -129,11 +130,12 @@ def draw_pose_3d(ax, keypoints_3d: np.ndarray, title: str | None = None, joint_n
     keypoints_3d = np.asarray(keypoints_3d, dtype=float)
     for (a, b), colour in zip(catalogue.BONES, catalogue.BONE_COLOURS, strict=True):
         ax.plot(*keypoints_3d[[a, b]].T, "-", color=rgb(colour), linewidth=2)
-    ax.scatter(*keypoints_3d.T, s=14, c="white", edgecolors="black", linewidths=0.6, depthshade=False)
+    ax.scatter(*keypoints_3d.T, s=14, c=[rgb(catalogue.GT_COLOUR)], edgecolors="black", linewidths=0.6,
+               depthshade=False)  # fmt: skip
     if joint_names:
         for name, point in zip(catalogue.JOINT_NAMES, keypoints_3d, strict=True):
             if np.isfinite(point).all():
-                ax.text(*point, f" {name}", fontsize=6)
+                ax.text(*point, f" {name}", fontsize=6, parse_math=False)
     ax.set_xlabel("x (mm)")
     ax.set_ylabel("y (mm)")
     ax.set_zlabel("z (mm)")
@@ -144,4 +146,4 @@ def draw_pose_3d(ax, keypoints_3d: np.ndarray, title: str | None = None, joint_n
         ax.set_ylim(centre[1] - half, centre[1] + half)
         ax.set_zlim(centre[2] - half, centre[2] + half)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)  # text from data: never mathtext

@@ -11,6 +11,9 @@ Every helper here exists because the obvious one-liner trusts too much:
   :func:`read_capped` stops at a size and a deadline, :func:`discard` never reads much.
 - ``open(path, "ab")`` follows a symlink planted in the output folder: :func:`open_own_file`
   does not, and refuses anything but a regular file of ours.
+- a table's ``image_path`` is joined to a folder and written, linked or read by extraction, every
+  export and render: :func:`check_image_path` is the one rule for all of them, and
+  :func:`check_output` keeps an ``--out`` off the dataset's inputs.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ import errno
 import os
 import re
 import stat
+import string
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.util import parse_url
+
+from rat7m import catalogue
+from rat7m.errors import BadInputError
 
 #: Bodies at most this long are read to their end so the connection can be reused; longer ones
 #: (or ones of unknown length) are closed unread.
@@ -179,3 +187,119 @@ def disk_full_message(path: Path, needed: int | None) -> str:
 
 def _mb(size: int) -> str:
     return f"{size / 1e6:,.1f} MB" if size >= 100_000 else f"{size} bytes"
+
+
+# ------------------------------------------------------------------------------------- paths from a table
+#
+# A table names, per sample and camera, the image of that view (``image_path``, relative to the dataset
+# root). Extraction writes there, exports link to it and write labels named after it, render reads it:
+# a hostile or broken table must not steer any of them out of their folder, nor break the line-based
+# files the exports write (a newline in a name adds a row to YOLO's train.txt).
+
+
+def check_image_path(path: str, row: int, camera: str, images_dir: str | None = catalogue.IMAGES_DIR) -> None:
+    """Refuse an ``image_path`` that could name anything but a JPEG under the images folder.
+
+    Accepted: a relative POSIX path (below ``images_dir`` when it is given), no ``..`` or ``.`` part, no
+    empty part, no part with spaces at either end, no backslash, colon or control character (NUL,
+    newline, tab...), ending in ``.jpg``. Other characters (commas, quotes) are quoted by the formats
+    that need it.
+
+    Args:
+        path: the table's ``image_path`` cell.
+        row, camera: where it is in the table (for the message).
+        images_dir: the images folder relative to the root (``images_unpacked``), or None for any
+            folder (an export reads images under ``--images-root``, wherever the table put them).
+
+    Raises:
+        BadInputError: one line naming the row, camera and path.
+    """
+    parts = path.split("/")
+    prefix = images_dir.strip("/").split("/") if images_dir else []
+    why = None
+    if any(ord(c) < 32 or ord(c) == 0x7F or c in "\\:" for c in path) or path.startswith("/"):
+        why = "is not a relative POSIX path (absolute, or has a backslash, colon or control character)"
+    elif any(part in ("", ".", "..") for part in parts):
+        why = "has an empty, '.' or '..' part"
+    elif any(part != part.strip() for part in parts):
+        why = "has a name with spaces at either end"
+    elif parts[: len(prefix)] != prefix or len(parts) <= len(prefix):
+        why = f"is not under {images_dir}/"
+    elif not path.endswith(".jpg") or parts[-1] == ".jpg":
+        why = "does not name a .jpg file"
+    if why is not None:
+        where = f"annotation table: image_path[{camera!r}][{row}] = {path[:200]!r}"
+        rule = f"images go only under {images_dir}/" if images_dir else "image paths are relative .jpg paths"
+        raise BadInputError(f"{where} {why}; {rule}")
+
+
+#: The plain characters of a path (letters, digits, ``_ - . /``) and the separator of the joined paths.
+_PLAIN_BYTES = (string.ascii_letters + string.digits + "_-./\n").encode()
+
+
+def _all_plain(texts: list[str], prefix: str) -> bool:
+    """Whether every path is plainly acceptable: checked with C string searches over all of them joined.
+
+    Plain: letters, digits, ``_ - . /`` only; no part empty or starting with a dot (so no ``.``,
+    ``..`` or hidden names); ``prefix`` first; ``.jpg`` last. One newline between paths, so a
+    newline inside a path shows as a wrong count.
+    """
+    if not texts:
+        return True
+    joined = "\n".join(texts)
+    n = len(texts)
+    if not joined or not joined.isascii() or joined.encode().translate(None, _PLAIN_BYTES):
+        return False
+    return (
+        joined[0] not in "./"
+        and not any(bad in joined for bad in ("//", "/.", "\n.", "\n/", "/\n"))
+        and joined.count("\n") == n - 1
+        and joined.count(".jpg\n") == n - 1
+        and joined.endswith(".jpg")
+        and not joined.endswith("/.jpg")
+        and (not prefix or (joined.startswith(prefix) and joined.count("\n" + prefix) == n - 1))
+    )
+
+
+def check_image_paths(paths: Sequence[object], rows: Sequence[int], camera: str,
+                      images_dir: str | None = catalogue.IMAGES_DIR) -> None:  # fmt: skip
+    """:func:`check_image_path` on every path of one camera column, fast enough for 676k paths.
+
+    Plain paths (``images_unpacked/s1-d1/camera1/frame_000001.jpg``) are accepted by a few string
+    searches over them all; if any is not plain, each path is checked in turn, so the first refused
+    one is named exactly as :func:`check_image_path` names it.
+    """
+    texts = [p if isinstance(p, str) else str(p) for p in paths]
+    if _all_plain(texts, images_dir.strip("/") + "/" if images_dir else ""):
+        return
+    seen: set[str] = set()
+    for row, text in zip(rows, texts, strict=True):
+        if text not in seen:
+            check_image_path(text, int(row), camera, images_dir)
+            seen.add(text)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output(out: Path, root: Path | None, inputs: Iterable[Path] = (), *, what: str = "--out") -> None:
+    """Refuse an output that would land on the dataset's inputs, before anything is written.
+
+    ``out`` (a file or a folder, resolved through links) must not be inside ``root``'s
+    ``video_sequences/`` or ``annotations/``, nor be one of ``inputs`` (the table, a prediction file,
+    a chunk), nor a folder holding one of them.
+
+    Raises:
+        BadInputError: one line naming the output, what it would overwrite, and the fix.
+    """
+    target = out.resolve()
+    if root is not None:
+        for sub in (catalogue.VIDEO_DIR, catalogue.ANNOTATION_DIR):
+            folder = (root / sub).resolve()
+            if _inside(target, folder):
+                raise BadInputError(f"{what} {out} is inside the dataset's {sub}/ ({folder}); choose another {what}")
+    for source in inputs:
+        resolved = Path(source).resolve()
+        if _inside(resolved, target):
+            raise BadInputError(f"{what} {out} would overwrite the input {source}; choose another {what}")

@@ -44,6 +44,12 @@ def run(*argv):
     return cli.main([str(a) for a in argv])
 
 
+def errors(capsys):
+    """stderr without the one line saying which dataset root is used."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("dataset root: "))
+
+
 def export(data, fmt, out, *extra):
     root = data[0]
     assert run(fmt, "--root", root, "--out", out, "--quiet", *extra) == 0
@@ -406,7 +412,7 @@ def test_missing_images_name_the_extract_command(data, tmp_path, capsys):
     shutil.copytree(root / catalogue.IMAGES_DIR, partial / catalogue.IMAGES_DIR)
     os.remove(partial / table["table"]["image_path"]["Camera3"][4])
     code = run("yolo", "--root", partial, "--annotation", catalogue.mini_annotation_path(root), "--out", tmp_path / "o")
-    err = capsys.readouterr().err.strip()
+    err = errors(capsys)
     assert code == 2 and "\n" not in err and "1 of" in err
     assert f"run python extract_frames.py --root {partial} --annotation " in err and "--cameras 1,2,3,4,5,6" in err
     assert not (tmp_path / "o" / "yolo").exists()

@@ -17,8 +17,13 @@ Rows: ``--split`` (default: every row, except for dlc, whose default is the trai
 DeepLabCut draws its own random train/test split from a project's labelled images, so test
 recordings exported into a DLC project, and other views of the same timesteps, would be trained on).
 
+The dataset root is ``--root``, else ``$RAT7M_ROOT``, else the current folder (said once on stderr).
+``all`` goes on past a format it cannot write (anipose refusing cameras with skew, images not
+extracted for the formats that need them) and ends with the list of what it skipped and why.
+
 Exit codes: 0 every format written (or already complete), 2 bad arguments, a bad table, missing
-images or a missing library.
+images, a missing library, an output folder that cannot be written, or (``all``) any format
+skipped; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import importlib.util
 import json
 import logging
 import shlex
+import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +45,12 @@ from rat7m.cli import (
     ArgumentParser,
     add_cameras_argument,
     add_recordings_argument,
+    add_root_argument,
     add_verbosity_arguments,
+    check_writable,
+    command_name,
     progress_enabled,
+    resolve_root,
     run_main,
     setup_logging,
 )
@@ -56,6 +67,7 @@ from rat7m.export.common import (
     staging_folder,
 )
 from rat7m.table import load_annotation
+from rat7m.untrusted import check_output
 
 log = logging.getLogger("rat7m.export")
 
@@ -82,10 +94,10 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> ArgumentParser:
     """The command line of ``export.py``."""
-    parser = ArgumentParser(prog="export.py", description=__doc__)
+    parser = ArgumentParser(prog="export.py", description=__doc__)  # rat7m-export under the console command
     parser.add_argument("format", metavar="FORMAT", choices=(*FORMATS, "all"), help=f"{', '.join(FORMATS)} or all")
     parser.add_argument("--annotation", type=Path, help=f"table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")
-    parser.add_argument("--root", type=Path, default=Path("."), help="dataset root (default: .)")
+    add_root_argument(parser)
     parser.add_argument("--images-root", type=Path, help="folder holding the table's image_path (default: ROOT)")
     parser.add_argument("--out", type=Path, required=True, help="output folder; each format goes to OUT/<format>/")
     parser.add_argument("--split", choices=("train", "test", "all"), default=None,
@@ -137,33 +149,55 @@ def _formats(choice: str) -> list[str]:
     return [choice]
 
 
-def _sizes(selection: Selection, args: argparse.Namespace, images_root: Path, formats: list[str]) -> None:
-    """Image sizes from the images; anipose alone falls back to the video headers."""
-    needs_images = any(importlib.import_module(f"rat7m.export.{f}").NEEDS_IMAGES for f in formats)
-    if args.image_size is not None or needs_images:
-        command = (
-            f"python extract_frames.py --root {shlex.quote(str(images_root))} "
-            f"--annotation {shlex.quote(str(args.annotation))} "
-            f"--recordings {' '.join(r.name for r in selection.recordings)} "
-            f"--cameras {','.join(str(catalogue.camera_number(c)) for c in selection.cameras)}"
-        )
-        read_sizes(selection, images_root, fixed=args.image_size, extract_command=command)
-        return
-    if "anipose" not in formats:
-        return
-    from rat7m.export.anipose import size_from_video
+class _Sizes:
+    """Image sizes, read once for every format that needs them (the outcome, error included, is kept)."""
 
-    try:
-        read_sizes(selection, images_root)
-    except BadInputError:
-        for recording in selection.recordings:
-            for camera in selection.cameras:
-                size = size_from_video(args.root / catalogue.VIDEO_DIR, recording, camera)
+    def __init__(self, selection: Selection, args: argparse.Namespace, images_root: Path) -> None:
+        self.selection, self.args, self.images_root = selection, args, images_root
+        self._error: BadInputError | None = None
+        self._read = False
+
+    def from_images(self) -> None:
+        """Fill the selection's sizes from the images (or ``--image-size``); raise if images are missing."""
+        if not self._read:
+            self._read = True
+            args, selection = self.args, self.selection
+            command = (
+                f"python extract_frames.py --root {shlex.quote(str(self.images_root))} "
+                f"--annotation {shlex.quote(str(args.annotation))} "
+                f"--recordings {' '.join(r.name for r in selection.recordings)} "
+                f"--cameras {','.join(str(catalogue.camera_number(c)) for c in selection.cameras)}"
+            )
+            try:
+                read_sizes(selection, self.images_root, fixed=args.image_size, extract_command=command)
+            except BadInputError as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+
+    def for_format(self, fmt: str) -> None:
+        """Sizes as ``fmt`` needs them: from the images; anipose alone falls back to the video headers."""
+        if importlib.import_module(f"rat7m.export.{fmt}").NEEDS_IMAGES:
+            self.from_images()
+        elif fmt == "anipose":
+            try:
+                self.from_images()
+            except BadInputError:
+                self._from_videos()
+
+    def _from_videos(self) -> None:
+        from rat7m.export.anipose import size_from_video
+
+        for recording in self.selection.recordings:
+            for camera in self.selection.cameras:
+                if (recording.name, camera) in self.selection.sizes:
+                    continue
+                size = size_from_video(self.args.root / catalogue.VIDEO_DIR, recording, camera)
                 if size is None:
                     msg = (f"no image or video of {recording.name} {camera} to read its size from; "
                            "pass --image-size WxH or --root DATASET_ROOT")  # fmt: skip
                     raise BadInputError(msg) from None
-                selection.sizes[(recording.name, camera)] = size
+                self.selection.sizes[(recording.name, camera)] = size
 
 
 def _manifest(fmt: str, args: argparse.Namespace, selection: Selection, summary: Summary) -> dict:
@@ -184,8 +218,16 @@ def _options(manifest: dict) -> tuple:
 
 
 def run_export(fmt: str, selection: Selection, args: argparse.Namespace, images_root: Path) -> Summary:
-    """Write one format into ``OUT/<format>/`` through a staging folder (or skip a complete one)."""
+    """Write one format into ``OUT/<format>/`` through a staging folder (or skip a complete one).
+
+    Raises:
+        BadInputError: the format refuses the data, the folder is someone else's, or it cannot be
+            written (read-only, disk full): one line, and nothing left under ``OUT/<format>/``.
+    """
     final = args.out / fmt
+    if final.is_symlink():
+        raise BadInputError(f"{final} is a symbolic link; exports are never written through one: move it or "
+                            "choose another --out")  # fmt: skip
     if is_complete(final) and not args.overwrite:
         old = json.loads((final / MANIFEST_NAME).read_text())
         now = {"split": selection.split, "recordings": [r.name for r in selection.recordings],
@@ -195,21 +237,55 @@ def run_export(fmt: str, selection: Selection, args: argparse.Namespace, images_
                    f"{', '.join(old.get('recordings', []))}); pass --overwrite to replace it")  # fmt: skip
             raise BadInputError(msg)
         return Summary(fmt, final, skipped=True)
-    if (final.exists() or final.is_symlink()) and not is_complete(final):
+    if final.exists() and not is_complete(final):
         # an export is renamed into place whole, manifest included: this folder is someone else's
         raise BadInputError(f"{final} exists and is not an export made by export.py; move it or choose another --out")
     module = importlib.import_module(f"rat7m.export.{fmt}")
-    stage = staging_folder(final)
+    stage = None
     try:
+        stage = staging_folder(final)
         summary = module.export(selection, stage, final=final, images_root=images_root, root=args.root,
                                 allow_skew=args.allow_skew, val_recordings=args.val_recordings)  # fmt: skip
         publish(stage, final, _manifest(fmt, args, selection, summary))
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(stage, ignore_errors=True)
+    except BaseException as exc:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, BadInputError):
+            where = exc.filename or final
+            raise BadInputError(f"cannot write the {fmt} export to {where}: {exc.strerror or exc}; "
+                                "free some space or choose another --out") from None  # fmt: skip
         raise
     return summary
+
+
+def _check_out(args: argparse.Namespace, formats: list[str]) -> None:
+    """Refuse an ``--out`` that is a file, cannot be written, or would land on the dataset's inputs."""
+    if args.out.exists() and not args.out.is_dir():
+        raise BadInputError(f"--out {args.out} is a file, not a folder; choose a folder (formats go to OUT/<format>/)")
+    for fmt in formats:
+        check_output(args.out / fmt, args.root, [args.annotation])
+    if not args.dry_run:
+        check_writable(args.out, "the exports", "choose another --out")
+
+
+def _dry_run(formats: list[str], selection: Selection, args: argparse.Namespace, sizes: _Sizes) -> int:
+    """Say what each format would write (or, with ``all``, why it would be skipped); write nothing."""
+    n_rows, n_cams = len(selection.rows), len(selection.cameras)
+    recordings = ", ".join(r.name for r in selection.recordings)
+    skipped = 0
+    for fmt in formats:
+        final = args.out / fmt
+        try:
+            sizes.for_format(fmt)
+        except BadInputError as exc:
+            if args.format != "all":
+                raise
+            print(f"{fmt}: would skip {final}: {exc}")
+            skipped += 1
+            continue
+        state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
+        print(f"{fmt}: {state} {final}: {n_rows} samples x {n_cams} cameras = {n_rows * n_cams} images of {recordings}")
+    return 2 if skipped else 0
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -218,9 +294,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args)
     logging.getLogger("numexpr").setLevel(logging.WARNING)  # PyTables' import says how many threads at INFO
     formats = _formats(args.format)
+    args.root = resolve_root(args.root, quiet=args.quiet)
     args.annotation = args.annotation or catalogue.mini_annotation_path(args.root)
     if not args.annotation.is_file():
         raise BadInputError(f"no annotation table at {args.annotation}; pass --annotation PKL or --root DATASET_ROOT")
+    _check_out(args, formats)
     images_root = args.images_root or args.root
     table = load_annotation(args.annotation)
     split_of = {fmt: args.split or DEFAULT_SPLITS.get(fmt, "all") for fmt in formats}
@@ -230,29 +308,41 @@ def _main(argv: Sequence[str] | None = None) -> int:
         elif args.split != "train":
             log.warning("dlc: --split %s puts test rows into the project: %s", args.split, DLC_SPLIT_WARNING)
     selections: dict[str, Selection] = {}
+    sizes: dict[str, _Sizes] = {}
     for split in dict.fromkeys(split_of.values()):
         selection = select(table, split=split, recordings=args.recordings, cameras=args.cameras)
         selection.progress = progress_enabled(args)
-        _sizes(selection, args, images_root, [f for f in formats if split_of[f] == split])
-        selections[split] = selection
+        selections[split], sizes[split] = selection, _Sizes(selection, args, images_root)
     if args.dry_run:
-        for fmt in formats:
-            selection = selections[split_of[fmt]]
-            n_rows = len(selection.rows)
-            final = args.out / fmt
-            state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
-            recordings = ", ".join(r.name for r in selection.recordings)
-            n_images = n_rows * len(selection.cameras)
-            print(f"{fmt}: {state} {final}: {n_rows} samples x {len(selection.cameras)} cameras = {n_images} images "
-                  f"of {recordings}")  # fmt: skip
-        return 0
+        return max(_dry_run([f for f in formats if split_of[f] == split], selections[split], args, sizes[split])
+                   for split in selections)  # fmt: skip
+    skipped: list[tuple[str, str]] = []
     for fmt in formats:
         started = time.perf_counter()
-        summary = run_export(fmt, selections[split_of[fmt]], args, images_root)
+        try:
+            sizes[split_of[fmt]].for_format(fmt)
+            summary = run_export(fmt, selections[split_of[fmt]], args, images_root)
+        except BadInputError as exc:
+            if args.format != "all":
+                raise
+            skipped.append((fmt, str(exc)))
+            print(f"{fmt}: skipped (why: at the end)")
+            continue
         print(summary.line() + ("" if summary.skipped else f" ({time.perf_counter() - started:.1f} s)"))
-    return 0
+    by_reason: dict[str, list[str]] = {}
+    for fmt, why in skipped:  # formats refused for one reason (images not extracted) share a line
+        by_reason.setdefault(why, []).append(fmt)
+    for why, names in by_reason.items():
+        print(f"error: {', '.join(names)} skipped: {why}", file=sys.stderr)
+    return 2 if skipped else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``rat7m-export``: export, with errors as one line and exit code 2 (see the module docstring)."""
+    with command_name("rat7m-export"):
+        return run_main(_main, argv)
+
+
+def script_main(argv: Sequence[str] | None = None) -> int:
+    """``python export.py``: :func:`main` under the script's own name."""
     return run_main(_main, argv)

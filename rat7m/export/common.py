@@ -28,9 +28,11 @@ do not, every image of the folder is read.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,7 +45,9 @@ from tqdm import tqdm
 
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
+from rat7m.fileio import process_alive
 from rat7m.table import cameras_of
+from rat7m.untrusted import check_image_paths
 
 log = logging.getLogger("rat7m.export")
 
@@ -183,7 +187,8 @@ def select(
     """Choose rows by split and recording, and cameras; the order of rows is the table's.
 
     Raises:
-        BadInputError: a camera the table lacks, or nothing left to export.
+        BadInputError: a camera the table lacks, nothing left to export, or an ``image_path`` of a
+            chosen row and camera that :func:`rat7m.untrusted.check_image_path` refuses.
     """
     columns = table["table"]
     names = [str(c) for c in table["camera_names"]]
@@ -204,15 +209,9 @@ def select(
     if not len(rows):
         wanted = ", ".join(r.name for r in recordings) if recordings else "any recording"
         raise BadInputError(f"the table has no {split} rows of {wanted}; check --split and --recordings")
-    for path in np.asarray(columns["image_path"][cameras[0]])[rows[:1]]:
-        _check_relative(str(path))
+    for camera in cameras:  # every row, whatever the flags: the paths name files, links and folders we write
+        check_image_paths(np.asarray(columns["image_path"][camera])[rows], rows.tolist(), camera, images_dir=None)
     return Selection(table, rows, chosen, cameras, split)
-
-
-def _check_relative(path: str) -> None:
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise BadInputError(f"image_path {path!r} leaves the images root; the table's paths must be relative")
 
 
 # ------------------------------------------------------------------------------------- visibility
@@ -327,7 +326,6 @@ def read_sizes(
             total += len(paths)
             by_folder: dict[str, list[str]] = {}
             for path in paths:
-                _check_relative(path)
                 by_folder.setdefault(str(PurePosixPath(path).parent), []).append(path)
             sizes = set()
             for folder, members in by_folder.items():
@@ -353,7 +351,13 @@ def read_sizes(
     if missing:
         recs = " ".join(r.name for r in selection.recordings)
         command = extract_command or f"python extract_frames.py --root DATASET_ROOT --recordings {recs}"
-        msg = f"{len(missing)} of {total} images are not under {images_root} (first: {missing[0]}); run {command}"
+        where = f"under {images_root}"
+        if len(missing) == total:  # not one image: more likely the wrong folder than a partial extraction
+            msg = (f"none of the {total} images are {where} (first: {missing[0]}); if they were extracted "
+                   f"elsewhere, pass --images-root FOLDER (the folder holding {PurePosixPath(missing[0]).parts[0]}/), "
+                   f"else run {command}")  # fmt: skip
+        else:
+            msg = f"{len(missing)} of {total} images are not {where} (first: {missing[0]}); run {command}"
         raise BadInputError(msg)
 
 
@@ -389,9 +393,37 @@ def is_complete(folder: Path) -> bool:
     return (folder / MANIFEST_NAME).is_file()
 
 
+def _partial_name(final: Path, pid: int, kind: str) -> str:
+    return f".{final.name}.{pid}.{kind}"
+
+
+def remove_stale_stages(final: Path) -> int:
+    """Remove staging (``.NAME.PID.partial``) and swapped-out (``.NAME.PID.old``) folders of ``final`` left by
+    runs that were killed (SIGTERM, SIGKILL); a live run's are left alone. Returns how many were removed."""
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.(\d+)\.(partial|old)")
+    removed = 0
+    try:
+        entries = list(os.scandir(final.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or process_alive(int(match[1])) or entry.is_symlink() or not entry.is_dir():
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
 def staging_folder(final: Path) -> Path:
-    """A fresh hidden folder beside ``final`` to write an export into before renaming it."""
-    stage = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    """A fresh hidden folder beside ``final`` to write an export into before renaming it.
+
+    Leftovers of killed runs (their process is gone) are removed first.
+    """
+    if remove_stale_stages(final):
+        log.info("removed the leftovers of an interrupted export of %s", final)
+    stage = final.with_name(_partial_name(final, os.getpid(), "partial"))
+    _inside_stage.cache_clear()  # a new stage, perhaps under an old one's name: nothing known about it yet
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     return stage
@@ -402,16 +434,36 @@ def publish(stage: Path, final: Path, manifest: Mapping[str, Any]) -> None:
     (stage / MANIFEST_NAME).write_text(json.dumps(dict(manifest), indent=1, sort_keys=True) + "\n")
     old = None
     if final.exists() or final.is_symlink():
-        old = final.with_name(f".{final.name}.{os.getpid()}.old")
+        old = final.with_name(_partial_name(final, os.getpid(), "old"))
         os.replace(final, old)
     os.replace(stage, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def link(target: Path, link_path: Path) -> None:
-    """A symbolic link ``link_path -> target`` (absolute), replacing one left by an earlier try."""
+@functools.lru_cache(maxsize=4096)
+def _inside_stage(folder: Path, stage: Path) -> bool:
+    """Whether ``folder`` resolves (through links made earlier in the stage) inside ``stage``.
+
+    Cached: a folder found inside stays so, since only leaves are ever made links (a link's name that
+    is already a folder fails to be made).
+    """
+    inside, resolved = stage.resolve(), folder.resolve()
+    return resolved == inside or inside in resolved.parents
+
+
+def link(target: Path, link_path: Path, stage: Path) -> None:
+    """A symbolic link ``link_path -> target`` (absolute), made only inside the staging folder ``stage``.
+
+    ``link_path`` comes from a table's (checked) path; this is the last guard: its folder must resolve
+    inside ``stage``, and only a link made there is ever replaced.
+
+    Raises:
+        BadInputError: ``link_path`` would be outside ``stage``.
+    """
+    if not _inside_stage(link_path.parent, stage):
+        raise BadInputError(f"refusing to create {link_path}: it is not inside the export folder {stage}")
     link_path.parent.mkdir(parents=True, exist_ok=True)
     if link_path.is_symlink():
         link_path.unlink()
-    link_path.symlink_to(target.resolve())
+    link_path.symlink_to(os.path.realpath(target))

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.io
 
 from rat7m import catalogue, pixels
+from rat7m.errors import BadInputError
 from rat7m.export.common import Selection, Summary, link
 
 NEEDS_IMAGES = False
@@ -63,6 +64,13 @@ def _io_yaml(recordings: list[str], cameras: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_chunk(chunk: Path) -> None:
+    """Refuse a chunk name that is a link to nothing (or to itself): DANNCE would fail on it much later."""
+    if not chunk.is_file():
+        kind = "a symbolic link that loops or leads nowhere" if chunk.is_symlink() else "not a regular file"
+        raise BadInputError(f"{chunk} is {kind}; remove it or put the chunk there, then rerun")
+
+
 def export(selection: Selection, out: Path, *, final: Path, root: Path, **_: object) -> Summary:
     """Write label3d files, video links, the skeleton and ``io.yaml`` into ``out``."""
     summary = Summary("dannce", final)
@@ -96,7 +104,8 @@ def export(selection: Selection, out: Path, *, final: Path, root: Path, **_: obj
             for chunk in sorted(video_dir.glob(f"{recording.name}-camera{catalogue.camera_number(camera)}-*.mp4")):
                 parsed = catalogue.parse_video_chunk_name(chunk.name)
                 if parsed is not None:
-                    link(chunk, out / recording.name / "videos" / camera / f"{parsed.start}.mp4")
+                    _check_chunk(chunk)
+                    link(chunk, out / recording.name / "videos" / camera / f"{parsed.start}.mp4", out)
                     n_links += 1
             if not n_links:
                 summary.notes.append(f"no video chunks of {recording.name} {camera} under {video_dir}")

@@ -18,6 +18,7 @@ told otherwise (see :mod:`rat7m.export.cli`).
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 from pathlib import Path, PurePosixPath
@@ -43,10 +44,10 @@ def _csv_text(folder: str, names: list[str], coords: np.ndarray) -> str:
     out.write("scorer,,," + ",".join([SCORER] * n_cols) + "\n")
     out.write("bodyparts,,," + ",".join(j for j in catalogue.JOINT_NAMES for _ in "xy") + "\n")
     out.write("coords,,," + ",".join(["x", "y"] * catalogue.N_JOINTS) + "\n")
+    rows = csv.writer(out, lineterminator="\n")  # quotes a name holding a comma or quote, as pandas does
     flat = coords.reshape(len(coords), -1).tolist()
     for name, values in zip(names, flat, strict=True):
-        cells = ["" if v != v else repr(v) for v in values]  # v != v: NaN
-        out.write(f"labeled-data,{folder},{name}," + ",".join(cells) + "\n")
+        rows.writerow(["labeled-data", folder, name, *("" if v != v else repr(v) for v in values)])  # v != v: NaN
     return out.getvalue()
 
 
@@ -109,7 +110,7 @@ def export(selection: Selection, out: Path, *, final: Path, images_root: Path, *
         (target / f"CollectedData_{SCORER}.csv").write_text(_csv_text(view.folder, names, coords))
         h5 = _write_h5(target / f"CollectedData_{SCORER}.h5", view.folder, names, coords) and h5
         for i, name in zip(keep, names, strict=True):
-            link(images_root / view.paths[i], target / name)
+            link(images_root / view.paths[i], target / name, out)
         folders.append((view.folder, view.width, view.height))
         summary.images += len(names)
         summary.instances += len(names)

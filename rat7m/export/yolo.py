@@ -107,7 +107,7 @@ def export(
             pure = PurePosixPath(path)
             folder = str(pure.parent)
             if folder not in linked:
-                link(images_root / folder, out / "images" / folder)
+                link(images_root / folder, out / "images" / folder, out)
                 linked.add(folder)
             label = out / "labels" / pure.with_suffix(".txt")
             label.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from rat7m.errors import BadInputError, Rat7mError
 from rat7m.geometry import project
 from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
 from rat7m.table import cameras_of
+from rat7m.untrusted import check_image_paths
 from rat7m.video import ChunkIndex, read_frames
 
 log = logging.getLogger(__name__)
@@ -65,19 +66,59 @@ def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Pr
     """
     path = Path(path)
     if path.suffix.lower() == ".npy" and path.is_file():
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
-        if array.ndim == 4:
-            if array.shape[1:] != (len(camera_names), catalogue.N_JOINTS, 2):
-                shape = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
-                raise BadInputError(f"{path} has shape {array.shape}; a 2D prediction must be {shape}")
+        shape = _npy_shape(path)
+        if len(shape) == 4:
+            if shape[1:] != (len(camera_names), catalogue.N_JOINTS, 2):
+                expected = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
+                raise BadInputError(f"{path} has shape {shape}; a 2D prediction must be {expected}")
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
             points = array.astype(np.float64)
             return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
     from metric_utils.compute_metrics import read_predictions  # the one reader of 3D prediction files
 
     return Predictions(points_3d=read_predictions(path))
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape a ``.npy`` file declares, checked against its size before anything is allocated.
+
+    Raises:
+        BadInputError: not a ``.npy`` file, a dtype that is not a plain number, or a declared shape
+            whose data the file does not hold (a 200-byte file claiming petabytes).
+    """
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)  # the header only: nothing allocated, nothing unpickled
+            offset = f.tell()
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
+    if dtype.kind not in "fiu":
+        raise BadInputError(f"{path} holds {dtype} values; predictions are numbers")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if needed != path.stat().st_size - offset:
+        raise BadInputError(f"{path} declares shape {shape} ({needed} bytes) but holds "
+                            f"{path.stat().st_size - offset} bytes of data")  # fmt: skip
+    return tuple(int(n) for n in shape)
+
+
+def check_rows(table: Mapping, rows: Sequence[int]) -> None:
+    """Check the ``image_path`` of every camera of the rows to be drawn (:func:`rat7m.untrusted.check_image_path`).
+
+    Render only reads these paths, but a table must not make it read a file outside the images
+    (``../../.ssh/id_rsa.jpg``): the rule is the one extraction and the exports keep.
+
+    Raises:
+        BadInputError: one line naming the row, camera and path.
+    """
+    columns = table["table"]
+    for cam in (str(c) for c in table["camera_names"]):
+        paths = np.asarray(columns["image_path"][cam])[list(rows)]
+        check_image_paths(paths, rows, cam, images_dir=None)
 
 
 def frame_images(table: Mapping, row: int, root: str | os.PathLike | None,
@@ -140,8 +181,8 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         else:
             predicted = predictions.points_2d[cam][pred_row]
         errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))
-        title = f"{cam} frame {int(columns['frame_idx'][cam][row])}"
-        draw_overlay_2d(ax, images.get(cam), truth, predicted, title=title)
+        draw_overlay_2d(ax, images.get(cam), truth, predicted)
+        ax.set_title(f"{cam} frame {int(columns['frame_idx'][cam][row])}", fontsize=9, parse_math=False)
         _zoom(ax, np.concatenate([truth, predicted]))
     for ax in axes[len(cameras) :]:
         ax.set_axis_off()
@@ -150,7 +191,7 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         headline = f"MPJPE {score:.1f} mm"
     else:
         headline = f"mean 2D error {np.nanmean(np.concatenate(errors_2d)):.1f} px"
-    fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11)
+    fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11, parse_math=False)
     fig.legend(handles=overlay_legend_handles(), loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
