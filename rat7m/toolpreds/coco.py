@@ -1,0 +1,82 @@
+"""COCO keypoint results JSON: what MMPose's ``CocoMetric(outfile_prefix=...)`` and Ultralytics'
+``val(save_json=True)`` write.
+
+A list of ``{"image_id", "category_id", "keypoints": [x, y, score] x 20, "score"}`` (Ultralytics adds
+``file_name`` and ``bbox``). ``image_id`` is our COCO export's integer id (MMPose) or the image's file
+stem (Ultralytics: the YOLO export's unique stem; an int only if the stem is numeric, so a
+``file_name`` is preferred when present). Pixels are 0-based. A keypoint ``[0, 0, 0]`` (COCO's
+visibility 0) or with a non-finite coordinate is missing; the third number is the joint's confidence
+(the triangulation weight) and ``score`` the ranking score of OKS AP (the mean joint confidence when
+absent).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rat7m import catalogue
+from rat7m.errors import BadInputError
+from rat7m.toolpreds.common import Collector2D, TableIndex, ToolPredictions2D, check_confidence, check_values, read_text
+
+FORMAT = "coco"
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    """A JSON list of objects with ``keypoints``."""
+    return path.suffix.lower() == ".json" and head.lstrip().startswith(b"[") and b'"keypoints"' in head
+
+
+def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> ToolPredictions2D:
+    """Read a COCO results file and place every prediction at its (sample, camera)."""
+    try:
+        entries = json.loads(read_text(path))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so is a 5000-digit int
+        raise BadInputError(f"{path} is not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(entries, list):
+        raise BadInputError(f"{path} holds a JSON {type(entries).__name__}; COCO results are a list of predictions")
+    collector = Collector2D(index, FORMAT)
+    J = catalogue.N_JOINTS
+    for i, entry in enumerate(entries):
+        where = f"{path} prediction {i}"
+        if not isinstance(entry, dict) or "keypoints" not in entry or "image_id" not in entry:
+            raise BadInputError(f"{where} is not an object with image_id and keypoints")
+        values = _numbers(entry["keypoints"], 3 * J, f"{where} keypoints")
+        triples = values.reshape(J, 3)
+        xy, confidence = triples[:, :2].copy(), triples[:, 2].copy()
+        check_values(xy, f"{where} keypoints")
+        missing = (triples == 0).all(axis=1) | ~np.isfinite(xy).all(axis=1)
+        xy[missing], confidence[missing] = np.nan, 0.0
+        check_confidence(confidence, f"{where} keypoint scores")
+        score = entry.get("score")
+        if score is None:
+            score = float(confidence.mean())
+        score = float(_numbers([score], 1, f"{where} score")[0])
+        if not np.isfinite(score):
+            raise BadInputError(f"{where} score {score} is not a finite number")
+        image_id, file_name = entry["image_id"], entry.get("file_name")
+        if isinstance(file_name, str) and file_name:
+            targets, label = index.lookup_path(file_name), f"file_name {file_name[:100]!r}"
+        elif isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+            raise BadInputError(f"{where} image_id {str(image_id)[:50]!r} is neither an integer nor a file stem")
+        elif isinstance(image_id, int):
+            targets, label = index.lookup_coco_id(image_id), f"image_id {image_id}"
+        else:
+            targets, label = index.lookup_path(image_id), f"image_id {image_id[:100]!r}"
+        collector.add(targets, xy, confidence, score, label)
+    return collector.finish(target)
+
+
+def _numbers(value: object, count: int, what: str) -> np.ndarray:
+    """``count`` JSON numbers as float64 (NaN allowed, checked by the caller)."""
+    if not isinstance(value, list) or len(value) != count:
+        size = len(value) if isinstance(value, list) else type(value).__name__
+        raise BadInputError(f"{what}: expected a list of {count} numbers, found {size}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise BadInputError(f"{what}: expected numbers only")
+    try:
+        return np.array(value, dtype=np.float64)
+    except OverflowError:
+        raise BadInputError(f"{what}: a number is too large") from None

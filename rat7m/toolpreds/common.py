@@ -1,0 +1,378 @@
+"""What every tool reader shares: the map from the names our exports wrote back to table rows and
+cameras, the collector that places predictions and counts unmatched and duplicate ones, and the
+bounds every number and file must respect.
+
+Names an export writes, and how they map back (rows of the scored split, cameras of the table):
+
+* COCO ``image_id``: ``row * 10 + camera number`` (:func:`rat7m.export.coco.image_id`).
+* Image file names: the table's ``image_path`` (COCO ``file_name``, SLEAP image sequences,
+  ``analyze_images``' index), DLC's ``labeled-data/<recording>_<camera>/<file name>`` and the YOLO
+  export's unique stems ``<recording>_<camera>_<frame>`` (:func:`rat7m.export.yolo.image_stem`);
+  an image two rows share is a prediction for both rows.
+* A chunk video ``s5-d1-camera3-3500.mp4``: frame ``k`` of it is the camera's video frame
+  ``3500 + k``, found through the table's ``frame_idx``.
+* 3D: DANNCE's ``sampleID`` is the table row; anipose's ``fnum`` is the ``fnum``-th sample of the
+  recording named by the file (table order: the frame index of our SLEAP export).
+
+Tools write 0-based pixels (the centre of the top-left pixel is (0, 0)); the collector converts them
+to the table's convention (:func:`rat7m.pixels.convention_of`) once, at the end.
+
+A prediction that names no row of the split is *unmatched*; a second prediction for the same (sample,
+camera) is a *duplicate* and the one with the higher score is kept. Both are counted and the first
+example is named, never silently dropped. A joint a tool did not predict (its own encoding: NaN,
+likelihood 0 with NaN, visibility 0) is *missing*: left out of the pixel errors and of the
+triangulation, counted in the report, and a view with no prediction at all is no detection for OKS AP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from rat7m import catalogue, pixels
+from rat7m.errors import BadInputError
+
+#: Largest prediction file read (bytes): text formats are parsed whole, so this bounds memory.
+MAX_FILE_BYTES = 1 << 30
+#: Largest absolute pixel or mm value accepted (far beyond any image or arena, far below overflow).
+MAX_COORDINATE = 1e7
+#: Largest confidence accepted (tools write [0, 1]; SLEAP's peak values may be a little above 1).
+MAX_CONFIDENCE = 1e6
+#: Predictions allowed per image of the split before a file is refused as not about this table.
+MAX_PER_IMAGE = 100
+
+_SEPARATORS = re.compile(r"[\\/]+")
+
+
+def check_size(path: Path, limit: int = MAX_FILE_BYTES) -> int:
+    """The size of ``path`` in bytes; BadInputError if missing or above ``limit``."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadInputError(f"prediction file {path} cannot be read: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise BadInputError(f"prediction file {path} is not a file")
+    if size > limit:
+        raise BadInputError(f"{path} is {size} bytes, above the {limit}-byte limit of a prediction file")
+    return size
+
+
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The file as UTF-8 text (a BOM is dropped), at most ``limit`` bytes read."""
+    check_size(path, limit)
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BadInputError(f"{path} grew above the {limit}-byte limit while it was read")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def check_values(values: np.ndarray, what: str, *, bound: float = MAX_COORDINATE, allow_nan: bool = True) -> None:
+    """Raise BadInputError if ``values`` holds inf, NaN (unless allowed) or magnitudes above ``bound``."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = np.isinf(values) | (np.abs(np.nan_to_num(values)) > bound)
+    if not allow_nan:
+        bad |= np.isnan(values)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        msg = (f"{what}: value {values[where]!r} at index {list(where)} is not allowed "
+               f"(finite, magnitude at most {bound:g}{'' if allow_nan else ', not NaN'})")  # fmt: skip
+        raise BadInputError(msg)
+
+
+def check_confidence(values: np.ndarray, what: str) -> None:
+    """Confidences must be finite (or NaN for a missing joint) and in ``[0, MAX_CONFIDENCE]``."""
+    values = np.asarray(values, dtype=np.float64)
+    check_values(values, what, bound=MAX_CONFIDENCE)
+    negative = values < 0
+    if negative.any():
+        where = tuple(int(i) for i in np.argwhere(negative)[0])
+        raise BadInputError(f"{what}: confidence {values[where]!r} at index {list(where)} is below 0")
+
+
+def path_parts(text: str) -> tuple[str, ...]:
+    """The components of a path written on any system (``/`` or ``\\``)."""
+    return tuple(p for p in _SEPARATORS.split(str(text)) if p)
+
+
+def joint_order(names: Sequence[str], what: str) -> np.ndarray:
+    """Index into ``names`` of each of our joints, by name (a tool may order or subset its body parts)."""
+    where = {str(n): i for i, n in enumerate(names)}
+    missing = [j for j in catalogue.JOINT_NAMES if j not in where]
+    if missing:
+        msg = (f"{what} has no body part {missing[0]!r} ({len(missing)} of our {catalogue.N_JOINTS} joints missing; "
+               f"it has {', '.join(list(where)[:25])}); was it trained on a rat7m export?")  # fmt: skip
+        raise BadInputError(msg)
+    return np.array([where[j] for j in catalogue.JOINT_NAMES])
+
+
+# --------------------------------------------------------------------------------------------------
+# the map back to rows and cameras
+
+
+class TableIndex:
+    """The rows of one split of a table and every name an export gave them.
+
+    Positions (``pos``) are indices into ``rows`` (the split, in table order); views (``v``) are
+    indices into the table's ``camera_names``.
+    """
+
+    def __init__(self, table: dict[str, Any], rows: np.ndarray) -> None:
+        self.table = table
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.cameras = [str(c) for c in table["camera_names"]]
+        self.convention = pixels.convention_of(table)
+        columns = table["table"]
+        subjects = np.asarray(columns["subject_idx"])[self.rows].astype(np.int64)
+        days = np.asarray(columns["day_idx"])[self.rows].astype(np.int64)
+        names: dict[tuple[int, int], str] = {}
+        for s, d in set(zip(subjects.tolist(), days.tolist(), strict=True)):
+            try:
+                names[(s, d)] = catalogue.recording_for(s, d).name
+            except KeyError as exc:
+                raise BadInputError(f"annotation table: {exc.args[0]}") from None
+        self.recording = [names[(s, d)] for s, d in zip(subjects.tolist(), days.tolist(), strict=True)]
+        self.position = {int(r): i for i, r in enumerate(self.rows.tolist())}
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def _paths(self, v: int) -> list[str]:
+        return [str(p) for p in np.asarray(self.table["table"]["image_path"][self.cameras[v]])[self.rows]]
+
+    @cached_property
+    def by_name(self) -> dict[tuple[str, ...], list[tuple[int, int]]]:
+        """Every name of every image (see :meth:`lookup_path`) -> its (pos, v) pairs."""
+        from rat7m.export.yolo import image_stem
+
+        index: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        for v, camera in enumerate(self.cameras):
+            for pos, (path, recording) in enumerate(zip(self._paths(v), self.recording, strict=True)):
+                parts = path_parts(path)
+                keys = {("path", *parts[-3:]), ("dlc", f"{recording}_{camera}", parts[-1]),
+                        ("stem", image_stem(recording, camera, path))}  # fmt: skip
+                for key in keys:
+                    index.setdefault(key, []).append((pos, v))
+        return index
+
+    def lookup_path(self, text: str) -> list[tuple[int, int]]:
+        """(pos, v) pairs of an image named by a path or a stem, in any of the ways our exports name it.
+
+        Tried in turn: the last three components as the table's ``image_path`` ends
+        (``s5-d1/camera3/frame_000123.jpg``), the last two as DLC's ``<recording>_<camera>/<file>``,
+        and the file stem as the YOLO export's unique stem. Empty when nothing matches.
+        """
+        parts = path_parts(text)
+        if not parts:
+            return []
+        for key in (("path", *parts[-3:]), ("dlc", *parts[-2:]), ("stem", PurePosixPath(parts[-1]).stem)):
+            found = self.by_name.get(key)
+            if found:
+                return found
+        return []
+
+    def lookup_coco_id(self, image_id: int) -> list[tuple[int, int]]:
+        """(pos, v) of a COCO export image id (``row * 10 + camera number``)."""
+        row, number = divmod(int(image_id), 10)
+        pos = self.position.get(row)
+        camera = f"Camera{number}"
+        if pos is None or camera not in self.cameras:
+            return []
+        return [(pos, self.cameras.index(camera))]
+
+    @cached_property
+    def by_frame(self) -> dict[tuple[str, int, int], list[int]]:
+        """(recording, v, camera video frame) -> positions."""
+        index: dict[tuple[str, int, int], list[int]] = {}
+        for v, camera in enumerate(self.cameras):
+            frames = np.asarray(self.table["table"]["frame_idx"][camera])[self.rows].astype(np.int64).tolist()
+            for pos, (frame, recording) in enumerate(zip(frames, self.recording, strict=True)):
+                index.setdefault((recording, v, frame), []).append(pos)
+        return index
+
+    def chunk_video(self, name: str) -> tuple[str, int, int] | None:
+        """(recording, v, first frame) of a chunk video named like ``s5-d1-camera3-3500`` (any suffix after)."""
+        match = re.match(r"(s\d+-d\d+-camera\d+-\d+)", PurePosixPath(path_parts(name)[-1] if name else "").name)
+        parsed = catalogue.parse_video_chunk_name(match.group(1) + ".mp4") if match else None
+        if parsed is None or parsed.camera not in self.cameras:
+            return None
+        return parsed.recording.name, self.cameras.index(parsed.camera), parsed.start
+
+    def lookup_video_frame(self, video: tuple[str, int, int], frame: int) -> list[tuple[int, int]]:
+        """(pos, v) of frame ``frame`` of a chunk video from :meth:`chunk_video`."""
+        recording, v, start = video
+        return [(pos, v) for pos in self.by_frame.get((recording, v, start + int(frame)), [])]
+
+    def recording_positions(self, recording: str) -> np.ndarray:
+        """Positions of a recording's samples, in table order."""
+        return np.flatnonzero(np.asarray(self.recording) == recording)
+
+
+# --------------------------------------------------------------------------------------------------
+# collecting predictions
+
+
+@dataclass
+class Report:
+    """What happened to a file's predictions: counts and the first example of each problem."""
+
+    format: str
+    n_predictions: int = 0
+    n_matched: int = 0
+    n_unmatched: int = 0
+    first_unmatched: str | None = None
+    n_duplicates: int = 0
+    first_duplicate: str | None = None
+    n_missing_views: int = 0
+    n_missing_joints: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def unmatched(self, label: str) -> None:
+        self.n_unmatched += 1
+        if self.first_unmatched is None:
+            self.first_unmatched = label
+
+    def duplicate(self, label: str) -> None:
+        self.n_duplicates += 1
+        if self.first_duplicate is None:
+            self.first_duplicate = label
+
+    def lines(self) -> list[str]:
+        """Printable lines (the counts, then the problems with their first example)."""
+        out = [f"{self.format}: {self.n_predictions} predictions, {self.n_matched} matched to the split"]
+        if self.n_unmatched:
+            out.append(f"  {self.n_unmatched} unmatched (name no sample of the split; first: {self.first_unmatched})")
+        if self.n_duplicates:
+            out.append(f"  {self.n_duplicates} duplicates (the higher score kept; first: {self.first_duplicate})")
+        if self.n_missing_views:
+            out.append(f"  {self.n_missing_views} views have no prediction (no detection)")
+        if self.n_missing_joints:
+            out.append(f"  {self.n_missing_joints} labelled joints not predicted (left out of the errors)")
+        out += [f"  {note}" for note in self.notes]
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class ToolPredictions2D:
+    """2D predictions of a split in the table's pixel convention.
+
+    ``points`` (N, V, J, 2), NaN where missing; ``confidence`` (N, V, J), 0 where missing.
+    """
+
+    points: np.ndarray
+    confidence: np.ndarray
+    report: Report
+
+
+@dataclass(frozen=True)
+class ToolPredictions3D:
+    """3D predictions of a split, mm: ``points`` (N, J, 3) NaN where missing; ``confidence`` (N, J)."""
+
+    points: np.ndarray
+    confidence: np.ndarray
+    report: Report
+
+
+class Collector2D:
+    """Places 0-based 2D predictions at (pos, v); keeps the higher-scored of duplicates."""
+
+    def __init__(self, index: TableIndex, fmt: str) -> None:
+        N, V, J = index.n, len(index.cameras), catalogue.N_JOINTS
+        self.index = index
+        self.points = np.full((N, V, J, 2), np.nan)
+        self.confidence = np.zeros((N, V, J))
+        self.score = np.full((N, V), -np.inf)
+        self.report = Report(fmt)
+        self._limit = MAX_PER_IMAGE * max(N * V, 1)
+
+    def add(self, targets: Iterable[tuple[int, int]], xy: np.ndarray, confidence: np.ndarray, score: float,
+            label: str) -> None:  # fmt: skip
+        """One prediction: ``xy`` (J, 2) 0-based px (NaN = missing), ``confidence`` (J,), its ranking ``score``."""
+        self.report.n_predictions += 1
+        if self.report.n_predictions > self._limit:
+            msg = f"{self.report.format}: more than {self._limit} predictions for {self.index.n} samples; wrong file?"
+            raise BadInputError(msg)
+        targets = list(targets)
+        if not targets:
+            self.report.unmatched(label)
+            return
+        self.report.n_matched += 1
+        for pos, v in targets:
+            if np.isfinite(self.score[pos, v]):
+                self.report.duplicate(label)
+                if score <= self.score[pos, v]:
+                    continue
+            self.points[pos, v] = xy
+            self.confidence[pos, v] = np.where(np.isfinite(xy).all(axis=-1), np.nan_to_num(confidence), 0.0)
+            self.score[pos, v] = score
+
+    def finish(self, target: np.ndarray | None = None) -> ToolPredictions2D:
+        """The predictions in the table's convention; ``target`` (N, V, J, 2) lets the report count missing joints."""
+        points = pixels.from_zero_based(self.points, self.index.convention)
+        if target is not None:
+            labelled = np.isfinite(target).all(axis=-1)
+            missing = ~np.isfinite(points).all(axis=-1)
+            self.report.n_missing_joints = int((labelled & missing).sum())
+            self.report.n_missing_views = int((labelled.any(axis=-1) & missing.all(axis=-1)).sum())
+        return ToolPredictions2D(points, self.confidence, self.report)
+
+
+class Collector3D:
+    """Places 3D predictions (mm) at sample positions; keeps the higher-scored of duplicates."""
+
+    def __init__(self, index: TableIndex, fmt: str) -> None:
+        N, J = index.n, catalogue.N_JOINTS
+        self.index = index
+        self.points = np.full((N, J, 3), np.nan)
+        self.confidence = np.zeros((N, J))
+        self.score = np.full(N, -np.inf)
+        self.report = Report(fmt)
+
+    def add(self, positions: Iterable[int], xyz: np.ndarray, confidence: np.ndarray, score: float,
+            label: str) -> None:  # fmt: skip
+        """One prediction: ``xyz`` (J, 3) mm (NaN = missing), ``confidence`` (J,)."""
+        self.report.n_predictions += 1
+        positions = list(positions)
+        if not positions:
+            self.report.unmatched(label)
+            return
+        self.report.n_matched += 1
+        for pos in positions:
+            if np.isfinite(self.score[pos]):
+                self.report.duplicate(label)
+                if score <= self.score[pos]:
+                    continue
+            self.points[pos] = xyz
+            self.confidence[pos] = np.where(np.isfinite(xyz).all(axis=-1), np.nan_to_num(confidence), 0.0)
+            self.score[pos] = score
+
+    def finish(self, target: np.ndarray | None = None) -> ToolPredictions3D:
+        """The predictions; ``target`` (N, J, 3) lets the report count missing samples and joints."""
+        if target is not None:
+            labelled = np.isfinite(target).all(axis=-1)
+            missing = ~np.isfinite(self.points).all(axis=-1)
+            self.report.n_missing_joints = int((labelled & missing).sum())
+            self.report.n_missing_views = int((labelled.any(axis=-1) & missing.all(axis=-1)).sum())
+        return ToolPredictions3D(self.points, self.confidence, self.report)
+
+
+def is_float(text: str) -> bool:
+    """True when Python's ``float`` reads ``text``."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
