@@ -227,6 +227,7 @@ class Report:
     """What happened to a file's predictions: counts and the first example of each problem."""
 
     format: str
+    unit: str = "views"  # what one prediction is for: a (sample, camera) view in 2D, a sample in 3D
     n_predictions: int = 0
     n_matched: int = 0
     n_unmatched: int = 0
@@ -255,7 +256,7 @@ class Report:
         if self.n_duplicates:
             out.append(f"  {self.n_duplicates} duplicates (the higher score kept; first: {self.first_duplicate})")
         if self.n_missing_views:
-            out.append(f"  {self.n_missing_views} views have no prediction (no detection)")
+            out.append(f"  {self.n_missing_views} labelled {self.unit} have no prediction (no detection)")
         if self.n_missing_joints:
             out.append(f"  {self.n_missing_joints} labelled joints not predicted (left out of the errors)")
         out += [f"  {note}" for note in self.notes]
@@ -339,7 +340,7 @@ class Collector3D:
         self.points = np.full((N, J, 3), np.nan)
         self.confidence = np.zeros((N, J))
         self.score = np.full(N, -np.inf)
-        self.report = Report(fmt)
+        self.report = Report(fmt, unit="samples")
 
     def add(self, positions: Iterable[int], xyz: np.ndarray, confidence: np.ndarray, score: float,
             label: str) -> None:  # fmt: skip
