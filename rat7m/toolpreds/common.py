@@ -50,8 +50,9 @@ MAX_PER_IMAGE = 100
 _SEPARATORS = re.compile(r"[\\/]+")
 
 
-def check_size(path: Path, limit: int = MAX_FILE_BYTES) -> int:
-    """The size of ``path`` in bytes; BadInputError if missing or above ``limit``."""
+def check_size(path: Path, limit: int | None = None) -> int:
+    """The size of ``path`` in bytes; BadInputError if missing or above ``limit`` (default :data:`MAX_FILE_BYTES`)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -63,8 +64,9 @@ def check_size(path: Path, limit: int = MAX_FILE_BYTES) -> int:
     return size
 
 
-def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
-    """The file as UTF-8 text (a BOM is dropped), at most ``limit`` bytes read."""
+def read_text(path: Path, limit: int | None = None) -> str:
+    """The file as UTF-8 text (a BOM is dropped), at most ``limit`` bytes read (default :data:`MAX_FILE_BYTES`)."""
+    limit = MAX_FILE_BYTES if limit is None else limit
     check_size(path, limit)
     with path.open("rb") as handle:
         data = handle.read(limit + 1)

@@ -162,10 +162,9 @@ def _read_csv(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
         n_index = next((i for i in range(1, width) if header[0][i].strip()), width)
         if any(len(h) != width for h in header) or n_index >= width:
             raise BadInputError(f"{path}: the DLC header rows have different lengths or no data columns")
-        if header[-1][n_index - 1].strip() == "" and first_data is not None and not any(first_data):
-            first_data = None
         rows = [] if first_data is None else [first_data]
-        rows += [r for r in reader if r]
+        rows += list(reader)
+        rows = [r for r in rows if any(c.strip() for c in r)]  # blank lines, pandas' row of index names
     except csv.Error as exc:
         raise BadInputError(f"{path} line {reader.line_num}: {exc}") from None
     columns = [tuple(h[c] for h in header) for c in range(n_index, width)]
