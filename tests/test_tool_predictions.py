@@ -172,8 +172,9 @@ def test_coco_missing_views_lower_pck_and_ap(data, tmp_path):
 # ----------------------------------------------------------------------------------------- DeepLabCut
 
 
-def dlc_frame(data, shift=0.0, *, index_by="labeled-data"):
-    """A DLC 3 prediction table (4 column levels) over every labelled image of the export, NaN outside test."""
+def dlc_frame(data, shift=0.0, *, index_by="labeled-data", predict_train=False):
+    """A DLC 3 prediction table (4 column levels) over every labelled image of the export, NaN outside test
+    (as ``evaluate_network`` leaves frames outside its split), or predicted there too (``predict_train``)."""
     import pandas as pd
 
     root, table, _, out = data
@@ -185,7 +186,7 @@ def dlc_frame(data, shift=0.0, *, index_by="labeled-data"):
         for key in labelled.index:
             row, camera = images[os.path.realpath(folder / key[2])][0]
             xy = tool_pixels(table, camera, [row])[0] + [shift, 0.0]
-            if row not in test:
+            if row not in test and not predict_train:
                 xy = np.full_like(xy, np.nan)  # evaluate_network: frames outside the split are NaN rows
             likelihood = np.where(np.isfinite(xy[:, 0]), 0.95, np.nan)
             values.append(np.column_stack([xy, likelihood]).ravel())
@@ -211,6 +212,16 @@ def test_dlc_round_trip(data, tmp_path, suffix, index_by):
         summary = score_2d(data, path, tmp_path)
         assert summary["predictions"]["format"] == "dlc"
         (assert_exact_2d if shift == 0 else assert_one_pixel)(summary)
+
+
+def test_dlc_predictions_of_training_images_are_counted_and_ignored(data, tmp_path, capsys):
+    path = tmp_path / "all.h5"
+    dlc_frame(data, predict_train=True).to_hdf(path, key="df_with_missing", mode="w")
+    summary = score_2d(data, path, tmp_path)
+    n_train = int(np.sum(np.asarray(data[1]["table"]["train_test"]).astype(str) == "train")) * len(CAMERAS)
+    assert summary["predictions"]["n_outside_split"] == n_train > 0
+    assert_exact_2d(summary)
+    assert f"{n_train} of table samples outside the split (ignored)" in capsys.readouterr().out
 
 
 def test_dlc_chunk_video_by_frame_number(data, tmp_path):

@@ -77,7 +77,10 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
             if not np.isfinite(fnum) or fnum != int(fnum) or abs(fnum) > 1e12:
                 raise BadInputError(f"{where}: fnum {fnum!r} is not a frame number")
             fnum = int(fnum)
-            found = [int(positions[fnum])] if 0 <= fnum < len(positions) else []
+            if recording not in index.split_recordings:
+                found = [-1]  # a recording outside the split
+            else:
+                found = [int(positions[fnum])] if 0 <= fnum < len(positions) else []
             mean = float(np.nanmean(score)) if np.isfinite(score).any() else 0.0
             collector.add(found, xyz, np.nan_to_num(score), mean, f"{recording} fnum {fnum}")
     except csv.Error as exc:

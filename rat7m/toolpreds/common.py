@@ -17,7 +17,8 @@ Names an export writes, and how they map back (rows of the scored split, cameras
 Tools write 0-based pixels (the centre of the top-left pixel is (0, 0)); the collector converts them
 to the table's convention (:func:`rat7m.pixels.convention_of`) once, at the end.
 
-A prediction that names no row of the split is *unmatched*; a second prediction for the same (sample,
+A prediction of a table row outside the scored split (a training image a tool also predicted) is
+counted and ignored; one that names nothing of the table is *unmatched*; a second prediction for the same (sample,
 camera) is a *duplicate* and the one with the higher score is kept. Both are counted and the first
 example is named, never silently dropped. A joint a tool did not predict (its own encoding: NaN,
 likelihood 0 with NaN, visibility 0) is *missing*: left out of the pixel errors and of the
@@ -48,6 +49,9 @@ MAX_CONFIDENCE = 1e6
 MAX_PER_IMAGE = 100
 
 _SEPARATORS = re.compile(r"[\\/]+")
+_RECORDING = re.compile(r"s\d+-d\d+")
+#: What a lookup returns for a name of the table that is outside the scored split.
+OUTSIDE: list[tuple[int, int]] = [(-1, -1)]
 
 
 def check_size(path: Path, limit: int | None = None) -> int:
@@ -144,6 +148,14 @@ class TableIndex:
                 raise BadInputError(f"annotation table: {exc.args[0]}") from None
         self.recording = [names[(s, d)] for s, d in zip(subjects.tolist(), days.tolist(), strict=True)]
         self.position = {int(r): i for i, r in enumerate(self.rows.tolist())}
+        self.n_table_rows = len(columns["subject_idx"])
+        self.split_recordings = set(self.recording)
+
+    def outside(self, text: str) -> bool:
+        """True when ``text`` names a RAT7M recording that has no sample in the split."""
+        match = _RECORDING.search(str(text))
+        known = {r.name for r in catalogue.RECORDINGS}
+        return match is not None and match.group(0) in known and match.group(0) not in self.split_recordings
 
     @property
     def n(self) -> int:
@@ -172,7 +184,8 @@ class TableIndex:
 
         Tried in turn: the last three components as the table's ``image_path`` ends
         (``s5-d1/camera3/frame_000123.jpg``), the last two as DLC's ``<recording>_<camera>/<file>``,
-        and the file stem as the YOLO export's unique stem. Empty when nothing matches.
+        and the file stem as the YOLO export's unique stem. :data:`OUTSIDE` for an image of a recording
+        outside the split; empty when nothing matches.
         """
         parts = path_parts(text)
         if not parts:
@@ -181,15 +194,17 @@ class TableIndex:
             found = self.by_name.get(key)
             if found:
                 return found
-        return []
+        return OUTSIDE if self.outside(text) else []
 
     def lookup_coco_id(self, image_id: int) -> list[tuple[int, int]]:
         """(pos, v) of a COCO export image id (``row * 10 + camera number``)."""
         row, number = divmod(int(image_id), 10)
         pos = self.position.get(row)
         camera = f"Camera{number}"
-        if pos is None or camera not in self.cameras:
+        if camera not in self.cameras:
             return []
+        if pos is None:
+            return OUTSIDE if 0 <= row < self.n_table_rows else []
         return [(pos, self.cameras.index(camera))]
 
     @cached_property
@@ -213,6 +228,8 @@ class TableIndex:
     def lookup_video_frame(self, video: tuple[str, int, int], frame: int) -> list[tuple[int, int]]:
         """(pos, v) of frame ``frame`` of a chunk video from :meth:`chunk_video`."""
         recording, v, start = video
+        if recording not in self.split_recordings:
+            return OUTSIDE
         return [(pos, v) for pos in self.by_frame.get((recording, v, start + int(frame)), [])]
 
     def recording_positions(self, recording: str) -> np.ndarray:
@@ -232,6 +249,7 @@ class Report:
     unit: str = "views"  # what one prediction is for: a (sample, camera) view in 2D, a sample in 3D
     n_predictions: int = 0
     n_matched: int = 0
+    n_outside_split: int = 0
     n_unmatched: int = 0
     first_unmatched: str | None = None
     n_duplicates: int = 0
@@ -253,6 +271,8 @@ class Report:
     def lines(self) -> list[str]:
         """Printable lines (the counts, then the problems with their first example)."""
         out = [f"{self.format}: {self.n_predictions} predictions, {self.n_matched} matched to the split"]
+        if self.n_outside_split:
+            out.append(f"  {self.n_outside_split} of table samples outside the split (ignored)")
         if self.n_unmatched:
             out.append(f"  {self.n_unmatched} unmatched (name no sample of the split; first: {self.first_unmatched})")
         if self.n_duplicates:
@@ -309,6 +329,9 @@ class Collector2D:
             msg = f"{self.report.format}: more than {self._limit} predictions for {self.index.n} samples; wrong file?"
             raise BadInputError(msg)
         targets = list(targets)
+        if targets == OUTSIDE:
+            self.report.n_outside_split += 1
+            return
         if not targets:
             self.report.unmatched(label)
             return
@@ -349,6 +372,9 @@ class Collector3D:
         """One prediction: ``xyz`` (J, 3) mm (NaN = missing), ``confidence`` (J,)."""
         self.report.n_predictions += 1
         positions = list(positions)
+        if positions == [-1]:  # a table row outside the split
+            self.report.n_outside_split += 1
+            return
         if not positions:
             self.report.unmatched(label)
             return

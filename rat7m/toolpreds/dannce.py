@@ -69,7 +69,7 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     for k in range(len(pred)):
         sample = ids[k]
         row = int(sample) if sample == int(sample) else None
-        positions = [] if row is None or row not in index.position else [index.position[row]]
+        positions = [] if row is None or not 0 <= row < index.n_table_rows else [index.position.get(row, -1)]
         score = float(np.nan_to_num(np.nanmean(p_max[k]))) if np.isfinite(p_max[k]).any() else 0.0
         collector.add(positions, points[k], p_max[k], score, f"sampleID {sample:g}")
     return collector.finish(target)

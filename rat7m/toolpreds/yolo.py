@@ -20,6 +20,7 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.toolpreds.common import (
     MAX_PER_IMAGE,
+    OUTSIDE,
     Collector2D,
     TableIndex,
     ToolPredictions2D,
@@ -70,8 +71,8 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None, *,
             check_confidence(triples[:, 2], where)
             score = float(values[-1]) if len(values) == 6 + 3 * J else float(triples[:, 2].mean())
             check_confidence(np.array([score]), f"{where} box confidence")
-            if not targets:
-                collector.add([], triples[:, :2], triples[:, 2], score, repr(file.name))
+            if not targets or targets == OUTSIDE:
+                collector.add(targets, triples[:, :2], triples[:, 2], score, repr(file.name))
                 continue
             pos, v = targets[0]
             width, height = sizes[(index.recording[pos], index.cameras[v])]
