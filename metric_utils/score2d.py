@@ -102,17 +102,19 @@ def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndar
                              missing=untriangulated)  # fmt: skip
     summary = {"pred2d": str(args.pred2d), "gt_path": str(args.gt_path), "triangulation": options,
                **cm.summarise(evaluation)}  # fmt: skip
+    if tool_report is not None:
+        summary["predictions"] = tool_report.as_dict() | {"n_joints_in_fewer_than_2_views": int(untriangulated.sum())}
     mode = "robust (two-view hypotheses + least squares)" if args.robust else "linear DLT"
-    print(f"\ntriangulated ({mode}): reprojection error mean {np.mean(result.reprojection_error):.2f} px, "
+    print(f"\ntriangulated ({mode}): reprojection error mean {np.nanmean(result.reprojection_error):.2f} px, "
           f"views used mean {np.mean(result.views_used):.2f} of {pred.points.shape[1]} (errors in mm)")  # fmt: skip
     print(cm.format_summary(summary))
     paths = cm.write_outputs(evaluation, summary, args.save_dir)
     diagnostics = {
         "mode": mode,
-        "reprojection_error_px_mean": float(np.mean(result.reprojection_error)),
+        "reprojection_error_px_mean": float(np.nanmean(result.reprojection_error)),
         "views_used_mean": float(np.mean(result.views_used)),
         "per_joint": [
-            {"joint": name, "reprojection_error_px": float(np.mean(result.reprojection_error[:, j])),
+            {"joint": name, "reprojection_error_px": float(np.nanmean(result.reprojection_error[:, j])),
              "views_used": float(np.mean(result.views_used[:, j]))}
             for j, name in enumerate(catalogue.JOINT_NAMES)
         ],

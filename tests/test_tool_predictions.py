@@ -379,3 +379,17 @@ def test_anipose_round_trip(data, tmp_path):
         assert summary["predictions"]["format"] == "anipose" and summary["predictions"]["n_missing_joints"] == 0
         assert summary["metrics"]["mpjpe"]["mean"] == pytest.approx(shift, abs=1e-9)
         assert summary["metrics"]["pa_mpjpe"]["mean"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tool_predictions_triangulate_to_the_table(data, tmp_path, capsys):
+    """Confidences are the triangulation weights; a view a tool did not predict weighs nothing."""
+    entries = coco_results(data)
+    dropped = [e for e in entries if e["image_id"] % 10 not in (1, 2)]  # Camera1 and Camera2 not predicted
+    path = tmp_path / "four_views.json"
+    path.write_text(json.dumps(dropped))
+    score_2d(data, path, tmp_path, "--triangulate")
+    summary = json.loads((tmp_path / "scores_four_views.json" / "summary.json").read_text())
+    assert summary["metrics"]["mpjpe"]["n_scored"] > 0
+    assert summary["metrics"]["mpjpe"]["mean"] == pytest.approx(0.0, abs=1e-6)  # exact views, exact 3D
+    assert "joints predicted in fewer than 2 views" in capsys.readouterr().out
+    assert summary["predictions"]["n_joints_in_fewer_than_2_views"] == 0  # four views left: every joint seen
