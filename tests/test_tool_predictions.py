@@ -224,27 +224,35 @@ def test_dlc_predictions_of_training_images_are_counted_and_ignored(data, tmp_pa
     assert f"{n_train} of table samples outside the split (ignored)" in capsys.readouterr().out
 
 
-def test_dlc_chunk_video_by_frame_number(data, tmp_path):
-    """``analyze_videos`` on one chunk: frames of that video map to its camera; other views are missing."""
+def test_dlc_chunk_videos_by_frame_number(data, tmp_path):
+    """``analyze_videos`` on chunks: frames of a video map to its camera; a folder of them scores them all."""
     import pandas as pd
 
     _, table, dataset, _ = data
     rows = rows_of_test(table)
-    frames = np.asarray(table["table"]["frame_idx"]["Camera2"])[rows].astype(int)
-    start = ChunkIndex.from_dir(dataset.video_dir).locate(catalogue.RECORDINGS[5], "Camera2", frames[0])[0].start
-    inside = [(r, f) for r, f in zip(rows, frames, strict=True) if start <= f < start + 10]
-    xy = tool_pixels(table, "Camera2", [r for r, _ in inside]) + np.array([1.0, 0.0])
-    likelihood = np.where(np.isfinite(xy[..., :1]), 0.9, np.nan)
-    columns = pd.MultiIndex.from_product([["DLC_scorer"], list(catalogue.JOINT_NAMES), ["x", "y", "likelihood"]],
-                                         names=["scorer", "bodyparts", "coords"])  # fmt: skip
-    frame = pd.DataFrame(np.concatenate([xy, likelihood], axis=-1).reshape(len(inside), -1),
-                         index=[f - start for _, f in inside], columns=columns)  # fmt: skip
-    path = tmp_path / f"s5-d1-camera2-{start}DLC_scorer.h5"
-    frame.to_hdf(path, key="df_with_missing", format="table", mode="w")
-    summary = score_2d(data, path, tmp_path)
-    assert summary["predictions"]["n_matched"] == len(inside) and summary["predictions"]["n_unmatched"] == 0
-    assert summary["cameras"]["Camera2"]["mpjpe_px"] == pytest.approx(1.0, abs=1e-9)
-    assert summary["cameras"]["Camera1"]["mpjpe_px"] is None and summary["cameras"]["Camera1"]["pck@5px"] == 0.0
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    matched, written = 0, []
+    for camera in ("Camera2", "Camera3"):
+        frames = np.asarray(table["table"]["frame_idx"][camera])[rows].astype(int)
+        start = ChunkIndex.from_dir(dataset.video_dir).locate(catalogue.RECORDINGS[5], camera, frames[0])[0].start
+        inside = [(r, f) for r, f in zip(rows, frames, strict=True) if start <= f < start + 10]
+        xy = tool_pixels(table, camera, [r for r, _ in inside]) + np.array([1.0, 0.0])
+        likelihood = np.where(np.isfinite(xy[..., :1]), 0.9, np.nan)
+        columns = pd.MultiIndex.from_product([["DLC_scorer"], list(catalogue.JOINT_NAMES), ["x", "y", "likelihood"]],
+                                             names=["scorer", "bodyparts", "coords"])  # fmt: skip
+        frame = pd.DataFrame(np.concatenate([xy, likelihood], axis=-1).reshape(len(inside), -1),
+                             index=[f - start for _, f in inside], columns=columns)  # fmt: skip
+        written.append(folder / f"s5-d1-camera{catalogue.camera_number(camera)}-{start}DLC_scorer.h5")
+        frame.to_hdf(written[-1], key="df_with_missing", format="table")
+        matched += len(inside)
+    one = score_2d(data, written[0], tmp_path)
+    assert one["cameras"]["Camera2"]["mpjpe_px"] == pytest.approx(1.0, abs=1e-9)
+    assert one["cameras"]["Camera1"]["mpjpe_px"] is None and one["cameras"]["Camera1"]["pck@5px"] == 0.0
+    both = score_2d(data, folder, tmp_path)
+    assert both["predictions"]["n_matched"] == matched and both["predictions"]["n_unmatched"] == 0
+    for camera in ("Camera2", "Camera3"):
+        assert both["cameras"][camera]["mpjpe_px"] == pytest.approx(1.0, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------------------- SLEAP

@@ -8,7 +8,7 @@ CSV/npy/npz) detects the format from the file. One module per tool:
 format         dim   written by
 =============  ====  ==========================================================================
 ``coco``       2D    MMPose ``CocoMetric(outfile_prefix=...)``, Ultralytics ``val(save_json=True)``
-``dlc``        2D    DeepLabCut ``evaluate_network``, ``analyze_images``, ``analyze_videos`` (.h5/.csv)
+``dlc``        2D    DeepLabCut ``evaluate_network``, ``analyze_images``, ``analyze_videos`` (.h5/.csv/folder)
 ``slp``        2D    SLEAP / sleap-nn predictions ``.slp``
 ``yolo-txt``   2D    Ultralytics ``predict(save_txt=True, save_conf=True)`` (a labels folder)
 ``dannce``     3D    DANNCE ``save_data_AVG.mat`` / ``save_data_MAX.mat``
@@ -48,7 +48,7 @@ def detect_format(path: str | Path) -> str | None:
     if path.is_file():
         with path.open("rb") as handle:
             head = handle.read(HEAD_BYTES)
-    for name, module in {**FORMATS_3D, **FORMATS_2D}.items():  # anipose before DLC: both are CSV
+    for name, module in {**FORMATS_3D, **FORMATS_2D}.items():  # anipose before DLC (both CSV), DLC before yolo
         if module.sniff(path, head):
             return name
     return None

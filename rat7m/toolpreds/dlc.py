@@ -8,6 +8,7 @@ animal), ``bodyparts`` and ``coords`` (``x``, ``y``, ``likelihood``). Rows are i
 * an image path string: ``analyze_images`` (key ``predictions``), paths as they were passed;
 * a frame number: ``analyze_videos`` on a chunk video, whose name the file's name starts with
   (``s5-d1-camera3-3500DLC_resnet50_...h5``): frame ``k`` is the camera's video frame ``3500 + k``.
+  Give the folder of those files to score every chunk and camera at once.
 
 Pixels are 0-based; a NaN coordinate is a missing joint; the likelihood is the joint's confidence,
 their mean the prediction's score. Each individual is one prediction (the higher-scored wins).
@@ -40,20 +41,44 @@ from rat7m.toolpreds.common import (
 FORMAT = "dlc"
 #: Keys DLC writes its tables under, tried in this order when a file holds several.
 H5_KEYS = ("df_with_missing", "predictions", "keypoints")
+#: Most files read from a folder (a recording's six cameras in chunks of 3500 frames: ~200 files).
+MAX_FILES = 10_000
 #: Most columns a DLC table may have (20 joints x 3 coords x many individuals, and more).
 MAX_COLUMNS = 20_000
 _LEVELS = ("scorer", "individuals", "bodyparts", "coords")
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    """A ``.h5`` (HDF5 magic), or a CSV whose first cell is ``scorer``."""
+    """A ``.h5`` (HDF5 magic), a CSV whose first cell is ``scorer``, or a folder of ``.h5`` files."""
+    if path.is_dir():
+        return next(path.glob("*.h5"), None) is not None
     if path.suffix.lower() in (".h5", ".hdf5"):
         return head.startswith(b"\x89HDF\r\n\x1a\n")
     return path.suffix.lower() == ".csv" and head.lstrip(b"\xef\xbb\xbf").startswith(b"scorer,")
 
 
 def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> ToolPredictions2D:
-    """Read a DLC prediction table and place every row at its (sample, camera)."""
+    """Read a DLC prediction table (or a folder of them) and place every row at its (sample, camera)."""
+    collector = Collector2D(index, FORMAT)
+    for file in _files(path):
+        _read_one(file, index, collector)
+    return collector.finish(target)
+
+
+def _files(path: Path) -> list[Path]:
+    """``path``, or the DLC tables of a folder (one per chunk video): its ``.h5`` files, else its ``.csv``."""
+    if not path.is_dir():
+        return [path]
+    for pattern in ("*.h5", "*.csv"):
+        files = sorted(f for f in path.glob(pattern) if f.is_file())
+        if files:
+            if len(files) > MAX_FILES:
+                raise BadInputError(f"{path} holds {len(files)} {pattern} files, more than {MAX_FILES}")
+            return files
+    raise BadInputError(f"{path} holds no DeepLabCut .h5 or .csv file")
+
+
+def _read_one(path: Path, index: TableIndex, collector: Collector2D) -> None:
     if path.suffix.lower() in (".h5", ".hdf5"):
         keys, columns, values = _read_h5(path)
     else:
@@ -65,7 +90,6 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     for k, column in enumerate(columns):
         groups.setdefault(tuple(column[:-2]), {})[(bodyparts[k], coords[k])] = k
     video = index.chunk_video(path.name)
-    collector = Collector2D(index, FORMAT)
     skipped = 0
     for group, where in groups.items():
         names = list(dict.fromkeys(b for b, _ in where))
@@ -88,8 +112,8 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
                 score = float(np.nan_to_num(np.nanmean(np.where(np.isnan(xy[r, :, 0]), np.nan, likelihood[r]))))
             collector.add(targets, xy[r], np.nan_to_num(likelihood[r]), score, label)
     if skipped:
-        collector.report.notes.append(f"{skipped} rows without any prediction (outside the evaluated split) skipped")
-    return collector.finish(target)
+        note = f"{path.name}: {skipped} rows without any prediction (outside the evaluated split) skipped"
+        collector.report.notes.append(note)
 
 
 def _lookup(index: TableIndex, key: object, video: tuple[str, int, int] | None, path: Path) -> tuple[list, str]:
