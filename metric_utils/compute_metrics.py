@@ -14,6 +14,11 @@ hyphenated one (``--pred-path`` ...), like every other script's flags.
 of shape (N, 6, 20, 2 or 3); see ``metric_utils/pred2d.py``. Prints pixel MPJPE, PCK and OKS AP/AR
 per camera; ``--triangulate`` also scores the views triangulated to 3D like a ``--pred_path`` file.
 
+The files the field's tools write are read as they are (``--pred-format``, detected from the file
+by default): COCO results JSON (MMPose, Ultralytics ``val``), DeepLabCut ``.h5``/``.csv``, SLEAP
+``.slp`` and Ultralytics ``predict`` label folders with ``--pred2d``; DANNCE ``save_data_AVG.mat`` and
+anipose ``pose-3d`` CSV with ``--pred_path``. See ``rat7m/toolpreds`` and the README.
+
 Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
 60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
 or a ``.npy`` array of shape (N, 20, 3) (or (N, 60)). The original script read this CSV with a
