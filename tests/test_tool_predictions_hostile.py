@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +28,19 @@ from tests.tables2d import make_table
 #: Examples per fuzz test: a few seconds by default; RAT7M_FUZZ_EXAMPLES=5000 for a long run.
 FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "60"))
 SIZE = (200, 160)
+REPO = Path(__file__).resolve().parents[1]
 J = catalogue.N_JOINTS
 
 TABLE = make_table([("s5-d1", "test", 3)])
 INDEX = TableIndex(TABLE, np.arange(3))
 SIZES = {("s5-d1", camera): SIZE for camera in catalogue.CAMERA_NAMES}
+
+
+def _limited(code: str, memory_mb: int, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter under an address-space limit and a timeout."""
+    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_mb << 20}, {memory_mb << 20}))\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)  # fmt: skip
 
 
 def gt(row: int, camera: str) -> np.ndarray:
@@ -199,3 +210,29 @@ def test_too_many_predictions_for_the_split_is_refused(tmp_path):
     path.write_text(json.dumps(entries * (common.MAX_PER_IMAGE + 1)))
     with pytest.raises(BadInputError, match=r"more than .* predictions for 3 samples"):
         coco.read(path, INDEX)
+
+
+def test_a_json_of_millions_of_values_is_refused_before_parsing_under_a_memory_limit(tmp_path):
+    """45 million tiny values would be ~1.5 GB of Python objects: counted and refused in a 1 GiB process."""
+    path = tmp_path / "results.json"
+    with path.open("wb") as handle:
+        handle.write(b"[")
+        for _ in range(45):
+            handle.write(b"0," * 1_000_000)
+        handle.write(b"0]")
+    code = f"""
+        import numpy as np
+        from pathlib import Path
+        from rat7m.errors import BadInputError
+        from rat7m.toolpreds import coco
+        from rat7m.toolpreds.common import TableIndex
+        from tests.tables2d import make_table
+        index = TableIndex(make_table([("s5-d1", "test", 3)]), np.arange(3))
+        try:
+            coco.read(Path({str(path)!r}), index)
+        except BadInputError as exc:
+            print(exc)
+    """
+    done = _limited(code, memory_mb=1024, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "JSON values, more than 40000000" in done.stdout and "max_det=1" in done.stdout

@@ -22,6 +22,10 @@ from rat7m.errors import BadInputError
 from rat7m.toolpreds.common import Collector2D, TableIndex, ToolPredictions2D, check_confidence, check_values, read_text
 
 FORMAT = "coco"
+#: Largest results file (bytes); one prediction is ~0.5-1.5 KB, so ~500k predictions at full precision.
+MAX_JSON_BYTES = 512 << 20
+#: Most JSON values parsed (a prediction is ~65): bounds the Python objects json builds, ~32 bytes each.
+MAX_JSON_VALUES = 40_000_000
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -31,10 +35,19 @@ def sniff(path: Path, head: bytes) -> bool:
 
 def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> ToolPredictions2D:
     """Read a COCO results file and place every prediction at its (sample, camera)."""
+    text = read_text(path, MAX_JSON_BYTES)
+    n_values = text.count(",") + 1  # every JSON value but the last is followed by a comma
+    if n_values > MAX_JSON_VALUES:
+        msg = (f"{path} holds about {n_values} JSON values, more than {MAX_JSON_VALUES} (~{MAX_JSON_VALUES // 65} "
+               "predictions); keep one detection per image (Ultralytics: max_det=1)")  # fmt: skip
+        raise BadInputError(msg)
     try:
-        entries = json.loads(read_text(path))
+        entries = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so is a 5000-digit int
         raise BadInputError(f"{path} is not valid JSON ({str(exc)[:200]})") from None
+    except MemoryError:
+        raise BadInputError(f"{path} is too large to parse in the memory available") from None
+    del text
     if not isinstance(entries, list):
         raise BadInputError(f"{path} holds a JSON {type(entries).__name__}; COCO results are a list of predictions")
     collector = Collector2D(index, FORMAT)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -186,22 +187,25 @@ def _read_csv(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
         n_index = next((i for i in range(1, width) if header[0][i].strip()), width)
         if any(len(h) != width for h in header) or n_index >= width:
             raise BadInputError(f"{path}: the DLC header rows have different lengths or no data columns")
-        rows = [] if first_data is None else [first_data]
-        rows += list(reader)
-        rows = [r for r in rows if any(c.strip() for c in r)]  # blank lines, pandas' row of index names
+        columns = [tuple(h[c] for h in header) for c in range(n_index, width)]
+        # rows are parsed as they are read into an array sized from the line count: memory stays the
+        # text plus the numbers, never a list of every cell's string
+        values = np.empty((text.count("\n") + 1, width - n_index))
+        keys: list = []
+        for row in itertools.chain([first_data] if first_data is not None else [], reader):
+            if not any(c.strip() for c in row):
+                continue  # blank lines, pandas' row of index names
+            where = f"{path} line {reader.line_num}"
+            if len(row) != width:
+                raise BadInputError(f"{where} has {len(row)} columns; the header has {width}")
+            keys.append(row[0] if n_index == 1 else tuple(row[:n_index]))
+            try:
+                values[len(keys) - 1] = [float(c) if c.strip() else np.nan for c in row[n_index:]]
+            except ValueError:
+                bad = next(c for c in row[n_index:] if c.strip() and not is_float(c))
+                raise BadInputError(f"{where}: {bad[:30]!r} is not a number") from None
     except csv.Error as exc:
         raise BadInputError(f"{path} line {reader.line_num}: {exc}") from None
-    columns = [tuple(h[c] for h in header) for c in range(n_index, width)]
-    values = np.empty((len(rows), width - n_index))
-    keys: list = []
-    for r, row in enumerate(rows):
-        if len(row) != width:
-            raise BadInputError(f"{path} data row {r + 1} has {len(row)} columns; the header has {width}")
-        keys.append(row[0] if n_index == 1 else tuple(row[:n_index]))
-        try:
-            values[r] = [float(c) if c.strip() else np.nan for c in row[n_index:]]
-        except ValueError:
-            bad = next(c for c in row[n_index:] if c.strip() and not is_float(c))
-            raise BadInputError(f"{path} data row {r + 1}: {bad[:30]!r} is not a number") from None
+    values = values[: len(keys)]
     return keys, columns, values
 
