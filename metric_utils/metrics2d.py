@@ -88,7 +88,8 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
     """Score 2D predictions per camera and over all cameras.
 
     Args:
-        predicted: ``(N, V, J, 2)`` finite pixel predictions.
+        predicted: ``(N, V, J, 2)`` pixel predictions; NaN where a tool did not predict the joint (a miss:
+            left out of MPJPE, wrong for every PCK, no detection for AP when the whole view is NaN).
         target: ``(N, V, J, 2)`` ground truth, NaN where unlabelled.
         camera_names: the V camera names (keys of the per-camera results).
         confidence: ``(N, V, J)`` per-keypoint confidence, or None.

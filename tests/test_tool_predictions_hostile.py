@@ -236,3 +236,37 @@ def test_a_json_of_millions_of_values_is_refused_before_parsing_under_a_memory_l
     done = _limited(code, memory_mb=1024, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "JSON values, more than 40000000" in done.stdout and "max_det=1" in done.stdout
+
+
+def test_formats_are_detected_from_the_file_and_ours_are_left_to_our_readers(tmp_path):
+    from rat7m.toolpreds import detect_format
+
+    for kind, name in (("coco", "results.json"), ("dlc", "pred.csv"), ("anipose", "s5-d1.csv")):
+        (tmp_path / name).write_bytes(SEEDS[kind]())
+        assert detect_format(tmp_path / name) == {"coco": "coco", "dlc": "dlc", "anipose": "anipose"}[kind]
+    read("yolo", tmp_path, SEEDS["yolo"]())
+    assert detect_format(tmp_path / "labels") == "yolo-txt"
+    (tmp_path / "ours.csv").write_text("0,1,2\n")
+    (tmp_path / "ours2d.csv").write_text("sample,camera,x1,y1\n0,Camera1,1,2\n")
+    np.save(tmp_path / "ours.npy", np.zeros((2, 20, 3)))
+    for name in ("ours.csv", "ours2d.csv", "ours.npy"):
+        assert detect_format(tmp_path / name) is None
+
+
+def test_a_format_given_to_the_wrong_flag_says_which_flag(tmp_path, capsys):
+    from metric_utils import compute_metrics
+    from rat7m.cli import run_main
+    from rat7m.table import save_annotation
+
+    gt = tmp_path / "table.pkl"
+    save_annotation(TABLE, gt)
+    (tmp_path / "results.json").write_bytes(coco_seed())
+    (tmp_path / "s5-d1.csv").write_bytes(anipose_seed())
+    save = ["--gt_path", str(gt), "--save_dir", str(tmp_path / "out")]
+    assert run_main(compute_metrics.main, ["--pred_path", str(tmp_path / "results.json"), *save]) == 2
+    assert "holds coco predictions (2D); pass it with --pred2d" in capsys.readouterr().err
+    assert run_main(compute_metrics.main, ["--pred2d", str(tmp_path / "s5-d1.csv"), *save]) == 2
+    assert "holds anipose predictions (3D); pass it with --pred_path" in capsys.readouterr().err
+    (tmp_path / "odd.bin").write_bytes(b"\x00\x01")
+    assert run_main(compute_metrics.main, ["--pred2d", str(tmp_path / "odd.bin"), "--pred-format", "dlc", *save]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -62,8 +62,8 @@ def _format(path: Path, fmt: str, formats: dict[str, Any], other: dict[str, Any]
         known = ", ".join([*FORMATS_2D, *FORMATS_3D])
         raise BadInputError(f"cannot tell the format of {path}; pass --pred-format (one of {known})")
     if name in other:
-        raise BadInputError(f"{path} is a {name} file of {'3D' if flag == '--pred2d' else '2D'} predictions; "
-                            f"pass it with {'--pred_path' if flag == '--pred2d' else '--pred2d'}")  # fmt: skip
+        dim, other_flag = ("3D", "--pred_path") if flag == "--pred2d" else ("2D", "--pred2d")
+        raise BadInputError(f"{path} holds {name} predictions ({dim}); pass it with {other_flag}")
     return formats[name]
 
 
