@@ -84,7 +84,8 @@ def _group(error: np.ndarray, longer: np.ndarray, labelled: np.ndarray | None = 
 
 
 def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[str],
-             confidence: np.ndarray | None = None, *, with_ap: bool = True) -> dict[str, Any]:  # fmt: skip
+             confidence: np.ndarray | None = None, *, with_ap: bool = True,
+             scores: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
     """Score 2D predictions per camera and over all cameras.
 
     Args:
@@ -93,6 +94,7 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
         target: ``(N, V, J, 2)`` ground truth, NaN where unlabelled.
         camera_names: the V camera names (keys of the per-camera results).
         confidence: ``(N, V, J)`` per-keypoint confidence, or None.
+        scores: ``(N, V)`` each view's detection score for ranking in AP (a tool's own), else the mean confidence.
         with_ap: compute OKS AP/AR (needs pycocotools; without it ``ap`` is None and ``ap_note`` says why).
 
     Returns:
@@ -110,7 +112,7 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
         "all": _group(error.reshape(N * V, J), longer.reshape(-1), labelled.reshape(N * V, J)),
     }
     if with_ap:
-        ap = oks_ap(predicted, target, confidence)
+        ap = oks_ap(predicted, target, confidence, scores)
         if ap is None:
             result["ap_note"] = AP_HINT
         else:
@@ -120,8 +122,8 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
     return result
 
 
-def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None
-               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None,
+               scores: np.ndarray | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """The ground truth as a COCO keypoint dataset and the predictions as COCO results.
 
     Image id ``n * V + v + 1`` is sample n, camera v; only (sample, camera) pairs with a finite
@@ -137,6 +139,8 @@ def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray
     images, annotations, results = [], [], []
     gt_xyv = np.concatenate([np.where(finite[..., None], target, 0.0), 2.0 * finite[..., None]], axis=-1)
     score = np.ones((N, V)) if confidence is None else np.asarray(confidence, np.float64).mean(axis=-1)
+    if scores is not None:
+        score = np.asarray(scores, np.float64)
     dt_v = np.ones((N, V, J, 1)) if confidence is None else np.asarray(confidence, np.float64)[..., None]
     predicted = np.asarray(predicted, np.float64)
     detected = np.isfinite(predicted).all(axis=-1)
@@ -180,14 +184,15 @@ def _summarise_eval(evaluator: Any) -> dict[str, float | None]:
     }
 
 
-def oks_ap(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None) -> dict[str, Any] | None:
+def oks_ap(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None,
+           scores: np.ndarray | None = None) -> dict[str, Any] | None:  # fmt: skip
     """OKS AP/AR with pycocotools, per camera (``"cameras"``: list by view index) and overall; None without it."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError:
         return None
-    dataset, results = coco_dicts(predicted, target, confidence)
+    dataset, results = coco_dicts(predicted, target, confidence, scores)
     if not dataset["images"]:
         return None
     if not results:  # nothing detected: pycocotools' loadRes cannot take an empty list

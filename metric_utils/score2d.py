@@ -49,17 +49,17 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
     if len(rows) == 0:
         raise BadInputError(f"{args.gt_path} has no {args.split!r} samples (its train_test column)")
     names = [str(n) for n in table["camera_names"]]
-    tool, report = cm._tool_format(args.pred2d, args.pred_format), None
+    tool, report, scores = cm._tool_format(args.pred2d, args.pred_format), None, None
     if tool is None:
         pred = read_predictions_2d(args.pred2d, len(rows), names)
     else:
         from rat7m import toolpreds
         images_root = args.root if args.root is not None else args.gt_path.resolve().parent  # the dataset root
         read = toolpreds.read_2d(args.pred2d, tool, table, rows, images_root=images_root)
-        pred, report = Predictions2D(read.points, read.confidence), read.report
+        pred, report, scores = Predictions2D(read.points, read.confidence), read.report, read.score
         print("\n".join(report.lines()))
     target = np.stack([np.asarray(table["table"]["2D_keypoints"][n])[rows] for n in names], axis=1).astype(np.float64)
-    result = score_2d(pred.points, target, names, pred.confidence)
+    result = score_2d(pred.points, target, names, pred.confidence, scores=scores)
     if report is not None:
         result["predictions"] = report.as_dict()
     what = f"{len(rows)} {args.split} samples x {len(names)} cameras of {args.gt_path}"

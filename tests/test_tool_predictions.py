@@ -404,3 +404,19 @@ def test_tool_predictions_triangulate_to_the_table(data, tmp_path, capsys):
     finite = np.stack([np.isfinite(np.asarray(table["table"]["2D_keypoints"][c])[rows_of_test(table)]).all(axis=-1)
                        for c in CAMERAS[2:]])  # fmt: skip
     assert summary["predictions"]["n_joints_in_fewer_than_2_views"] == int((finite.sum(axis=0) < 2).sum())
+
+
+def test_the_tools_own_score_ranks_detections_for_ap(data, tmp_path):
+    """Same keypoints and keypoint scores, different detection scores: only the ranking, hence AP, changes."""
+    entries = coco_results(data)
+    for i, entry in enumerate(entries):
+        if i % 2:  # every other view is 6 px off: a poor detection
+            entry["keypoints"] = [v + 6.0 if k % 3 != 2 and v else v for k, v in enumerate(entry["keypoints"])]
+    aps = {}
+    for honest in (True, False):
+        for i, entry in enumerate(entries):
+            entry["score"] = (0.2 if i % 2 else 0.9) if honest else (0.9 if i % 2 else 0.2)
+        path = tmp_path / f"{'honest' if honest else 'inverted'}.json"
+        path.write_text(json.dumps(entries))
+        aps[honest] = score_2d(data, path, tmp_path)["all"]["ap"]
+    assert aps[True] > aps[False] + 0.05

@@ -292,12 +292,14 @@ class Report:
 class ToolPredictions2D:
     """2D predictions of a split in the table's pixel convention.
 
-    ``points`` (N, V, J, 2), NaN where missing; ``confidence`` (N, V, J), 0 where missing.
+    ``points`` (N, V, J, 2), NaN where missing; ``confidence`` (N, V, J), 0 where missing; ``score``
+    (N, V) the tool's detection score (its ranking for OKS AP), 0 where there is no prediction.
     """
 
     points: np.ndarray
     confidence: np.ndarray
     report: Report
+    score: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -353,7 +355,8 @@ class Collector2D:
             missing = ~np.isfinite(points).all(axis=-1)
             self.report.n_missing_joints = int((labelled & missing).sum())
             self.report.n_missing_views = int((labelled.any(axis=-1) & missing.all(axis=-1)).sum())
-        return ToolPredictions2D(points, self.confidence, self.report)
+        score = np.where(np.isfinite(self.score), self.score, 0.0)
+        return ToolPredictions2D(points, self.confidence, self.report, score)
 
 
 class Collector3D:
