@@ -291,6 +291,36 @@ def test_slp_round_trip(data, tmp_path):
         (assert_exact_2d if shift == 0 else assert_one_pixel)(summary)
 
 
+def test_slp_on_chunk_videos(data, tmp_path):
+    """sleap-nn on a chunk video: ``frame_idx`` is the frame in the chunk, the chunk's start names the video frame."""
+    import sleap_io as sio
+
+    from rat7m.export.slp import skeleton
+
+    _, table, dataset, _ = data
+    rows = rows_of_test(table)
+    skel, frames, videos, expected = skeleton(), [], [], 0
+    for camera in ("Camera4", "Camera5"):
+        video_frames = np.asarray(table["table"]["frame_idx"][camera])[rows].astype(int)
+        chunk = ChunkIndex.from_dir(dataset.video_dir).locate(catalogue.RECORDINGS[5], camera, video_frames[0])[0]
+        video = sio.Video(filename=str(chunk.path), open_backend=False)
+        videos.append(video)
+        for row, frame in zip(rows, video_frames, strict=True):
+            if not chunk.start <= frame < chunk.start + 10:
+                continue
+            xy = tool_pixels(table, camera, [row])[0] + np.array([0.0, 1.0])
+            instance = sio.PredictedInstance.from_numpy(xy, skeleton=skel, point_scores=np.full(20, 0.8), score=0.8)
+            frames.append(sio.LabeledFrame(video=video, frame_idx=int(frame - chunk.start), instances=[instance]))
+            expected += 1
+    path = tmp_path / "chunks.predictions.slp"
+    sio.save_slp(sio.Labels(labeled_frames=frames, videos=videos, skeletons=[skel]), str(path))
+    summary = score_2d(data, path, tmp_path)
+    assert summary["predictions"]["n_matched"] == expected > 0 and summary["predictions"]["n_unmatched"] == 0
+    for camera in ("Camera4", "Camera5"):
+        assert summary["cameras"][camera]["mpjpe_px"] == pytest.approx(1.0, abs=1e-9)
+    assert summary["cameras"]["Camera1"]["pck@5px"] == 0.0  # not predicted: misses
+
+
 # ----------------------------------------------------------------------------------------- Ultralytics txt
 
 
