@@ -270,3 +270,50 @@ def test_a_format_given_to_the_wrong_flag_says_which_flag(tmp_path, capsys):
     (tmp_path / "odd.bin").write_bytes(b"\x00\x01")
     assert run_main(compute_metrics.main, ["--pred2d", str(tmp_path / "odd.bin"), "--pred-format", "dlc", *save]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ({"pred": np.zeros((3, 20, 3)), "sampleID": np.arange(3.0).reshape(1, 3)}, r"pred has shape \(3, 20, 3\)"),
+    ({"pred": np.zeros((3, 3, 20)), "sampleID": np.arange(2.0).reshape(1, 2)}, "2 sampleIDs for 3 predictions"),
+    ({"pred": np.zeros((3, 3, 20))}, "has no 'sampleID'"),
+    ({"pred": np.full((1, 3, 20), np.inf), "sampleID": np.zeros((1, 1))}, "is not allowed"),
+    ({"pred": np.zeros((1, 3, 20)), "sampleID": np.full((1, 1), np.nan)}, "sampleID: value nan"),
+    ({"pred": np.zeros((1, 3, 20)), "sampleID": np.zeros((1, 1)), "p_max": -np.ones((1, 20))}, "below 0"),
+    ({"pred": np.array([["a"]]), "sampleID": np.zeros((1, 1))}, "must be numbers"),
+])  # fmt: skip
+def test_hostile_dannce_files_are_one_line(tmp_path, content, says):
+    import scipy.io
+
+    from rat7m.toolpreds import dannce
+
+    path = tmp_path / "save_data_AVG.mat"
+    scipy.io.savemat(path, content)
+    with pytest.raises(BadInputError, match=says) as caught:
+        dannce.read(path, INDEX)
+    assert "\n" not in str(caught.value)
+
+
+def test_dannce_sample_ids_that_are_not_rows_are_unmatched(tmp_path):
+    import scipy.io
+
+    from rat7m.toolpreds import dannce
+
+    path = tmp_path / "save_data_AVG.mat"
+    pred = np.moveaxis(np.asarray(TABLE["table"]["3D_keypoints"], dtype=np.float64), 1, 2)
+    scipy.io.savemat(path, {"pred": np.concatenate([pred, pred[:2]]), "p_max": np.ones((5, 20)),
+                            "sampleID": np.array([[0.0, 1.0, 2.0, 2.5, 99.0]])})  # fmt: skip
+    result = dannce.read(path, INDEX)
+    assert result.report.n_unmatched == 2 and result.report.first_unmatched == "sampleID 2.5"
+    np.testing.assert_array_equal(result.points, np.asarray(TABLE["table"]["3D_keypoints"], dtype=np.float64))
+
+
+@pytest.mark.parametrize("suffix", [".slp", ".h5", ".mat"])
+def test_damaged_binary_files_are_one_line(tmp_path, suffix):
+    from rat7m.toolpreds import dannce, slp
+
+    path = tmp_path / f"pred{suffix}"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(3000) if suffix != ".mat" else b"MATLAB 5.0" + os.urandom(3000))
+    module = {".slp": slp, ".h5": dlc, ".mat": dannce}[suffix]
+    with pytest.raises(BadInputError) as caught:
+        module.read(path, INDEX)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)

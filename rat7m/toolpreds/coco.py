@@ -19,7 +19,15 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.toolpreds.common import Collector2D, TableIndex, ToolPredictions2D, check_confidence, check_values, read_text
+from rat7m.toolpreds.common import (
+    Collector2D,
+    TableIndex,
+    ToolPredictions2D,
+    check_confidence,
+    check_values,
+    one_line,
+    read_text,
+)
 
 FORMAT = "coco"
 #: Largest results file (bytes); one prediction is ~0.5-1.5 KB, so ~500k predictions at full precision.
@@ -44,7 +52,7 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     try:
         entries = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so is a 5000-digit int
-        raise BadInputError(f"{path} is not valid JSON ({str(exc)[:200]})") from None
+        raise BadInputError(f"{path} is not valid JSON ({one_line(exc)})") from None
     except MemoryError:
         raise BadInputError(f"{path} is too large to parse in the memory available") from None
     del text

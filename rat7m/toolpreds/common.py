@@ -90,7 +90,7 @@ def check_values(values: np.ndarray, what: str, *, bound: float = MAX_COORDINATE
         bad |= np.isnan(values)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        msg = (f"{what}: value {values[where]!r} at index {list(where)} is not allowed "
+        msg = (f"{what}: value {float(values[where])!r} at index {list(where)} is not allowed "
                f"(finite, magnitude at most {bound:g}{'' if allow_nan else ', not NaN'})")  # fmt: skip
         raise BadInputError(msg)
 
@@ -102,7 +102,7 @@ def check_confidence(values: np.ndarray, what: str) -> None:
     negative = values < 0
     if negative.any():
         where = tuple(int(i) for i in np.argwhere(negative)[0])
-        raise BadInputError(f"{what}: confidence {values[where]!r} at index {list(where)} is below 0")
+        raise BadInputError(f"{what}: confidence {float(values[where])!r} at index {list(where)} is below 0")
 
 
 def path_parts(text: str) -> tuple[str, ...]:
@@ -408,3 +408,9 @@ def is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, at most 200 characters (libraries' messages span pages)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

@@ -21,6 +21,7 @@ from rat7m.toolpreds.common import (
     check_confidence,
     check_size,
     check_values,
+    one_line,
 )
 
 FORMAT = "dannce"
@@ -41,7 +42,7 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     except NotImplementedError:
         raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)") from None
     except Exception as exc:  # scipy raises many kinds on a damaged file
-        raise BadInputError(f"{path} is not a readable .mat file ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise BadInputError(f"{path} is not a readable .mat file ({type(exc).__name__}: {one_line(exc)})") from None
     J = catalogue.N_JOINTS
     for name in ("pred", "sampleID"):
         if name not in content:

@@ -36,6 +36,7 @@ from rat7m.toolpreds.common import (
     check_values,
     is_float,
     joint_order,
+    one_line,
     read_text,
 )
 
@@ -149,7 +150,7 @@ def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
     except ImportError:
         raise BadInputError(f"reading {path} needs PyTables: pip install tables") from None
     except Exception as exc:  # PyTables and pandas raise many kinds on a damaged file
-        msg = f"{path} is not a readable DLC .h5 table ({type(exc).__name__}: {str(exc)[:200]})"
+        msg = f"{path} is not a readable DLC .h5 table ({type(exc).__name__}: {one_line(exc)})"
         raise BadInputError(msg) from None
     if not isinstance(frame, pd.DataFrame) or frame.columns.nlevels < 3:
         raise BadInputError(f"{path}: expected a table with scorer/bodyparts/coords columns")

@@ -23,6 +23,7 @@ from rat7m.toolpreds.common import (
     check_size,
     check_values,
     joint_order,
+    one_line,
 )
 
 FORMAT = "slp"
@@ -43,7 +44,7 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     try:
         labels = sio.load_slp(str(path), open_videos=False)
     except Exception as exc:  # h5py and sleap-io raise many kinds on a damaged file
-        raise BadInputError(f"{path} is not a readable .slp file ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise BadInputError(f"{path} is not a readable .slp file ({type(exc).__name__}: {one_line(exc)})") from None
     collector = Collector2D(index, FORMAT)
     orders: dict[int, np.ndarray] = {}
     for frame in labels.labeled_frames:
