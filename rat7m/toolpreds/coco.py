@@ -20,11 +20,13 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.toolpreds.common import (
+    MAX_CONFIDENCE,
     Collector2D,
     TableIndex,
     ToolPredictions2D,
     check_confidence,
     check_values,
+    no_gc,
     one_line,
     read_text,
 )
@@ -50,7 +52,8 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
                "predictions); keep one detection per image (Ultralytics: max_det=1)")  # fmt: skip
         raise BadInputError(msg)
     try:
-        entries = json.loads(text)
+        with no_gc():
+            entries = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so is a 5000-digit int
         raise BadInputError(f"{path} is not valid JSON ({one_line(exc)})") from None
     except MemoryError:
@@ -58,36 +61,65 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     del text
     if not isinstance(entries, list):
         raise BadInputError(f"{path} holds a JSON {type(entries).__name__}; COCO results are a list of predictions")
-    collector = Collector2D(index, FORMAT)
     J = catalogue.N_JOINTS
+    targets, labels = [], []
     for i, entry in enumerate(entries):
-        where = f"{path} prediction {i}"
         if not isinstance(entry, dict) or "keypoints" not in entry or "image_id" not in entry:
-            raise BadInputError(f"{where} is not an object with image_id and keypoints")
-        values = _numbers(entry["keypoints"], 3 * J, f"{where} keypoints")
-        triples = values.reshape(J, 3)
-        xy, confidence = triples[:, :2].copy(), triples[:, 2].copy()
-        check_values(xy, f"{where} keypoints")
-        missing = (triples == 0).all(axis=1) | ~np.isfinite(xy).all(axis=1)
-        xy[missing], confidence[missing] = np.nan, 0.0
-        check_confidence(confidence, f"{where} keypoint scores")
-        score = entry.get("score")
-        if score is None:
-            score = float(confidence.mean())
-        score = float(_numbers([score], 1, f"{where} score")[0])
-        if not np.isfinite(score):
-            raise BadInputError(f"{where} score {score} is not a finite number")
+            raise BadInputError(f"{path} prediction {i} is not an object with image_id and keypoints")
         image_id, file_name = entry["image_id"], entry.get("file_name")
         if isinstance(file_name, str) and file_name:
-            targets, label = index.lookup_path(file_name), f"file_name {file_name[:100]!r}"
+            targets.append(index.lookup_path(file_name))
+            labels.append(f"file_name {file_name[:100]!r}")
         elif isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
-            raise BadInputError(f"{where} image_id {str(image_id)[:50]!r} is neither an integer nor a file stem")
+            msg = f"{path} prediction {i}: image_id {str(image_id)[:50]!r} is neither an integer nor a file stem"
+            raise BadInputError(msg)
         elif isinstance(image_id, int):
-            targets, label = index.lookup_coco_id(image_id), f"image_id {image_id}"
+            targets.append(index.lookup_coco_id(image_id))
+            labels.append(f"image_id {image_id}")
         else:
-            targets, label = index.lookup_path(image_id), f"image_id {image_id[:100]!r}"
-        collector.add(targets, xy, confidence, score, label)
+            targets.append(index.lookup_path(image_id))
+            labels.append(f"image_id {image_id[:100]!r}")
+    triples = _keypoints(path, entries).reshape(len(entries), J, 3)
+    xy, confidence = triples[..., :2].copy(), triples[..., 2].copy()
+    check_values(xy, f"{path} keypoints (prediction, joint, axis)")
+    missing = (triples == 0).all(axis=-1) | ~np.isfinite(xy).all(axis=-1)
+    xy[missing], confidence[missing] = np.nan, 0.0
+    check_confidence(confidence, f"{path} keypoint scores (prediction, joint)")
+    scores = _scores(path, entries, confidence)
+    collector = Collector2D(index, FORMAT)
+    collector.add_many(targets, xy, confidence, scores, labels)
     return collector.finish(target)
+
+
+def _keypoints(path: Path, entries: list[dict]) -> np.ndarray:
+    """(M, 3 * 20) float64 keypoints of every entry, in one numpy call (per value checks only on failure)."""
+    width = 3 * catalogue.N_JOINTS
+    if not entries:
+        return np.empty((0, width))
+    try:
+        values = np.array([entry["keypoints"] for entry in entries], dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        values = None
+    if values is not None and values.shape == (len(entries), width):
+        return values
+    for i, entry in enumerate(entries):  # the slow path names the first bad entry
+        _numbers(entry["keypoints"], width, f"{path} prediction {i} keypoints")
+    raise BadInputError(f"{path}: keypoints are not lists of {width} numbers")
+
+
+def _scores(path: Path, entries: list[dict], confidence: np.ndarray) -> np.ndarray:
+    """Each entry's ``score`` (the mean keypoint confidence when absent); finite, in [0, MAX_CONFIDENCE]."""
+    given = [entry.get("score") for entry in entries]
+    if all(type(v) in (int, float) for v in given):  # exact types: a bool is not a score
+        values = np.array(given, dtype=np.float64)
+    else:
+        values = np.array([confidence[i].mean() if v is None else _numbers([v], 1, f"{path} prediction {i} score")[0]
+                           for i, v in enumerate(given)], dtype=np.float64)  # fmt: skip
+    bad = ~np.isfinite(values) | (values < 0) | (values > MAX_CONFIDENCE)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"{path} prediction {i} score {values[i]} is not a number in [0, {MAX_CONFIDENCE:g}]")
+    return values
 
 
 def _numbers(value: object, count: int, what: str) -> np.ndarray:

@@ -27,8 +27,10 @@ triangulation, counted in the report, and a view with no prediction at all is no
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -121,6 +123,18 @@ def joint_order(names: Sequence[str], what: str) -> np.ndarray:
     return np.array([where[j] for j in catalogue.JOINT_NAMES])
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while millions of acyclic objects are made (it would walk them repeatedly)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # --------------------------------------------------------------------------------------------------
 # the map back to rows and cameras
 
@@ -150,6 +164,7 @@ class TableIndex:
         self.position = {int(r): i for i, r in enumerate(self.rows.tolist())}
         self.n_table_rows = len(columns["subject_idx"])
         self.split_recordings = set(self.recording)
+        self._view_of_number = {catalogue.camera_number(c): v for v, c in enumerate(self.cameras)}
 
     def outside(self, text: str) -> bool:
         """True when ``text`` names a RAT7M recording that has no sample in the split."""
@@ -170,14 +185,18 @@ class TableIndex:
         from rat7m.export.yolo import image_stem
 
         index: dict[tuple[str, ...], list[tuple[int, int]]] = {}
-        for v, camera in enumerate(self.cameras):
-            for pos, (path, recording) in enumerate(zip(self._paths(v), self.recording, strict=True)):
-                parts = path_parts(path)
-                keys = {("path", *parts[-3:]), ("dlc", f"{recording}_{camera}", parts[-1]),
-                        ("stem", image_stem(recording, camera, path))}  # fmt: skip
-                for key in keys:
-                    index.setdefault(key, []).append((pos, v))
+        with no_gc():  # ~1.5 million small objects and no cycles: the collector would only walk them again
+            for v, camera in enumerate(self.cameras):
+                self._add_names(index, v, camera, image_stem)
         return index
+
+    def _add_names(self, index: dict, v: int, camera: str, image_stem: Callable[[str, str, str], str]) -> None:
+        """The three names of every image of view ``v`` (see :meth:`lookup_path`)."""
+        for pos, (path, recording) in enumerate(zip(self._paths(v), self.recording, strict=True)):
+            parts = path.replace("\\", "/").rsplit("/", 3)[-3:]
+            for key in (("path", *parts), ("dlc", f"{recording}_{camera}", parts[-1]),
+                        ("stem", image_stem(recording, camera, path))):  # fmt: skip
+                index.setdefault(key, []).append((pos, v))
 
     def lookup_path(self, text: str) -> list[tuple[int, int]]:
         """(pos, v) pairs of an image named by a path or a stem, in any of the ways our exports name it.
@@ -199,13 +218,13 @@ class TableIndex:
     def lookup_coco_id(self, image_id: int) -> list[tuple[int, int]]:
         """(pos, v) of a COCO export image id (``row * 10 + camera number``)."""
         row, number = divmod(int(image_id), 10)
-        pos = self.position.get(row)
-        camera = f"Camera{number}"
-        if camera not in self.cameras:
+        v = self._view_of_number.get(number)
+        if v is None:
             return []
+        pos = self.position.get(row)
         if pos is None:
             return OUTSIDE if 0 <= row < self.n_table_rows else []
-        return [(pos, self.cameras.index(camera))]
+        return [(pos, v)]
 
     @cached_property
     def by_frame(self) -> dict[tuple[str, int, int], list[int]]:
@@ -312,51 +331,84 @@ class ToolPredictions3D:
 
 
 class Collector2D:
-    """Places 0-based 2D predictions at (pos, v); keeps the higher-scored of duplicates."""
+    """Places 0-based 2D predictions at (pos, v); keeps the higher-scored of duplicates (the earlier on a tie).
+
+    Predictions are buffered and placed at once in :meth:`finish` (numpy over all of them: a full test
+    split is 147k predictions, and per-prediction numpy calls would cost a minute).
+    """
 
     def __init__(self, index: TableIndex, fmt: str) -> None:
-        N, V, J = index.n, len(index.cameras), catalogue.N_JOINTS
         self.index = index
-        self.points = np.full((N, V, J, 2), np.nan)
-        self.confidence = np.zeros((N, V, J))
-        self.score = np.full((N, V), -np.inf)
         self.report = Report(fmt)
-        self._limit = MAX_PER_IMAGE * max(N * V, 1)
+        self._limit = MAX_PER_IMAGE * max(index.n * len(index.cameras), 1)
+        self._targets: list[list[tuple[int, int]]] = []
+        self._labels: list[str | Callable[[], str]] = []
+        self._xy: list[np.ndarray] = []
+        self._confidence: list[np.ndarray] = []
+        self._score: list[np.ndarray] = []
 
     def add(self, targets: Iterable[tuple[int, int]], xy: np.ndarray, confidence: np.ndarray, score: float,
             label: str) -> None:  # fmt: skip
         """One prediction: ``xy`` (J, 2) 0-based px (NaN = missing), ``confidence`` (J,), its ranking ``score``."""
-        self.report.n_predictions += 1
+        self.add_many([list(targets)], np.asarray(xy)[None], np.asarray(confidence)[None], np.array([score]),
+                      [label])  # fmt: skip
+
+    def add_many(self, targets: list[list[tuple[int, int]]], xy: np.ndarray, confidence: np.ndarray,
+                 score: np.ndarray, labels: Sequence[str | Callable[[], str]]) -> None:  # fmt: skip
+        """M predictions: ``targets`` M lists of (pos, v), ``xy`` (M, J, 2), ``confidence`` (M, J), ``score`` (M,).
+
+        ``labels`` name each prediction in the report (a callable is only called when it is needed).
+        """
+        self.report.n_predictions += len(targets)
         if self.report.n_predictions > self._limit:
             msg = f"{self.report.format}: more than {self._limit} predictions for {self.index.n} samples; wrong file?"
             raise BadInputError(msg)
-        targets = list(targets)
-        if targets == OUTSIDE:
-            self.report.n_outside_split += 1
-            return
-        if not targets:
-            self.report.unmatched(label)
-            return
-        self.report.n_matched += 1
-        for pos, v in targets:
-            if np.isfinite(self.score[pos, v]):
-                self.report.duplicate(label)
-                if score <= self.score[pos, v]:
-                    continue
-            self.points[pos, v] = xy
-            self.confidence[pos, v] = np.where(np.isfinite(xy).all(axis=-1), np.nan_to_num(confidence), 0.0)
-            self.score[pos, v] = score
+        self._targets.extend(targets)
+        self._labels.extend(labels)
+        self._xy.append(np.asarray(xy, dtype=np.float64).reshape(len(targets), catalogue.N_JOINTS, 2))
+        self._confidence.append(np.asarray(confidence, dtype=np.float64).reshape(len(targets), catalogue.N_JOINTS))
+        self._score.append(np.asarray(score, dtype=np.float64).reshape(len(targets)))
+
+    def _label(self, i: int) -> str:
+        label = self._labels[i]
+        return label() if callable(label) else label
 
     def finish(self, target: np.ndarray | None = None) -> ToolPredictions2D:
         """The predictions in the table's convention; ``target`` (N, V, J, 2) lets the report count missing joints."""
-        points = pixels.from_zero_based(self.points, self.index.convention)
+        N, V, J = self.index.n, len(self.index.cameras), catalogue.N_JOINTS
+        points, confidence, score = np.full((N, V, J, 2), np.nan), np.zeros((N, V, J)), np.zeros((N, V))
+        hits: list[tuple[int, int, int]] = []
+        for i, targets in enumerate(self._targets):
+            if targets == OUTSIDE:
+                self.report.n_outside_split += 1
+            elif not targets:
+                self.report.unmatched(self._label(i))
+            else:
+                self.report.n_matched += 1
+                hits.extend((i, pos, v) for pos, v in targets)
+        if hits:
+            xy, conf = np.concatenate(self._xy), np.concatenate(self._confidence)
+            scores = np.concatenate(self._score)
+            which, pos, view = np.array(hits, dtype=np.int64).T
+            key = pos * V + view
+            first_seen = np.unique(key, return_index=True)[1]
+            repeated = np.setdiff1d(np.arange(len(key)), first_seen)
+            if len(repeated):  # file order: the report names the first prediction that hit a view again
+                self.report.duplicate(self._label(int(which[repeated[0]])))
+                self.report.n_duplicates += len(repeated) - 1
+            best = np.lexsort((which, -scores[which], key))  # per view: highest score, then earliest
+            winners = best[np.r_[True, key[best][1:] != key[best][:-1]]]
+            w, p, v = which[winners], pos[winners], view[winners]
+            points[p, v] = xy[w]
+            confidence[p, v] = np.where(np.isfinite(xy[w]).all(axis=-1), np.nan_to_num(conf[w]), 0.0)
+            score[p, v] = scores[w]
+        points = pixels.from_zero_based(points, self.index.convention)
         if target is not None:
             labelled = np.isfinite(target).all(axis=-1)
             missing = ~np.isfinite(points).all(axis=-1)
             self.report.n_missing_joints = int((labelled & missing).sum())
             self.report.n_missing_views = int((labelled.any(axis=-1) & missing.all(axis=-1)).sum())
-        score = np.where(np.isfinite(self.score), self.score, 0.0)
-        return ToolPredictions2D(points, self.confidence, self.report, score)
+        return ToolPredictions2D(points, confidence, self.report, score)
 
 
 class Collector3D:
