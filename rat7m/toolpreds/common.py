@@ -209,7 +209,9 @@ class TableIndex:
         parts = path_parts(text)
         if not parts:
             return []
-        for key in (("path", *parts[-3:]), ("dlc", *parts[-2:]), ("stem", PurePosixPath(parts[-1]).stem)):
+        name = parts[-1]
+        stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
+        for key in (("path", *parts[-3:]), ("dlc", *parts[-2:]), ("stem", stem)):
             found = self.by_name.get(key)
             if found:
                 return found

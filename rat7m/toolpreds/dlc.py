@@ -105,14 +105,15 @@ def _read_one(path: Path, index: TableIndex, collector: Collector2D) -> None:
         xy = np.stack([values[:, cols["x"]], values[:, cols["y"]]], axis=-1)
         likelihood = np.ones(xy.shape[:2]) if cols["likelihood"] is None else values[:, cols["likelihood"]]
         check_confidence(likelihood, f"{path} likelihoods")
-        for r, key in enumerate(keys):
-            if np.isnan(xy[r]).all():
-                skipped += 1  # frames outside the evaluated split
-                continue
-            targets, label = _lookup(index, key, video, path)
-            with np.errstate(invalid="ignore"):
-                score = float(np.nan_to_num(np.nanmean(np.where(np.isnan(xy[r, :, 0]), np.nan, likelihood[r]))))
-            collector.add(targets, xy[r], np.nan_to_num(likelihood[r]), score, label)
+        predicted = ~np.isnan(xy).all(axis=(1, 2))  # all-NaN rows: frames outside the evaluated split
+        skipped += int((~predicted).sum())
+        seen = ~np.isnan(xy[..., 0])
+        counts = seen.sum(axis=1)
+        score = np.where(seen, np.nan_to_num(likelihood), 0.0).sum(axis=1) / np.maximum(counts, 1)
+        rows = np.flatnonzero(predicted)
+        found = [_lookup(index, keys[r], video, path) for r in rows.tolist()]
+        collector.add_many([t for t, _ in found], xy[rows], np.nan_to_num(likelihood[rows]), score[rows],
+                           [label for _, label in found])  # fmt: skip
     if skipped:
         note = f"{path.name}: {skipped} rows without any prediction (outside the evaluated split) skipped"
         collector.report.notes.append(note)
