@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
         pred = read_predictions_2d(args.pred2d, len(rows), names)
     else:
         from rat7m import toolpreds
+
         images_root = args.root if args.root is not None else args.gt_path.resolve().parent  # the dataset root
         read = toolpreds.read_2d(args.pred2d, tool, table, rows, images_root=images_root)
         pred, report, scores = Predictions2D(read.points, read.confidence), read.report, read.score
