@@ -18,9 +18,9 @@ Tools write 0-based pixels (the centre of the top-left pixel is (0, 0)); the col
 to the table's convention (:func:`rat7m.pixels.convention_of`) once, at the end.
 
 A prediction of a table row outside the scored split (a training image a tool also predicted) is
-counted and ignored; one that names nothing of the table is *unmatched*; a second prediction for the same (sample,
-camera) is a *duplicate* and the one with the higher score is kept. Both are counted and the first
-example is named, never silently dropped. A joint a tool did not predict (its own encoding: NaN,
+counted and ignored; one that names nothing of the table is *unmatched*; a second prediction for the
+same (sample, camera) is a *duplicate* and the one with the higher score is kept. Both are counted
+and the first example is named, never silently dropped. A joint a tool did not predict (its own encoding: NaN,
 likelihood 0 with NaN, visibility 0) is *missing*: left out of the pixel errors and of the
 triangulation, counted in the report, and a view with no prediction at all is no detection for OKS AP.
 """
@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -240,7 +240,8 @@ class TableIndex:
 
     def chunk_video(self, name: str) -> tuple[str, int, int] | None:
         """(recording, v, first frame) of a chunk video named like ``s5-d1-camera3-3500`` (any suffix after)."""
-        match = re.match(r"(s\d+-d\d+-camera\d+-\d+)", PurePosixPath(path_parts(name)[-1] if name else "").name)
+        parts = path_parts(name)
+        match = re.match(r"(s\d+-d\d+-camera\d+-\d+)", parts[-1] if parts else "")
         parsed = catalogue.parse_video_chunk_name(match.group(1) + ".mp4") if match else None
         if parsed is None or parsed.camera not in self.cameras:
             return None
