@@ -28,7 +28,7 @@ import numpy as np
 
 from rat7m.errors import BadInputError
 from rat7m.toolpreds import anipose, coco, dannce, dlc, slp, yolo
-from rat7m.toolpreds.common import Report, TableIndex, ToolPredictions2D, ToolPredictions3D
+from rat7m.toolpreds.common import Report, TableIndex, ToolPredictions2D, ToolPredictions3D, no_gc
 
 __all__ = ["FORMATS_2D", "FORMATS_3D", "Report", "TableIndex", "ToolPredictions2D", "ToolPredictions3D",
            "detect_format", "read_2d", "read_3d"]  # fmt: skip
@@ -85,9 +85,10 @@ def read_2d(path: str | Path, fmt: str, table: dict[str, Any], rows: np.ndarray,
     index = TableIndex(table, rows)
     names = index.cameras
     target = np.stack([np.asarray(table["table"]["2D_keypoints"][n])[index.rows] for n in names], axis=1)
-    if module is yolo:
-        return yolo.read(path, index, target, sizes=_image_sizes(table, index, images_root))
-    return module.read(path, index, target.astype(np.float64))
+    with no_gc():  # a full split is ~1.5 million small acyclic objects: the collector would walk them repeatedly
+        if module is yolo:
+            return yolo.read(path, index, target, sizes=_image_sizes(table, index, images_root))
+        return module.read(path, index, target.astype(np.float64))
 
 
 def read_3d(path: str | Path, fmt: str, table: dict[str, Any], rows: np.ndarray) -> ToolPredictions3D:
@@ -96,7 +97,8 @@ def read_3d(path: str | Path, fmt: str, table: dict[str, Any], rows: np.ndarray)
     module = _format(path, fmt, FORMATS_3D, FORMATS_2D, "--pred_path")
     index = TableIndex(table, rows)
     target = np.asarray(table["table"]["3D_keypoints"])[index.rows].astype(np.float64)
-    return module.read(path, index, target)
+    with no_gc():
+        return module.read(path, index, target)
 
 
 def _image_sizes(table: dict[str, Any], index: TableIndex, images_root: Path | None) -> dict[tuple[str, str], tuple]:

@@ -50,7 +50,6 @@ MAX_CONFIDENCE = 1e6
 #: Predictions allowed per image of the split before a file is refused as not about this table.
 MAX_PER_IMAGE = 100
 
-_SEPARATORS = re.compile(r"[\\/]+")
 _RECORDING = re.compile(r"s\d+-d\d+")
 #: What a lookup returns for a name of the table that is outside the scored split.
 OUTSIDE: list[tuple[int, int]] = [(-1, -1)]
@@ -109,7 +108,7 @@ def check_confidence(values: np.ndarray, what: str) -> None:
 
 def path_parts(text: str) -> tuple[str, ...]:
     """The components of a path written on any system (``/`` or ``\\``)."""
-    return tuple(p for p in _SEPARATORS.split(str(text)) if p)
+    return tuple(p for p in str(text).replace("\\", "/").split("/") if p)
 
 
 def joint_order(names: Sequence[str], what: str) -> np.ndarray:
