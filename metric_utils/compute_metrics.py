@@ -14,6 +14,11 @@ hyphenated one (``--pred-path`` ...), like every other script's flags.
 of shape (N, 6, 20, 2 or 3); see ``metric_utils/pred2d.py``. Prints pixel MPJPE, PCK and OKS AP/AR
 per camera; ``--triangulate`` also scores the views triangulated to 3D like a ``--pred_path`` file.
 
+The files the field's tools write are read as they are (``--pred-format``, detected from the file
+by default): COCO results JSON (MMPose, Ultralytics ``val``), DeepLabCut ``.h5``/``.csv``, SLEAP
+``.slp`` and Ultralytics ``predict`` label folders with ``--pred2d``; DANNCE ``save_data_AVG.mat`` and
+anipose ``pose-3d`` CSV with ``--pred_path``. See ``rat7m/toolpreds`` and the README.
+
 Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
 60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
 or a ``.npy`` array of shape (N, 20, 3) (or (N, 60)). The original script read this CSV with a
@@ -80,6 +85,8 @@ METRIC_TITLES = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "n_mpjpe": "N-MPJPE"}
 N_COLUMNS = catalogue.N_JOINTS * 3
 #: Where results go unless ``--save_dir`` says otherwise (relative to the current directory).
 DEFAULT_SAVE_DIR = "metrics_output"
+#: Prediction formats: ours, then the tools' (rat7m.toolpreds).
+PRED_FORMATS = ("rat7m", "coco", "dlc", "slp", "yolo-txt", "dannce", "anipose")
 #: Names of the files written to the save directory.
 PER_SAMPLE_CSV = "per_sample_metrics.csv"
 SUMMARY_JSON = "summary.json"
@@ -349,7 +356,7 @@ def _frame_camera(table: dict[str, Any]) -> str:
 
 
 def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", metrics: Sequence[str] = tuple(METRICS),
-             gt_name: str = "the annotation table") -> Evaluation:  # fmt: skip
+             gt_name: str = "the annotation table", missing: np.ndarray | None = None) -> Evaluation:  # fmt: skip
     """Score predictions against a split of a mini-RAT7M table.
 
     Args:
@@ -358,6 +365,8 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
         split: "test", "train" or "all".
         metrics: names from :data:`METRICS`.
         gt_name: how to name the table in error messages (its path).
+        missing: (N, 20) bool, joints a tool did not predict (``rat7m.toolpreds``): left out like a lost
+            target and counted by the tool's report; None when every joint is predicted.
 
     Returns:
         The per-sample results.
@@ -379,6 +388,9 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
         raise BadInputError(msg)
     columns = table["table"]
     target = np.asarray(columns["3D_keypoints"])[rows].astype(np.float64)
+    if missing is not None:
+        target = np.where(missing[..., None], np.nan, target)
+        predicted = np.where(missing[..., None], 0.0, predicted)
     try:
         scores = {name: METRICS[name](predicted, target)[:, 0] for name in metrics}
     except ValueError as exc:  # a prediction (or target) beyond the metrics' magnitude bound
@@ -554,11 +566,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", action="store_true",
         help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples",
     )  # fmt: skip
+    parser.add_argument(
+        "--pred_format", "--pred-format", default="auto", choices=("auto", *PRED_FORMATS),
+        help="format of --pred_path / --pred2d: rat7m (ours, above), a tool's own file (coco, dlc, slp, yolo-txt: "
+        "2D; dannce, anipose: 3D; see README), or auto: detected from the file (default: %(default)s)",
+    )  # fmt: skip
     from metric_utils import score2d  # lazy: it imports this module
 
     score2d.add_arguments(parser)
     add_verbosity_arguments(parser)
     return parser
+
+
+def _tool_format(path: Path, fmt: str) -> str | None:
+    """The tool format of a prediction file (``rat7m.toolpreds``), or None for our own CSV/npy/npz."""
+    if fmt == "rat7m":
+        return None
+    from rat7m import toolpreds  # lazy: only a tool's file needs its reader
+
+    return toolpreds.detect_format(path) if fmt == "auto" else fmt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -575,11 +601,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from metric_utils import score2d
 
         return score2d.run(args, load_annotation(args.gt_path))
-    predicted = read_predictions(args.pred_path)
+    tool = _tool_format(args.pred_path, args.pred_format)
+    predicted = read_predictions(args.pred_path) if tool is None else None
     table = load_annotation(args.gt_path)
     names = tuple(METRICS) if args.metric == "all" else (args.metric,)
-    result = evaluate(predicted, table, args.split, names, gt_name=str(args.gt_path))
+    missing, report = None, None
+    if tool is not None:
+        from rat7m import toolpreds
+
+        read = toolpreds.read_3d(args.pred_path, tool, table, split_rows(table, args.split))
+        predicted, missing, report = read.points, ~np.isfinite(read.points).all(axis=-1), read.report
+        print("\n".join(report.lines()))
+    result = evaluate(predicted, table, args.split, names, gt_name=str(args.gt_path), missing=missing)
     summary = {"pred_path": str(args.pred_path), "gt_path": str(args.gt_path), **summarise(result)}
+    if report is not None:
+        summary["predictions"] = report.as_dict()
     print(f"{summary['n_samples']} {args.split} samples of {args.gt_path} scored from {args.pred_path} (errors in mm)")
     print(format_summary(summary))
     try:

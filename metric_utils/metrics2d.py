@@ -28,6 +28,8 @@ from rat7m import catalogue
 PCK_ALPHAS: tuple[float, ...] = (0.05, 0.1, 0.2)
 #: PCK thresholds in pixels.
 PCK_PIXELS: tuple[float, ...] = (5.0, 10.0, 20.0)
+#: Where a missing predicted keypoint is put for OKS (px): far enough that its OKS term is 0.
+MISSING_AT = -1e6
 #: What to install for AP/AR.
 AP_HINT = "OKS AP/AR need pycocotools: pip install 'rat7m-toolkit[scoring]' (or pip install pycocotools)"
 
@@ -54,15 +56,20 @@ def _quiet_nan_warnings():
         yield
 
 
-def _group(error: np.ndarray, longer: np.ndarray) -> dict[str, Any]:
-    """MPJPE and PCKs over one group: ``error`` (n, J) with NaN for excluded joints, ``longer`` (n,)."""
+def _group(error: np.ndarray, longer: np.ndarray, labelled: np.ndarray | None = None) -> dict[str, Any]:
+    """MPJPE and PCKs over one group: ``error`` (n, J) with NaN for excluded joints, ``longer`` (n,).
+
+    ``labelled`` (n, J): joints with a finite target. A labelled joint whose error is NaN was not
+    predicted (a tool's missing joint): left out of MPJPE, a miss for every PCK.
+    """
     valid = np.isfinite(error)
+    labelled = valid if labelled is None else labelled
     count = valid.sum(axis=1)
     scored = count > 0
     per_image = np.where(valid, error, 0.0).sum(axis=1)[scored] / count[scored]
-    n_joints = int(valid.sum())
+    n_joints = int(labelled.sum())
     out: dict[str, Any] = {
-        "n_images": int(scored.sum()),
+        "n_images": int(labelled.any(axis=1).sum()),
         "n_joints": n_joints,
         "mpjpe_px": float(per_image.mean()) if len(per_image) else None,
         "median_px": float(np.median(per_image)) if len(per_image) else None,
@@ -77,14 +84,17 @@ def _group(error: np.ndarray, longer: np.ndarray) -> dict[str, Any]:
 
 
 def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[str],
-             confidence: np.ndarray | None = None, *, with_ap: bool = True) -> dict[str, Any]:  # fmt: skip
+             confidence: np.ndarray | None = None, *, with_ap: bool = True,
+             scores: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
     """Score 2D predictions per camera and over all cameras.
 
     Args:
-        predicted: ``(N, V, J, 2)`` finite pixel predictions.
+        predicted: ``(N, V, J, 2)`` pixel predictions; NaN where a tool did not predict the joint (a miss:
+            left out of MPJPE, wrong for every PCK, no detection for AP when the whole view is NaN).
         target: ``(N, V, J, 2)`` ground truth, NaN where unlabelled.
         camera_names: the V camera names (keys of the per-camera results).
         confidence: ``(N, V, J)`` per-keypoint confidence, or None.
+        scores: ``(N, V)`` each view's detection score for ranking in AP (a tool's own), else the mean confidence.
         with_ap: compute OKS AP/AR (needs pycocotools; without it ``ap`` is None and ``ap_note`` says why).
 
     Returns:
@@ -93,15 +103,16 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
         with pycocotools, ``ap``, ``ap50``, ``ap75``, ``ar``.
     """
     error = pixel_errors(predicted, target)
+    labelled = np.isfinite(np.asarray(target, np.float64)).all(axis=-1)
     width, height = box_sizes(target)
     longer = np.fmax(width, height)
     N, V, J = error.shape
     result: dict[str, Any] = {
-        "cameras": {name: _group(error[:, v], longer[:, v]) for v, name in enumerate(camera_names)},
-        "all": _group(error.reshape(N * V, J), longer.reshape(-1)),
+        "cameras": {name: _group(error[:, v], longer[:, v], labelled[:, v]) for v, name in enumerate(camera_names)},
+        "all": _group(error.reshape(N * V, J), longer.reshape(-1), labelled.reshape(N * V, J)),
     }
     if with_ap:
-        ap = oks_ap(predicted, target, confidence)
+        ap = oks_ap(predicted, target, confidence, scores)
         if ap is None:
             result["ap_note"] = AP_HINT
         else:
@@ -111,12 +122,14 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
     return result
 
 
-def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None
-               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None,
+               scores: np.ndarray | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """The ground truth as a COCO keypoint dataset and the predictions as COCO results.
 
     Image id ``n * V + v + 1`` is sample n, camera v; only (sample, camera) pairs with a finite
-    ground-truth keypoint are included. Ground-truth visibility is 2 where finite, else 0.
+    ground-truth keypoint are included. Ground-truth visibility is 2 where finite, else 0. A
+    prediction with no finite keypoint is no detection (no result); a non-finite predicted keypoint
+    (a tool's missing joint) is put :data:`MISSING_AT` px away, so it adds nothing to the OKS.
     """
     N, V, J = target.shape[:3]
     finite = np.isfinite(target).all(axis=-1)
@@ -126,8 +139,13 @@ def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray
     images, annotations, results = [], [], []
     gt_xyv = np.concatenate([np.where(finite[..., None], target, 0.0), 2.0 * finite[..., None]], axis=-1)
     score = np.ones((N, V)) if confidence is None else np.asarray(confidence, np.float64).mean(axis=-1)
+    if scores is not None:
+        score = np.asarray(scores, np.float64)
     dt_v = np.ones((N, V, J, 1)) if confidence is None else np.asarray(confidence, np.float64)[..., None]
-    dt_xyv = np.concatenate([np.asarray(predicted, np.float64), dt_v], axis=-1)
+    predicted = np.asarray(predicted, np.float64)
+    detected = np.isfinite(predicted).all(axis=-1)
+    dt_xyv = np.concatenate([np.where(detected[..., None], predicted, MISSING_AT), dt_v], axis=-1)
+    detected = detected.any(axis=-1)
     for n, v in np.argwhere(finite.any(axis=-1)).tolist():
         image_id = n * V + v + 1
         images.append({"id": image_id})
@@ -137,8 +155,9 @@ def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray
             "area": box[2] * box[3], "num_keypoints": int(finite[n, v].sum()),
             "keypoints": gt_xyv[n, v].ravel().tolist(),
         })  # fmt: skip
-        results.append({"image_id": image_id, "category_id": 1, "keypoints": dt_xyv[n, v].ravel().tolist(),
-                        "score": float(score[n, v])})  # fmt: skip
+        if detected[n, v]:
+            results.append({"image_id": image_id, "category_id": 1, "keypoints": dt_xyv[n, v].ravel().tolist(),
+                            "score": float(score[n, v])})  # fmt: skip
     dataset = {
         "images": images,
         "annotations": annotations,
@@ -165,16 +184,20 @@ def _summarise_eval(evaluator: Any) -> dict[str, float | None]:
     }
 
 
-def oks_ap(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None) -> dict[str, Any] | None:
+def oks_ap(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | None = None,
+           scores: np.ndarray | None = None) -> dict[str, Any] | None:  # fmt: skip
     """OKS AP/AR with pycocotools, per camera (``"cameras"``: list by view index) and overall; None without it."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError:
         return None
-    dataset, results = coco_dicts(predicted, target, confidence)
+    dataset, results = coco_dicts(predicted, target, confidence, scores)
     if not dataset["images"]:
         return None
+    if not results:  # nothing detected: pycocotools' loadRes cannot take an empty list
+        nothing = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ar": 0.0}
+        return {"cameras": [dict(nothing) for _ in range(target.shape[1])], "all": nothing}
     V = target.shape[1]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         gt = COCO()

@@ -21,7 +21,7 @@ import numpy as np
 
 from metric_utils import compute_metrics as cm
 from metric_utils.metrics2d import format_2d, score_2d
-from metric_utils.pred2d import read_predictions_2d
+from metric_utils.pred2d import Predictions2D, read_predictions_2d
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
@@ -58,48 +58,77 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
     if len(rows) == 0:
         raise BadInputError(f"{args.gt_path} has no {args.split!r} samples (its train_test column)")
     names = [str(n) for n in table["camera_names"]]
-    pred = read_predictions_2d(args.pred2d, len(rows), names)
     convention = pixels.convention_of(table)
-    pred = replace(pred, points=pixels.convert(pred.points, args.pred2d_convention, convention))  # as the table's
+    tool, report, scores = cm._tool_format(args.pred2d, args.pred_format), None, None
+    if tool is None:
+        pred = read_predictions_2d(args.pred2d, len(rows), names)
+        pred = replace(pred, points=pixels.convert(pred.points, args.pred2d_convention, convention))  # as the table's
+    else:  # a tool's file: its 0-based pixels come back in the table's convention
+        from rat7m import toolpreds
+
+        images_root = args.root if args.root is not None else args.gt_path.resolve().parent  # the dataset root
+        read = toolpreds.read_2d(args.pred2d, tool, table, rows, images_root=images_root)
+        pred, report, scores = Predictions2D(read.points, read.confidence), read.report, read.score
+        print("\n".join(report.lines()))
     target = np.stack([np.asarray(table["table"]["2D_keypoints"][n])[rows] for n in names], axis=1).astype(np.float64)
-    result = score_2d(pred.points, target, names, pred.confidence)
+    result = score_2d(pred.points, target, names, pred.confidence, scores=scores)
+    if report is not None:
+        result["predictions"] = report.as_dict()
     what = f"{len(rows)} {args.split} samples x {len(names)} cameras of {args.gt_path}"
-    print(f"{what} scored from {args.pred2d} (2D, {args.pred2d_convention} pixels; the table's are {convention})")
+    given = args.pred2d_convention if tool is None else f"{tool}, 0-based"
+    print(f"{what} scored from {args.pred2d} (2D, {given} pixels; the table's are {convention})")
     print(format_2d(result))
     args.save_dir.mkdir(parents=True, exist_ok=True)
     written = [args.save_dir / SUMMARY_2D_JSON]
     _write_json(written[0], {"pred2d": str(args.pred2d), "gt_path": str(args.gt_path), "split": args.split, **result})
     if args.triangulate:
-        written += _triangulated(args, table, rows, pred)
+        written += _triangulated(args, table, rows, pred, tool_report=report)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
-def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndarray, pred: Any) -> list[Path]:
-    """Triangulate, score as a 3D prediction, print the 3D table; return the files written."""
+def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndarray, pred: Any,
+                  tool_report: Any = None) -> list[Path]:  # fmt: skip
+    """Triangulate, score as a 3D prediction, print the 3D table; return the files written.
+
+    A tool's missing joints (``tool_report`` given) weigh 0; a joint seen in fewer than 2 views is then
+    left out of the 3D scores and counted, where our own format (every view predicted) makes it an error.
+    """
     options = {"robust": args.robust, "refine": args.robust, "inlier_px": args.inlier_px}
-    matlab = pixels.convert(pred.points, pixels.convention_of(table), pixels.MATLAB)  # the cameras' own pixels
-    result = triangulate_rows(matlab, table, rows, pred.confidence, **options)
+    points, confidence = pred.points, pred.confidence
+    if tool_report is not None:
+        predicted = np.isfinite(points).all(axis=-1)
+        points, confidence = np.where(predicted[..., None], points, 0.0), np.where(predicted, confidence, 0.0)
+    matlab = pixels.convert(points, pixels.convention_of(table), pixels.MATLAB)  # the cameras' own pixels
+    result = triangulate_rows(matlab, table, rows, confidence, **options)
     missing = np.argwhere(~np.isfinite(result.points).all(axis=-1))
+    untriangulated = None
+    if tool_report is not None:
+        untriangulated = ~np.isfinite(result.points).all(axis=-1)
+        print(f"{int(untriangulated.sum())} joints predicted in fewer than 2 views: left out of the 3D scores")
+        missing = missing[:0]
     if len(missing):
         sample, joint = missing[0]
         msg = (f"{args.pred2d}: sample {sample}, joint {catalogue.JOINT_NAMES[joint]} has a confidence above 0 in "
                f"{result.views_used[sample, joint]} camera(s); triangulation needs 2")  # fmt: skip
         raise BadInputError(msg)
-    evaluation = cm.evaluate(result.points, table, args.split, tuple(cm.METRICS), gt_name=str(args.gt_path))
+    evaluation = cm.evaluate(result.points, table, args.split, tuple(cm.METRICS), gt_name=str(args.gt_path),
+                             missing=untriangulated)  # fmt: skip
     summary = {"pred2d": str(args.pred2d), "gt_path": str(args.gt_path), "triangulation": options,
                **cm.summarise(evaluation)}  # fmt: skip
+    if tool_report is not None:
+        summary["predictions"] = tool_report.as_dict() | {"n_joints_in_fewer_than_2_views": int(untriangulated.sum())}
     mode = "robust (two-view hypotheses + least squares)" if args.robust else "linear DLT"
-    print(f"\ntriangulated ({mode}): reprojection error mean {np.mean(result.reprojection_error):.2f} px, "
+    print(f"\ntriangulated ({mode}): reprojection error mean {np.nanmean(result.reprojection_error):.2f} px, "
           f"views used mean {np.mean(result.views_used):.2f} of {pred.points.shape[1]} (errors in mm)")  # fmt: skip
     print(cm.format_summary(summary))
     paths = cm.write_outputs(evaluation, summary, args.save_dir)
     diagnostics = {
         "mode": mode,
-        "reprojection_error_px_mean": float(np.mean(result.reprojection_error)),
+        "reprojection_error_px_mean": float(np.nanmean(result.reprojection_error)),
         "views_used_mean": float(np.mean(result.views_used)),
         "per_joint": [
-            {"joint": name, "reprojection_error_px": float(np.mean(result.reprojection_error[:, j])),
+            {"joint": name, "reprojection_error_px": float(np.nanmean(result.reprojection_error[:, j])),
              "views_used": float(np.mean(result.views_used[:, j]))}
             for j, name in enumerate(catalogue.JOINT_NAMES)
         ],

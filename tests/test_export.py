@@ -14,7 +14,7 @@ import pytest
 import scipy.io
 
 from rat7m import catalogue, extract, geometry
-from rat7m.export import cli
+from rat7m.export import cli, yolo
 from rat7m.export.common import MANIFEST_NAME, boxes, camera_params, jpeg_size, visibility
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
@@ -219,12 +219,15 @@ def test_yolo_labels_denormalise_to_the_table(data, tmp_path):
     flip = [int(v) for v in yaml_text.split("flip_idx: [")[1].split("]")[0].split(",")]
     assert flip == list(catalogue.FLIP_INDEX) and flip[8] == 9 and flip[12] == 13 and flip[17] == 16
     lists = {s: (folder / f"{s}.txt").read_text().split() for s in ("train", "val")}
-    recordings_of = {s: {p.split("/")[3] for p in paths} for s, paths in lists.items()}
+    recordings_of = {s: {p.split("/")[2].split("_")[0] for p in paths} for s, paths in lists.items()}
     assert recordings_of == {"train": {"s1-d1"}, "val": {"s5-d1"}}  # whole recordings, no shared timestep
     size = np.array([dataset.width, dataset.height])
+    stems = [Path(p).stem for paths in lists.values() for p in paths]
+    assert len(stems) == len(set(stems))  # Ultralytics names predictions by stem: every stem unique
     checked = 0
     for row, camera, path, kp in views(table):
-        listed = f"./images/{path}"
+        recording = path.split("/")[1]
+        listed = f"./images/{recording}_{camera}/{yolo.image_stem(recording, camera, path)}.jpg"
         assert listed in lists["train"] or listed in lists["val"]
         image = str(folder / listed[2:])
         label_path = "/labels/".join(image.rsplit("/images/", 1)).rsplit(".", 1)[0] + ".txt"  # Ultralytics' rule

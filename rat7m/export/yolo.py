@@ -1,8 +1,12 @@
 """Ultralytics YOLO pose: a label ``.txt`` per image, image lists per split and ``data.yaml``.
 
 Ultralytics finds an image's labels by replacing the last ``/images/`` of its path with
-``/labels/``, so the export holds ``images/<image folder>`` as a link to each image folder under
-the images root (nothing copied) and ``labels/<image folder>/<frame>.txt`` beside it. A label line
+``/labels/``, and names its predictions by the image's file stem (``image_id`` of ``val(save_json=True)``,
+``<stem>.txt`` of ``predict(save_txt=True)``). The table's file names repeat in every camera folder
+(``frame_000123.jpg``), so every image gets a unique stem (:func:`image_stem`:
+``s5-d1_Camera3_000123``): the export holds ``images/<recording>_<camera>/<stem>.jpg`` as a link to
+each image under the images root (nothing copied) and ``labels/<recording>_<camera>/<stem>.txt``
+beside it, and :mod:`rat7m.toolpreds` maps predictions back through the same function. A label line
 is ``0 cx cy w h`` (the box of :mod:`rat7m.export.common`, normalised) then 20 x ``x y v``,
 normalised from 0-based image pixels (converted from the table's MATLAB convention).
 Ultralytics refuses coordinates outside ``[0, 1]``, so only seen keypoints (``v = 2``) are written;
@@ -50,6 +54,17 @@ def _label_lines(kp: np.ndarray, flags: np.ndarray, bbox: np.ndarray, width: int
     return lines
 
 
+def image_stem(recording: str, camera: str, path: str) -> str:
+    """The unique file stem of a table image: ``<recording>_<camera>_<frame>`` (``s5-d1_Camera3_000123``).
+
+    ``frame`` is the table file name's stem without its ``frame_`` prefix; the table's names repeat across
+    camera folders and recordings, this never does.
+    """
+    name = path.rsplit("/", 1)[-1]  # string operations: the scorer names 147k images at once
+    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
+    return f"{recording}_{camera}_{stem.removeprefix('frame_')}"
+
+
 def _val_recordings(selection: Selection, chosen: Sequence[catalogue.Recording] | None) -> set[str]:
     if chosen:
         return {r.name for r in chosen}
@@ -95,7 +110,6 @@ def export(
     val = _val_recordings(selection, val_recordings)
     split_of = np.asarray(selection.columns["train_test"]).astype(str)
     lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    linked: set[str] = set()
     for view in selection.views():
         bbox = boxes(view.keypoints, view.visibility, view.width, view.height)
         lines = _label_lines(view.keypoints, view.visibility, bbox, view.width, view.height)
@@ -104,16 +118,13 @@ def export(
             if path in done:  # a frame two rows share is one image
                 continue
             done.add(path)
-            pure = PurePosixPath(path)
-            folder = str(pure.parent)
-            if folder not in linked:
-                link(images_root / folder, out / "images" / folder, out)
-                linked.add(folder)
-            label = out / "labels" / pure.with_suffix(".txt")
+            name = f"{view.folder}/{image_stem(view.recording.name, view.camera, path)}"
+            link(images_root / path, out / "images" / f"{name}{PurePosixPath(path).suffix}", out)
+            label = out / "labels" / f"{name}.txt"
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text(lines[i])
             split = "val" if view.recording.name in val else split_of[view.rows[i]]
-            lists[split].append(f"./images/{path}")
+            lists[split].append(f"./images/{name}{PurePosixPath(path).suffix}")
             summary.images += 1
             summary.instances += bool(lines[i])
             summary.missing_keypoints += int((view.visibility[i] == 0).sum())
