@@ -39,8 +39,9 @@ def data(synthetic_dataset, tmp_path_factory):
                              [r.recording for r in recordings], catalogue.CAMERA_NAMES)  # fmt: skip
     assert not extract.extract(jobs, root, processes=1, progress=False, decoder="opencv").failures
     out = root.parent / "exports"
-    for fmt in ("coco", "dlc", "yolo", "slp", "dannce"):
-        assert cli.main([fmt, "--root", str(root), "--out", str(out), "--quiet"]) == 0
+    for fmt in ("coco", "dlc", "yolo", "slp", "dannce"):  # dlc's default is the train split: its test rows here
+        split = ["--split", "all"] if fmt == "dlc" else []
+        assert cli.main([fmt, "--root", str(root), "--out", str(out), "--quiet", *split]) == 0
     return root, load_annotation(catalogue.mini_annotation_path(root)), synthetic_dataset, out
 
 
