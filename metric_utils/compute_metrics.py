@@ -63,7 +63,7 @@ from rat7m.cli import (
     setup_logging,
 )
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write
+from rat7m.fileio import atomic_write, check_input
 from rat7m.table import load_annotation
 
 log = logging.getLogger(__name__)
@@ -562,19 +562,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Score a prediction file; print the table and write the result files."""
+    """Score a prediction file; print the table and write the result files (and the report with ``--report``)."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
     if args.gt_path is None:
         args.gt_path = catalogue.mini_annotation_path(resolve_root(args.root, quiet=args.quiet))
     check_writable(args.save_dir, "results", "pass --save_dir DIR")  # before reading anything
-    if not args.gt_path.is_file():
+    if not args.gt_path.exists() and not args.gt_path.is_symlink():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)
+    check_input(args.gt_path, "annotation table", max_bytes=None)  # a FIFO or a device: one line, not a hang
     if args.pred2d is not None or args.triangulate:
         from metric_utils import score2d
 
-        return score2d.run(args, load_annotation(args.gt_path))
+        score2d.run(args, load_annotation(args.gt_path))
+    else:
+        _score_3d(args)
+    if args.report:
+        from rat7m.render.report import write_report  # lazy: only the report needs the renderer
+
+        print(f"wrote {write_report(args.save_dir)}")
+    return 0
+
+
+def _score_3d(args: argparse.Namespace) -> None:
+    """Score ``args.pred_path``: print the table, write the result files."""
     predicted = read_predictions(args.pred_path)
     table = load_annotation(args.gt_path)
     names = tuple(METRICS) if args.metric == "all" else (args.metric,)
@@ -587,11 +599,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise BadInputError(f"cannot write results to {args.save_dir}: {exc.strerror or exc}") from None
     print(f"wrote {', '.join(str(p) for p in paths)}")
-    if args.report:
-        from rat7m.render.report import write_report  # lazy: only the report needs the renderer
-
-        print(f"wrote {write_report(args.save_dir)}")
-    return 0
 
 
 if __name__ == "__main__":
