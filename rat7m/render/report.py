@@ -102,7 +102,8 @@ def _joint_chart(per_joint: list[dict[str, Any]]) -> Any:
     values = [np.nan if e["mpjpe"] is None else e["mpjpe"] for e in per_joint]
     colours = [rgb(catalogue.PART_COLOURS[parts[j]]) for j in range(len(per_joint))]
     ax.bar(range(len(values)), np.nan_to_num(values), color=colours, edgecolor="black", linewidth=0.5)
-    ax.set_xticks(range(len(values)), [e["joint"] for e in per_joint], rotation=60, ha="right", parse_math=False)
+    labels = [_short(e["joint"]) for e in per_joint]
+    ax.set_xticks(range(len(values)), labels, rotation=60, ha="right", parse_math=False)  # names from a file: plain
     ax.set_ylabel("MPJPE (mm)")
     ax.set_title("Per-joint MPJPE, bars coloured by body part")
     from rat7m.plotting import part_legend_handles
@@ -162,6 +163,11 @@ def _over_time(columns: dict[str, np.ndarray]) -> str:
 
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _short(text: str, most: int = 40) -> str:
+    """Text from a file, cut to fit a figure (the page's tables show it whole)."""
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _plain(text: str) -> str:
@@ -225,7 +231,7 @@ def _pck_curve(result: dict[str, Any]) -> str:
         for name, group in groups:
             y = [0.0] + [np.nan if group.get(k) is None else group[k] for _, k in thresholds]
             style = {"color": "black", "linewidth": 2.0} if name == "all" else {"linewidth": 0.9, "alpha": 0.8}
-            ax.plot(x, y, "o-", markersize=3, label=_plain(name), **style)
+            ax.plot(x, y, "o-", markersize=3, label=_plain(_short(name)), **style)
         ax.set_xlabel(label)
         ax.set_ylabel("PCK (fraction of joints)")
         ax.set_ylim(0, 1.01)

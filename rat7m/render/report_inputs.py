@@ -92,13 +92,14 @@ class _Fields:
         if not isinstance(value, dict):
             raise self.fail(where, value, "an object")
         if len(value) > most:
-            raise self.fail(where, f"{len(value)} entries", f"at most {most}")
+            raise BadInputError(f"{self.path}: field {where} has {len(value)} entries; expected at most {most}")
         return value
 
     def items(self, value: Any, where: str, length: int) -> list[Any]:
-        if not isinstance(value, list) or len(value) != length:
-            found = f"a list of {len(value)}" if isinstance(value, list) else value
-            raise self.fail(where, found, f"a list of {length} entries")
+        if not isinstance(value, list):
+            raise self.fail(where, value, f"a list of {length} entries")
+        if len(value) != length:
+            raise BadInputError(f"{self.path}: field {where} is a list of {len(value)}; expected {length} entries")
         return value
 
     def text(self, value: Any, where: str) -> str:
