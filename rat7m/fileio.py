@@ -169,14 +169,15 @@ def open_input(path: str | os.PathLike, what: str = "input file", *, max_bytes: 
 
 def read_input(path: str | os.PathLike, what: str = "input file", *, max_bytes: int | None = SMALL_FILE_BYTES,
                follow_links: bool = True) -> bytes:  # fmt: skip
-    """The bytes of a regular file (see :func:`open_input`); a file that grows past the cap while read is refused."""
+    """The bytes of a regular file (see :func:`open_input`); a file that changes size while read is refused."""
     with open_input(path, what, max_bytes=max_bytes, follow_links=follow_links) as handle:
+        size = os.fstat(handle.fileno()).st_size
         try:
-            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+            data = handle.read(size + 1)  # one byte more than the size: a file still growing shows it
         except OSError as exc:
             raise BadInputError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
-    if max_bytes is not None and len(data) > max_bytes:
-        raise BadInputError(f"{what} {path} grew past {max_bytes} bytes while it was read")
+    if len(data) != size:
+        raise BadInputError(f"{what} {path} changed size while it was read; read it again when it is complete")
     return data
 
 
