@@ -124,15 +124,29 @@ def read_predictions(path: str | Path) -> np.ndarray:
 def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
     """Write predictions in the format :func:`read_predictions` reads (atomically).
 
+    The format has no "no prediction" value: the reader refuses NaN and inf (a missing prediction
+    would otherwise be dropped from the mean and flatter the score), so they are refused here too,
+    before anything is written, naming the first sample and joint. Predict every joint.
+
     Args:
         path: ``.npy`` writes the (N, 20, 3) array; any other suffix a headerless CSV of N rows of 60
             numbers (x, y, z of joint 0, then joint 1, ...), 6 decimals.
-        predicted: (N, 20, 3) positions in the table's 3D units (mm), in table order of the split.
+        predicted: (N, 20, 3) finite positions in the table's 3D units (mm), in table order of the split.
+
+    Raises:
+        ValueError: wrong shape; BadInputError (a ValueError): a coordinate that is NaN or inf.
     """
     path = Path(path)
     predicted = np.asarray(predicted, dtype=np.float64)
     if predicted.ndim != 3 or predicted.shape[1:] != (catalogue.N_JOINTS, 3):
         raise ValueError(f"predictions must have shape (N, {catalogue.N_JOINTS}, 3), got {predicted.shape}")
+    finite = np.isfinite(predicted)
+    if not finite.all():
+        sample, joint, axis = np.argwhere(~finite)[0]
+        msg = (f"not writing {path}: sample {sample}, joint {catalogue.JOINT_NAMES[joint]} has {'xyz'[axis]} = "
+               f"{predicted[sample, joint, axis]}; the prediction format holds finite numbers only "
+               f"(compute_metrics refuses NaN and inf), so predict every joint")  # fmt: skip
+        raise BadInputError(msg)
     with atomic_write(path) as handle:
         if path.suffix.lower() == ".npy":
             np.save(handle, predicted)
