@@ -125,6 +125,7 @@ def _open_error(path: Path, what: str, exc: OSError) -> BadInputError:
         errno.EACCES: "permission denied",
         errno.EISDIR: "a folder, not a file",
         errno.ENOTDIR: "a part of the path is not a folder",
+        errno.ENXIO: "a socket (or a device with no driver), not a file",
     }.get(exc.errno, exc.strerror or str(exc))
     return BadInputError(f"{what} {path}: cannot read ({reason})")
 
