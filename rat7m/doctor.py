@@ -258,9 +258,10 @@ def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[li
                 continue  # a header without a frame count: only decoding would tell
             beyond = [chunk.start + o for o in offsets if frames is None or o >= frames]
             if beyond:
-                held = (f"lists {frames} frames in its header; {len(beyond)} wanted frame(s) past its end"
-                        if frames is not None else
-                        f"cannot be opened (truncated, corrupt or not a video); {len(beyond)} wanted frame(s) in it")
+                if frames is None:
+                    held = f"cannot be opened (truncated, corrupt or not a video); {len(beyond)} wanted frame(s) in it"
+                else:
+                    held = f"lists {frames} frames in its header; {len(beyond)} wanted frame(s) past its end"
                 short.append(f"  {rec.name} {cam}: chunk {chunk.name} {held}: {_listed(beyond)}")
                 unheld += len(beyond)
         if lost:

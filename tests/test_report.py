@@ -211,3 +211,13 @@ def test_gt_path_and_check_table_that_are_fifos_are_one_line(runs, tmp_path):
     proc = _run_limited(argv, tmp_path)
     assert proc.returncode == 2 and f"annotation table {fifo} is a FIFO (named pipe)" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_of_one_other_metric_charts_that_metric(runs, tmp_path):
+    """Old: ``--metric pa_mpjpe --report`` ended in ``KeyError: 'mpjpe'`` (the per-sample CSV has no such column)."""
+    argv = ["--pred_path", str(runs["3d"].parent / "p3.csv"), "--gt_path", str(runs["table"]), "--metric", "pa_mpjpe",
+            "--save_dir", str(tmp_path / "pa"), "--report", "-q"]  # fmt: skip
+    assert run_main(compute_metrics.main, argv) == 0
+    page = (tmp_path / "pa" / report_mod.REPORT_NAME).read_text()
+    assert _sections(page) == list(report_mod.SECTIONS) and "PA-MPJPE mean (mm)" in page
+    assert _images(page) == 3 + 4

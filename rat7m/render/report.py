@@ -27,7 +27,7 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.plotting import rgb
-from rat7m.render.report_inputs import read_per_sample, read_run
+from rat7m.render.report_inputs import PER_SAMPLE_CSV, read_per_sample, read_run
 
 __all__ = ["REPORT_NAME", "SECTIONS", "SECTIONS_2D", "SECTIONS_TRIANGULATION", "build_report", "read_per_sample",
            "write_report"]  # fmt: skip
@@ -122,21 +122,21 @@ def _joint_parts() -> dict[int, str]:
     return parts
 
 
-def _distribution(errors: np.ndarray) -> str:
+def _distribution(errors: np.ndarray, title: str) -> str:
     scored = np.sort(errors[np.isfinite(errors)])
     if not len(scored):
-        return _note("No sample has a finite MPJPE: nothing to plot.")
+        return _note(f"No sample has a finite {title}: nothing to plot.")
     fig = _figure(9, 3.4)
     hist, cdf = fig.subplots(1, 2)
     hist.hist(scored, bins=40, color=rgb(catalogue.OKABE_ITO["blue"]), label=f"{len(scored)} samples")
     hist.axvline(float(np.median(scored)), color=rgb(catalogue.OKABE_ITO["vermillion"]), linestyle="--",
                  label=f"median {np.median(scored):.1f} mm")  # fmt: skip
-    hist.set_xlabel("per-sample MPJPE (mm)")
+    hist.set_xlabel(f"per-sample {title} (mm)")
     hist.set_ylabel("samples")
     hist.legend(fontsize=8)
     cdf.plot(scored, np.arange(1, len(scored) + 1) / len(scored), color=rgb(catalogue.OKABE_ITO["blue"]),
-             label="fraction of samples with MPJPE <= x")  # fmt: skip
-    cdf.set_xlabel("per-sample MPJPE (mm)")
+             label=f"fraction of samples with {title} <= x")  # fmt: skip
+    cdf.set_xlabel(f"per-sample {title} (mm)")
     cdf.set_ylabel("cumulative fraction")
     cdf.set_ylim(0, 1.01)
     cdf.grid(alpha=0.3)
@@ -144,7 +144,7 @@ def _distribution(errors: np.ndarray) -> str:
     return _img(fig, "error histogram and CDF")
 
 
-def _over_time(columns: dict[str, np.ndarray]) -> str:
+def _over_time(columns: dict[str, np.ndarray], metric: str, title: str) -> str:
     recordings = [r.name for r in catalogue.RECORDINGS if r.name in set(columns["recording"].tolist())]
     if not recordings:
         return _note("No sample names a RAT7M recording (column recording): nothing to plot.")
@@ -153,9 +153,9 @@ def _over_time(columns: dict[str, np.ndarray]) -> str:
     for ax, name in zip(axes, recordings, strict=True):
         mask = columns["recording"] == name
         order = np.argsort(columns["frame"][mask], kind="stable")
-        ax.plot(columns["frame"][mask][order], columns["mpjpe"][mask][order], ".-", markersize=3, linewidth=0.8,
-                color=rgb(catalogue.OKABE_ITO["blue"]), label=f"{name}: per-sample MPJPE")  # fmt: skip
-        ax.set_ylabel("MPJPE (mm)")
+        ax.plot(columns["frame"][mask][order], columns[metric][mask][order], ".-", markersize=3, linewidth=0.8,
+                color=rgb(catalogue.OKABE_ITO["blue"]), label=f"{name}: per-sample {title}")  # fmt: skip
+        ax.set_ylabel(f"{title} (mm)")
         ax.legend(fontsize=8, loc="upper right")
     axes[-1].set_xlabel("video frame (Camera1)")
     return _img(fig, "error against time in each recording")
@@ -251,8 +251,9 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _worst(summary: dict[str, Any], columns: dict[str, np.ndarray], n: int, root: Path | None) -> tuple[str, str]:
-    """The worst section's heading and HTML: the ``n`` samples of highest MPJPE, or a note saying why none."""
+def _worst(summary: dict[str, Any], columns: dict[str, np.ndarray], metric: str, n: int,
+           root: Path | None) -> tuple[str, str]:  # fmt: skip
+    """The worst section's heading and HTML: the ``n`` samples of highest ``metric``, or a note saying why none."""
     heading = "Worst samples"
     pred = summary["pred_path"] or summary["pred2d"]
     if n == 0:
@@ -267,10 +268,10 @@ def _worst(summary: dict[str, Any], columns: dict[str, np.ndarray], n: int, root
                               f"(paths are relative to where compute_metrics ran).")  # fmt: skip
     if summary["split"] not in ("test", "train", "all"):
         return heading, _note(f"Not drawn: summary.json names the split {summary['split']!r}.")
-    scores = np.where(np.isfinite(columns["mpjpe"]), columns["mpjpe"], -np.inf)
+    scores = np.where(np.isfinite(columns[metric]), columns[metric], -np.inf)
     order = [int(k) for k in np.argsort(-scores, kind="stable")[:n] if np.isfinite(scores[k])]
     if not order:
-        return heading, _note("Not drawn: no sample has a finite MPJPE.")
+        return heading, _note(f"Not drawn: no sample has a finite {_TITLES.get(metric, metric)}.")
     table, rows, predictions = _load_for_samples(summary, gt_path, pred_path, columns)
     root = root if root is not None else gt_path.parent
     from rat7m.render.samples import frame_images, sample_figure
@@ -328,6 +329,11 @@ def _sections(run: dict[str, Any], worst: int, root: Path | None) -> tuple[str, 
     sections: dict[str, tuple[str, str]] = {}
     if summary is not None:
         names = list(summary["metrics"])
+        metric = next((n for n in ("mpjpe", *names) if n in columns), None)  # what the per-sample charts show
+        if metric is None:
+            msg = f"{PER_SAMPLE_CSV} has no column of the metrics summary.json names ({', '.join(names)})"
+            raise BadInputError(msg)
+        title = _TITLES.get(metric, metric)
         header = _metric_header(names)
         source = (f"Predictions {summary['pred_path']}" if summary["pred_path"] is not None
                   else f"2D predictions {summary['pred2d']}, triangulated")  # fmt: skip
@@ -339,8 +345,8 @@ def _sections(run: dict[str, Any], worst: int, root: Path | None) -> tuple[str, 
             "recordings": ("Per recording", _table(header, recordings)),
             "joints": ("Per joint", _table(["joint", "MPJPE (mm)", "samples"], joints)),
             "joint-chart": ("Per-joint chart", _img(_joint_chart(summary["per_joint_mpjpe"]), "per-joint MPJPE")),
-            "distribution": ("Error distribution", _distribution(columns["mpjpe"])),
-            "time": ("Error against time", _over_time(columns)),
+            "distribution": ("Error distribution", _distribution(columns[metric], title)),
+            "time": ("Error against time", _over_time(columns, metric, title)),
         }
         kind = "triangulated 2D" if summary["pred_path"] is None else "3D"
         title = f"RAT7M scoring report: {summary['n_samples']} {summary['split']} samples ({kind})"
@@ -356,7 +362,7 @@ def _sections(run: dict[str, Any], worst: int, root: Path | None) -> tuple[str, 
     if diagnostics is not None:
         sections["triangulation"] = ("Triangulation", _triangulation(diagnostics))
     if summary is not None:
-        sections["worst"] = _worst(summary, columns, worst, root)
+        sections["worst"] = _worst(summary, columns, metric, worst, root)
     else:
         why = "A 2D run has no per-sample 3D errors and so no worst samples: add --triangulate to have them."
         sections["scores-2d"] = (sections["scores-2d"][0], sections["scores-2d"][1] + _note(why))

@@ -221,7 +221,7 @@ def parse_triangulation(raw: Any, path: Path) -> dict[str, Any]:
 
 def read_per_sample(metrics_dir: str | Path, n_samples: int | None = None) -> dict[str, np.ndarray]:
     """The checked columns of ``per_sample_metrics.csv``: ``recording`` (text), ``frame`` and ``sample`` (int),
-    ``mpjpe`` and any other metric column (float, NaN for an unscored sample).
+    and each metric column, ``mpjpe`` unless the run chose another (float, NaN for an unscored sample).
 
     Args:
         metrics_dir: a ``compute_metrics.py --save_dir`` folder.
@@ -239,9 +239,10 @@ def read_per_sample(metrics_dir: str | Path, n_samples: int | None = None) -> di
     if len(rows) < 2:
         raise BadInputError(f"{path} has no samples")
     header = rows[0]
-    missing = [c for c in ("recording", "frame", "sample", "mpjpe") if c not in header]
-    if missing:
-        raise BadInputError(f"{path}: no column {', '.join(missing)} in its header line")
+    missing = [c for c in ("recording", "frame", "sample") if c not in header]
+    if missing or not set(header) - {"recording", "frame", "sample", "excluded_joints"}:
+        what = ", ".join(missing) if missing else "of a metric (mpjpe, pa_mpjpe, n_mpjpe)"
+        raise BadInputError(f"{path}: no column {what} in its header line")
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
