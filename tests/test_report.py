@@ -15,14 +15,18 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metric_utils import compute_metrics
 from rat7m import catalogue
 from rat7m.cli import run_main
 from rat7m.demo import write_noisy_2d_predictions, write_noisy_predictions
+from rat7m.errors import BadInputError
 from rat7m.render import report as report_mod
 from rat7m.render.__main__ import main as render_main
 from rat7m.table import save_annotation
@@ -129,7 +133,7 @@ CRAFTED = {
     # old: AttributeError: 'list' object has no attribute 'items'
     "recordings_list": (lambda s, lines: s.update(recordings=[]), "field recordings is list; expected an object"),
     "mean_text": (lambda s, lines: s["recordings"]["s5-d1"]["metrics"]["mpjpe"].update(mean="x"),
-                  "field recordings['s5-d1'].metrics.mpjpe.mean is 'x'; expected a number or null"),
+                  "field recordings['s5-d1'].metrics.mpjpe.mean is 'x'; expected a number in [-1e+100, 1e+100] or null"),
     # old: RecursionError in json.loads
     "deep_json": (lambda s, lines: _Raw('{"metrics": ' + "[" * 100_000 + "]" * 100_000 + "}"),
                   "JSON nested 100001 deep"),
@@ -221,3 +225,47 @@ def test_a_run_of_one_other_metric_charts_that_metric(runs, tmp_path):
     page = (tmp_path / "pa" / report_mod.REPORT_NAME).read_text()
     assert _sections(page) == list(report_mod.SECTIONS) and "PA-MPJPE mean (mm)" in page
     assert _images(page) == 3 + 4
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _paths(value, prefix=()):
+    """Every (path, value) in a JSON value, the root included."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _paths(item, (*prefix, i))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_summary_is_a_page_or_one_bad_input_line(runs, data):
+    """One field of a real summary.json replaced by any JSON value: a page, or BadInputError; nothing else."""
+    summary = json.loads((runs["3d"] / "summary.json").read_text())
+    paths = list(_paths(summary))
+    path = data.draw(st.sampled_from(paths), label="field")
+    value = data.draw(_JSON | st.sampled_from([1e100, 1e300, -1e300, 1e-300, 2**70]), label="value")
+    if path:
+        holder = summary
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = value
+    else:
+        summary = value
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(runs["3d"] / "per_sample_metrics.csv", folder)
+        Path(folder, "summary.json").write_text(json.dumps(summary))
+        try:
+            page = report_mod.build_report(folder, worst=0)
+        except BadInputError as exc:
+            assert "\n" not in str(exc) and "summary.json" in str(exc)
+        else:
+            assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +45,8 @@ MAX_JSON_DEPTH = 16
 MAX_CSV_BYTES = 64 << 20
 #: Longest text field (names, paths) accepted.
 MAX_TEXT = 4096
+#: Largest magnitude of a number (the metrics' own bound): charts scale by it without overflowing.
+MAX_NUMBER = 1e100
 #: Most entries of a name -> group mapping (recordings, cameras, metrics).
 MAX_ENTRIES = 64
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -112,13 +113,12 @@ class _Fields:
             raise self.fail(where, value, "a whole number >= 0")
         return value
 
-    def number(self, value: Any, where: str, low: float = -math.inf, high: float = math.inf) -> float | None:
-        """A finite number within [low, high], or None (JSON null or NaN)."""
+    def number(self, value: Any, where: str, low: float = -MAX_NUMBER, high: float = MAX_NUMBER) -> float | None:
+        """A number within [low, high], or None (JSON null or NaN)."""
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            bounds = "" if math.isinf(low) and math.isinf(high) else f" in [{low:g}, {high:g}]"
-            raise self.fail(where, value, f"a number{bounds} or null")
+            raise self.fail(where, value, f"a number in [{low:g}, {high:g}] or null")
         return float(value)
 
     def optional_text(self, mapping: Mapping, key: str) -> str | None:
@@ -266,6 +266,10 @@ def read_per_sample(metrics_dir: str | Path, n_samples: int | None = None) -> di
                 msg = f"{path} line {line}, column {name}: {cells[line - 2][:30]!r} is not a whole number >= 0"
                 raise BadInputError(msg)
             values = values.astype(np.int64)
+        elif (np.abs(values) > MAX_NUMBER).any():  # inf too; NaN (an unscored sample) passes
+            line = int(np.flatnonzero(np.abs(values) > MAX_NUMBER)[0]) + 2
+            msg = f"{path} line {line}, column {name}: {cells[line - 2][:30]!r} is beyond {MAX_NUMBER:g}"
+            raise BadInputError(msg)
         columns[name] = values
     samples = columns["sample"]
     if n_samples is not None and (samples >= n_samples).any():
