@@ -133,7 +133,7 @@ CRAFTED = {
     # old: AttributeError: 'list' object has no attribute 'items'
     "recordings_list": (lambda s, lines: s.update(recordings=[]), "field recordings is list; expected an object"),
     "mean_text": (lambda s, lines: s["recordings"]["s5-d1"]["metrics"]["mpjpe"].update(mean="x"),
-                  "field recordings['s5-d1'].metrics.mpjpe.mean is 'x'; expected a number in [-1e+100, 1e+100] or null"),
+                  "field recordings['s5-d1'].metrics.mpjpe.mean is 'x'; expected a number in [-1e+100, 1e+100]"),
     # old: RecursionError in json.loads
     "deep_json": (lambda s, lines: _Raw('{"metrics": ' + "[" * 100_000 + "]" * 100_000 + "}"),
                   "JSON nested 100001 deep"),
@@ -269,3 +269,13 @@ def test_fuzzed_summary_is_a_page_or_one_bad_input_line(runs, data):
             assert "\n" not in str(exc) and "summary.json" in str(exc)
         else:
             assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
+
+
+def test_report_into_a_folder_or_under_a_file_is_one_line(runs, tmp_path, capsys):
+    base = ["report", "--metrics_dir", str(runs["3d"]), "--worst", "0", "--out"]
+    assert run_main(render_main, [*base, str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert run_main(render_main, [*base, str(tmp_path / "file" / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the report {tmp_path / 'file' / 'r.html'}: " in err and "Traceback" not in err

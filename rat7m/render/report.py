@@ -395,6 +395,11 @@ def write_report(metrics_dir: str | os.PathLike, out: str | os.PathLike | None =
     """Write :func:`build_report` to ``out`` (default ``<metrics_dir>/report.html``), atomically; return its path."""
     out = Path(out) if out is not None else Path(metrics_dir) / REPORT_NAME
     text = build_report(metrics_dir, root, worst)
-    with atomic_write(out) as handle:
-        handle.write(text.encode("utf-8"))
+    if out.is_dir():
+        raise BadInputError(f"--out {out} is a folder; name the report's file, e.g. {out / REPORT_NAME}")
+    try:
+        with atomic_write(out) as handle:
+            handle.write(text.encode("utf-8"))
+    except OSError as exc:  # read-only or full folder, or a parent that is a file: nothing was written
+        raise BadInputError(f"cannot write the report {out}: {exc.strerror or exc}; pass --out PATH") from None
     return out
