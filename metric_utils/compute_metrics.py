@@ -13,6 +13,7 @@ hyphenated one (``--pred-path`` ...), like every other script's flags.
 ``sample,camera,x1,y1,...,x20,y20`` (or ``x1,y1,c1,...`` with a confidence per joint), or an ``.npz``
 of shape (N, 6, 20, 2 or 3); see ``metric_utils/pred2d.py``. Prints pixel MPJPE, PCK and OKS AP/AR
 per camera; ``--triangulate`` also scores the views triangulated to 3D like a ``--pred_path`` file.
+``--report`` writes the HTML report of either kind of run (see ``rat7m.render.report``).
 
 Predictions: one row per sample of the chosen split, in table order, as a headerless CSV of
 60 numbers per row (x, y, z of joint 0, then of joint 1, ..., in ``catalogue.JOINT_NAMES`` order),
@@ -566,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--report", action="store_true",
-        help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples",
+        help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples "
+        "(of --pred_path, or of --pred2d: 2D table, PCK curve, AP, and with --triangulate the 3D scores)",
     )  # fmt: skip
     from metric_utils import score2d  # lazy: it imports this module
 
