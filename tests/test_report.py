@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -279,3 +280,28 @@ def test_report_into_a_folder_or_under_a_file_is_one_line(runs, tmp_path, capsys
     assert run_main(render_main, [*base, str(tmp_path / "file" / "r.html")]) == 2
     err = capsys.readouterr().err
     assert f"cannot write the report {tmp_path / 'file' / 'r.html'}: " in err and "Traceback" not in err
+
+
+_CELL = st.sampled_from(["0", "1", "-1", "2.5", "nan", "inf", "-inf", "1e300", "x", "", "s5-d1", "9" * 30, " 3", "1.0"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=st.just(["recording", "frame", "sample", "excluded_joints", "mpjpe"])
+       | st.lists(st.sampled_from(["recording", "frame", "sample", "excluded_joints", "mpjpe", "pa_mpjpe", "?"]),
+                  max_size=6),
+       rows=st.lists(st.lists(_CELL, max_size=7), max_size=6), n_samples=st.none() | st.integers(0, 10))  # fmt: skip
+def test_fuzzed_per_sample_csv_is_columns_or_one_bad_input_line(header, rows, n_samples):
+    from rat7m.render.report_inputs import read_per_sample
+
+    with tempfile.TemporaryDirectory() as folder:
+        text = "\n".join(",".join(row) for row in [header, *rows]) + "\n"
+        Path(folder, "per_sample_metrics.csv").write_text(text)
+        try:
+            columns = read_per_sample(folder, n_samples)
+        except BadInputError as exc:
+            assert "\n" not in str(exc)
+        else:
+            n = len(columns["sample"])
+            assert n == len(rows) and all(len(v) == n for v in columns.values())
+            assert columns["sample"].dtype == np.int64 and (columns["sample"] >= 0).all()
+            assert n_samples is None or (columns["sample"] < n_samples).all()
