@@ -13,6 +13,7 @@ hyphenated one (``--pred-path`` ...), like every other script's flags.
 ``sample,camera,x1,y1,...,x20,y20`` (or ``x1,y1,c1,...`` with a confidence per joint), or an ``.npz``
 of shape (N, 6, 20, 2 or 3); see ``metric_utils/pred2d.py``. Prints pixel MPJPE, PCK and OKS AP/AR
 per camera; ``--triangulate`` also scores the views triangulated to 3D like a ``--pred_path`` file.
+``--report`` writes the HTML report of either kind of run (see ``rat7m.render.report``).
 
 The files the field's tools write are read as they are (``--pred-format``, detected from the file
 by default): COCO results JSON (MMPose, Ultralytics ``val``), DeepLabCut ``.h5``/``.csv``, SLEAP
@@ -68,7 +69,7 @@ from rat7m.cli import (
     setup_logging,
 )
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write
+from rat7m.fileio import atomic_write, check_input
 from rat7m.table import load_annotation
 
 log = logging.getLogger(__name__)
@@ -131,15 +132,29 @@ def read_predictions(path: str | Path) -> np.ndarray:
 def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
     """Write predictions in the format :func:`read_predictions` reads (atomically).
 
+    The format has no "no prediction" value: the reader refuses NaN and inf (a missing prediction
+    would otherwise be dropped from the mean and flatter the score), so they are refused here too,
+    before anything is written, naming the first sample and joint. Predict every joint.
+
     Args:
         path: ``.npy`` writes the (N, 20, 3) array; any other suffix a headerless CSV of N rows of 60
             numbers (x, y, z of joint 0, then joint 1, ...), 6 decimals.
-        predicted: (N, 20, 3) positions in the table's 3D units (mm), in table order of the split.
+        predicted: (N, 20, 3) finite positions in the table's 3D units (mm), in table order of the split.
+
+    Raises:
+        ValueError: wrong shape; BadInputError (a ValueError): a coordinate that is NaN or inf.
     """
     path = Path(path)
     predicted = np.asarray(predicted, dtype=np.float64)
     if predicted.ndim != 3 or predicted.shape[1:] != (catalogue.N_JOINTS, 3):
         raise ValueError(f"predictions must have shape (N, {catalogue.N_JOINTS}, 3), got {predicted.shape}")
+    finite = np.isfinite(predicted)
+    if not finite.all():
+        sample, joint, axis = np.argwhere(~finite)[0]
+        msg = (f"not writing {path}: sample {sample}, joint {catalogue.JOINT_NAMES[joint]} has {'xyz'[axis]} = "
+               f"{predicted[sample, joint, axis]}; the prediction format holds finite numbers only "
+               f"(compute_metrics refuses NaN and inf), so predict every joint")  # fmt: skip
+        raise BadInputError(msg)
     with atomic_write(path) as handle:
         if path.suffix.lower() == ".npy":
             np.save(handle, predicted)
@@ -564,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--report", action="store_true",
-        help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples",
+        help="also write <save_dir>/report.html: one self-contained page with tables, charts and the worst samples "
+        "(of --pred_path, or of --pred2d: 2D table, PCK curve, AP, and with --triangulate the 3D scores)",
     )  # fmt: skip
     parser.add_argument(
         "--pred_format", "--pred-format", default="auto", choices=("auto", *PRED_FORMATS),
@@ -588,19 +604,31 @@ def _tool_format(path: Path, fmt: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Score a prediction file; print the table and write the result files."""
+    """Score a prediction file; print the table and write the result files (and the report with ``--report``)."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
     if args.gt_path is None:
         args.gt_path = catalogue.mini_annotation_path(resolve_root(args.root, quiet=args.quiet))
     check_writable(args.save_dir, "results", "pass --save_dir DIR")  # before reading anything
-    if not args.gt_path.is_file():
+    if not args.gt_path.exists() and not args.gt_path.is_symlink():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)
+    check_input(args.gt_path, "annotation table", max_bytes=None)  # a FIFO or a device: one line, not a hang
     if args.pred2d is not None or args.triangulate:
         from metric_utils import score2d
 
-        return score2d.run(args, load_annotation(args.gt_path))
+        score2d.run(args, load_annotation(args.gt_path))
+    else:
+        _score_3d(args)
+    if args.report:
+        from rat7m.render.report import write_report  # lazy: only the report needs the renderer
+
+        print(f"wrote {write_report(args.save_dir)}")
+    return 0
+
+
+def _score_3d(args: argparse.Namespace) -> None:
+    """Score ``args.pred_path`` (ours, or a tool's 3D file): print the table, write the result files."""
     tool = _tool_format(args.pred_path, args.pred_format)
     predicted = read_predictions(args.pred_path) if tool is None else None
     table = load_annotation(args.gt_path)
@@ -623,11 +651,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         raise BadInputError(f"cannot write results to {args.save_dir}: {exc.strerror or exc}") from None
     print(f"wrote {', '.join(str(p) for p in paths)}")
-    if args.report:
-        from rat7m.render.report import write_report  # lazy: only the report needs the renderer
-
-        print(f"wrote {write_report(args.save_dir)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ arrived, a camera missing from a recording), and each shows up later as a puzzli
 script. The doctor looks at everything at once, without decoding video or changing anything, and
 prints a short report: recordings and cameras present, chunks per camera and gaps in their starts,
 the table's camera-key spellings and column dtypes, frames the table wants that no chunk holds,
-images extracted and missing, and disk use. Every script's layout errors end with :func:`hint`.
+images extracted and missing, and disk use. Every script's layout errors end with a hint to run it.
+It reads only the chunks' headers (their frame counts), so a chunk shorter than the table needs is found
+without decoding it. Nothing it meets is fatal: an unreadable folder, a symbolic link loop named
+like a chunk or an unreadable chunk is a line of the report.
 
 Exit codes: 0 everything the table wants can be extracted, 1 something is missing or the table is
 unusable (the report says what), 2 bad input (no such folder or table file).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import itertools
 import os
 import shutil
@@ -32,6 +36,7 @@ import numpy as np
 from rat7m import catalogue, pixels
 from rat7m.cli import ArgumentParser, add_root_argument, add_verbosity_arguments, resolve_root, run_main, setup_logging
 from rat7m.errors import BadInputError
+from rat7m.fileio import check_input
 
 #: Camera parameter keys a table camera may carry, by what they mean (documentation and .mat spellings).
 KNOWN_CAMERA_KEYS = {
@@ -74,14 +79,60 @@ def chunk_length(index: Any) -> int:
     return steps.most_common(1)[0][0] if steps else catalogue.CHUNK_LENGTH
 
 
+def gaps(starts: Sequence[int], length: int, most: int = MAX_LISTED) -> tuple[list[int], int]:
+    """The first ``most`` multiples of ``length`` up to the last start that no chunk starts at, and how many in all.
+
+    Counted, not enumerated: a chunk named ``...-35000000000.mp4`` implies ten million missing starts,
+    and listing them would take gigabytes. The loop visits at most ``len(starts) + most`` candidates.
+    """
+    present = {s for s in starts if s % length == 0}
+    total = starts[-1] // length + 1 - len(present)
+    first: list[int] = []
+    k = 0
+    while len(first) < min(most, total):
+        if k * length not in present:
+            first.append(k * length)
+        k += 1
+    return first, total
+
+
+def _listed_of(first: Sequence[Any], total: int) -> str:
+    """Like :func:`_listed`, for a list known only by its first items and its length."""
+    shown = ", ".join(str(i) for i in first[:MAX_LISTED])
+    return shown + (f", ... ({total} in all)" if total > MAX_LISTED else "")
+
+
+def unusable_chunk_names(video_dir: Path) -> list[str]:
+    """Report lines for entries named like a chunk that are no readable file (link loop, dangling link, folder)."""
+    lines = []
+    try:
+        entries = sorted(os.scandir(video_dir), key=lambda e: e.name) if video_dir.is_dir() else []
+    except OSError as exc:
+        return [f"  cannot list {video_dir}: {exc.strerror or exc}; the chunks in it are unknown"]
+    for entry in entries:
+        if catalogue.parse_video_chunk_name(entry.name) is None:
+            continue
+        try:
+            os.stat(entry.path)
+            if entry.is_file():
+                continue
+            why = "a folder, not a file" if entry.is_dir() else "not a regular file"
+        except OSError as exc:
+            why = {errno.ELOOP: "a symbolic link loop", errno.ENOENT: "a dangling symbolic link"}.get(
+                exc.errno, exc.strerror or str(exc))  # fmt: skip
+        lines.append(f"  {entry.name}: named like a chunk but {why}; left out")
+    return lines
+
+
 def inspect_video(root: Path) -> tuple[list[str], Any, int]:
     """Report lines about the chunks under ``video_sequences/``, the chunk index and the chunk length."""
     from rat7m.video import ChunkIndex  # lazy: OpenCV is slow to import and hint() users need none of it
 
-    index = ChunkIndex.from_dir(root / catalogue.VIDEO_DIR)
+    problems = unusable_chunk_names(root / catalogue.VIDEO_DIR)
+    listed = not any(line.startswith("  cannot list") for line in problems)
+    index = ChunkIndex.from_dir(root / catalogue.VIDEO_DIR) if listed else ChunkIndex([])
     length = chunk_length(index)
     lines: list[str] = []
-    problems: list[str] = []
     for rec in catalogue.RECORDINGS:
         per_camera = {cam: index.chunks(rec, cam) for cam in catalogue.CAMERA_NAMES}
         present = [cam for cam, chunks in per_camera.items() if chunks]
@@ -94,10 +145,9 @@ def inspect_video(root: Path) -> tuple[list[str], Any, int]:
             problems.append(f"  {rec.name}: missing camera(s) {', '.join(missing)} (no chunk at all)")
         for cam in present:
             starts = [c.start for c in per_camera[cam]]
-            expected = list(range(0, starts[-1] + 1, length))
-            gaps = sorted(set(expected) - set(starts))
-            if gaps:
-                where = f"  {rec.name} {cam}: gap, no chunk starting at {_listed(gaps)}"
+            first, total = gaps(starts, length)
+            if total:
+                where = f"  {rec.name} {cam}: gap, no chunk starting at {_listed_of(first, total)}"
                 problems.append(f"{where} (starts {_listed(starts)})")
     if not lines:
         lines.append(f"  no video chunks under {root / catalogue.VIDEO_DIR}")
@@ -151,14 +201,39 @@ def inspect_table(path: Path) -> tuple[list[str], dict | None]:
     except BadInputError as exc:
         lines.append(f"  unusable: {exc}")
         return lines, None
+    return lines + loaded_table_lines(table), table
+
+
+def loaded_table_lines(table: dict) -> list[str]:
+    """Report lines about a table that loaded: its size and cameras (and what else is known of it once loaded)."""
     names = ", ".join(map(str, table["camera_names"]))
-    lines.append(f"  loads: {len(table['table']['subject_idx'])} samples, cameras {names}")
-    lines.append(f"  {pixels.detect(table).describe()}")
-    return lines, table
+    return [f"  loads: {len(table['table']['subject_idx'])} samples, cameras {names}",
+            f"  {pixels.detect(table).describe()}"]
+
+
+def frame_count(path: Path) -> int | None:
+    """Frames a chunk's header lists (read from the container, nothing decoded); None if it cannot be opened."""
+    import cv2
+
+    from rat7m.video import ChunkReadError, open_capture, quiet_decoder_logs
+
+    quiet_decoder_logs()  # the report says which chunk cannot be opened; FFmpeg's own words are noise
+    try:
+        capture = open_capture(path, threads=1)
+    except ChunkReadError:
+        return None
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
 
 
 def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[list[str], int]:
-    """Report lines about frames no chunk holds and images extracted; returns (lines, frames not extractable)."""
+    """Report lines about frames no chunk holds and images extracted; returns (lines, frames not extractable).
+
+    A frame is held by the chunk with the largest start at or before it if its offset is below the
+    frame count in that chunk's header (a truncated or short chunk lists fewer), else by no chunk.
+    """
     from rat7m.extract import wanted_images
 
     recordings = [r for r in catalogue.RECORDINGS
@@ -168,16 +243,32 @@ def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[li
     wanted = wanted_images(table, recordings, cameras)
     lines, unheld, total, present = [], 0, 0, 0
     for (rec, cam), targets in wanted.items():
-        lost = []
+        lost, by_chunk = [], {}
         for target in targets:
             total += 1
             present += (root / target.path).is_file()
             found = index.locate(rec, cam, target.frame)
             if found is None or found[1] >= length:  # before the first chunk, or in a gap
                 lost.append(target.frame)
+            else:
+                by_chunk.setdefault(found[0], []).append(found[1])
+        short = []
+        for chunk, offsets in by_chunk.items():
+            frames = frame_count(chunk.path)
+            if frames is not None and frames <= 0:
+                continue  # a header without a frame count: only decoding would tell
+            beyond = [chunk.start + o for o in offsets if frames is None or o >= frames]
+            if beyond:
+                if frames is None:
+                    held = f"cannot be opened (truncated, corrupt or not a video); {len(beyond)} wanted frame(s) in it"
+                else:
+                    held = f"lists {frames} frames in its header; {len(beyond)} wanted frame(s) past its end"
+                short.append(f"  {rec.name} {cam}: chunk {chunk.name} {held}: {_listed(beyond)}")
+                unheld += len(beyond)
         if lost:
             unheld += len(lost)
             lines.append(f"  {rec.name} {cam}: {len(lost)} wanted frame(s) in no chunk: {_listed(lost)}")
+        lines += short
     lines.insert(0, f"images: {present} of {total} extracted, {total - present} missing; "
                     f"{total - unheld} extractable from the chunks present, {unheld} not")  # fmt: skip
     return lines, unheld
@@ -188,8 +279,8 @@ def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], boo
     if not root.is_dir():
         raise BadInputError(f"--root {root} is not a folder")
     path = annotation or catalogue.mini_annotation_path(root)
-    if annotation is not None and not path.is_file():
-        raise BadInputError(f"--annotation {path} not found")
+    if annotation is not None:
+        check_input(path, "--annotation")  # a FIFO, a device or a link loop: one line now, not a hang later
     lines = [f"rat7m doctor: {root}", "video:"]
     video_lines, index, length = inspect_video(root)
     lines += video_lines
@@ -205,6 +296,9 @@ def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], boo
             wanted_lines, unheld = inspect_wanted(root, table, index, length)
             lines += wanted_lines
             ok = unheld == 0
+    elif path.exists() or path.is_symlink():
+        lines.append(f"table: {path} is not a regular file (a FIFO, device, folder or broken link?); replace it")
+        ok = False
     else:
         lines.append(f"table: none at {path} (download it, or build one with python build_annotation.py)")
         ok = False

@@ -1,4 +1,4 @@
-"""Writing files so that nothing half-written ever carries a final name.
+"""Writing files so that nothing half-written ever carries a final name, and reading inputs safely.
 
 Every file the toolkit produces (tables, .mat files, JPEGs, metric reports) goes through
 :func:`atomic_write`: data goes to a temporary name in the same folder, and only a complete file is
@@ -8,13 +8,17 @@ most a stray temporary file, never a truncated result that a rerun would mistake
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
+
+from rat7m.errors import BadInputError
 
 
 def temporary_name(path: Path) -> Path:
@@ -84,3 +88,109 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# --------------------------------------------------------------------------------------------------
+# reading input files safely
+#
+# A user (or a crafted folder) can hand any path to a command: a FIFO (``open`` waits forever for a
+# writer), a device (``/dev/zero`` never ends), a symlink loop, or a huge file where a few kilobytes
+# of JSON are expected. :func:`open_input` opens without blocking, looks at what it opened (the
+# descriptor, so a swap after the check does not matter) and refuses anything but a regular file
+# within the size cap, each time with one line naming the file.
+
+#: Cap on the small input files the toolkit reads whole (JSON summaries, per-sample CSVs): far above
+#: any real one (the full test split's per-sample CSV is ~2 MB), far below what would hurt memory.
+SMALL_FILE_BYTES = 256 << 20
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in _KINDS:
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def _open_error(path: Path, what: str, exc: OSError) -> BadInputError:
+    """One line for an ``os.open`` failure, in the user's words."""
+    reason = {
+        errno.ENOENT: "not found",
+        errno.ELOOP: "a symbolic link loop, or a link where none may be",
+        errno.EACCES: "permission denied",
+        errno.EISDIR: "a folder, not a file",
+        errno.ENOTDIR: "a part of the path is not a folder",
+        errno.ENXIO: "a socket (or a device with no driver), not a file",
+    }.get(exc.errno, exc.strerror or str(exc))
+    return BadInputError(f"{what} {path}: cannot read ({reason})")
+
+
+def open_input(path: str | os.PathLike, what: str = "input file", *, max_bytes: int | None = SMALL_FILE_BYTES,
+               follow_links: bool = True) -> BinaryIO:  # fmt: skip
+    """Open ``path`` for binary reading, refusing anything that is not a regular file of at most ``max_bytes``.
+
+    Args:
+        path: the file.
+        what: how messages name it ("summary.json", "annotation table").
+        max_bytes: largest size accepted (None: no cap).
+        follow_links: False opens with ``O_NOFOLLOW``: a symlink as the last component is refused.
+
+    Returns:
+        The open file (blocking, binary); the caller closes it.
+
+    Raises:
+        BadInputError: missing, unreadable, a link loop, a FIFO, device, socket or folder, or too big;
+            one line naming the file.
+    """
+    path = Path(path)
+    # O_NONBLOCK: opening a FIFO that has no writer returns at once instead of waiting for one
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _open_error(path, what, exc) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadInputError(f"{what} {path} is {_kind(info.st_mode)}; expected a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            msg = f"{what} {path} is {info.st_size} bytes, more than the {max_bytes} such a file can be"
+            raise BadInputError(msg)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_input(path: str | os.PathLike, what: str = "input file", *, max_bytes: int | None = SMALL_FILE_BYTES,
+               follow_links: bool = True) -> bytes:  # fmt: skip
+    """The bytes of a regular file (see :func:`open_input`); a file that changes size while read is refused."""
+    with open_input(path, what, max_bytes=max_bytes, follow_links=follow_links) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            data = handle.read(size + 1)  # one byte more than the size: a file still growing shows it
+        except OSError as exc:
+            raise BadInputError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    if len(data) != size:
+        raise BadInputError(f"{what} {path} changed size while it was read; read it again when it is complete")
+    return data
+
+
+def check_input(path: str | os.PathLike, what: str = "input file", *, max_bytes: int | None = None) -> Path:
+    """Check (by opening it, without reading) that ``path`` is a readable regular file; return it as a Path.
+
+    For files a library opens later by name (a table, a prediction file): the user hears "is a FIFO" or
+    "is a symbolic link loop" now, instead of a hang or a traceback later, or a false "not found".
+    """
+    open_input(path, what, max_bytes=max_bytes).close()
+    return Path(path)

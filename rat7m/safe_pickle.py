@@ -36,9 +36,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rat7m.errors import BadInputError
+from rat7m.fileio import read_input
 
 #: First bytes of a ``.npy`` file (see ``numpy.lib.format``).
 NPY_MAGIC = b"\x93NUMPY"
+#: Largest table file read (the official mini-RAT7M pickle is a few hundred MB).
+MAX_TABLE_BYTES = 8 << 30
 
 
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
@@ -386,10 +389,7 @@ def safe_load(path: str | Path) -> Any:
             outside the allow-list (:class:`UnsafePickleError`).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_input(path, "table", max_bytes=MAX_TABLE_BYTES)  # a FIFO or /dev/zero: one line, not a hang
     if not data:
         raise BadInputError(f"{path}: the file is empty")
     if data.startswith(NPY_MAGIC):

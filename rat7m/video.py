@@ -101,9 +101,13 @@ class ChunkIndex:
         chunks: list[Chunk] = []
         seen: dict[tuple[str, str, int], Path] = {}
         if video_dir.is_dir():
-            for entry in os.scandir(video_dir):
+            try:
+                entries = list(os.scandir(video_dir))
+            except OSError as exc:
+                raise BadInputError(f"cannot list {video_dir}: {exc.strerror or exc}") from None
+            for entry in entries:
                 parsed = catalogue.parse_video_chunk_name(entry.name)
-                if parsed is None or not entry.is_file():
+                if parsed is None or not _is_file(entry):
                     continue
                 key = (parsed.recording.name, parsed.camera, parsed.start)
                 if key in seen:
@@ -137,6 +141,14 @@ class ChunkIndex:
         starts = self._starts[(chunk.recording.name, chunk.camera)]
         i = bisect.bisect_right(starts, chunk.start)
         return starts[i] if i < len(starts) else None
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is (or links to) a regular file; a symbolic link loop is not one."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def quiet_decoder_logs() -> None:
