@@ -43,6 +43,7 @@ from rat7m.cli import (
     add_root_argument,
     add_verbosity_arguments,
     check_writable,
+    command,
     positive_int,
     progress_enabled,
     resolve_root,
@@ -206,7 +207,7 @@ def _load_table(path: Path) -> dict:
     if not path.is_file():
         msg = (
             f"no annotation table at {path}; download the official one, build one with "
-            f"python build_annotation.py, or pass --annotation PKL {hint(path.parent)}"
+            f"{command('build-annotation')}, or pass --annotation PKL {hint(path.parent)}"
         )
         raise BadInputError(msg)
     return load_annotation(path)

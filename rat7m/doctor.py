@@ -16,6 +16,11 @@ unusable (the report says what), 2 bad input (no such folder or table file).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 import argparse
 import contextlib
 import itertools
@@ -30,7 +35,15 @@ from typing import Any
 import numpy as np
 
 from rat7m import catalogue
-from rat7m.cli import ArgumentParser, add_root_argument, add_verbosity_arguments, resolve_root, run_main, setup_logging
+from rat7m.cli import (
+    ArgumentParser,
+    add_root_argument,
+    add_verbosity_arguments,
+    command,
+    resolve_root,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 
 #: Camera parameter keys a table camera may carry, by what they mean (documentation and .mat spellings).
@@ -47,7 +60,7 @@ MAX_LISTED = 5
 
 def hint(root: str | os.PathLike = "DIR") -> str:
     """The hint every layout error ends with (the one place its text lives)."""
-    return f"(run: python -m rat7m.doctor --root {root})"
+    return f"(run: {command('doctor')} --root {root})"
 
 
 def _size(path: Path) -> int:
@@ -205,7 +218,7 @@ def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], boo
             lines += wanted_lines
             ok = unheld == 0
     else:
-        lines.append(f"table: none at {path} (download it, or build one with python build_annotation.py)")
+        lines.append(f"table: none at {path} (download it, or build one with {command('build-annotation')})")
         ok = False
     folders = (catalogue.VIDEO_DIR, catalogue.IMAGES_DIR, catalogue.ANNOTATION_DIR)
     usage = {name: _size(root / name) for name in folders}

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from rat7m import catalogue
 from rat7m.catalogue import Recording
+from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
@@ -288,7 +289,7 @@ def partial_download_hint(jobs: Sequence[ChunkJob], index: ChunkIndex, cameras: 
     selection = f"--recordings {','.join(r.name for r in recs)} --cameras {numbers}"
     return (
         f"hint: the videos on disk are a partial download; to extract only what is there, pass {selection} "
-        "(or download the rest with download_all.py)"
+        f"(or download the rest with {command('download')})"
     )
 
 

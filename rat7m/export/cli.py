@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rat7m import catalogue
+from rat7m import catalogue, cli
 from rat7m.cli import (
     ArgumentParser,
     add_cameras_argument,
@@ -130,7 +130,7 @@ def _sizes(selection: Selection, args: argparse.Namespace, images_root: Path, fo
     needs_images = any(importlib.import_module(f"rat7m.export.{f}").NEEDS_IMAGES for f in formats)
     if args.image_size is not None or needs_images:
         command = (
-            f"python extract_frames.py --root {shlex.quote(str(images_root))} "
+            f"{cli.command('extract')} --root {shlex.quote(str(images_root))} "
             f"--annotation {shlex.quote(str(args.annotation))} "
             f"--recordings {' '.join(r.name for r in selection.recordings)} "
             f"--cameras {','.join(str(catalogue.camera_number(c)) for c in selection.cameras)}"

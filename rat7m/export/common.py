@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rat7m import catalogue
+from rat7m import catalogue, cli
 from rat7m.errors import BadInputError
 from rat7m.table import cameras_of
 
@@ -340,7 +340,7 @@ def read_sizes(
                 selection.sizes[(recording.name, camera)] = sizes.pop()
     if missing:
         recs = " ".join(r.name for r in selection.recordings)
-        command = extract_command or f"python extract_frames.py --root DATASET_ROOT --recordings {recs}"
+        command = extract_command or f"{cli.command('extract')} --root DATASET_ROOT --recordings {recs}"
         msg = f"{len(missing)} of {total} images are not under {images_root} (first: {missing[0]}); run {command}"
         raise BadInputError(msg)
 

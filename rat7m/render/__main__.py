@@ -11,6 +11,11 @@ Exit codes: 0 written, 2 bad arguments or bad input.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 import sys
 from collections.abc import Sequence
 from pathlib import Path
