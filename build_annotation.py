@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build (or with ``--check``, check) a table; the exit code says how it went."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    args.root = resolve_root(args.root, quiet=args.quiet or bool(args.check))  # a check names its table instead
+    args.root = resolve_root(args.root, quiet=args.quiet)
     if args.check is not None:
         return _check(args)
     paths = find_mocap_files(args.root, args.recordings)

@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the report; 0 if everything the table wants can be extracted, 1 if not."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    lines, ok = diagnose(resolve_root(args.root, quiet=True), args.annotation)  # the report names its root
+    lines, ok = diagnose(resolve_root(args.root, quiet=args.quiet), args.annotation)
     print("\n".join(lines))
     return 0 if ok else 1
 
