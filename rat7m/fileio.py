@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,33 @@ def remove_stale_temporaries(folder: Path, names: set[str]) -> int:
             removed += 1
         except FileNotFoundError:
             pass
+    return removed
+
+
+#: What a staged folder is named while it is written or replaced: ``.<name>.<pid>.partial`` / ``.<name>.<pid>.old``.
+_STAGING_RE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(partial|old)")
+
+
+def remove_stale_staging(folder: Path, names: set[str]) -> int:
+    """Remove staging folders a killed run left in ``folder`` for the outputs ``names``; return how many.
+
+    As :func:`remove_stale_temporaries`, for whole folders written under a temporary name (an export):
+    only ``.<name>.<pid>.partial`` and ``.<name>.<pid>.old`` of one of ``names`` whose process is gone.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _STAGING_RE.fullmatch(entry.name)
+        if match is None or match["name"] not in names or _alive(int(match["pid"])):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

@@ -39,10 +39,11 @@ START = (
 
 @pytest.fixture(scope="module")
 def dataset_root(synthetic_dataset, tmp_path_factory):
-    """A read-only-style root: the shared videos (linked) and a table of every frame (no images written here)."""
+    """A read-only-style root: the shared videos and .mat files (linked), a table of every frame (no images here)."""
     root = tmp_path_factory.mktemp("interrupt") / "data"
     root.mkdir()
     (root / catalogue.VIDEO_DIR).symlink_to(synthetic_dataset.video_dir, target_is_directory=True)
+    (root / catalogue.ANNOTATION_DIR).symlink_to(synthetic_dataset.annotation_dir, target_is_directory=True)
     table = build_table([r.mat_path for r in synthetic_dataset.recordings.values()])
     save_annotation(table, catalogue.mini_annotation_path(root))
     return root
@@ -228,3 +229,49 @@ def test_ctrl_c_at_twenty_moments_of_an_extraction_always_stops_it_in_one_line(
         lines = [line for line in err.splitlines() if not line.startswith("dataset root:")]
         assert code == 130 and lines == ["interrupted; rerun the same command to resume"], where
         _check_images(images)
+
+
+def test_sigterm_mid_extraction_is_one_line_exit_143_and_leaves_only_whole_images(dataset_root, tmp_path):
+    """``kill``/``scancel`` (SIGTERM to the group) is treated as Ctrl-C: clean stop, one line, exit 143."""
+    images = tmp_path / "images"
+    proc = _start(dataset_root, images)
+    _wait_for(lambda: any(images.rglob("*.jpg")))
+    os.killpg(proc.pid, signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - sent < STOP_WITHIN
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "Terminated" not in err, err
+    assert err.splitlines()[-1] == "terminated; rerun the same command to resume", err
+    _wait_for(lambda: not _group_alive(proc.pid), timeout=STOP_WITHIN)
+    _check_images(images)
+
+
+def test_reruns_remove_what_killed_exports_and_videos_left_and_nothing_else(dataset_root, tmp_path):
+    """SIGKILL leaves ``.dannce.PID.partial``, ``.video.mp4.PID.TID.tmp``: a rerun removes those of dead PIDs."""
+    from rat7m.export.cli import main as export
+    from rat7m.render.__main__ import main as render
+
+    dead, alive = "99999999", str(os.getppid())  # a live process that is not this one
+    out = tmp_path / "exports"
+    out.mkdir()
+    stale, kept = out / f".dannce.{dead}.partial", [out / f".dannce.{alive}.partial", out / f".other.{dead}.partial"]
+    for folder in (stale, *kept):
+        (folder / "sub").mkdir(parents=True)
+    assert export(["dannce", "--root", str(dataset_root), "--out", str(out), "--recordings", "s5-d1", "-q"]) == 0
+    assert not stale.exists() and all(folder.exists() for folder in kept)
+    assert (out / "dannce").is_dir()
+
+    video = tmp_path / "videos" / "video.mp4"
+    video.parent.mkdir()
+    stale_tmp = video.with_name(f".video.mp4.{dead}.1.tmp")
+    kept_tmp = [video.with_name(f".video.mp4.{alive}.1.tmp"), video.with_name(f".other.mp4.{dead}.1.tmp")]
+    for path in (stale_tmp, *kept_tmp):
+        path.write_bytes(b"partial")
+    argv = ["video", "--root", str(dataset_root), "--recording", "s5-d1", "--camera", "1", "--stop", "3",
+            "--out", str(video), "-q"]  # fmt: skip
+    assert render(argv) == 0
+    assert not stale_tmp.exists() and all(path.exists() for path in kept_tmp) and video.stat().st_size > 0

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from rat7m import catalogue, cli
 from rat7m.errors import BadInputError
+from rat7m.fileio import remove_stale_staging
 from rat7m.table import cameras_of
 
 log = logging.getLogger("rat7m.export")
@@ -380,6 +381,7 @@ def is_complete(folder: Path) -> bool:
 def staging_folder(final: Path) -> Path:
     """A fresh hidden folder beside ``final`` to write an export into before renaming it."""
     stage = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    remove_stale_staging(final.parent, {final.name})  # what a killed run left (SIGKILL: nothing could clean up)
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     return stage

@@ -22,7 +22,7 @@ import numpy as np
 
 from rat7m import barcode, catalogue
 from rat7m.errors import BadInputError
-from rat7m.fileio import temporary_name
+from rat7m.fileio import remove_stale_temporaries, temporary_name
 from rat7m.geometry import project
 from rat7m.matfile import load_recording
 from rat7m.video import ChunkIndex, read_frames
@@ -119,6 +119,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, {path.name})  # what a killed run left
     tmp = temporary_name(path)
     try:
         use_pyav = codec in ("auto", "pyav")
