@@ -13,7 +13,8 @@ running any clean-up. A run has three phases, each with its handler:
    ``finally`` and ``except BaseException`` removes its temporary files and stops its workers, and
    ``run_main`` prints the one line.
 3. **After** (``main`` has returned, or the line has been printed): back to phase 1's handler, so a
-   signal during interpreter shutdown (joining threads, flushing) ends the process too.
+   signal during interpreter shutdown (joining threads, flushing) ends the process too, with the
+   one line if it has not been printed yet, silently if it has (:func:`reported`).
 
 A signal that was ignored when the process started (``nohup``, a background job of a script) stays
 ignored, as the shell meant. What is out of reach is Python's own start-up before the first line of
@@ -59,8 +60,14 @@ def message(exc: BaseException | int) -> str:
     return TERMINATED if exit_code(exc) == EXIT_TERMINATED else INTERRUPTED
 
 
+#: Whether the one line has been printed (a later signal then ends the process without a second one).
+_reported = False
+
+
 def _exit_now(signum: int, frame: object) -> None:
-    """Phase 1 and 3: say it in one line and end the process now (nothing to clean up)."""
+    """Phase 1 and 3: say it in one line (unless said already) and end the process now (nothing to clean up)."""
+    if _reported:
+        os._exit(exit_code(signum))
     for stream in (sys.stdout, sys.stderr):  # a summary already printed into a pipe is not lost
         try:  # noqa: SIM105  (contextlib would be one more import at start-up)
             stream.flush()
@@ -70,25 +77,20 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(exit_code(signum))
 
 
-def _exit_silently(signum: int, frame: object) -> None:
-    """After the line has been printed: a second signal ends the process at once, without a second line."""
-    os._exit(exit_code(signum))
-
-
 def _raise(signum: int, frame: object) -> None:
     """Phase 2: an exception, so that the clean-up runs."""
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def _install(handler: object, only: object = None) -> dict[int, object]:
-    """Install ``handler`` for :data:`SIGNALS` (those not ignored; with ``only``, those handled by it).
+def _install(handler: object) -> dict[int, object]:
+    """Install ``handler`` for :data:`SIGNALS` not ignored; return the previous handlers.
 
-    Returns the previous handlers; nothing outside the main thread (only it can set Python's handlers).
+    Nothing outside the main thread (only it can set Python's handlers).
     """
     previous = {}
     for sig in SIGNALS:
         old = signal.getsignal(sig)
-        if old is signal.SIG_IGN or (only is not None and old is not only):
+        if old is signal.SIG_IGN:
             continue
         try:
             signal.signal(sig, handler)  # type: ignore[arg-type]
@@ -111,9 +113,10 @@ def at_start() -> None:
 def reported() -> None:
     """The line is being printed: a further signal (during clean-up or shutdown) ends the process silently.
 
-    Only where :func:`at_start` set the handlers (a command's process), not in a caller's (a test's).
+    That is, where :func:`at_start` set the handlers (a command's process), not in a caller's (a test's).
     """
-    _install(_exit_silently, only=_exit_now)
+    global _reported
+    _reported = True
 
 
 class raising:  # a context manager without contextlib: one import less at start-up
