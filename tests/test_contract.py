@@ -84,7 +84,7 @@ def _export(fmt: str, *extra_args: str, **kwargs) -> Command:
                    reads="--annotation", **kwargs)  # fmt: skip
 
 
-_EXPORT_XFAIL = {"root": PATHS, "readonly": PATHS, "outfile": PATHS, "sigint-working": PATHS}
+_EXPORT_XFAIL = {"root": PATHS, "readonly": PATHS, "outfile": PATHS, "sigint-working": PATHS, "help": PATHS}
 
 COMMANDS = [
     Command("download", ("rat7m-download", "--api-url", "{api}", "--recordings", "s5-d1", "--cameras", "1"),
@@ -114,16 +114,14 @@ COMMANDS = [
     _export("all", "--allow-skew", xfail=_EXPORT_XFAIL),
     Command("render-samples", ("rat7m-render", "samples", "--pred_path", "{pred3d}", "--samples", "0",
                                "--out", "{out}"), out="--out", reads="--pred_path",
-            xfail={"root": PATHS, "readonly": PATHS, "outfile": PATHS, "fifo": PATHS, "loop": PATHS,
-                   "sigint-working": PATHS}),
+            xfail=dict.fromkeys(("root", "readonly", "outfile", "fifo", "loop", "sigint-working", "help"), PATHS)),
     Command("render-video", ("rat7m-render", "video", "--recording", "s5-d1", "--camera", "1", "--stop", "5",
-                             "--out", "{out}/video.mp4"), out="--out",
-            extra=("av", "render", ("--codec", "pyav")),
-            xfail={"root": PATHS, "readonly": PATHS, "outfile": PATHS, "extra": PATHS, "sigint-working": PATHS}),
+                             "--out", "{out}/video.mp4"), out="--out", extra=("av", "render", ("--codec", "pyav")),
+            xfail=dict.fromkeys(("root", "readonly", "outfile", "extra", "sigint-working", "help"), PATHS)),
     Command("render-report", ("rat7m-render", "report", "--metrics_dir", "{metrics}", "--worst", "0",
                               "--out", "{out}/report.html"), out="--out",
             reads="--metrics_dir", reads_inside="summary.json",
-            xfail={"root": PATHS, "readonly": PATHS, "outfile": PATHS, "fifo": REPORT, "sigint-working": PATHS}),
+            xfail={**dict.fromkeys(("root", "readonly", "outfile", "sigint-working", "help"), PATHS), "fifo": REPORT}),
 ]
 
 
@@ -312,6 +310,39 @@ def test_a_missing_optional_extra_is_one_line_naming_it(command, world, tmp_path
     else:  # an optional part of the output: done without it, saying which extra brings it
         assert run.code == 0, str(run)
         assert any(names_it.search(line) for line in run.lines + run.out.splitlines()), str(run)
+
+
+#: The module whose ``build_parser`` each console command uses (the one :mod:`rat7m.commands` runs).
+PARSERS = {
+    "rat7m-download": "download_all",
+    "rat7m-build-annotation": "build_annotation",
+    "rat7m-extract": "extract_frames",
+    "rat7m-metrics": "metric_utils.compute_metrics",
+    "rat7m-doctor": "rat7m.doctor",
+    "rat7m-export": "rat7m.export.cli",
+    "rat7m-render": "rat7m.render.__main__",
+}
+
+
+@pytest.mark.parametrize("command", _cases("help"))
+def test_help_states_every_default_and_the_exit_codes_and_flags_take_both_spellings(command):
+    """``--help`` (of the mode, for commands with modes) gives each option's default; ``_`` flags have a ``-`` twin."""
+    import argparse
+    import importlib
+
+    parser = importlib.import_module(PARSERS[command.console]).build_parser()
+    assert "Exit codes" in parser.format_help(), f"{command.console} --help does not state the exit codes"
+    modes = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if modes and command.argv[1] in modes[0].choices:
+        parser = modes[0].choices[command.argv[1]]
+    for action in parser._actions:
+        flags = action.option_strings
+        for flag in flags:
+            if "_" in flag:
+                assert flag.replace("_", "-") in flags, f"{command.console}: {flag} has no {flag.replace('_', '-')}"
+        quiet = isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._SubParsersAction))
+        if flags and not quiet and not action.required:
+            assert "default" in (action.help or ""), f"{command.console}: {flags} does not state its default"
 
 
 def _special_reads(command: Command, world: World, tmp_path: Path, make) -> tuple[list[str], Path]:
