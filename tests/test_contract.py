@@ -253,11 +253,16 @@ def _cases(battery: str, where=lambda command: True, moments: tuple[str, ...] = 
 @pytest.mark.parametrize("command", _cases("root"))
 def test_rat7m_root_alone_is_the_root_and_is_said_once(command, world, tmp_path):
     root = _root(world, tmp_path, command)
+    before = sorted(p.name for p in root.iterdir())
     run = _run(_argv(command, world, tmp_path / "out", quiet=False), root, cwd=tmp_path)
     _no_traceback(run)
     assert run.code == 0, str(run)
     said = [line for line in run.err.splitlines() if line.startswith("dataset root:")]
     assert said == [f"dataset root: {root} (from $RAT7M_ROOT)"], str(run)
+    # nothing created outside its output (the download's output is the root; the working folder stays as it was)
+    assert {p.name for p in tmp_path.iterdir()} <= {"root", "out"}, sorted(p.name for p in tmp_path.iterdir())
+    if not command.empty_root:
+        assert sorted(p.name for p in root.iterdir()) == before
 
 
 @pytest.mark.parametrize("command", _cases("readonly", lambda c: c.out is not None or c.empty_root))
