@@ -79,9 +79,9 @@ class Command:
         return self.argv[0]
 
 
-def _export(fmt: str, *extra_args: str, **kwargs) -> Command:
-    return Command(f"export-{fmt}", ("rat7m-export", fmt, "--out", "{out}", *extra_args), out="--out",
-                   reads="--annotation", **kwargs)  # fmt: skip
+def _export(fmt: str, *extra_args: str, reads: str | None = None, **kwargs) -> Command:
+    return Command(f"export-{fmt}", ("rat7m-export", fmt, "--out", "{out}", *extra_args), out="--out", reads=reads,
+                   **kwargs)  # fmt: skip  # fmt: skip
 
 
 _EXPORT_XFAIL = {"root": PATHS, "readonly": PATHS, "outfile": PATHS, "sigint-working": PATHS, "help": PATHS}
@@ -105,13 +105,13 @@ COMMANDS = [
     Command("metrics-2d-report", ("rat7m-metrics", "--pred2d", "{pred2d}", "--report", "--save_dir", "{out}"),
             out="--save_dir", reads="--pred2d"),
     Command("doctor", ("rat7m-doctor",), reads="--annotation"),
-    _export("coco", xfail=_EXPORT_XFAIL),
+    _export("coco", reads="--annotation", xfail=_EXPORT_XFAIL),  # one reader of the table for every format
     _export("dlc", xfail=_EXPORT_XFAIL),
     _export("yolo", xfail=_EXPORT_XFAIL),
     _export("slp", xfail=_EXPORT_XFAIL, extra=("sleap_io", "sleap", ())),
     _export("anipose", "--allow-skew", xfail=_EXPORT_XFAIL),
     _export("dannce", xfail=_EXPORT_XFAIL),
-    _export("all", "--allow-skew", xfail=_EXPORT_XFAIL),
+    _export("all", "--allow-skew", reads="--annotation", xfail=_EXPORT_XFAIL),
     Command("render-samples", ("rat7m-render", "samples", "--pred_path", "{pred3d}", "--samples", "0",
                                "--out", "{out}"), out="--out", reads="--pred_path",
             xfail=dict.fromkeys(("root", "readonly", "outfile", "fifo", "loop", "sigint-working", "help"), PATHS)),
