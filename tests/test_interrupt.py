@@ -203,13 +203,16 @@ def test_ctrl_c_at_twenty_moments_of_an_extraction_always_stops_it_in_one_line(
     _, err = whole.communicate(timeout=120)
     duration = time.monotonic() - started
     assert whole.returncode == 0, err
-    last = 0.9 * duration  # before the end even when the concurrent runs below are slower
+    last = 0.7 * duration  # near the end (the concurrent runs below are usually slower, not always: see below)
     moments = [FIRST_MOMENT * (last / FIRST_MOMENT) ** (i / (N_MOMENTS - 1)) for i in range(N_MOMENTS)]
 
     def interrupt_at(i: int, moment: float) -> tuple[float, int | None, str, str, float, Path]:
         images = tmp_path / f"run{i}"
         proc = _extract(*command, "--images-root", images, held=True)
         time.sleep(moment)
+        if proc.poll() is not None:  # done before the moment came (the machine got faster): nothing to interrupt
+            out, err = proc.communicate()
+            return moment, None, out, err, 0.0, images
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the run and its workers
         sent = time.monotonic()
         try:
@@ -222,7 +225,10 @@ def test_ctrl_c_at_twenty_moments_of_an_extraction_always_stops_it_in_one_line(
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda args: interrupt_at(*args), enumerate(moments)))
+    assert sum(code is not None for _, code, *_ in runs) >= N_MOMENTS - 3, "most runs must be interrupted"
     for moment, code, out, err, stopped, images in runs:
+        if code is None:
+            continue
         where = f"SIGINT at {moment:.3f} s: exit {code}, stdout {out!r}, stderr {err!r}"
         assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Fatal" not in err, where
         assert stopped < STOP_WITHIN, f"{where}: took {stopped:.1f} s to stop"
