@@ -17,6 +17,11 @@ Exit codes: 0 done (all checks passed), 1 a check failed or the table could not 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
 
 # isort: split
@@ -127,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build (or with ``--check``, check) a table; the exit code says how it went."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    args.root = resolve_root(args.root, quiet=args.quiet or bool(args.check))  # a check names its table instead
+    args.root = resolve_root(args.root, quiet=args.quiet)
     if args.check is not None:
         return _check(args)
     paths = find_mocap_files(args.root, args.recordings)

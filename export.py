@@ -8,6 +8,11 @@ See ``python export.py --help`` (rat7m/export/cli.py) for every option and the e
 
 import sys
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 from rat7m.export.cli import script_main
 
 if __name__ == "__main__":

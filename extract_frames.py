@@ -19,6 +19,11 @@ Exit codes: 0 every image done (or verified), 1 some images failed (listed with 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
 
 # isort: split
@@ -38,6 +43,7 @@ from rat7m.cli import (
     add_root_argument,
     add_verbosity_arguments,
     check_writable,
+    command,
     positive_int,
     progress_enabled,
     resolve_root,
@@ -201,7 +207,7 @@ def _load_table(path: Path) -> dict:
     if not path.is_file():
         msg = (
             f"no annotation table at {path}; download the official one, build one with "
-            f"python build_annotation.py, or pass --annotation PKL {hint(path.parent)}"
+            f"{command('build-annotation')}, or pass --annotation PKL {hint(path.parent)}"
         )
         raise BadInputError(msg)
     return load_annotation(path)

@@ -13,16 +13,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import logging
 import os
-import signal
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rat7m import catalogue
+from rat7m import catalogue, interrupt
 from rat7m.errors import BadInputError, Rat7mError
 
 #: Exit code for bad input (a file or argument that is not what it should be).
@@ -30,7 +31,9 @@ EXIT_BAD_INPUT = 2
 #: Exit code when the run finished but some work failed (listed in the summary).
 EXIT_FAILED = 1
 #: Exit code after Ctrl-C (128 + SIGINT, what a shell reports for a process stopped by it).
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = interrupt.EXIT_INTERRUPTED
+#: Exit code after SIGTERM (128 + SIGTERM).
+EXIT_TERMINATED = interrupt.EXIT_TERMINATED
 #: Environment variable naming the dataset root every script uses when no ``--root``/``--out`` is given.
 ROOT_ENV = "RAT7M_ROOT"
 
@@ -47,6 +50,29 @@ def command_name(name: str) -> Iterator[None]:
         yield
     finally:
         _COMMAND = previous
+
+
+#: Each console command ``rat7m-<name>`` and the same command without an install (from the repository folder).
+SCRIPTS = {
+    "download": "python download_all.py",
+    "build-annotation": "python build_annotation.py",
+    "extract": "python extract_frames.py",
+    "metrics": "python metric_utils/compute_metrics.py",
+    "doctor": "python -m rat7m.doctor",
+    "export": "python export.py",
+    "render": "python -m rat7m.render",
+}
+
+
+@functools.cache
+def command(name: str) -> str:
+    """How a hint names toolkit command ``name`` (a key of :data:`SCRIPTS`): what the user can type here.
+
+    ``rat7m-build-annotation`` when that console command is on the PATH (the toolkit is installed
+    and its environment active), else ``python build_annotation.py`` (a clone run with its venv's python).
+    """
+    console = f"rat7m-{name}"
+    return console if shutil.which(console) else SCRIPTS[name]
 
 
 class UsageError(BadInputError):
@@ -226,11 +252,13 @@ def setup_logging(args: argparse.Namespace) -> None:
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Call a script's ``main`` and map the toolkit's errors onto messages and exit codes.
 
-    Ctrl-C ends the run with one line and :data:`EXIT_INTERRUPTED`; a second Ctrl-C while the
-    line is printed is ignored (it would otherwise print a traceback).
+    Ctrl-C ends the run with one line and :data:`EXIT_INTERRUPTED`, SIGTERM with one line and
+    :data:`EXIT_TERMINATED`: both are raised as exceptions inside ``main`` (:func:`rat7m.interrupt.raising`),
+    so its clean-up runs first; a second signal after that ends the process without a second line.
     """
     try:
-        return main(argv)
+        with interrupt.raising():
+            return main(argv)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -243,8 +271,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except BrokenPipeError:  # output piped into `head` that has had enough: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no error at exit flush
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        with contextlib.suppress(ValueError):  # not the main thread: nothing to ignore there
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (interrupt.Terminated)
+        interrupt.reported()
+        print(interrupt.message(exc), file=sys.stderr)
+        return interrupt.exit_code(exc)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from rat7m import catalogue, pixels
-from rat7m.cli import default_root
+from rat7m.cli import command, default_root
 from rat7m.errors import BadInputError
 from rat7m.table import cameras_of, load_annotation
 
@@ -124,7 +124,7 @@ class MiniRat7m:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
         if image is None:
             msg = (
-                f"{path}: missing or unreadable image; run extract_frames.py --root {self.root} "
+                f"{path}: missing or unreadable image; run {command('extract')} --root {self.root} "
                 f"--images-root {self.images_root}"
             )
             raise BadInputError(msg)

@@ -19,6 +19,11 @@ unusable (the report says what), 2 bad input (no such folder or table file).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 import argparse
 import contextlib
 import errno
@@ -34,7 +39,15 @@ from typing import Any
 import numpy as np
 
 from rat7m import catalogue, pixels
-from rat7m.cli import ArgumentParser, add_root_argument, add_verbosity_arguments, resolve_root, run_main, setup_logging
+from rat7m.cli import (
+    ArgumentParser,
+    add_root_argument,
+    add_verbosity_arguments,
+    command,
+    resolve_root,
+    run_main,
+    setup_logging,
+)
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
 
@@ -52,7 +65,7 @@ MAX_LISTED = 5
 
 def hint(root: str | os.PathLike = "DIR") -> str:
     """The hint every layout error ends with (the one place its text lives)."""
-    return f"(run: python -m rat7m.doctor --root {root})"
+    return f"(run: {command('doctor')} --root {root})"
 
 
 def _size(path: Path) -> int:
@@ -300,7 +313,7 @@ def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], boo
         lines.append(f"table: {path} is not a regular file (a FIFO, device, folder or broken link?); replace it")
         ok = False
     else:
-        lines.append(f"table: none at {path} (download it, or build one with python build_annotation.py)")
+        lines.append(f"table: none at {path} (download it, or build one with {command('build-annotation')})")
         ok = False
     folders = (catalogue.VIDEO_DIR, catalogue.IMAGES_DIR, catalogue.ANNOTATION_DIR)
     usage = {name: _size(root / name) for name in folders}
@@ -324,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the report; 0 if everything the table wants can be extracted, 1 if not."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    lines, ok = diagnose(resolve_root(args.root, quiet=True), args.annotation)  # the report names its root
+    lines, ok = diagnose(resolve_root(args.root, quiet=args.quiet), args.annotation)
     print("\n".join(lines))
     return 0 if ok else 1
 

@@ -36,6 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from rat7m import catalogue
 from rat7m.catalogue import Recording
+from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.untrusted import check_image_path
@@ -288,7 +290,7 @@ def partial_download_hint(jobs: Sequence[ChunkJob], index: ChunkIndex, cameras: 
     selection = f"--recordings {','.join(r.name for r in recs)} --cameras {numbers}"
     return (
         f"hint: the videos on disk are a partial download; to extract only what is there, pass {selection} "
-        "(or download the rest with download_all.py)"
+        f"(or download the rest with {command('download')})"
     )
 
 
@@ -559,10 +561,10 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     pool = None
     try:
-        # Workers start ignoring SIGINT: Ctrl-C reaches the whole process group, and a worker still
-        # starting up would die with a traceback. A Ctrl-C meanwhile waits in this process and is
-        # raised as soon as the block ends, with the pool known here to be stopped.
-        with _sigint_blocked():
+        # Workers start with SIGINT and SIGTERM blocked: Ctrl-C reaches the whole process group, and a
+        # worker still starting up would die with a traceback. A signal meanwhile is noted in this
+        # process and raised as soon as the block ends, with the pool known here to be stopped.
+        with _signals_held():
             queue = context.SimpleQueue()
             pool = ProcessPoolExecutor(
                 processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid())
@@ -585,26 +587,41 @@ def _run_pool(
     pool.shutdown()
 
 
-@contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Start processes in the block ignoring SIGINT; a SIGINT meanwhile is held for this process, not lost.
+#: The signals that stop a run (Ctrl-C, ``kill``/``scancel``), held while workers are started.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    An ignored signal stays ignored across ``exec`` (and Python then installs no KeyboardInterrupt
-    handler), so a spawned worker cannot be interrupted even while it imports; the signal mask is not
-    inherited by spawned processes, so ignoring is the way. SIGINT is also blocked in this thread, so
-    one aimed at it waits for the restored handler; one the kernel hands to another thread (OpenCV's)
-    within these few milliseconds of spawning is lost, and a second Ctrl-C stops the run.
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Start processes in the block with SIGINT and SIGTERM blocked; one that arrives meanwhile acts after it.
+
+    A spawned worker inherits the signal mask (fork and exec keep it), so Ctrl-C sent to the process
+    group cannot interrupt it while it imports; its initializer then ignores SIGINT for good and
+    unblocks SIGTERM. In this process the mask only holds signals aimed at this thread: one the
+    kernel hands to another thread (OpenCV's) still runs Python's handler in this thread at once.
+    So, for the block, the handlers only note the signal, and after it (mask and handlers restored)
+    a noted signal is raised again for the restored handler: never lost, never inside the pool's set-up.
+    (Ignoring SIGINT here instead, as before, lost a Ctrl-C that reached another thread meanwhile.)
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    old_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Started now, not inside the block: starting it unblocks SIGINT and SIGTERM in this thread (Python 3.11).
+    resource_tracker.ensure_running()
+    noted: list[int] = []
+    handlers = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    for sig, handler in handlers.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old_handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # held signals are delivered (and noted) here
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(noted):
+            signal.raise_signal(sig)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -653,6 +670,7 @@ def _init_worker(queue: Any, parent: int) -> None:
     global _QUEUE
     _QUEUE = queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it ends the pool
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held while starting (_signals_held): kill works
     cv2.setNumThreads(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 

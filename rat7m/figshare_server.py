@@ -76,7 +76,7 @@ from rat7m.catalogue import (
     parse_video_chunk_name,
     video_chunk_name,
 )
-from rat7m.cli import add_verbosity_arguments, run_main, setup_logging
+from rat7m.cli import add_verbosity_arguments, command, run_main, setup_logging
 from rat7m.errors import BadInputError, Rat7mError
 
 log = logging.getLogger(__name__)
@@ -944,8 +944,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise Rat7mError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
     with server:
         zip_root = f"{server.base_url}/ndownloader"
-        print(f"API URL: {server.api_url}   (python download_all.py --api-url {server.api_url})")
-        print(f"zip URL: {zip_root}   (python download_all.py --via-zip --zip-url {zip_root})")
+        print(f"API URL: {server.api_url}   ({command('download')} --api-url {server.api_url})")
+        print(f"zip URL: {zip_root}   ({command('download')} --via-zip --zip-url {zip_root})")
         for label, article in _iter_articles():
             n = len(server.file_names(article))
             print(f"  {label:12s} article {article.id} v{article.version}: {n} files   {server.zip_url(article)}")

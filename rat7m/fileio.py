@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -21,13 +22,18 @@ from typing import IO, BinaryIO
 from rat7m.errors import BadInputError
 
 
-def temporary_name(path: Path) -> Path:
-    """A temporary name next to ``path``, unique to this process and thread (hidden, ``.tmp``)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def temporary_name(path: Path, keep_suffix: bool = False) -> Path:
+    """A temporary name next to ``path``, unique to this process and thread (hidden, ``.tmp``).
+
+    ``keep_suffix`` ends it with ``path``'s suffix too (``.tmp.mp4``), for writers that pick the format
+    from the extension (OpenCV's video writer).
+    """
+    suffix = path.suffix if keep_suffix else ""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{suffix}")
 
 
 #: What :func:`temporary_name` makes: ``.<name>.<pid>.<thread id>.tmp`` (nothing else is ever removed as ours).
-_TEMPORARY_RE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.\d+\.tmp")
+_TEMPORARY_RE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.\d+\.tmp(?P<suffix>\.[^.]+)?")
 
 
 def remove_stale_temporaries(folder: Path, names: set[str]) -> int:
@@ -43,14 +49,43 @@ def remove_stale_temporaries(folder: Path, names: set[str]) -> int:
     except OSError:
         return 0
     for entry in entries:
-        match = _TEMPORARY_RE.fullmatch(entry.name) if entry.name.endswith(".tmp") else None
+        match = _TEMPORARY_RE.fullmatch(entry.name) if ".tmp" in entry.name else None
         if match is None or match["name"] not in names or _alive(int(match["pid"])):
+            continue
+        if match["suffix"] and not match["name"].endswith(match["suffix"]):  # only .tmp.mp4 for a .mp4
             continue
         try:
             os.unlink(entry.path)
             removed += 1
         except FileNotFoundError:
             pass
+    return removed
+
+
+#: What a staged folder is named while it is written or replaced: ``.<name>.<pid>.partial`` / ``.<name>.<pid>.old``.
+_STAGING_RE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(partial|old)")
+
+
+def remove_stale_staging(folder: Path, names: set[str]) -> int:
+    """Remove staging folders a killed run left in ``folder`` for the outputs ``names``; return how many.
+
+    As :func:`remove_stale_temporaries`, for whole folders written under a temporary name (an export):
+    only ``.<name>.<pid>.partial`` and ``.<name>.<pid>.old`` of one of ``names`` whose process is gone.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _STAGING_RE.fullmatch(entry.name)
+        if match is None or match["name"] not in names or _alive(int(match["pid"])):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
@@ -68,7 +103,6 @@ def _alive(pid: int) -> bool:
 
 
 #: Public name of :func:`_alive`: other modules clean their own leftovers (export staging folders) by it.
-process_alive = _alive
 
 
 @contextmanager

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rat7m import catalogue
+from rat7m.cli import command
 from rat7m.doctor import hint
 from rat7m.errors import BadInputError
 from rat7m.geometry import camera_param, project, with_both_spellings
@@ -248,12 +249,12 @@ def find_mocap_files(root: str | os.PathLike, recordings: Sequence[catalogue.Rec
         present = {p.name for p in folder.glob("mocap-*.mat")}
         recordings = [rec for rec in catalogue.RECORDINGS if catalogue.mocap_file_name(rec) in present]
         if not recordings:
-            msg = f"{folder}: no mocap-sS-dD.mat files; run download_all.py first, or pass --root {hint(root)}"
+            msg = f"{folder}: no mocap-sS-dD.mat files; run {command('download')} first, or pass --root {hint(root)}"
             raise BadInputError(msg)
     paths = [folder / catalogue.mocap_file_name(rec) for rec in recordings]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        msg = f"{folder}: missing {', '.join(missing)}; run download_all.py first, or restrict --recordings"
+        msg = f"{folder}: missing {', '.join(missing)}; run {command('download')} first, or restrict --recordings"
         msg += f" {hint(root)}"
         raise BadInputError(msg)
     return paths

@@ -150,3 +150,38 @@ def test_build_annotation_refuses_a_read_only_out_before_building(synthetic_data
     assert done.returncode == 2 and "Traceback" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if not line.startswith("dataset root:")]
     assert line.startswith(f"error: cannot write the table to {root}") and "pass --out PATH" in line
+
+
+def test_sigterm_inside_main_runs_the_clean_up_then_one_line_and_143(capsys):
+    import os
+    import signal
+    import time
+
+    from rat7m import interrupt
+
+    cleaned = []
+
+    def main(argv):  # a command's main that is stopped while it works
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID`: raised here as interrupt.Terminated
+            time.sleep(5)
+        finally:
+            cleaned.append(True)
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.run_main(main, []) == 143 and cleaned == [True]
+    assert capsys.readouterr().err == "terminated; rerun the same command to resume\n"
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+    assert interrupt.exit_code(KeyboardInterrupt()) == 130 and interrupt.exit_code(interrupt.Terminated()) == 143
+
+
+@pytest.mark.parametrize("command", ["rat7m-export", "rat7m-render"])
+def test_console_commands_name_themselves_in_help_and_errors(command):
+    exe = Path(sys.executable).with_name(command)
+    if not exe.exists():
+        pytest.skip("the console commands are not installed next to this Python")
+    done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: {command} "), done.stdout[:200]
+    done = subprocess.run([str(exe), "--bogus"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"{command}: error: "), done.stderr

@@ -14,6 +14,7 @@ import pytest
 import scipy.io
 
 from rat7m import catalogue, extract, geometry
+from rat7m.cli import command
 from rat7m.export import cli, yolo
 from rat7m.export.common import MANIFEST_NAME, boxes, camera_params, jpeg_size, visibility
 from rat7m.table import save_annotation
@@ -417,7 +418,7 @@ def test_missing_images_name_the_extract_command(data, tmp_path, capsys):
     code = run("yolo", "--root", partial, "--annotation", catalogue.mini_annotation_path(root), "--out", tmp_path / "o")
     err = errors(capsys)
     assert code == 2 and "\n" not in err and "1 of" in err
-    assert f"run python extract_frames.py --root {partial} --annotation " in err and "--cameras 1,2,3,4,5,6" in err
+    assert f"run {command('extract')} --root {partial} --annotation " in err and "--cameras 1,2,3,4,5,6" in err
     assert not (tmp_path / "o" / "yolo").exists()
 
 

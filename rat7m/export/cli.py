@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rat7m import catalogue
+from rat7m import catalogue, cli
 from rat7m.cli import (
     ArgumentParser,
     add_cameras_argument,
@@ -163,7 +163,7 @@ class _Sizes:
             self._read = True
             args, selection = self.args, self.selection
             command = (
-                f"python extract_frames.py --root {shlex.quote(str(self.images_root))} "
+                f"{cli.command('extract')} --root {shlex.quote(str(self.images_root))} "
                 f"--annotation {shlex.quote(str(args.annotation))} "
                 f"--recordings {' '.join(r.name for r in selection.recordings)} "
                 f"--cameras {','.join(str(catalogue.camera_number(c)) for c in selection.cameras)}"

@@ -32,7 +32,6 @@ import functools
 import json
 import logging
 import os
-import re
 import shutil
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,9 +42,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rat7m import catalogue, pixels
+from rat7m import catalogue, cli, pixels
 from rat7m.errors import BadInputError
-from rat7m.fileio import process_alive
+from rat7m.fileio import remove_stale_staging
 from rat7m.table import cameras_of
 from rat7m.untrusted import check_image_paths
 
@@ -350,7 +349,7 @@ def read_sizes(
                 selection.sizes[(recording.name, camera)] = sizes.pop()
     if missing:
         recs = " ".join(r.name for r in selection.recordings)
-        command = extract_command or f"python extract_frames.py --root DATASET_ROOT --recordings {recs}"
+        command = extract_command or f"{cli.command('extract')} --root DATASET_ROOT --recordings {recs}"
         where = f"under {images_root}"
         if len(missing) == total:  # not one image: more likely the wrong folder than a partial extraction
             msg = (f"none of the {total} images are {where} (first: {missing[0]}); if they were extracted "
@@ -397,30 +396,12 @@ def _partial_name(final: Path, pid: int, kind: str) -> str:
     return f".{final.name}.{pid}.{kind}"
 
 
-def remove_stale_stages(final: Path) -> int:
-    """Remove staging (``.NAME.PID.partial``) and swapped-out (``.NAME.PID.old``) folders of ``final`` left by
-    runs that were killed (SIGTERM, SIGKILL); a live run's are left alone. Returns how many were removed."""
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.(\d+)\.(partial|old)")
-    removed = 0
-    try:
-        entries = list(os.scandir(final.parent))
-    except OSError:
-        return 0
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or process_alive(int(match[1])) or entry.is_symlink() or not entry.is_dir():
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed += 1
-    return removed
-
-
 def staging_folder(final: Path) -> Path:
     """A fresh hidden folder beside ``final`` to write an export into before renaming it.
 
     Leftovers of killed runs (their process is gone) are removed first.
     """
-    if remove_stale_stages(final):
+    if remove_stale_staging(final.parent, {final.name}):  # what a killed run left (SIGKILL: nothing could clean up)
         log.info("removed the leftovers of an interrupted export of %s", final)
     stage = final.with_name(_partial_name(final, os.getpid(), "partial"))
     _inside_stage.cache_clear()  # a new stage, perhaps under an old one's name: nothing known about it yet

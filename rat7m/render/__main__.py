@@ -15,6 +15,11 @@ Exit codes: 0 written, 2 bad arguments, bad input or an output that cannot be wr
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
+    from rat7m import interrupt
+
+    interrupt.at_start()
+
 import argparse
 import os
 import sys

@@ -21,11 +21,8 @@ as decoded, so the output video can itself be checked frame by frame.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -34,7 +31,7 @@ import numpy as np
 
 from rat7m import barcode, catalogue, pixels
 from rat7m.errors import BadInputError
-from rat7m.fileio import process_alive
+from rat7m.fileio import remove_stale_temporaries, temporary_name
 from rat7m.geometry import project
 from rat7m.matfile import load_recording
 from rat7m.video import ChunkIndex, read_frames
@@ -176,33 +173,6 @@ def ground_truth_by_frame(mat_path: str | os.PathLike, camera: str) -> dict[int,
     return {int(f): points[i] for i, f in enumerate(np.asarray(params["frame"]).reshape(-1))}
 
 
-def temporary_video_name(path: Path) -> Path:
-    """``.<name>.<pid>.<thread>.tmp.mp4`` beside ``path``: hidden, ours, and still an ``.mp4`` for OpenCV."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
-
-
-def remove_stale_videos(path: Path) -> int:
-    """Remove the temporary files killed runs left for ``path`` (their process is gone); return how many.
-
-    Both names are ours: :func:`temporary_video_name` and the ``.<name>.<pid>.<thread>.tmp`` of earlier
-    versions. A live writer's file is left alone, and nothing else is ever touched.
-    """
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.\d+\.tmp(?:{re.escape(path.suffix)})?")
-    removed = 0
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return 0
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or process_alive(int(match[1])) or not entry.is_file(follow_symlinks=False):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(entry.path)
-            removed += 1
-    return removed
-
-
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int = DEFAULT_FPS,
                 codec: str = "auto") -> int:  # fmt: skip
     """Encode BGR frames as an H.264 MP4 (PyAV libx264; OpenCV's writer as fallback), atomically.
@@ -215,8 +185,8 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_videos(path)
-    tmp = temporary_video_name(path)
+    remove_stale_temporaries(path.parent, {path.name})  # what a killed run left
+    tmp = temporary_name(path, keep_suffix=True)  # OpenCV's writer picks the container from the extension
     try:
         use_pyav = codec in ("auto", "pyav")
         if use_pyav:

@@ -1,0 +1,133 @@
+"""Ctrl-C and SIGTERM from the first instant of a command: one line, exit 130 or 143, never a traceback.
+
+Python turns SIGINT into ``KeyboardInterrupt`` wherever the main thread happens to be: during the
+imports of numpy, OpenCV or matplotlib (the first ~0.2-1 s of every command) that is a 20-40 line
+traceback, and SIGTERM (``kill``, SLURM's ``scancel``, a container stopping) kills at once without
+running any clean-up. A run has three phases, each with its handler:
+
+1. **Start-up** (imports, argument parsing; nothing written yet): :func:`at_start`, called by every
+   entry point before its first heavy import, makes both signals print one line and end the process
+   at once (``os._exit``): there is nothing to clean up, and no half-imported module can swallow it.
+2. **Work** (:func:`raising`, entered by :func:`rat7m.cli.run_main` around ``main``): SIGINT raises
+   ``KeyboardInterrupt`` and SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so every
+   ``finally`` and ``except BaseException`` removes its temporary files and stops its workers, and
+   ``run_main`` prints the one line.
+3. **After** (``main`` has returned, or the line has been printed): back to phase 1's handler, so a
+   signal during interpreter shutdown (joining threads, flushing) ends the process too, with the
+   one line if it has not been printed yet, silently if it has (:func:`reported`).
+
+A signal that was ignored when the process started (``nohup``, a background job of a script) stays
+ignored, as the shell meant. What is out of reach is Python's own start-up before the first line of
+the command runs (~10 ms: the interpreter, ``site``, compiling a top-level script; ~25 ms more with
+an editable install's import hook): a signal then ends the process as Python does, unless the
+launcher holds it blocked until :func:`at_start` (which unblocks it).
+
+Entry points import this first, so it imports nothing that is not already loaded when Python starts.
+"""
+
+from __future__ import annotations
+
+# The C module behind ``signal``: already loaded by Python at start-up, where ``signal`` builds its enums first.
+import _signal as signal
+import os
+import sys
+
+#: Exit code after Ctrl-C (128 + SIGINT, what a shell reports for a process stopped by it).
+EXIT_INTERRUPTED = 130
+#: Exit code after SIGTERM (128 + SIGTERM, likewise).
+EXIT_TERMINATED = 143
+#: The one line printed on stderr after Ctrl-C.
+INTERRUPTED = "interrupted; rerun the same command to resume"
+#: The one line printed on stderr after SIGTERM.
+TERMINATED = "terminated; rerun the same command to resume"
+
+#: The signals a command answers with one line and its exit code.
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM raised as an exception, so that the clean-up of Ctrl-C runs for it too (exit 143)."""
+
+
+def exit_code(exc: BaseException | int) -> int:
+    """130 for Ctrl-C (``KeyboardInterrupt`` or SIGINT), 143 for SIGTERM (:class:`Terminated` or SIGTERM)."""
+    terminated = isinstance(exc, Terminated) or exc == signal.SIGTERM
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+def message(exc: BaseException | int) -> str:
+    """The one line to print for that interruption."""
+    return TERMINATED if exit_code(exc) == EXIT_TERMINATED else INTERRUPTED
+
+
+#: Whether the one line has been printed (a later signal then ends the process without a second one).
+_reported = False
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    """Phase 1 and 3: say it in one line (unless said already) and end the process now (nothing to clean up)."""
+    if _reported:
+        os._exit(exit_code(signum))
+    for stream in (sys.stdout, sys.stderr):  # a summary already printed into a pipe is not lost
+        try:  # noqa: SIM105  (contextlib would be one more import at start-up)
+            stream.flush()
+        except Exception:  # a write this signal cut short (reentrant flush): nothing more to save
+            pass
+    os.write(2, (message(signum) + "\n").encode())
+    os._exit(exit_code(signum))
+
+
+def _raise(signum: int, frame: object) -> None:
+    """Phase 2: an exception, so that the clean-up runs."""
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _install(handler: object) -> dict[int, object]:
+    """Install ``handler`` for :data:`SIGNALS` not ignored; return the previous handlers.
+
+    Nothing outside the main thread (only it can set Python's handlers).
+    """
+    previous = {}
+    for sig in SIGNALS:
+        old = signal.getsignal(sig)
+        if old is signal.SIG_IGN:
+            continue
+        try:
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        except ValueError:  # not the main thread
+            return previous
+        previous[sig] = old
+    return previous
+
+
+def at_start() -> None:
+    """Entry points call this before any heavy import: a signal now ends the process with one line.
+
+    A launcher that held the signals blocked while Python started (as a process pool does for its
+    workers, and the tests do) gets them acted on now: they are unblocked once the handler is set.
+    """
+    _install(_exit_now)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+def reported() -> None:
+    """The line is being printed: a further signal (during clean-up or shutdown) ends the process silently.
+
+    That is, where :func:`at_start` set the handlers (a command's process), not in a caller's (a test's).
+    """
+    global _reported
+    _reported = True
+
+
+class raising:  # a context manager without contextlib: one import less at start-up
+    """Within the block SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated`; restored after.
+
+    Does nothing outside the main thread (only it receives Python's signal handlers).
+    """
+
+    def __enter__(self) -> None:
+        self._previous = _install(_raise)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
