@@ -4,19 +4,34 @@ Each view's pixel is first taken back to ideal normalised coordinates: the inver
 ``[xd, yd, 1] @ K`` exactly (skew included; ``cv2.undistortPoints`` would ignore the skew and be up to
 0.65 px off on the real rig), then the radial + tangential distortion is inverted by Newton's method
 with the analytic 2x2 Jacobian, which converges to machine precision in a few steps where OpenCV's
-fixed-point iteration stalls on strong barrel distortion.
+fixed-point iteration stalls on strong barrel distortion. A view whose pixel no lens maps (the
+undistorted ray beyond ~89.99 degrees off axis, or not finite: e.g. a coordinate of 1e300 px) is
+left out, as a view that does not see the point.
 
 The linear DLT then solves, for every (sample, joint) at once, the homogeneous system of the views
 that see it: rows ``w * (x P3 - P1)`` and ``w * (y P3 - P2)`` with ``P = [R.T | t.T]`` (MATLAB stores
-``p_cam = X @ R + t``), for all points at once: the smallest singular vector of each
-``(2 * n_views, 4)`` matrix, as one batched eigensolve of its 4x4 Gram matrix. Views a joint is not
-seen in (NaN pixel, confidence 0 or less) get weight 0, so the batch stays rectangular. World
-coordinates are scaled to metres inside the solve so the four columns have comparable size.
+``p_cam = X @ R + t``). Its solution is the eigenvector of the smallest eigenvalue of the 4x4 Gram
+matrix ``G = [[B, b], [b', c]]``; with ``h = (X, 1)`` that is ``(B - l I) X = -b`` where ``l`` is the
+eigenvalue, so it is found by a few Rayleigh-quotient steps on 3x3 systems solved in closed form,
+elementwise over all points (LAPACK's per-matrix eigensolver costs ~2 us a point; this ~0.2 us). The
+answer is accepted only if ``B - l I`` is positive definite (then ``l`` is the smallest eigenvalue);
+the rare point that fails falls back to ``np.linalg.eigh``. Views a joint is not seen in get weight 0,
+confidences are scaled per point so the largest is 1 (a confidence of 1e200 is just "sure"), and
+world coordinates are in metres inside the solve so the columns have comparable size.
+
+Degenerate geometry gives NaN, never an exception: fewer than two views, rays nearly parallel (the
+smallest eigenvalue of ``B`` below 1e-12 of its trace: identical or collinear cameras), or a point
+at or behind a camera that sees it. :attr:`Triangulation.degenerate` marks the points of the last
+two kinds.
 
 Robust mode (optional): every pair of usable views proposes a point (a DLT of two views), the one
-that most views agree with (reprojection within ``inlier_px``) wins, and the final point is the DLT
-of its inliers. Refinement (optional) minimises the pixel reprojection error of the views used with
-``scipy.optimize.least_squares``, one sparse problem for the whole batch.
+that most views agree with (reprojection within ``inlier_px``) wins, ties broken by the smaller
+summed error, and the final point is the DLT of its inliers. Once a hypothesis has every usable view
+as an inlier no later one can change the outcome, so only the points still in doubt try the next
+pair. Refinement (optional) minimises the weighted pixel reprojection error of the views used by
+Levenberg-Marquardt on the three coordinates of every point at once (analytic Jacobian of the
+distorted projection, 3x3 normal equations in closed form), to the minimum that
+``scipy.optimize.least_squares`` finds.
 """
 
 from __future__ import annotations
@@ -28,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rat7m.errors import BadInputError
-from rat7m.geometry import project
+from rat7m.geometry import check_camera, project
 
 #: Camera parameter names as :func:`rat7m.geometry.project` reads them, with the ``.mat`` spellings
 #: that tables may keep instead (the official pickle very probably keeps ``rotationMatrix``).
@@ -45,10 +60,14 @@ _SCALE = 1e-3
 _NEWTON_STEPS = 12
 #: Residual (normalised units, ~3e-9 px) after which one last Newton step is exact to rounding.
 _TOLERANCE = 1e-12
-#: Points per least-squares problem of the refinement (bounds its memory).
-_REFINE_CHUNK = 20000
-
-
+#: Largest undistorted normalised coordinate of a usable view: tan(89.99 degrees), beyond any lens.
+_MAX_NORMALISED = 5730.0
+#: Smallest eigenvalue of the DLT's 3x3 block, relative to its trace, below which the rays are parallel.
+_DEGENERATE = 1e-12
+#: Rayleigh-quotient steps of the DLT (a cap: converged points stop; 2-3 on real data).
+_RAYLEIGH_STEPS = 8
+#: Levenberg-Marquardt iterations of the refinement (a cap: converged points stop; 3-5 on real data).
+_REFINE_STEPS = 50
 def camera_param(camera: Mapping[str, np.ndarray], name: str) -> np.ndarray:
     """One camera parameter as float64, under either spelling (``RotationMatrix`` / ``rotationMatrix``)."""
     for key in _SPELLINGS[name]:
@@ -85,7 +104,7 @@ def undistort_points(pixels: np.ndarray, camera: Mapping[str, np.ndarray]) -> np
     yd = (uv[..., 1] - K[2, 1]) / K[1, 1]
     xd = (uv[..., 0] - K[2, 0] - K[1, 0] * yd) / K[0, 0]
     x, y = xd.copy(), yd.copy()
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # absurd pixels: NaN, left out later
         for _ in range(_NEWTON_STEPS):
             x2, y2, xy = x * x, y * y, x * y
             r2 = x2 + y2
@@ -104,13 +123,16 @@ def undistort_points(pixels: np.ndarray, camera: Mapping[str, np.ndarray]) -> np
     return np.stack([x, y], axis=-1)
 
 
+
+
 @dataclass(frozen=True)
 class Triangulation:
     """Triangulated points with their diagnostics; leading shape ``S`` as the input's minus the view axis."""
 
-    points: np.ndarray  # S + (3,) float64 mm, NaN where fewer than two views were usable
-    reprojection_error: np.ndarray  # S float64, mean pixel distance over the views used
+    points: np.ndarray  # S + (3,) float64 mm, NaN where fewer than two views were usable or `degenerate`
+    reprojection_error: np.ndarray  # S float64, mean pixel distance over the views used (NaN where no point)
     views_used: np.ndarray  # S int, views the final point was solved from
+    degenerate: np.ndarray  # S bool: two views or more, but parallel rays or a point at or behind a camera
 
 
 def _projection_matrices(cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
@@ -123,20 +145,89 @@ def _projection_matrices(cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndar
     return np.stack(out)
 
 
+def _solve_symmetric(m: Sequence[np.ndarray], r: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Solve the symmetric 3x3 systems ``[[a, b, c], [b, d, e], [c, e, f]] x = r`` elementwise (Cramer).
+
+    Everything is a list of ``(M,)`` component arrays (numpy is slow along a length-3 axis). Returns the
+    solution's three components and the determinant; a singular system gives inf or NaN, never an exception.
+    """
+    a, b, c, d, e, f = m
+    A00, A01, A02 = d * f - e * e, c * e - b * f, b * e - c * d
+    A11, A12, A22 = a * f - c * c, b * c - a * e, a * d - b * b
+    det = a * A00 + b * A01 + c * A02
+    inverse = 1.0 / det
+    x = [(A00 * r[0] + A01 * r[1] + A02 * r[2]) * inverse, (A01 * r[0] + A11 * r[1] + A12 * r[2]) * inverse,
+         (A02 * r[0] + A12 * r[1] + A22 * r[2]) * inverse]  # fmt: skip
+    return x, det
+
+
+def _largest(values: Sequence[np.ndarray]) -> np.ndarray:
+    """Elementwise largest absolute value of the components."""
+    return np.maximum(np.maximum(np.abs(values[0]), np.abs(values[1])), np.abs(values[2]))
+
+
+def _point_from_gram(gram: np.ndarray) -> np.ndarray:
+    """``(M, 3)`` point (metres) of the smallest eigenvector ``(X, 1)`` of each 4x4 Gram matrix; NaN if degenerate."""
+    B = [np.ascontiguousarray(gram[:, i, j]) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))]
+    g = [np.ascontiguousarray(-gram[:, i, 3]) for i in range(3)]
+    c = np.ascontiguousarray(gram[:, 3, 3])
+    trace = B[0] + B[3] + B[5]
+    minors = B[3] * B[5] - B[4] ** 2 + B[0] * B[5] - B[2] ** 2 + B[0] * B[3] - B[1] ** 2  # principal 2x2 minors
+    X, det = _solve_symmetric(B, g)  # the shift-free start: the inhomogeneous least-squares point
+    # smallest eigenvalue of B ~ det / minors: below 1e-12 of the trace, the rays do not meet at one point
+    todo = np.flatnonzero(np.isfinite(det) & (det > _DEGENERATE * trace * minors) & (trace > 0))
+    B, g, c, X = [m[todo] for m in B], [v[todo] for v in g], c[todo], [x[todo] for x in X]
+    rayleigh = np.zeros(len(todo))
+    active = np.arange(len(todo))
+    for _ in range(_RAYLEIGH_STEPS):  # each step: the Rayleigh quotient of (X, 1), then (B - l I) X = -b again
+        x0, x1, x2 = (x[active] for x in X)
+        Ba, ga = [m[active] for m in B], [v[active] for v in g]
+        BX = (Ba[0] * x0 + Ba[1] * x1 + Ba[2] * x2, Ba[1] * x0 + Ba[3] * x1 + Ba[4] * x2,
+              Ba[2] * x0 + Ba[4] * x1 + Ba[5] * x2)  # fmt: skip
+        quotient = (x0 * (BX[0] - 2 * ga[0]) + x1 * (BX[1] - 2 * ga[1]) + x2 * (BX[2] - 2 * ga[2]) + c[active]) / (
+            1.0 + x0 * x0 + x1 * x1 + x2 * x2)  # fmt: skip
+        new, _ = _solve_symmetric((Ba[0] - quotient, Ba[1], Ba[2], Ba[3] - quotient, Ba[4], Ba[5] - quotient), ga)
+        change = _largest([new[0] - x0, new[1] - x1, new[2] - x2])
+        for k in range(3):
+            X[k][active] = new[k]
+        rayleigh[active] = quotient
+        # converged to rounding (1e-14 m = 1e-11 mm); NaN counts as not converged, and is checked below
+        active = active[~(change <= 1e-14 * (1.0 + _largest(new)))]
+        if len(active) == 0:
+            break
+    # B - l I positive definite (Sylvester) means l is below every eigenvalue of B, hence the smallest of G
+    a, b, e = B[0] - rayleigh, B[1], B[3] - rayleigh
+    _, shifted_det = _solve_symmetric((a, b, B[2], e, B[4], B[5] - rayleigh), g)
+    smallest = (a > 0) & (a * e - b * b > 0) & (shifted_det > 0) & np.isfinite(_largest(X))
+    out = np.full((len(gram), 3), np.nan)
+    out[todo[smallest]] = np.stack(X, axis=1)[smallest]
+    check = todo[~smallest]
+    if len(check):  # did not converge, or converged to another eigenvector: LAPACK decides (rare)
+        finite = check[np.isfinite(gram[check]).all(axis=(1, 2))]
+        _, vectors = np.linalg.eigh(gram[finite])
+        h = vectors[:, :, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[finite] = h[:, :3] / h[:, 3:4]
+    return out
+
+
 def dlt(normalised: np.ndarray, P: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Batched linear triangulation from ideal normalised coordinates.
 
     Args:
-        normalised: ``(M, V, 2)`` undistorted normalised coordinates (NaN allowed where weight is 0).
+        normalised: ``(M, V, 2)`` undistorted normalised coordinates (anything where weight is 0).
         P: ``(V, 3, 4)`` projection matrices (see :func:`_projection_matrices`).
-        weights: ``(M, V)`` row weights, 0 for a view not to use.
+        weights: ``(M, V)`` finite row weights of at most ~1e100 (see :func:`triangulate`), 0 for a view not
+            to use.
 
     Returns:
-        ``(M, 3)`` points in mm; NaN where fewer than two views have a positive weight.
+        ``(M, 3)`` points in mm; NaN where fewer than two views have a positive weight or the views'
+        rays are (nearly) parallel.
     """
-    x = np.where(weights > 0, normalised[..., 0], 0.0)
-    y = np.where(weights > 0, normalised[..., 1], 0.0)
-    w2 = weights * weights
+    use = weights > 0
+    x = np.where(use, normalised[..., 0], 0.0)
+    y = np.where(use, normalised[..., 1], 0.0)
+    w2 = np.where(use, weights * weights, 0.0)
     # A.T A = sum over views of w^2 [(x^2 + y^2) P3 P3' - x (P3 P1' + P1 P3') - y (P3 P2' + P2 P3') + P1 P1' + P2 P2']:
     # four coefficients per view times constant 4x4 matrices, i.e. one (M, 4V) @ (4V, 16) product
     outer = np.einsum("vai,vbj->vabij", P, P)  # (V, 3, 3, 4, 4): P_a P_b'
@@ -144,21 +235,17 @@ def dlt(normalised: np.ndarray, P: np.ndarray, weights: np.ndarray) -> np.ndarra
                       outer[:, 0, 0] + outer[:, 1, 1]], axis=1)  # fmt: skip
     coefficients = np.stack([w2 * (x * x + y * y), w2 * x, w2 * y, w2], axis=-1)  # (M, V, 4)
     gram = (coefficients.reshape(len(x), -1) @ basis.reshape(-1, 16)).reshape(-1, 4, 4)
-    # the right singular vector of A's smallest singular value is the eigenvector of A.T A's smallest
-    # eigenvalue: one batched 4x4 symmetric eigensolve is ~3x faster than a batched SVD of A, and with
-    # the columns balanced (metres) it keeps ~1e-12 relative precision on exact data
-    _, vectors = np.linalg.eigh(gram)
-    h = vectors[:, :, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        points = h[:, :3] / h[:, 3:4] / _SCALE
-    points[(weights > 0).sum(axis=1) < 2] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        points = _point_from_gram(gram) / _SCALE
+    points[use.sum(axis=1) < 2] = np.nan
     return points
 
 
 def _reprojection(points: np.ndarray, pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
     """``(M, V)`` pixel distance between each view's projection of ``points`` (M, 3) and ``pixels`` (M, V, 2)."""
-    projected = np.stack([project(points, canonical_camera(c)) for c in cameras], axis=1)
-    return np.linalg.norm(projected - pixels, axis=-1)
+    projected = np.stack([project(points, c) for c in cameras], axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.hypot(*np.moveaxis(projected - pixels, -1, 0))
 
 
 def _ransac(normalised: np.ndarray, pixels: np.ndarray, P: np.ndarray, weights: np.ndarray,
@@ -166,63 +253,134 @@ def _ransac(normalised: np.ndarray, pixels: np.ndarray, P: np.ndarray, weights: 
     """Inlier mask ``(M, V)``: the views that agree with the best two-view hypothesis of each point.
 
     Every pair of usable views is a hypothesis (at most 15 for six cameras, so all are tried rather than
-    sampled); the one with the most inliers wins, ties broken by the smaller summed inlier error.
+    sampled); the one with the most inliers wins, ties broken by the smaller summed inlier error. A point
+    whose best hypothesis already has all its usable views as inliers is settled: a later hypothesis
+    can at most tie, with the same inliers.
     """
     usable = weights > 0
     M, V = usable.shape
+    n_usable = usable.sum(axis=1)
     best_count = np.full(M, -1)
     best_cost = np.full(M, np.inf)
     best = usable.copy()
+    open_ = np.flatnonzero(n_usable >= 2)
     for a, b in itertools.combinations(range(V), 2):
-        pair = np.zeros_like(weights)
-        pair[:, [a, b]] = weights[:, [a, b]]
-        candidate = dlt(normalised, P, pair)
-        with np.errstate(invalid="ignore"):
-            error = _reprojection(candidate, pixels, cameras)
-            inliers = usable & (error <= inlier_px)
+        todo = open_[usable[open_, a] & usable[open_, b]]
+        if len(todo) == 0:
+            continue
+        pair = [a, b]
+        candidate = dlt(normalised[todo][:, pair], P[pair], weights[todo][:, pair])
+        error = _reprojection(candidate, pixels[todo], cameras)
+        inliers = usable[todo] & (error <= inlier_px)
         count = inliers.sum(axis=1)
         cost = np.where(inliers, error, 0.0).sum(axis=1)
-        better = (usable[:, a] & usable[:, b]) & ((count > best_count) | ((count == best_count) & (cost < best_cost)))
-        best_count[better], best_cost[better], best[better] = count[better], cost[better], inliers[better]
+        better = (count > best_count[todo]) | ((count == best_count[todo]) & (cost < best_cost[todo]))
+        won = todo[better]
+        best_count[won], best_cost[won], best[won] = count[better], cost[better], inliers[better]
+        open_ = open_[best_count[open_] < n_usable[open_]]
     # no hypothesis with two inliers (every view disagrees): keep all usable views
     return np.where((best_count >= 2)[:, None], best, usable)
 
 
+def _project_with_jacobian(X: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(M, 2, 3)`` derivative of :func:`rat7m.geometry.project` (pixels per mm) at the points ``X`` (M, 3)."""
+    K = camera["IntrinsicMatrix"].reshape(3, 3)
+    R = camera["RotationMatrix"].reshape(3, 3)
+    radial = np.zeros(3)
+    radial[: camera["RadialDistortion"].size] = camera["RadialDistortion"].ravel()
+    k1, k2, k3 = radial
+    p1, p2 = camera["TangentialDistortion"].ravel()
+    x, y, z = (X @ R + camera["TranslationVector"].reshape(3)).T
+    u, v = x / z, y / z
+    du = (R[:, 0][None, :] - u[:, None] * R[:, 2]) / z[:, None]  # (M, 3): d(x/z)/dX, as p_cam = X @ R + t
+    dv = (R[:, 1][None, :] - v[:, None] * R[:, 2]) / z[:, None]
+    r2 = u * u + v * v
+    s = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    ds = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)
+    xu = s + 2.0 * u * u * ds + 2.0 * p1 * v + 6.0 * p2 * u  # d xd / du (the undistortion's Jacobian)
+    cross = 2.0 * u * v * ds + 2.0 * p1 * u + 2.0 * p2 * v  # d xd / dv = d yd / du
+    yv = s + 2.0 * v * v * ds + 6.0 * p1 * v + 2.0 * p2 * u
+    dxd = xu[:, None] * du + cross[:, None] * dv
+    dyd = cross[:, None] * du + yv[:, None] * dv
+    return np.stack([K[0, 0] * dxd + K[1, 0] * dyd, K[0, 1] * dxd + K[1, 1] * dyd], axis=1)
+
+
 def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
             cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:  # fmt: skip
-    """Minimise the weighted pixel reprojection error of every point over its views.
+    """Minimise the weighted pixel reprojection error of every point over its views (Levenberg-Marquardt).
 
-    The points are independent, so each chunk of :data:`_REFINE_CHUNK` points is one sparse problem
-    (block-diagonal Jacobian: scipy needs only three residual evaluations per Jacobian).
+    The points are independent: each iteration builds every active point's 3x3 normal equations from
+    the analytic Jacobian and solves them in closed form; a step is kept only if it lowers that point's
+    cost (else its damping grows tenfold). A point stops when its step is below 1e-12 of its size (as
+    ``least_squares(xtol=1e-12)``), or its damping passes 1e16 (no step lowers the cost).
     """
     out = points.copy()
-    finite = np.flatnonzero(np.isfinite(points).all(axis=1))
-    for start in range(0, len(finite), _REFINE_CHUNK):
-        todo = finite[start : start + _REFINE_CHUNK]
-        out[todo] = _refine_chunk(points[todo], pixels[todo], weights[todo], cameras)
+    todo = np.flatnonzero(np.isfinite(points).all(axis=1) & ((weights > 0).sum(axis=1) >= 2))
+    X, pix, root = points[todo], pixels[todo], np.sqrt(weights[todo])
+
+    def residuals(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        projected = np.stack([project(X, c) for c in cameras], axis=1)  # (m, V, 2)
+        return np.where(root[rows, :, None] > 0, root[rows, :, None] * (projected - pix[rows]), 0.0)
+
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        r = residuals(X, np.arange(len(todo)))
+        cost = np.einsum("mvk,mvk->m", r, r)
+        damping = np.full(len(todo), 1e-3)
+        active = np.flatnonzero(np.isfinite(cost))
+        for _ in range(_REFINE_STEPS):
+            if len(active) == 0:
+                break
+            J = np.stack([_project_with_jacobian(X[active], c) for c in cameras], axis=1) * root[active, :, None, None]
+            normal = np.einsum("mvki,mvkj->mij", J, J)
+            gradient = np.einsum("mvki,mvk->mi", J, r[active])
+            lam = 1.0 + damping[active]  # Marquardt: the diagonal scaled by (1 + damping)
+            system = (normal[:, 0, 0] * lam, normal[:, 0, 1], normal[:, 0, 2], normal[:, 1, 1] * lam,
+                      normal[:, 1, 2], normal[:, 2, 2] * lam)  # fmt: skip
+            step = np.stack(_solve_symmetric(system, -gradient.T)[0], axis=1)
+            trial = X[active] + step
+            r_trial = residuals(trial, active)
+            cost_trial = np.einsum("mvk,mvk->m", r_trial, r_trial)
+            # a rise within rounding of the cost is no rise: near the minimum the cost cannot tell steps apart
+            keep = np.isfinite(cost_trial) & (cost_trial <= cost[active] * (1.0 + 1e-13))
+            kept = active[keep]
+            X[kept], r[kept], cost[kept] = trial[keep], r_trial[keep], cost_trial[keep]
+            damping[active] = np.where(keep, np.maximum(damping[active] / 10.0, 1e-12), damping[active] * 10.0)
+            small = np.abs(step).max(axis=1) <= 1e-12 * (1e-12 + np.abs(X[active]).max(axis=1))
+            active = active[~((keep & small) | (damping[active] > 1e16))]
+    out[todo] = X
     return out
 
 
-def _refine_chunk(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
-                  cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:  # fmt: skip
-    from scipy.optimize import least_squares
-    from scipy.sparse import block_diag
+def _at_or_behind(points: np.ndarray, used: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+    """``(M,)`` True where a finite point is at (within 1e-9 of the rig's scale) or behind a camera that uses it."""
+    out = np.zeros(len(points), dtype=bool)
+    for v, camera in enumerate(cameras):
+        t = camera["TranslationVector"].reshape(3)
+        with np.errstate(invalid="ignore"):
+            depth = points @ camera["RotationMatrix"].reshape(3, 3)[:, 2] + t[2]
+            scale = np.abs(points).max(axis=1) + np.abs(t).max()
+            out |= used[:, v] & (depth <= 1e-9 * scale)
+    return out
 
-    todo = np.arange(len(points))
-    V = pixels.shape[1]
-    sqrt_w = np.sqrt(weights[todo])[..., None]  # (m, V, 1)
-    target = np.where(sqrt_w > 0, pixels[todo], 0.0)
-    cams = [canonical_camera(c) for c in cameras]
 
-    def residuals(flat: np.ndarray) -> np.ndarray:
-        X = flat.reshape(-1, 3)
-        projected = np.stack([project(X, c) for c in cams], axis=1)
-        return (sqrt_w * np.where(sqrt_w > 0, projected - target, 0.0)).ravel()
+def _weights(confidence: np.ndarray | None, flat: np.ndarray) -> np.ndarray:
+    """``(M, V)`` view weights: the confidences scaled per point so the largest is 1; 0 for an unusable view."""
+    if confidence is None:
+        weights = np.ones(flat.shape[:2])
+    else:
+        weights = np.asarray(confidence, dtype=np.float64).reshape(flat.shape[:2])
+    seen = np.isfinite(flat).all(axis=2) & (weights > 0)
+    weights = np.where(seen, np.minimum(weights, np.finfo(np.float64).max), 0.0)  # inf: as sure as can be
+    largest = weights.max(axis=1, keepdims=True, initial=0.0)
+    weights = np.divide(weights, largest, out=np.zeros_like(weights), where=largest > 0)
+    return np.where(weights > 1e-100, weights, 0.0)  # squared, anything smaller would vanish: not used
 
-    sparsity = block_diag([np.ones((2 * V, 3))] * len(todo), format="csr")
-    fit = least_squares(residuals, points[todo].ravel(), jac_sparsity=sparsity, method="trf",
-                        x_scale=1.0, xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=50)  # fmt: skip
-    return fit.x.reshape(-1, 3)
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]], confidence: np.ndarray | None = None,
@@ -232,43 +390,55 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
     Args:
         pixels: ``(..., V, 2)`` distorted pixel coordinates, view axis second to last; NaN where a
             view does not see the point.
-        cameras: the V camera dicts (MATLAB conventions, either spelling), in view-axis order.
-        confidence: ``(..., V)`` weights (e.g. detector confidences); a view with 0 or less is not
-            used. None: every finite view weighs 1.
+        cameras: the V camera dicts (MATLAB conventions, either spelling), in view-axis order; each is
+            checked (:func:`rat7m.geometry.check_camera`).
+        confidence: ``(..., V)`` weights (e.g. detector confidences); a view with 0 or less (or NaN) is
+            not used. Only their ratios within a point matter. None: every finite view weighs 1.
         robust: choose the views by two-view hypotheses (see the module docstring) before solving.
         refine: polish each point by nonlinear least squares on the pixel reprojection error.
-        inlier_px: robust mode's agreement radius in pixels.
+        inlier_px: robust mode's agreement radius in pixels (a positive number).
 
     Returns:
-        The points (mm), their mean reprojection error (px) over the views used, and how many views.
+        The points (mm), their mean reprojection error (px) over the views used, how many views, and
+        which points are degenerate (NaN although two views or more saw them).
+
+    Raises:
+        ValueError: wrong shapes, or ``inlier_px`` not a positive number.
+        BadInputError: a camera the model cannot use (naming it as "camera <view number>").
     """
     pixels = np.asarray(pixels, dtype=np.float64)
     V = len(cameras)
     if pixels.ndim < 2 or pixels.shape[-2:] != (V, 2):
         raise ValueError(f"pixels must have shape (..., {V}, 2) for {V} cameras, got {pixels.shape}")
+    if not 0 < _as_float(inlier_px) < float("inf"):
+        raise ValueError(f"inlier_px must be a positive number of pixels, got {inlier_px!r}")
     lead = pixels.shape[:-2]
     flat = pixels.reshape(-1, V, 2)
-    if confidence is None:
-        weights = np.ones(flat.shape[:2])
-    else:
-        weights = np.asarray(confidence, dtype=np.float64).reshape(-1, V)
-        if weights.shape != flat.shape[:2]:
-            raise ValueError(f"confidence must have shape {(*lead, V)}, got {np.shape(confidence)}")
-    weights = np.where(np.isfinite(flat).all(axis=2) & (weights > 0), weights, 0.0)
-    normalised = np.stack([undistort_points(np.ascontiguousarray(flat[:, v]), cameras[v]) for v in range(V)], axis=1)
-    P = _projection_matrices(cameras)
+    if confidence is not None and np.shape(confidence) != (*lead, V):
+        raise ValueError(f"confidence must have shape {(*lead, V)}, got {np.shape(confidence)}")
+    for v, camera in enumerate(cameras):
+        check_camera(camera, f"camera {v + 1}")
+    cams = [canonical_camera(c) for c in cameras]
+    weights = _weights(confidence, flat)
+    normalised = np.stack([undistort_points(np.ascontiguousarray(flat[:, v]), cams[v]) for v in range(V)], axis=1)
+    with np.errstate(invalid="ignore"):
+        mappable = (np.abs(normalised) <= _MAX_NORMALISED).all(axis=2)  # NaN fails too
+    weights = np.where(mappable, weights, 0.0)
+    P = _projection_matrices(cams)
     if robust:
-        weights = np.where(_ransac(normalised, flat, P, weights, cameras, inlier_px), weights, 0.0)
+        weights = np.where(_ransac(normalised, flat, P, weights, cams, _as_float(inlier_px)), weights, 0.0)
     points = dlt(normalised, P, weights)
     if refine:
-        points = _refine(points, flat, weights, cameras)
+        points = _refine(points, flat, weights, cams)
     used = weights > 0
-    with np.errstate(invalid="ignore"):
-        error = _reprojection(points, flat, cameras)
     count = used.sum(axis=1)
+    points[_at_or_behind(points, used, cams)] = np.nan
+    degenerate = (count >= 2) & ~np.isfinite(points).all(axis=1)
+    error = _reprojection(points, flat, cams)
     mean_error = np.full(len(flat), np.nan)
     np.divide(np.where(used, error, 0.0).sum(axis=1), count, out=mean_error, where=count >= 2)
-    return Triangulation(points.reshape(*lead, 3), mean_error.reshape(lead), count.reshape(lead))
+    return Triangulation(points.reshape(*lead, 3), mean_error.reshape(lead), count.reshape(lead),
+                         degenerate.reshape(lead))  # fmt: skip
 
 
 def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confidence: np.ndarray | None = None,
@@ -284,7 +454,12 @@ def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confi
 
     Returns:
         A :class:`Triangulation` with leading shape ``(N, J)``.
+
+    Raises:
+        BadInputError: a recording without cameras, or a camera the model cannot use (one line naming
+            the recording and the camera).
     """
+    from rat7m import catalogue
     from rat7m.table import cameras_of  # the table module is heavy; only this function needs it
 
     pixels = np.asarray(pixels, dtype=np.float64)
@@ -293,16 +468,21 @@ def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confi
     points = np.full((N, J, 3), np.nan)
     error = np.full((N, J), np.nan)
     used = np.zeros((N, J), dtype=np.int64)
+    degenerate = np.zeros((N, J), dtype=bool)
     subjects = np.asarray(table["table"]["subject_idx"])[rows]
     days = np.asarray(table["table"]["day_idx"])[rows]
     for subject, day in sorted(set(zip(subjects.tolist(), days.tolist(), strict=True))):
         mine = np.flatnonzero((subjects == subject) & (days == day))
         try:
             recording_cameras = cameras_of(table, int(subject), int(day))
+            recording = catalogue.recording_for(int(subject), int(day)).name
         except KeyError as exc:
             raise BadInputError(f"annotation table: {exc.args[0]}") from None
         cams = [recording_cameras[name] for name in names]
+        for name, camera in zip(names, cams, strict=True):
+            check_camera(camera, f"annotation table: cameras of {recording}, {name}")
         conf = None if confidence is None else np.moveaxis(np.asarray(confidence)[mine], 1, 2)
         result = triangulate(np.moveaxis(pixels[mine], 1, 2), cams, conf, **options)
         points[mine], error[mine], used[mine] = result.points, result.reprojection_error, result.views_used
-    return Triangulation(points, error, used)
+        degenerate[mine] = result.degenerate
+    return Triangulation(points, error, used, degenerate)
