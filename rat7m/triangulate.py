@@ -100,11 +100,11 @@ def undistort_points(pixels: np.ndarray, camera: Mapping[str, np.ndarray]) -> np
     k1, k2, k3 = radial
     p1, p2 = cam["TangentialDistortion"].reshape(2)
     uv = np.asarray(pixels, dtype=np.float64)
-    # [u, v, 1] = [xd, yd, 1] @ K  =>  v = fy yd + cy,  u = fx xd + s yd + cx (skew s = K[1, 0])
-    yd = (uv[..., 1] - K[2, 1]) / K[1, 1]
-    xd = (uv[..., 0] - K[2, 0] - K[1, 0] * yd) / K[0, 0]
-    x, y = xd.copy(), yd.copy()
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # absurd pixels: NaN, left out later
+        # [u, v, 1] = [xd, yd, 1] @ K  =>  v = fy yd + cy,  u = fx xd + s yd + cx (skew s = K[1, 0])
+        yd = (uv[..., 1] - K[2, 1]) / K[1, 1]
+        xd = (uv[..., 0] - K[2, 0] - K[1, 0] * yd) / K[0, 0]
+        x, y = xd.copy(), yd.copy()
         for _ in range(_NEWTON_STEPS):
             x2, y2, xy = x * x, y * y, x * y
             r2 = x2 + y2
@@ -369,8 +369,7 @@ def _weights(confidence: np.ndarray | None, flat: np.ndarray) -> np.ndarray:
         weights = np.ones(flat.shape[:2])
     else:
         weights = np.asarray(confidence, dtype=np.float64).reshape(flat.shape[:2])
-    seen = np.isfinite(flat).all(axis=2) & (weights > 0)
-    weights = np.where(seen, np.minimum(weights, np.finfo(np.float64).max), 0.0)  # inf: as sure as can be
+    weights = np.where(np.isfinite(flat).all(axis=2) & np.isfinite(weights) & (weights > 0), weights, 0.0)
     largest = weights.max(axis=1, keepdims=True, initial=0.0)
     weights = np.divide(weights, largest, out=np.zeros_like(weights), where=largest > 0)
     return np.where(weights > 1e-100, weights, 0.0)  # squared, anything smaller would vanish: not used
@@ -392,8 +391,9 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
             view does not see the point.
         cameras: the V camera dicts (MATLAB conventions, either spelling), in view-axis order; each is
             checked (:func:`rat7m.geometry.check_camera`).
-        confidence: ``(..., V)`` weights (e.g. detector confidences); a view with 0 or less (or NaN) is
-            not used. Only their ratios within a point matter. None: every finite view weighs 1.
+        confidence: ``(..., V)`` weights (e.g. detector confidences); a view with 0 or less, or not
+            finite, is not used. Only their ratios within a point matter (1e200 is just "sure"; a view
+            below 1e-100 of the point's largest is not used). None: every finite view weighs 1.
         robust: choose the views by two-view hypotheses (see the module docstring) before solving.
         refine: polish each point by nonlinear least squares on the pixel reprojection error.
         inlier_px: robust mode's agreement radius in pixels (a positive number).
