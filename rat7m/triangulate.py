@@ -176,21 +176,27 @@ def _point_from_gram(gram: np.ndarray) -> np.ndarray:
     X, det = _solve_symmetric(B, g)  # the shift-free start: the inhomogeneous least-squares point
     # smallest eigenvalue of B ~ det / minors: below 1e-12 of the trace, the rays do not meet at one point
     todo = np.flatnonzero(np.isfinite(det) & (det > _DEGENERATE * trace * minors) & (trace > 0))
-    B, g, c, X = [m[todo] for m in B], [v[todo] for v in g], c[todo], [x[todo] for x in X]
+    if len(todo) < len(gram):  # (gathers cost as much as arithmetic: only when needed)
+        B, g, c, X = [m[todo] for m in B], [v[todo] for v in g], c[todo], [x[todo] for x in X]
     rayleigh = np.zeros(len(todo))
     active = np.arange(len(todo))
     for _ in range(_RAYLEIGH_STEPS):  # each step: the Rayleigh quotient of (X, 1), then (B - l I) X = -b again
-        x0, x1, x2 = (x[active] for x in X)
-        Ba, ga = [m[active] for m in B], [v[active] for v in g]
+        every = len(active) == len(todo)
+        x0, x1, x2 = X if every else (x[active] for x in X)
+        Ba, ga = (B, g) if every else ([m[active] for m in B], [v[active] for v in g])
         BX = (Ba[0] * x0 + Ba[1] * x1 + Ba[2] * x2, Ba[1] * x0 + Ba[3] * x1 + Ba[4] * x2,
               Ba[2] * x0 + Ba[4] * x1 + Ba[5] * x2)  # fmt: skip
-        quotient = (x0 * (BX[0] - 2 * ga[0]) + x1 * (BX[1] - 2 * ga[1]) + x2 * (BX[2] - 2 * ga[2]) + c[active]) / (
+        quotient = (x0 * (BX[0] - 2 * ga[0]) + x1 * (BX[1] - 2 * ga[1]) + x2 * (BX[2] - 2 * ga[2]) + (
+            c if every else c[active])) / (
             1.0 + x0 * x0 + x1 * x1 + x2 * x2)  # fmt: skip
         new, _ = _solve_symmetric((Ba[0] - quotient, Ba[1], Ba[2], Ba[3] - quotient, Ba[4], Ba[5] - quotient), ga)
         change = _largest([new[0] - x0, new[1] - x1, new[2] - x2])
-        for k in range(3):
-            X[k][active] = new[k]
-        rayleigh[active] = quotient
+        if every:
+            X, rayleigh = new, quotient
+        else:
+            for k in range(3):
+                X[k][active] = new[k]
+            rayleigh[active] = quotient
         # converged to rounding (1e-14 m = 1e-11 mm); NaN counts as not converged, and is checked below
         active = active[~(change <= 1e-14 * (1.0 + _largest(new)))]
         if len(active) == 0:
