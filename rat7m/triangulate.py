@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rat7m.errors import BadInputError
-from rat7m.geometry import check_camera, project
+from rat7m.geometry import check_camera
 
 #: Camera parameter names as :func:`rat7m.geometry.project` reads them, with the ``.mat`` spellings
 #: that tables may keep instead (the official pickle very probably keeps ``rotationMatrix``).
@@ -247,15 +247,66 @@ def dlt(normalised: np.ndarray, P: np.ndarray, weights: np.ndarray) -> np.ndarra
     return points
 
 
-def _reprojection(points: np.ndarray, pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+class _Camera:
+    """One camera's parameters as plain floats, for projections written out component by component.
+
+    Points are handled as three ``(M,)`` arrays: numpy is slow along a length-3 axis, and a 3x3 matrix
+    product would go through BLAS, whose threads only contend on a shared machine. The pixels equal
+    :func:`rat7m.geometry.project`'s to rounding (~1e-13 px).
+    """
+
+    def __init__(self, camera: Mapping[str, np.ndarray]) -> None:
+        self.R = camera["RotationMatrix"].reshape(3, 3).tolist()
+        self.t = camera["TranslationVector"].reshape(3).tolist()
+        K = camera["IntrinsicMatrix"].reshape(3, 3)
+        self.fx, self.s, self.cx, self.fy0, self.fy, self.cy = K[0, 0], K[1, 0], K[2, 0], K[0, 1], K[1, 1], K[2, 1]
+        radial = np.zeros(3)
+        radial[: camera["RadialDistortion"].size] = camera["RadialDistortion"].ravel()
+        self.k1, self.k2, self.k3 = radial.tolist()
+        self.p1, self.p2 = camera["TangentialDistortion"].ravel().tolist()
+
+    def pixels(self, X: Sequence[np.ndarray], jacobian: bool = False) -> tuple[np.ndarray, ...]:
+        """``(px, py)`` of the points ``X`` (three arrays, mm); with ``jacobian`` also d px / dX, d py / dX (3 + 3)."""
+        R, t = self.R, self.t
+        x = X[0] * R[0][0] + X[1] * R[1][0] + X[2] * R[2][0] + t[0]  # p_cam = X @ R + t
+        y = X[0] * R[0][1] + X[1] * R[1][1] + X[2] * R[2][1] + t[1]
+        z = X[0] * R[0][2] + X[1] * R[1][2] + X[2] * R[2][2] + t[2]
+        inverse = 1.0 / z
+        u, v = x * inverse, y * inverse
+        u2, v2, uv = u * u, v * v, u * v
+        r2 = u2 + v2
+        s = 1.0 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
+        xd = u * s + 2.0 * self.p1 * uv + self.p2 * (r2 + 2.0 * u2)
+        yd = v * s + self.p1 * (r2 + 2.0 * v2) + 2.0 * self.p2 * uv
+        px = xd * self.fx + yd * self.s + self.cx
+        py = xd * self.fy0 + yd * self.fy + self.cy
+        if not jacobian:
+            return px, py
+        ds = self.k1 + r2 * (2.0 * self.k2 + 3.0 * self.k3 * r2)  # d s / d r2
+        xu = s + 2.0 * u2 * ds + 2.0 * self.p1 * v + 6.0 * self.p2 * u  # d xd / du (the undistortion's Jacobian)
+        cross = 2.0 * uv * ds + 2.0 * self.p1 * u + 2.0 * self.p2 * v  # d xd / dv = d yd / du
+        yv = s + 2.0 * v2 * ds + 6.0 * self.p1 * v + 2.0 * self.p2 * u
+        out = [px, py]
+        for first, second in ((self.fx, self.s), (self.fy0, self.fy)):
+            du, dv = (first * xu + second * cross) * inverse, (first * cross + second * yv) * inverse
+            dz = -(du * u + dv * v)  # d(x/z)/dX = (R[:, 0] - u R[:, 2]) / z, and the same for y
+            out += [du * R[j][0] + dv * R[j][1] + dz * R[j][2] for j in range(3)]
+        return tuple(out)
+
+
+def _reprojection(points: np.ndarray, pixels: np.ndarray, cameras: Sequence[_Camera]) -> np.ndarray:
     """``(M, V)`` pixel distance between each view's projection of ``points`` (M, 3) and ``pixels`` (M, V, 2)."""
-    projected = np.stack([project(points, c) for c in cameras], axis=1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.hypot(*np.moveaxis(projected - pixels, -1, 0))
+    X = [np.ascontiguousarray(points[:, k]) for k in range(3)]
+    out = np.empty(pixels.shape[:2])
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for v, camera in enumerate(cameras):
+            px, py = camera.pixels(X)
+            out[:, v] = np.hypot(px - pixels[:, v, 0], py - pixels[:, v, 1])
+    return out
 
 
 def _ransac(normalised: np.ndarray, pixels: np.ndarray, P: np.ndarray, weights: np.ndarray,
-            cameras: Sequence[Mapping[str, np.ndarray]], inlier_px: float) -> np.ndarray:  # fmt: skip
+            cameras: Sequence[_Camera], inlier_px: float) -> np.ndarray:  # fmt: skip
     """Inlier mask ``(M, V)``: the views that agree with the best two-view hypothesis of each point.
 
     Every pair of usable views is a hypothesis (at most 15 for six cameras, so all are tried rather than
@@ -288,72 +339,67 @@ def _ransac(normalised: np.ndarray, pixels: np.ndarray, P: np.ndarray, weights: 
     return np.where((best_count >= 2)[:, None], best, usable)
 
 
-def _project_with_jacobian(X: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
-    """``(M, 2, 3)`` derivative of :func:`rat7m.geometry.project` (pixels per mm) at the points ``X`` (M, 3)."""
-    K = camera["IntrinsicMatrix"].reshape(3, 3)
-    R = camera["RotationMatrix"].reshape(3, 3)
-    radial = np.zeros(3)
-    radial[: camera["RadialDistortion"].size] = camera["RadialDistortion"].ravel()
-    k1, k2, k3 = radial
-    p1, p2 = camera["TangentialDistortion"].ravel()
-    x, y, z = (X @ R + camera["TranslationVector"].reshape(3)).T
-    u, v = x / z, y / z
-    du = (R[:, 0][None, :] - u[:, None] * R[:, 2]) / z[:, None]  # (M, 3): d(x/z)/dX, as p_cam = X @ R + t
-    dv = (R[:, 1][None, :] - v[:, None] * R[:, 2]) / z[:, None]
-    r2 = u * u + v * v
-    s = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-    ds = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)
-    xu = s + 2.0 * u * u * ds + 2.0 * p1 * v + 6.0 * p2 * u  # d xd / du (the undistortion's Jacobian)
-    cross = 2.0 * u * v * ds + 2.0 * p1 * u + 2.0 * p2 * v  # d xd / dv = d yd / du
-    yv = s + 2.0 * v * v * ds + 6.0 * p1 * v + 2.0 * p2 * u
-    dxd = xu[:, None] * du + cross[:, None] * dv
-    dyd = cross[:, None] * du + yv[:, None] * dv
-    return np.stack([K[0, 0] * dxd + K[1, 0] * dyd, K[0, 1] * dxd + K[1, 1] * dyd], axis=1)
-
-
-def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
-            cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:  # fmt: skip
+def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, cameras: Sequence[_Camera]) -> np.ndarray:
     """Minimise the weighted pixel reprojection error of every point over its views (Levenberg-Marquardt).
 
     The points are independent: each iteration builds every active point's 3x3 normal equations from
-    the analytic Jacobian and solves them in closed form; a step is kept only if it lowers that point's
-    cost (else its damping grows tenfold). A point stops when its step is below 1e-12 of its size (as
-    ``least_squares(xtol=1e-12)``), or its damping passes 1e16 (no step lowers the cost).
+    the analytic Jacobian and solves them in closed form; a step is kept only if it does not raise that
+    point's cost beyond rounding (else its damping grows tenfold). A point stops when its step is below
+    1e-12 of its size (as ``least_squares(xtol=1e-12)``), or its damping passes 1e16.
     """
     out = points.copy()
     todo = np.flatnonzero(np.isfinite(points).all(axis=1) & ((weights > 0).sum(axis=1) >= 2))
-    X, pix, root = points[todo], pixels[todo], np.sqrt(weights[todo])
+    X = [points[todo, k].copy() for k in range(3)]
+    root = np.sqrt(weights[todo])
+    target = np.where(root[..., None] > 0, pixels[todo], 0.0)
+    V = len(cameras)
 
-    def residuals(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        projected = np.stack([project(X, c) for c in cameras], axis=1)  # (m, V, 2)
-        return np.where(root[rows, :, None] > 0, root[rows, :, None] * (projected - pix[rows]), 0.0)
+    def residuals(X: Sequence[np.ndarray], rows: np.ndarray, jacobian: bool = False) -> tuple[list, ...]:
+        """Weighted residuals per view ``[(rx, ry)]`` and, with ``jacobian``, the normal equations and gradient."""
+        normal = [0.0] * 6  # N00, N01, N02, N11, N12, N22
+        gradient = [0.0] * 3
+        pairs = []
+        for v, camera in enumerate(cameras):
+            out = camera.pixels(X, jacobian)
+            w = root[rows, v]
+            rx, ry = w * (out[0] - target[rows, v, 0]), w * (out[1] - target[rows, v, 1])
+            rx, ry = np.where(w > 0, rx, 0.0), np.where(w > 0, ry, 0.0)
+            pairs.append((rx, ry))
+            if jacobian:
+                jx, jy = [w * d for d in out[2:5]], [w * d for d in out[5:8]]
+                for k, (i, j) in enumerate(((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))):
+                    normal[k] = normal[k] + jx[i] * jx[j] + jy[i] * jy[j]
+                for i in range(3):
+                    gradient[i] = gradient[i] + jx[i] * rx + jy[i] * ry
+        return pairs, normal, gradient
+
+    def total(pairs: list) -> np.ndarray:
+        return sum(rx * rx + ry * ry for rx, ry in pairs)
 
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        r = residuals(X, np.arange(len(todo)))
-        cost = np.einsum("mvk,mvk->m", r, r)
+        cost = total(residuals(X, np.arange(len(todo)))[0]) if V else np.zeros(len(todo))
         damping = np.full(len(todo), 1e-3)
         active = np.flatnonzero(np.isfinite(cost))
         for _ in range(_REFINE_STEPS):
             if len(active) == 0:
                 break
-            J = np.stack([_project_with_jacobian(X[active], c) for c in cameras], axis=1) * root[active, :, None, None]
-            normal = np.einsum("mvki,mvkj->mij", J, J)
-            gradient = np.einsum("mvki,mvk->mi", J, r[active])
+            here = [x[active] for x in X]
+            _, normal, gradient = residuals(here, active, jacobian=True)
             lam = 1.0 + damping[active]  # Marquardt: the diagonal scaled by (1 + damping)
-            system = (normal[:, 0, 0] * lam, normal[:, 0, 1], normal[:, 0, 2], normal[:, 1, 1] * lam,
-                      normal[:, 1, 2], normal[:, 2, 2] * lam)  # fmt: skip
-            step = np.stack(_solve_symmetric(system, -gradient.T)[0], axis=1)
-            trial = X[active] + step
-            r_trial = residuals(trial, active)
-            cost_trial = np.einsum("mvk,mvk->m", r_trial, r_trial)
+            system = (normal[0] * lam, normal[1], normal[2], normal[3] * lam, normal[4], normal[5] * lam)
+            step, _ = _solve_symmetric(system, [-g for g in gradient])
+            trial = [x + d for x, d in zip(here, step, strict=True)]
+            cost_trial = total(residuals(trial, active)[0])
             # a rise within rounding of the cost is no rise: near the minimum the cost cannot tell steps apart
             keep = np.isfinite(cost_trial) & (cost_trial <= cost[active] * (1.0 + 1e-13))
             kept = active[keep]
-            X[kept], r[kept], cost[kept] = trial[keep], r_trial[keep], cost_trial[keep]
+            for k in range(3):
+                X[k][kept] = trial[k][keep]
+            cost[kept] = cost_trial[keep]
             damping[active] = np.where(keep, np.maximum(damping[active] / 10.0, 1e-12), damping[active] * 10.0)
-            small = np.abs(step).max(axis=1) <= 1e-12 * (1e-12 + np.abs(X[active]).max(axis=1))
+            small = _largest(step) <= 1e-12 * (1e-12 + _largest(here))
             active = active[~((keep & small) | (damping[active] > 1e16))]
-    out[todo] = X
+    out[todo] = np.stack(X, axis=1)
     return out
 
 
@@ -425,6 +471,7 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
     for v, camera in enumerate(cameras):
         check_camera(camera, f"camera {v + 1}")
     cams = [canonical_camera(c) for c in cameras]
+    projectors = [_Camera(c) for c in cams]
     weights = _weights(confidence, flat)
     normalised = np.stack([undistort_points(np.ascontiguousarray(flat[:, v]), cams[v]) for v in range(V)], axis=1)
     with np.errstate(invalid="ignore"):
@@ -432,15 +479,15 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
     weights = np.where(mappable, weights, 0.0)
     P = _projection_matrices(cams)
     if robust:
-        weights = np.where(_ransac(normalised, flat, P, weights, cams, _as_float(inlier_px)), weights, 0.0)
+        weights = np.where(_ransac(normalised, flat, P, weights, projectors, _as_float(inlier_px)), weights, 0.0)
     points = dlt(normalised, P, weights)
     if refine:
-        points = _refine(points, flat, weights, cams)
+        points = _refine(points, flat, weights, projectors)
     used = weights > 0
     count = used.sum(axis=1)
     points[_at_or_behind(points, used, cams)] = np.nan
     degenerate = (count >= 2) & ~np.isfinite(points).all(axis=1)
-    error = _reprojection(points, flat, cams)
+    error = _reprojection(points, flat, projectors)
     mean_error = np.full(len(flat), np.nan)
     np.divide(np.where(used, error, 0.0).sum(axis=1), count, out=mean_error, where=count >= 2)
     return Triangulation(points.reshape(*lead, 3), mean_error.reshape(lead), count.reshape(lead),
