@@ -166,17 +166,22 @@ def _largest(values: Sequence[np.ndarray]) -> np.ndarray:
     return np.maximum(np.maximum(np.abs(values[0]), np.abs(values[1])), np.abs(values[2]))
 
 
-def _point_from_gram(gram: np.ndarray) -> np.ndarray:
-    """``(M, 3)`` point (metres) of the smallest eigenvector ``(X, 1)`` of each 4x4 Gram matrix; NaN if degenerate."""
-    B = [np.ascontiguousarray(gram[:, i, j]) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))]
-    g = [np.ascontiguousarray(-gram[:, i, 3]) for i in range(3)]
-    c = np.ascontiguousarray(gram[:, 3, 3])
+#: The upper triangle of a symmetric 4x4 matrix, in the order :func:`_point_from_gram` takes it.
+_UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (3, 3))
+
+
+def _point_from_gram(entries: Sequence[np.ndarray]) -> np.ndarray:
+    """``(M, 3)`` point (metres) of the smallest eigenvector ``(X, 1)`` of each 4x4 Gram matrix; NaN if degenerate.
+
+    ``entries``: the ten ``(M,)`` arrays of its upper triangle, in :data:`_UPPER` order.
+    """
+    B, g, c = list(entries[:6]), [-entries[6], -entries[7], -entries[8]], entries[9]
     trace = B[0] + B[3] + B[5]
     minors = B[3] * B[5] - B[4] ** 2 + B[0] * B[5] - B[2] ** 2 + B[0] * B[3] - B[1] ** 2  # principal 2x2 minors
     X, det = _solve_symmetric(B, g)  # the shift-free start: the inhomogeneous least-squares point
     # smallest eigenvalue of B ~ det / minors: below 1e-12 of the trace, the rays do not meet at one point
     todo = np.flatnonzero(np.isfinite(det) & (det > _DEGENERATE * trace * minors) & (trace > 0))
-    if len(todo) < len(gram):  # (gathers cost as much as arithmetic: only when needed)
+    if len(todo) < len(c):  # (gathers cost as much as arithmetic: only when needed)
         B, g, c, X = [m[todo] for m in B], [v[todo] for v in g], c[todo], [x[todo] for x in X]
     rayleigh = np.zeros(len(todo))
     active = np.arange(len(todo))
@@ -205,15 +210,19 @@ def _point_from_gram(gram: np.ndarray) -> np.ndarray:
     a, b, e = B[0] - rayleigh, B[1], B[3] - rayleigh
     _, shifted_det = _solve_symmetric((a, b, B[2], e, B[4], B[5] - rayleigh), g)
     smallest = (a > 0) & (a * e - b * b > 0) & (shifted_det > 0) & np.isfinite(_largest(X))
-    out = np.full((len(gram), 3), np.nan)
+    out = np.full((len(entries[9]), 3), np.nan)
     out[todo[smallest]] = np.stack(X, axis=1)[smallest]
     check = todo[~smallest]
     if len(check):  # did not converge, or converged to another eigenvector: LAPACK decides (rare)
-        finite = check[np.isfinite(gram[check]).all(axis=(1, 2))]
-        _, vectors = np.linalg.eigh(gram[finite])
+        gram = np.empty((len(check), 4, 4))
+        for value, (i, j) in zip(entries, _UPPER, strict=True):
+            gram[:, i, j] = gram[:, j, i] = value[check]
+        finite = np.isfinite(gram).all(axis=(1, 2))
+        gram, check = gram[finite], check[finite]
+        _, vectors = np.linalg.eigh(gram)
         h = vectors[:, :, 0]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[finite] = h[:, :3] / h[:, 3:4]
+            out[check] = h[:, :3] / h[:, 3:4]
     return out
 
 
@@ -231,18 +240,18 @@ def dlt(normalised: np.ndarray, P: np.ndarray, weights: np.ndarray) -> np.ndarra
         rays are (nearly) parallel.
     """
     use = weights > 0
-    x = np.where(use, normalised[..., 0], 0.0)
-    y = np.where(use, normalised[..., 1], 0.0)
-    w2 = np.where(use, weights * weights, 0.0)
-    # A.T A = sum over views of w^2 [(x^2 + y^2) P3 P3' - x (P3 P1' + P1 P3') - y (P3 P2' + P2 P3') + P1 P1' + P2 P2']:
-    # four coefficients per view times constant 4x4 matrices, i.e. one (M, 4V) @ (4V, 16) product
-    outer = np.einsum("vai,vbj->vabij", P, P)  # (V, 3, 3, 4, 4): P_a P_b'
-    basis = np.stack([outer[:, 2, 2], -(outer[:, 2, 0] + outer[:, 0, 2]), -(outer[:, 2, 1] + outer[:, 1, 2]),
-                      outer[:, 0, 0] + outer[:, 1, 1]], axis=1)  # fmt: skip
-    coefficients = np.stack([w2 * (x * x + y * y), w2 * x, w2 * y, w2], axis=-1)  # (M, V, 4)
-    gram = (coefficients.reshape(len(x), -1) @ basis.reshape(-1, 16)).reshape(-1, 4, 4)
+    # A.T A summed over the two rows w (x P3 - P1) and w (y P3 - P2) of every view, entry by entry: ten (M,)
+    # arrays, no (M, 4, 4) stack and no BLAS (2 rows x 4 columns x 10 entries a view)
+    entries = [np.zeros(len(weights)) for _ in _UPPER]
+    for v in range(P.shape[0]):
+        w = np.where(use[:, v], weights[:, v], 0.0)
+        for axis in range(2):
+            coordinate = np.where(use[:, v], normalised[:, v, axis], 0.0)
+            row = [w * (coordinate * P[v, 2, k] - P[v, axis, k]) for k in range(4)]
+            for entry, (i, j) in zip(entries, _UPPER, strict=True):
+                entry += row[i] * row[j]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        points = _point_from_gram(gram) / _SCALE
+        points = _point_from_gram(entries) / _SCALE
     points[use.sum(axis=1) < 2] = np.nan
     return points
 
