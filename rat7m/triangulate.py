@@ -354,7 +354,8 @@ def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, cameras
     The points are independent: each iteration builds every active point's 3x3 normal equations from
     the analytic Jacobian and solves them in closed form; a step is kept only if it does not raise that
     point's cost beyond rounding (else its damping grows tenfold). A point stops when its step is below
-    1e-12 of its size (as ``least_squares(xtol=1e-12)``), or its damping passes 1e16.
+    1e-10 of its size (1e-8 mm; Gauss-Newton converges quadratically, so the point is then exact to
+    rounding), or its damping passes 1e16.
     """
     out = points.copy()
     todo = np.flatnonzero(np.isfinite(points).all(axis=1) & ((weights > 0).sum(axis=1) >= 2))
@@ -397,6 +398,11 @@ def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, cameras
             lam = 1.0 + damping[active]  # Marquardt: the diagonal scaled by (1 + damping)
             system = (normal[0] * lam, normal[1], normal[2], normal[3] * lam, normal[4], normal[5] * lam)
             step, _ = _solve_symmetric(system, [-g for g in gradient])
+            # a nearly undamped step below 1e-10 of the point (1e-8 mm at 100 mm) is converged: take it, no trial
+            done = (_largest(step) <= 1e-10 * (1e-12 + _largest(here))) & (damping[active] <= 1.0)
+            for k in range(3):
+                X[k][active[done]] = here[k][done] + step[k][done]
+            active, here, step = active[~done], [x[~done] for x in here], [d[~done] for d in step]
             trial = [x + d for x, d in zip(here, step, strict=True)]
             cost_trial = total(residuals(trial, active)[0])
             # a rise within rounding of the cost is no rise: near the minimum the cost cannot tell steps apart
@@ -406,8 +412,7 @@ def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, cameras
                 X[k][kept] = trial[k][keep]
             cost[kept] = cost_trial[keep]
             damping[active] = np.where(keep, np.maximum(damping[active] / 10.0, 1e-12), damping[active] * 10.0)
-            small = _largest(step) <= 1e-12 * (1e-12 + _largest(here))
-            active = active[~((keep & small) | (damping[active] > 1e16))]
+            active = active[damping[active] <= 1e16]
     out[todo] = np.stack(X, axis=1)
     return out
 
