@@ -161,6 +161,14 @@ def _solve_symmetric(m: Sequence[np.ndarray], r: Sequence[np.ndarray]) -> tuple[
     return x, det
 
 
+def _row_sum(values: np.ndarray) -> np.ndarray:
+    """``values.sum(axis=1)`` of an ``(M, V)`` array, column by column (numpy reduces a short axis slowly)."""
+    total = values[:, 0].astype(np.result_type(values.dtype, np.int64))
+    for v in range(1, values.shape[1]):
+        total += values[:, v]
+    return total
+
+
 def _largest(values: Sequence[np.ndarray]) -> np.ndarray:
     """Elementwise largest absolute value of the components."""
     return np.maximum(np.maximum(np.abs(values[0]), np.abs(values[1])), np.abs(values[2]))
@@ -253,7 +261,7 @@ def dlt(normalised: np.ndarray, P: np.ndarray, weights: np.ndarray) -> np.ndarra
                 entry += row[i] * row[j]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         points = _point_from_gram(entries) / _SCALE
-    points[use.sum(axis=1) < 2] = np.nan
+    points[_row_sum(use) < 2] = np.nan
     return points
 
 
@@ -326,7 +334,7 @@ def _ransac(normalised: np.ndarray, pixels: np.ndarray, P: np.ndarray, weights: 
     """
     usable = weights > 0
     M, V = usable.shape
-    n_usable = usable.sum(axis=1)
+    n_usable = _row_sum(usable)
     best_count = np.full(M, -1)
     best_cost = np.full(M, np.inf)
     best = usable.copy()
@@ -336,11 +344,11 @@ def _ransac(normalised: np.ndarray, pixels: np.ndarray, P: np.ndarray, weights: 
         if len(todo) == 0:
             continue
         pair = [a, b]
-        candidate = dlt(normalised[todo][:, pair], P[pair], weights[todo][:, pair])
+        candidate = dlt(normalised[np.ix_(todo, pair)], P[pair], weights[np.ix_(todo, pair)])
         error = _reprojection(candidate, pixels[todo], cameras)
         inliers = usable[todo] & (error <= inlier_px)
-        count = inliers.sum(axis=1)
-        cost = np.where(inliers, error, 0.0).sum(axis=1)
+        count = _row_sum(inliers)
+        cost = _row_sum(np.where(inliers, error, 0.0))
         better = (count > best_count[todo]) | ((count == best_count[todo]) & (cost < best_cost[todo]))
         won = todo[better]
         best_count[won], best_cost[won], best[won] = count[better], cost[better], inliers[better]
@@ -359,7 +367,7 @@ def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, cameras
     rounding), or its damping passes 1e16.
     """
     out = points.copy()
-    todo = np.flatnonzero(np.isfinite(points).all(axis=1) & ((weights > 0).sum(axis=1) >= 2))
+    todo = np.flatnonzero(np.isfinite(_largest(points.T)) & (_row_sum(weights > 0) >= 2))
     X = [points[todo, k].copy() for k in range(3)]
     root = np.sqrt(weights[todo])
     target = np.where(root[..., None] > 0, pixels[todo], 0.0)
@@ -425,7 +433,7 @@ def _at_or_behind(points: np.ndarray, used: np.ndarray, cameras: Sequence[Mappin
         t = camera["TranslationVector"].reshape(3)
         with np.errstate(invalid="ignore"):
             depth = points @ camera["RotationMatrix"].reshape(3, 3)[:, 2] + t[2]
-            scale = np.abs(points).max(axis=1) + np.abs(t).max()
+            scale = _largest(points.T) + np.abs(t).max()
             out |= used[:, v] & (depth <= 1e-9 * scale)
     return out
 
@@ -436,8 +444,9 @@ def _weights(confidence: np.ndarray | None, flat: np.ndarray) -> np.ndarray:
         weights = np.ones(flat.shape[:2])
     else:
         weights = np.asarray(confidence, dtype=np.float64).reshape(flat.shape[:2])
-    weights = np.where(np.isfinite(flat).all(axis=2) & np.isfinite(weights) & (weights > 0), weights, 0.0)
-    largest = weights.max(axis=1, keepdims=True, initial=0.0)
+    seen = np.isfinite(flat[..., 0]) & np.isfinite(flat[..., 1]) & np.isfinite(weights) & (weights > 0)
+    weights = np.where(seen, weights, 0.0)
+    largest = np.maximum.reduce([weights[:, v] for v in range(weights.shape[1])], initial=0.0)[:, None]
     weights = np.divide(weights, largest, out=np.zeros_like(weights), where=largest > 0)
     return np.where(weights > 1e-100, weights, 0.0)  # squared, anything smaller would vanish: not used
 
@@ -490,7 +499,7 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
     weights = _weights(confidence, flat)
     normalised = np.stack([undistort_points(np.ascontiguousarray(flat[:, v]), cams[v]) for v in range(V)], axis=1)
     with np.errstate(invalid="ignore"):
-        mappable = (np.abs(normalised) <= _MAX_NORMALISED).all(axis=2)  # NaN fails too
+        mappable = (np.abs(normalised[..., 0]) <= _MAX_NORMALISED) & (np.abs(normalised[..., 1]) <= _MAX_NORMALISED)
     weights = np.where(mappable, weights, 0.0)
     P = _projection_matrices(cams)
     if robust:
@@ -499,12 +508,12 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
     if refine:
         points = _refine(points, flat, weights, projectors)
     used = weights > 0
-    count = used.sum(axis=1)
+    count = _row_sum(used)
     points[_at_or_behind(points, used, cams)] = np.nan
-    degenerate = (count >= 2) & ~np.isfinite(points).all(axis=1)
+    degenerate = (count >= 2) & ~np.isfinite(_largest(points.T))
     error = _reprojection(points, flat, projectors)
     mean_error = np.full(len(flat), np.nan)
-    np.divide(np.where(used, error, 0.0).sum(axis=1), count, out=mean_error, where=count >= 2)
+    np.divide(_row_sum(np.where(used, error, 0.0)), count, out=mean_error, where=count >= 2)
     return Triangulation(points.reshape(*lead, 3), mean_error.reshape(lead), count.reshape(lead),
                          degenerate.reshape(lead))  # fmt: skip
 
