@@ -33,7 +33,8 @@ demo: $(STAMP)
 BENCH_CACHE ?= $(HOME)/.cache/rat7m-bench
 bench: $(STAMP)
 	$(PY) bench/bench_metrics.py
-	$(PY) bench/bench_triangulate.py
+	$(PY) bench/bench_triangulate.py --robust
+	$(PY) bench/bench_oks.py
 	$(PY) bench/bench_download.py
 	$(PY) bench/bench_extract.py --cache $(BENCH_CACHE)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --pred2d: triangulate the views to 3D with the table's cameras and score that too")
     parser.add_argument("--robust", action="store_true",
                         help="with --triangulate: keep agreeing views (two-view hypotheses), refine by least squares")
-    parser.add_argument("--inlier_px", "--inlier-px", type=float, default=20.0,
+    parser.add_argument("--inlier_px", "--inlier-px", type=positive_px, default=20.0,
                         help="with --robust: reprojection radius (px) of an agreeing view (default: %(default)s)")
     parser.add_argument("--triangulated_out", "--triangulated-out", type=Path, default=None,
                         help="with --triangulate: also write the 3D points as the N x 60 CSV (or .npy) of --pred_path "
                         "(default: not written)")
+
+
+def positive_px(text: str) -> float:
+    """An argparse ``type``: a radius in pixels, a finite number above 0 (checked before anything is read)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of pixels above 0, not {text}")
+    return value
 
 
 def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
@@ -78,18 +90,20 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
     given = args.pred2d_convention if tool is None else f"{tool}, 0-based"
     print(f"{what} scored from {args.pred2d} (2D, {given} pixels; the table's are {convention})")
     print(format_2d(result))
+    # triangulation may refuse the predictions: before anything is written
+    triangulated = _triangulate(args, table, rows, pred, report) if args.triangulate else None
     args.save_dir.mkdir(parents=True, exist_ok=True)
     written = [args.save_dir / SUMMARY_2D_JSON]
     _write_json(written[0], {"pred2d": str(args.pred2d), "gt_path": str(args.gt_path), "split": args.split, **result})
-    if args.triangulate:
-        written += _triangulated(args, table, rows, pred, tool_report=report)
+    if triangulated is not None:
+        written += _write_triangulated(args, *triangulated)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
-def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndarray, pred: Any,
-                  tool_report: Any = None) -> list[Path]:  # fmt: skip
-    """Triangulate, score as a 3D prediction, print the 3D table; return the files written.
+def _triangulate(args: argparse.Namespace, table: dict[str, Any], rows: np.ndarray, pred: Any,
+                 tool_report: Any = None) -> tuple[Any, ...]:  # fmt: skip
+    """Triangulate and score as a 3D prediction; print the 3D table. Refuses points it cannot triangulate.
 
     A tool's missing joints (``tool_report`` given) weigh 0; a joint seen in fewer than 2 views is then
     left out of the 3D scores and counted, where our own format (every view predicted) makes it an error.
@@ -109,8 +123,14 @@ def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndar
         missing = missing[:0]
     if len(missing):
         sample, joint = missing[0]
-        msg = (f"{args.pred2d}: sample {sample}, joint {catalogue.JOINT_NAMES[joint]} has a confidence above 0 in "
-               f"{result.views_used[sample, joint]} camera(s); triangulation needs 2")  # fmt: skip
+        where = f"{args.pred2d}: sample {sample}, joint {catalogue.JOINT_NAMES[joint]}"
+        views = result.views_used[sample, joint]
+        if result.degenerate[sample, joint]:
+            more = int(result.degenerate.sum()) - 1
+            msg = (f"{where} and {more} more: the {views} camera(s) it is seen in give no 3D point (their rays are "
+                   "parallel, or meet at or behind a camera); check the table's cameras")  # fmt: skip
+        else:
+            msg = f"{where} has a confidence above 0 in {views} camera(s); triangulation needs 2"
         raise BadInputError(msg)
     evaluation = cm.evaluate(result.points, table, args.split, tuple(cm.METRICS), gt_name=str(args.gt_path),
                              missing=untriangulated)  # fmt: skip
@@ -122,6 +142,12 @@ def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndar
     print(f"\ntriangulated ({mode}): reprojection error mean {np.nanmean(result.reprojection_error):.2f} px, "
           f"views used mean {np.mean(result.views_used):.2f} of {pred.points.shape[1]} (errors in mm)")  # fmt: skip
     print(cm.format_summary(summary))
+    return result, evaluation, summary, mode
+
+
+def _write_triangulated(args: argparse.Namespace, result: Any, evaluation: Any, summary: dict[str, Any],
+                        mode: str) -> list[Path]:  # fmt: skip
+    """Write the 3D results, ``triangulation.json`` and ``--triangulated_out``; return the files written."""
     paths = cm.write_outputs(evaluation, summary, args.save_dir)
     diagnostics = {
         "mode": mode,
@@ -141,6 +167,17 @@ def _triangulated(args: argparse.Namespace, table: dict[str, Any], rows: np.ndar
     return paths
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN or infinity (``null`` is valid JSON)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _write_json(path: Path, value: dict[str, Any]) -> None:
     with atomic_write(path) as handle:
-        handle.write((json.dumps(value, indent=2, allow_nan=True) + "\n").encode())
+        handle.write((json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n").encode())

@@ -67,6 +67,53 @@ def mat_spellings(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+#: How far ``R.T @ R`` may be from the identity (float32-stored calibrations are ~1e-7 off).
+ROTATION_TOLERANCE = 1e-6
+#: Largest translation accepted, in mm (1000 km: a bound on magnitude, far beyond any rig).
+MAX_TRANSLATION_MM = 1e9
+
+
+def check_camera(camera: Mapping[str, np.ndarray], where: str) -> None:
+    """Refuse a camera the model cannot use, in one line naming ``where`` (e.g. recording and camera).
+
+    Checks what projection and triangulation rely on: every parameter present, numeric and finite;
+    ``K`` in MATLAB's layout ``[[fx, 0, 0], [s, fy, 0], [cx, cy, 1]]`` with positive focal lengths (so
+    invertible); ``R`` a rotation (orthonormal within :data:`ROTATION_TOLERANCE`, determinant +1);
+    ``t`` finite and within :data:`MAX_TRANSLATION_MM`.
+
+    Raises:
+        BadInputError: naming ``where``, the parameter and what is wrong with it.
+    """
+    values = {}
+    for key in ("IntrinsicMatrix", "RotationMatrix", "TranslationVector", "RadialDistortion", "TangentialDistortion"):
+        try:
+            value = np.asarray(camera_param(camera, key))
+        except KeyError:
+            raise BadInputError(f"{where}: the camera has no {key}") from None
+        sizes = {"IntrinsicMatrix": (9,), "RotationMatrix": (9,), "TranslationVector": (3,),
+                 "RadialDistortion": (2, 3), "TangentialDistortion": (2,)}[key]  # fmt: skip
+        if value.dtype.kind not in "fiu" or value.size not in sizes:
+            raise BadInputError(f"{where}: {key} must be {' or '.join(map(str, sizes))} numbers, found {value.dtype} "
+                                f"of shape {value.shape}")  # fmt: skip
+        value = value.astype(np.float64)
+        if not np.isfinite(value).all():
+            raise BadInputError(f"{where}: {key} has a value that is not finite ({value.ravel().tolist()})")
+        values[key] = value
+    K, R = values["IntrinsicMatrix"].reshape(3, 3), values["RotationMatrix"].reshape(3, 3)
+    fixed = np.array([K[0, 1], K[0, 2], K[1, 2], K[2, 2] - 1.0])
+    if not (K[0, 0] > 0 and K[1, 1] > 0) or np.abs(fixed).max() > 1e-9 * max(1.0, np.abs(K).max()):
+        msg = (f"{where}: IntrinsicMatrix {K.tolist()} is not an invertible camera matrix "
+               "[[fx, 0, 0], [s, fy, 0], [cx, cy, 1]] with fx, fy > 0 (MATLAB's layout)")  # fmt: skip
+        raise BadInputError(msg)
+    off = np.abs(R.T @ R - np.eye(3)).max()
+    if not off <= ROTATION_TOLERANCE or np.linalg.det(R) < 0:
+        why = f"R.T @ R is {off:.3g} from the identity" if off > ROTATION_TOLERANCE else "its determinant is -1"
+        raise BadInputError(f"{where}: RotationMatrix is not a rotation ({why})")
+    t = values["TranslationVector"].ravel()
+    if np.abs(t).max() > MAX_TRANSLATION_MM:
+        raise BadInputError(f"{where}: TranslationVector {t.tolist()} is beyond {MAX_TRANSLATION_MM:g} mm")
+
+
 def _distortion(camera: Mapping[str, np.ndarray]) -> tuple[float, float, float, float, float]:
     """``(k1, k2, k3, p1, p2)`` of a camera; ``k3 = 0`` when it has two radial coefficients."""
     radial = np.zeros(3)
