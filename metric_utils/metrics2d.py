@@ -44,17 +44,20 @@ MISSING_AT = -1e6
 
 
 def pixel_errors(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``(N, V, J)`` Euclidean pixel error: NaN exactly where the target is not finite.
+    """``(N, V, J)`` Euclidean pixel error: NaN where the target is not finite or the joint was not predicted.
 
-    ``np.hypot`` does not overflow before the distance itself does (``np.linalg.norm`` squares first and
-    overflows from ~1.3e154 px); a distance that is still not finite (a NaN prediction, or one beyond
-    ~1.8e308) is ``inf``, so it counts as an error and can never look like a missing target.
+    A NaN prediction is a joint a tool did not predict (our own reader refuses NaN): the caller leaves
+    it out of MPJPE, counts it and makes it a miss for PCK and OKS. ``np.hypot`` does not overflow before
+    the distance itself does (``np.linalg.norm`` squares first and overflows from ~1.3e154 px); a
+    distance that is still not finite (an infinite prediction, or one beyond ~1.8e308) is ``inf``, so it
+    counts as an error and can never look like a missing target.
     """
     predicted, target = np.asarray(predicted, np.float64), np.asarray(target, np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.hypot(predicted[..., 0] - target[..., 0], predicted[..., 1] - target[..., 1])
     labelled = np.isfinite(target).all(axis=-1)
-    return np.where(labelled, np.where(np.isnan(error), np.inf, error), np.nan)
+    predicted_at_all = ~np.isnan(predicted).any(axis=-1)
+    return np.where(labelled & predicted_at_all, np.where(np.isnan(error), np.inf, error), np.nan)
 
 
 def box_sizes(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -131,13 +131,20 @@ def test_far_off_predictions_are_false_positives_not_ignored():
 
 
 def test_a_nan_prediction_is_a_miss():
-    """pycocotools compares ``oks < threshold`` and so matches a NaN OKS at every threshold; we count a miss."""
+    """pycocotools compares ``oks < threshold`` and so matches a NaN OKS at every threshold; we count a miss.
+
+    A NaN joint is one a tool did not predict: a miss for PCK, 0 in the OKS, out of MPJPE; a view with
+    no joint predicted is no detection at all.
+    """
     pred, target, confidence = random_case(5, n=40)
-    target[:, :, 0] = 100.0  # joint 0 labelled everywhere, predicted NaN everywhere
-    pred[:, :, 0] = np.nan
+    honest = score_2d(pred, target, list(catalogue.CAMERA_NAMES), confidence)["all"]
+    pred[:, :, 0] = np.nan  # joint 0 not predicted anywhere
+    partial = score_2d(pred, target, list(catalogue.CAMERA_NAMES), confidence)["all"]
+    assert partial["pck@20px"] < honest["pck@20px"] and partial["ap"] < honest["ap"]
+    pred[:] = np.nan  # nothing predicted
     result = score_2d(pred, target, list(catalogue.CAMERA_NAMES), confidence)["all"]
     assert result["ap"] == 0.0 and result["ar"] == 0.0
-    assert result["mpjpe_px"] == np.inf and result["pck@20px"] < 1.0
+    assert result["mpjpe_px"] is None and result["pck@20px"] == 0.0
 
 
 def test_huge_confidences_rank_like_any_others():
