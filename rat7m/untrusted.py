@@ -283,6 +283,14 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _resolved(path: Path, what: str) -> Path:
+    """``path`` resolved through its links; a link loop on the way is one line, not ``RuntimeError``."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # Python < 3.13 raises RuntimeError for a loop
+        raise BadInputError(f"{what} {path} cannot be resolved (a symbolic link loop?): {exc}") from None
+
+
 def check_output(out: Path, root: Path | None, inputs: Iterable[Path] = (), *, what: str = "--out") -> None:
     """Refuse an output that would land on the dataset's inputs, before anything is written.
 
@@ -293,13 +301,13 @@ def check_output(out: Path, root: Path | None, inputs: Iterable[Path] = (), *, w
     Raises:
         BadInputError: one line naming the output, what it would overwrite, and the fix.
     """
-    target = out.resolve()
+    target = _resolved(out, what)
     if root is not None:
         for sub in (catalogue.VIDEO_DIR, catalogue.ANNOTATION_DIR):
-            folder = (root / sub).resolve()
+            folder = _resolved(root / sub, "the dataset's")
             if _inside(target, folder):
                 raise BadInputError(f"{what} {out} is inside the dataset's {sub}/ ({folder}); choose another {what}")
     for source in inputs:
-        resolved = Path(source).resolve()
+        resolved = _resolved(Path(source), "the input")
         if _inside(resolved, target):
             raise BadInputError(f"{what} {out} would overwrite the input {source}; choose another {what}")

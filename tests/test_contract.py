@@ -52,8 +52,6 @@ TERMINATED = "terminated; rerun the same command to resume"
 #: What must never appear in a command's output.
 TRACEBACK = ("Traceback (most recent call last)", "Fatal Python error", "Exception ignored in")
 
-PATHS = "fixed on branch paths (export/render: $RAT7M_ROOT, --out checks, symlinks)"
-REPORT = "fixed on branch report (render report, doctor, FIFO reads)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,44 +82,39 @@ def _export(fmt: str, *extra_args: str, reads: str | None = None, **kwargs) -> C
                    **kwargs)  # fmt: skip  # fmt: skip
 
 
-_EXPORT_XFAIL = {"root": PATHS, "readonly": PATHS, "outfile": PATHS, "sigint-working": PATHS, "help": PATHS}
 
 COMMANDS = [
     Command("download", ("rat7m-download", "--api-url", "{api}", "--recordings", "s5-d1", "--cameras", "1"),
             empty_root=True),  # its --out is the root
     Command("build-annotation", ("rat7m-build-annotation", "--recordings", "s5-d1", "--out", "{out}/table.pkl"),
             out="--out"),
-    Command("build-annotation-check", ("rat7m-build-annotation", "--check", "{table}"), reads="--check",
-            xfail={"fifo": REPORT}),
+    Command("build-annotation-check", ("rat7m-build-annotation", "--check", "{table}"), reads="--check"),
     Command("extract", ("rat7m-extract", "--images-root", "{out}", "--recordings", "s5-d1", "--cameras", "1",
                         "--jobs", "1"),
             out="--images-root", reads="--annotation", extra=("av", "pyav", ("--decoder", "pyav"))),
     Command("metrics-3d", ("rat7m-metrics", "--pred_path", "{pred3d}", "--save_dir", "{out}"),
             out="--save_dir", reads="--pred_path"),
     Command("metrics-2d", ("rat7m-metrics", "--pred2d", "{pred2d}", "--save_dir", "{out}"),
-            out="--save_dir", reads="--pred2d", extra=("pycocotools", "scoring", ()), extra_optional=True),
+            out="--save_dir", reads="--pred2d"),  # OKS AP needs no extra library any more
     Command("metrics-2d-triangulate", ("rat7m-metrics", "--pred2d", "{pred2d}", "--triangulate", "--save_dir", "{out}"),
             out="--save_dir", reads="--gt_path"),
     Command("metrics-2d-report", ("rat7m-metrics", "--pred2d", "{pred2d}", "--report", "--save_dir", "{out}"),
             out="--save_dir", reads="--pred2d"),
     Command("doctor", ("rat7m-doctor",), reads="--annotation"),
-    _export("coco", reads="--annotation", xfail=_EXPORT_XFAIL),  # one reader of the table for every format
-    _export("dlc", xfail=_EXPORT_XFAIL),
-    _export("yolo", xfail=_EXPORT_XFAIL),
-    _export("slp", xfail=_EXPORT_XFAIL, extra=("sleap_io", "sleap", ())),
-    _export("anipose", "--allow-skew", xfail=_EXPORT_XFAIL),
-    _export("dannce", xfail=_EXPORT_XFAIL),
-    _export("all", "--allow-skew", reads="--annotation", xfail=_EXPORT_XFAIL),
+    _export("coco", reads="--annotation"),  # one reader of the table for every format
+    _export("dlc"),
+    _export("yolo"),
+    _export("slp", extra=("sleap_io", "sleap", ())),
+    _export("anipose", "--allow-skew"),
+    _export("dannce"),
+    _export("all", "--allow-skew", reads="--annotation"),
     Command("render-samples", ("rat7m-render", "samples", "--pred_path", "{pred3d}", "--samples", "0",
-                               "--out", "{out}"), out="--out", reads="--pred_path",
-            xfail=dict.fromkeys(("root", "readonly", "outfile", "fifo", "loop", "sigint-working", "help"), PATHS)),
+                               "--out", "{out}"), out="--out", reads="--pred_path"),
     Command("render-video", ("rat7m-render", "video", "--recording", "s5-d1", "--camera", "1", "--stop", "5",
-                             "--out", "{out}/video.mp4"), out="--out", extra=("av", "render", ("--codec", "pyav")),
-            xfail=dict.fromkeys(("root", "readonly", "outfile", "extra", "sigint-working", "help"), PATHS)),
+                             "--out", "{out}/video.mp4"), out="--out", extra=("av", "render", ("--codec", "pyav"))),
     Command("render-report", ("rat7m-render", "report", "--metrics_dir", "{metrics}", "--worst", "0",
                               "--out", "{out}/report.html"), out="--out",
-            reads="--metrics_dir", reads_inside="summary.json",
-            xfail={**dict.fromkeys(("root", "readonly", "outfile", "sigint-working", "help"), PATHS), "fifo": REPORT}),
+            reads="--metrics_dir", reads_inside="summary.json"),
 ]
 
 

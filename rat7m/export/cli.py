@@ -114,7 +114,8 @@ def build_parser() -> ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--image-size", type=_size, metavar="WxH",
-        help="take every image to be this size instead of reading the files (they need not exist)",
+        help="take every image to be this size instead of reading the files, which then need not exist "
+        "(default: read from the files)",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="redo exports that are already complete")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be written")

@@ -101,36 +101,41 @@ def build_parser() -> ArgumentParser:
           help=f"annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")  # fmt: skip
     _flag(samples, "pred_path", type=Path, required=True,
           help="3D predictions (CSV/.npy as compute_metrics reads) or 2D .npy (N, cameras, 20, 2)")  # fmt: skip
-    _flag(samples, "split", choices=("test", "train", "all"), default="test", help="rows the predictions are of")
+    _flag(samples, "split", choices=("test", "train", "all"), default="test",
+          help="rows the predictions are of (default: %(default)s)")  # fmt: skip
     _flag(samples, "root", type=Path, default=None,
           help=f"dataset root for images (default: ${ROOT_ENV}, else the folder of --gt-path, else .)")  # fmt: skip
-    _flag(samples, "samples", type=_indices, default=[], help="sample indices in the split, e.g. 0,17")
-    _flag(samples, "worst", type=_count, default=0, help="the N samples with the highest MPJPE")
-    _flag(samples, "random", type=_count, default=0, help="N samples at random (--seed)")
-    _flag(samples, "seed", type=int, default=0, help="seed of --random")
-    _flag(samples, "metrics_dir", type=Path, default=None, help="compute_metrics --save_dir (for --worst)")
-    _flag(samples, "format", choices=("png", "pdf", "svg"), default="png", help="pdf and svg are vector")
-    _flag(samples, "out", type=Path, default=Path("render_samples"), help="output folder")
+    _flag(samples, "samples", type=_indices, default=[], help="sample indices in the split, e.g. 0,17 (default: none)")
+    _flag(samples, "worst", type=_count, default=0, help="the N samples with the highest MPJPE (default: %(default)s)")
+    _flag(samples, "random", type=_count, default=0, help="N samples at random (--seed) (default: %(default)s)")
+    _flag(samples, "seed", type=int, default=0, help="seed of --random (default: %(default)s)")
+    _flag(samples, "metrics_dir", type=Path, default=None,
+          help="compute_metrics --save_dir (for --worst) (default: none)")  # fmt: skip
+    _flag(samples, "format", choices=("png", "pdf", "svg"), default="png",
+          help="pdf and svg are vector (default: %(default)s)")  # fmt: skip
+    _flag(samples, "out", type=Path, default=Path("render_samples"), help="output folder (default: %(default)s)")
 
     video = mode("video", "a labelled MP4 of one recording and camera, from the chunks")
     _flag(video, "root", type=Path, default=None, help=f"{root_help}: video_sequences/, annotations/")
     _flag(video, "recording", required=True, help="e.g. s5-d1")
     _flag(video, "camera", required=True, help="1..6 or Camera1..Camera6")
-    _flag(video, "start", type=_count, default=0, help="first frame")
+    _flag(video, "start", type=_count, default=0, help="first frame (default: %(default)s)")
     _flag(video, "stop", type=positive_int, required=True, help="frame after the last one")
     _flag(video, "gt_path", type=Path, default=None,
           help=f"annotation table, for --pred-path (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")  # fmt: skip
-    _flag(video, "pred_path", type=Path, default=None, help="predictions of --split to draw too")
-    _flag(video, "split", choices=("test", "train", "all"), default="test", help="rows the predictions are of")
-    _flag(video, "fps", type=positive_int, default=120, help="frame rate written into the MP4")
+    _flag(video, "pred_path", type=Path, default=None,
+          help="predictions of --split to draw too (default: none, ground truth only)")  # fmt: skip
+    _flag(video, "split", choices=("test", "train", "all"), default="test",
+          help="rows the predictions are of (default: %(default)s)")  # fmt: skip
+    _flag(video, "fps", type=positive_int, default=120, help="frame rate written into the MP4 (default: %(default)s)")
     _flag(video, "codec", choices=("auto", "pyav", "opencv"), default="auto",
-          help="auto: PyAV's H.264 when installed, else OpenCV's writer")  # fmt: skip
+          help="auto: PyAV's H.264 when installed, else OpenCV's writer (default: %(default)s)")  # fmt: skip
     _flag(video, "out", type=Path, required=True, help="output .mp4")
 
     report = mode("report", "one self-contained HTML page for a compute_metrics --save_dir")
     _flag(report, "metrics_dir", type=Path, required=True, help="compute_metrics --save_dir")
     _flag(report, "root", type=Path, default=None, help="dataset root for images (default: table's folder)")
-    _flag(report, "worst", type=_count, default=4, help="worst samples drawn")
+    _flag(report, "worst", type=_count, default=4, help="worst samples drawn (default: %(default)s)")
     _flag(report, "out", type=Path, default=None, help="default: <metrics_dir>/report.html")
     for sub in (samples, video, report):
         add_verbosity_arguments(sub, progress_bars=sub is video)
@@ -268,7 +273,10 @@ def _video_predictions(args, recording, camera, load_predictions, project, camer
 def _report(args: argparse.Namespace) -> str:
     from rat7m.render.report import write_report
 
-    return f"wrote {write_report(args.metrics_dir, args.out, args.root, args.worst)}"
+    root = args.root  # default: the folder of the run's table (said by the report), unless $RAT7M_ROOT says
+    if root is not None or os.environ.get(ROOT_ENV):
+        root = resolve_root(root, quiet=getattr(args, "quiet", False))
+    return f"wrote {write_report(args.metrics_dir, args.out, root, args.worst)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
