@@ -60,21 +60,25 @@ def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Pr
     Raises:
         BadInputError: unreadable file or wrong shape (see ``compute_metrics.read_predictions``).
     """
+    from metric_utils import compute_metrics as cm  # the readers of prediction files, headers checked before reading
+
     path = Path(path)
     if path.suffix.lower() == ".npy" and path.is_file():
         try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
-        if array.ndim == 4:
-            if array.shape[1:] != (len(camera_names), catalogue.N_JOINTS, 2):
-                shape = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
-                raise BadInputError(f"{path} has shape {array.shape}; a 2D prediction must be {shape}")
-            points = array.astype(np.float64)
+            with path.open("rb") as handle:
+                ndim = len(cm.npy_header(handle, str(path))[0])
+        except OSError as exc:
+            raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if ndim == 4:
+            shape = (len(camera_names), catalogue.N_JOINTS, 2)
+            expected = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
+            points = cm.read_npy(path, lambda s: s[1:] == shape, expected).astype(np.float64, copy=False)
+            bad = cm.first_out_of_bounds(np.where(np.isnan(points), 0.0, points))  # NaN: a joint not drawn
+            if bad is not None:
+                raise BadInputError(f"{path} sample {bad[0]}, camera {bad[1] + 1}, joint {bad[2]}: {points[bad]:g} is "
+                                    f"beyond the bound {cm.MAX_MAGNITUDE:g} of every prediction reader")  # fmt: skip
             return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
-    from metric_utils.compute_metrics import read_predictions  # the one reader of 3D prediction files
-
-    return Predictions(points_3d=read_predictions(path))
+    return Predictions(points_3d=cm.read_predictions(path))
 
 
 def frame_images(table: Mapping, row: int, root: str | os.PathLike | None,
