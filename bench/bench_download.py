@@ -19,8 +19,10 @@ Two layouts (``--layout``):
 
 Every case runs once per round, rounds interleaved (``--rounds``), so load from other work on the
 machine falls on all of them alike; each ratio is throughput ours / reference within one round
-(1.00: as fast as curl + md5sum), printed as median (range). Loopback measures the clients' own cost
-(both share the same Python server, whose speed caps both); over a real link the network dominates.
+(1.00: as fast as curl + md5sum), printed as median (range), and the clients' CPU time (user +
+system of the client processes; steadier than wall time when other work loads the machine).
+Loopback measures the clients' own cost (both share the same Python server, whose speed caps both);
+over a real link the network dominates.
 
     python bench/bench_download.py                       # both layouts, 3 rounds
     python bench/bench_download.py --layout mixed --rounds 5
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,12 +76,15 @@ def make_tree(root: Path, layout: str) -> dict[str, str]:
     return sums
 
 
-def timed(argvs: list[list[str]], cwd: Path) -> float:
-    """Seconds to run the commands one after the other."""
+def timed(argvs: list[list[str]], cwd: Path) -> tuple[float, float]:
+    """Wall seconds to run the commands one after the other, and their CPU seconds (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     for argv in argvs:
         subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def check(folder: Path, sums: dict[str, str]) -> None:
@@ -144,24 +150,31 @@ def bench_layout(layout: str, rounds: int, work: Path, curl: str) -> None:
     with FigshareServer(published) as server:
         runs = cases(server, layout, curl)
         times: dict[str, list[float]] = {label: [] for label in runs}
+        cpu: dict[str, list[float]] = {label: [] for label in runs}
         for round_ in range(rounds):
             for label, make_argv in runs.items():
                 out = work / f"out-{layout}-{round_}"
                 out.mkdir()
-                times[label].append(timed(make_argv(out), REPO))
+                wall, seconds = timed(make_argv(out), REPO)
+                times[label].append(wall)
+                cpu[label].append(seconds)
                 if label.startswith("download_all"):
                     check(out, sums)
                 shutil.rmtree(out)
     print(f"\n[{layout}] {len(sums)} files, {total_mb:.0f} MB on loopback, {rounds} interleaved rounds; "
           f"load average after: {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"{'client':<28} {'seconds, median (range)':>24} {'MB/s':>6}")
+    print(f"{'client':<28} {'wall s, median (range)':>24} {'MB/s':>6} {'client CPU s':>24}")
     for label, values in times.items():
-        print(f"{label:<28} {_spread(values):>24} {total_mb / statistics.median(values):>6.0f}")
+        print(f"{label:<28} {_spread(values):>24} {total_mb / statistics.median(values):>6.0f} "
+              f"{_spread(cpu[label]):>24}")  # fmt: skip
     for jobs in ("1 job", "4 jobs"):
-        ours = times["download_all.py --jobs " + jobs.split()[0]]
+        ours = "download_all.py --jobs " + jobs.split()[0]
         for base in ("curl", "curl + md5sum"):
-            ratios = [theirs / mine for theirs, mine in zip(times[f"{base}, {jobs}"], ours, strict=True)]
+            ratios = [theirs / mine for theirs, mine in zip(times[f"{base}, {jobs}"], times[ours], strict=True)]
             print(f"[{layout}] throughput ours / {base}, {jobs}: {_spread(ratios)}")
+        ratios = [theirs / mine for theirs, mine in zip(cpu[f"curl + md5sum, {jobs}"], cpu[ours], strict=True)]
+        print(f"[{layout}] client CPU curl + md5sum / ours, {jobs}: {_spread(ratios)} (the server's CPU, the same for"
+              " both, is not counted)")  # fmt: skip
 
 
 def main() -> int:

@@ -8,10 +8,10 @@ per-sample loop which runs once):
 - computing MPJPE, PA-MPJPE and N-MPJPE: ours (vectorised, NaN-aware) vs a per-sample loop
   (one SVD call per sample, the usual way), also checked to agree;
 - the whole CLI as a user runs it (a fresh ``python metric_utils/compute_metrics.py``) against its
-  unavoidable I/O, also a fresh process: ``np.loadtxt`` of the same CSV, ``pickle.load`` of the table
-  and the same bar chart (20 labelled bars, fixed margins) saved as PNG with matplotlib. The two run interleaved (``--rounds``), each ratio
-  taken within a round, wall and CPU time (user + system: steadier when other work loads the machine);
-  then the CLI's phases measured in-process.
+  unavoidable I/O, also a fresh process: ``np.loadtxt`` of the same CSV, ``pickle.load`` of the
+  table and the same bar chart (20 labelled bars, fixed margins) saved as PNG with matplotlib. The
+  two run interleaved (``--rounds``), each ratio taken within a round, in wall and in CPU time
+  (user + system: steadier when other work loads the machine); then the CLI's phases in-process.
 
 The table is synthetic: by default the 24536 test samples with one camera; ``--full_table`` makes
 it official-size (112730 rows, six cameras), which only changes the table-loading line.
