@@ -176,7 +176,9 @@ class _CsvReader:
         lines = block.split(b"\n")
         if lines and not lines[-1]:
             lines.pop()
-        lines = lines[: self.n_rows - self.done]  # past the count: the file's trailing blank lines
+        lines, past = lines[: self.n_rows - self.done], lines[self.n_rows - self.done :]
+        if any(line.strip() for line in past):  # past the count may be only the file's trailing blank lines
+            raise BadInputError(f"{self.path} changed while it was read; read it again")
         if not lines:
             return
         bodies = [self._body(line, self.done + i) for i, line in enumerate(lines)]
