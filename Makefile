@@ -13,17 +13,28 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 # aniposelib (reads back the anipose export in the tests) goes in without its deps: it asks for the
 # desktop opencv-contrib-python, which would overwrite our headless cv2 and needs libGL; numba and
 # toml, which it imports, are in requirements-dev.txt.
+# uv (from PyPI, into the venv) does the installing: from a warm cache it takes seconds where pip
+# takes over a minute (pip asks the index about each of the ~130 packages and resolves them in
+# Python, even when every wheel is cached). Where uv cannot be had, pip does the same job.
 $(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(PY) -m pip install --quiet --no-deps "aniposelib>=0.5"
+	if $(PY) -m pip install --quiet uv; then \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) $(addprefix -r ,$(REQUIREMENTS)) && \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation -e . "aniposelib>=0.5"; \
+	else \
+	  $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS)) && \
+	  $(PY) -m pip install --quiet --no-deps --no-build-isolation -e . && \
+	  $(PY) -m pip install --quiet --no-deps "aniposelib>=0.5"; \
+	fi
 	touch $(STAMP)
 
+# The suite runs on every core (pytest-xdist), one test file per worker at a time, so module fixtures
+# (a SLURM cluster, a rendered report) are built once; PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(PY) -m rat7m.demo

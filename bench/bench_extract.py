@@ -22,6 +22,12 @@ Methods, per profile, for N in 1 and ``--jobs``:
 - ours, N: :func:`rat7m.extract.extract` with ``processes=N`` and the default decoder (``auto``:
   chosen per chunk), writing every JPEG, from a cold start of its pool.
 
+Separately, the fixed start-up cost of the command line, which a whole run pays once whatever its
+size: ``python extract_frames.py --dry-run`` on the same table (Python, numpy, OpenCV and our
+imports, loading the table, planning the chunks; no decoding), and, at N > 1, the start of the
+pool's N interpreters (each imports numpy and OpenCV) that ours pays inside its time and the floor
+does not. Each ratio is printed whole and without the pool's start-up.
+
 Methods run interleaved (repeat 1: every method once, repeat 2: again ...) so that load from other
 work on the machine falls on all of them alike; each ratio ours/floor is taken within a repeat,
 and the median and range over repeats are printed. Throughput is in video frames of the workload
@@ -36,6 +42,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,9 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rat7m import catalogue, extract
 from rat7m.barcode import read_barcode
 from rat7m.synthetic import generate_dataset
+from rat7m.table import save_annotation
 from rat7m.table_build import build_table
 from rat7m.video import ChunkIndex, choose_decoder, open_capture
 
+REPO = Path(__file__).resolve().parents[1]
 PROFILES = ("bench", "capture")
 
 
@@ -60,8 +69,8 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def dataset(cache: Path, profile: str, stride: int) -> list[extract.ChunkJob]:
-    """The extraction plan of a profile's dataset under ``cache/profile`` (generated once: minutes)."""
+def dataset(cache: Path, profile: str, stride: int) -> tuple[list[extract.ChunkJob], Path]:
+    """The extraction plan of a profile's dataset under ``cache/profile`` (generated once: minutes), and its table."""
     root = cache / profile
     stamp = root / ".complete"
     if not stamp.exists():
@@ -70,9 +79,30 @@ def dataset(cache: Path, profile: str, stride: int) -> list[extract.ChunkJob]:
         stamp.touch()
     mats = sorted((root / catalogue.ANNOTATION_DIR).glob("mocap-*.mat"))
     table = build_table(mats, stride=stride)
+    table_path = root / f"bench_table_stride{stride}.pkl"
+    if not table_path.exists():
+        save_annotation(table, table_path)
     recordings = [catalogue.parse_mocap_file_name(p.name) for p in mats]
     index = ChunkIndex.from_dir(root / catalogue.VIDEO_DIR)
-    return extract.plan_jobs(table, index, recordings, catalogue.CAMERA_NAMES)
+    return extract.plan_jobs(table, index, recordings, catalogue.CAMERA_NAMES), table_path
+
+
+def cli_startup(root: Path, table: Path) -> float:
+    """Wall seconds of ``extract_frames.py --dry-run``: imports, the table, the plan; no decoding."""
+    command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--annotation", str(table),
+               "--dry-run", "--quiet"]  # fmt: skip
+    return _timed(lambda: subprocess.run(command, check=True, capture_output=True))
+
+
+def pool_startup(processes: int) -> float:
+    """Wall seconds to start ``processes`` spawned interpreters that import numpy and OpenCV, as ours does."""
+    context = multiprocessing.get_context("spawn")
+
+    def start() -> None:
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+            list(pool.map(abs, range(processes)))
+
+    return _timed(start)
 
 
 def workload(jobs: list[extract.ChunkJob]) -> int:
@@ -159,7 +189,7 @@ def _spread(values: list[float]) -> str:
 
 def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecutor, out: Path) -> None:
     """Run every method of one profile interleaved ``args.repeat`` times and print the table and ratios."""
-    jobs = dataset(args.cache, profile, args.stride)
+    jobs, table_path = dataset(args.cache, profile, args.stride)
     frames, wanted = workload(jobs), sum(len(j.targets) for j in jobs)
     chosen = sorted({choose_decoder(j.chunk.path) for j in jobs})
     print(
@@ -177,11 +207,16 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
         )
         methods[f"ours --jobs {n}"] = lambda n=n: ours(jobs, out / f"ours{n}", args.quality, n)
     times: dict[str, list[float]] = {name: [] for name in methods}
+    startup: dict[str, list[float]] = {"cli": [], **{f"pool {n}": [] for n in counts if n > 1}}
     if not args.skip_baseline:
         times["baseline: 1 process, read() all"] = [_timed(lambda: baseline(jobs, out / "a", args.quality))]
     for _ in range(args.repeat):
         for name, run in methods.items():
             times[name].append(_timed(run))
+        startup["cli"].append(cli_startup(args.cache / profile, table_path))
+        for n in counts:
+            if n > 1:
+                startup[f"pool {n}"].append(pool_startup(n))
     for n in counts:
         check_exact(jobs, out / f"ours{n}")
 
@@ -189,8 +224,18 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
     for name, values in times.items():
         best = statistics.median(values)
         print(f"{name:<36} {_spread(values):>24} {frames / best:>9.0f} {wanted / best:>7.1f}")
+    print(f"fixed start-up, once per run whatever its size (median, range over {args.repeat} rounds):")
+    print(f"  extract_frames.py --dry-run (imports, table, plan): {_spread(startup['cli'])} s")
+    for n in counts:
+        if n > 1:
+            pool = _spread(startup[f"pool {n}"])
+            print(f"  start of a pool of {n} (spawn, numpy + OpenCV imports), inside ours: {pool} s")
     for n in counts:
         ratios = [a / b for a, b in zip(times[f"ours --jobs {n}"], times[f"floor, {n} process(es)"], strict=True)]
+        if n > 1:
+            steady = [(a - p) / b for a, b, p in zip(times[f"ours --jobs {n}"], times[f"floor, {n} process(es)"],
+                                                     startup[f"pool {n}"], strict=True)]  # fmt: skip
+            print(f"[{profile}] ours / floor at --jobs {n} without the pool's start-up: {_spread(steady)}")
         line = f"[{profile}] ours / floor at --jobs {n}: {_spread(ratios)} over {len(ratios)} interleaved runs"
         if not args.skip_baseline:
             speedup = times["baseline: 1 process, read() all"][0] / statistics.median(times[f"ours --jobs {n}"])

@@ -7,8 +7,11 @@ per-sample loop which runs once):
   vs ``np.loadtxt`` alone vs the ``csv`` module with ``float`` per cell;
 - computing MPJPE, PA-MPJPE and N-MPJPE: ours (vectorised, NaN-aware) vs a per-sample loop
   (one SVD call per sample, the usual way), also checked to agree;
-- the whole CLI as a user runs it (a fresh ``python metric_utils/compute_metrics.py``), split into
-  its phases measured in-process.
+- the whole CLI as a user runs it (a fresh ``python metric_utils/compute_metrics.py``) against its
+  unavoidable I/O, also a fresh process: ``np.loadtxt`` of the same CSV, ``pickle.load`` of the
+  table and the same bar chart (20 labelled bars, fixed margins) saved as PNG with matplotlib. The
+  two run interleaved (``--rounds``), each ratio taken within a round, in wall and in CPU time
+  (user + system: steadier when other work loads the machine); then the CLI's phases in-process.
 
 The table is synthetic: by default the 24536 test samples with one camera; ``--full_table`` makes
 it official-size (112730 rows, six cameras), which only changes the table-loading line.
@@ -26,8 +29,12 @@ if __package__ in (None, ""):  # run as a file: make the repository's packages i
 
 import argparse
 import csv
+import os
+import resource
+import statistics
 import subprocess
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -114,6 +121,64 @@ def loop_metrics(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return out
 
 
+#: The unavoidable I/O of scoring a CSV, as a fresh process: parse the CSV, load the table, draw one PNG.
+UNAVOIDABLE = textwrap.dedent("""
+    import pickle, sys
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    csv, table, png = sys.argv[1:]
+    rows = np.loadtxt(csv, delimiter=",")
+    with open(table, "rb") as handle:
+        pickle.load(handle)
+    fig = Figure(figsize=(9, 4))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.92, bottom=0.24)
+    ax = fig.add_subplot()
+    ax.bar(range(20), np.abs(rows[:, :20]).mean(axis=0), color="tab:blue")
+    ax.set_xticks(range(20), [f"Joint{j}" for j in range(20)], rotation=60, ha="right")
+    ax.set_ylabel("MPJPE (mm)")
+    ax.set_title("Per-joint MPJPE, test split, 24536 samples")
+    fig.savefig(png, format="png", dpi=100)
+""")
+
+
+def run_timed(command: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of a command run to its end."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def cli_against_io(csv_path: Path, gt: Path, root: Path, rounds: int) -> None:
+    """The whole CLI and its unavoidable I/O, fresh processes, interleaved; ratios within each round."""
+    cli = [sys.executable, str(Path(cm.__file__)), "--pred_path", str(csv_path), "--gt_path", str(gt),
+           "--save_dir", str(root / "cli"), "-q"]  # fmt: skip
+    io_only = [sys.executable, "-c", UNAVOIDABLE, str(csv_path), str(gt), str(root / "io.png")]
+    run_timed(cli), run_timed(io_only)  # warm the page cache and the bytecode caches
+    walls: dict[str, list[float]] = {"cli": [], "io": []}
+    cpus: dict[str, list[float]] = {"cli": [], "io": []}
+    for _ in range(rounds):
+        for name, command in (("cli", cli), ("io", io_only)):
+            wall, cpu = run_timed(command)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    ratio_wall = [a / b for a, b in zip(walls["cli"], walls["io"], strict=True)]
+    ratio_cpu = [a / b for a, b in zip(cpus["cli"], cpus["io"], strict=True)]
+    print(f"whole CLI against its unavoidable I/O, fresh processes, {rounds} interleaved rounds, median (range):")
+    print(f"  compute_metrics.py (CSV)                 wall {spread(walls['cli'])} s   cpu {spread(cpus['cli'])} s")
+    print(f"  np.loadtxt + pickle.load + one PNG       wall {spread(walls['io'])} s   cpu {spread(cpus['io'])} s")
+    print(f"  ratio CLI / I/O: wall {spread(ratio_wall)}, cpu {spread(ratio_cpu)}  "
+          f"(load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+
+
 def ratio_line(label: str, ours: float, other: float) -> str:
     return f"  {label:<44} {other:8.3f} s   ours/this = {ours / other:5.2f}"
 
@@ -122,6 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best is kept)")
     parser.add_argument("--full_table", action="store_true", help="official-size table (112730 rows, 6 cameras)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of CLI and I/O (default 5)")
+    parser.add_argument("--cli-only", action="store_true", help="only the whole CLI against its I/O")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
@@ -135,6 +202,9 @@ def main() -> None:
         np.savetxt(csv_path, pred.reshape(len(pred), -1), delimiter=",", fmt="%.6f")
         size_mb = csv_path.stat().st_size / 1e6
         print(f"N = {len(pred)} samples, CSV {size_mb:.1f} MB, {int((~np.isfinite(target)).any(2).sum())} lost markers")
+        cli_against_io(csv_path, gt, root, args.rounds)
+        if args.cli_only:
+            return
 
         t_read, ours_rows = best_of(args.repeat, lambda: cm.read_predictions(csv_path))
         t_loadtxt, plain = best_of(args.repeat, lambda: np.loadtxt(csv_path, delimiter=","))

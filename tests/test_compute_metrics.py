@@ -255,7 +255,7 @@ def _replace_cell(line: str, column: int, text: str) -> str:
         ("semicolons", "{root}/p.csv line 1: values must be comma-separated (found ';')"),
         ("tabs", "{root}/p.csv line 1: values must be comma-separated (found '\\t')"),
         ("spaces", "{root}/p.csv line 1: values must be comma-separated (found ' ')"),
-        ("npy_shape", "{root}/p.npy holds a float64 array of shape (30, 20, 2); expected numbers of shape (N, 20, 3)"),
+        ("npy_shape", "{root}/p.npy has shape (30, 20, 2); expected (N, 20, 3) or (N, 60)"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(small, capsys, case, expected):

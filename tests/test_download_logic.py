@@ -408,3 +408,20 @@ def test_unwritable_out_is_refused_before_any_request(tmp_path, capsys):
     assert f"cannot write to --out {blocker / 'data'}" in capsys.readouterr().err
     assert run_main(download_all.main, ["--out", str(blocker), "--api-url", api]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_parallel_transfers_start_by_priority_and_report_in_listing_order():
+    """Annotations first, then the largest files: a large file started last would leave one thread busy alone."""
+    started = []
+
+    def task(name):
+        def run_one(stop):
+            started.append(name)
+            return run.Outcome(name, run.DOWNLOADED, 0)
+        return run_one
+
+    names = ["a.mat", "small.mp4", "big.mp4", "mid.mp4"]
+    priority = [(False, -3), (True, -10), (True, -300), (True, -90)]
+    outcomes = run.run_parallel([(n, task(n)) for n in names], 1, priority)
+    assert started == ["a.mat", "big.mp4", "mid.mp4", "small.mp4"]
+    assert [o.path for o in outcomes] == names

@@ -59,7 +59,11 @@ def test_shutdown_with_jobs_still_running_leaves_nothing(slurm_installed: None, 
         deadline = time.monotonic() + 30
         while cluster.job_states(job) != {0: ("RUNNING", 0), 1: ("RUNNING", 0)} and time.monotonic() < deadline:
             time.sleep(0.2)
+        # RUNNING comes before each job's shell has started its `sleep` (seen on a loaded machine): wait for both
         running = {pid: _command(pid) for pid in cluster.leftover_pids()}
+        while [c.split(" ")[0] for c in running.values()].count("sleep") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            running = {pid: _command(pid) for pid in cluster.leftover_pids()}
     finally:
         killed = cluster.shutdown()
 

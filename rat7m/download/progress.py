@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +100,9 @@ class Progress:
         """While bars are drawn, route log messages through tqdm so they print above the bars."""
         if self._bar is None:
             return contextlib.nullcontext()
+        # here, not at the top: it imports tqdm.auto and with it asyncio, a third of the command's start-up
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         return logging_redirect_tqdm()
 
     def close(self) -> None:

@@ -197,16 +197,19 @@ def _check_writable(out: Path) -> None:
         raise BadInputError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
 
 
-def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int) -> list[Outcome]:
+def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int,
+                 priority: Sequence[tuple] | None = None) -> list[Outcome]:  # fmt: skip
     """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
 
+    Tasks start in the order of ``tasks``, or of ``priority`` (one sort key per task, lowest first).
     A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
     (parts are kept for the next run) and the ``KeyboardInterrupt`` goes on up.
     """
     stop = Interrupt()
     outcomes: list[Outcome | None] = [None] * len(tasks)
+    order = range(len(tasks)) if priority is None else sorted(range(len(tasks)), key=lambda i: priority[i])
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool:
-        futures = {pool.submit(task, stop): i for i, (_, task) in enumerate(tasks)}
+        futures = {pool.submit(tasks[i][1], stop): i for i in order}
         try:
             for future in as_completed(futures):
                 i = futures[future]
@@ -337,9 +340,14 @@ def _transfer(
     ]
     zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
     tasks += [(job.path, functools.partial(_run_zip_job, job, zip_options)) for job in report.zip_jobs]
+    # Annotations first (small, and what building the table needs), then the largest first: on a listing
+    # of mixed sizes a run that starts a large file last ends with one thread busy and the others idle.
+    priority = [(s.file.kind != "annotations", -(s.file.size or 0 if s.action is Action.VERIFY else s.remaining))
+                for s in report.steps]  # fmt: skip
+    priority += [(True, -job.needed) for job in report.zip_jobs]
     try:
         with progress.logging_above_bars():
-            report.outcomes = run_parallel(tasks, options.jobs)
+            report.outcomes = run_parallel(tasks, options.jobs, priority)
     finally:
         progress.close()
         record.flush()

@@ -64,46 +64,25 @@ def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Pr
     Raises:
         BadInputError: unreadable file or wrong shape (see ``compute_metrics.read_predictions``).
     """
+    from metric_utils import compute_metrics as cm  # the readers of prediction files, headers checked before reading
+
     path = Path(path)
     if path.suffix.lower() == ".npy" and path.is_file():
-        shape = _npy_shape(path)
-        if len(shape) == 4:
-            if shape[1:] != (len(camera_names), catalogue.N_JOINTS, 2):
-                expected = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
-                raise BadInputError(f"{path} has shape {shape}; a 2D prediction must be {expected}")
-            try:
-                array = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
-            points = array.astype(np.float64)
+        try:
+            with path.open("rb") as handle:
+                ndim = len(cm.npy_header(handle, str(path))[0])
+        except OSError as exc:
+            raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if ndim == 4:
+            shape = (len(camera_names), catalogue.N_JOINTS, 2)
+            expected = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
+            points = cm.read_npy(path, lambda s: s[1:] == shape, expected).astype(np.float64, copy=False)
+            bad = cm.first_out_of_bounds(np.where(np.isnan(points), 0.0, points))  # NaN: a joint not drawn
+            if bad is not None:
+                raise BadInputError(f"{path} sample {bad[0]}, camera {bad[1] + 1}, joint {bad[2]}: {points[bad]:g} is "
+                                    f"beyond the bound {cm.MAX_MAGNITUDE:g} of every prediction reader")  # fmt: skip
             return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
-    from metric_utils.compute_metrics import read_predictions  # the one reader of 3D prediction files
-
-    return Predictions(points_3d=read_predictions(path))
-
-
-def _npy_shape(path: Path) -> tuple[int, ...]:
-    """The shape a ``.npy`` file declares, checked against its size before anything is allocated.
-
-    Raises:
-        BadInputError: not a ``.npy`` file, a dtype that is not a plain number, or a declared shape
-            whose data the file does not hold (a 200-byte file claiming petabytes).
-    """
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(f)  # the header only: nothing allocated, nothing unpickled
-            offset = f.tell()
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
-    if dtype.kind not in "fiu":
-        raise BadInputError(f"{path} holds {dtype} values; predictions are numbers")
-    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if needed != path.stat().st_size - offset:
-        raise BadInputError(f"{path} declares shape {shape} ({needed} bytes) but holds "
-                            f"{path.stat().st_size - offset} bytes of data")  # fmt: skip
-    return tuple(int(n) for n in shape)
+    return Predictions(points_3d=cm.read_predictions(path))
 
 
 def check_rows(table: Mapping, rows: Sequence[int]) -> None:
