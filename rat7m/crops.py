@@ -1,0 +1,291 @@
+"""Training samples: crops around the animal whose keypoints and cameras stay exact, defined once.
+
+Both training datasets (per-file JPEGs and tar shards, :mod:`rat7m.torch_dataset`) and the shard
+writer (:mod:`rat7m.shards`) go through this module, so a sample is the same whichever way it is read.
+It imports neither torch nor tensorflow.
+
+Conventions, decided once:
+
+- **Pixels are 0-based**: the centre of the top-left pixel is (0, 0) (OpenCV, NumPy, PIL, COCO).
+  A table's 2D columns are converted with :mod:`rat7m.pixels` (MATLAB 1-based tables: minus 1),
+  its MATLAB cameras with :func:`rat7m.pixels.camera_to_zero_based` (principal point minus 1).
+- **Cameras in OpenCV's layout** (column vectors): ``x_cam = R @ X + t`` (X in mm),
+  ``x, y = x_cam[:2] / x_cam[2]``, distortion ``dist = [k1, k2, p1, p2, k3]`` on those normalised
+  coordinates exactly as OpenCV and MATLAB, then ``[u, v, 1] = K @ [xd, yd, 1]`` with
+  ``K = [[fx, s, cx], [0, fy, cy], [0, 0, 1]]``. So ``K = IntrinsicMatrix.T``, ``R = RotationMatrix.T``,
+  ``t = TranslationVector``. The skew ``s`` is kept (``cv2.projectPoints`` ignores it; :func:`project`
+  does not).
+- **Crop**: a box ``(x0, y0, w, h)`` with integer ``x0, y0``: crop pixel ``(i, j)`` is source pixel
+  ``(x0 + i, y0 + j)``; outside the image it is ``pad``. The box is centred on the view's 2D COM
+  (``x0 = round(com_x - (w - 1) / 2)``; the image centre when the COM is NaN).
+- **Resize** from ``(w, h)`` to ``(W, H)`` with ``cv2.resize``, which maps pixel centres:
+  ``u' = sx * (u + 0.5) - 0.5`` with ``sx = W / w`` (``INTER_AREA`` when shrinking, else ``INTER_LINEAR``).
+
+So a crop and resize change only the intrinsics: ``fx' = sx fx``, ``s' = sx s``,
+``cx' = sx (cx - x0 + 0.5) - 0.5``, ``fy' = sy fy``, ``cy' = sy (cy - y0 + 0.5) - 0.5``; the distortion
+coefficients are unchanged (they act on normalised coordinates), so projecting the 3D keypoints
+through ``(K', R, t, dist)`` with :func:`project` lands on the crop's keypoints (tested to 1e-9 px).
+
+Geometric augmentation goes through the crop box (:class:`CropSpec` ``jitter_shift`` /
+``jitter_scale``), which keeps keypoints and ``K`` consistent by construction; a ``transform`` hook
+may change pixel values only (colour, noise, blur).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rat7m import catalogue, pixels
+from rat7m.geometry import _distortion, camera_param
+
+#: Keys of the per-view arrays of a sample (first axis: the views, in camera order).
+VIEW_KEYS = ("keypoints_2d", "com_2d", "K", "R", "t", "dist", "box", "scale", "frame")
+
+
+def camera_arrays(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A table (MATLAB) camera as 0-based OpenCV-layout arrays: ``K``, ``R`` (3, 3), ``t`` (3,), ``dist`` (5,)."""
+    zero = pixels.camera_to_zero_based(camera)
+    k1, k2, k3, p1, p2 = _distortion(zero)
+    return {
+        "K": np.asarray(zero["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3).T.copy(),
+        "R": np.asarray(camera_param(zero, "RotationMatrix"), dtype=np.float64).reshape(3, 3).T.copy(),
+        "t": np.asarray(camera_param(zero, "TranslationVector"), dtype=np.float64).reshape(3).copy(),
+        "dist": np.array([k1, k2, p1, p2, k3]),
+    }
+
+
+def project(points_3d: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Project ``(..., 3)`` mm through an OpenCV-layout camera (skew kept); ``(..., 2)`` pixels, NaN stays NaN."""
+    points = np.asarray(points_3d, dtype=np.float64)
+    x, y, z = np.asarray(R) @ points.reshape(-1, 3).T + np.asarray(t).reshape(3, 1)
+    k1, k2, p1, p2, k3 = np.asarray(dist, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x, y = x / z, y / z
+        r2 = x * x + y * y
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+        u = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
+        v = K[1, 1] * yd + K[1, 2]
+    return np.stack([u, v], axis=-1).reshape(*points.shape[:-1], 2)
+
+
+def sample_key(recording: str, frame: int, row: int) -> str:
+    """A sample's key in shards and indexes: ``s1-d1_f000014_r000003`` (no dot: WebDataset splits keys at dots)."""
+    return f"{recording}_f{frame:06d}_r{row:06d}"
+
+
+def member_name(camera: str) -> str:
+    """The tar member suffix of a view: ``cam1.jpg`` .. ``cam6.jpg``."""
+    return f"cam{catalogue.camera_number(camera)}.jpg"
+
+
+def annotation(sample: Mapping[str, Any], cameras: Sequence[str], convention: str) -> dict[str, Any]:
+    """A sample's annotations, 0-based and in OpenCV layout, as plain arrays: what a shard's JSON holds.
+
+    Args:
+        sample: a :class:`rat7m.dataset.MiniRat7m` sample (``load_images=False`` is enough).
+        cameras: the views, in order.
+        convention: the table's pixel convention (:func:`rat7m.pixels.convention_of`).
+
+    Returns:
+        ``{"key", "recording", "row", "cameras": [names], "frame": (V,), "keypoints_2d": (V, 20, 2),
+        "com_2d": (V, 2), "keypoints_3d": (20, 3), "K": (V, 3, 3), "R": (V, 3, 3), "t": (V, 3),
+        "dist": (V, 5)}``; pixels in the full image.
+    """
+    arrays = [camera_arrays(sample["cameras"][c]) for c in cameras]
+    frames = np.array([sample["frame_idx"][c] for c in cameras], dtype=np.int64)
+    return {
+        "key": sample_key(sample["recording"], int(frames[0]), int(sample["row"])),
+        "recording": sample["recording"],
+        "row": int(sample["row"]),
+        "cameras": list(cameras),
+        "frame": frames,
+        "keypoints_2d": np.stack([pixels.to_zero_based(sample["keypoints_2d"][c], convention) for c in cameras]),
+        "com_2d": np.stack([pixels.to_zero_based(sample["com_2d"][c], convention) for c in cameras]),
+        "keypoints_3d": np.asarray(sample["keypoints_3d"], dtype=np.float64),
+        **{k: np.stack([a[k] for a in arrays]) for k in ("K", "R", "t", "dist")},
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: arrays to nested lists, NaN to null (standard JSON that any reader parses)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        plain = value.astype(object)
+        plain[np.isnan(value)] = None
+        return plain.tolist()
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def to_json(ann: Mapping[str, Any]) -> bytes:
+    """An annotation as compact JSON bytes (floats round-trip exactly; NaN as null)."""
+    return json.dumps({k: _plain(v) for k, v in ann.items()}, separators=(",", ":"), allow_nan=False).encode()
+
+
+def from_json(data: bytes) -> dict[str, Any]:
+    """The inverse of :func:`to_json`: arrays back (null as NaN)."""
+    ann = json.loads(data)
+    for key in ("keypoints_2d", "com_2d", "keypoints_3d", "K", "R", "t", "dist"):
+        ann[key] = np.array(ann[key], dtype=np.float64)
+    ann["frame"] = np.array(ann["frame"], dtype=np.int64)
+    return ann
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def _decoder() -> Callable[[bytes], np.ndarray]:
+    """The fastest JPEG decoder installed (RGB out): simplejpeg (fastest in bench/bench_dataset.py), else OpenCV."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return lambda data: cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # noqa: E501
+    return lambda data: simplejpeg.decode_jpeg(data, colorspace="RGB")
+
+
+#: Decodes JPEG bytes to an ``(H, W, 3)`` uint8 RGB array.
+decode_jpeg = _decoder()
+
+
+# --------------------------------------------------------------------------------------------- cropping
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How views are cropped and resized.
+
+    Attributes:
+        size: crop ``(w, h)`` in source pixels around the 2D COM (an int for a square); None: the whole image.
+        output: ``(W, H)`` after resizing (an int for a square); None: the crop's size.
+        pad: value of pixels outside the image.
+        jitter_shift: random shift of the box centre, as a fraction of its size (uniform in +-).
+        jitter_scale: random scale of the box, ``2 ** uniform(-j, j)`` (needs ``output``, so batches stack).
+    """
+
+    size: int | tuple[int, int] | None = 512
+    output: int | tuple[int, int] | None = None
+    pad: int = 0
+    jitter_shift: float = 0.0
+    jitter_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("size", "output"):
+            value = getattr(self, name)
+            if isinstance(value, int):
+                object.__setattr__(self, name, (value, value))
+            elif value is not None:
+                object.__setattr__(self, name, (int(value[0]), int(value[1])))
+            value = getattr(self, name)
+            if value is not None and min(value) < 1:
+                raise ValueError(f"CropSpec.{name} must be at least 1 pixel, got {value}")
+        if self.jitter_scale and self.output is None:
+            raise ValueError("CropSpec.jitter_scale needs an output size (crops of random sizes do not batch)")
+
+    @property
+    def random(self) -> bool:
+        """Whether crops are random (jitter)."""
+        return bool(self.jitter_shift or self.jitter_scale)
+
+
+def crop_box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, rng: np.random.Generator | None = None):
+    """The integer box ``(x0, y0, w, h)`` of a view: centred on ``com`` (0-based px), jittered if ``spec`` says so."""
+    width, height = image_size
+    if spec.size is None:
+        return 0, 0, width, height
+    w, h = spec.size
+    cx, cy = (float(com[0]), float(com[1])) if np.isfinite(com).all() else ((width - 1) / 2, (height - 1) / 2)
+    if spec.random and rng is not None:
+        if spec.jitter_scale:
+            factor = 2.0 ** rng.uniform(-spec.jitter_scale, spec.jitter_scale)
+            w, h = max(1, round(w * factor)), max(1, round(h * factor))
+        cx += rng.uniform(-spec.jitter_shift, spec.jitter_shift) * w
+        cy += rng.uniform(-spec.jitter_shift, spec.jitter_shift) * h
+    return math.floor(cx - (w - 1) / 2 + 0.5), math.floor(cy - (h - 1) / 2 + 0.5), w, h
+
+
+def crop_image(image: np.ndarray, box: tuple[int, int, int, int], output: tuple[int, int], pad: int = 0) -> np.ndarray:
+    """The box's pixels (``pad`` outside the image), resized to ``output`` ``(W, H)`` by cv2 (pixel centres mapped)."""
+    x0, y0, w, h = box
+    height, width = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= height:
+        crop = image[y0 : y0 + h, x0 : x0 + w]  # inside: a view, no copy
+    else:
+        crop = np.full((h, w, image.shape[2]), pad, dtype=image.dtype)
+        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
+        if xa < xb and ya < yb:
+            crop[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
+    if (w, h) == tuple(output):
+        return crop
+    shrink = output[0] < w and output[1] < h
+    return cv2.resize(crop, tuple(output), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def adjust_intrinsics(K: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
+    """``K`` (OpenCV layout, 0-based) of the crop ``box`` resized by ``scale = (sx, sy)`` (module docstring)."""
+    x0, y0 = box[0], box[1]
+    sx, sy = scale
+    out = np.array(K, dtype=np.float64)
+    out[0, 0] *= sx
+    out[0, 1] *= sx
+    out[0, 2] = sx * (K[0, 2] - x0 + 0.5) - 0.5
+    out[1, 1] *= sy
+    out[1, 2] = sy * (K[1, 2] - y0 + 0.5) - 0.5
+    return out
+
+
+def to_crop(xy: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
+    """0-based source pixels ``(..., 2)`` as pixels of the resized crop."""
+    origin = np.array(box[:2], dtype=np.float64)
+    return np.asarray(scale) * (np.asarray(xy, dtype=np.float64) - origin + 0.5) - 0.5
+
+
+def make_sample(
+    ann: Mapping[str, Any],
+    jpegs: Sequence[bytes],
+    spec: CropSpec | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """A training sample (numpy) from an annotation (:func:`annotation` / :func:`from_json`) and its views' JPEGs.
+
+    Returns:
+        ``{"key", "recording", "row", "images": (V, H, W, 3) uint8 RGB, "keypoints_2d": (V, 20, 2) crop px,
+        "com_2d": (V, 2) crop px, "K": (V, 3, 3) adjusted, "R", "t", "dist", "keypoints_3d": (20, 3) mm,
+        "box": (V, 4) x0, y0, w, h in source px, "scale": (V, 2), "frame": (V,)}``.
+    """
+    spec = spec or CropSpec(size=None)
+    images, boxes, scales, Ks, k2d, com = [], [], [], [], [], []
+    for v, data in enumerate(jpegs):
+        image = decode_jpeg(data)
+        height, width = image.shape[:2]
+        box = crop_box(ann["com_2d"][v], (width, height), spec, rng)
+        output = spec.output if spec.output is not None else box[2:]
+        scale = (output[0] / box[2], output[1] / box[3])
+        images.append(crop_image(image, box, output, spec.pad))
+        boxes.append(box)
+        scales.append(scale)
+        Ks.append(adjust_intrinsics(ann["K"][v], box, scale))
+        k2d.append(to_crop(ann["keypoints_2d"][v], box, scale))
+        com.append(to_crop(ann["com_2d"][v], box, scale))
+    return {
+        "key": ann["key"],
+        "recording": ann["recording"],
+        "row": ann["row"],
+        "images": np.stack(images),
+        "keypoints_2d": np.stack(k2d),
+        "com_2d": np.stack(com),
+        "K": np.stack(Ks),
+        "R": ann["R"],
+        "t": ann["t"],
+        "dist": ann["dist"],
+        "keypoints_3d": ann["keypoints_3d"],
+        "box": np.array(boxes, dtype=np.float64),
+        "scale": np.array(scales, dtype=np.float64),
+        "frame": ann["frame"],
+    }
