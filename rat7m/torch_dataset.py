@@ -133,7 +133,8 @@ def shard_dataset(
     Each shard goes to exactly one (node, DataLoader worker) pair (``split_by_node`` uses the
     torch.distributed rank and world size, or ``RANK``/``WORLD_SIZE``), so an epoch sees every sample
     once when there are at least nodes x workers shards; shards are then shuffled within each pair
-    and samples through a buffer of ``shuffle`` (0: in order).
+    and samples through a buffer of ``shuffle`` (0: in order). Samples also carry webdataset's
+    ``__key__`` (the same as ``key``).
 
     Args:
         urls: a folder (its ``rat7m-*.tar``), one shard, or a list of shards (paths or URLs).
