@@ -261,3 +261,50 @@ def test_missing_chunk_leaves_its_shard_unwritten(built, synthetic_dataset, tmp_
     assert written and written < expected
     for name in written:
         assert (root / "shards" / name).read_bytes() == (built.out / name).read_bytes()
+
+
+def _frames_of(array: np.ndarray) -> list[int]:
+    """Physical page frames of the pages wholly inside ``array``'s buffer (from /proc/self/pagemap; 0 if hidden)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    first = -(-array.ctypes.data // page)
+    last = (array.ctypes.data + array.nbytes) // page  # exclusive
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(first * 8)
+        entries = np.frombuffer(f.read(max(last - first, 0) * 8), np.uint64)
+    return (entries & np.uint64((1 << 55) - 1)).tolist()
+
+
+def _table_arrays(dataset: Rat7mCrops) -> dict[str, np.ndarray]:
+    table = dataset.base.annotation["table"]
+    arrays = {"3D_keypoints": table["3D_keypoints"]}
+    arrays.update({f"2D_keypoints/{c}": table["2D_keypoints"][c] for c in dataset.cameras})
+    arrays.update({f"image_path/{c}": table["image_path"][c] for c in dataset.cameras})
+    return arrays
+
+
+class _PageReport(Rat7mCrops):
+    """Reads a sample (so the worker uses the table), then reports the table's page frames and its own memory."""
+
+    def __getitem__(self, i: int) -> dict:
+        super().__getitem__(i)
+        rollup = Path("/proc/self/smaps_rollup").read_text().split("\n")
+        memory = {line.split(":")[0]: int(line.split()[1]) for line in rollup[1:] if line}
+        return {"frames": {k: _frames_of(a) for k, a in _table_arrays(self).items()}, "pid": os.getpid(), **memory}
+
+
+def test_loader_workers_share_the_table_pages(built):
+    """Forked workers read the table in the pages the main process loaded: no per-worker copy (same physical pages)."""
+    dataset = _PageReport(built.table_path, root=built.root, split="all", crop=crops.CropSpec(size=32))
+    for array in _table_arrays(dataset).values():
+        array.sum() if array.dtype.kind == "f" else array.tobytes()  # resident before the fork
+    parent = {k: _frames_of(a) for k, a in _table_arrays(dataset).items()}
+    if not any(f for frames in parent.values() for f in frames):
+        pytest.skip("page frame numbers are hidden (/proc/self/pagemap needs CAP_SYS_ADMIN)")
+    assert sum(len(f) for f in parent.values()) >= 20
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2, sampler=range(0, len(dataset), 5))
+    reports = list(loader)
+    assert len({r["pid"] for r in reports}) == 2
+    for report in reports:
+        assert report["frames"] == parent
+    last = {r["pid"]: r for r in reports}
+    print("worker memory (kB):", [{k: r[k] for k in ("Rss", "Pss", "Private_Dirty")} for r in last.values()])
