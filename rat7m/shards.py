@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -144,6 +144,27 @@ def load_index(out: str | os.PathLike, split: str) -> dict[str, tuple[str, dict[
         for key, members in entries["samples"].items():
             index[key] = (shard.name, members)
     return index
+
+
+def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The samples of one shard, read sequentially: ``{"__key__": key, "cam1.jpg": bytes, ..., "json": bytes}``.
+
+    For readers without webdataset (the TensorFlow recipe, :mod:`rat7m.tf_dataset`); members of a
+    sample are consecutive, so one pass and one sample in memory.
+    """
+    sample: dict[str, Any] = {}
+    with tarfile.open(path, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, suffix = member.name.rpartition("/")[2].partition(".")
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample.setdefault("__key__", key)
+            sample[suffix] = tar.extractfile(member).read()
+    if sample:
+        yield sample
 
 
 # --------------------------------------------------------------------------------------------- worker side

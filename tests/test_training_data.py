@@ -8,6 +8,7 @@ workers, kill a shard writer mid-shard, and measure what loader workers hold of 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -35,6 +36,10 @@ from rat7m.torch_dataset import Rat7mCrops, collate, shard_dataset  # noqa: E402
 from rat7m.video import ChunkIndex  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: The TensorFlow recipe's tests run where tensorflow is installed (requirements-tensorflow.txt; CI installs it).
+needs_tensorflow = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None, reason="tensorflow is not installed (pip install tensorflow-cpu)"
+)
 PER_SHARD = 7
 #: Crops that leave the 192x152 test frames (padding) and are resized non-uniformly.
 CROP = crops.CropSpec(size=(120, 100), output=(90, 60))
@@ -308,3 +313,38 @@ def test_loader_workers_share_the_table_pages(built):
         assert report["frames"] == parent
     last = {r["pid"]: r for r in reports}
     print("worker memory (kB):", [{k: r[k] for k in ("Rss", "Pss", "Private_Dirty")} for r in last.values()])
+
+
+# --------------------------------------------------------------------------------------------- TensorFlow
+# tests/tf_reader.py reads the shards in a subprocess: TensorFlow's thread pools stay out of this
+# process, whose other tests fork DataLoader workers.
+
+
+@pytest.fixture(scope="module")
+def tf_read(built, tmp_path_factory) -> dict:
+    """What tests/tf_reader.py read through tf.data (one subprocess: importing TensorFlow is the slow part)."""
+    out = tmp_path_factory.mktemp("tf") / "read.npz"
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "tf_reader.py"), str(built.out), str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(out))
+
+
+@needs_tensorflow
+def test_tf_data_gives_the_map_style_samples(built, tf_read):
+    mapped = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    assert tf_read["keys"].tolist() == [mapped.annotation(i)["key"] for i in range(len(mapped))]
+    assert tuple(tf_read["batch_images_shape"]) == (2, 6, 60, 90, 3)
+    for i in range(len(mapped)):
+        expected = mapped[i]
+        assert tf_read["rows"][i] == int(expected["row"])
+        np.testing.assert_array_equal(tf_read[f"{i}/images"], expected["images"].permute(0, 2, 3, 1).numpy())
+        for key in ("keypoints_2d", "com_2d", "K", "R", "t", "dist", "keypoints_3d", "box", "scale", "frame"):
+            np.testing.assert_array_equal(tf_read[f"{i}/{key}"], expected[key].numpy(), err_msg=key)
+
+
+@needs_tensorflow
+def test_tf_workers_split_the_shards(tf_read):
+    parts = [tf_read[f"train_part{k}"].tolist() for k in range(2)]
+    assert parts[0] and parts[1]
+    assert sorted(parts[0] + parts[1]) == sorted(tf_read["train_all"].tolist())
