@@ -116,13 +116,13 @@ def _epoch(loader: DataLoader) -> int:
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, list[extract.ChunkJob]]:
     """The bench dataset's videos linked under a root with its table; the per-file extraction done once."""
-    source = args.cache / "bench"
-    bench_extract.dataset(args.cache, "bench", args.stride)  # generates once per --cache
+    source = args.cache / args.profile
+    bench_extract.dataset(args.cache, args.profile, args.stride)  # generates once per --cache
     root = work / "data"
     root.mkdir()
     (root / catalogue.VIDEO_DIR).symlink_to(source / catalogue.VIDEO_DIR, target_is_directory=True)
     mats = sorted((source / catalogue.ANNOTATION_DIR).glob("mocap-*.mat"))
-    table = build_table(mats, stride=args.stride, split={"s1-d1": "train"})
+    table = build_table(mats, stride=args.stride, split=dict.fromkeys((p.stem[6:] for p in mats), "train"))
     table_path = catalogue.mini_annotation_path(root)
     save_annotation(table, table_path)
     recordings = [catalogue.parse_mocap_file_name(p.name) for p in mats]
@@ -284,6 +284,7 @@ def bench_memory(args: argparse.Namespace, root: Path, table_path: Path, work: P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "rat7m-bench")
+    parser.add_argument("--profile", default="bench", help="synthetic profile (default bench; test: a quick check)")
     parser.add_argument("--stride", type=int, default=10, help="one camera-frame in STRIDE wanted (default 10)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)

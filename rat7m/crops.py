@@ -44,6 +44,7 @@ import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.geometry import _distortion, camera_param
+from rat7m.table import cameras_of
 
 #: Keys of the per-view arrays of a sample (first axis: the views, in camera order).
 VIEW_KEYS = ("keypoints_2d", "com_2d", "K", "R", "t", "dist", "box", "scale", "frame")
@@ -87,32 +88,57 @@ def member_name(camera: str) -> str:
     return f"cam{catalogue.camera_number(camera)}.jpg"
 
 
-def annotation(sample: Mapping[str, Any], cameras: Sequence[str], convention: str) -> dict[str, Any]:
-    """A sample's annotations, 0-based and in OpenCV layout, as plain arrays: what a shard's JSON holds.
+class Annotator:
+    """Per-row annotations of a table, 0-based and in OpenCV layout: what a shard's JSON holds.
+
+    Built once per dataset: the cameras of each recording are converted here, once, and a row is then
+    a few array lookups (this runs per sample, next to a JPEG decode).
 
     Args:
-        sample: a :class:`rat7m.dataset.MiniRat7m` sample (``load_images=False`` is enough).
+        annotation: a table (:func:`rat7m.table.load_annotation`); its pixel convention is detected once.
         cameras: the views, in order.
-        convention: the table's pixel convention (:func:`rat7m.pixels.convention_of`).
-
-    Returns:
-        ``{"key", "recording", "row", "cameras": [names], "frame": (V,), "keypoints_2d": (V, 20, 2),
-        "com_2d": (V, 2), "keypoints_3d": (20, 3), "K": (V, 3, 3), "R": (V, 3, 3), "t": (V, 3),
-        "dist": (V, 5)}``; pixels in the full image.
     """
-    arrays = [camera_arrays(sample["cameras"][c]) for c in cameras]
-    frames = np.array([sample["frame_idx"][c] for c in cameras], dtype=np.int64)
-    return {
-        "key": sample_key(sample["recording"], int(frames[0]), int(sample["row"])),
-        "recording": sample["recording"],
-        "row": int(sample["row"]),
-        "cameras": list(cameras),
-        "frame": frames,
-        "keypoints_2d": np.stack([pixels.to_zero_based(sample["keypoints_2d"][c], convention) for c in cameras]),
-        "com_2d": np.stack([pixels.to_zero_based(sample["com_2d"][c], convention) for c in cameras]),
-        "keypoints_3d": np.asarray(sample["keypoints_3d"], dtype=np.float64),
-        **{k: np.stack([a[k] for a in arrays]) for k in ("K", "R", "t", "dist")},
-    }
+
+    def __init__(self, annotation: Mapping[str, Any], cameras: Sequence[str]) -> None:
+        self.cameras = list(cameras)
+        self.convention = pixels.convention_of(annotation)  # type: ignore[arg-type]
+        self.offset = float(pixels.to_zero_based(np.zeros(1), self.convention)[0])  # -1 or 0
+        table = annotation["table"]
+        self.columns = table
+        self.subject = np.asarray(table["subject_idx"]).astype(np.int64)
+        self.day = np.asarray(table["day_idx"]).astype(np.int64)
+        self._cameras: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self._annotation = annotation
+
+    def _recording_cameras(self, subject: int, day: int) -> dict[str, np.ndarray]:
+        key = (subject, day)
+        if key not in self._cameras:
+            params = cameras_of(self._annotation, subject, day)
+            arrays = [camera_arrays(params[c]) for c in self.cameras]
+            self._cameras[key] = {k: np.stack([a[k] for a in arrays]) for k in ("K", "R", "t", "dist")}
+        return self._cameras[key]
+
+    def __call__(self, row: int) -> dict[str, Any]:
+        """Row ``row``'s annotation: ``{"key", "recording", "row", "cameras": [names], "frame": (V,),
+        "keypoints_2d": (V, 20, 2), "com_2d": (V, 2), "keypoints_3d": (20, 3), "K": (V, 3, 3), "R": (V, 3, 3),
+        "t": (V, 3), "dist": (V, 5)}``; pixels 0-based in the full image."""
+        columns, row = self.columns, int(row)
+        subject, day = int(self.subject[row]), int(self.day[row])
+        recording = catalogue.recording_for(subject, day).name
+        frames = np.array([columns["frame_idx"][c][row] for c in self.cameras], dtype=np.int64)
+        k2d = np.array([columns["2D_keypoints"][c][row] for c in self.cameras], dtype=np.float64)
+        com = np.array([columns["2D_com"][c][row] for c in self.cameras], dtype=np.float64)
+        return {
+            "key": sample_key(recording, int(frames[0]), row),
+            "recording": recording,
+            "row": row,
+            "cameras": list(self.cameras),
+            "frame": frames,
+            "keypoints_2d": k2d + self.offset,
+            "com_2d": com + self.offset,
+            "keypoints_3d": np.array(columns["3D_keypoints"][row], dtype=np.float64),
+            **self._recording_cameras(subject, day),
+        }
 
 
 def _plain(value: Any) -> Any:
@@ -227,32 +253,13 @@ def crop_image(image: np.ndarray, box: tuple[int, int, int, int], output: tuple[
     return cv2.resize(crop, tuple(output), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def adjust_intrinsics(K: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
-    """``K`` (OpenCV layout, 0-based) of the crop ``box`` resized by ``scale = (sx, sy)`` (module docstring)."""
-    x0, y0 = box[0], box[1]
-    sx, sy = scale
-    out = np.array(K, dtype=np.float64)
-    out[0, 0] *= sx
-    out[0, 1] *= sx
-    out[0, 2] = sx * (K[0, 2] - x0 + 0.5) - 0.5
-    out[1, 1] *= sy
-    out[1, 2] = sy * (K[1, 2] - y0 + 0.5) - 0.5
-    return out
-
-
-def to_crop(xy: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
-    """0-based source pixels ``(..., 2)`` as pixels of the resized crop."""
-    origin = np.array(box[:2], dtype=np.float64)
-    return np.asarray(scale) * (np.asarray(xy, dtype=np.float64) - origin + 0.5) - 0.5
-
-
 def make_sample(
     ann: Mapping[str, Any],
     jpegs: Sequence[bytes],
     spec: CropSpec | None = None,
     rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
-    """A training sample (numpy) from an annotation (:func:`annotation` / :func:`from_json`) and its views' JPEGs.
+    """A training sample (numpy) from an annotation (:class:`Annotator` / :func:`from_json`) and its views' JPEGs.
 
     Returns:
         ``{"key", "recording", "row", "images": (V, H, W, 3) uint8 RGB, "keypoints_2d": (V, 20, 2) crop px,
@@ -260,32 +267,34 @@ def make_sample(
         "box": (V, 4) x0, y0, w, h in source px, "scale": (V, 2), "frame": (V,)}``.
     """
     spec = spec or CropSpec(size=None)
-    images, boxes, scales, Ks, k2d, com = [], [], [], [], [], []
+    images, boxes, scales = [], [], []
     for v, data in enumerate(jpegs):
         image = decode_jpeg(data)
         height, width = image.shape[:2]
         box = crop_box(ann["com_2d"][v], (width, height), spec, rng)
         output = spec.output if spec.output is not None else box[2:]
-        scale = (output[0] / box[2], output[1] / box[3])
         images.append(crop_image(image, box, output, spec.pad))
         boxes.append(box)
-        scales.append(scale)
-        Ks.append(adjust_intrinsics(ann["K"][v], box, scale))
-        k2d.append(to_crop(ann["keypoints_2d"][v], box, scale))
-        com.append(to_crop(ann["com_2d"][v], box, scale))
+        scales.append((output[0] / box[2], output[1] / box[3]))
+    box_array, scale = np.array(boxes, dtype=np.float64), np.array(scales)
+    origin = box_array[:, None, :2]
+    K = np.array(ann["K"], dtype=np.float64)
+    K[:, 0, :2] *= scale[:, :1]  # fx and skew
+    K[:, 1, 1] *= scale[:, 1]
+    K[:, :2, 2] = scale * (K[:, :2, 2] - box_array[:, :2] + 0.5) - 0.5
     return {
         "key": ann["key"],
         "recording": ann["recording"],
         "row": ann["row"],
         "images": np.stack(images),
-        "keypoints_2d": np.stack(k2d),
-        "com_2d": np.stack(com),
-        "K": np.stack(Ks),
+        "keypoints_2d": scale[:, None] * (ann["keypoints_2d"] - origin + 0.5) - 0.5,
+        "com_2d": scale * (ann["com_2d"] - box_array[:, :2] + 0.5) - 0.5,
+        "K": K,
         "R": ann["R"],
         "t": ann["t"],
         "dist": ann["dist"],
         "keypoints_3d": ann["keypoints_3d"],
-        "box": np.array(boxes, dtype=np.float64),
-        "scale": np.array(scales, dtype=np.float64),
+        "box": box_array,
+        "scale": scale,
         "frame": ann["frame"],
     }

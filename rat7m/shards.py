@@ -4,7 +4,7 @@ Cluster file systems (Lustre, GPFS) count inodes and serve small files slowly, a
 serve only whole objects: the field's answer is tar shards read sequentially. A shard is a plain tar;
 a sample is the consecutive members sharing a key (:func:`rat7m.crops.sample_key`,
 ``s1-d1_f000014_r000003``): ``<key>.cam1.jpg`` .. ``<key>.cam6.jpg`` (the chosen cameras) and
-``<key>.json``, the annotations in 0-based pixels and OpenCV-layout cameras (:func:`rat7m.crops.annotation`).
+``<key>.json``, the annotations in 0-based pixels and OpenCV-layout cameras (:class:`rat7m.crops.Annotator`).
 
 Planning: the split's samples (table order) are cut into shards of ``samples_per_shard``
 (``rat7m-<split>-000000.tar`` ...); the plan depends on the table only, so SLURM array tasks agree:
@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from rat7m import catalogue, crops, extract, pixels
+from rat7m import catalogue, crops, extract
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
@@ -169,16 +169,18 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 # --------------------------------------------------------------------------------------------- worker side
 
-_DATASETS: dict[tuple, tuple[MiniRat7m, ChunkIndex, str]] = {}
+_DATASETS: dict[tuple, tuple[MiniRat7m, ChunkIndex, crops.Annotator]] = {}
 
 
-def _context(table_path: str, root: str, split: str, cameras: tuple[str, ...]) -> tuple[MiniRat7m, ChunkIndex, str]:
-    """The table (loaded once per process), the chunk index and the table's pixel convention."""
+def _context(
+    table_path: str, root: str, split: str, cameras: tuple[str, ...]
+) -> tuple[MiniRat7m, ChunkIndex, crops.Annotator]:
+    """The table (loaded once per process), the chunk index and the table's annotator."""
     key = (table_path, root, split, cameras)
     if key not in _DATASETS:
         dataset = MiniRat7m(table_path, root=root, split=split, cameras=cameras, load_images=False)
         index = ChunkIndex.from_dir(Path(root, catalogue.VIDEO_DIR))
-        _DATASETS[key] = (dataset, index, pixels.convention_of(dataset.annotation))
+        _DATASETS[key] = (dataset, index, crops.Annotator(dataset.annotation, cameras))
     return _DATASETS[key]
 
 
@@ -249,8 +251,8 @@ def _write_job(
         result.skipped = len(job.targets)
         report(result.skipped)
         return result
-    dataset, index, convention = _context(table_path, root, split, job.cameras)
-    annotations = [crops.annotation(dataset[p], job.cameras, convention) for p in job.positions]
+    dataset, index, annotator = _context(table_path, root, split, job.cameras)
+    annotations = [annotator(int(dataset.indices[p])) for p in job.positions]
     counts: Counter = Counter()
     try:
         with atomic_write(path) as f:  # streamed into the temporary file; renamed only when whole

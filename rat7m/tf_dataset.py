@@ -3,9 +3,9 @@
 The only module that imports tensorflow (``pip install tensorflow-cpu``). TFRecord readers cannot
 read tar, so each shard is read sequentially in Python (:func:`rat7m.shards.iter_samples`) and
 every sample is built by the same :func:`rat7m.crops.make_sample` as :mod:`rat7m.torch_dataset`:
-the same keys, shapes and values, except that images stay channels-last ``(V, H, W, 3)`` uint8,
-TensorFlow's convention. Shards are split between workers with ``Dataset.shard`` (every shard to
-exactly one worker), read ``cycle_length`` at a time in parallel, and shuffled through a buffer::
+the same keys, shapes and values (images channels-last ``(V, H, W, 3)`` uint8, as there).
+Shards are split between workers with ``Dataset.shard`` (every shard to exactly one worker), read
+``cycle_length`` at a time in parallel, and shuffled through a buffer::
 
     ds = shard_dataset(sorted(glob("shards/rat7m-train-*.tar")), CropSpec(size=512, output=256),
                        num_shards=hvd.size(), index=hvd.rank())   # or tf.distribute's input context
@@ -60,7 +60,7 @@ def shard_dataset(
     cycle_length: int = 2,
     seed: int | None = None,
 ) -> tf.data.Dataset:
-    """A ``tf.data.Dataset`` of dict samples over tar shards (the layout of :mod:`rat7m.torch_dataset`, images HWC).
+    """A ``tf.data.Dataset`` of dict samples over tar shards, in the layout of :mod:`rat7m.torch_dataset`.
 
     Args:
         paths: the shards (:func:`rat7m.shards.shard_paths`).

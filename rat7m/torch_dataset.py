@@ -5,12 +5,14 @@ same sample, built by :func:`rat7m.crops.make_sample` (conventions in :mod:`rat7
 pixels, OpenCV-layout cameras whose intrinsics are adjusted for the crop and resize)::
 
     {"key": str, "recording": str, "row": int64,
-     "images": (V, 3, H, W) uint8 RGB,        "keypoints_2d": (V, 20, 2) float64 crop px (NaN: lost),
+     "images": (V, H, W, 3) uint8 RGB,        "keypoints_2d": (V, 20, 2) float64 crop px (NaN: lost),
      "com_2d": (V, 2) crop px,                "keypoints_3d": (20, 3) mm,
      "K": (V, 3, 3) adjusted intrinsics,      "R": (V, 3, 3), "t": (V, 3), "dist": (V, 5) [k1 k2 p1 p2 k3],
      "box": (V, 4) x0 y0 w h source px,       "scale": (V, 2) sx sy, "frame": (V,) video frame}
 
-:func:`collate` stacks samples into ``(B, V, ...)`` batches (strings as lists).
+:func:`collate` stacks samples into ``(B, V, ...)`` batches (strings as lists). Images stay channels-last,
+as decoded (the TensorFlow recipe's layout too): a channels-first copy per view would cost as much as
+a tenth of the decode; permute on the GPU (``images.permute(0, 1, 4, 2, 3)``), where it is free.
 
 Memory: :class:`Rat7mCrops` holds the table as numpy arrays, loaded once in the main process;
 DataLoader workers are forked (Linux's default), so they share those pages copy-on-write and nothing
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from rat7m import crops, pixels
+from rat7m import crops
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
@@ -40,12 +42,10 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
-    """A numpy sample as tensors (images channels-first); strings stay strings."""
+    """A numpy sample as tensors (no copy); strings stay strings."""
     out: dict[str, Any] = {}
     for key, value in sample.items():
-        if key == "images":
-            out[key] = torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2)))
-        elif isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray):
             out[key] = torch.from_numpy(np.ascontiguousarray(value))
         elif isinstance(value, int):
             out[key] = torch.tensor(value, dtype=torch.int64)
@@ -87,7 +87,8 @@ class Rat7mCrops(Dataset):
         self.cameras = self.base.cameras
         self.crop = crop if crop is not None else crops.CropSpec()
         self.transform = transform
-        self.convention = pixels.convention_of(self.base.annotation)
+        self.annotator = crops.Annotator(self.base.annotation, self.cameras)
+        self.convention = self.annotator.convention
         self._paths = self.base.annotation["table"]["image_path"]
 
     def __len__(self) -> int:
@@ -95,7 +96,7 @@ class Rat7mCrops(Dataset):
 
     def annotation(self, i: int) -> dict[str, Any]:
         """Sample ``i``'s annotations in full-image 0-based pixels (what its shard's JSON holds)."""
-        return crops.annotation(self.base[i], self.cameras, self.convention)
+        return self.annotator(int(self.base.indices[i]))
 
     def jpegs(self, i: int) -> list[bytes]:
         """The JPEG bytes of sample ``i``'s views, in camera order."""
