@@ -347,3 +347,23 @@ def test_tf_workers_split_the_shards(tf_read):
     parts = [tf_read[f"train_part{k}"].tolist() for k in range(2)]
     assert parts[0] and parts[1]
     assert sorted(parts[0] + parts[1]) == sorted(tf_read["train_all"].tolist())
+
+
+def test_slurm_array_tasks_write_disjoint_shards(built, tmp_path):
+    """Two array tasks (SLURM's variables, as the scheduler sets them) write every shard once, byte-identical."""
+    out = tmp_path / "shards"
+    command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(built.root), "--format", "shards",
+               "--shards-dir", str(out), "--samples-per-shard", str(PER_SHARD), "--jobs", "1", "--quiet"]  # fmt: skip
+    owned = []
+    for task in (4, 5):  # an array numbered from 4: tasks are counted from SLURM_ARRAY_TASK_MIN
+        array = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "2"}
+        env = {**os.environ, **array}
+        before = {p.name for p in out.glob("*.tar")}
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert f"shard {task - 4}/2" in result.stdout
+        owned.append({p.name for p in out.glob("*.tar")} - before)
+    expected = {p.name for p in built.out.glob("*.tar")}
+    assert owned[0] and owned[1] and owned[0] | owned[1] == expected
+    for name in expected:
+        assert (out / name).read_bytes() == (built.out / name).read_bytes()
