@@ -37,6 +37,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cv2
@@ -167,13 +168,17 @@ def from_json(data: bytes) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- decoding
 
 
+def _decode_opencv(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def _decoder() -> Callable[[bytes], np.ndarray]:
     """The fastest JPEG decoder installed (RGB out): simplejpeg (fastest in bench/bench_dataset.py), else OpenCV."""
     try:
         import simplejpeg
     except ImportError:
-        return lambda data: cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # noqa: E501
-    return lambda data: simplejpeg.decode_jpeg(data, colorspace="RGB")
+        return _decode_opencv
+    return partial(simplejpeg.decode_jpeg, colorspace="RGB")
 
 
 #: Decodes JPEG bytes to an ``(H, W, 3)`` uint8 RGB array.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,7 +137,7 @@ def shard_dataset(
     ``__key__`` (the same as ``key``).
 
     Args:
-        urls: a folder (its ``rat7m-*.tar``), one shard, or a list of shards (paths or URLs).
+        urls: one shard or a list of shards (paths or URLs; a split's: :func:`rat7m.shards.shard_paths`).
         crop: as :class:`Rat7mCrops`.
         shuffle: sample shuffle buffer size; 0 reads in shard order.
         transform: a pixel-only hook on the numpy sample.
@@ -146,14 +145,9 @@ def shard_dataset(
     """
     import webdataset as wds
 
-    if isinstance(urls, (str, os.PathLike)) and Path(urls).is_dir():
-        urls = [str(p) for p in sorted(Path(urls).glob("rat7m-*.tar"))]
-        if not urls:
-            raise BadInputError(f"{urls}: no rat7m-*.tar shards; write them with extract_frames.py --format shards")
-    elif isinstance(urls, (str, os.PathLike)):
-        urls = [str(urls)]
-    else:
-        urls = [str(u) for u in urls]
+    urls = [str(urls)] if isinstance(urls, (str, os.PathLike)) else [str(u) for u in urls]
+    if not urls:
+        raise BadInputError("no shards to read; write them with extract_frames.py --format shards")
     spec = crop if crop is not None else crops.CropSpec()
     dataset = wds.WebDataset(
         urls,
