@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples-per-shard",
         type=positive_int,
         default=shards.DEFAULT_SAMPLES_PER_SHARD,
-        help="with --format shards: samples per shard (default: %(default)s, ~1 GB at full size and quality 95)",
+        help="with --format shards: at most this many samples per shard, which end where a chunk ends when they can "
+        "(default: %(default)s, ~1 GB at full size and quality 95)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--verify", action="store_true", help="only check that every image exists and decodes")
@@ -235,10 +236,11 @@ def _write_shards(
         raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
     out = args.shards_dir if args.shards_dir is not None else images_root / "shards"
     check_writable(out, "shards", "pass --shards-dir DIR to write them elsewhere")
+    index = ChunkIndex.from_dir(args.root / catalogue.VIDEO_DIR)
     failures = []
     for split in dict.fromkeys(args.split):
         dataset = MiniRat7m(table_path, root=args.root, split=split, cameras=cameras, load_images=False)
-        jobs = shards.plan_shards(dataset, split, recordings, args.samples_per_shard)
+        jobs = shards.plan_shards(dataset, split, recordings, args.samples_per_shard, index)
         del dataset  # each worker loads the table itself
         mine = jobs if shard is None else shards.select_shards(jobs, shard[0], shard[1])
         summary = shards.write_shards(

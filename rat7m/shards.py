@@ -4,14 +4,17 @@ Cluster file systems (Lustre, GPFS) count inodes and serve small files slowly, a
 serve only whole objects: the field's answer is tar shards read sequentially. A shard is a plain tar;
 a sample is the consecutive members sharing a key (:func:`rat7m.crops.sample_key`,
 ``s1-d1_f000014_r000003``): ``<key>.cam1.jpg`` .. ``<key>.cam6.jpg`` (the chosen cameras) and
-``<key>.json``, the annotations in 0-based pixels and OpenCV-layout cameras (:class:`rat7m.crops.Annotator`).
+``<key>.json``, the annotations in 0-based pixels and OpenCV-layout cameras
+(:class:`rat7m.crops.Annotator`).
 
-Planning: the split's samples (table order) are cut into shards of ``samples_per_shard``
-(``rat7m-<split>-000000.tar`` ...); the plan depends on the table only, so SLURM array tasks agree:
-task K of N writes shards K, K + N, K + 2N, ... Writing one shard decodes each camera's chunks once
-from its start to its last wanted frame, one decoder per camera at a time, and streams: the six views
-of a sample are taken as their frames come out of the decoders (:mod:`rat7m.video`), encoded with
-:func:`rat7m.extract.encode_jpeg`, so every JPEG is byte-identical to the file extraction writes.
+Planning (:func:`plan_shards`): the split's samples, in table order, are cut into shards of at most
+``samples_per_shard`` (``rat7m-<split>-000000.tar`` ...), ending at chunk boundaries where they can so
+that no chunk is decoded for two shards; the plan depends on the table and the chunk names only, so
+SLURM array tasks agree: task K of N writes shards K, K + N, K + 2N, ... Writing one shard decodes
+each camera's chunks once from its start to its last wanted frame, one decoder per camera at a time,
+and streams: the six views of a sample are taken as their frames come out of the decoders
+(:mod:`rat7m.video`), encoded with :func:`rat7m.extract.encode_jpeg`, so every JPEG is byte-identical
+to the file extraction writes.
 
 Each shard is written under a temporary name and renamed when whole (its index ``<name>.index.json``,
 written just before: sample key -> member offsets); a rerun skips shards whose tar exists and removes
@@ -77,22 +80,56 @@ def plan_shards(
     split: str,
     recordings: Sequence[catalogue.Recording] = catalogue.RECORDINGS,
     samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
+    index: ChunkIndex | None = None,
 ) -> list[ShardJob]:
-    """Cut the samples of ``dataset`` (of ``split``) in ``recordings`` into shards, in table order (the table only)."""
+    """Cut the samples of ``dataset`` (of ``split``) in ``recordings`` into shards of at most ``samples_per_shard``.
+
+    Samples stay in table order. Shards end where the first camera's chunk changes when they can:
+    whole chunks are packed into a shard, so no chunk is decoded twice for two shards (the cameras'
+    frames are nearly in step, so the other cameras' chunks change at about the same samples). A
+    chunk with more samples than a shard holds is cut. Chunks come from ``index`` (the files' names,
+    as extraction's sharding) or, without one, are taken as ``catalogue.CHUNK_LENGTH`` frames; the
+    plan depends only on these and the table, so SLURM array tasks agree.
+    """
     if samples_per_shard < 1:
         raise BadInputError(f"samples per shard must be at least 1, got {samples_per_shard}")
     table = dataset.annotation["table"]
     rows = dataset.indices
     subject = np.asarray(table["subject_idx"]).astype(np.int64)[rows]
     day = np.asarray(table["day_idx"]).astype(np.int64)[rows]
-    keep = np.zeros(len(rows), dtype=bool)
-    for recording in recordings:
-        keep |= (subject == recording.subject) & (day == recording.day)
-    positions = np.flatnonzero(keep).tolist()
+    frames = np.asarray(table["frame_idx"][dataset.cameras[0]]).astype(np.int64)[rows]
+    groups: list[list[int]] = []
+    last = None
+    for position in range(len(rows)):
+        recording = catalogue.recording_for(int(subject[position]), int(day[position]))
+        if recording not in recordings:
+            continue
+        chunk = (recording.name, _chunk_number(index, recording, dataset.cameras[0], int(frames[position])))
+        if chunk != last:
+            groups.append([])
+            last = chunk
+        groups[-1].append(position)
+    planned: list[list[int]] = [[]]
+    for group in groups:
+        if len(planned[-1]) + len(group) > samples_per_shard:
+            planned.append([])
+        while len(group) > samples_per_shard:
+            planned[-1] = group[:samples_per_shard]
+            planned.append([])
+            group = group[samples_per_shard:]
+        planned[-1] += group
     return [
-        ShardJob(shard_name(split, n), tuple(positions[start : start + samples_per_shard]), tuple(dataset.cameras))
-        for n, start in enumerate(range(0, len(positions), samples_per_shard))
+        ShardJob(shard_name(split, n), tuple(positions), tuple(dataset.cameras))
+        for n, positions in enumerate(p for p in planned if p)
     ]
+
+
+def _chunk_number(index: ChunkIndex | None, recording: catalogue.Recording, camera: str, frame: int) -> int:
+    """Which chunk of the camera holds ``frame`` (-1 before the first), from ``index`` or the nominal length."""
+    if index is None:
+        return frame // catalogue.CHUNK_LENGTH
+    starts = [chunk.start for chunk in index.chunks(recording, camera)]
+    return bisect.bisect_right(starts, frame) - 1
 
 
 def select_shards(jobs: Sequence[ShardJob], k: int, n: int) -> list[ShardJob]:
