@@ -169,7 +169,7 @@ def write_shards(
 
 
 def shard_paths(out: str | os.PathLike, split: str) -> list[Path]:
-    """The complete shards of a split in ``out``, in order (what :func:`rat7m.torch_dataset.ShardDataset` reads)."""
+    """The complete shards of a split in ``out``, in order (what :func:`rat7m.torch_dataset.shard_dataset` reads)."""
     return sorted(Path(out).glob(f"rat7m-{split}-[0-9]*.tar"))
 
 
