@@ -138,7 +138,7 @@ class Annotator:
             "keypoints_2d": k2d + self.offset,
             "com_2d": com + self.offset,
             "keypoints_3d": np.array(columns["3D_keypoints"][row], dtype=np.float64),
-            **self._recording_cameras(subject, day),
+            **{k: v.copy() for k, v in self._recording_cameras(subject, day).items()},  # callers may write to theirs
         }
 
 

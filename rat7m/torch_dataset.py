@@ -11,8 +11,8 @@ pixels, OpenCV-layout cameras whose intrinsics are adjusted for the crop and res
      "box": (V, 4) x0 y0 w h source px,       "scale": (V, 2) sx sy, "frame": (V,) video frame}
 
 :func:`collate` stacks samples into ``(B, V, ...)`` batches (strings as lists). Images stay channels-last,
-as decoded (the TensorFlow recipe's layout too): a channels-first copy per view would cost as much as
-a tenth of the decode; permute on the GPU (``images.permute(0, 1, 4, 2, 3)``), where it is free.
+as decoded (the TensorFlow recipe's layout too): channels-first would cost one more copy of every
+image on the loader's CPU; permute on the GPU instead (``images.permute(0, 1, 4, 2, 3)``).
 
 Memory: :class:`Rat7mCrops` holds the table as numpy arrays, loaded once in the main process;
 DataLoader workers are forked (Linux's default), so they share those pages copy-on-write and nothing
