@@ -6,12 +6,16 @@
     python extract_frames.py --verify              # check every image exists and decodes
     python extract_frames.py --decoder opencv      # do not use PyAV even if it is installed
     python extract_frames.py --root /shared/rat7m --images-root /scratch/rat7m   # read-only dataset
+    python extract_frames.py --format shards --shards-dir /scratch/rat7m-shards  # WebDataset tar shards
 
 Images go to ``<images-root>/<image_path>`` exactly as the table says (``--images-root`` defaults
 to the dataset root; ``--root`` defaults to ``$RAT7M_ROOT``, else the current folder). Reruns skip complete images, so a
 killed run resumes; faults (missing or truncated chunks) are listed at the end. With PyAV installed
 (``pip install av``) decoding skips unwanted non-reference frames of chunks with B-frames; chunks
 without (the rig's capture encoding) go to OpenCV, which is faster there. Both are frame-exact.
+
+``--format shards`` writes tar shards (one sample = its views' JPEGs, byte-identical to the files,
+and a JSON of its annotations) for each split instead of JPEG files: see :mod:`rat7m.shards`.
 
 Exit codes: 0 every image done (or verified), 1 some images failed (listed with the reason),
 2 bad arguments or a missing table or video folder.
@@ -34,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rat7m import catalogue, extract
+from rat7m import catalogue, extract, shards
 from rat7m.cli import (
     EXIT_FAILED,
     ArgumentParser,
@@ -50,6 +54,7 @@ from rat7m.cli import (
     run_main,
     setup_logging,
 )
+from rat7m.dataset import MiniRat7m
 from rat7m.doctor import hint
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
@@ -106,6 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="video decoder: pyav (skips unwanted non-reference frames; pip install av), opencv, or auto: "
         "per chunk, pyav if installed and the chunk has B-frames, else opencv (default: auto)",
     )
+    parser.add_argument(
+        "--format",
+        choices=("jpeg", "shards"),
+        default="jpeg",
+        help="jpeg: one file per image at its image_path (default); shards: WebDataset tar shards per split",
+    )
+    parser.add_argument("--shards-dir", type=Path, help="where shards go (default: IMAGES_ROOT/shards)")
+    parser.add_argument(
+        "--split",
+        choices=("train", "test", "all"),
+        nargs="+",
+        default=["train", "test"],
+        help="with --format shards: the splits to write, each its own shards (default: train test)",
+    )
+    parser.add_argument(
+        "--samples-per-shard",
+        type=positive_int,
+        default=shards.DEFAULT_SAMPLES_PER_SHARD,
+        help="with --format shards: at most this many samples per shard, which end where a chunk ends when they can "
+        "(default: %(default)s, ~1 GB at full size and quality 95)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--verify", action="store_true", help="only check that every image exists and decodes")
     mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
@@ -139,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("decoding with %s", "OpenCV" if decoder == "opencv" else "PyAV or OpenCV, chosen per chunk")
     recordings = args.recordings or catalogue.RECORDINGS
     cameras = args.cameras or catalogue.CAMERA_NAMES
+    if args.format == "shards":
+        if args.verify or args.dry_run:
+            parser.error("--verify and --dry-run are for --format jpeg")
+        return _write_shards(args, shard, recordings, cameras, images_root)
 
     table = _load_table(args.annotation or catalogue.mini_annotation_path(args.root))
     video_dir = args.root / catalogue.VIDEO_DIR
@@ -198,6 +228,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(extract.format_failures(summary.failures)))
         if partial:
             print(partial)
+        return EXIT_FAILED
+    return 0
+
+
+def _write_shards(
+    args: argparse.Namespace, shard: tuple | None, recordings: Sequence, cameras: Sequence[str], images_root: Path
+) -> int:
+    """``--format shards``: plan each split's shards, write this task's, print one summary line per split."""
+    table_path = args.annotation or catalogue.mini_annotation_path(args.root)
+    _load_table(table_path)  # a missing or unsafe table is one clear line here, not one per worker
+    if not (args.root / catalogue.VIDEO_DIR).is_dir():
+        raise BadInputError(f"no {catalogue.VIDEO_DIR}/ folder under {args.root}; pass --root DIR (the dataset root)")
+    out = args.shards_dir if args.shards_dir is not None else images_root / "shards"
+    check_writable(out, "shards", "pass --shards-dir DIR to write them elsewhere")
+    index = ChunkIndex.from_dir(args.root / catalogue.VIDEO_DIR)
+    failures = []
+    for split in dict.fromkeys(args.split):
+        dataset = MiniRat7m(table_path, root=args.root, split=split, cameras=cameras, load_images=False)
+        jobs = shards.plan_shards(dataset, split, recordings, args.samples_per_shard, index)
+        del dataset  # each worker loads the table itself
+        mine = jobs if shard is None else shards.select_shards(jobs, shard[0], shard[1])
+        summary = shards.write_shards(
+            mine, table_path, args.root, out, split, processes=args.jobs, quality=args.quality,
+            overwrite=args.overwrite, progress=progress_enabled(args), decoder=args.decoder,
+        )  # fmt: skip
+        task = "" if shard is None else f" (shard {shard[0]}/{shard[1]}, {shard[2]})"
+        print(
+            f"shards {split}: {len(mine)} of {len(jobs)} shards{task} in {out}: {summary.written} images written, "
+            f"{summary.skipped} in shards already there, {len(summary.failures)} failed ({summary.seconds:.1f} s)"
+        )
+        failures += summary.failures
+    if failures:
+        print(f"failed: {len(failures)} frames (recording camera: count (why): frames); their shards are not written")
+        print("\n".join(extract.format_failures(failures)))
         return EXIT_FAILED
     return 0
 

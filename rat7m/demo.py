@@ -1,10 +1,11 @@
 """The whole toolkit end to end on a small synthetic RAT7M-format dataset (``make demo``).
 
 1. generate the synthetic dataset (what "Figshare" holds) and serve it on 127.0.0.1,
-2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``,
-5. ``compute_metrics.py`` on noisy predictions of the test split, 5b. ``compute_metrics.py --pred2d
---triangulate`` on noisy 2D predictions (scored per camera, then triangulated and scored in 3D),
-6. ``visualization.ipynb`` executed headless. Each step runs the real script as a user would, in a subprocess.
+2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``
+(JPEG files, then tar shards: ``--format shards``), 5. ``compute_metrics.py`` on noisy predictions of the test
+split, 5b. ``compute_metrics.py --pred2d --triangulate`` on noisy 2D predictions (scored per camera, then
+triangulated and scored in 3D), 6. ``visualization.ipynb`` executed headless. Each step runs the real script
+as a user would, in a subprocess.
 
     python -m rat7m.demo                                # into ./demo_output, the "demo" profile
     python -m rat7m.demo --out /tmp/demo --profile test --quiet
@@ -120,6 +121,9 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     _step("extract_frames.py: the table's frames as JPEGs",
           [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
 
+    _step("extract_frames.py --format shards: WebDataset tar shards of both splits, straight from the videos",
+          [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--format", "shards",
+           "--samples-per-shard", "32", "--quiet"], quiet)  # fmt: skip
     exports = export_step(dataset, table, out / "exports", quiet)  # issue 15: every training format
 
     predictions = out / "predictions_test.csv"
@@ -146,6 +150,7 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
         "dataset": dataset,
         "table": table,
         "images": dataset / catalogue.IMAGES_DIR,
+        "shards": dataset / "shards",
         "predictions": predictions,
         "metrics": metrics,
         "predictions_2d": out / "predictions_2d_test.csv",

@@ -441,19 +441,18 @@ def _extract_job(
         _fail(result, job, todo, job.missing, report)
         return result
     start = job.chunk.start
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     result.decoder = choose_decoder(job.chunk.path, decoder)
     try:
         offsets = [f - start for f in sorted(todo)]
         for offset, image in read_frames(job.chunk.path, offsets, threads, result.decoder):
             result.decoded = offset + 1
-            ok, buffer = cv2.imencode(".jpg", image, params)
+            data = encode_jpeg(image, quality)
             for target in todo.pop(start + offset):
                 try:
-                    if not ok:
+                    if data is None:
                         raise OSError("JPEG encoding failed")
                     with atomic_write(Path(root, target.path)) as f:
-                        f.write(buffer.tobytes())
+                        f.write(data)
                     result.written += 1
                 except OSError as exc:
                     result.failures.append(_failure(job, target, f"cannot write the image: {exc}"))
@@ -462,6 +461,12 @@ def _extract_job(
         result.decoded = max(result.decoded, exc.decoded)
         _fail(result, job, todo, _explain(job, exc), report)
     return result
+
+
+def encode_jpeg(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> bytes | None:
+    """A decoded BGR frame as the JPEG bytes extraction writes (shards hold the same bytes); None if encoding fails."""
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return buffer.tobytes() if ok else None
 
 
 def _remove_leftovers(root: str, targets: Sequence[Target]) -> None:

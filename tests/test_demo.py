@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,16 @@ def test_demo_runs_every_step_and_leaves_its_results(tmp_path):
             assert read_barcode(image) == columns["frame_idx"][cam][row]
     n_images = sum(1 for _ in (dataset / catalogue.IMAGES_DIR).rglob("*.jpg"))
     assert n_images == len({p for cam in catalogue.CAMERA_NAMES for p in columns["image_path"][cam]})
+
+    # the same frames in tar shards, byte for byte
+    shard_images = 0
+    for path in sorted((dataset / "shards").glob("*.tar")):
+        with tarfile.open(path) as tar:
+            jpegs = [m for m in tar.getmembers() if m.name.endswith(".jpg")]
+            row = int(jpegs[0].name.split("_r")[1].split(".")[0])  # key s1-d1_f000014_r000003, view cam1
+            assert tar.extractfile(jpegs[0]).read() == (dataset / columns["image_path"]["Camera1"][row]).read_bytes()
+            shard_images += len(jpegs)
+    assert shard_images == len(columns["train_test"]) * len(catalogue.CAMERA_NAMES)
 
     # metrics over the whole test split; 3D Gaussian noise of sigma s gives a mean error of about 1.6 s
     summary = json.loads((out / "metrics" / "summary.json").read_text())

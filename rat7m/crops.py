@@ -1,0 +1,305 @@
+"""Training samples: crops around the animal whose keypoints and cameras stay exact, defined once.
+
+Both training datasets (per-file JPEGs and tar shards, :mod:`rat7m.torch_dataset`) and the shard
+writer (:mod:`rat7m.shards`) go through this module, so a sample is the same whichever way it is read.
+It imports neither torch nor tensorflow.
+
+Conventions, decided once:
+
+- **Pixels are 0-based**: the centre of the top-left pixel is (0, 0) (OpenCV, NumPy, PIL, COCO).
+  A table's 2D columns are converted with :mod:`rat7m.pixels` (MATLAB 1-based tables: minus 1),
+  its MATLAB cameras with :func:`rat7m.pixels.camera_to_zero_based` (principal point minus 1).
+- **Cameras in OpenCV's layout** (column vectors): ``x_cam = R @ X + t`` (X in mm),
+  ``x, y = x_cam[:2] / x_cam[2]``, distortion ``dist = [k1, k2, p1, p2, k3]`` on those normalised
+  coordinates exactly as OpenCV and MATLAB, then ``[u, v, 1] = K @ [xd, yd, 1]`` with
+  ``K = [[fx, s, cx], [0, fy, cy], [0, 0, 1]]``. So ``K = IntrinsicMatrix.T``, ``R = RotationMatrix.T``,
+  ``t = TranslationVector``. The skew ``s`` is kept (``cv2.projectPoints`` ignores it; :func:`project`
+  does not).
+- **Crop**: a box ``(x0, y0, w, h)`` with integer ``x0, y0``: crop pixel ``(i, j)`` is source pixel
+  ``(x0 + i, y0 + j)``; outside the image it is ``pad``. The box is centred on the view's 2D COM
+  (``x0 = round(com_x - (w - 1) / 2)``; the image centre when the COM is NaN).
+- **Resize** from ``(w, h)`` to ``(W, H)`` with ``cv2.resize``, which maps pixel centres:
+  ``u' = sx * (u + 0.5) - 0.5`` with ``sx = W / w`` (``INTER_AREA`` when shrinking, else ``INTER_LINEAR``).
+
+So a crop and resize change only the intrinsics: ``fx' = sx fx``, ``s' = sx s``,
+``cx' = sx (cx - x0 + 0.5) - 0.5``, ``fy' = sy fy``, ``cy' = sy (cy - y0 + 0.5) - 0.5``; the distortion
+coefficients are unchanged (they act on normalised coordinates), so projecting the 3D keypoints
+through ``(K', R, t, dist)`` with :func:`project` lands on the crop's keypoints (tested to 1e-9 px).
+
+Geometric augmentation goes through the crop box (:class:`CropSpec` ``jitter_shift`` /
+``jitter_scale``), which keeps keypoints and ``K`` consistent by construction; a ``transform`` hook
+may change pixel values only (colour, noise, blur).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rat7m import catalogue, pixels
+from rat7m.geometry import _distortion, camera_param
+from rat7m.table import cameras_of
+
+#: Keys of the per-view arrays of a sample (first axis: the views, in camera order).
+VIEW_KEYS = ("keypoints_2d", "com_2d", "K", "R", "t", "dist", "box", "scale", "frame")
+
+
+def camera_arrays(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A table (MATLAB) camera as 0-based OpenCV-layout arrays: ``K``, ``R`` (3, 3), ``t`` (3,), ``dist`` (5,)."""
+    zero = pixels.camera_to_zero_based(camera)
+    k1, k2, k3, p1, p2 = _distortion(zero)
+    return {
+        "K": np.asarray(zero["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3).T.copy(),
+        "R": np.asarray(camera_param(zero, "RotationMatrix"), dtype=np.float64).reshape(3, 3).T.copy(),
+        "t": np.asarray(camera_param(zero, "TranslationVector"), dtype=np.float64).reshape(3).copy(),
+        "dist": np.array([k1, k2, p1, p2, k3]),
+    }
+
+
+def project(points_3d: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Project ``(..., 3)`` mm through an OpenCV-layout camera (skew kept); ``(..., 2)`` pixels, NaN stays NaN."""
+    points = np.asarray(points_3d, dtype=np.float64)
+    x, y, z = np.asarray(R) @ points.reshape(-1, 3).T + np.asarray(t).reshape(3, 1)
+    k1, k2, p1, p2, k3 = np.asarray(dist, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x, y = x / z, y / z
+        r2 = x * x + y * y
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+        u = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
+        v = K[1, 1] * yd + K[1, 2]
+    return np.stack([u, v], axis=-1).reshape(*points.shape[:-1], 2)
+
+
+def sample_key(recording: str, frame: int, row: int) -> str:
+    """A sample's key in shards and indexes: ``s1-d1_f000014_r000003`` (no dot: WebDataset splits keys at dots)."""
+    return f"{recording}_f{frame:06d}_r{row:06d}"
+
+
+def member_name(camera: str) -> str:
+    """The tar member suffix of a view: ``cam1.jpg`` .. ``cam6.jpg``."""
+    return f"cam{catalogue.camera_number(camera)}.jpg"
+
+
+class Annotator:
+    """Per-row annotations of a table, 0-based and in OpenCV layout: what a shard's JSON holds.
+
+    Built once per dataset: the cameras of each recording are converted here, once, and a row is then
+    a few array lookups (this runs per sample, next to a JPEG decode).
+
+    Args:
+        annotation: a table (:func:`rat7m.table.load_annotation`); its pixel convention is detected once.
+        cameras: the views, in order.
+    """
+
+    def __init__(self, annotation: Mapping[str, Any], cameras: Sequence[str]) -> None:
+        self.cameras = list(cameras)
+        self.convention = pixels.convention_of(annotation)  # type: ignore[arg-type]
+        self.offset = float(pixels.to_zero_based(np.zeros(1), self.convention)[0])  # -1 or 0
+        table = annotation["table"]
+        self.columns = table
+        self.subject = np.asarray(table["subject_idx"]).astype(np.int64)
+        self.day = np.asarray(table["day_idx"]).astype(np.int64)
+        self._cameras: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self._annotation = annotation
+
+    def _recording_cameras(self, subject: int, day: int) -> dict[str, np.ndarray]:
+        key = (subject, day)
+        if key not in self._cameras:
+            params = cameras_of(self._annotation, subject, day)
+            arrays = [camera_arrays(params[c]) for c in self.cameras]
+            self._cameras[key] = {k: np.stack([a[k] for a in arrays]) for k in ("K", "R", "t", "dist")}
+        return self._cameras[key]
+
+    def __call__(self, row: int) -> dict[str, Any]:
+        """Row ``row``'s annotation: ``{"key", "recording", "row", "cameras": [names], "frame": (V,),
+        "keypoints_2d": (V, 20, 2), "com_2d": (V, 2), "keypoints_3d": (20, 3), "K": (V, 3, 3), "R": (V, 3, 3),
+        "t": (V, 3), "dist": (V, 5)}``; pixels 0-based in the full image."""
+        columns, row = self.columns, int(row)
+        subject, day = int(self.subject[row]), int(self.day[row])
+        recording = catalogue.recording_for(subject, day).name
+        frames = np.array([columns["frame_idx"][c][row] for c in self.cameras], dtype=np.int64)
+        k2d = np.array([columns["2D_keypoints"][c][row] for c in self.cameras], dtype=np.float64)
+        com = np.array([columns["2D_com"][c][row] for c in self.cameras], dtype=np.float64)
+        return {
+            "key": sample_key(recording, int(frames[0]), row),
+            "recording": recording,
+            "row": row,
+            "cameras": list(self.cameras),
+            "frame": frames,
+            "keypoints_2d": k2d + self.offset,
+            "com_2d": com + self.offset,
+            "keypoints_3d": np.array(columns["3D_keypoints"][row], dtype=np.float64),
+            **{k: v.copy() for k, v in self._recording_cameras(subject, day).items()},  # callers may write to theirs
+        }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: arrays to nested lists, NaN to null (standard JSON that any reader parses)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        plain = value.astype(object)
+        plain[np.isnan(value)] = None
+        return plain.tolist()
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def to_json(ann: Mapping[str, Any]) -> bytes:
+    """An annotation as compact JSON bytes (floats round-trip exactly; NaN as null)."""
+    return json.dumps({k: _plain(v) for k, v in ann.items()}, separators=(",", ":"), allow_nan=False).encode()
+
+
+def from_json(data: bytes) -> dict[str, Any]:
+    """The inverse of :func:`to_json`: arrays back (null as NaN)."""
+    ann = json.loads(data)
+    for key in ("keypoints_2d", "com_2d", "keypoints_3d", "K", "R", "t", "dist"):
+        ann[key] = np.array(ann[key], dtype=np.float64)
+    ann["frame"] = np.array(ann["frame"], dtype=np.int64)
+    return ann
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def _decode_opencv(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _decoder() -> Callable[[bytes], np.ndarray]:
+    """The fastest JPEG decoder installed (RGB out): simplejpeg (fastest in bench/bench_dataset.py), else OpenCV."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return _decode_opencv
+    return partial(simplejpeg.decode_jpeg, colorspace="RGB")
+
+
+#: Decodes JPEG bytes to an ``(H, W, 3)`` uint8 RGB array.
+decode_jpeg = _decoder()
+
+
+# --------------------------------------------------------------------------------------------- cropping
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How views are cropped and resized.
+
+    Attributes:
+        size: crop ``(w, h)`` in source pixels around the 2D COM (an int for a square); None: the whole image.
+        output: ``(W, H)`` after resizing (an int for a square); None: the crop's size.
+        pad: value of pixels outside the image.
+        jitter_shift: random shift of the box centre, as a fraction of its size (uniform in +-).
+        jitter_scale: random scale of the box, ``2 ** uniform(-j, j)`` (needs ``output``, so batches stack).
+    """
+
+    size: int | tuple[int, int] | None = 512
+    output: int | tuple[int, int] | None = None
+    pad: int = 0
+    jitter_shift: float = 0.0
+    jitter_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("size", "output"):
+            value = getattr(self, name)
+            if isinstance(value, int):
+                object.__setattr__(self, name, (value, value))
+            elif value is not None:
+                object.__setattr__(self, name, (int(value[0]), int(value[1])))
+            value = getattr(self, name)
+            if value is not None and min(value) < 1:
+                raise ValueError(f"CropSpec.{name} must be at least 1 pixel, got {value}")
+        if self.jitter_scale and self.output is None:
+            raise ValueError("CropSpec.jitter_scale needs an output size (crops of random sizes do not batch)")
+
+    @property
+    def random(self) -> bool:
+        """Whether crops are random (jitter)."""
+        return bool(self.jitter_shift or self.jitter_scale)
+
+
+def crop_box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, rng: np.random.Generator | None = None):
+    """The integer box ``(x0, y0, w, h)`` of a view: centred on ``com`` (0-based px), jittered if ``spec`` says so."""
+    width, height = image_size
+    if spec.size is None:
+        return 0, 0, width, height
+    w, h = spec.size
+    cx, cy = (float(com[0]), float(com[1])) if np.isfinite(com).all() else ((width - 1) / 2, (height - 1) / 2)
+    if spec.random and rng is not None:
+        if spec.jitter_scale:
+            factor = 2.0 ** rng.uniform(-spec.jitter_scale, spec.jitter_scale)
+            w, h = max(1, round(w * factor)), max(1, round(h * factor))
+        cx += rng.uniform(-spec.jitter_shift, spec.jitter_shift) * w
+        cy += rng.uniform(-spec.jitter_shift, spec.jitter_shift) * h
+    return math.floor(cx - (w - 1) / 2 + 0.5), math.floor(cy - (h - 1) / 2 + 0.5), w, h
+
+
+def crop_image(image: np.ndarray, box: tuple[int, int, int, int], output: tuple[int, int], pad: int = 0) -> np.ndarray:
+    """The box's pixels (``pad`` outside the image), resized to ``output`` ``(W, H)`` by cv2 (pixel centres mapped)."""
+    x0, y0, w, h = box
+    height, width = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= height:
+        crop = image[y0 : y0 + h, x0 : x0 + w]  # inside: a view, no copy
+    else:
+        crop = np.full((h, w, image.shape[2]), pad, dtype=image.dtype)
+        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
+        if xa < xb and ya < yb:
+            crop[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
+    if (w, h) == tuple(output):
+        return crop
+    shrink = output[0] < w and output[1] < h
+    return cv2.resize(crop, tuple(output), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def make_sample(
+    ann: Mapping[str, Any],
+    jpegs: Sequence[bytes],
+    spec: CropSpec | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """A training sample (numpy) from an annotation (:class:`Annotator` / :func:`from_json`) and its views' JPEGs.
+
+    Returns:
+        ``{"key", "recording", "row", "images": (V, H, W, 3) uint8 RGB, "keypoints_2d": (V, 20, 2) crop px,
+        "com_2d": (V, 2) crop px, "K": (V, 3, 3) adjusted, "R", "t", "dist", "keypoints_3d": (20, 3) mm,
+        "box": (V, 4) x0, y0, w, h in source px, "scale": (V, 2), "frame": (V,)}``.
+    """
+    spec = spec or CropSpec(size=None)
+    images, boxes, scales = [], [], []
+    for v, data in enumerate(jpegs):
+        image = decode_jpeg(data)
+        height, width = image.shape[:2]
+        box = crop_box(ann["com_2d"][v], (width, height), spec, rng)
+        output = spec.output if spec.output is not None else box[2:]
+        images.append(crop_image(image, box, output, spec.pad))
+        boxes.append(box)
+        scales.append((output[0] / box[2], output[1] / box[3]))
+    box_array, scale = np.array(boxes, dtype=np.float64), np.array(scales)
+    origin = box_array[:, None, :2]
+    K = np.array(ann["K"], dtype=np.float64)
+    K[:, 0, :2] *= scale[:, :1]  # fx and skew
+    K[:, 1, 1] *= scale[:, 1]
+    K[:, :2, 2] = scale * (K[:, :2, 2] - box_array[:, :2] + 0.5) - 0.5
+    return {
+        "key": ann["key"],
+        "recording": ann["recording"],
+        "row": ann["row"],
+        "images": np.stack(images),
+        "keypoints_2d": scale[:, None] * (ann["keypoints_2d"] - origin + 0.5) - 0.5,
+        "com_2d": scale * (ann["com_2d"] - box_array[:, :2] + 0.5) - 0.5,
+        "K": K,
+        "R": ann["R"],
+        "t": ann["t"],
+        "dist": ann["dist"],
+        "keypoints_3d": ann["keypoints_3d"],
+        "box": box_array,
+        "scale": scale,
+        "frame": ann["frame"],
+    }

@@ -1,0 +1,358 @@
+"""Tar shards (WebDataset layout) written straight from the videos: a few files instead of 676k JPEGs.
+
+Cluster file systems (Lustre, GPFS) count inodes and serve small files slowly, and object stores
+serve only whole objects: the field's answer is tar shards read sequentially. A shard is a plain tar;
+a sample is the consecutive members sharing a key (:func:`rat7m.crops.sample_key`,
+``s1-d1_f000014_r000003``): ``<key>.cam1.jpg`` .. ``<key>.cam6.jpg`` (the chosen cameras) and
+``<key>.json``, the annotations in 0-based pixels and OpenCV-layout cameras
+(:class:`rat7m.crops.Annotator`).
+
+Planning (:func:`plan_shards`): the split's samples, in table order, are cut into shards of at most
+``samples_per_shard`` (``rat7m-<split>-000000.tar`` ...), ending at chunk boundaries where they can so
+that no chunk is decoded for two shards; the plan depends on the table and the chunk names only, so
+SLURM array tasks agree: task K of N writes shards K, K + N, K + 2N, ... Writing one shard decodes
+each camera's chunks once from its start to its last wanted frame, one decoder per camera at a time,
+and streams: the six views of a sample are taken as their frames come out of the decoders
+(:mod:`rat7m.video`), encoded with :func:`rat7m.extract.encode_jpeg`, so every JPEG is byte-identical
+to the file extraction writes.
+
+Each shard is written under a temporary name and renamed when whole (its index ``<name>.index.json``,
+written just before: sample key -> member offsets); a rerun skips shards whose tar exists and removes
+what a killed writer left, so a killed run resumes and no truncated tar ever carries a final name.
+A shard that cannot be completed (a missing or truncated chunk) is not written; its frames are reported.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+import os
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import groupby
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from rat7m import catalogue, crops, extract
+from rat7m.dataset import MiniRat7m
+from rat7m.errors import BadInputError
+from rat7m.fileio import atomic_write, remove_stale_temporaries
+from rat7m.video import ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
+
+#: Samples per shard by default: ~1 GB of six 1328x1048 JPEGs at quality 95 (~170 KB each).
+DEFAULT_SAMPLES_PER_SHARD = 1000
+#: Suffix of a shard's index next to it.
+INDEX_SUFFIX = ".index.json"
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to write: its file name and the positions (in the split) of its samples, in order."""
+
+    name: str
+    positions: tuple[int, ...]
+    cameras: tuple[str, ...]
+
+    @property
+    def targets(self) -> range:
+        """One entry per image (samples x views): what the progress bar and the summary count."""
+        return range(len(self.positions) * len(self.cameras))
+
+    @property
+    def cost(self) -> int:
+        """Relative work, to start the biggest shards first."""
+        return len(self.positions)
+
+
+def shard_name(split: str, number: int) -> str:
+    """``rat7m-train-000003.tar``."""
+    return f"rat7m-{split}-{number:06d}.tar"
+
+
+def plan_shards(
+    dataset: MiniRat7m,
+    split: str,
+    recordings: Sequence[catalogue.Recording] = catalogue.RECORDINGS,
+    samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD,
+    index: ChunkIndex | None = None,
+) -> list[ShardJob]:
+    """Cut the samples of ``dataset`` (of ``split``) in ``recordings`` into shards of at most ``samples_per_shard``.
+
+    Samples stay in table order. Shards end where the first camera's chunk changes when they can:
+    whole chunks are packed into a shard, so no chunk is decoded twice for two shards (the cameras'
+    frames are nearly in step, so the other cameras' chunks change at about the same samples). A
+    chunk with more samples than a shard holds is cut. Chunks come from ``index`` (the files' names,
+    as extraction's sharding) or, without one, are taken as ``catalogue.CHUNK_LENGTH`` frames; the
+    plan depends only on these and the table, so SLURM array tasks agree.
+    """
+    if samples_per_shard < 1:
+        raise BadInputError(f"samples per shard must be at least 1, got {samples_per_shard}")
+    table = dataset.annotation["table"]
+    rows = dataset.indices
+    subject = np.asarray(table["subject_idx"]).astype(np.int64)[rows]
+    day = np.asarray(table["day_idx"]).astype(np.int64)[rows]
+    frames = np.asarray(table["frame_idx"][dataset.cameras[0]]).astype(np.int64)[rows]
+    groups: list[list[int]] = []
+    last = None
+    for position in range(len(rows)):
+        recording = catalogue.recording_for(int(subject[position]), int(day[position]))
+        if recording not in recordings:
+            continue
+        chunk = (recording.name, _chunk_number(index, recording, dataset.cameras[0], int(frames[position])))
+        if chunk != last:
+            groups.append([])
+            last = chunk
+        groups[-1].append(position)
+    planned: list[list[int]] = [[]]
+    for group in groups:
+        if len(planned[-1]) + len(group) > samples_per_shard:
+            planned.append([])
+        while len(group) > samples_per_shard:
+            planned[-1] = group[:samples_per_shard]
+            planned.append([])
+            group = group[samples_per_shard:]
+        planned[-1] += group
+    return [
+        ShardJob(shard_name(split, n), tuple(positions), tuple(dataset.cameras))
+        for n, positions in enumerate(p for p in planned if p)
+    ]
+
+
+def _chunk_number(index: ChunkIndex | None, recording: catalogue.Recording, camera: str, frame: int) -> int:
+    """Which chunk of the camera holds ``frame`` (-1 before the first), from ``index`` or the nominal length."""
+    if index is None:
+        return frame // catalogue.CHUNK_LENGTH
+    starts = [chunk.start for chunk in index.chunks(recording, camera)]
+    return bisect.bisect_right(starts, frame) - 1
+
+
+def select_shards(jobs: Sequence[ShardJob], k: int, n: int) -> list[ShardJob]:
+    """Shards of array task ``k`` of ``n``: ``k, k + n, ...`` (every shard in exactly one task)."""
+    return list(jobs[k::n])
+
+
+def write_shards(
+    jobs: Sequence[ShardJob],
+    table_path: str | os.PathLike,
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    split: str,
+    *,
+    processes: int = 1,
+    quality: int = extract.DEFAULT_QUALITY,
+    overwrite: bool = False,
+    progress: bool = True,
+    decoder: str = "auto",
+) -> extract.Summary:
+    """Write the shards into ``out`` (in parallel, resumably); faults are the summary's failures.
+
+    Args:
+        jobs: from :func:`plan_shards` (maybe through :func:`select_shards`).
+        table_path: the annotation table the jobs were planned from (each worker loads it once).
+        root: the dataset root (holds the video chunks).
+        out: the shards' folder.
+        split: the split the jobs were planned for.
+        processes, quality, progress, decoder: as :func:`rat7m.extract.extract`.
+        overwrite: rewrite shards that exist.
+    """
+    resolve_decoder(decoder)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    threads = 1 if processes > 1 and len(jobs) > 1 else None
+    args = (str(table_path), str(root), str(out), split, quality, overwrite, threads, decoder)
+    return extract._run(_write_job, jobs, args, processes, progress, "shards", partial(_unfinished, out=str(out)))
+
+
+def shard_paths(out: str | os.PathLike, split: str) -> list[Path]:
+    """The complete shards of a split in ``out``, in order (what :func:`rat7m.torch_dataset.shard_dataset` reads)."""
+    return sorted(Path(out).glob(f"rat7m-{split}-[0-9]*.tar"))
+
+
+def load_index(out: str | os.PathLike, split: str) -> dict[str, tuple[str, dict[str, list[int]]]]:
+    """``{sample key: (shard name, {member suffix: [data offset, size]})}`` over the split's complete shards."""
+    index = {}
+    for shard in shard_paths(out, split):
+        entries = json.loads(shard.with_name(shard.name + INDEX_SUFFIX).read_text())
+        for key, members in entries["samples"].items():
+            index[key] = (shard.name, members)
+    return index
+
+
+def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The samples of one shard, read sequentially: ``{"__key__": key, "cam1.jpg": bytes, ..., "json": bytes}``.
+
+    For readers without webdataset (the TensorFlow recipe, :mod:`rat7m.tf_dataset`); members of a
+    sample are consecutive, so one pass and one sample in memory.
+    """
+    sample: dict[str, Any] = {}
+    with tarfile.open(path, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, suffix = member.name.rpartition("/")[2].partition(".")
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample.setdefault("__key__", key)
+            sample[suffix] = tar.extractfile(member).read()
+    if sample:
+        yield sample
+
+
+# --------------------------------------------------------------------------------------------- worker side
+
+_DATASETS: dict[tuple, tuple[MiniRat7m, ChunkIndex, crops.Annotator]] = {}
+
+
+def _context(
+    table_path: str, root: str, split: str, cameras: tuple[str, ...]
+) -> tuple[MiniRat7m, ChunkIndex, crops.Annotator]:
+    """The table (loaded once per process), the chunk index and the table's annotator."""
+    key = (table_path, root, split, cameras)
+    if key not in _DATASETS:
+        dataset = MiniRat7m(table_path, root=root, split=split, cameras=cameras, load_images=False)
+        index = ChunkIndex.from_dir(Path(root, catalogue.VIDEO_DIR))
+        _DATASETS[key] = (dataset, index, crops.Annotator(dataset.annotation, cameras))
+    return _DATASETS[key]
+
+
+class _FrameFault(Exception):
+    """A frame of a shard could not be had: the shard is not written."""
+
+    def __init__(self, recording: str, camera: str, frames: Sequence[int], reason: str) -> None:
+        super().__init__(reason)
+        self.recording, self.camera, self.frames, self.reason = recording, camera, list(frames), reason
+
+
+def _camera_frames(
+    index: ChunkIndex,
+    camera: str,
+    wanted: Sequence[tuple[str, int]],
+    quality: int,
+    threads: int | None,
+    decoder: str,
+    counts: Counter,
+) -> Iterator[tuple[tuple[str, int], bytes]]:
+    """``((recording, frame), JPEG bytes)`` for the wanted frames of one camera, in (recording, frame) order."""
+    order = {r.name: n for n, r in enumerate(catalogue.RECORDINGS)}
+    for name, group in groupby(sorted(set(wanted), key=lambda w: (order[w[0]], w[1])), key=lambda w: w[0]):
+        recording = catalogue.recording_by_name(name)
+        frames = [frame for _, frame in group]
+        chunks = index.chunks(recording, camera)
+        starts = [c.start for c in chunks]
+        for i, in_chunk in groupby(frames, key=lambda f: bisect.bisect_right(starts, f) - 1):
+            in_chunk = list(in_chunk)
+            if i < 0:
+                raise _FrameFault(name, camera, in_chunk, f"no video chunk of {name} {camera} holds these frames")
+            chunk = chunks[i]
+            chosen = choose_decoder(chunk.path, decoder)
+            counts[chosen] += 1
+            decoded = 0
+            try:
+                for offset, image in read_frames(chunk.path, [f - chunk.start for f in in_chunk], threads, chosen):
+                    decoded = offset + 1
+                    data = extract.encode_jpeg(image, quality)
+                    if data is None:
+                        raise _FrameFault(name, camera, [chunk.start + offset], "JPEG encoding failed")
+                    yield (name, chunk.start + offset), data
+            except ChunkReadError as exc:
+                decoded = max(decoded, exc.decoded)
+                missing = [f for f in in_chunk if f - chunk.start >= exc.decoded]
+                raise _FrameFault(name, camera, missing, exc.reason) from None
+            finally:
+                counts["decoded"] += decoded
+
+
+def _write_job(
+    job: ShardJob,
+    report: Callable[[int], None],
+    table_path: str,
+    root: str,
+    out: str,
+    split: str,
+    quality: int,
+    overwrite: bool,
+    threads: int | None,
+    decoder: str,
+) -> extract.JobResult:
+    """Write one shard (run in a worker process): index, then the tar, each under a temporary name."""
+    result = extract.JobResult()
+    path = Path(out, job.name)
+    remove_stale_temporaries(path.parent, {job.name, job.name + INDEX_SUFFIX})
+    if path.exists() and not overwrite:
+        result.skipped = len(job.targets)
+        report(result.skipped)
+        return result
+    dataset, index, annotator = _context(table_path, root, split, job.cameras)
+    annotations = [annotator(int(dataset.indices[p])) for p in job.positions]
+    counts: Counter = Counter()
+    try:
+        with atomic_write(path) as f:  # streamed into the temporary file; renamed only when whole
+            entries = _write_tar(f, annotations, index, job.cameras, quality, threads, decoder, counts, report)
+            with atomic_write(path.with_name(job.name + INDEX_SUFFIX)) as g:  # the index lands first
+                g.write(json.dumps({"shard": job.name, "samples": entries}, separators=(",", ":")).encode())
+        result.written = len(job.targets)
+    except _FrameFault as fault:
+        for frame in fault.frames:
+            result.failures.append(extract.Failure(fault.recording, fault.camera, frame, job.name, fault.reason))
+    result.decoded = counts["decoded"]
+    result.decoder = "pyav" if counts["pyav"] > counts["opencv"] else "opencv" if counts["opencv"] else ""
+    return result
+
+
+def _write_tar(
+    stream: BinaryIO,
+    annotations: Sequence[dict],
+    index: ChunkIndex,
+    cameras: Sequence[str],
+    quality: int,
+    threads: int | None,
+    decoder: str,
+    counts: Counter,
+    report: Callable[[int], None],
+) -> dict[str, dict[str, list[int]]]:
+    """Write a deterministic tar to ``stream``, the views streamed out of one decoder per camera; return its index."""
+    wanted = {c: [(a["recording"], int(a["frame"][v])) for a in annotations] for v, c in enumerate(cameras)}
+    remaining = {c: Counter(wanted[c]) for c in cameras}
+    sources = {c: _camera_frames(index, c, wanted[c], quality, threads, decoder, counts) for c in cameras}
+    held: dict[str, dict[tuple[str, int], bytes]] = {c: {} for c in cameras}
+    entries: dict[str, dict[str, list[int]]] = {}
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for n, ann in enumerate(annotations):
+            members = []
+            for camera in cameras:
+                want = wanted[camera][n]
+                while want not in held[camera]:
+                    got, data = next(sources[camera])
+                    held[camera][got] = data
+                members.append((crops.member_name(camera), held[camera][want]))
+                remaining[camera][want] -= 1
+                if not remaining[camera][want]:
+                    del held[camera][want]
+            members.append(("json", crops.to_json(ann)))
+            entries[ann["key"]] = {suffix: _add(tar, f"{ann['key']}.{suffix}", data) for suffix, data in members}
+            report(len(cameras))
+    return entries
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> list[int]:
+    """Add one member with fixed metadata (same bytes in, same tar out); ``[data offset, size]``."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    tar.addfile(info, io.BytesIO(data))
+    return [tar.offset - tarfile.BLOCKSIZE * -(-len(data) // tarfile.BLOCKSIZE), len(data)]
+
+
+def _unfinished(job: ShardJob, out: str) -> extract.JobResult:
+    """A shard whose worker died: done if its tar is there, else failed."""
+    result = extract.JobResult()
+    if Path(out, job.name).exists():
+        result.skipped = len(job.targets)
+    else:
+        result.failures.append(extract.Failure("-", "-", 0, job.name, extract.WORKER_DIED))
+    return result
