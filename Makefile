@@ -16,9 +16,12 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 # uv (from PyPI, into the venv) does the installing: from a warm cache it takes seconds where pip
 # takes over a minute (pip asks the index about each of the ~130 packages and resolves them in
 # Python, even when every wheel is cached). Where uv cannot be had, pip does the same job.
+# PyTorch goes in with pip first: pip takes the CPU wheel that lies on these machines (its find-links),
+# uv would fetch PyPI's CUDA build (several GB); uv then finds torch==2.13.0 satisfied.
 $(STAMP): $(REQUIREMENTS) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if $(PY) -m pip install --quiet uv; then \
+	  $(PY) -m pip install --quiet -r requirements-torch.txt && \
 	  $(VENV)/bin/uv pip install --quiet --python $(PY) $(addprefix -r ,$(REQUIREMENTS)) && \
 	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --no-build-isolation -e . "aniposelib>=0.5"; \
 	else \
