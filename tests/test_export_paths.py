@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from rat7m import catalogue
+from rat7m.errors import BadInputError
 from rat7m.export import cli
 from rat7m.export.common import MANIFEST_NAME
 from rat7m.table import save_annotation
@@ -251,11 +252,13 @@ def test_a_link_is_never_made_through_a_link_into_the_users_images(table, root, 
     steered = copy.deepcopy(table)
     steered["table"]["image_path"]["Camera2"] = paths
     save_annotation(steered, root / "t.pkl")
-    assert run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL) == 2
-    err = lines(capsys)
-    assert len(err) == 1 and "is not inside the export folder" in err[0], err
+    # yolo now links each image under a unique stem (never a folder), so nothing can be made through a link;
+    # link() itself refuses a path outside the stage (test_link_refuses_a_path_outside_the_stage)
+    run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL)
     assert sorted(p.name for p in images.iterdir()) == ["mine.jpg"]
-    assert list((tmp_path / "out").iterdir()) == []  # the staging folder is gone too
+    out = (tmp_path / "out").resolve()
+    for link in (tmp_path / "out").rglob("*"):
+        assert out in link.parent.resolve().parents or link.parent.resolve() == out, link
 
 
 def test_an_export_is_never_written_through_a_users_link(table, root, tmp_path, capsys):
@@ -268,3 +271,20 @@ def test_an_export_is_never_written_through_a_users_link(table, root, tmp_path, 
     assert run("coco", "--root", root, "--annotation", root / "t.pkl", "--out", out, "--overwrite", *SMALL) == 2
     assert "is a symbolic link" in lines(capsys)[-1]
     assert os.readlink(out / "coco") == str(theirs / "coco") and (theirs / "coco" / MANIFEST_NAME).is_file()
+
+
+def test_link_refuses_a_path_outside_the_stage(tmp_path):
+    """The last guard under every export's links: the link's folder must resolve inside the stage."""
+    from rat7m.export.common import link
+
+    stage, elsewhere = tmp_path / "stage", tmp_path / "users"
+    stage.mkdir()
+    elsewhere.mkdir()
+    (stage / "images").symlink_to(elsewhere, target_is_directory=True)  # a link the stage made earlier
+    with pytest.raises(BadInputError, match="not inside the export folder"):
+        link(tmp_path / "target.jpg", stage / "images" / "sub" / "b.jpg", stage)
+    with pytest.raises(BadInputError, match="not inside the export folder"):
+        link(tmp_path / "target.jpg", tmp_path / "out.jpg", stage)
+    assert list(elsewhere.iterdir()) == []
+    link(tmp_path / "target.jpg", stage / "ok" / "a.jpg", stage)
+    assert (stage / "ok" / "a.jpg").is_symlink()
