@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_oks.py
 	$(PY) bench/bench_download.py
 	$(PY) bench/bench_extract.py --cache $(BENCH_CACHE)
+	$(PY) bench/bench_dataset.py --cache $(BENCH_CACHE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
