@@ -184,6 +184,20 @@ def test_all_goes_on_past_a_refused_format_and_lists_it(table, root, tmp_path, c
     assert err[-1].startswith("error: anipose skipped: ") and "--allow-skew" in err[-1]
 
 
+def test_all_on_test_recordings_only_skips_dlc_and_writes_the_rest(synthetic_dataset, root, tmp_path, capsys):
+    """dlc's default train split is empty for test recordings: only dlc is skipped, not the whole run."""
+    save_annotation(build_table([synthetic_dataset.recordings["s5-d1"].mat_path], stride=40), root / "t.pkl")
+    small = ("--recordings", "s5-d1", *SMALL[2:])
+    argv = ("all", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", "--allow-skew", *small)
+    assert run(*argv, "--dry-run") == 2
+    assert "dlc: would skip" in capsys.readouterr().out
+    assert run(*argv) == 2
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted({"coco", "yolo", "anipose", "dannce"} | ({"slp"} if cli._available("slp") else set()))
+    err = lines(capsys)
+    assert err[-1].startswith("error: dlc skipped: ") and "no train rows of s5-d1" in err[-1], err
+
+
 def test_images_elsewhere_the_hint_names_images_root(table, root, tmp_path, capsys):
     save_annotation(table, root / "t.pkl")
     assert run("coco", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", "-q") == 2

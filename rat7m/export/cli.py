@@ -310,17 +310,31 @@ def _main(argv: Sequence[str] | None = None) -> int:
             log.warning("dlc: --split %s puts test rows into the project: %s", args.split, DLC_SPLIT_WARNING)
     selections: dict[str, Selection] = {}
     sizes: dict[str, _Sizes] = {}
+    refused: dict[str, BadInputError] = {}  # a split with no rows refuses only its formats (dlc's train split)
     for split in dict.fromkeys(split_of.values()):
-        selection = select(table, split=split, recordings=args.recordings, cameras=args.cameras)
+        try:
+            selection = select(table, split=split, recordings=args.recordings, cameras=args.cameras)
+        except BadInputError as exc:
+            if args.format != "all":
+                raise
+            refused[split] = exc
+            continue
         selection.progress = progress_enabled(args)
         selections[split], sizes[split] = selection, _Sizes(selection, args, images_root)
+    if not selections:  # nothing to export at all: one line, as for a single format
+        raise next(iter(refused.values()))
     if args.dry_run:
-        return max(_dry_run([f for f in formats if split_of[f] == split], selections[split], args, sizes[split])
-                   for split in selections)  # fmt: skip
+        for fmt in (f for f in formats if split_of[f] in refused):
+            print(f"{fmt}: would skip {args.out / fmt}: {refused[split_of[fmt]]}")
+        return max([2 if refused else 0] + [
+            _dry_run([f for f in formats if split_of[f] == split], selections[split], args, sizes[split])
+            for split in selections])  # fmt: skip
     skipped: list[tuple[str, str]] = []
     for fmt in formats:
         started = time.perf_counter()
         try:
+            if split_of[fmt] in refused:
+                raise refused[split_of[fmt]]
             sizes[split_of[fmt]].for_format(fmt)
             summary = run_export(fmt, selections[split_of[fmt]], args, images_root)
         except BadInputError as exc:
