@@ -167,32 +167,44 @@ def save_predictions(path: str | Path, predicted: np.ndarray) -> None:
             np.savetxt(handle, predicted.reshape(len(predicted), -1), "%.6f", ",")
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    """(N, 60) float64 rows from a ``.npy`` file of shape (N, 20, 3) or (N, 60).
+def npy_header(handle: Any, data_bytes: int, where: str | Path) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """``(shape, dtype, fortran_order)`` of the ``.npy`` stream at ``handle``, read without allocating the array.
 
-    The header is checked against the file's size before anything is allocated: a 600-byte file may
-    declare a (10^8, 60) array, and numpy would try to allocate 48 GB before noticing the bytes are missing.
+    ``data_bytes`` is what the stream holds (file or zip member size, header included): a declared
+    shape whose data it does not hold (a 600-byte file declaring a (10^8, 60) array: numpy would
+    allocate 48 GB before noticing) is refused, as is a dtype that is not a plain number. The handle is
+    left at the first data byte.
     """
     try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            if version not in reader:
-                raise ValueError(f"unsupported .npy format version {version}")
-            shape, _fortran, dtype = reader[version](handle)
-            header_end = handle.tell()
+        version = np.lib.format.read_magic(handle)
+        reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in reader:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran, dtype = reader[version](handle)
+        header_end = handle.tell()
     except (OSError, ValueError, SyntaxError, TypeError, tokenize.TokenError) as exc:  # numpy parses the header text
-        raise BadInputError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
+        raise BadInputError(f"{where} is not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
+    if dtype.kind not in "fiu" or dtype.itemsize > 16:
+        raise BadInputError(f"{where} holds {dtype} values of shape {tuple(shape)}; predictions are numbers")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared != data_bytes - header_end:
+        msg = (f"{where} declares a {dtype} array of shape {tuple(shape)} ({declared} bytes) "
+               f"but holds {data_bytes - header_end} bytes of data")  # fmt: skip
+        raise BadInputError(msg)
+    return tuple(int(n) for n in shape), dtype, bool(fortran)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """(N, 60) float64 rows from a ``.npy`` file of shape (N, 20, 3) or (N, 60), its header checked first."""
+    try:
+        with path.open("rb") as handle:
+            shape, dtype, _ = npy_header(handle, path.stat().st_size, path)
+    except OSError as exc:
+        raise BadInputError(f"{path} is not a readable .npy array ({exc.strerror or exc})") from None
     ok_shape = len(shape) == 3 and tuple(shape[1:]) == (catalogue.N_JOINTS, 3)
     ok_shape = ok_shape or (len(shape) == 2 and shape[1] == N_COLUMNS)
-    if not ok_shape or dtype.kind not in "fiu" or dtype.itemsize > 16:
+    if not ok_shape:
         msg = f"{path} holds a {dtype} array of shape {tuple(shape)}; expected numbers of shape (N, 20, 3)"
-        raise BadInputError(msg)
-    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    present = path.stat().st_size - header_end
-    if declared != present:
-        msg = (f"{path} declares a {dtype} array of shape {tuple(shape)} ({declared} bytes) "
-               f"but holds {present} bytes of data")
         raise BadInputError(msg)
     try:
         array = np.load(path, allow_pickle=False)

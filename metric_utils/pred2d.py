@@ -24,12 +24,14 @@ Numbers are checked with the 3D reader's own helpers, so both readers accept the
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from metric_utils import compute_metrics as cm
+from metric_utils.metrics import MAX_MAGNITUDE
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 
@@ -66,25 +68,42 @@ def read_predictions_2d(path: str | Path, n_samples: int, camera_names: list[str
     else:
         values = _read_csv(path, n_samples, camera_names)
     points, confidence = values[..., :2], (values[..., 2] if values.shape[-1] == 3 else None)
+    big = np.abs(points) > MAX_MAGNITUDE  # the 3D reader's bound: beyond it, squares overflow the error arithmetic
+    if big.any():
+        sample, view, joint, axis = np.argwhere(big)[0]
+        msg = (f"{path} sample {sample}, {camera_names[view]}, joint {joint}: {'xy'[axis]} = "
+               f"{points[sample, view, joint, axis]:g} px is beyond the bound {MAX_MAGNITUDE:g}; check its units")
+        raise BadInputError(msg)
     return Predictions2D(np.ascontiguousarray(points), confidence)
 
 
 def _read_npz(path: Path, n_samples: int, n_views: int) -> np.ndarray:
+    """The one prediction array of an ``.npz``: its declared shape and its member's size checked before reading.
+
+    Only the expected ``(n_samples, n_views, 20, 2|3)`` array is ever read, so neither a header
+    declaring petabytes nor a zip bomb (a member that inflates far beyond its file) costs memory.
+    """
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            key = NPZ_KEY if NPZ_KEY in keys else (keys[0] if len(keys) == 1 else None)
+        with zipfile.ZipFile(path) as archive:
+            members = {name[: -len(".npy")]: name for name in archive.namelist() if name.endswith(".npy")}
+            key = NPZ_KEY if NPZ_KEY in members else (next(iter(members)) if len(members) == 1 else None)
             if key is None:
-                raise BadInputError(f"{path} holds arrays {keys}; name the prediction array {NPZ_KEY!r}")
-            array = archive[key]
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path} is not a readable .npz archive ({exc})") from None
-    want = f"({n_samples}, {n_views}, {catalogue.N_JOINTS}, 2 or 3)"
-    if array.ndim != 4 or array.shape[:3] != (n_samples, n_views, catalogue.N_JOINTS) or array.shape[3] not in (2, 3):
-        raise BadInputError(f"{path} array {key!r} has shape {array.shape}; expected {want}")
-    if array.dtype.kind not in "fiu":
-        raise BadInputError(f"{path} array {key!r} holds {array.dtype}; expected numbers")
-    array = array.astype(np.float64)
+                raise BadInputError(f"{path} holds arrays {list(members)}; name the prediction array {NPZ_KEY!r}")
+            info = archive.getinfo(members[key])
+            with archive.open(info) as handle:
+                shape, dtype, fortran = cm.npy_header(handle, info.file_size, f"{path} array {key!r}")
+                want = f"({n_samples}, {n_views}, {catalogue.N_JOINTS}, 2 or 3)"
+                if len(shape) != 4 or shape[:3] != (n_samples, n_views, catalogue.N_JOINTS) or shape[3] not in (2, 3):
+                    raise BadInputError(f"{path} array {key!r} has shape {shape}; expected {want}")
+                size = int(np.prod(shape)) * dtype.itemsize
+                data = handle.read(size + 1)
+    except BadInputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise BadInputError(f"{path} is not a readable .npz archive ({str(exc).splitlines()[0][:200]})") from None
+    if len(data) != size:
+        raise BadInputError(f"{path} array {key!r} holds {len(data)} bytes of data; its shape {shape} needs {size}")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").astype(np.float64)
     bad = ~np.isfinite(array) | ((np.arange(array.shape[3]) == 2) & (array < 0))
     if bad.any():
         sample, view, joint, k = np.argwhere(bad)[0]

@@ -3,9 +3,11 @@ here from the definitions and against pycocotools' own evaluation run the ordina
 default parameters but the sigmas); real tables saved by rat7m.table, the real script as a subprocess.
 """
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +225,20 @@ def _edit(lines: list[str], number: int, column: int, value: str) -> list[str]:
     return [*lines[: number - 1], ",".join(cells), *lines[number:]]
 
 
+def _hostile_npz(path: Path, case: str) -> Path:
+    """A 200-byte member declaring 1.9 PB (``huge``), or a 75 KB zip inflating to 77 MB of zeros (``bomb``)."""
+    member = io.BytesIO()
+    if case == "huge":
+        np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                      "shape": (10**12, 6, 20, 2)})  # fmt: skip
+        member.write(bytes(64))
+    else:
+        np.save(member, np.zeros((2000, 6, 20, 40)))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("keypoints_2d.npy", member.getvalue())
+    return path
+
+
 @pytest.mark.parametrize(("case", "expected"), [
     ("sample", "line 9, column 1: '2'; expected sample 1"),
     ("camera", "line 3, column 2: 'Camera3'; expected camera Camera2"),
@@ -234,6 +250,9 @@ def _edit(lines: list[str], number: int, column: int, value: str) -> list[str]:
     ("width", "line 2 has 43 columns; expected 42 (x,y) or 62 (x,y,c)"),
     ("negative", "line 7, column 5: confidence -0.5 is below 0"),
     ("npz", "has shape (55, 6, 20, 4); expected (55, 6, 20, 2 or 3)"),
+    ("huge", "declares a float64 array of shape (1000000000000, 6, 20, 2) (1920000000000000 bytes) but holds 64"),
+    ("bomb", "has shape (2000, 6, 20, 40); expected (55, 6, 20, 2 or 3)"),
+    ("magnitude", "sample 0, Camera3, joint 0: x = 1e+200 px is beyond the bound 1e+100"),
     ("triangulate_alone", "--triangulate works on 2D predictions: give them with --pred2d PATH"),
     ("one_view", "has a confidence above 0 in 1 camera(s); triangulation needs 2"),
 ])  # fmt: skip
@@ -251,6 +270,7 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
         "semicolons": [good[0], good[1].replace(",", ";"), *good[2:]],
         "width": [good[0], *(line + ",1" for line in good[1:])],
         "negative": _edit(with_conf, 7, 5, "-0.5"),
+        "magnitude": _edit(good, 4, 3, "1e200"),
     }
     argv = ["--gt_path", gt, "--save_dir", root / "bad_out"]
     if case in lines:
@@ -259,6 +279,8 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
     elif case == "npz":
         np.savez(root / "bad.npz", np.zeros((*target.shape[:3], 4)))
         argv += ["--pred2d", root / "bad.npz"]
+    elif case in ("huge", "bomb"):  # refused from the header, before anything is allocated or inflated
+        argv += ["--pred2d", _hostile_npz(root / f"{case}.npz", case)]
     elif case == "triangulate_alone":
         argv += ["--pred_path", root / "missing.csv", "--triangulate"]
     else:

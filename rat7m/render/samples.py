@@ -83,27 +83,14 @@ def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Pr
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
-    """The shape a ``.npy`` file declares, checked against its size before anything is allocated.
+    """The shape a ``.npy`` file declares, checked against its size before anything is allocated."""
+    from metric_utils.compute_metrics import npy_header
 
-    Raises:
-        BadInputError: not a ``.npy`` file, a dtype that is not a plain number, or a declared shape
-            whose data the file does not hold (a 200-byte file claiming petabytes).
-    """
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(f)  # the header only: nothing allocated, nothing unpickled
-            offset = f.tell()
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
-    if dtype.kind not in "fiu":
-        raise BadInputError(f"{path} holds {dtype} values; predictions are numbers")
-    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if needed != path.stat().st_size - offset:
-        raise BadInputError(f"{path} declares shape {shape} ({needed} bytes) but holds "
-                            f"{path.stat().st_size - offset} bytes of data")  # fmt: skip
-    return tuple(int(n) for n in shape)
+            return npy_header(f, path.stat().st_size, path)[0]
+    except OSError as exc:
+        raise BadInputError(f"{path} is not a readable .npy array ({exc.strerror or exc})") from None
 
 
 def check_rows(table: Mapping, rows: Sequence[int]) -> None:
