@@ -114,49 +114,89 @@ def _read_npz(path: Path, n_samples: int, n_views: int) -> np.ndarray:
     return array
 
 
+#: Rows parsed at a time: memory stays the result array plus one block of text.
+BLOCK_ROWS = 1 << 15
+#: Longest row read (characters): 62 numbers at full precision take ~1.5 KB.
+MAX_LINE = 1 << 16
+
+
 def _read_csv(path: Path, n_samples: int, camera_names: list[str]) -> np.ndarray:
+    """``(n_samples, V, 20, 2|3)`` values, streamed: the file is read in blocks of rows into the result array."""
+    V, J = len(camera_names), catalogue.N_JOINTS
+    expected = n_samples * V
+    out: np.ndarray | None = None
+    bodies: list[str] = []
+    first = 1
+    count = 0
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        with path.open("r", encoding="utf-8-sig", newline=None) as handle:
+            for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), start=1):
+                if len(line) > MAX_LINE:
+                    raise BadInputError(f"{path} line {number} is longer than {MAX_LINE} characters: not a row")
+                line = line.rstrip("\n")
+                if number == 1 and line.split(",", 1)[0].strip().lower() == LABELS[0]:
+                    first = 2  # the optional header
+                    continue
+                if not line.strip():
+                    if count >= expected:
+                        continue  # trailing blank lines
+                    raise BadInputError(f"{path} line {number} is empty; expected sample,camera,x1,y1,...")
+                index = count
+                count += 1
+                if count > expected:
+                    continue  # counted only, for the message below
+                bodies.append(_body(path, line, number, index, camera_names))
+                if out is None:
+                    out = _allocate(path, bodies[0], expected, first)
+                if len(bodies) == BLOCK_ROWS:
+                    start = index + 1 - len(bodies)
+                    out[start : index + 1] = _numbers(path, bodies, out.shape[1], start + first)
+                    bodies = []
     except OSError as exc:
         raise BadInputError(f"cannot read 2D prediction file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise BadInputError(f"{path} is not UTF-8 text; expected a CSV of numbers") from None
-    lines = text.rstrip().splitlines()
-    first = 1
-    if lines and lines[0].split(",", 1)[0].strip().lower() == LABELS[0]:
-        lines, first = lines[1:], 2  # the optional header
-    V, J = len(camera_names), catalogue.N_JOINTS
-    if len(lines) != n_samples * V:
-        msg = (f"{path} has {len(lines)} prediction rows; the split has {n_samples} samples x {V} cameras = "
-               f"{n_samples * V} (one row per sample and camera, in table order)")  # fmt: skip
+    if count != expected:
+        msg = (f"{path} has {count} prediction rows; the split has {n_samples} samples x {V} cameras = "
+               f"{expected} (one row per sample and camera, in table order)")  # fmt: skip
         raise BadInputError(msg)
-    bodies = []
-    for index, line in enumerate(lines):
-        cells = line.split(",", 2)
-        number = index + first
-        if len(cells) < 3:
-            # the label cells are not numbers, so the 3D reader's separator sniffing does not apply
-            separator = next((s for s in (";", "\t", " ") if s in line.strip()), None)
-            if separator is not None:
-                raise BadInputError(f"{path} line {number}: values must be comma-separated (found {separator!r})")
-            raise BadInputError(f"{path} line {number} has {len(cells)} columns; expected sample,camera,x1,y1,...")
-        sample, camera = index // V, camera_names[index % V]
-        if cells[0].strip() != str(sample):
-            found = cells[0].strip()[:30]
-            msg = f"{path} line {number}, column 1: {found!r}; expected sample {sample} (rows in table order)"
-            raise BadInputError(msg)
-        if cells[1].strip() != camera:
-            found = cells[1].strip()[:30]
-            msg = f"{path} line {number}, column 2: {found!r}; expected camera {camera} (table camera order)"
-            raise BadInputError(msg)
-        bodies.append(cells[2])
-    width = bodies[0].count(",") + 1 if bodies else 2 * J
+    if out is None:
+        out = np.empty((0, 2 * J))
+    if bodies:
+        out[count - len(bodies) :] = _numbers(path, bodies, out.shape[1], count - len(bodies) + first)
+    return out.reshape(n_samples, V, J, out.shape[1] // J)
+
+
+def _body(path: Path, line: str, number: int, index: int, camera_names: list[str]) -> str:
+    """The numbers of one row (text after ``sample,camera``), its labels checked against its place."""
+    cells = line.split(",", 2)
+    if len(cells) < 3:
+        # the label cells are not numbers, so the 3D reader's separator sniffing does not apply
+        separator = next((s for s in (";", "\t", " ") if s in line.strip()), None)
+        if separator is not None:
+            raise BadInputError(f"{path} line {number}: values must be comma-separated (found {separator!r})")
+        raise BadInputError(f"{path} line {number} has {len(cells)} columns; expected sample,camera,x1,y1,...")
+    V = len(camera_names)
+    sample, camera = index // V, camera_names[index % V]
+    if cells[0].strip() != str(sample):
+        found = cells[0].strip()[:30]
+        msg = f"{path} line {number}, column 1: {found!r}; expected sample {sample} (rows in table order)"
+        raise BadInputError(msg)
+    if cells[1].strip() != camera:
+        found = cells[1].strip()[:30]
+        msg = f"{path} line {number}, column 2: {found!r}; expected camera {camera} (table camera order)"
+        raise BadInputError(msg)
+    return cells[2]
+
+
+def _allocate(path: Path, body: str, rows: int, first: int) -> np.ndarray:
+    """The result array, its width (x,y or x,y,c per joint) from the first row."""
+    J = catalogue.N_JOINTS
+    width = body.count(",") + 1
     if width not in (2 * J, 3 * J):
         msg = f"{path} line {first} has {width + 2} columns; expected {2 + 2 * J} (x,y) or {2 + 3 * J} (x,y,c)"
         raise BadInputError(msg)
-    values = _numbers(path, bodies, width, first)
-    values = values.reshape(n_samples, V, J, width // J)
-    return values
+    return np.empty((rows, width))
 
 
 def _numbers(path: Path, bodies: list[str], width: int, first: int) -> np.ndarray:

@@ -291,3 +291,24 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
     assert code == 2
     assert expected in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_large_csv_is_streamed_in_memory_bounded_by_the_result(tmp_path):
+    """A 75 MB CSV (240,000 rows) read under a 600 MB address-space limit: the result array is 115 MB; the
+    whole-file reader (bytes, text, lines, bodies, joined copy) needed ~670 MB and failed with MemoryError."""
+    n, cams = 40_000, [f"Camera{i}" for i in range(1, 7)]
+    body = ",".join(["12.5"] * 60)  # x, y, confidence of 20 joints
+    with open(tmp_path / "big.csv", "w") as handle:
+        handle.writelines(f"{s},{c},{body}\n" for s in range(n) for c in cams)
+    limit = 600 << 20
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from metric_utils.pred2d import read_predictions_2d
+p = read_predictions_2d({str(tmp_path / "big.csv")!r}, {n}, {cams!r})
+print(p.points.shape, float(p.points.sum()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split(")")[0] == "(40000, 6, 20, 2"
+    assert float(done.stdout.split()[-1]) == n * 6 * 40 * 12.5  # the x and y of every row
