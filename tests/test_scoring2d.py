@@ -5,6 +5,7 @@ default parameters but the sigmas); real tables saved by rat7m.table, the real s
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -312,3 +313,20 @@ print(p.points.shape, float(p.points.sum()))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split(")")[0] == "(40000, 6, 20, 2"
     assert float(done.stdout.split()[-1]) == n * 6 * 40 * 12.5  # the x and y of every row
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(saved, capsys):
+    """SIGKILL leaves ``.summary.json.PID.TID.tmp`` and the like: the next run into --save_dir removes them."""
+    root, gt, target, _ = saved
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = root / "killed"
+    out.mkdir()
+    names = ("summary.json", "summary_2d.json", "triangulation.json", "per_joint_mpjpe.png", "report.html")
+    left = [out / f".{name}.{dead.stdout.strip()}.140.tmp" for name in names]
+    kept = [out / f".notes.txt.{dead.stdout.strip()}.140.tmp", out / f".summary.json.{os.getppid()}.1.tmp"]
+    for path in (*left, *kept):
+        path.write_text("partial")
+    pred = write_csv(root / "exact.csv", np.nan_to_num(target))
+    code, _, err = _run(capsys, "--gt_path", gt, "--pred2d", pred, "--triangulate", "--report", "--save_dir", out, "-q")
+    assert code == 0, err
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
