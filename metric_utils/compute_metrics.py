@@ -120,9 +120,7 @@ def read_predictions(path: str | Path) -> np.ndarray:
         BadInputError: missing or unreadable file, header row, non-numeric cell (line and column),
             wrong column count (line), NaN or inf (line and sample).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"prediction file {path} not found")
+    path = check_input(path, "prediction file", max_bytes=None)  # a FIFO or a link loop: said as such
     rows = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
     if path.suffix.lower() != ".npy" and len(rows) and np.array_equal(rows[0], np.arange(N_COLUMNS)):
         # pandas' to_csv(index=False) writes the column numbers as a header: numeric, but not a sample

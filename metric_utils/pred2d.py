@@ -34,6 +34,7 @@ from metric_utils import compute_metrics as cm
 from metric_utils.metrics import MAX_MAGNITUDE
 from rat7m import catalogue
 from rat7m.errors import BadInputError
+from rat7m.fileio import check_input
 
 #: Name of the array in an ``.npz`` prediction file when it holds more than one.
 NPZ_KEY = "keypoints_2d"
@@ -60,9 +61,7 @@ def read_predictions_2d(path: str | Path, n_samples: int, camera_names: list[str
     Raises:
         BadInputError: naming the line and column (CSV) of the first problem.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"2D prediction file {path} not found")
+    path = check_input(path, "2D prediction file", max_bytes=None)  # a FIFO or a link loop: said as such
     if path.suffix.lower() == ".npz":
         values = _read_npz(path, n_samples, len(camera_names))
     else:

@@ -253,6 +253,7 @@ def _hostile_npz(path: Path, case: str) -> Path:
     ("npz", "has shape (55, 6, 20, 4); expected (55, 6, 20, 2 or 3)"),
     ("huge", "declares a float64 array of shape (1000000000000, 6, 20, 2) (1920000000000000 bytes) but holds 64"),
     ("bomb", "has shape (2000, 6, 20, 40); expected (55, 6, 20, 2 or 3)"),
+    ("fifo", "2D prediction file {root}/fifo.csv is a FIFO (named pipe); expected a regular file"),
     ("magnitude", "sample 0, Camera3, joint 0: x = 1e+200 px is beyond the bound 1e+100"),
     ("triangulate_alone", "--triangulate works on 2D predictions: give them with --pred2d PATH"),
     ("one_view", "has a confidence above 0 in 1 camera(s); triangulation needs 2"),
@@ -280,6 +281,10 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
     elif case == "npz":
         np.savez(root / "bad.npz", np.zeros((*target.shape[:3], 4)))
         argv += ["--pred2d", root / "bad.npz"]
+    elif case == "fifo":  # was "not found"
+        if not (root / "fifo.csv").exists():
+            os.mkfifo(root / "fifo.csv")
+        argv += ["--pred2d", root / "fifo.csv"]
     elif case in ("huge", "bomb"):  # refused from the header, before anything is allocated or inflated
         argv += ["--pred2d", _hostile_npz(root / f"{case}.npz", case)]
     elif case == "triangulate_alone":
@@ -290,7 +295,7 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
         argv += ["--pred2d", write_csv(root / "onecam.csv", np.nan_to_num(target), confidence), "--triangulate"]
     code, _, err = _run(capsys, *argv)
     assert code == 2
-    assert expected in err, err
+    assert expected.format(root=root) in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
