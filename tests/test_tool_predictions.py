@@ -8,6 +8,7 @@ test), and scores it: exact, then shifted by 1 px (1 mm) in the tool's conventio
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +355,19 @@ def test_yolo_txt_round_trip(data, tmp_path):
     assert summary["predictions"]["format"] == "yolo-txt"
     assert_exact_2d(summary, tol=1e-3)
     assert_one_pixel(score_2d(data, tmp_path / "shifted", tmp_path), tol=1e-3)
+
+
+def test_yolo_txt_image_sizes_come_from_rat7m_root(data, tmp_path, monkeypatch):
+    """The images are under $RAT7M_ROOT even when --gt_path names a table elsewhere (was: the table's folder)."""
+    write_yolo_labels(data, tmp_path / "labels")
+    elsewhere = tmp_path / "tables"
+    elsewhere.mkdir()
+    shutil.copy(catalogue.mini_annotation_path(data[0]), elsewhere / "table.pkl")
+    monkeypatch.setenv("RAT7M_ROOT", str(data[0]))
+    argv = ["--pred2d", str(tmp_path / "labels"), "--gt_path", str(elsewhere / "table.pkl"),
+            "--save_dir", str(tmp_path / "scores"), "--quiet"]  # fmt: skip
+    assert compute_metrics.main(argv) == 0
+    assert_exact_2d(json.loads((tmp_path / "scores" / "summary_2d.json").read_text()), tol=1e-3)
 
 
 def test_yolo_txt_repeated_stems_and_missing_files(data, tmp_path):
