@@ -77,6 +77,9 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
     if tool is None:
         pred = read_predictions_2d(args.pred2d, len(rows), names)
         pred = replace(pred, points=pixels.convert(pred.points, args.pred2d_convention, convention))  # as the table's
+    elif args.pred2d_convention != pixels.ZERO_BASED:  # never ignored silently
+        raise BadInputError(f"--pred2d-convention {args.pred2d_convention} is for our own CSV/npz; {args.pred2d} is a "
+                            f"{tool} file, read in 0-based pixels as the tool writes them")  # fmt: skip
     else:  # a tool's file: its 0-based pixels come back in the table's convention
         from rat7m import toolpreds
 

@@ -17,6 +17,7 @@ import scipy.io
 
 from metric_utils import compute_metrics
 from rat7m import catalogue, extract, pixels
+from rat7m.cli import run_main
 from rat7m.export import cli
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table
@@ -142,6 +143,17 @@ def test_coco_results_round_trip(data, tmp_path, stems):
     assert summary["predictions"]["format"] == "coco"
     assert_exact_2d(summary)
     assert_one_pixel(score_2d(data, shifted, tmp_path))
+
+
+def test_a_pixel_convention_given_for_a_tool_file_is_refused_not_ignored(data, tmp_path, capsys):
+    path = tmp_path / "exact.json"
+    path.write_text(json.dumps(coco_results(data)))
+    argv = ["--pred2d", str(path), "--gt_path", str(catalogue.mini_annotation_path(data[0])), "--save_dir",
+            str(tmp_path / "s"), "--pred2d-convention", "matlab"]  # fmt: skip
+    assert run_main(compute_metrics.main, argv) == 2
+    err = capsys.readouterr().err
+    assert "--pred2d-convention matlab is for our own CSV/npz" in err and "coco file" in err, err
+    assert not (tmp_path / "s").exists()
 
 
 def test_coco_unmatched_and_duplicates_are_counted_and_named(data, tmp_path, capsys):
