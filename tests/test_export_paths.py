@@ -265,11 +265,20 @@ def test_a_link_is_never_made_through_a_link_into_the_users_images(table, root, 
     steered = copy.deepcopy(table)
     steered["table"]["image_path"]["Camera2"] = paths
     save_annotation(steered, root / "t.pkl")
-    assert run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL) == 2
-    err = lines(capsys)
-    assert len(err) == 1 and "is not inside the export folder" in err[0], err
+    code = run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL)
+    # since the unique stems (issue 21) yolo links each image, never a folder: the export may succeed, but
+    # nothing is ever made in the user's folder, and every link lives inside the export
     assert sorted(p.name for p in images.iterdir()) == ["mine.jpg"]
-    assert list((tmp_path / "out").iterdir()) == []  # the staging folder is gone too
+    if code == 2:
+        err = lines(capsys)
+        assert len(err) == 1 and "is not inside the export folder" in err[0], err
+        assert list((tmp_path / "out").iterdir()) == []  # the staging folder is gone too
+    else:
+        assert code == 0
+        out = (tmp_path / "out" / "yolo").resolve()
+        links = [p for p in out.rglob("*") if p.is_symlink()]
+        assert links and all(out in p.parent.resolve().parents or p.parent.resolve() == out for p in links)
+        assert not any(p.is_symlink() and p.is_dir() for p in out.rglob("*"))  # no folder is a link
 
 
 def test_an_export_is_never_written_through_a_users_link(table, root, tmp_path, capsys):
