@@ -76,10 +76,24 @@ def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Pr
             except (OSError, ValueError) as exc:
                 raise BadInputError(f"{path} is not a readable .npy array ({exc})") from None
             points = array.astype(np.float64)
+            _check_2d(points, path)
             return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
     from metric_utils.compute_metrics import read_predictions  # the one reader of 3D prediction files
 
     return Predictions(points_3d=read_predictions(path))
+
+
+def _check_2d(points: np.ndarray, path: Path) -> None:
+    """2D predictions as ``--pred2d`` reads them: finite, within the metrics' magnitude bound."""
+    from metric_utils.metrics import MAX_MAGNITUDE
+
+    bad = ~(np.abs(points) <= MAX_MAGNITUDE)  # NaN and inf too
+    if bad.any():
+        sample, view, joint, axis = (int(i) for i in np.argwhere(bad)[0])
+        value = points[sample, view, joint, axis]
+        msg = (f"{path} sample {sample}, camera {view + 1}, joint {joint}: {'xy'[axis]} = {value} px; "
+               f"2D predictions must be finite, at most {MAX_MAGNITUDE:g}")  # fmt: skip
+        raise BadInputError(msg)
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
