@@ -253,6 +253,7 @@ def _hostile_npz(path: Path, case: str) -> Path:
     ("npz", "has shape (55, 6, 20, 4); expected (55, 6, 20, 2 or 3)"),
     ("huge", "declares a float64 array of shape (1000000000000, 6, 20, 2) (1920000000000000 bytes) but holds 64"),
     ("bomb", "has shape (2000, 6, 20, 40); expected (55, 6, 20, 2 or 3)"),
+    ("confidence", "sample 1, Camera3, joint 1: confidence 1e+200 is above 1e+06"),
     ("fifo", "2D prediction file {root}/fifo.csv is a FIFO (named pipe); expected a regular file"),
     ("magnitude", "sample 0, Camera3, joint 0: x = 1e+200 px is beyond the bound 1e+100"),
     ("triangulate_alone", "--triangulate works on 2D predictions: give them with --pred2d PATH"),
@@ -273,6 +274,7 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
         "width": [good[0], *(line + ",1" for line in good[1:])],
         "negative": _edit(with_conf, 7, 5, "-0.5"),
         "magnitude": _edit(good, 4, 3, "1e200"),
+        "confidence": _edit(with_conf, 10, 8, "1e200"),
     }
     argv = ["--gt_path", gt, "--save_dir", root / "bad_out"]
     if case in lines:
