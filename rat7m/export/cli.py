@@ -285,6 +285,12 @@ def _dry_run(formats: list[str], selection: Selection, args: argparse.Namespace,
             skipped += 1
             continue
         state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
+        if state.startswith("complete") and _options(json.loads((final / MANIFEST_NAME).read_text())) != _options(
+                {"split": selection.split, "recordings": [r.name for r in selection.recordings],
+                 "cameras": list(selection.cameras)}):  # fmt: skip
+            print(f"{fmt}: would refuse {final}: it holds an export of other rows or cameras; pass --overwrite")
+            skipped += 1
+            continue
         print(f"{fmt}: {state} {final}: {n_rows} samples x {n_cams} cameras = {n_rows * n_cams} images of {recordings}")
     return 2 if skipped else 0
 
