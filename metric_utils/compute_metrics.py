@@ -78,7 +78,7 @@ from rat7m.cli import (
     setup_logging,
 )
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write, check_input
+from rat7m.fileio import atomic_write, check_input, remove_stale_temporaries
 from rat7m.table import load_annotation
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ PER_SAMPLE_CSV = "per_sample_metrics.csv"
 SUMMARY_JSON = "summary.json"
 PER_JOINT_CSV = "per_joint_mpjpe.csv"
 PER_JOINT_PNG = "per_joint_mpjpe.png"
+#: Every file a run may write to ``--save_dir`` (3D, ``--pred2d``, ``--triangulate``, ``--report``).
+OUTPUT_NAMES = (PER_SAMPLE_CSV, SUMMARY_JSON, PER_JOINT_CSV, PER_JOINT_PNG, "summary_2d.json", "triangulation.json",
+                "report.html")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,9 +124,7 @@ def read_predictions(path: str | Path) -> np.ndarray:
         BadInputError: missing or unreadable file, header row, non-numeric cell (line and column),
             wrong column count (line), NaN, inf or a coordinate beyond the bound (line and sample).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"prediction file {path} not found")
+    path = check_input(path, "prediction file", max_bytes=None)  # a FIFO or a link loop: said as such
     is_npy = path.suffix.lower() == ".npy"
     if is_npy:
         rows = read_npy(path, _is_3d_shape, f"(N, {catalogue.N_JOINTS}, 3) or (N, {N_COLUMNS})")
@@ -714,6 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gt_path is None:
         args.gt_path = catalogue.mini_annotation_path(resolve_root(args.root, quiet=args.quiet))
     check_writable(args.save_dir, "results", "pass --save_dir DIR")  # before reading anything
+    remove_stale_temporaries(args.save_dir, set(OUTPUT_NAMES))  # what a killed run (SIGKILL) left
     if not args.gt_path.exists() and not args.gt_path.is_symlink():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"
         raise BadInputError(msg)

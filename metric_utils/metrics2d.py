@@ -258,8 +258,9 @@ def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray
 
     Image id ``n * V + v + 1`` is sample n, camera v; only (sample, camera) pairs with a finite
     ground-truth keypoint are included. Ground-truth visibility is 2 where finite, else 0. A
-    prediction with no finite keypoint is no detection (no result); a non-finite predicted keypoint
-    (a tool's missing joint) is put :data:`MISSING_AT` px away, so it adds nothing to the OKS.
+    prediction with every keypoint NaN is no detection (no result), as in :func:`oks_ap`; a non-finite
+    predicted keypoint (NaN: a tool's missing joint; inf) is put :data:`MISSING_AT` px away, so it adds
+    nothing to the OKS.
     """
     N, V, J = target.shape[:3]
     finite = np.isfinite(target).all(axis=-1)
@@ -271,9 +272,9 @@ def coco_dicts(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray
     score = image_scores(confidence, (N, V), scores)
     dt_v = np.ones((N, V, J, 1)) if confidence is None else np.asarray(confidence, np.float64)[..., None]
     predicted = np.asarray(predicted, np.float64)
-    detected = np.isfinite(predicted).all(axis=-1)
-    dt_xyv = np.concatenate([np.where(detected[..., None], predicted, MISSING_AT), dt_v], axis=-1)
-    detected = detected.any(axis=-1)
+    usable = np.isfinite(predicted).all(axis=-1)
+    dt_xyv = np.concatenate([np.where(usable[..., None], predicted, MISSING_AT), dt_v], axis=-1)
+    detected = (~np.isnan(predicted).any(axis=-1)).any(axis=-1)  # as oks_ap: some joint predicted (inf counts)
     for n, v in np.argwhere(finite.any(axis=-1)).tolist():
         image_id = n * V + v + 1
         images.append({"id": image_id})

@@ -7,8 +7,8 @@ Two layouts, both in table order of the scored split and the table's camera orde
   0-based index of the sample within the split, ``camera`` the table's camera name (``Camera1``);
   rows go sample 0 Camera1..Camera6, sample 1 Camera1..Camera6, ... An optional first line starting
   with ``sample`` is a header and is skipped. Pixel coordinates of the distorted image (x right,
-  y down); every number finite; confidences at least 0 (0: not detected, the view is left out of
-  triangulation).
+  y down); every number finite, coordinates within the 3D reader's bound (1e100); confidences
+  from 0 (not detected, the view is left out of triangulation) to 1e6, the tools' readers' bound.
 * ``.npz`` holding one array (or one named ``keypoints_2d``) of shape ``(N, V, 20, 2)``, or
   ``(N, V, 20, 3)`` with the confidence last.
 
@@ -39,14 +39,13 @@ from metric_utils import compute_metrics as cm
 from metric_utils.metrics import MAX_MAGNITUDE
 from rat7m import catalogue
 from rat7m.errors import BadInputError
+from rat7m.fileio import check_input
+from rat7m.toolpreds.common import MAX_CONFIDENCE
 
 #: Name of the array in an ``.npz`` prediction file when it holds more than one.
 NPZ_KEY = "keypoints_2d"
 #: Leading label cells of a CSV row.
 LABELS = ("sample", "camera")
-#: Largest confidence accepted. Scores are usually 0..1; far above is a unit mistake, and the bound keeps
-#: confidence-weighted pixels (at most MAX_MAGNITUDE * MAX_CONFIDENCE) far from overflowing when squared.
-MAX_CONFIDENCE = 1e6
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,23 @@ def read_predictions_2d(path: str | Path, n_samples: int, camera_names: list[str
     Raises:
         BadInputError: naming the line and column (CSV) of the first problem.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"2D prediction file {path} not found")
+    path = check_input(path, "2D prediction file", max_bytes=None)  # a FIFO or a link loop: said as such
     if path.suffix.lower() == ".npz":
         values = _read_npz(path, n_samples, len(camera_names))
     else:
         values = _read_csv(path, n_samples, camera_names)
     points, confidence = values[..., :2], (values[..., 2] if values.shape[-1] == 3 else None)
+    big = np.abs(points) > MAX_MAGNITUDE  # the 3D reader's bound: beyond it, squares overflow the error arithmetic
+    if big.any():
+        sample, view, joint, axis = np.argwhere(big)[0]
+        msg = (f"{path} sample {sample}, {camera_names[view]}, joint {joint}: {'xy'[axis]} = "
+               f"{points[sample, view, joint, axis]:g} px is beyond the bound {MAX_MAGNITUDE:g}; check its units")
+        raise BadInputError(msg)
+    if confidence is not None and (confidence > MAX_CONFIDENCE).any():  # the tools' readers' bound
+        sample, view, joint = np.argwhere(confidence > MAX_CONFIDENCE)[0]
+        msg = (f"{path} sample {sample}, {camera_names[view]}, joint {joint}: confidence "
+               f"{confidence[sample, view, joint]:g} is above {MAX_CONFIDENCE:g}; confidences are weights, 0 to 1")
+        raise BadInputError(msg)
     return Predictions2D(np.ascontiguousarray(points), confidence)
 
 

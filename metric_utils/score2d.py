@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from metric_utils import compute_metrics as cm
 from metric_utils.metrics2d import format_2d, score_2d
 from metric_utils.pred2d import Predictions2D, read_predictions_2d
 from rat7m import catalogue, pixels
+from rat7m.cli import ROOT_ENV
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.triangulate import triangulate_rows
@@ -75,10 +77,14 @@ def run(args: argparse.Namespace, table: dict[str, Any]) -> int:
     if tool is None:
         pred = read_predictions_2d(args.pred2d, len(rows), names)
         pred = replace(pred, points=pixels.convert(pred.points, args.pred2d_convention, convention))  # as the table's
+    elif args.pred2d_convention != pixels.ZERO_BASED:  # never ignored silently
+        raise BadInputError(f"--pred2d-convention {args.pred2d_convention} is for our own CSV/npz; {args.pred2d} is a "
+                            f"{tool} file, read in 0-based pixels as the tool writes them")  # fmt: skip
     else:  # a tool's file: its 0-based pixels come back in the table's convention
         from rat7m import toolpreds
 
-        images_root = args.root if args.root is not None else args.gt_path.resolve().parent  # the dataset root
+        images_root = args.root or (Path(os.environ[ROOT_ENV]) if os.environ.get(ROOT_ENV) else None)
+        images_root = images_root or args.gt_path.resolve().parent  # the dataset root, as every command finds it
         read = toolpreds.read_2d(args.pred2d, tool, table, rows, images_root=images_root)
         pred, report, scores = Predictions2D(read.points, read.confidence), read.report, read.score
         print("\n".join(report.lines()))

@@ -225,20 +225,11 @@ def loaded_table_lines(table: dict) -> list[str]:
 
 
 def frame_count(path: Path) -> int | None:
-    """Frames a chunk's header lists (read from the container, nothing decoded); None if it cannot be opened."""
-    import cv2
+    """:func:`rat7m.video.header_frame_count`, FFmpeg's own words silenced (the report says which chunk)."""
+    from rat7m.video import header_frame_count, quiet_decoder_logs
 
-    from rat7m.video import ChunkReadError, open_capture, quiet_decoder_logs
-
-    quiet_decoder_logs()  # the report says which chunk cannot be opened; FFmpeg's own words are noise
-    try:
-        capture = open_capture(path, threads=1)
-    except ChunkReadError:
-        return None
-    try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
+    quiet_decoder_logs()
+    return header_frame_count(path)
 
 
 def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[list[str], int]:

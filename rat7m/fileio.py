@@ -102,9 +102,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-#: Public name of :func:`_alive`: other modules clean their own leftovers (export staging folders) by it.
-
-
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file for writing; on leaving the block without error, rename it to ``path``.

@@ -27,7 +27,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write
+from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.geometry import SPELLINGS, camera_param, mat_spellings, with_both_spellings
 from rat7m.pixels import TABLE_KEY as PIXEL_CONVENTION_KEY
 from rat7m.safe_pickle import safe_load
@@ -297,5 +297,6 @@ def save_annotation(table: Mapping, path: str | os.PathLike) -> None:
         subject: {day: {cam: mat_spellings(p) for cam, p in cams.items()} for day, cams in days.items()}
         for subject, days in table["cameras"].items()
     }
+    remove_stale_temporaries(path.parent, {path.name})  # a killed run's (SIGKILL) partial table
     with atomic_write(path) as f:
         pickle.dump(out, f, protocol=PICKLE_PROTOCOL)

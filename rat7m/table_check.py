@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.geometry import project
 from rat7m.table import cameras_of
-from rat7m.video import ChunkIndex, ChunkReadError, open_capture
+from rat7m.video import ChunkIndex, header_frame_count
 
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
 #: far below anything a wrong camera model or a swapped camera would give.
@@ -138,19 +137,6 @@ def check_image_paths(table: Mapping) -> CheckResult:
     return result
 
 
-def _frame_count(path: Path) -> int | None:
-    """Frames in a video chunk as its container says (CAP_PROP_FRAME_COUNT: the MP4 header, approximate)."""
-    try:
-        capture = open_capture(path)
-    except ChunkReadError:
-        return None
-    try:
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        return count if count > 0 else None
-    finally:
-        capture.release()
-
-
 def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> CheckResult:
     """Check that every ``frame_idx`` falls inside a video chunk of ``video_dir``.
 
@@ -173,8 +159,8 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
                 continue
             frames = np.asarray(columns["frame_idx"][cam]).astype(np.int64)[rows]
             starts = np.array([chunk.start for chunk in chunks], dtype=np.int64)
-            last_count = _frame_count(chunks[-1].path)
-            if last_count is None:
+            last_count = header_frame_count(chunks[-1].path)
+            if last_count is None or last_count <= 0:
                 result.ok = False
                 result.lines.append(f"{rec.name} {cam}: cannot read the frame count of {chunks[-1].name}")
                 continue

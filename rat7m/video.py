@@ -199,6 +199,20 @@ def open_capture(path: str | os.PathLike, threads: int | None = None) -> cv2.Vid
     return capture
 
 
+def header_frame_count(path: str | os.PathLike) -> int | None:
+    """Frames a video's container header lists (nothing decoded; 0 or less: it says nothing); None if it
+    cannot be opened (missing, truncated before its index, not a video). Doctor, ``--check`` and render
+    video read chunk lengths with it."""
+    try:
+        capture = open_capture(path, threads=1)
+    except ChunkReadError:
+        return None
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
 def resolve_decoder(requested: str = "auto") -> str:
     """The decoder to use: ``"pyav"`` or ``"opencv"``.
 

@@ -5,6 +5,7 @@ length), so every expected number is known from the construction.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -240,7 +241,10 @@ def _replace_cell(line: str, column: int, text: str) -> str:
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("missing_pred", "prediction file {root}/nope.csv not found"),
+        ("missing_pred", "prediction file {root}/nope.csv: cannot read (not found)"),
+        ("fifo_pred", "prediction file {root}/fifo.csv is a FIFO (named pipe); expected a regular file"),
+        ("fifo_tool", "prediction file {root}/fifo.csv is a FIFO (named pipe); expected a regular file"),
+        ("loop_pred", "prediction file {root}/loop.csv: cannot read (a symbolic link loop"),
         ("missing_gt", "annotation table {root}/nope.pkl not found; pass --gt_path"),
         ("bad_gt", "{root}/garbage.pkl"),
         ("header", "{root}/p.csv line 1, column 1: 'x' is not a number (the file must not have a header row)"),
@@ -265,6 +269,16 @@ def test_bad_input_exits_2_with_one_clear_line(small, capsys, case, expected):
     argv = {"--pred_path": pred, "--gt_path": gt, "--save_dir": root / "o"}
     if case == "missing_pred":
         argv["--pred_path"] = root / "nope.csv"
+    elif case.startswith("fifo"):  # was "not found" (a FIFO is not is_file()): said as what it is
+        if not (root / "fifo.csv").exists():
+            os.mkfifo(root / "fifo.csv")
+        argv["--pred_path"] = root / "fifo.csv"
+        if case == "fifo_tool":
+            argv["--pred-format"] = "anipose"
+    elif case == "loop_pred":
+        if not (root / "loop.csv").is_symlink():
+            (root / "loop.csv").symlink_to("loop.csv")
+        argv["--pred_path"] = root / "loop.csv"
     elif case == "missing_gt":
         argv["--gt_path"] = root / "nope.pkl"
     elif case == "bad_gt":

@@ -404,6 +404,8 @@ def test_rerun_skips_overwrite_redoes_dry_run_writes_nothing(data, tmp_path, cap
     assert [p.name for p in tmp_path.iterdir()] == ["coco"]  # no staging folder left behind
     assert run("coco", "--root", root, "--out", tmp_path, "--split", "test") == 2  # other rows: not "complete"
     assert "--overwrite" in capsys.readouterr().err
+    assert run("coco", "--root", root, "--out", tmp_path, "--split", "test", "--dry-run") == 2  # says so too
+    assert "coco: would refuse" in capsys.readouterr().out
     (tmp_path / "dlc").mkdir()
     (tmp_path / "dlc" / "mine.txt").write_text("a user's file")
     assert run("dlc", "--root", root, "--out", tmp_path, "--overwrite") == 2  # never replaces a folder it did not make

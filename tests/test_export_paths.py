@@ -185,6 +185,20 @@ def test_all_goes_on_past_a_refused_format_and_lists_it(table, root, tmp_path, c
     assert err[-1].startswith("error: anipose skipped: ") and "--allow-skew" in err[-1]
 
 
+def test_all_on_test_recordings_only_skips_dlc_and_writes_the_rest(synthetic_dataset, root, tmp_path, capsys):
+    """dlc's default train split is empty for test recordings: only dlc is skipped, not the whole run."""
+    save_annotation(build_table([synthetic_dataset.recordings["s5-d1"].mat_path], stride=40), root / "t.pkl")
+    small = ("--recordings", "s5-d1", *SMALL[2:])
+    argv = ("all", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", "--allow-skew", *small)
+    assert run(*argv, "--dry-run") == 2
+    assert "dlc: would skip" in capsys.readouterr().out
+    assert run(*argv) == 2
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted({"coco", "yolo", "anipose", "dannce"} | ({"slp"} if cli._available("slp") else set()))
+    err = lines(capsys)
+    assert err[-1].startswith("error: dlc skipped: ") and "no train rows of s5-d1" in err[-1], err
+
+
 def test_images_elsewhere_the_hint_names_images_root(table, root, tmp_path, capsys):
     save_annotation(table, root / "t.pkl")
     assert run("coco", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", "-q") == 2
@@ -252,13 +266,20 @@ def test_a_link_is_never_made_through_a_link_into_the_users_images(table, root, 
     steered = copy.deepcopy(table)
     steered["table"]["image_path"]["Camera2"] = paths
     save_annotation(steered, root / "t.pkl")
-    # yolo now links each image under a unique stem (never a folder), so nothing can be made through a link;
-    # link() itself refuses a path outside the stage (test_link_refuses_a_path_outside_the_stage)
-    run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL)
+    code = run("yolo", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL)
+    # since the unique stems (issue 21) yolo links each image, never a folder: the export may succeed, but
+    # nothing is ever made in the user's folder, and every link lives inside the export
     assert sorted(p.name for p in images.iterdir()) == ["mine.jpg"]
-    out = (tmp_path / "out").resolve()
-    for link in (tmp_path / "out").rglob("*"):
-        assert out in link.parent.resolve().parents or link.parent.resolve() == out, link
+    if code == 2:
+        err = lines(capsys)
+        assert len(err) == 1 and "is not inside the export folder" in err[0], err
+        assert list((tmp_path / "out").iterdir()) == []  # the staging folder is gone too
+    else:
+        assert code == 0
+        out = (tmp_path / "out" / "yolo").resolve()
+        links = [p for p in out.rglob("*") if p.is_symlink()]
+        assert links and all(out in p.parent.resolve().parents or p.parent.resolve() == out for p in links)
+        assert not any(p.is_symlink() and p.is_dir() for p in out.rglob("*"))  # no folder is a link
 
 
 def test_an_export_is_never_written_through_a_users_link(table, root, tmp_path, capsys):

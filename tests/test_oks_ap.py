@@ -80,6 +80,9 @@ def test_adversarial_cases_equal_pycocotools():
     target[40:50, :, :, 1] = 100.0  # collinear keypoints: zero area, width > 0
     pred[50:60] = np.nan_to_num(target[50:60])  # perfect predictions: OKS exactly 1
     pred[60:65] += 1e6  # far off: OKS 0
+    pred[65:68] = np.inf  # infinite: an infinite error, a detection with OKS 0 (never no detection)
+    pred[68:70, :, :3] = np.nan  # three joints a tool did not predict: 0 in the OKS
+    pred[70:72] = np.nan  # nothing predicted: no detection
     confidence[::2] = 0.5  # many exact ties in score, across cameras and samples
     confidence[70:80] = 0.0
     assert_equal_to_coco(pred, target, confidence, cameras=(None, 0, 1, 5))

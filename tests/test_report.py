@@ -155,8 +155,8 @@ def test_crafted_metrics_folder_is_one_line_naming_the_field(runs, tmp_path, cap
     code = run_main(render_main, ["report", "--metrics_dir", str(folder), "--worst", "1", "--root", str(runs["root"])])
     err = capsys.readouterr().err
     assert code == 2, err
-    said = [line for line in err.strip().splitlines() if not line.startswith("dataset root:")]
-    assert expected in err and "Traceback" not in err and len(said) == 1
+    lines = [line for line in err.splitlines() if line and not line.startswith("dataset root: ")]  # said once
+    assert expected in err and "Traceback" not in err and len(lines) == 1, err
     assert not (folder / report_mod.REPORT_NAME).exists()
 
 

@@ -3,9 +3,12 @@ here from the definitions and against pycocotools' own evaluation run the ordina
 default parameters but the sigmas); real tables saved by rat7m.table, the real script as a subprocess.
 """
 
+import io
 import json
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +226,20 @@ def _edit(lines: list[str], number: int, column: int, value: str) -> list[str]:
     return [*lines[: number - 1], ",".join(cells), *lines[number:]]
 
 
+def _hostile_npz(path: Path, case: str) -> Path:
+    """A 200-byte member declaring 1.9 PB (``huge``), or a 75 KB zip inflating to 77 MB of zeros (``bomb``)."""
+    member = io.BytesIO()
+    if case == "huge":
+        np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                      "shape": (10**12, 6, 20, 2)})  # fmt: skip
+        member.write(bytes(64))
+    else:
+        np.save(member, np.zeros((2000, 6, 20, 40)))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("keypoints_2d.npy", member.getvalue())
+    return path
+
+
 @pytest.mark.parametrize(("case", "expected"), [
     ("sample", "line 9, column 1: '2'; expected sample 1"),
     ("camera", "line 3, column 2: 'Camera3'; expected camera Camera2"),
@@ -234,6 +251,11 @@ def _edit(lines: list[str], number: int, column: int, value: str) -> list[str]:
     ("width", "line 2 has 43 columns; expected 42 (x,y) or 62 (x,y,c)"),
     ("negative", "line 7, column 5: confidence -0.5 is below 0"),
     ("npz", "has shape (55, 6, 20, 4); expected (55, 6, 20, 2 or 3)"),
+    ("huge", "declares a float64 array of shape (1000000000000, 6, 20, 2) (1920000000000000 bytes) but holds 64"),
+    ("bomb", "has shape (2000, 6, 20, 40); expected (55, 6, 20, 2 or 3)"),
+    ("confidence", "sample 1, Camera3, joint 1: confidence 1e+200 is above 1e+06"),
+    ("fifo", "2D prediction file {root}/fifo.csv is a FIFO (named pipe); expected a regular file"),
+    ("magnitude", "sample 0, Camera3, joint 0: x = 1e+200 px is beyond the bound 1e+100"),
     ("triangulate_alone", "--triangulate works on 2D predictions: give them with --pred2d PATH"),
     ("one_view", "has a confidence above 0 in 1 camera(s); triangulation needs 2"),
 ])  # fmt: skip
@@ -251,6 +273,8 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
         "semicolons": [good[0], good[1].replace(",", ";"), *good[2:]],
         "width": [good[0], *(line + ",1" for line in good[1:])],
         "negative": _edit(with_conf, 7, 5, "-0.5"),
+        "magnitude": _edit(good, 4, 3, "1e200"),
+        "confidence": _edit(with_conf, 10, 8, "1e200"),
     }
     argv = ["--gt_path", gt, "--save_dir", root / "bad_out"]
     if case in lines:
@@ -259,6 +283,12 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
     elif case == "npz":
         np.savez(root / "bad.npz", np.zeros((*target.shape[:3], 4)))
         argv += ["--pred2d", root / "bad.npz"]
+    elif case == "fifo":  # was "not found"
+        if not (root / "fifo.csv").exists():
+            os.mkfifo(root / "fifo.csv")
+        argv += ["--pred2d", root / "fifo.csv"]
+    elif case in ("huge", "bomb"):  # refused from the header, before anything is allocated or inflated
+        argv += ["--pred2d", _hostile_npz(root / f"{case}.npz", case)]
     elif case == "triangulate_alone":
         argv += ["--pred_path", root / "missing.csv", "--triangulate"]
     else:
@@ -267,5 +297,43 @@ def test_bad_input_exits_2_with_line_and_column(saved, capsys, case, expected):
         argv += ["--pred2d", write_csv(root / "onecam.csv", np.nan_to_num(target), confidence), "--triangulate"]
     code, _, err = _run(capsys, *argv)
     assert code == 2
-    assert expected in err, err
+    assert expected.format(root=root) in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_large_csv_is_streamed_in_memory_bounded_by_the_result(tmp_path):
+    """A 75 MB CSV (240,000 rows) read under a 600 MB address-space limit: the result array is 115 MB; the
+    whole-file reader (bytes, text, lines, bodies, joined copy) needed ~670 MB and failed with MemoryError."""
+    n, cams = 40_000, [f"Camera{i}" for i in range(1, 7)]
+    body = ",".join(["12.5"] * 60)  # x, y, confidence of 20 joints
+    with open(tmp_path / "big.csv", "w") as handle:
+        handle.writelines(f"{s},{c},{body}\n" for s in range(n) for c in cams)
+    limit = 600 << 20
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from metric_utils.pred2d import read_predictions_2d
+p = read_predictions_2d({str(tmp_path / "big.csv")!r}, {n}, {cams!r})
+print(p.points.shape, float(p.points.sum()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split(")")[0] == "(40000, 6, 20, 2"
+    assert float(done.stdout.split()[-1]) == n * 6 * 40 * 12.5  # the x and y of every row
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(saved, capsys):
+    """SIGKILL leaves ``.summary.json.PID.TID.tmp`` and the like: the next run into --save_dir removes them."""
+    root, gt, target, _ = saved
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = root / "killed"
+    out.mkdir()
+    names = ("summary.json", "summary_2d.json", "triangulation.json", "per_joint_mpjpe.png", "report.html")
+    left = [out / f".{name}.{dead.stdout.strip()}.140.tmp" for name in names]
+    kept = [out / f".notes.txt.{dead.stdout.strip()}.140.tmp", out / f".summary.json.{os.getppid()}.1.tmp"]
+    for path in (*left, *kept):
+        path.write_text("partial")
+    pred = write_csv(root / "exact.csv", np.nan_to_num(target))
+    code, _, err = _run(capsys, "--gt_path", gt, "--pred2d", pred, "--triangulate", "--report", "--save_dir", out, "-q")
+    assert code == 0, err
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)

@@ -152,6 +152,18 @@ def test_saved_table_loads_with_np_load_and_safely(table, tmp_path):
     assert not (tmp_path / "broken.pkl").exists()
 
 
+def test_a_killed_saves_partial_table_is_removed_by_the_next_save(table, tmp_path):
+    """SIGKILL mid-pickle leaves ``.table.pkl.PID.TID.tmp`` (hundreds of MB for the full table)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    partial = tmp_path / f".table.pkl.{dead.stdout.strip()}.140.tmp"
+    other = tmp_path / f".other.pkl.{dead.stdout.strip()}.140.tmp"  # another file's: left alone
+    partial.write_bytes(b"half a pickle")
+    other.write_bytes(b"half a pickle")
+    save_annotation(table, tmp_path / "table.pkl")
+    assert not partial.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "table.pkl"]
+
+
 def test_dataset_accessor_without_images(table, tmp_path):
     path = tmp_path / "t.pkl"
     save_annotation(table, path)

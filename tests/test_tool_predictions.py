@@ -8,6 +8,7 @@ test), and scores it: exact, then shifted by 1 px (1 mm) in the tool's conventio
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import scipy.io
 
 from metric_utils import compute_metrics
 from rat7m import catalogue, extract, pixels
+from rat7m.cli import run_main
 from rat7m.export import cli
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table
@@ -141,6 +143,17 @@ def test_coco_results_round_trip(data, tmp_path, stems):
     assert summary["predictions"]["format"] == "coco"
     assert_exact_2d(summary)
     assert_one_pixel(score_2d(data, shifted, tmp_path))
+
+
+def test_a_pixel_convention_given_for_a_tool_file_is_refused_not_ignored(data, tmp_path, capsys):
+    path = tmp_path / "exact.json"
+    path.write_text(json.dumps(coco_results(data)))
+    argv = ["--pred2d", str(path), "--gt_path", str(catalogue.mini_annotation_path(data[0])), "--save_dir",
+            str(tmp_path / "s"), "--pred2d-convention", "matlab"]  # fmt: skip
+    assert run_main(compute_metrics.main, argv) == 2
+    err = capsys.readouterr().err
+    assert "--pred2d-convention matlab is for our own CSV/npz" in err and "coco file" in err, err
+    assert not (tmp_path / "s").exists()
 
 
 def test_coco_unmatched_and_duplicates_are_counted_and_named(data, tmp_path, capsys):
@@ -354,6 +367,19 @@ def test_yolo_txt_round_trip(data, tmp_path):
     assert summary["predictions"]["format"] == "yolo-txt"
     assert_exact_2d(summary, tol=1e-3)
     assert_one_pixel(score_2d(data, tmp_path / "shifted", tmp_path), tol=1e-3)
+
+
+def test_yolo_txt_image_sizes_come_from_rat7m_root(data, tmp_path, monkeypatch):
+    """The images are under $RAT7M_ROOT even when --gt_path names a table elsewhere (was: the table's folder)."""
+    write_yolo_labels(data, tmp_path / "labels")
+    elsewhere = tmp_path / "tables"
+    elsewhere.mkdir()
+    shutil.copy(catalogue.mini_annotation_path(data[0]), elsewhere / "table.pkl")
+    monkeypatch.setenv("RAT7M_ROOT", str(data[0]))
+    argv = ["--pred2d", str(tmp_path / "labels"), "--gt_path", str(elsewhere / "table.pkl"),
+            "--save_dir", str(tmp_path / "scores"), "--quiet"]  # fmt: skip
+    assert compute_metrics.main(argv) == 0
+    assert_exact_2d(json.loads((tmp_path / "scores" / "summary_2d.json").read_text()), tol=1e-3)
 
 
 def test_yolo_txt_repeated_stems_and_missing_files(data, tmp_path):

@@ -285,6 +285,12 @@ def _dry_run(formats: list[str], selection: Selection, args: argparse.Namespace,
             skipped += 1
             continue
         state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
+        if state.startswith("complete") and _options(json.loads((final / MANIFEST_NAME).read_text())) != _options(
+                {"split": selection.split, "recordings": [r.name for r in selection.recordings],
+                 "cameras": list(selection.cameras)}):  # fmt: skip
+            print(f"{fmt}: would refuse {final}: it holds an export of other rows or cameras; pass --overwrite")
+            skipped += 1
+            continue
         print(f"{fmt}: {state} {final}: {n_rows} samples x {n_cams} cameras = {n_rows * n_cams} images of {recordings}")
     return 2 if skipped else 0
 
@@ -310,17 +316,31 @@ def _main(argv: Sequence[str] | None = None) -> int:
             log.warning("dlc: --split %s puts test rows into the project: %s", args.split, DLC_SPLIT_WARNING)
     selections: dict[str, Selection] = {}
     sizes: dict[str, _Sizes] = {}
+    refused: dict[str, BadInputError] = {}  # a split with no rows refuses only its formats (dlc's train split)
     for split in dict.fromkeys(split_of.values()):
-        selection = select(table, split=split, recordings=args.recordings, cameras=args.cameras)
+        try:
+            selection = select(table, split=split, recordings=args.recordings, cameras=args.cameras)
+        except BadInputError as exc:
+            if args.format != "all":
+                raise
+            refused[split] = exc
+            continue
         selection.progress = progress_enabled(args)
         selections[split], sizes[split] = selection, _Sizes(selection, args, images_root)
+    if not selections:  # nothing to export at all: one line, as for a single format
+        raise next(iter(refused.values()))
     if args.dry_run:
-        return max(_dry_run([f for f in formats if split_of[f] == split], selections[split], args, sizes[split])
-                   for split in selections)  # fmt: skip
+        for fmt in (f for f in formats if split_of[f] in refused):
+            print(f"{fmt}: would skip {args.out / fmt}: {refused[split_of[fmt]]}")
+        return max([2 if refused else 0] + [
+            _dry_run([f for f in formats if split_of[f] == split], selections[split], args, sizes[split])
+            for split in selections])  # fmt: skip
     skipped: list[tuple[str, str]] = []
     for fmt in formats:
         started = time.perf_counter()
         try:
+            if split_of[fmt] in refused:
+                raise refused[split_of[fmt]]
             sizes[split_of[fmt]].for_format(fmt)
             summary = run_export(fmt, selections[split_of[fmt]], args, images_root)
         except BadInputError as exc:

@@ -25,7 +25,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write
+from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.plotting import rgb
 from rat7m.render.report_inputs import PER_SAMPLE_CSV, read_per_sample, read_run
 
@@ -397,6 +397,7 @@ def write_report(metrics_dir: str | os.PathLike, out: str | os.PathLike | None =
     text = build_report(metrics_dir, root, worst)
     if out.is_dir():
         raise BadInputError(f"--out {out} is a folder; name the report's file, e.g. {out / REPORT_NAME}")
+    remove_stale_temporaries(out.parent, {out.name})  # what a killed run (SIGKILL) left
     try:
         with atomic_write(out) as handle:
             handle.write(text.encode("utf-8"))

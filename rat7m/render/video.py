@@ -34,7 +34,7 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import remove_stale_temporaries, temporary_name
 from rat7m.geometry import project
 from rat7m.matfile import load_recording
-from rat7m.video import ChunkIndex, read_frames
+from rat7m.video import ChunkIndex, header_frame_count, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +84,11 @@ def check_range(index: ChunkIndex, video_dir: str | os.PathLike, recording: cata
         raise BadInputError(f"{recording.name} {camera} starts at frame {chunks[0].start} in {video_dir}; "
                             f"give --start >= {chunks[0].start}")  # fmt: skip
     last = chunks[-1]
-    end = last.start + (_frame_count(last.path) or catalogue.CHUNK_LENGTH)
+    end = last.start + (max(0, header_frame_count(last.path) or 0) or catalogue.CHUNK_LENGTH)
     if stop > end:
         msg = (f"{recording.name} {camera} ends after frame {end - 1} (its last chunk {last.name} starts at "
                f"{last.start}); give --stop <= {end}")  # fmt: skip
         raise BadInputError(msg)
-
-
-def _frame_count(path: Path) -> int:
-    """Frames a chunk's header announces (0 when it says nothing or cannot be opened); nothing decoded."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) if capture.isOpened() else 0
-    finally:
-        capture.release()
 
 
 def mark_sizes(height: int, width: int) -> tuple[int, int]:
@@ -241,7 +232,7 @@ def _write_opencv(frames: Iterable[np.ndarray], tmp: Path, fps: int) -> int:
         if writer is not None:
             writer.release()
     if count:
-        written = _frame_count(tmp)
+        written = max(0, header_frame_count(tmp) or 0)
         if written != count:
             msg = (f"OpenCV's video writer put {written} of {count} frames into its file in {tmp.parent} (disk full?); "
                    "free some space or choose another --out")  # fmt: skip

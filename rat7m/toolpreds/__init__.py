@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rat7m.errors import BadInputError
+from rat7m.fileio import check_input
 from rat7m.toolpreds import anipose, coco, dannce, dlc, slp, yolo
 from rat7m.toolpreds.common import Report, TableIndex, ToolPredictions2D, ToolPredictions3D, no_gc
 
@@ -55,8 +56,8 @@ def detect_format(path: str | Path) -> str | None:
 
 
 def _format(path: Path, fmt: str, formats: dict[str, Any], other: dict[str, Any], flag: str) -> Any:
-    if not path.exists():
-        raise BadInputError(f"prediction file {path} not found")
+    if not path.is_dir():  # a folder is yolo-txt's; anything else must be a regular file
+        check_input(path, "prediction file")  # not found, a FIFO, a link loop: said as such, never a hang
     name = detect_format(path) if fmt == "auto" else fmt
     if name is None:
         known = ", ".join([*FORMATS_2D, *FORMATS_3D])
