@@ -378,9 +378,9 @@ def test_a_killed_runs_temporary_figures_are_removed(data, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(["sample_000001.png", mine.name])
 
 
-@pytest.mark.parametrize("value", [1e200, np.nan, -np.inf])
+@pytest.mark.parametrize("value", [1e200, -np.inf])
 def test_a_2d_npy_with_a_non_finite_or_absurd_value_is_one_line(data, tmp_path, capsys, value):
-    """Was a figure drawn with overflow warnings (1e200) or "mean of empty slice" (NaN), exit 0."""
+    """Was a figure drawn with overflow warnings (1e200), exit 0. (NaN is a joint not predicted: not drawn.)"""
     root, table_path, _ = data
     table = load_annotation(table_path)
     n = int((np.asarray(table["table"]["train_test"]) == "test").sum())
@@ -390,7 +390,7 @@ def test_a_2d_npy_with_a_non_finite_or_absurd_value_is_one_line(data, tmp_path, 
     code = render("samples", "--root", root, "--gt-path", table_path, "--pred-path", tmp_path / "p.npy",
                   "--samples", "0", "--out", tmp_path / "f")  # fmt: skip
     err = errors(capsys.readouterr().err)
-    assert code == 2 and len(err) == 1 and "sample 0, camera 2, joint 2: y = " in err[0], err
+    assert code == 2 and len(err) == 1 and "sample 0, camera 2, joint 2: " in err[0], err
     assert not (tmp_path / "f").exists() or list((tmp_path / "f").iterdir()) == []
 
 
