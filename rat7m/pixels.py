@@ -21,6 +21,7 @@ cameras convert with :func:`camera_to_zero_based` (principal point minus 1, as M
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ TABLE_KEY = "pixel_convention"
 TOLERANCE_PX = 0.25
 #: Rows sampled (evenly spread) per camera to detect a table's convention.
 SAMPLE_ROWS = 200
+#: Environment variable that states a table's convention instead of detecting it (``matlab`` or
+#: ``zero-based``): the way out for a table whose 2D agree with neither (``--check`` says by how much).
+ENV = "RAT7M_PIXEL_CONVENTION"
 
 
 def _offset(convention: str) -> float:
@@ -152,7 +156,8 @@ def convention_of(table: dict) -> str:
     """The pixel convention of a table's 2D columns (:data:`MATLAB` or :data:`ZERO_BASED`), detected once.
 
     The answer is remembered in ``table[TABLE_KEY]``. A table with no row to detect from is taken
-    as MATLAB's (the RAT7M cameras' own convention).
+    as MATLAB's (the RAT7M cameras' own convention). ``$RAT7M_PIXEL_CONVENTION`` (:data:`ENV`) states
+    it instead of detecting it.
 
     Raises:
         BadInputError: the stored 2D agree with neither convention (named with the offset found).
@@ -160,6 +165,13 @@ def convention_of(table: dict) -> str:
     known = table.get(TABLE_KEY)
     if known in CONVENTIONS:
         return known
+    stated = os.environ.get(ENV)
+    if stated:
+        if stated not in CONVENTIONS:
+            raise BadInputError(f"${ENV}={stated!r}; expected one of {', '.join(CONVENTIONS)}")
+        log.info("pixel convention %s, as $%s says (not detected)", stated, ENV)
+        table[TABLE_KEY] = stated
+        return stated
     found = detect(table)
     if found.n_points == 0:
         log.debug("%s", found.describe())
@@ -167,7 +179,7 @@ def convention_of(table: dict) -> str:
     elif found.convention is None:
         raise BadInputError(
             f"the table's 2D keypoints match neither pixel convention ({found.describe()}); "
-            "check it with rat7m-build-annotation --check"
+            f"check it with rat7m-build-annotation --check, or state it with {ENV}=matlab or {ENV}=zero-based"
         )
     else:
         convention = found.convention

@@ -60,3 +60,12 @@ def test_zero_based_camera_projects_one_pixel_up_and_left() -> None:
     points = table["table"]["3D_keypoints"]
     assert np.allclose(project(points, pixels.camera_to_zero_based(camera)), project(points, camera) - 1,
                        atol=1e-9, equal_nan=True)  # fmt: skip
+
+
+def test_the_convention_can_be_stated_for_a_table_in_neither(monkeypatch) -> None:
+    table = _shifted(make_table([("s1-d1", "train", 30)]), 0.5)
+    monkeypatch.setenv(pixels.ENV, pixels.ZERO_BASED)
+    assert pixels.convention_of(table) == pixels.ZERO_BASED
+    monkeypatch.setenv(pixels.ENV, "one-based")
+    with pytest.raises(BadInputError, match="RAT7M_PIXEL_CONVENTION='one-based'"):
+        pixels.convention_of(_shifted(make_table([("s1-d1", "train", 30)]), 0.5))
