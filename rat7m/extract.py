@@ -33,6 +33,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
@@ -647,6 +648,14 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join(TERMINATE_TIMEOUT)
+    # The pool's manager thread closes its wake-up pipe when it sees the workers gone; Python 3.11's exit
+    # hook (concurrent.futures.process._python_exit) would still write to it: "Exception ignored ...
+    # OSError: Bad file descriptor" after our one line. Let the thread finish, then drop its entry.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(TERMINATE_TIMEOUT)
+        if not manager.is_alive():
+            futures_process._threads_wakeups.pop(manager, None)
 
 
 def _unfinished(job: ChunkJob, root: str | None) -> JobResult:
