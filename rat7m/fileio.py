@@ -14,7 +14,7 @@ import re
 import shutil
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -43,26 +43,19 @@ def remove_stale_temporaries(folder: Path, names: set[str]) -> int:
     of a process that is no longer running here (a live writer's file is left alone). A missing
     folder holds nothing.
     """
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        match = _TEMPORARY_RE.fullmatch(entry.name) if ".tmp" in entry.name else None
-        if match is None or match["name"] not in names or _alive(int(match["pid"])):
-            continue
-        if match["suffix"] and not match["name"].endswith(match["suffix"]):  # only .tmp.mp4 for a .mp4
-            continue
-        try:
-            os.unlink(entry.path)
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
+
+    def ours(match: re.Match) -> bool:  # only .tmp.mp4 for a .mp4
+        return not match["suffix"] or match["name"].endswith(match["suffix"])
+
+    return _remove_stale(folder, names, _TEMPORARY_RE, ours)
 
 
-#: What a staged folder is named while it is written or replaced: ``.<name>.<pid>.partial`` / ``.<name>.<pid>.old``.
+def staging_name(final: Path, kind: str = "partial") -> Path:
+    """Where a folder is staged (``partial``) or swapped out (``old``) beside ``final`` by this process."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{kind}")
+
+
+#: What :func:`staging_name` makes: ``.<name>.<pid>.partial`` / ``.<name>.<pid>.old``.
 _STAGING_RE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(partial|old)")
 
 
@@ -70,16 +63,22 @@ def remove_stale_staging(folder: Path, names: set[str]) -> int:
     """Remove staging folders a killed run left in ``folder`` for the outputs ``names``; return how many.
 
     As :func:`remove_stale_temporaries`, for whole folders written under a temporary name (an export):
-    only ``.<name>.<pid>.partial`` and ``.<name>.<pid>.old`` of one of ``names`` whose process is gone.
+    only :func:`staging_name`'s names for one of ``names`` whose process is gone.
     """
+    return _remove_stale(folder, names, _STAGING_RE)
+
+
+def _remove_stale(folder: Path, names: set[str], pattern: re.Pattern,
+                  also: Callable[[re.Match], bool] = lambda _: True) -> int:  # fmt: skip
+    """Remove the entries of ``folder`` that ``pattern`` names for one of ``names``, of a process that is gone."""
     removed = 0
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
     for entry in entries:
-        match = _STAGING_RE.fullmatch(entry.name)
-        if match is None or match["name"] not in names or _alive(int(match["pid"])):
+        match = pattern.fullmatch(entry.name)
+        if match is None or match["name"] not in names or _alive(int(match["pid"])) or not also(match):
             continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)

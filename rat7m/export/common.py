@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from rat7m import catalogue, cli, pixels
 from rat7m.errors import BadInputError
-from rat7m.fileio import remove_stale_staging
+from rat7m.fileio import remove_stale_staging, staging_name
 from rat7m.table import cameras_of
 from rat7m.untrusted import check_image_paths
 
@@ -392,10 +392,6 @@ def is_complete(folder: Path) -> bool:
     return (folder / MANIFEST_NAME).is_file()
 
 
-def _partial_name(final: Path, pid: int, kind: str) -> str:
-    return f".{final.name}.{pid}.{kind}"
-
-
 def staging_folder(final: Path) -> Path:
     """A fresh hidden folder beside ``final`` to write an export into before renaming it.
 
@@ -403,7 +399,7 @@ def staging_folder(final: Path) -> Path:
     """
     if remove_stale_staging(final.parent, {final.name}):  # what a killed run left (SIGKILL: nothing could clean up)
         log.info("removed the leftovers of an interrupted export of %s", final)
-    stage = final.with_name(_partial_name(final, os.getpid(), "partial"))
+    stage = staging_name(final)
     _inside_stage.cache_clear()  # a new stage, perhaps under an old one's name: nothing known about it yet
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -415,7 +411,7 @@ def publish(stage: Path, final: Path, manifest: Mapping[str, Any]) -> None:
     (stage / MANIFEST_NAME).write_text(json.dumps(dict(manifest), indent=1, sort_keys=True) + "\n")
     old = None
     if final.exists() or final.is_symlink():
-        old = final.with_name(_partial_name(final, os.getpid(), "old"))
+        old = staging_name(final, "old")
         os.replace(final, old)
     os.replace(stage, final)
     if old is not None:
