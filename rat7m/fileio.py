@@ -185,20 +185,22 @@ def open_input(path: str | os.PathLike, what: str = "input file", *, max_bytes: 
     # O_NONBLOCK: opening a FIFO that has no writer returns at once instead of waiting for one
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, flags)
+        # the file object owns the descriptor from the moment it exists (``opener``), so a Ctrl-C at any
+        # point leaves exactly one owner to close it
+        handle = open(path, "rb", opener=lambda name, _: os.open(name, flags))  # noqa: SIM115 (returned)
     except OSError as exc:
         raise _open_error(path, what, exc) from None
     try:
-        info = os.fstat(fd)
+        info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise BadInputError(f"{what} {path} is {_kind(info.st_mode)}; expected a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             msg = f"{what} {path} is {info.st_size} bytes, more than the {max_bytes} such a file can be"
             raise BadInputError(msg)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        os.set_blocking(handle.fileno(), True)
+        return handle
     except BaseException:
-        os.close(fd)
+        handle.close()
         raise
 
 

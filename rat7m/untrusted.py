@@ -153,13 +153,16 @@ def open_own_file(path: Path, mode: str) -> IO[bytes]:
              "wb": os.O_WRONLY | os.O_CREAT}[mode]  # fmt: skip
     flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags, 0o644)
+        # the file object owns the descriptor from the moment it exists (``opener``): a Ctrl-C anywhere
+        # below leaves one owner to close it
+        handle = open(path, mode, opener=lambda name, _: os.open(name, flags, 0o644))  # noqa: SIM115 (returned)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             msg = "is a symbolic link; refusing to follow it: remove it"
             raise UntrustedFileError(errno.ELOOP, msg, str(path)) from None
         raise
     try:
+        fd = handle.fileno()
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UntrustedFileError(errno.EINVAL, "is not a regular file; refusing it: remove it", str(path))
@@ -168,9 +171,9 @@ def open_own_file(path: Path, mode: str) -> IO[bytes]:
         os.set_blocking(fd, True)
         if mode == "wb":
             os.ftruncate(fd, 0)
-        return os.fdopen(fd, mode)
+        return handle
     except BaseException:
-        os.close(fd)
+        handle.close()
         raise
 
 

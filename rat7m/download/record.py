@@ -168,8 +168,7 @@ def _write_new(path: Path, data: bytes) -> None:
     tmp = temporary_name(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(tmp, flags, 0o644)
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb", opener=lambda name, _: os.open(name, flags, 0o644)) as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
