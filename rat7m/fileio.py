@@ -153,6 +153,8 @@ def _kind(mode: int) -> str:
 
 def _open_error(path: Path, what: str, exc: OSError) -> BadInputError:
     """One line for an ``os.open`` failure, in the user's words."""
+    if exc.errno == errno.EISDIR:  # ``open`` refuses a folder itself; said as the fstat check below says it
+        return BadInputError(f"{what} {path} is a folder; expected a regular file")
     reason = {
         errno.ENOENT: "not found",
         errno.ELOOP: "a symbolic link loop, or a link where none may be",

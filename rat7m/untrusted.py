@@ -160,6 +160,8 @@ def open_own_file(path: Path, mode: str) -> IO[bytes]:
         if exc.errno == errno.ELOOP:
             msg = "is a symbolic link; refusing to follow it: remove it"
             raise UntrustedFileError(errno.ELOOP, msg, str(path)) from None
+        if exc.errno == errno.EISDIR:  # ``open`` refuses a folder itself; said as the fstat check says it
+            raise UntrustedFileError(errno.EINVAL, "is not a regular file; refusing it: remove it", str(path)) from None
         raise
     try:
         fd = handle.fileno()
