@@ -320,17 +320,31 @@ class Table(dict):
             return np.arange(self.n_samples)
         return np.flatnonzero(self.split_of() == split)
 
+    def _recording_ids(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        columns = self.columns
+        return (np.asarray(columns["subject_idx"])[rows].astype(np.int64),
+                np.asarray(columns["day_idx"])[rows].astype(np.int64))  # fmt: skip
+
+    def recording_mask(self, recording: catalogue.Recording, rows: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask over ``rows`` (default every row) of those of ``recording``: the one place
+        rows are matched to recordings."""
+        subject, day = self._recording_ids(np.arange(self.n_samples) if rows is None else np.asarray(rows))
+        return (subject == recording.subject) & (day == recording.day)
+
     def recording_rows(self, recording: catalogue.Recording, rows: np.ndarray | None = None) -> np.ndarray:
         """Row indices of one recording (among ``rows``, default every row), in table order."""
         rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
-        subject = np.asarray(self.columns["subject_idx"])[rows].astype(np.int64)
-        day = np.asarray(self.columns["day_idx"])[rows].astype(np.int64)
-        return rows[(subject == recording.subject) & (day == recording.day)]
+        return rows[self.recording_mask(recording, rows)]
+
+    def recording_masks(self, rows: np.ndarray | None = None) -> list[tuple[catalogue.Recording, np.ndarray]]:
+        """``(recording, mask over rows)`` of every catalogue recording with rows among ``rows``, in catalogue order."""
+        masks = [(rec, self.recording_mask(rec, rows)) for rec in catalogue.RECORDINGS]
+        return [(rec, mask) for rec, mask in masks if mask.any()]
 
     def recordings(self, rows: np.ndarray | None = None) -> list[tuple[catalogue.Recording, np.ndarray]]:
         """``(recording, row indices)`` of every catalogue recording with rows (among ``rows``), in catalogue order."""
-        found = [(rec, self.recording_rows(rec, rows)) for rec in catalogue.RECORDINGS]
-        return [(rec, mine) for rec, mine in found if len(mine)]
+        rows = np.arange(self.n_samples) if rows is None else np.asarray(rows)
+        return [(rec, rows[mask]) for rec, mask in self.recording_masks(rows)]
 
     # cameras
     def raw_cameras(self, subject: int, day: int) -> Mapping[str, Mapping[str, Any]]:
