@@ -20,7 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 from rat7m.errors import BadInputError
-from rat7m.model import SPELLINGS, Camera, CameraLike, camera_param, mat_spellings, spellings_of, with_both_spellings
+from rat7m.model import (
+    SIZES,
+    SPELLINGS,
+    Camera,
+    CameraLike,
+    camera_param,
+    mat_spellings,
+    spellings_of,
+    with_both_spellings,
+)
 
 __all__ = ["SPELLINGS", "camera_param", "check_camera", "from_opencv", "mat_spellings", "project", "skew",
            "to_opencv", "with_both_spellings"]  # fmt: skip
@@ -46,13 +55,11 @@ def check_camera(camera: CameraLike, where: str) -> None:
     if isinstance(camera, Camera):
         camera = camera.to_dict()
     values = {}
-    for key in ("IntrinsicMatrix", "RotationMatrix", "TranslationVector", "RadialDistortion", "TangentialDistortion"):
+    for key, sizes in SIZES.items():
         try:
             value = np.asarray(camera_param(camera, key))
         except KeyError:
             raise BadInputError(f"{where}: the camera has no {' or '.join(spellings_of(key))}") from None
-        sizes = {"IntrinsicMatrix": (9,), "RotationMatrix": (9,), "TranslationVector": (3,),
-                 "RadialDistortion": (2, 3), "TangentialDistortion": (2,)}[key]  # fmt: skip
         if value.dtype.kind not in "fiu" or value.size not in sizes:
             raise BadInputError(f"{where}: {key} must be {' or '.join(map(str, sizes))} numbers, found {value.dtype} "
                                 f"of shape {value.shape}")  # fmt: skip

@@ -25,8 +25,8 @@ import numpy as np
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 
-__all__ = ["MAT_SPELLING", "SPELLINGS", "Camera", "CameraLike", "Table", "camera_param", "mat_spellings",
-           "with_both_spellings"]  # fmt: skip
+__all__ = ["MAT_SPELLING", "MEANINGS", "SIZES", "SPELLINGS", "Camera", "CameraLike", "Table", "camera_param",
+           "mat_spellings", "with_both_spellings"]  # fmt: skip
 
 #: Each camera parameter under its canonical (documentation) name, with every spelling a table or
 #: ``.mat`` file may use for it, canonical first.
@@ -36,6 +36,23 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
     "TranslationVector": ("TranslationVector", "translationVector"),
     "TangentialDistortion": ("TangentialDistortion",),
     "RadialDistortion": ("RadialDistortion",),
+}
+#: Sizes (any 1-row or matrix shape) each parameter may have: 3x3 matrices, 1x3 translation, 2
+#: tangential and 2 or 3 radial coefficients.
+SIZES: dict[str, tuple[int, ...]] = {
+    "IntrinsicMatrix": (9,),
+    "RotationMatrix": (9,),
+    "TranslationVector": (3,),
+    "TangentialDistortion": (2,),
+    "RadialDistortion": (2, 3),
+}
+#: What each parameter is, in words (for reports such as ``rat7m-doctor``'s).
+MEANINGS: dict[str, str] = {
+    "IntrinsicMatrix": "intrinsics",
+    "RotationMatrix": "rotation",
+    "TranslationVector": "translation",
+    "TangentialDistortion": "tangential",
+    "RadialDistortion": "radial",
 }
 #: The spelling the ``.mat`` files (and so the tables we write) use, per canonical name.
 MAT_SPELLING: dict[str, str] = {name: spellings[-1] for name, spellings in SPELLINGS.items()}

@@ -28,7 +28,16 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
-from rat7m.model import Table, camera_param, disagreeing_spellings, mat_spellings, spellings_of, with_both_spellings
+from rat7m.model import (
+    MAT_SPELLING,
+    SIZES,
+    Table,
+    camera_param,
+    disagreeing_spellings,
+    mat_spellings,
+    spellings_of,
+    with_both_spellings,
+)
 from rat7m.pixels import TABLE_KEY as PIXEL_CONVENTION_KEY
 from rat7m.safe_pickle import safe_load
 
@@ -46,13 +55,7 @@ TABLE_KEYS = SAMPLE_COLUMNS + CAMERA_COLUMNS
 #: Spelled as the ``.mat`` files (and, by the evidence, the official table) spell them; the
 #: documentation's ``RotationMatrix`` / ``TranslationVector`` are accepted too, and a loaded table
 #: carries both spellings bound to the same arrays (:func:`rat7m.geometry.with_both_spellings`).
-CAMERA_PARAM_SIZES: dict[str, tuple[int, ...]] = {
-    "IntrinsicMatrix": (9,),
-    "rotationMatrix": (9,),
-    "translationVector": (3,),
-    "TangentialDistortion": (2,),
-    "RadialDistortion": (2, 3),
-}
+CAMERA_PARAM_SIZES: dict[str, tuple[int, ...]] = {MAT_SPELLING[name]: sizes for name, sizes in SIZES.items()}
 #: Pickle protocol of saved tables: 4 is read by every Python 3 from 3.4 and by numpy 1.x and 2.x.
 PICKLE_PROTOCOL = 4
 
