@@ -26,7 +26,7 @@ from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 
 __all__ = ["MAT_SPELLING", "MEANINGS", "SIZES", "SPELLINGS", "Camera", "CameraLike", "Table", "camera_param",
-           "mat_spellings", "with_both_spellings"]  # fmt: skip
+           "canonical", "extrinsics", "mat_spellings", "with_both_spellings"]  # fmt: skip
 
 #: Each camera parameter under its canonical (documentation) name, with every spelling a table or
 #: ``.mat`` file may use for it, canonical first.
@@ -73,6 +73,23 @@ def camera_param(camera: Mapping[str, Any], key: str) -> Any:
         if spelling in camera:
             return camera[spelling]
     raise KeyError(key)
+
+
+def canonical(camera: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A raw camera's parameters as float64 arrays (shapes as stored) under their canonical names only.
+
+    Raises:
+        KeyError: a parameter is missing under every spelling (its canonical name).
+    """
+    return {name: np.asarray(camera_param(camera, name), dtype=np.float64) for name in SPELLINGS}
+
+
+def extrinsics(camera: CameraLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(R (3, 3), t (3,))`` float64 of a :class:`Camera` or a raw dict (which needs only these two)."""
+    if isinstance(camera, Camera):
+        return camera.R, camera.t
+    R = np.asarray(camera_param(camera, "RotationMatrix"), dtype=np.float64).reshape(3, 3)
+    return R, np.asarray(camera_param(camera, "TranslationVector"), dtype=np.float64).reshape(3)
 
 
 def spellings_of(key: str) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ import numpy as np
 
 from rat7m.errors import BadInputError
 from rat7m.geometry import check_camera
-from rat7m.model import Camera, CameraLike, Table
+from rat7m.model import Camera, CameraLike, Table, canonical
 
 #: Metres per mm: the DLT solves for the point in metres so its columns are balanced.
 _SCALE = 1e-3
@@ -64,11 +64,9 @@ _REFINE_STEPS = 50
 def canonical_camera(camera: CameraLike) -> dict[str, np.ndarray]:
     """The camera's parameters (float64) under their canonical names, whatever spelling the table used.
 
-    Kept for callers of the dict API; the module itself works on :class:`rat7m.model.Camera`.
+    Kept for callers of the dict API (:func:`rat7m.model.canonical`); the module works on :class:`rat7m.model.Camera`.
     """
-    cam = Camera.of(camera)
-    return {"IntrinsicMatrix": cam.K, "RotationMatrix": cam.R, "TranslationVector": cam.t,
-            "RadialDistortion": cam.radial, "TangentialDistortion": cam.tangential}  # fmt: skip
+    return canonical(camera.to_dict() if isinstance(camera, Camera) else camera)
 
 
 def undistort_points(pixels: np.ndarray, camera: CameraLike) -> np.ndarray:
