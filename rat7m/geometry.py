@@ -67,7 +67,8 @@ def check_camera(camera: CameraLike, where: str) -> None:
         if not np.isfinite(value).all():
             raise BadInputError(f"{where}: {key} has a value that is not finite ({value.ravel().tolist()})")
         values[key] = value
-    K, R = values["IntrinsicMatrix"].reshape(3, 3), values["RotationMatrix"].reshape(3, 3)
+    checked = Camera.from_dict(values)
+    K, R = checked.K, checked.R
     fixed = np.array([K[0, 1], K[0, 2], K[1, 2], K[2, 2] - 1.0])
     if not (K[0, 0] > 0 and K[1, 1] > 0) or np.abs(fixed).max() > 1e-9 * max(1.0, np.abs(K).max()):
         msg = (f"{where}: IntrinsicMatrix {K.tolist()} is not an invertible camera matrix "
@@ -77,7 +78,7 @@ def check_camera(camera: CameraLike, where: str) -> None:
     if not off <= ROTATION_TOLERANCE or np.linalg.det(R) < 0:
         why = f"R.T @ R is {off:.3g} from the identity" if off > ROTATION_TOLERANCE else "its determinant is -1"
         raise BadInputError(f"{where}: RotationMatrix is not a rotation ({why})")
-    t = values["TranslationVector"].ravel()
+    t = checked.t
     if np.abs(t).max() > MAX_TRANSLATION_MM:
         raise BadInputError(f"{where}: TranslationVector {t.tolist()} is beyond {MAX_TRANSLATION_MM:g} mm")
 
