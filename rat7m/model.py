@@ -8,10 +8,15 @@ selects rows by split or recording (:meth:`Table.split_rows`, :meth:`Table.recor
 other module re-derives them.
 
 A :class:`Camera` is normalised once, at construction (float64, MATLAB's layout and row-vector
-convention, its pixel convention named), as sleap-io's camera model does. A :class:`Table` wraps the
-raw dict: it behaves as the old mapping (``table["table"]``, ``table["cameras"]``, the
-``pixel_convention`` cache key) so code that indexes the dict keeps working, and :attr:`Table.raw`
-(or :meth:`Table.to_dict`) is that dict, unchanged.
+convention, its pixel convention named), as sleap-io's camera model does. A :class:`Table` is the
+table dict itself (a ``dict`` subclass): it behaves as the old mapping (``table["table"]``,
+``table["cameras"]``, the ``pixel_convention`` cache key) so code that indexes the dict keeps
+working, pickles as the plain dict, and :attr:`Table.raw` (or :meth:`Table.to_dict`) is that dict.
+
+Raw camera parameters are read two ways, on purpose: :func:`camera_param` returns a value as stored,
+so validation can say what is wrong with it (a string, a wrong size); :meth:`Camera.from_dict` and
+:func:`canonical` give float64 for computing. (The two ``camera_param`` functions this replaces,
+``geometry``'s and ``triangulate``'s, differed exactly so.)
 """
 
 from __future__ import annotations

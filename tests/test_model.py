@@ -131,6 +131,11 @@ def test_the_table_is_still_the_dict(table, tmp_path):
     loaded = pickle.loads(pickle.dumps(table))
     assert type(loaded) is dict and loaded.keys() == table.keys()  # pickled as the plain dict
     assert type(copy.deepcopy(table)) is Table
+    for saved, write in ((tmp_path / "dumped.pkl", pickle.dump), (tmp_path / "saved.npy", None)):
+        with saved.open("wb") as f:
+            write(table, f) if write else np.save(f, table, allow_pickle=True)  # what users may do with it
+        again = load_annotation(saved)  # our safe loader reads it back
+        np.testing.assert_array_equal(again["table"]["3D_keypoints"], table["table"]["3D_keypoints"])
     cam = table["cameras"][5][2]["Camera2"]
     assert cam["RotationMatrix"] is cam["rotationMatrix"]  # users index either spelling
     convention = table.pixel_convention
