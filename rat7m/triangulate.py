@@ -529,11 +529,13 @@ def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confi
         mine = np.flatnonzero(mask)
         covered |= mask
         try:
-            cams = table.cameras(recording)
+            raw = table.raw_cameras(recording.subject, recording.day)
+            raw = {name: raw[name] for name in table.camera_names}
         except KeyError as exc:
             raise BadInputError(f"annotation table: {exc.args[0]}") from None
-        for name, camera in cams.items():
+        for name, camera in raw.items():  # before Camera.from_dict: its message names what is wrong
             check_camera(camera, f"annotation table: cameras of {recording.name}, {name}")
+        cams = {name: Camera.from_dict(camera) for name, camera in raw.items()}
         conf = None if confidence is None else np.moveaxis(np.asarray(confidence)[mine], 1, 2)
         result = triangulate(np.moveaxis(pixels[mine], 1, 2), list(cams.values()), conf, **options)
         points[mine], error[mine], used[mine] = result.points, result.reprojection_error, result.views_used
