@@ -26,7 +26,7 @@ import numpy as np
 from rat7m import catalogue, pixels
 from rat7m.cli import command, default_root
 from rat7m.errors import BadInputError
-from rat7m.table import cameras_of, load_annotation
+from rat7m.table import load_annotation
 
 
 class MiniRat7m:
@@ -58,18 +58,17 @@ class MiniRat7m:
         self.images_root = Path(images_root) if images_root is not None else self.root
         if table_path is None:
             table_path = catalogue.mini_annotation_path(self.root)
+        #: The table (a :class:`rat7m.model.Table`, which is also the table dict).
         self.annotation = load_annotation(table_path)
-        available = tuple(str(c) for c in self.annotation["camera_names"])
+        available = tuple(self.annotation.camera_names)
         self.cameras = tuple(cameras) if cameras is not None else available
         unknown = [c for c in self.cameras if c not in available]
         if unknown:
             raise BadInputError(f"{table_path}: no camera {', '.join(unknown)}; the table has {', '.join(available)}")
         self.load_images = load_images
         #: The pixel convention of the table's 2D columns (``"matlab"`` or ``"zero-based"``), detected from the table.
-        self.pixel_convention = pixels.convention_of(self.annotation)
-        table = self.annotation["table"]
-        train_test = np.asarray(table["train_test"])
-        self.indices = np.arange(len(train_test)) if split == "all" else np.flatnonzero(train_test == split)
+        self.pixel_convention = self.annotation.pixel_convention
+        self.indices = self.annotation.split_rows(split)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -91,8 +90,9 @@ class MiniRat7m:
             ``pixel_convention`` (MATLAB's 1-based pixels for RAT7M: the image position is the value
             minus 1); ``keypoints_2d_zero_based`` and ``com_2d_zero_based`` are 0-based image pixels
             (pixel ``image[i, j]`` is at ``x = j, y = i``), what NumPy, OpenCV and training code use.
-            ``cameras`` are MATLAB calibrations: :func:`rat7m.geometry.project` gives 1-based pixels
-            (``rat7m.pixels.camera_to_zero_based`` or ``rat7m.geometry.to_opencv`` give 0-based ones).
+            ``cameras`` are MATLAB calibrations (dicts, both spellings): :func:`rat7m.geometry.project`
+            gives 1-based pixels (``rat7m.model.Camera.from_dict(camera).to_zero_based()`` or
+            ``.to_opencv()`` give 0-based ones; ``self.annotation.cameras(recording)`` gives Cameras).
             ``keypoints_3d`` is in mm, NaN where a marker was lost.
         """
         if not -len(self) <= i < len(self):
@@ -113,7 +113,7 @@ class MiniRat7m:
             "com_2d_zero_based": {c: pixels.to_zero_based(v, convention) for c, v in com.items()},
             "pixel_convention": convention,
             "keypoints_3d": table["3D_keypoints"][row],
-            "cameras": {c: cameras_of(self.annotation, subject, day)[c] for c in self.cameras},
+            "cameras": {c: self.annotation.raw_cameras(subject, day)[c] for c in self.cameras},
         }
         if self.load_images:
             sample["images"] = {c: self._read_image(str(table["image_path"][c][row])) for c in self.cameras}

@@ -50,15 +50,10 @@ from rat7m.cli import (
 )
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
+from rat7m.model import MEANINGS, SPELLINGS, Table
 
-#: Camera parameter keys a table camera may carry, by what they mean (documentation and .mat spellings).
-KNOWN_CAMERA_KEYS = {
-    "rotation": ("RotationMatrix", "rotationMatrix"),
-    "translation": ("TranslationVector", "translationVector"),
-    "intrinsics": ("IntrinsicMatrix",),
-    "tangential": ("TangentialDistortion",),
-    "radial": ("RadialDistortion",),
-}
+#: Camera parameter keys a table camera may carry, by what they mean (:data:`rat7m.model.SPELLINGS`).
+KNOWN_CAMERA_KEYS = {MEANINGS[name]: spellings for name, spellings in SPELLINGS.items()}
 #: How many examples a report line lists before "...".
 MAX_LISTED = 5
 
@@ -219,8 +214,8 @@ def inspect_table(path: Path) -> tuple[list[str], dict | None]:
 
 def loaded_table_lines(table: dict) -> list[str]:
     """Report lines about a table that loaded: its size and cameras (and what else is known of it once loaded)."""
-    names = ", ".join(map(str, table["camera_names"]))
-    return [f"  loads: {len(table['table']['subject_idx'])} samples, cameras {names}",
+    table = Table.of(table)
+    return [f"  loads: {table.n_samples} samples, cameras {', '.join(table.camera_names)}",
             f"  {pixels.detect(table).describe()}"]
 
 
@@ -240,10 +235,9 @@ def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[li
     """
     from rat7m.extract import wanted_images
 
-    recordings = [r for r in catalogue.RECORDINGS
-                  if np.any((np.asarray(table["table"]["subject_idx"]).astype(np.int64) == r.subject)
-                            & (np.asarray(table["table"]["day_idx"]).astype(np.int64) == r.day))]  # fmt: skip
-    cameras = [str(c) for c in table["camera_names"]]
+    table = Table.of(table)
+    recordings = [rec for rec, _ in table.recordings()]
+    cameras = table.camera_names
     wanted = wanted_images(table, recordings, cameras)
     lines, unheld, total, present = [], 0, 0, 0
     for (rec, cam), targets in wanted.items():

@@ -50,6 +50,7 @@ from rat7m.catalogue import Recording
 from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
+from rat7m.model import Table
 from rat7m.untrusted import check_image_path
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
@@ -197,9 +198,8 @@ def wanted_images(
         BadInputError: a chosen camera has no column, a frame index is negative, an
             ``image_path`` would leave the dataset root, or two frames share an ``image_path``.
     """
-    columns = table["table"]
-    subject = np.asarray(columns["subject_idx"]).astype(np.int64)
-    day = np.asarray(columns["day_idx"]).astype(np.int64)
+    table = Table.of(table)
+    columns = table.columns
     recordings = list(recordings)
     wanted: dict[tuple[Recording, str], list[Target]] = {}
     odd_paths = 0
@@ -214,7 +214,7 @@ def wanted_images(
             row = int(negative[0])
             raise BadInputError(f"annotation table: frame_idx[{camera!r}][{row}] = {frames_all[row]} is negative")
         for recording in recordings:
-            rows = np.flatnonzero((subject == recording.subject) & (day == recording.day))
+            rows = table.recording_rows(recording)
             pairs = set()
             for row, frame, path in zip(
                 rows.tolist(), frames_all[rows].tolist(), paths_all[rows].tolist(), strict=True

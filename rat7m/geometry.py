@@ -3,7 +3,8 @@
 MATLAB uses row vectors: ``p_cam = X @ R + t``; normalised ``x, y = p_cam[:2] / p_cam[2]``;
 radial ``1 + k1 r^2 + k2 r^4 (+ k3 r^6)`` and tangential ``p1, p2`` exactly as MATLAB and OpenCV;
 pixels ``[xd, yd, 1] @ K`` with ``K = [[fx, 0, 0], [s, fy, 0], [cx, cy, 1]]`` (the transpose of
-OpenCV's matrix). Cameras are the dicts :func:`rat7m.matfile.load_cameras` returns.
+OpenCV's matrix). Cameras are :class:`rat7m.model.Camera` objects or the raw dicts
+:func:`rat7m.matfile.load_cameras` returns (either spelling).
 
 OpenCV (and anipose) describe the same camera as ``K_cv = K.T``, ``rvec = Rodrigues(R.T)``,
 ``tvec = t``, ``dist = [k1, k2, p1, p2, k3]``, except that ``cv2.projectPoints`` ignores the
@@ -16,55 +17,22 @@ MATLAB's ``cameraIntrinsicsToOpenCV`` does, and :func:`from_opencv` moves it bac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from rat7m.errors import BadInputError
-from rat7m.pixels import MATLAB_OFFSET
+from rat7m.model import (
+    SIZES,
+    SPELLINGS,
+    Camera,
+    CameraLike,
+    camera_param,
+    mat_spellings,
+    spellings_of,
+    with_both_spellings,
+)
 
-#: The extrinsics' two spellings: the dataset documentation's (and the original ``load_cameras``')
-#: and the one the real ``.mat`` files (and the authors' training code) use.
-SPELLINGS: dict[str, str] = {"RotationMatrix": "rotationMatrix", "TranslationVector": "translationVector"}
-#: Every alias pair, both ways.
-_ALIASES: dict[str, str] = {**SPELLINGS, **{low: up for up, low in SPELLINGS.items()}}
-
-
-def camera_param(camera: Mapping[str, np.ndarray], key: str) -> np.ndarray:
-    """``camera[key]``, accepting either spelling of ``RotationMatrix`` / ``TranslationVector``.
-
-    Raises:
-        KeyError: the camera has neither spelling.
-    """
-    if key in camera:
-        return camera[key]
-    alias = _ALIASES.get(key)
-    if alias is not None and alias in camera:
-        return camera[alias]
-    raise KeyError(key)
-
-
-def with_both_spellings(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A copy of ``camera`` where each extrinsic is under both spellings, bound to the same array.
-
-    So user code written after the dataset documentation (``RotationMatrix``) and after the
-    authors' code (``rotationMatrix``) both work on any camera we hand out.
-    """
-    out = dict(camera)
-    for key, alias in _ALIASES.items():
-        if key in out and alias not in out:
-            out[alias] = out[key]
-    return out
-
-
-def mat_spellings(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A copy of ``camera`` holding only the ``.mat``'s own spellings (what we write to files)."""
-    out = dict(camera)
-    for upper, lower in SPELLINGS.items():
-        if upper in out:
-            value = out.pop(upper)
-            out.setdefault(lower, value)
-    return out
+__all__ = ["SPELLINGS", "camera_param", "check_camera", "from_opencv", "mat_spellings", "project", "skew",
+           "to_opencv", "with_both_spellings"]  # fmt: skip
 
 
 #: How far ``R.T @ R`` may be from the identity (float32-stored calibrations are ~1e-7 off).
@@ -73,7 +41,7 @@ ROTATION_TOLERANCE = 1e-6
 MAX_TRANSLATION_MM = 1e9
 
 
-def check_camera(camera: Mapping[str, np.ndarray], where: str) -> None:
+def check_camera(camera: CameraLike, where: str) -> None:
     """Refuse a camera the model cannot use, in one line naming ``where`` (e.g. recording and camera).
 
     Checks what projection and triangulation rely on: every parameter present, numeric and finite;
@@ -84,14 +52,14 @@ def check_camera(camera: Mapping[str, np.ndarray], where: str) -> None:
     Raises:
         BadInputError: naming ``where``, the parameter and what is wrong with it.
     """
+    if isinstance(camera, Camera):
+        camera = camera.to_dict()
     values = {}
-    for key in ("IntrinsicMatrix", "RotationMatrix", "TranslationVector", "RadialDistortion", "TangentialDistortion"):
+    for key, sizes in SIZES.items():
         try:
             value = np.asarray(camera_param(camera, key))
         except KeyError:
-            raise BadInputError(f"{where}: the camera has no {key}") from None
-        sizes = {"IntrinsicMatrix": (9,), "RotationMatrix": (9,), "TranslationVector": (3,),
-                 "RadialDistortion": (2, 3), "TangentialDistortion": (2,)}[key]  # fmt: skip
+            raise BadInputError(f"{where}: the camera has no {' or '.join(spellings_of(key))}") from None
         if value.dtype.kind not in "fiu" or value.size not in sizes:
             raise BadInputError(f"{where}: {key} must be {' or '.join(map(str, sizes))} numbers, found {value.dtype} "
                                 f"of shape {value.shape}")  # fmt: skip
@@ -99,7 +67,8 @@ def check_camera(camera: Mapping[str, np.ndarray], where: str) -> None:
         if not np.isfinite(value).all():
             raise BadInputError(f"{where}: {key} has a value that is not finite ({value.ravel().tolist()})")
         values[key] = value
-    K, R = values["IntrinsicMatrix"].reshape(3, 3), values["RotationMatrix"].reshape(3, 3)
+    checked = Camera.from_dict(values)
+    K, R = checked.K, checked.R
     fixed = np.array([K[0, 1], K[0, 2], K[1, 2], K[2, 2] - 1.0])
     if not (K[0, 0] > 0 and K[1, 1] > 0) or np.abs(fixed).max() > 1e-9 * max(1.0, np.abs(K).max()):
         msg = (f"{where}: IntrinsicMatrix {K.tolist()} is not an invertible camera matrix "
@@ -109,27 +78,24 @@ def check_camera(camera: Mapping[str, np.ndarray], where: str) -> None:
     if not off <= ROTATION_TOLERANCE or np.linalg.det(R) < 0:
         why = f"R.T @ R is {off:.3g} from the identity" if off > ROTATION_TOLERANCE else "its determinant is -1"
         raise BadInputError(f"{where}: RotationMatrix is not a rotation ({why})")
-    t = values["TranslationVector"].ravel()
+    t = checked.t
     if np.abs(t).max() > MAX_TRANSLATION_MM:
         raise BadInputError(f"{where}: TranslationVector {t.tolist()} is beyond {MAX_TRANSLATION_MM:g} mm")
 
 
-def _distortion(camera: Mapping[str, np.ndarray]) -> tuple[float, float, float, float, float]:
-    """``(k1, k2, k3, p1, p2)`` of a camera; ``k3 = 0`` when it has two radial coefficients."""
-    radial = np.zeros(3)
-    given = np.asarray(camera["RadialDistortion"], dtype=np.float64).reshape(-1)
-    radial[: len(given)] = given
-    p1, p2 = np.asarray(camera["TangentialDistortion"], dtype=np.float64).reshape(2)
-    return float(radial[0]), float(radial[1]), float(radial[2]), float(p1), float(p2)
+def _distortion(camera: CameraLike) -> tuple[float, float, float, float, float]:
+    """``(k1, k2, k3, p1, p2)`` of a camera (:attr:`rat7m.model.Camera.distortion`; kept for rat7m.crops)."""
+    return Camera.of(camera).distortion
 
 
-def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
+def project(points_3d: np.ndarray, camera: CameraLike) -> np.ndarray:
     """Project 3D points through one camera, lens distortion included.
 
     Args:
         points_3d: ``(..., 3)`` positions in mm (world frame); NaN rows give NaN pixels.
-        camera: ``IntrinsicMatrix``, ``RotationMatrix``, ``TranslationVector`` (either spelling),
-            ``RadialDistortion`` (k1, k2[, k3]) and ``TangentialDistortion`` (p1, p2).
+        camera: a :class:`rat7m.model.Camera`, or a raw camera dict (``IntrinsicMatrix``,
+            ``RotationMatrix``, ``TranslationVector`` under either spelling, ``RadialDistortion``
+            (k1, k2[, k3]) and ``TangentialDistortion`` (p1, p2)).
 
     Returns:
         ``(..., 2)`` float64 pixel coordinates (x right, y down).
@@ -137,10 +103,9 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
     points = np.asarray(points_3d, dtype=np.float64)
     if points.shape[-1:] != (3,):
         raise ValueError(f"points_3d must have shape (..., 3), got {points.shape}")
-    K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
-    R = np.asarray(camera_param(camera, "RotationMatrix"), dtype=np.float64).reshape(3, 3)
-    t = np.asarray(camera_param(camera, "TranslationVector"), dtype=np.float64).reshape(3)
-    k1, k2, k3, p1, p2 = _distortion(camera)
+    cam = Camera.of(camera)
+    K, R, t = cam.K, cam.R, cam.t
+    k1, k2, k3, p1, p2 = cam.distortion
 
     # camera coordinates as three contiguous rows: every step below streams through memory once
     x, y, z = R.T @ points.reshape(-1, 3).T + t[:, None]
@@ -161,18 +126,18 @@ def project(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarr
     return out.reshape(*points.shape[:-1], 2)
 
 
-def skew(camera: Mapping[str, np.ndarray]) -> float:
+def skew(camera: CameraLike) -> float:
     """The camera's skew ``s = K[1, 0]`` (MATLAB layout), in pixels; 0 for most calibrations."""
-    return float(np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)[1, 0])
+    return Camera.of(camera).skew
 
 
 def to_opencv(
-    camera: Mapping[str, np.ndarray], *, allow_skew: bool = False, zero_based: bool = True
+    camera: CameraLike, *, allow_skew: bool = False, zero_based: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The same camera in OpenCV's conventions, for ``cv2.projectPoints`` and friends.
 
     Args:
-        camera: a camera dict (see :func:`project`), MATLAB conventions.
+        camera: a :class:`rat7m.model.Camera` or a camera dict (see :func:`project`), MATLAB conventions.
         allow_skew: accept a non-zero skew. ``K_cv`` still carries it (``K_cv[0, 1]``), but
             ``cv2.projectPoints`` ignores it, so its pixels will differ from :func:`project`.
         zero_based: give 0-based pixels, as OpenCV and every Python image library number them:
@@ -186,50 +151,18 @@ def to_opencv(
     Raises:
         BadInputError: the camera has a non-zero skew and ``allow_skew`` is False.
     """
-    import cv2  # only this function needs OpenCV
-
-    K = np.asarray(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
-    if K[1, 0] != 0 and not allow_skew:
-        msg = (
-            f"camera has skew K[1, 0] = {K[1, 0]:.6g} px, which cv2.projectPoints ignores (its pixels would "
-            "be off); pass allow_skew=True to convert anyway, or project with rat7m.geometry.project"
-        )
-        raise BadInputError(msg)
-    R = np.asarray(camera_param(camera, "RotationMatrix"), dtype=np.float64).reshape(3, 3)
-    rvec, _ = cv2.Rodrigues(np.ascontiguousarray(R.T))
-    tvec = np.asarray(camera_param(camera, "TranslationVector"), dtype=np.float64).reshape(3, 1)
-    k1, k2, k3, p1, p2 = _distortion(camera)
-    dist = np.array([k1, k2, p1, p2, k3])
-    K_cv = K.T.copy()
-    if zero_based:
-        K_cv[:2, 2] -= MATLAB_OFFSET
-    return K_cv, rvec.astype(np.float64), tvec, dist
+    return Camera.of(camera).to_opencv(zero_based=zero_based, allow_skew=allow_skew)
 
 
 def from_opencv(
     K_cv: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, dist: np.ndarray, *, zero_based: bool = True
 ) -> dict[str, np.ndarray]:
-    """A camera dict (MATLAB conventions) from OpenCV's ``K``, ``rvec``, ``tvec`` and ``dist``.
+    """A camera dict (MATLAB conventions, both spellings) from OpenCV's ``K``, ``rvec``, ``tvec`` and ``dist``.
 
     ``dist`` is ``[k1, k2, p1, p2]`` or ``[k1, k2, p1, p2, k3]``; longer (rational, thin-prism)
     models are refused, since the MATLAB model cannot carry them. ``zero_based``: ``K_cv`` gives
     0-based pixels (OpenCV's own calibrations, and :func:`to_opencv`'s default), so the principal
     point moves by +1 into MATLAB's convention; False when ``K_cv`` already gives 1-based pixels.
+    (:meth:`rat7m.model.Camera.from_opencv` gives a :class:`~rat7m.model.Camera`.)
     """
-    import cv2
-
-    dist = np.asarray(dist, dtype=np.float64).reshape(-1)
-    if len(dist) < 4 or np.any(dist[5:] != 0):
-        raise BadInputError(f"dist must be [k1, k2, p1, p2(, k3)], further terms zero; got {dist.tolist()}")
-    rotation, _ = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64).reshape(3, 1))
-    radial = dist[[0, 1, 4]] if len(dist) >= 5 else dist[[0, 1]]
-    K = np.asarray(K_cv, dtype=np.float64).reshape(3, 3).T.copy()
-    if zero_based:
-        K[2, :2] += MATLAB_OFFSET
-    return with_both_spellings({
-        "IntrinsicMatrix": K,
-        "RotationMatrix": rotation.T.copy(),
-        "TranslationVector": np.asarray(tvec, dtype=np.float64).reshape(1, 3),
-        "TangentialDistortion": dist[2:4].reshape(1, 2),
-        "RadialDistortion": radial.reshape(1, -1),
-    })
+    return Camera.from_opencv(K_cv, rvec, tvec, dist, zero_based=zero_based).to_dict()

@@ -25,7 +25,7 @@ import scipy.io
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
-from rat7m.geometry import camera_param, with_both_spellings
+from rat7m.model import MAT_SPELLING, camera_param, with_both_spellings
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +33,20 @@ log = logging.getLogger(__name__)
 #: them under these names and, for the extrinsics, also under the documentation's spellings
 #: (``RotationMatrix``, ``TranslationVector``), bound to the same arrays (see
 #: :func:`rat7m.geometry.with_both_spellings`).
-CAMERA_FIELDS: tuple[str, ...] = (
-    "frame", "IntrinsicMatrix", "rotationMatrix", "translationVector", "TangentialDistortion", "RadialDistortion",
-)
+CAMERA_FIELDS: tuple[str, ...] = ("frame", *MAT_SPELLING.values())
 
 #: Order of the cameras in a real file's ``cameras`` struct (not sorted). We write it so, and
 #: read by name only, never by field order.
 MAT_CAMERA_ORDER: tuple[str, ...] = ("Camera1", "Camera2", "Camera4", "Camera5", "Camera3", "Camera6")
 
 #: Expected shape of each camera parameter (``frame`` is checked against the sample count).
-_PARAM_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {
+_PARAM_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {MAT_SPELLING[name]: shapes for name, shapes in {
     "IntrinsicMatrix": ((3, 3),),
-    "rotationMatrix": ((3, 3),),
-    "translationVector": ((1, 3),),
+    "RotationMatrix": ((3, 3),),
+    "TranslationVector": ((1, 3),),
     "TangentialDistortion": ((1, 2),),
     "RadialDistortion": ((1, 2), (1, 3)),
-}
+}.items()}
 
 #: Largest video frame index accepted in a ``frame`` map (a rig at 120 fps for a year is 3.8e9);
 #: checked before the cast to int64, so 1e300 is refused instead of wrapping around.

@@ -177,6 +177,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
+        # a rat7m.model.Table pickles as dict(<the plain dict>): building a dict from a dict runs no code
+        ("builtins", "dict"): dict,
     }
     # numpy 1.x pickles say numpy.core.*, numpy 2.x pickles say numpy._core.*
     for core in ("numpy.core", "numpy._core"):

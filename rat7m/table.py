@@ -28,7 +28,16 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
-from rat7m.geometry import SPELLINGS, camera_param, mat_spellings, with_both_spellings
+from rat7m.model import (
+    MAT_SPELLING,
+    SIZES,
+    Table,
+    camera_param,
+    disagreeing_spellings,
+    mat_spellings,
+    spellings_of,
+    with_both_spellings,
+)
 from rat7m.pixels import TABLE_KEY as PIXEL_CONVENTION_KEY
 from rat7m.safe_pickle import safe_load
 
@@ -46,13 +55,7 @@ TABLE_KEYS = SAMPLE_COLUMNS + CAMERA_COLUMNS
 #: Spelled as the ``.mat`` files (and, by the evidence, the official table) spell them; the
 #: documentation's ``RotationMatrix`` / ``TranslationVector`` are accepted too, and a loaded table
 #: carries both spellings bound to the same arrays (:func:`rat7m.geometry.with_both_spellings`).
-CAMERA_PARAM_SIZES: dict[str, tuple[int, ...]] = {
-    "IntrinsicMatrix": (9,),
-    "rotationMatrix": (9,),
-    "translationVector": (3,),
-    "TangentialDistortion": (2,),
-    "RadialDistortion": (2, 3),
-}
+CAMERA_PARAM_SIZES: dict[str, tuple[int, ...]] = {MAT_SPELLING[name]: sizes for name, sizes in SIZES.items()}
 #: Pickle protocol of saved tables: 4 is read by every Python 3 from 3.4 and by numpy 1.x and 2.x.
 PICKLE_PROTOCOL = 4
 
@@ -126,28 +129,15 @@ def _camera_names(value: Any, source: str) -> list[str]:
 
 
 def cameras_of(table: Mapping, subject: int, day: int) -> Mapping[str, Mapping[str, np.ndarray]]:
-    """The ``{camera name: params}`` dict of a recording in ``table["cameras"]``.
+    """The raw ``{camera name: params}`` dict of a recording (:meth:`rat7m.model.Table.raw_cameras`).
 
     Subject and day keys are matched by value, so tables keyed by ``int``, numpy integers or
-    whole floats all work.
+    whole floats all work. Typed code uses :meth:`rat7m.model.Table.cameras` instead.
 
     Raises:
         KeyError: the table has no cameras for that subject and day.
     """
-    for subject_key, days in table["cameras"].items():
-        if _as_int(subject_key) == subject and isinstance(days, Mapping):
-            for day_key, cameras in days.items():
-                if _as_int(day_key) == day:
-                    return cameras
-    raise KeyError(f"no cameras for subject {subject}, day {day}")
-
-
-def _as_int(key: Any) -> int | None:
-    try:
-        value = float(key)
-    except (TypeError, ValueError):
-        return None
-    return int(value) if value.is_integer() else None
+    return Table.of(table).raw_cameras(subject, day)
 
 
 def _check_cameras(table: Mapping, recordings: list[catalogue.Recording], names: list[str], source: str) -> None:
@@ -155,24 +145,23 @@ def _check_cameras(table: Mapping, recordings: list[catalogue.Recording], names:
     for rec in recordings:
         where = f"cameras[{rec.subject}][{rec.day}]"
         try:
-            cameras = _require_dict(cameras_of(table, rec.subject, rec.day), source, where)
+            cameras = _require_dict(Table.of(table).raw_cameras(rec.subject, rec.day), source, where)
         except KeyError:
             msg = f"{source}: cameras has no entry for subject {rec.subject}, day {rec.day} ({rec.name}) of the samples"
             raise BadInputError(msg) from None
         _require_keys(cameras, tuple(names), source, where)
         for cam in names:
             params = _require_dict(cameras[cam], source, f"{where}[{cam!r}]")
+            differ = disagreeing_spellings(params)
+            if differ:
+                raise _fail(source, f"{where}[{cam!r}]", f"{differ[0]!r} and {differ[1]!r} equal", "different values")
             for key, sizes in CAMERA_PARAM_SIZES.items():
                 try:
                     value = camera_param(params, key)
                 except KeyError:
-                    spelled = f"{key!r}" + "".join(f" or {u!r}" for u, low in SPELLINGS.items() if low == key)
+                    spelled = " or ".join(repr(s) for s in (key, *(s for s in spellings_of(key) if s != key)))
                     found = ", ".join(repr(k) for k in params) or "no keys"
                     raise BadInputError(f"{source}: {where}[{cam!r}] lacks key(s) {spelled} (found: {found})") from None
-                for upper, lower in SPELLINGS.items():
-                    both = upper in params and lower in params
-                    if both and lower == key and not np.array_equal(params[upper], params[lower]):
-                        raise _fail(source, f"{where}[{cam!r}]", f"{upper!r} and {lower!r} equal", "different values")
                 ok = isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.size in sizes
                 if not ok:
                     want = " or ".join(str(s) for s in sizes)
@@ -243,7 +232,7 @@ def validate_annotation(annotation: Any, source: str = "table") -> dict:
     return annotation
 
 
-def load_annotation(path: str | os.PathLike) -> dict:
+def load_annotation(path: str | os.PathLike) -> Table:
     """Load an annotation table safely (no code from the file runs) and validate its layout.
 
     Reads a plain pickle (the official ``mini_rat7m_train_test_annotation.pkl``, or ours) or a
@@ -254,18 +243,20 @@ def load_annotation(path: str | os.PathLike) -> dict:
         path: the table file.
 
     Returns:
-        The table dict (see the module docstring).
+        A :class:`rat7m.model.Table`: typed access to rows, cameras and the pixel convention, and
+        the table dict itself (:attr:`~rat7m.model.Table.raw`), which it also behaves as
+        (``table["table"]`` ...); cameras carry both spellings of the extrinsics (same arrays).
 
     Raises:
         BadInputError: unreadable, truncated or corrupt file; a pickle that names anything else
             (e.g. ``os.system``), refused before it runs; or a table whose layout is wrong, naming
             the key, what was expected and what was found.
     """
-    return with_camera_spellings(validate_annotation(safe_load(path), str(path)))
+    return Table(with_camera_spellings(validate_annotation(safe_load(path), str(path))), str(path))
 
 
 def with_camera_spellings(table: dict) -> dict:
-    """Give every camera dict of ``table["cameras"]`` both extrinsic spellings (same arrays), in place.
+    """Give every camera dict of ``table["cameras"]`` every spelling (same arrays), in place.
 
     So code written after the dataset documentation (``RotationMatrix``) and after the authors'
     code (``rotationMatrix``) both work, whichever spelling the file holds.
@@ -291,6 +282,7 @@ def save_annotation(table: Mapping, path: str | os.PathLike) -> None:
         BadInputError: ``table`` does not have the mini-RAT7M layout (nothing is written).
     """
     path = Path(path)
+    table = Table.of(table).raw
     validate_annotation(table, "table to save")
     out = {key: value for key, value in table.items() if key != PIXEL_CONVENTION_KEY}
     out["cameras"] = {

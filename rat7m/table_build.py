@@ -27,8 +27,9 @@ from rat7m import catalogue
 from rat7m.cli import command
 from rat7m.doctor import hint
 from rat7m.errors import BadInputError
-from rat7m.geometry import camera_param, project, with_both_spellings
+from rat7m.geometry import project
 from rat7m.matfile import MocapRecording, load_recording
+from rat7m.model import Table, camera_param, with_both_spellings
 from rat7m.table import CAMERA_PARAM_SIZES, validate_annotation
 
 log = logging.getLogger(__name__)
@@ -209,15 +210,12 @@ def _assemble(parts: list[_Part]) -> dict:
 
 def summarize(table: Mapping) -> list[tuple[str, str, int]]:
     """Rows per recording and split: ``[(recording name, split, count), ...]`` in catalogue order."""
-    columns = table["table"]
-    subject = np.asarray(columns["subject_idx"]).astype(np.int64)
-    day = np.asarray(columns["day_idx"]).astype(np.int64)
-    split = np.asarray(columns["train_test"]).astype(str)
+    table = Table.of(table)
     rows = []
-    for rec in catalogue.RECORDINGS:
-        mine = (subject == rec.subject) & (day == rec.day)
+    for rec, mine in table.recordings():
+        split = table.split_of(mine)
         for name in catalogue.SPLITS:
-            count = int(np.count_nonzero(mine & (split == name)))
+            count = int(np.count_nonzero(split == name))
             if count:
                 rows.append((rec.name, name, count))
     return rows

@@ -24,7 +24,7 @@ import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.geometry import project
-from rat7m.table import cameras_of
+from rat7m.model import Table
 from rat7m.video import ChunkIndex, header_frame_count
 
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
@@ -53,23 +53,6 @@ class CheckResult:
         return "\n".join([f"{self.name}: {status}", *(f"  {line}" for line in self.lines)])
 
 
-def _recording_rows(table: Mapping) -> list[tuple[catalogue.Recording, np.ndarray]]:
-    """``(recording, row indices)`` for every recording in the table, in catalogue order."""
-    columns = table["table"]
-    subject = np.asarray(columns["subject_idx"]).astype(np.int64)
-    day = np.asarray(columns["day_idx"]).astype(np.int64)
-    found = []
-    for rec in catalogue.RECORDINGS:
-        rows = np.flatnonzero((subject == rec.subject) & (day == rec.day))
-        if len(rows):
-            found.append((rec, rows))
-    return found
-
-
-def _camera_names(table: Mapping) -> list[str]:
-    return [str(c) for c in table["camera_names"]]
-
-
 def check_pixel_convention(found: pixels.Detection) -> CheckResult:
     """Name the pixel convention :func:`rat7m.pixels.detect` found; neither MATLAB's nor 0-based fails."""
     ok = None if found.n_points == 0 else found.convention is not None
@@ -85,15 +68,16 @@ def check_reprojection(
     point counts when both its 3D and 2D values are finite; a point finite in one and not the
     other is a mismatch and fails the check, as does any error above ``tolerance`` px.
     """
-    columns = table["table"]
+    table = Table.of(table)
+    columns = table.columns
     points_3d = np.asarray(columns["3D_keypoints"], dtype=np.float64)
     result = CheckResult("reprojection of 3D_keypoints vs 2D_keypoints (px)", True)
-    for cam in _camera_names(table):
+    recordings = [(rec, rows, table.cameras(rec)) for rec, rows in table.recordings()]
+    for cam in table.camera_names:
         stored = np.asarray(columns["2D_keypoints"][cam], dtype=np.float64)
         errors, mismatched = [], 0
-        for rec, rows in _recording_rows(table):
-            projected = project(points_3d[rows], cameras_of(table, rec.subject, rec.day)[cam])
-            projected = pixels.convert(projected, pixels.MATLAB, convention)
+        for _, rows, cameras in recordings:
+            projected = project(points_3d[rows], cameras[cam].in_convention(convention))
             finite_p = np.isfinite(projected).all(axis=-1)
             finite_s = np.isfinite(stored[rows]).all(axis=-1)
             mismatched += int(np.count_nonzero(finite_p != finite_s))
@@ -116,13 +100,14 @@ def check_reprojection(
 
 def check_image_paths(table: Mapping) -> CheckResult:
     """Check that every ``image_path`` is ``catalogue.image_path(recording, camera, frame_idx)``."""
-    columns = table["table"]
+    table = Table.of(table)
+    columns = table.columns
     result = CheckResult("image_path follows images_unpacked/sS-dD/cameraN/frame_XXXXXX.jpg", True)
-    for cam in _camera_names(table):
+    for cam in table.camera_names:
         paths = np.asarray(columns["image_path"][cam]).astype(str)
         frames = np.asarray(columns["frame_idx"][cam]).astype(np.int64)
         bad, first = 0, None
-        for rec, rows in _recording_rows(table):
+        for rec, rows in table.recordings():
             expected = np.array(catalogue.image_paths(rec, cam, frames[rows]))
             wrong = np.flatnonzero(paths[rows] != expected)
             bad += len(wrong)
@@ -133,7 +118,7 @@ def check_image_paths(table: Mapping) -> CheckResult:
             result.ok = False
             result.lines.append(f"{cam}: {bad} of {len(paths)} paths differ (first: {first})")
     if result.ok:
-        result.lines.append(f"all {len(columns['subject_idx'])} rows x {len(_camera_names(table))} cameras")
+        result.lines.append(f"all {table.n_samples} rows x {len(table.camera_names)} cameras")
     return result
 
 
@@ -149,10 +134,11 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
     video_dir = Path(video_dir)
     result = CheckResult(f"frame_idx inside the video chunks of {video_dir}", True)
     index = ChunkIndex.from_dir(video_dir)
-    columns = table["table"]
+    table = Table.of(table)
+    columns = table.columns
     checked, not_checked = 0, []
-    for rec, rows in _recording_rows(table):
-        for cam in _camera_names(table):
+    for rec, rows in table.recordings():
+        for cam in table.camera_names:
             chunks = index.chunks(rec, cam)
             if not chunks:
                 not_checked.append(f"{rec.name} {cam}")
@@ -181,7 +167,7 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
                 )
     if not_checked:
         result.lines.append(f"no chunks on disk (not checked): {', '.join(not_checked)}")
-        total = len(_recording_rows(table)) * len(_camera_names(table))
+        total = len(table.recordings()) * len(table.camera_names)
         if len(not_checked) < total:
             result.scope = (
                 f"for {total - len(not_checked)} of {total} recording-cameras; "
@@ -196,11 +182,11 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
 
 def check_split(table: Mapping) -> CheckResult:
     """Say whether ``train_test`` is the official split; information only, it never fails."""
-    split = np.asarray(table["table"]["train_test"]).astype(str)
+    table = Table.of(table)
     result = CheckResult("split", True)
     differs = []
-    for rec, rows in _recording_rows(table):
-        values = sorted(set(np.unique(split[rows]).tolist()))
+    for rec, rows in table.recordings():
+        values = sorted(set(np.unique(table.split_of(rows)).tolist()))
         if values != [rec.split]:
             differs.append(f"{rec.name}: {'/'.join(values)} (official: {rec.split})")
     result.lines.append("differs from the official split: " + "; ".join(differs) if differs else "the official split")

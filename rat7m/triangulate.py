@@ -45,16 +45,8 @@ import numpy as np
 
 from rat7m.errors import BadInputError
 from rat7m.geometry import check_camera
+from rat7m.model import Camera, CameraLike, Table, canonical
 
-#: Camera parameter names as :func:`rat7m.geometry.project` reads them, with the ``.mat`` spellings
-#: that tables may keep instead (the official pickle very probably keeps ``rotationMatrix``).
-_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "IntrinsicMatrix": ("IntrinsicMatrix",),
-    "RotationMatrix": ("RotationMatrix", "rotationMatrix"),
-    "TranslationVector": ("TranslationVector", "translationVector"),
-    "RadialDistortion": ("RadialDistortion",),
-    "TangentialDistortion": ("TangentialDistortion",),
-}
 #: Metres per mm: the DLT solves for the point in metres so its columns are balanced.
 _SCALE = 1e-3
 #: Newton steps of the undistortion (a cap: it stops once converged).
@@ -69,37 +61,28 @@ _DEGENERATE = 1e-12
 _RAYLEIGH_STEPS = 8
 #: Levenberg-Marquardt iterations of the refinement (a cap: converged points stop; 3-5 on real data).
 _REFINE_STEPS = 50
-def camera_param(camera: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    """One camera parameter as float64, under either spelling (``RotationMatrix`` / ``rotationMatrix``)."""
-    for key in _SPELLINGS[name]:
-        if key in camera:
-            return np.asarray(camera[key], dtype=np.float64)
-    raise KeyError(f"camera has no {' or '.join(_SPELLINGS[name])}")
+def canonical_camera(camera: CameraLike) -> dict[str, np.ndarray]:
+    """The camera's parameters (float64) under their canonical names, whatever spelling the table used.
+
+    Kept for callers of the dict API (:func:`rat7m.model.canonical`); the module works on :class:`rat7m.model.Camera`.
+    """
+    return canonical(camera.to_dict() if isinstance(camera, Camera) else camera)
 
 
-def canonical_camera(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The camera with the spellings :func:`rat7m.geometry.project` reads, whatever the table used."""
-    return {name: camera_param(camera, name) for name in _SPELLINGS}
-
-
-def undistort_points(pixels: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
+def undistort_points(pixels: np.ndarray, camera: CameraLike) -> np.ndarray:
     """Ideal normalised image coordinates ``(x, y) = p_cam[:2] / p_cam[2]`` of distorted pixels.
 
     Args:
         pixels: ``(..., 2)`` pixel coordinates; NaN stays NaN.
-        camera: a camera dict (either spelling).
+        camera: a :class:`rat7m.model.Camera` or a camera dict (either spelling).
 
     Returns:
         ``(..., 2)`` float64, such that :func:`rat7m.geometry.project` of any point on the ray gives
         ``pixels`` back (to ~1e-12 px inside the image).
     """
-    cam = canonical_camera(camera)
-    K = cam["IntrinsicMatrix"].reshape(3, 3)
-    radial = np.zeros(3)
-    given = cam["RadialDistortion"].reshape(-1)
-    radial[: len(given)] = given
-    k1, k2, k3 = radial
-    p1, p2 = cam["TangentialDistortion"].reshape(2)
+    cam = Camera.of(camera)
+    K = cam.K
+    k1, k2, k3, p1, p2 = cam.distortion
     uv = np.asarray(pixels, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # absurd pixels: NaN, left out later
         # [u, v, 1] = [xd, yd, 1] @ K  =>  v = fy yd + cy,  u = fx xd + s yd + cx (skew s = K[1, 0])
@@ -136,13 +119,11 @@ class Triangulation:
     degenerate: np.ndarray  # S bool: two views or more, but parallel rays or a point at or behind a camera
 
 
-def _projection_matrices(cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+def _projection_matrices(cameras: Sequence[CameraLike]) -> np.ndarray:
     """``(V, 3, 4)`` column-vector projection ``[R.T | t]`` per view, world coordinates in metres."""
     out = []
-    for camera in cameras:
-        R = camera_param(camera, "RotationMatrix").reshape(3, 3)
-        t = camera_param(camera, "TranslationVector").reshape(3)
-        out.append(np.concatenate([R.T / _SCALE, t[:, None]], axis=1))
+    for camera in map(Camera.of, cameras):
+        out.append(np.concatenate([camera.R.T / _SCALE, camera.t[:, None]], axis=1))
     return np.stack(out)
 
 
@@ -274,15 +255,13 @@ class _Camera:
     :func:`rat7m.geometry.project`'s to rounding (~1e-13 px).
     """
 
-    def __init__(self, camera: Mapping[str, np.ndarray]) -> None:
-        self.R = camera["RotationMatrix"].reshape(3, 3).tolist()
-        self.t = camera["TranslationVector"].reshape(3).tolist()
-        K = camera["IntrinsicMatrix"].reshape(3, 3)
+    def __init__(self, camera: CameraLike) -> None:
+        camera = Camera.of(camera)
+        self.R = camera.R.tolist()
+        self.t = camera.t.tolist()
+        K = camera.K
         self.fx, self.s, self.cx, self.fy0, self.fy, self.cy = K[0, 0], K[1, 0], K[2, 0], K[0, 1], K[1, 1], K[2, 1]
-        radial = np.zeros(3)
-        radial[: camera["RadialDistortion"].size] = camera["RadialDistortion"].ravel()
-        self.k1, self.k2, self.k3 = radial.tolist()
-        self.p1, self.p2 = camera["TangentialDistortion"].ravel().tolist()
+        self.k1, self.k2, self.k3, self.p1, self.p2 = camera.distortion
 
     def pixels(self, X: Sequence[np.ndarray], jacobian: bool = False) -> tuple[np.ndarray, ...]:
         """``(px, py)`` of the points ``X`` (three arrays, mm); with ``jacobian`` also d px / dX, d py / dX (3 + 3)."""
@@ -427,13 +406,13 @@ def _refine(points: np.ndarray, pixels: np.ndarray, weights: np.ndarray, cameras
     return out
 
 
-def _at_or_behind(points: np.ndarray, used: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+def _at_or_behind(points: np.ndarray, used: np.ndarray, cameras: Sequence[Camera]) -> np.ndarray:
     """``(M,)`` True where a finite point is at (within 1e-9 of the rig's scale) or behind a camera that uses it."""
     out = np.zeros(len(points), dtype=bool)
     for v, camera in enumerate(cameras):
-        t = camera["TranslationVector"].reshape(3)
+        t = camera.t
         with np.errstate(invalid="ignore"):
-            depth = points @ camera["RotationMatrix"].reshape(3, 3)[:, 2] + t[2]
+            depth = points @ camera.R[:, 2] + t[2]
             scale = _largest(points.T) + np.abs(t).max()
             out |= used[:, v] & (depth <= 1e-9 * scale)
     return out
@@ -459,15 +438,15 @@ def _as_float(value: object) -> float:
         return float("nan")
 
 
-def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]], confidence: np.ndarray | None = None,
+def triangulate(pixels: np.ndarray, cameras: Sequence[CameraLike], confidence: np.ndarray | None = None,
                 *, robust: bool = False, refine: bool = False, inlier_px: float = 20.0) -> Triangulation:  # fmt: skip
     """Triangulate 2D keypoints seen by several calibrated views.
 
     Args:
         pixels: ``(..., V, 2)`` distorted pixel coordinates, view axis second to last; NaN where a
             view does not see the point.
-        cameras: the V camera dicts (MATLAB conventions, either spelling), in view-axis order; each is
-            checked (:func:`rat7m.geometry.check_camera`).
+        cameras: the V cameras (:class:`rat7m.model.Camera` or dicts under either spelling; MATLAB
+            conventions), in view-axis order; each is checked (:func:`rat7m.geometry.check_camera`).
         confidence: ``(..., V)`` weights (e.g. detector confidences); a view with 0 or less, or not
             finite, is not used. Only their ratios within a point matter (1e200 is just "sure"; a view
             below 1e-100 of the point's largest is not used). None: every finite view weighs 1.
@@ -495,7 +474,7 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[Mapping[str, np.ndarray]],
         raise ValueError(f"confidence must have shape {(*lead, V)}, got {np.shape(confidence)}")
     for v, camera in enumerate(cameras):
         check_camera(camera, f"camera {v + 1}")
-    cams = [canonical_camera(c) for c in cameras]
+    cams = [Camera.of(c) for c in cameras]
     projectors = [_Camera(c) for c in cams]
     weights = _weights(confidence, flat)
     normalised = np.stack([undistort_points(np.ascontiguousarray(flat[:, v]), cams[v]) for v in range(V)], axis=1)
@@ -525,7 +504,7 @@ def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confi
 
     Args:
         pixels: ``(N, V, J, 2)`` for the N rows, views in ``table["camera_names"]`` order.
-        table: a table from :func:`rat7m.table.load_annotation`.
+        table: a :class:`rat7m.model.Table` (:func:`rat7m.table.load_annotation`) or its dict.
         rows: ``(N,)`` row indices into the table.
         confidence: ``(N, V, J)`` or None.
         **options: passed to :func:`triangulate` (``robust``, ``refine``, ``inlier_px``).
@@ -534,33 +513,33 @@ def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confi
         A :class:`Triangulation` with leading shape ``(N, J)``.
 
     Raises:
-        BadInputError: a recording without cameras, or a camera the model cannot use (one line naming
-            the recording and the camera).
+        BadInputError: a row of no RAT7M recording, a recording without cameras, or a camera the model
+            cannot use (one line naming the recording and the camera).
     """
-    from rat7m import catalogue
-    from rat7m.table import cameras_of  # the table module is heavy; only this function needs it
-
+    table = Table.of(table)
     pixels = np.asarray(pixels, dtype=np.float64)
-    names = [str(n) for n in table["camera_names"]]
+    rows = np.asarray(rows)
     N, _, J = pixels.shape[:3]
     points = np.full((N, J, 3), np.nan)
     error = np.full((N, J), np.nan)
     used = np.zeros((N, J), dtype=np.int64)
     degenerate = np.zeros((N, J), dtype=bool)
-    subjects = np.asarray(table["table"]["subject_idx"])[rows]
-    days = np.asarray(table["table"]["day_idx"])[rows]
-    for subject, day in sorted(set(zip(subjects.tolist(), days.tolist(), strict=True))):
-        mine = np.flatnonzero((subjects == subject) & (days == day))
+    covered = np.zeros(N, dtype=bool)
+    for recording, mask in table.recording_masks(rows):
+        mine = np.flatnonzero(mask)
+        covered |= mask
         try:
-            recording_cameras = cameras_of(table, int(subject), int(day))
-            recording = catalogue.recording_for(int(subject), int(day)).name
+            raw = table.raw_cameras(recording.subject, recording.day)
+            raw = {name: raw[name] for name in table.camera_names}
         except KeyError as exc:
             raise BadInputError(f"annotation table: {exc.args[0]}") from None
-        cams = [recording_cameras[name] for name in names]
-        for name, camera in zip(names, cams, strict=True):
-            check_camera(camera, f"annotation table: cameras of {recording}, {name}")
+        for name, camera in raw.items():  # before Camera.from_dict: its message names what is wrong
+            check_camera(camera, f"annotation table: cameras of {recording.name}, {name}")
+        cams = {name: Camera.from_dict(camera) for name, camera in raw.items()}
         conf = None if confidence is None else np.moveaxis(np.asarray(confidence)[mine], 1, 2)
-        result = triangulate(np.moveaxis(pixels[mine], 1, 2), cams, conf, **options)
+        result = triangulate(np.moveaxis(pixels[mine], 1, 2), list(cams.values()), conf, **options)
         points[mine], error[mine], used[mine] = result.points, result.reprojection_error, result.views_used
         degenerate[mine] = result.degenerate
+    if not covered.all():
+        raise BadInputError(f"annotation table: row {int(rows[~covered][0])} is of no RAT7M recording")
     return Triangulation(points, error, used, degenerate)

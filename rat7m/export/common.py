@@ -45,7 +45,7 @@ from tqdm import tqdm
 from rat7m import catalogue, cli, pixels
 from rat7m.errors import BadInputError
 from rat7m.fileio import remove_stale_staging, staging_name
-from rat7m.table import cameras_of
+from rat7m.model import CameraLike, Table, canonical, extrinsics, spellings_of
 from rat7m.untrusted import check_image_paths
 
 log = logging.getLogger("rat7m.export")
@@ -57,31 +57,19 @@ BBOX_MIN_MARGIN_PX = 4.0
 #: Name of the file that marks a complete export folder (written last; holds the options used).
 MANIFEST_NAME = "rat7m_export.json"
 
-#: Camera parameters under every spelling a table may use, canonical name first.
-_CAMERA_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "IntrinsicMatrix": ("IntrinsicMatrix", "intrinsicMatrix"),
-    "RotationMatrix": ("RotationMatrix", "rotationMatrix"),
-    "TranslationVector": ("TranslationVector", "translationVector"),
-    "TangentialDistortion": ("TangentialDistortion", "tangentialDistortion"),
-    "RadialDistortion": ("RadialDistortion", "radialDistortion"),
-}
-
-
 def camera_params(camera: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """A camera dict with the canonical spellings (``RotationMatrix``), whichever the table used.
+    """A camera dict with the canonical spellings only (``RotationMatrix``), whichever the table used
+    (:func:`rat7m.model.canonical`): what the exporters write from.
 
-    The official pickle very probably keeps the ``.mat`` spellings (``rotationMatrix``,
-    ``translationVector``), the dataset documentation says ``RotationMatrix``: accept both.
+    Raises:
+        BadInputError: the camera lacks a parameter under every spelling.
     """
-    out = {}
-    for name, spellings in _CAMERA_SPELLINGS.items():
-        for spelling in spellings:
-            if spelling in camera:
-                out[name] = np.asarray(camera[spelling], dtype=np.float64)
-                break
-        else:
-            raise BadInputError(f"camera lacks {name} (also looked for {', '.join(spellings[1:])})")
-    return out
+    try:
+        return canonical(camera)
+    except KeyError as exc:
+        spellings = spellings_of(exc.args[0])
+        also = f" (also looked for {', '.join(spellings[1:])})" if len(spellings) > 1 else ""
+        raise BadInputError(f"camera lacks {exc.args[0]}{also}") from None
 
 
 @dataclass(frozen=True)
@@ -120,7 +108,7 @@ class View:
 class Selection:
     """The table rows and cameras an export covers."""
 
-    table: Mapping[str, Any]
+    table: Table
     rows: np.ndarray
     recordings: tuple[catalogue.Recording, ...]
     cameras: tuple[str, ...]
@@ -128,25 +116,26 @@ class Selection:
     sizes: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     progress: bool = False
 
+    def __post_init__(self) -> None:
+        self.table = Table.of(self.table)
+
     @property
     def columns(self) -> Mapping[str, Any]:
         """The table's columns."""
-        return self.table["table"]
+        return self.table.columns
 
     @property
     def convention(self) -> str:
-        """The pixel convention of the table's 2D columns (detected once, :func:`rat7m.pixels.convention_of`)."""
-        return pixels.convention_of(self.table)
+        """The pixel convention of the table's 2D columns (:attr:`rat7m.model.Table.pixel_convention`)."""
+        return self.table.pixel_convention
 
     def recording_rows(self, recording: catalogue.Recording) -> np.ndarray:
         """Selected rows of one recording, in table order."""
-        subject = np.asarray(self.columns["subject_idx"])[self.rows].astype(np.int64)
-        day = np.asarray(self.columns["day_idx"])[self.rows].astype(np.int64)
-        return self.rows[(subject == recording.subject) & (day == recording.day)]
+        return self.table.recording_rows(recording, self.rows)
 
     def cameras_of(self, recording: catalogue.Recording) -> dict[str, dict[str, np.ndarray]]:
-        """The selected cameras of a recording, canonical spellings."""
-        cams = cameras_of(self.table, recording.subject, recording.day)
+        """The selected cameras of a recording, as dicts under the canonical spellings (:func:`camera_params`)."""
+        cams = self.table.raw_cameras(recording.subject, recording.day)
         return {cam: camera_params(cams[cam]) for cam in self.cameras}
 
     def views(self, *, with_sizes: bool = True) -> Iterable[View]:
@@ -189,22 +178,16 @@ def select(
         BadInputError: a camera the table lacks, nothing left to export, or an ``image_path`` of a
             chosen row and camera that :func:`rat7m.untrusted.check_image_path` refuses.
     """
-    columns = table["table"]
-    names = [str(c) for c in table["camera_names"]]
+    table = Table.of(table)
+    columns = table.columns
+    names = table.camera_names
     cameras = tuple(cameras or names)
     lacking = [c for c in cameras if c not in names]
     if lacking:
         raise BadInputError(f"the table has no {', '.join(lacking)} (it has {', '.join(names)}); see --cameras")
-    keep = np.ones(len(columns["subject_idx"]), dtype=bool)
-    if split != "all":
-        keep &= np.asarray(columns["train_test"]).astype(str) == split
-    subject = np.asarray(columns["subject_idx"]).astype(np.int64)
-    day = np.asarray(columns["day_idx"]).astype(np.int64)
-    pairs = set(zip(subject[keep].tolist(), day[keep].tolist(), strict=True))
-    present = {catalogue.recording_for(s, d) for s, d in pairs}
+    present = dict(table.recordings(table.split_rows(split)))
     chosen = tuple(r for r in (recordings or catalogue.RECORDINGS) if r in present)
-    keep &= np.isin(subject * 1000 + day, [r.subject * 1000 + r.day for r in chosen])
-    rows = np.flatnonzero(keep)
+    rows = np.sort(np.concatenate([present[r] for r in chosen])) if chosen else np.empty(0, dtype=np.int64)
     if not len(rows):
         wanted = ", ".join(r.name for r in recordings) if recordings else "any recording"
         raise BadInputError(f"the table has no {split} rows of {wanted}; check --split and --recordings")
@@ -216,15 +199,14 @@ def select(
 # ------------------------------------------------------------------------------------- visibility
 
 
-def depths(points_3d: np.ndarray, camera: Mapping[str, np.ndarray]) -> np.ndarray:
+def depths(points_3d: np.ndarray, camera: CameraLike) -> np.ndarray:
     """Depth (mm) of each point along the camera's axis: ``(X @ R + t)[..., 2]`` (NaN for NaN points)."""
-    R = np.asarray(camera["RotationMatrix"], dtype=np.float64).reshape(3, 3)
-    t = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3)
+    R, t = extrinsics(camera)
     return points_3d @ R[:, 2] + t[2]
 
 
 def visibility(
-    keypoints: np.ndarray, points_3d: np.ndarray, camera: Mapping[str, np.ndarray], width: int, height: int
+    keypoints: np.ndarray, points_3d: np.ndarray, camera: CameraLike, width: int, height: int
 ) -> np.ndarray:
     """COCO flags ``(n, 20)`` int8 of one camera's 0-based 2D keypoints ``(n, 20, 2)`` (module docstring).
 

@@ -21,28 +21,20 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rat7m import catalogue, pixels
+from rat7m import catalogue
 from rat7m.errors import BadInputError, Rat7mError
 from rat7m.geometry import project
+from rat7m.model import Camera, Table
 from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
-from rat7m.table import cameras_of
 from rat7m.untrusted import check_image_paths
 from rat7m.video import ChunkIndex, read_frames
 
 log = logging.getLogger(__name__)
 
-#: Camera parameter spellings: the official pickle very probably keeps the ``.mat`` file's
-#: lower-case ``rotationMatrix`` / ``translationVector``; :func:`rat7m.geometry.project` reads these.
-_SPELLINGS = {"rotationMatrix": "RotationMatrix", "translationVector": "TranslationVector"}
-
-
-def camera_params(table: Mapping, subject: int, day: int, camera: str) -> dict[str, np.ndarray]:
-    """One camera of a recording from a table, under the names :func:`rat7m.geometry.project` reads."""
-    params = dict(cameras_of(table, subject, day)[camera])
-    for old, new in _SPELLINGS.items():
-        if new not in params and old in params:
-            params[new] = params[old]
-    return params
+def camera_params(table: Mapping, subject: int, day: int, camera: str) -> Camera:
+    """One camera of a recording from a table (:meth:`rat7m.model.Table.cameras`), MATLAB conventions."""
+    recording = catalogue.recording_for(subject, day)
+    return Table.of(table).cameras(recording, [camera])[camera]
 
 
 @dataclass(frozen=True)
@@ -141,22 +133,21 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
 
     from metric_utils.metrics import mpjpe
 
-    columns = table["table"]
-    subject, day = int(columns["subject_idx"][row]), int(columns["day_idx"][row])
-    recording = catalogue.recording_for(subject, day).name
-    cameras = [str(c) for c in table["camera_names"]]
+    table = Table.of(table)
+    columns = table.columns
+    recording = catalogue.recording_for(int(columns["subject_idx"][row]), int(columns["day_idx"][row]))
+    cameras = table.camera_names
+    rig = table.cameras(recording) if predictions.points_3d is not None else {}
     images = images or {}
     truth_3d = np.asarray(columns["3D_keypoints"][row], dtype=np.float64)
-    convention = pixels.convention_of(table)
     errors_2d = []
     fig = Figure(figsize=(12, 7.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 3).ravel()
     for ax, cam in zip(axes, cameras, strict=False):
-        truth = pixels.to_zero_based(columns["2D_keypoints"][cam][row], convention)
+        truth = table.to_zero_based(columns["2D_keypoints"][cam][row])
         if predictions.points_3d is not None:
-            projected = project(predictions.points_3d[pred_row], camera_params(table, subject, day, cam))
-            predicted = pixels.to_zero_based(projected, pixels.MATLAB)
+            predicted = project(predictions.points_3d[pred_row], rig[cam].to_zero_based())
         else:
             predicted = predictions.points_2d[cam][pred_row]
         errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))
@@ -170,7 +161,7 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         headline = f"MPJPE {score:.1f} mm"
     else:
         headline = f"mean 2D error {np.nanmean(np.concatenate(errors_2d)):.1f} px"
-    fig.suptitle(f"{recording}, table row {row}{label}: {headline}", fontsize=11, parse_math=False)
+    fig.suptitle(f"{recording.name}, table row {row}{label}: {headline}", fontsize=11, parse_math=False)
     fig.legend(handles=overlay_legend_handles(), loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
