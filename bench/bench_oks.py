@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from metric_utils.metrics2d import coco_dicts, oks_ap
 from rat7m import catalogue
+from rat7m.metrics2d import coco_dicts, oks_ap
 
 #: The official test split: s5-d1 10445 + s5-d2 14091 samples.
 N_TEST = 24536

@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
-from metric_utils import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
+from rat7m.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 
 METRICS = (mpjpe, pa_mpjpe, n_mpjpe)
 
@@ -219,7 +219,7 @@ def test_metrics_module_needs_only_numpy(tmp_path):
     import sys
     from pathlib import Path
 
-    shutil.copy(Path(__file__).resolve().parents[1] / "metric_utils" / "metrics.py", tmp_path / "metrics.py")
+    shutil.copy(Path(__file__).resolve().parents[1] / "rat7m" / "metrics.py", tmp_path / "metrics.py")
     code = "import numpy as np; from metrics import mpjpe; print(mpjpe(np.zeros((1, 20, 3)), np.ones((1, 20, 3)))[0,0])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert abs(float(out.stdout) - 3**0.5) < 1e-12

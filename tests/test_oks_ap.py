@@ -11,8 +11,8 @@ import io
 import numpy as np
 import pytest
 
-from metric_utils.metrics2d import average_precision, coco_dicts, oks, oks_ap, score_2d
 from rat7m import catalogue
+from rat7m.metrics2d import average_precision, coco_dicts, oks, oks_ap, score_2d
 
 KEYS = ("ap", "ap50", "ap75", "ar")
 

@@ -249,7 +249,7 @@ def test_a_steered_image_path_is_refused_in_samples(data, tmp_path, capsys):
     root, table_path, predictions = data
     table = copy.deepcopy(load_annotation(table_path))
     paths = np.array(table["table"]["image_path"]["Camera4"], dtype=object)
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.evaluate import split_rows
 
     row = int(split_rows(table, "test")[2])
     paths[row] = "../../../../etc/passwd.jpg"
@@ -287,7 +287,7 @@ def _near(image, colour_rgb, tol=45):
 def test_the_prediction_is_visible_and_colours_match_the_figures(data, tmp_path):
     root, table_path, _ = data
     table = load_annotation(table_path)
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.evaluate import split_rows
     from rat7m.geometry import project
     from rat7m.render.samples import camera_params
 
@@ -410,7 +410,7 @@ def test_a_2d_npy_declaring_a_huge_shape_is_refused_before_reading(data, tmp_pat
 def test_a_2d_npy_of_the_right_shape_is_drawn(data, tmp_path):
     root, table_path, _ = data
     table = load_annotation(table_path)
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.evaluate import split_rows
 
     rows = split_rows(table, "test")
     points = np.stack([table["table"]["2D_keypoints"][str(c)][rows] for c in table["camera_names"]], axis=1)

@@ -166,7 +166,7 @@ def _check_out_folder(out: Path, root: Path, inputs: Sequence[Path]) -> None:
 
 
 def _samples(args: argparse.Namespace) -> str:
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.evaluate import split_rows
     from rat7m.render.report import read_per_sample
     from rat7m.render.samples import (
         check_rows,
@@ -245,8 +245,8 @@ def _video(args: argparse.Namespace) -> str:
 
 def _video_predictions(args, recording, camera, load_predictions, project, camera_params) -> dict[int, np.ndarray]:
     """``{video frame: (20, 2) 0-based px}`` of the prediction rows of ``recording`` (3D projected, 2D as given)."""
-    from metric_utils.compute_metrics import split_rows
     from rat7m import pixels
+    from rat7m.evaluate import split_rows
     from rat7m.table import load_annotation
 
     gt_path = args.gt_path or catalogue.mini_annotation_path(args.root)
