@@ -148,7 +148,7 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
             msg += f"; {len(predicted)} is the size of the {other[0]!r} split: did you mean --split {other[0]}?"
         raise BadInputError(msg)
     columns = table["table"]
-    target = np.asarray(columns["3D_keypoints"])[rows].astype(np.float64)
+    target = np.asarray(columns["3D_keypoints"], dtype=np.float64)[rows]  # one copy, the split's rows
     if missing is not None:
         target = np.where(missing[..., None], np.nan, target)
         predicted = np.where(missing[..., None], 0.0, predicted)

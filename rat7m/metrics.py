@@ -60,7 +60,8 @@ def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.nd
             raise ValueError(msg)
         _check_magnitude(pred, "predicted")
     valid = np.isfinite(tgt).all(axis=2)
-    tgt = np.where(valid[..., None], tgt, 0.0)
+    tgt = tgt.copy()  # never the caller's array
+    tgt[~valid] = 0.0
     _check_magnitude(tgt, "target")
     return pred, tgt, valid
 
@@ -81,7 +82,11 @@ def _check_magnitude(points: np.ndarray, name: str) -> None:
 
 def _errors(aligned: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Euclidean error per joint, (n, J), NaN where the joint is excluded."""
-    diff = aligned - tgt
+    return _norms(aligned - tgt, valid)
+
+
+def _norms(diff: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each joint's difference, (n, J), NaN where the joint is excluded."""
     err = np.sqrt(np.einsum("njd,njd->nj", diff, diff))
     err[~valid] = np.nan
     return err
@@ -170,8 +175,10 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     mu_p = (w[:, None, :] @ pred) / count  # (n, 1, D) centroids over valid joints
     mu_t = (w[:, None, :] @ tgt) / count
     y = pred - mu_p
-    x = (tgt - mu_t) * w[..., None]  # excluded joints zeroed, so they add nothing to x^T y
+    x = tgt - mu_t
+    x[~valid] = 0.0  # excluded joints zeroed, so they add nothing to x^T y
     cross = np.swapaxes(x, 1, 2) @ y  # x^T y, (n, D, D)
+    del x  # each (n, J, D) temporary is fresh memory to fault in: keep few alive
     if not np.isfinite(cross).all():  # cannot happen within MAX_MAGNITUDE; an inf would hang LAPACK's SVD
         sample = int(np.argwhere(~np.isfinite(cross).all(axis=(1, 2)))[0, 0])
         raise ValueError(f"sample {sample}: alignment overflowed; coordinates are too large to align")
@@ -184,8 +191,10 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     norm_y = np.einsum("nj,nj->n", w, np.einsum("njd,njd->nj", y, y))
     scale = np.zeros_like(norm_y)
     np.divide(sv.sum(axis=1), norm_y, out=scale, where=norm_y > 0)
-    aligned = (scale[:, None, None] * y) @ (v @ ut) + mu_t
-    return _errors(aligned, tgt, valid)
+    aligned = y @ (scale[:, None, None] * (v @ ut))  # scaled as a 3 x 3, not as every joint
+    aligned += mu_t
+    aligned -= tgt
+    return _norms(aligned, valid)
 
 
 def n_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
@@ -221,7 +230,9 @@ def _n_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarra
     den = np.einsum("nj,nj->n", valid.astype(np.float64), np.einsum("njd,njd->nj", pred, pred))
     scale = np.zeros_like(den)
     np.divide(num, den, out=scale, where=den > 0)
-    return _errors(scale[:, None, None] * pred, tgt, valid)
+    diff = scale[:, None, None] * pred
+    diff -= tgt
+    return _norms(diff, valid)
 
 
 def scores(predicted: ArrayLike, target: ArrayLike, names: Sequence[str] = METRIC_NAMES
