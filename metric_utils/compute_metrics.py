@@ -72,7 +72,7 @@ from rat7m.cli import (
 )
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input, remove_stale_temporaries
-from rat7m.predictions import PRED_FORMATS
+from rat7m.predictions import PRED_FORMATS, read_predictions, save_predictions  # noqa: F401  README names the last two here
 from rat7m.table import load_annotation
 
 #: Where results go unless ``--save_dir`` says otherwise (relative to the current directory).
