@@ -28,7 +28,6 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
 from rat7m.metrics import scores as metric_scores
-from rat7m.metrics2d import format_2d, score_2d
 from rat7m.predictions import (
     Predictions2D,
     read_predictions,
@@ -360,6 +359,8 @@ def score_2d_file(*, pred2d: Path, table: dict[str, Any], gt_path: Path, save_di
     Returns:
         The files written.
     """
+    from rat7m.metrics2d import format_2d, score_2d  # lazy: a 3D run needs none of it
+
     rows = split_rows(table, split)
     if len(rows) == 0:
         raise BadInputError(f"{gt_path} has no {split!r} samples (its train_test column)")
