@@ -41,8 +41,9 @@ from collections.abc import Callable
 import numpy as np
 
 from metric_utils import compute_metrics as cm
-from metric_utils.metrics import mpjpe, n_mpjpe, pa_mpjpe
-from rat7m import catalogue
+from rat7m import catalogue, evaluate
+from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
+from rat7m.predictions import read_predictions
 from rat7m.table import load_annotation, save_annotation
 
 N_TEST = {"s5-d1": 10445, "s5-d2": 14091}
@@ -206,7 +207,7 @@ def main() -> None:
         if args.cli_only:
             return
 
-        t_read, ours_rows = best_of(args.repeat, lambda: cm.read_predictions(csv_path))
+        t_read, ours_rows = best_of(args.repeat, lambda: read_predictions(csv_path))
         t_loadtxt, plain = best_of(args.repeat, lambda: np.loadtxt(csv_path, delimiter=","))
         t_csv, _ = best_of(1, lambda: read_with_csv_module(csv_path))
         if not np.array_equal(ours_rows.reshape(len(plain), -1), plain):
@@ -227,9 +228,9 @@ def main() -> None:
         print(ratio_line("per-sample loop", t_ours, t_loop))
 
         t_load, loaded = best_of(args.repeat, lambda: load_annotation(gt))
-        t_eval, result = best_of(args.repeat, lambda: cm.evaluate(read_back, loaded, "test"))
-        summary = cm.summarise(result)
-        t_write, _ = best_of(args.repeat, lambda: cm.write_outputs(result, summary, root / "out"))
+        t_eval, result = best_of(args.repeat, lambda: evaluate.evaluate(read_back, loaded, "test"))
+        summary = evaluate.summarise(result)
+        t_write, _ = best_of(args.repeat, lambda: evaluate.write_outputs(result, summary, root / "out"))
         t_start, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True))
         plt_import = "import numpy, matplotlib.figure, matplotlib.backends.backend_agg"
         t_plt, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", plt_import], check=True))

@@ -1,7 +1,7 @@
 """Benchmark OKS AP/AR of a full test split: 24536 samples x 6 cameras = 147216 images, 20 keypoints.
 
 Side by side on the same predictions (boxes of RAT7M's size, 1% of labels missing, errors of 0-10 px,
-random confidences): ours (``metric_utils.metrics2d.oks_ap``: closed form, overall and per camera)
+random confidences): ours (``rat7m.metrics2d.oks_ap``: closed form, overall and per camera)
 against pycocotools' ``COCOeval`` (``evaluate`` + ``accumulate`` overall and per camera, as
 ``compute_metrics.py --pred2d`` ran it before), on ``--coco_samples`` samples (pycocotools evaluates
 image by image in Python, ~1 min for the split) scaled to the split; on that subset both are checked
@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from metric_utils.metrics2d import coco_dicts, oks_ap
 from rat7m import catalogue
+from rat7m.metrics2d import coco_dicts, oks_ap
 
 #: The official test split: s5-d1 10445 + s5-d2 14091 samples.
 N_TEST = 24536

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from metric_utils import compute_metrics as cm
-from rat7m import catalogue
+from rat7m import catalogue, evaluate, predictions
 from rat7m.cli import run_main
 from rat7m.errors import BadInputError
 from rat7m.table import save_annotation
@@ -102,7 +102,7 @@ def test_official_sized_csv_as_a_script_scores_every_row_including_the_first(off
                           cwd=root, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = root / cm.DEFAULT_SAVE_DIR
-    summary = json.loads((out / cm.SUMMARY_JSON).read_text())
+    summary = json.loads((out / evaluate.SUMMARY_JSON).read_text())
     assert summary["n_samples"] == 24536 and summary["split"] == "test"
     assert summary["n_excluded_joints"] == 1 + 20
     assert {k: v["n_samples"] for k, v in summary["recordings"].items()} == {"s5-d1": 10445, "s5-d2": 14091}
@@ -112,7 +112,7 @@ def test_official_sized_csv_as_a_script_scores_every_row_including_the_first(off
     assert mp["median"] == pytest.approx(1.0, abs=1e-6)
     assert summary["metrics"]["pa_mpjpe"]["mean"] == pytest.approx(0.0, abs=1e-5)  # a shift aligns away
 
-    per_sample = np.genfromtxt(out / cm.PER_SAMPLE_CSV, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    per_sample = np.genfromtxt(out / evaluate.PER_SAMPLE_CSV, delimiter=",", names=True, dtype=None, encoding="utf-8")
     assert len(per_sample) == 24536
     first = per_sample[0]
     assert (first["recording"], first["sample"]) == ("s5-d1", 0)
@@ -121,7 +121,7 @@ def test_official_sized_csv_as_a_script_scores_every_row_including_the_first(off
     assert np.isnan(per_sample["mpjpe"][10000]) and per_sample["excluded_joints"][10000] == 20
     assert per_sample["excluded_joints"][5] == 1 and per_sample["mpjpe"][5] == pytest.approx(1.0, abs=1e-6)
     assert per_sample["recording"][10445] == "s5-d2"
-    for name in cm.METRICS:  # the per-sample file and the summary agree
+    for name in evaluate.METRICS:  # the per-sample file and the summary agree
         assert np.nanmean(per_sample[name]) == pytest.approx(summary["metrics"][name]["mean"], abs=1e-6)
 
     # the printed table shows the same figures (2 decimals)
@@ -132,15 +132,15 @@ def test_official_sized_csv_as_a_script_scores_every_row_including_the_first(off
     assert s5d2[3] == f"{summary['recordings']['s5-d2']['metrics']['mpjpe']['mean']:.2f}" == "1.00"
     assert "1 sample(s) have no finite target joint" in proc.stdout
 
-    joints = np.genfromtxt(out / cm.PER_JOINT_CSV, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    joints = np.genfromtxt(out / evaluate.PER_JOINT_CSV, delimiter=",", names=True, dtype=None, encoding="utf-8")
     assert list(joints["joint"]) == list(catalogue.JOINT_NAMES)
     np.testing.assert_allclose(joints["mpjpe"], [e["mpjpe"] for e in summary["per_joint_mpjpe"]], atol=1e-6)
     assert joints["n_samples"][2] == 24534 and joints["n_samples"][0] == 24535
     assert joints["mpjpe"][0] == pytest.approx((1000 + 24534) / 24535, rel=1e-6)
-    png = (out / cm.PER_JOINT_PNG).read_bytes()
+    png = (out / evaluate.PER_JOINT_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert sorted(p.name for p in out.iterdir()) == sorted(  # no temporary file left behind
-        [cm.PER_SAMPLE_CSV, cm.SUMMARY_JSON, cm.PER_JOINT_CSV, cm.PER_JOINT_PNG]
+        [evaluate.PER_SAMPLE_CSV, evaluate.SUMMARY_JSON, evaluate.PER_JOINT_CSV, evaluate.PER_JOINT_PNG]
     )
 
 
@@ -153,7 +153,7 @@ def test_as_a_module_with_npy_and_a_bad_csv(tmp_path):
     proc = subprocess.run([*run, "--pred_path", str(tmp_path / "p.npy")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert read_printed_row(proc.stdout, "all")[3] == "2.50"
-    summary = json.loads((tmp_path / "out" / cm.SUMMARY_JSON).read_text())
+    summary = json.loads((tmp_path / "out" / evaluate.SUMMARY_JSON).read_text())
     assert summary["metrics"]["mpjpe"]["mean"] == pytest.approx(2.5)
 
     bad = tmp_path / "header.csv"
@@ -197,9 +197,9 @@ def test_split_comes_from_train_test_not_from_the_subject(small, capsys):
                           "--metric", "pa_mpjpe", "--save_dir", root / "o")  # fmt: skip
     assert code == 0, err
     assert "MPJPE mean" not in out.replace("PA-MPJPE", "") and "PA-MPJPE mean" in out
-    summary = json.loads((root / "o" / cm.SUMMARY_JSON).read_text())
+    summary = json.loads((root / "o" / evaluate.SUMMARY_JSON).read_text())
     assert list(summary["metrics"]) == ["pa_mpjpe"] and summary["n_samples"] == 7
-    header = (root / "o" / cm.PER_SAMPLE_CSV).read_text().splitlines()[0]
+    header = (root / "o" / evaluate.PER_SAMPLE_CSV).read_text().splitlines()[0]
     assert header == "recording,frame,sample,excluded_joints,pa_mpjpe"
 
     code, out, err = _run(capsys, "--pred_path", root / "test.csv", "--gt_path", gt, "--split", "all")
@@ -224,7 +224,8 @@ def test_reruns_overwrite_cleanly(small, capsys):
     first = {p.name: p.read_bytes() for p in (root / "o").iterdir()}
     assert _run(capsys, *argv)[0] == 0
     assert {p.name: p.read_bytes() for p in (root / "o").iterdir()} == first
-    assert sorted(first) == sorted([cm.PER_SAMPLE_CSV, cm.SUMMARY_JSON, cm.PER_JOINT_CSV, cm.PER_JOINT_PNG])
+    written = [evaluate.PER_SAMPLE_CSV, evaluate.SUMMARY_JSON, evaluate.PER_JOINT_CSV, evaluate.PER_JOINT_PNG]
+    assert sorted(first) == sorted(written)
 
 
 def _good_lines(table) -> list[str]:
@@ -323,21 +324,21 @@ def test_reader_accepts_bom_crlf_and_trailing_blank_lines_and_matches_the_values
     lines = [",".join(repr(float(v)) for v in row) for row in values]
     path = tmp_path / "p.csv"
     path.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(lines) + "\r\n\r\n").encode())
-    np.testing.assert_array_equal(cm.read_predictions(path), values.reshape(4, 20, 3))
+    np.testing.assert_array_equal(predictions.read_predictions(path), values.reshape(4, 20, 3))
     # Python's float() reads a digit separator and non-ASCII digits; a CSV number is ASCII float syntax only
     for cell in ("1_000.5", "\u0661\u0662", "1e5_0", "\uff11"):
         path.write_text("\n".join([*lines[:1], _replace_cell(lines[1], 4, cell), *lines[2:]]), encoding="utf-8")
         with pytest.raises(BadInputError, match=rf"line 2, column 5: {re.escape(repr(cell))} is not a number"):
-            cm.read_predictions(path)
+            predictions.read_predictions(path)
 
 
 def test_save_predictions_round_trips_through_the_reader(tmp_path):
     pred = np.random.default_rng(4).normal(size=(7, 20, 3)) * 100
-    cm.save_predictions(tmp_path / "p.csv", pred)
-    cm.save_predictions(tmp_path / "p.npy", pred)
+    predictions.save_predictions(tmp_path / "p.csv", pred)
+    predictions.save_predictions(tmp_path / "p.npy", pred)
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert len(lines) == 7 and all(len(line.split(",")) == 60 for line in lines)
     assert float(lines[0].split(",")[3]) == pytest.approx(pred[0, 1, 0], abs=1e-6)  # joint 1's x is column 4
-    np.testing.assert_allclose(cm.read_predictions(tmp_path / "p.csv"), pred, atol=1e-6)
-    np.testing.assert_array_equal(cm.read_predictions(tmp_path / "p.npy"), pred)
+    np.testing.assert_allclose(predictions.read_predictions(tmp_path / "p.csv"), pred, atol=1e-6)
+    np.testing.assert_array_equal(predictions.read_predictions(tmp_path / "p.npy"), pred)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.npy"]

@@ -24,12 +24,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metric_utils import MAX_MAGNITUDE, mpjpe, n_mpjpe, pa_mpjpe
 from metric_utils import compute_metrics as cm
-from metric_utils.pred2d import read_predictions_2d
-from rat7m import catalogue
+from rat7m import catalogue, predictions
 from rat7m.cli import run_main
 from rat7m.errors import BadInputError
+from rat7m.metrics import MAX_MAGNITUDE, mpjpe, n_mpjpe, pa_mpjpe
+from rat7m.predictions import read_predictions_2d
 from rat7m.table import save_annotation
 from tests.test_compute_metrics import make_table
 
@@ -70,7 +70,7 @@ def test_a_huge_cell_does_not_hang_pa_mpjpe():
     """It used to spin forever inside np.linalg.svd (inf in a 3x3): now one ValueError, at once."""
     done = _limited("""
         import numpy as np
-        from metric_utils.metrics import pa_mpjpe
+        from rat7m.metrics import pa_mpjpe
         pred = np.ones((3, 20, 3)); pred[1, 4, 0] = 1e308
         try:
             pa_mpjpe(pred, np.zeros((3, 20, 3)))
@@ -87,7 +87,7 @@ def test_compute_metrics_refuses_a_huge_row_instead_of_dropping_it(tmp_path, cap
     pred = np.asarray(table["table"]["3D_keypoints"], dtype=np.float64).copy()
     pred[np.isnan(pred)] = 0.0
     pred[3] = 1e200
-    cm.save_predictions(tmp_path / "p.npy", pred)
+    predictions.save_predictions(tmp_path / "p.npy", pred)
     argv = ["--pred_path", str(tmp_path / "p.npy"), "--gt_path", str(gt), "--save_dir", str(tmp_path / "o")]
     code = run_main(cm.main, argv)
     err = capsys.readouterr().err
@@ -102,7 +102,7 @@ def test_an_npy_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
         handle.write(b"\0" * 480)
     assert path.stat().st_size < 1000
     done = _limited(f"""
-        from metric_utils.compute_metrics import read_predictions
+        from rat7m.predictions import read_predictions
         from rat7m.errors import BadInputError
         try:
             read_predictions({str(path)!r})
@@ -119,7 +119,7 @@ def test_a_huge_csv_with_a_wrong_first_line_fails_at_once_in_bounded_memory(tmp_
         for _ in range(50):
             handle.write(b"1\n" * (1 << 20))  # 100 MB of one-column lines
     done = _limited(f"""
-        from metric_utils.compute_metrics import read_predictions
+        from rat7m.predictions import read_predictions
         from rat7m.errors import BadInputError
         try:
             read_predictions({str(path)!r})
@@ -140,7 +140,7 @@ def test_a_valid_csv_is_read_in_memory_near_its_result(tmp_path):
     done = _limited(f"""
         import resource
         import numpy as np
-        from metric_utils.compute_metrics import read_predictions
+        from rat7m.predictions import read_predictions
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out = read_predictions({str(path)!r})
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
@@ -168,7 +168,7 @@ _csv = st.lists(_line, max_size=6).map(lambda lines: "\n".join(lines)).map(str.e
 
 def _check(path: Path) -> None:
     try:
-        out = cm.read_predictions(path)
+        out = predictions.read_predictions(path)
     except BadInputError as exc:
         assert "\n" not in str(exc) and str(path) in str(exc)
     else:
@@ -259,7 +259,7 @@ def test_2d_confidences_are_bounded(tmp_path, suffix, confidence, expected):
 def _read_2d_limited(path: Path, n_samples: int, memory_mb: int) -> subprocess.CompletedProcess:
     return _limited(f"""
         import resource
-        from metric_utils.pred2d import read_predictions_2d
+        from rat7m.predictions import read_predictions_2d
         from rat7m.errors import BadInputError
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:

@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
-from metric_utils import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
+from rat7m.metrics import joint_errors, mpjpe, n_mpjpe, pa_mpjpe
 
 METRICS = (mpjpe, pa_mpjpe, n_mpjpe)
 
@@ -219,7 +219,26 @@ def test_metrics_module_needs_only_numpy(tmp_path):
     import sys
     from pathlib import Path
 
-    shutil.copy(Path(__file__).resolve().parents[1] / "metric_utils" / "metrics.py", tmp_path / "metrics.py")
+    shutil.copy(Path(__file__).resolve().parents[1] / "rat7m" / "metrics.py", tmp_path / "metrics.py")
     code = "import numpy as np; from metrics import mpjpe; print(mpjpe(np.zeros((1, 20, 3)), np.ones((1, 20, 3)))[0,0])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert abs(float(out.stdout) - 3**0.5) < 1e-12
+
+
+def test_scores_in_blocks_equal_each_metric_on_the_whole_split(monkeypatch):
+    """``scores`` (what compute_metrics uses) runs the metrics over blocks of samples: the blocks must not show."""
+    from rat7m import metrics
+
+    monkeypatch.setattr(metrics, "SCORE_BLOCK", 7)  # 50 samples: 7 full blocks and a partial one
+    target = _poses(50, seed=3)
+    target[np.random.default_rng(4).random((50, 20)) < 0.1] = np.nan
+    target[11] = np.nan  # a sample with no valid joint
+    pred = np.nan_to_num(target) + np.random.default_rng(5).normal(size=target.shape) * 6
+    pred[20] = -pred[20]  # a mirrored pose: the reflection case of PA-MPJPE
+    errors, values = metrics.scores(pred, target)
+    np.testing.assert_array_equal(errors, joint_errors(pred, target))
+    for name, metric in zip(metrics.METRIC_NAMES, METRICS, strict=True):
+        np.testing.assert_allclose(values[name], metric(pred, target)[:, 0], rtol=1e-13, atol=0, equal_nan=True)
+    assert np.isnan(values["pa_mpjpe"][11]) and np.isfinite(np.delete(values["pa_mpjpe"], 11)).all()
+    with pytest.raises(ValueError, match="predicted sample 30 "):
+        metrics.scores(np.where(np.arange(50)[:, None, None] == 30, np.inf, pred), target)

@@ -145,13 +145,10 @@ def test_the_table_is_still_the_dict(table, tmp_path):
 
 
 def test_split_and_recording_rows_match_the_columns(table):
-    from metric_utils.compute_metrics import split_rows
-
     split = np.asarray(table["table"]["train_test"]).astype(str)
     subject, day = table["table"]["subject_idx"], table["table"]["day_idx"]
     for name in ("train", "test"):
         np.testing.assert_array_equal(table.split_rows(name), np.flatnonzero(split == name))
-        np.testing.assert_array_equal(split_rows(table, name), table.split_rows(name))
     np.testing.assert_array_equal(table.split_rows("all"), np.arange(75))
     assert [(rec.name, len(rows)) for rec, rows in table.recordings()] == [("s1-d1", 30), ("s4-d1", 20), ("s5-d2", 25)]
     s4 = catalogue.recording_for(4, 1)
@@ -192,7 +189,6 @@ ALLOWED_ELSEWHERE = {
     "rat7m/export/yolo.py",  # demo lane (exporters): groups rows by split
     "rat7m/export/coco.py",  # demo lane (exporters): groups rows by split
     "rat7m/demo.py",  # demo lane: test rows and recording rows
-    "metric_utils/compute_metrics.py",  # evalpkg lane: split_rows -> Table.of(table).split_rows(split)
     "rat7m/render/__main__.py",  # house lane (CLI home): a recording's rows
 }
 

@@ -2,7 +2,7 @@
 random and adversarial cases, per camera and overall, and not gameable where pycocotools is.
 
 pycocotools is the reference here, run on the COCO dicts of the same data with the area range
-``[0, inf]`` (see :mod:`metric_utils.metrics2d`); it is a test-time dependency only.
+``[0, inf]`` (see :mod:`rat7m.metrics2d`); it is a test-time dependency only.
 """
 
 import contextlib
@@ -11,8 +11,8 @@ import io
 import numpy as np
 import pytest
 
-from metric_utils.metrics2d import average_precision, coco_dicts, oks, oks_ap, score_2d
 from rat7m import catalogue
+from rat7m.metrics2d import average_precision, coco_dicts, oks, oks_ap, score_2d
 
 KEYS = ("ap", "ap50", "ap75", "ar")
 

@@ -249,9 +249,9 @@ def test_a_steered_image_path_is_refused_in_samples(data, tmp_path, capsys):
     root, table_path, predictions = data
     table = copy.deepcopy(load_annotation(table_path))
     paths = np.array(table["table"]["image_path"]["Camera4"], dtype=object)
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.model import Table
 
-    row = int(split_rows(table, "test")[2])
+    row = int(Table.of(table).split_rows("test")[2])
     paths[row] = "../../../../etc/passwd.jpg"
     table["table"]["image_path"]["Camera4"] = paths
     save_annotation(table, tmp_path / "t.pkl")
@@ -287,11 +287,11 @@ def _near(image, colour_rgb, tol=45):
 def test_the_prediction_is_visible_and_colours_match_the_figures(data, tmp_path):
     root, table_path, _ = data
     table = load_annotation(table_path)
-    from metric_utils.compute_metrics import split_rows
     from rat7m.geometry import project
+    from rat7m.model import Table
     from rat7m.render.samples import camera_params
 
-    rows = split_rows(table, "test")
+    rows = Table.of(table).split_rows("test")
     truth_3d = table["table"]["3D_keypoints"][rows]
     shifted = truth_3d + np.array([25.0, 0.0, 0.0])  # apart from the ground truth; lost markers at the centre
     shifted = np.where(np.isnan(shifted), np.nanmean(shifted, axis=1, keepdims=True), shifted)
@@ -410,9 +410,9 @@ def test_a_2d_npy_declaring_a_huge_shape_is_refused_before_reading(data, tmp_pat
 def test_a_2d_npy_of_the_right_shape_is_drawn(data, tmp_path):
     root, table_path, _ = data
     table = load_annotation(table_path)
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.model import Table
 
-    rows = split_rows(table, "test")
+    rows = Table.of(table).split_rows("test")
     points = np.stack([table["table"]["2D_keypoints"][str(c)][rows] for c in table["camera_names"]], axis=1)
     np.save(tmp_path / "p2d.npy", np.nan_to_num(points, nan=5.0))
     assert render("samples", "--root", root, "--gt-path", table_path, "--pred-path", tmp_path / "p2d.npy",

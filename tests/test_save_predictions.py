@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metric_utils import compute_metrics as cm
+from rat7m import predictions
 from rat7m.errors import BadInputError
 
 
@@ -22,7 +22,7 @@ def test_non_finite_predictions_are_refused_before_anything_is_written(tmp_path,
     pred = np.random.default_rng(0).normal(size=(4, 20, 3)) * 100
     pred[2, 7, 1] = bad
     with pytest.raises(BadInputError, match=rf"not writing .*p\{suffix}: sample 2, joint Offset2 has y = {bad}; "):
-        cm.save_predictions(path, pred)
+        predictions.save_predictions(path, pred)
     assert path.read_text() == "an earlier file" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
@@ -32,8 +32,8 @@ def test_whatever_is_written_reads_back(tmp_path, suffix):
     pred = rng.normal(size=(50, 20, 3)) * 10.0 ** rng.integers(-3, 6, size=(50, 20, 3))
     pred[0, 0] = [-0.0, 0.0, 1e-9]
     pred[1, 1] = [1e99, -1e99, 123456789.123456]
-    cm.save_predictions(tmp_path / f"p{suffix}", pred)
-    back = cm.read_predictions(tmp_path / f"p{suffix}")
+    predictions.save_predictions(tmp_path / f"p{suffix}", pred)
+    back = predictions.read_predictions(tmp_path / f"p{suffix}")
     if suffix == ".npy":
         np.testing.assert_array_equal(back, pred)
     else:  # six decimals: absolute 5e-7, and the relative precision of a double for large values

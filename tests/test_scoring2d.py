@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from metric_utils import compute_metrics as cm
-from metric_utils.metrics2d import PCK_ALPHAS, PCK_PIXELS, coco_dicts, score_2d
 from rat7m import catalogue
 from rat7m.cli import run_main
+from rat7m.metrics2d import PCK_ALPHAS, PCK_PIXELS, coco_dicts, score_2d
 from rat7m.table import save_annotation
 from tests.tables2d import make_table
 
@@ -185,6 +185,31 @@ def test_npz_with_confidence_scores_like_the_csv(saved, capsys):
     assert a["all"] == b["all"] and a["cameras"] == b["cameras"]
 
 
+def test_a_2d_file_that_pred2d_scores_is_rendered_by_the_same_reader(saved, capsys):
+    """Old: the renderer read only a 4-D ``.npy``; the CSV and ``.npz`` that ``--pred2d`` scores were refused."""
+    from rat7m import pixels
+    from rat7m.render.samples import load_predictions, sample_figure
+
+    root, gt, target, table = saved
+    pred, confidence = _noisy(target, seed=6)
+    np.savez(root / "r.npz", keypoints_2d=np.concatenate([pred, confidence[..., None]], axis=-1))
+    np.save(root / "r.npy", pred)
+    files = [write_csv(root / "r.csv", pred, confidence), root / "r.npz", root / "r.npy"]
+    rows = np.flatnonzero(table["table"]["train_test"] == "test")
+    for path in files:
+        code, _, err = _run(capsys, "--pred2d", path, "--gt_path", gt, "--save_dir", root / f"r_{path.suffix[1:]}")
+        assert code == 0, err
+        loaded = load_predictions(path, CAMS)
+        assert loaded.points_3d is None and len(loaded) == len(rows)
+        for v, cam in enumerate(CAMS):
+            np.testing.assert_array_equal(loaded.points_2d[cam], pred[:, v])
+        sample = int(np.flatnonzero(np.isfinite(target).all(axis=(1, 2, 3)))[0])
+        title = sample_figure(table, int(rows[sample]), loaded, sample).texts[0].get_text()
+        truth = pixels.to_zero_based(target[sample], pixels.convention_of(table))  # drawn 0-based, as the file's
+        error = np.linalg.norm(pred[sample] - truth, axis=-1).mean()
+        assert f"mean 2D error {error:.1f} px" in title, title  # the figure draws the file's points
+
+
 def test_without_pycocotools_every_number_is_still_there(saved, capsys, monkeypatch):
     """pycocotools is a test-time reference only: AP/AR are computed without it, and the same."""
     root, gt, target, _ = saved
@@ -312,7 +337,7 @@ def test_a_large_csv_is_streamed_in_memory_bounded_by_the_result(tmp_path):
     code = f"""
 import resource
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-from metric_utils.pred2d import read_predictions_2d
+from rat7m.predictions import read_predictions_2d
 p = read_predictions_2d({str(tmp_path / "big.csv")!r}, {n}, {cams!r})
 print(p.points.shape, float(p.points.sum()))
 """

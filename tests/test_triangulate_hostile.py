@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from metric_utils import compute_metrics as cm
-from metric_utils.score2d import _write_json
 from rat7m import catalogue
 from rat7m.cli import run_main
 from rat7m.errors import BadInputError
+from rat7m.evaluate import _write_json
 from rat7m.table import save_annotation
 from rat7m.triangulate import triangulate
 from tests.tables2d import make_table

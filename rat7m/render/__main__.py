@@ -166,7 +166,7 @@ def _check_out_folder(out: Path, root: Path, inputs: Sequence[Path]) -> None:
 
 
 def _samples(args: argparse.Namespace) -> str:
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.model import Table
     from rat7m.render.report import read_per_sample
     from rat7m.render.samples import (
         check_rows,
@@ -183,7 +183,7 @@ def _samples(args: argparse.Namespace) -> str:
     gt_path = args.gt_path or catalogue.mini_annotation_path(root)
     _check_out_folder(args.out, root, [gt_path, args.pred_path])
     table = load_annotation(gt_path)
-    rows = split_rows(table, args.split)
+    rows = Table.of(table).split_rows(args.split)
     predictions = load_predictions(args.pred_path, [str(c) for c in table["camera_names"]])
     if len(predictions) != len(rows):
         raise BadInputError(f"{args.pred_path} has {len(predictions)} rows; the {args.split} split has {len(rows)}")
@@ -245,8 +245,8 @@ def _video(args: argparse.Namespace) -> str:
 
 def _video_predictions(args, recording, camera, load_predictions, project, camera_params) -> dict[int, np.ndarray]:
     """``{video frame: (20, 2) 0-based px}`` of the prediction rows of ``recording`` (3D projected, 2D as given)."""
-    from metric_utils.compute_metrics import split_rows
     from rat7m import pixels
+    from rat7m.model import Table
     from rat7m.table import load_annotation
 
     gt_path = args.gt_path or catalogue.mini_annotation_path(args.root)
@@ -255,7 +255,7 @@ def _video_predictions(args, recording, camera, load_predictions, project, camer
                             "pass --gt-path TABLE")  # fmt: skip
     table = load_annotation(gt_path)
     columns = table["table"]
-    rows = split_rows(table, args.split)
+    rows = Table.of(table).split_rows(args.split)
     predictions = load_predictions(args.pred_path, [str(c) for c in table["camera_names"]])
     if len(predictions) != len(rows):
         raise BadInputError(f"{args.pred_path} has {len(predictions)} rows; the {args.split} split has {len(rows)}")

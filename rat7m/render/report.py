@@ -294,12 +294,12 @@ def _worst(summary: dict[str, Any], columns: dict[str, np.ndarray], metric: str,
 def _load_for_samples(summary: dict[str, Any], gt_path: Path, pred_path: Path,
                       columns: dict[str, np.ndarray]) -> tuple[dict, np.ndarray, Any]:  # fmt: skip
     """The table, the split's rows and the predictions (3D, or the 2D views of a triangulated run)."""
-    from metric_utils.compute_metrics import split_rows
+    from rat7m.model import Table
     from rat7m.render.samples import Predictions, load_predictions
     from rat7m.table import load_annotation
 
     table = load_annotation(gt_path)
-    rows = split_rows(table, summary["split"])
+    rows = Table.of(table).split_rows(summary["split"])
     if len(rows) != summary["n_samples"] or (columns["sample"] >= len(rows)).any():
         msg = (f"{gt_path} has {len(rows)} {summary['split']} samples but the run scored {summary['n_samples']}: "
                f"the table is not the one that was scored")  # fmt: skip
@@ -307,7 +307,7 @@ def _load_for_samples(summary: dict[str, Any], gt_path: Path, pred_path: Path,
     names = [str(c) for c in table["camera_names"]]
     if summary["pred_path"] is not None:
         return table, rows, load_predictions(pred_path, names)
-    from metric_utils.pred2d import read_predictions_2d
+    from rat7m.predictions import read_predictions_2d
 
     points = read_predictions_2d(pred_path, len(rows), names).points
     return table, rows, Predictions(points_2d={name: points[:, v] for v, name in enumerate(names)})

@@ -26,6 +26,7 @@ from rat7m.errors import BadInputError, Rat7mError
 from rat7m.geometry import project
 from rat7m.model import Camera, Table
 from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
+from rat7m.predictions import is_2d_file, read_predictions, read_predictions_2d
 from rat7m.untrusted import check_image_paths
 from rat7m.video import ChunkIndex, read_frames
 
@@ -50,31 +51,20 @@ class Predictions:
         return len(next(iter(self.points_2d.values())))
 
 
-def load_predictions(path: str | os.PathLike, camera_names: Sequence[str]) -> Predictions:
-    """Read a prediction file: 3D (as ``compute_metrics.py`` reads it) or a 2D ``.npy`` ``(N, n_cameras, 20, 2)``.
+def load_predictions(path: str | os.PathLike, camera_names: Sequence[str], n_samples: int | None = None) -> Predictions:
+    """Read a prediction file with the scorer's own readers (:mod:`rat7m.predictions`): 3D, or 2D (drawn as given).
+
+    A 2D file is any that ``compute_metrics.py --pred2d`` scores (CSV, ``.npz``, or a ``.npy`` of
+    ``(N, n_cameras, 20, 2 or 3)``); NaN there is a joint not drawn.
 
     Raises:
-        BadInputError: unreadable file or wrong shape (see ``compute_metrics.read_predictions``).
+        BadInputError: unreadable file or wrong shape, naming the file (and line).
     """
-    from metric_utils import compute_metrics as cm  # the readers of prediction files, headers checked before reading
-
     path = Path(path)
-    if path.suffix.lower() == ".npy" and path.is_file():
-        try:
-            with path.open("rb") as handle:
-                ndim = len(cm.npy_header(handle, str(path))[0])
-        except OSError as exc:
-            raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if ndim == 4:
-            shape = (len(camera_names), catalogue.N_JOINTS, 2)
-            expected = f"(N, {len(camera_names)}, {catalogue.N_JOINTS}, 2)"
-            points = cm.read_npy(path, lambda s: s[1:] == shape, expected).astype(np.float64, copy=False)
-            bad = cm.first_out_of_bounds(np.where(np.isnan(points), 0.0, points))  # NaN: a joint not drawn
-            if bad is not None:
-                raise BadInputError(f"{path} sample {bad[0]}, camera {bad[1] + 1}, joint {bad[2]}: {points[bad]:g} is "
-                                    f"beyond the bound {cm.MAX_MAGNITUDE:g} of every prediction reader")  # fmt: skip
-            return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
-    return Predictions(points_3d=cm.read_predictions(path))
+    if path.is_file() and is_2d_file(path):
+        points = read_predictions_2d(path, n_samples, camera_names, allow_missing=True).points
+        return Predictions(points_2d={str(c): points[:, i] for i, c in enumerate(camera_names)})
+    return Predictions(points_3d=read_predictions(path))
 
 
 def check_rows(table: Mapping, rows: Sequence[int]) -> None:
@@ -131,7 +121,7 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from metric_utils.metrics import mpjpe
+    from rat7m.metrics import mpjpe
 
     table = Table.of(table)
     columns = table.columns
