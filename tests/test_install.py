@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from rat7m import catalogue
-from rat7m.figshare_server import FigshareServer
-from rat7m.synthetic import generate_dataset
+from rat7m.demo.figshare_server import FigshareServer
+from rat7m.demo.synthetic import generate_dataset
 from rat7m.table import load_annotation
 from tests.read_only import read_only_command, restore_writable
 

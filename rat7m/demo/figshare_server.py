@@ -905,7 +905,7 @@ def _iter_articles() -> Iterator[tuple[str, Article]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a dataset folder as Figshare until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m rat7m.figshare_server",
+        prog="python -m rat7m.demo.figshare_server",
         description="Serve a RAT7M-format folder (video_sequences/, annotations/) as a local Figshare.",
     )
     parser.add_argument("--root", required=True, type=Path, help="dataset folder to publish")
