@@ -1,4 +1,4 @@
-"""Google Drive fetch against a real local imitation of Drive (tests/drive_server.py) on 127.0.0.1."""
+"""Google Drive fetch against a real local imitation of Drive (rat7m/demo/drive_server.py) on 127.0.0.1."""
 
 import hashlib
 import pickle

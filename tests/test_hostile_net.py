@@ -1,7 +1,7 @@
 """Hostile servers and a hostile --out folder, run for real (issue 12 items 3, 5-8, 10, 11, 13, 14; issue 13).
 
 Every case runs the hostile input against a real HTTP server on 127.0.0.1 (rat7m.demo.figshare_server
-with its fault switches, tests/drive_server.py), real symlinks and a real full disk (a small tmpfs,
+with its fault switches, rat7m/demo/drive_server.py), real symlinks and a real full disk (a small tmpfs,
 mounted here when we are root).
 """
 
