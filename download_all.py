@@ -17,11 +17,10 @@ summary; rerun to retry them), 2 bad arguments or an unusable --out folder.
 from __future__ import annotations
 
 if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
-    from rat7m import interrupt
+    from rat7m import extras, interrupt
 
     interrupt.at_start()
-
-import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+    extras.require_runtime()  # a missing dependency is one line saying how to install it
 
 # isort: split
 import argparse

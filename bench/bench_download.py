@@ -1,7 +1,7 @@
 """Download throughput on loopback: download_all.py against curl + md5sum, for the same files from the same server.
 
 Publishes random "video chunks" (and, in the mixed layout, ``.mat`` annotation files) named per the
-catalogue with the local Figshare server (rat7m.figshare_server) and times, into fresh folders:
+catalogue with the local Figshare server (rat7m.demo.figshare_server) and times, into fresh folders:
 
 - curl alone, 1 job (``curl -L`` fetching every URL in turn, keep-alive) and 4 jobs
   (``curl --parallel --parallel-max 4``): the network part only;
@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rat7m import catalogue as cat  # noqa: E402
-from rat7m.figshare_server import FigshareServer  # noqa: E402
+from rat7m.demo.figshare_server import FigshareServer  # noqa: E402
 
 MB = 1_000_000
 #: Layout name -> recording name -> sizes in bytes: video chunks first (camera by camera), then the ``.mat``.

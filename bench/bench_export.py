@@ -28,9 +28,9 @@ import time
 import numpy as np
 
 from rat7m import catalogue, geometry
+from rat7m.demo.synthetic import FULL_HEIGHT, FULL_WIDTH, make_cameras, make_motion
 from rat7m.export import coco
 from rat7m.export.common import select
-from rat7m.synthetic import FULL_HEIGHT, FULL_WIDTH, make_cameras, make_motion
 
 #: Rows per recording in the official mini-RAT7M table.
 ROWS = {"s1-d1": 17812, "s2-d1": 17441, "s2-d2": 19728, "s3-d1": 19845, "s4-d1": 13368, "s5-d1": 10445,

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rat7m import catalogue, extract
 from rat7m.barcode import read_barcode
-from rat7m.synthetic import generate_dataset
+from rat7m.demo.synthetic import generate_dataset
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
 from rat7m.video import ChunkIndex, choose_decoder, open_capture

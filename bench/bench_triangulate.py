@@ -28,8 +28,8 @@ import time
 import numpy as np
 
 from rat7m import catalogue
+from rat7m.demo.synthetic import make_cameras
 from rat7m.geometry import project
-from rat7m.synthetic import make_cameras
 from rat7m.triangulate import _projection_matrices, dlt, triangulate, undistort_points
 from tests import triangulate_reference as old
 

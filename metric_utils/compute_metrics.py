@@ -47,11 +47,10 @@ if __package__ in (None, ""):  # run as a file: make the repository's packages i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports below is one line, exit 130 / 143
-    from rat7m import interrupt
+    from rat7m import extras, interrupt
 
     interrupt.at_start()
-
-import rat7m.deps  # noqa: F401  first: a missing dependency is one line saying how to install it
+    extras.require_runtime()  # a missing dependency is one line saying how to install it
 
 # isort: split
 import argparse

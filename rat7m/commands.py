@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from rat7m import interrupt
+from rat7m import extras, interrupt
 
 #: Exit code of a command whose module is missing (bad installation), as for bad input.
 EXIT_BAD_INPUT = 2
@@ -24,6 +24,7 @@ EXIT_BAD_INPUT = 2
 def _run(module: str, name: str) -> int:
     """Import ``module`` (a signal meanwhile: one line) and run its ``function`` as command ``name``."""
     interrupt.at_start()
+    extras.require_runtime()
     try:
         main = importlib.import_module(module).main
     except ModuleNotFoundError as exc:

@@ -51,7 +51,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, extras
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError, Rat7mError
 
@@ -224,13 +224,10 @@ def resolve_decoder(requested: str = "auto") -> str:
     """
     if requested not in DECODERS:
         raise BadInputError(f"unknown decoder {requested!r}: expected one of {', '.join(DECODERS)}")
-    if requested == "opencv":
-        return "opencv"
-    try:
-        import av  # noqa: F401  (optional: only whether it imports matters here)
-    except ImportError:
-        if requested == "pyav":
-            raise BadInputError("the pyav decoder needs PyAV, which is not installed: pip install av") from None
+    if requested == "pyav":
+        extras.require("av", extra="pyav", feature="the pyav decoder", package="av")
+        return "pyav"
+    if requested == "opencv" or extras.optional("av") is None:
         return "opencv"
     return "pyav"
 

@@ -1,6 +1,6 @@
 """Session fixtures shared by every test module.
 
-``synthetic_dataset`` is a RAT7M-format tree made once per session by :mod:`rat7m.synthetic`
+``synthetic_dataset`` is a RAT7M-format tree made once per session by :mod:`rat7m.demo.synthetic`
 (profile ``test``: 192x152 frames, all 7 recordings, s1-d1 in 13 chunks of 10 with a short
 last one). It is shared: a test that changes files must copy what it changes
 (``shutil.copytree(synthetic_dataset.root, tmp_path / "data")``). At the end of the session
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rat7m.synthetic import SyntheticDataset, generate_dataset
+from rat7m.demo.synthetic import SyntheticDataset, generate_dataset
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

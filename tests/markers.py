@@ -2,7 +2,7 @@
 
 A test of a pixel convention must not trust the code under test to say where a marker is drawn:
 it measures. The synthetic frames draw each joint as a white anti-aliased disc
-(:func:`rat7m.synthetic.draw_skeleton`) over a dull floor and coloured bones; the centroid of
+(:func:`rat7m.demo.synthetic.draw_skeleton`) over a dull floor and coloured bones; the centroid of
 "whiteness" (the smallest of the three channels above :data:`THRESHOLD`) around a marker is its
 centre in 0-based image coordinates (OpenCV's and NumPy's: pixel ``(i, j)`` has its centre at
 ``x = j, y = i``). Only isolated markers are measured (no other joint within :data:`CLEARANCE`
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from rat7m.barcode import barcode_height
-from rat7m.synthetic import joint_radius
+from rat7m.demo.synthetic import joint_radius
 
 #: Whiteness below this (smallest channel, 0-255) is floor or bone: a white disc is ~255, the floor ~100-140,
 #: the palest bone colour 153.

@@ -12,7 +12,8 @@ import build_annotation
 import download_all
 import extract_frames
 from metric_utils import compute_metrics
-from rat7m import catalogue, cli, demo, doctor, synthetic
+from rat7m import catalogue, cli, doctor
+from rat7m.demo import pipeline, synthetic
 from tests.read_only import read_only_command, restore_writable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,10 +24,10 @@ PARSERS = {
     "build_annotation.py": (build_annotation.build_parser, build_annotation),
     "extract_frames.py": (extract_frames.build_parser, extract_frames),
     "compute_metrics.py": (compute_metrics.build_parser, compute_metrics),
-    "python -m rat7m.synthetic": (synthetic._parser, synthetic),
-    "python -m rat7m.demo": (demo.build_parser, demo),
+    "python -m rat7m.demo.synthetic": (synthetic._parser, synthetic),
+    "python -m rat7m.demo": (pipeline.build_parser, pipeline),
 }
-REQUIRED = {"compute_metrics.py": ["--pred_path", "p.csv"], "python -m rat7m.synthetic": ["--out", "x"]}
+REQUIRED = {"compute_metrics.py": ["--pred_path", "p.csv"], "python -m rat7m.demo.synthetic": ["--out", "x"]}
 
 
 def _parse(prog, argv):
@@ -85,7 +86,7 @@ def test_value_checks_are_argument_errors():
         ["build_annotation.py", "--recordings", "s1-d1", "s9-d9"],
         ["extract_frames.py", "--jobs", "0"],
         ["metric_utils/compute_metrics.py", "--metric", "mae", "--pred_path", "p.csv"],
-        ["-m", "rat7m.synthetic", "--bogus"],
+        ["-m", "rat7m.demo.synthetic", "--bogus"],
     ],
 )
 def test_argument_errors_are_one_line_and_exit_2(argv, tmp_path):
@@ -93,7 +94,7 @@ def test_argument_errors_are_one_line_and_exit_2(argv, tmp_path):
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "usage:" not in done.stderr and lines[0].endswith("(see --help)"), done.stderr
-    prog = "python -m rat7m.synthetic" if argv[0] == "-m" else Path(argv[0]).name
+    prog = "python -m rat7m.demo.synthetic" if argv[0] == "-m" else Path(argv[0]).name
     assert lines[0].startswith(f"{prog}: error: ")
 
 

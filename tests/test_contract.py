@@ -33,8 +33,8 @@ import extract_frames
 from metric_utils import compute_metrics
 from rat7m import catalogue
 from rat7m.cli import run_main
-from rat7m.demo import write_noisy_2d_predictions, write_noisy_predictions
-from rat7m.figshare_server import FigshareServer
+from rat7m.demo.figshare_server import FigshareServer
+from rat7m.demo.pipeline import write_noisy_2d_predictions, write_noisy_predictions
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
 from tests.read_only import read_only_command, restore_writable

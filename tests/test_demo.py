@@ -12,7 +12,7 @@ import pytest
 
 from rat7m import catalogue
 from rat7m.barcode import read_barcode
-from rat7m.demo import PREDICTION_NOISE_MM, PREDICTION_NOISE_PX
+from rat7m.demo.pipeline import PREDICTION_NOISE_MM, PREDICTION_NOISE_PX
 from rat7m.table import load_annotation
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""download_all.py against the real local Figshare server (rat7m.figshare_server) on 127.0.0.1.
+"""download_all.py against the real local Figshare server (rat7m.demo.figshare_server) on 127.0.0.1.
 
 Every claim is checked with the bytes the server says it sent (its request log), and every test
 ends by checking that whatever carries a final name matches the published MD5.
@@ -25,11 +25,11 @@ import pytest
 import download_all
 from rat7m import catalogue as cat
 from rat7m.cli import run_main
+from rat7m.demo.figshare_server import API, Faults, FigshareServer
 from rat7m.download import http, run
 from rat7m.download.progress import human_bytes
 from rat7m.download.record import RECORD_NAME
 from rat7m.download.transfer import CHUNK_SIZE
-from rat7m.figshare_server import API, Faults, FigshareServer
 
 REPO = Path(__file__).resolve().parents[1]
 S1 = cat.recording_by_name("s1-d1")
@@ -436,7 +436,7 @@ def test_via_zip_refuses_entries_that_escape(server, tree, tmp_path, capsys):
 def test_mini_annotation_through_the_drive_interstitial(server, tmp_path, capsys):
     import pickle
 
-    from tests.drive_server import DriveServer
+    from rat7m.demo.drive_server import DriveServer
 
     out = tmp_path / "data"
     payload = pickle.dumps({"table": {"frame_idx": list(range(5000))}}, protocol=4)

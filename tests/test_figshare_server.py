@@ -27,7 +27,7 @@ from rat7m.catalogue import (
     recording_by_name,
     video_chunk_name,
 )
-from rat7m.figshare_server import (
+from rat7m.demo.figshare_server import (
     ALL_FILES,
     API,
     ARTICLE_FILES_LIMIT,
@@ -428,7 +428,7 @@ def test_parse_range_edge_cases():
 
 def test_cli_serves_until_sigterm(root, tree, http):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rat7m.figshare_server", "--root", str(root), "--quiet"],
+        [sys.executable, "-m", "rat7m.demo.figshare_server", "--root", str(root), "--quiet"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
@@ -453,7 +453,7 @@ def test_cli_serves_until_sigterm(root, tree, http):
 
 def test_cli_refuses_a_missing_root(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "rat7m.figshare_server", "--root", str(tmp_path / "nope")],
+        [sys.executable, "-m", "rat7m.demo.figshare_server", "--root", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
@@ -465,7 +465,7 @@ def test_cli_refuses_a_root_without_rat7m_files(tmp_path):
     (tmp_path / "video_sequences").mkdir()
     (tmp_path / "video_sequences" / "holiday.mp4").write_bytes(b"not a chunk")  # no catalogue name
     proc = subprocess.run(
-        [sys.executable, "-m", "rat7m.figshare_server", "--root", str(tmp_path)],
+        [sys.executable, "-m", "rat7m.demo.figshare_server", "--root", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

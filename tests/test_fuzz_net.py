@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from rat7m import catalogue as cat  # noqa: E402
-from rat7m import gdrive  # noqa: E402
-from rat7m.download import listing  # noqa: E402
+from rat7m.download import gdrive, listing  # noqa: E402
 from rat7m.download.http import PermanentError  # noqa: E402
 from rat7m.errors import DownloadError  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Google Drive fetch against a real local imitation of Drive (tests/drive_server.py) on 127.0.0.1."""
+"""Google Drive fetch against a real local imitation of Drive (rat7m/demo/drive_server.py) on 127.0.0.1."""
 
 import hashlib
 import pickle
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import urllib3
 
-from rat7m import gdrive
+from rat7m.demo.drive_server import DriveServer
+from rat7m.download import gdrive
+from rat7m.download.gdrive import download_drive_file, looks_like_pickle
 from rat7m.errors import DownloadError
-from rat7m.gdrive import download_drive_file, looks_like_pickle
-from tests.drive_server import DriveServer
 
 FILE_ID = "1sZwwX2v0NGkT9j3I5-QCetCxCKEZk5U-"
 

@@ -1,7 +1,7 @@
 """Hostile servers and a hostile --out folder, run for real (issue 12 items 3, 5-8, 10, 11, 13, 14; issue 13).
 
-Every case runs the hostile input against a real HTTP server on 127.0.0.1 (rat7m.figshare_server
-with its fault switches, tests/drive_server.py), real symlinks and a real full disk (a small tmpfs,
+Every case runs the hostile input against a real HTTP server on 127.0.0.1 (rat7m.demo.figshare_server
+with its fault switches, rat7m/demo/drive_server.py), real symlinks and a real full disk (a small tmpfs,
 mounted here when we are root).
 """
 
@@ -22,13 +22,12 @@ import pytest
 
 import download_all
 from rat7m import catalogue as cat
-from rat7m import gdrive
 from rat7m.cli import run_main
-from rat7m.download import http, run
+from rat7m.demo.drive_server import DriveServer
+from rat7m.demo.figshare_server import API, Faults, FigshareServer
+from rat7m.download import gdrive, http, run
+from rat7m.download.safezip import safe_extract
 from rat7m.errors import BadInputError, DownloadError
-from rat7m.figshare_server import API, Faults, FigshareServer
-from rat7m.safezip import safe_extract
-from tests.drive_server import DriveServer
 
 S1 = cat.recording_by_name("s1-d1")
 MOCAP = cat.mocap_file_name(S1)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from rat7m import catalogue
-from rat7m.figshare_server import FigshareServer
-from rat7m.synthetic import generate_dataset
+from rat7m.demo.figshare_server import FigshareServer
+from rat7m.demo.synthetic import generate_dataset
 from rat7m.table import load_annotation
 from tests.read_only import read_only_command, restore_writable
 
@@ -125,3 +125,13 @@ def test_synthetic_pipeline_with_rat7m_root_and_a_read_only_dataset(installed, t
     sample = _run([installed / "python", "-c", script], elsewhere, env)
     assert sample.stdout.startswith("['Camera1', 'Camera2'") and "(152, 192, 3)" in sample.stdout
     restore_writable(dataset)
+
+
+def test_the_demo_runs_the_installed_commands_from_the_wheel(installed, tmp_path):
+    """``python -m rat7m.demo`` from an installed package: its steps are the venv's rat7m-* commands, no script."""
+    env = _env(installed)
+    helped = _run([installed / "python", "-m", "rat7m.demo", "--help"], tmp_path, env)
+    assert helped.stdout.startswith("usage: python -m rat7m.demo") and "Exit codes" in helped.stdout
+    probe = "from rat7m.demo import pipeline; print(pipeline.command('rat7m-build-annotation'), pipeline.NOTEBOOK)"
+    found, notebook = _run([installed / "python", "-c", probe], tmp_path, env).stdout.split()
+    assert found == str(installed / "rat7m-build-annotation") and not Path(notebook).exists()  # no checkout here

@@ -15,7 +15,7 @@ from rat7m import catalogue
 from rat7m.barcode import read_barcode
 from rat7m.cli import run_main
 from rat7m.dataset import MiniRat7m
-from rat7m.notebook import execute_notebook
+from rat7m.demo.notebook import execute_notebook
 from rat7m.table_build import build_table
 from tests.numpy1_pickle import numpy1_dumps, official_style
 

@@ -20,7 +20,7 @@ from metric_utils import compute_metrics
 from rat7m import catalogue
 from rat7m.barcode import read_barcode
 from rat7m.cli import run_main
-from rat7m.demo import write_noisy_predictions
+from rat7m.demo.pipeline import write_noisy_predictions
 from rat7m.geometry import project
 from rat7m.render import report as report_mod
 from rat7m.render.__main__ import main as render_main

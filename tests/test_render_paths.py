@@ -21,7 +21,7 @@ import pytest
 from rat7m import catalogue
 from rat7m.barcode import read_barcode
 from rat7m.cli import run_main
-from rat7m.demo import write_noisy_predictions
+from rat7m.demo.pipeline import write_noisy_predictions
 from rat7m.render.__main__ import main as render_main
 from rat7m.render.samples import Predictions, sample_figure
 from rat7m.render.video import mark_sizes

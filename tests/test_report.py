@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from metric_utils import compute_metrics
 from rat7m import catalogue
 from rat7m.cli import run_main
-from rat7m.demo import write_noisy_2d_predictions, write_noisy_predictions
+from rat7m.demo.pipeline import write_noisy_2d_predictions, write_noisy_predictions
 from rat7m.errors import BadInputError
 from rat7m.render import report as report_mod
 from rat7m.render.__main__ import main as render_main

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rat7m import safezip
+from rat7m.download import safezip
+from rat7m.download.safezip import CorruptArchiveError, safe_extract
 from rat7m.errors import BadInputError, Rat7mError
-from rat7m.safezip import CorruptArchiveError, safe_extract
 
 RNG = np.random.default_rng(3)
 #: Incompressible bytes, larger than one CHUNK_SIZE (set small below) so members stream in pieces.

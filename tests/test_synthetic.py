@@ -9,9 +9,10 @@ import pytest
 import scipy.io
 from av.video.frame import PictureType
 
-from rat7m import catalogue, synthetic
+from rat7m import catalogue
 from rat7m.barcode import barcode_height, read_barcode
 from rat7m.cli import run_main
+from rat7m.demo import synthetic
 from rat7m.geometry import project
 from rat7m.matfile import load_cameras, load_mocap, load_recording
 from rat7m.table_build import build_table, find_mocap_files

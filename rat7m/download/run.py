@@ -2,7 +2,7 @@
 
 This is the orchestration behind ``download_all.py``; the pieces it calls each do one thing
 (:mod:`~rat7m.download.listing`, :mod:`~rat7m.download.plan`, :mod:`~rat7m.download.transfer`,
-:mod:`~rat7m.download.zipmode` for ``--via-zip``, :mod:`rat7m.gdrive` for ``--mini-annotation``).
+:mod:`~rat7m.download.zipmode` for ``--via-zip``, :mod:`rat7m.download.gdrive` for ``--mini-annotation``).
 The disk check happens after planning and before the first byte is written.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from rat7m import catalogue as cat
-from rat7m import gdrive
+from rat7m.download import gdrive
 from rat7m.download.http import HttpClient, RetryPolicy
 from rat7m.download.listing import list_remote_files
 from rat7m.download.plan import Action, Step, plan_downloads

@@ -4,7 +4,7 @@ Figshare serves every article as one zip (``{zip_url}/articles/{id}/versions/{v}
 what the original scripts downloaded. Without the API there is no listing, so no per-file MD5:
 each zip is downloaded with the same resumable transfer as single files (``zips/NAME.zip.part``,
 Range resume, atomic rename), its size checked against what the server announced, and then
-unpacked by :func:`rat7m.safezip.safe_extract`, which refuses members that escape the target,
+unpacked by :func:`rat7m.download.safezip.safe_extract`, which refuses members that escape the target,
 links and zip bombs and checks every member's CRC. Unpacking goes to ``zips/NAME/`` first;
 members whose names the catalogue recognises (and that the selection wants) are then moved into
 ``video_sequences/`` and ``annotations/``, the rest is dropped, and the zip is deleted to give
@@ -38,9 +38,9 @@ from rat7m.download.listing import RemoteFile, articles_for, target_path
 from rat7m.download.plan import Action, Step, decide, local_state
 from rat7m.download.progress import Progress
 from rat7m.download.record import VerificationRecord
+from rat7m.download.safezip import CorruptArchiveError, safe_extract
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outcome, carry_out, size_from_response
 from rat7m.errors import Rat7mError
-from rat7m.safezip import CorruptArchiveError, safe_extract
 
 log = logging.getLogger(__name__)
 

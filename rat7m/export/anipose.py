@@ -21,8 +21,6 @@ from rat7m import catalogue, geometry
 from rat7m.errors import BadInputError
 from rat7m.export.common import Selection, Summary
 
-NEEDS_IMAGES = False
-
 
 def _toml_value(value: object) -> str:
     if isinstance(value, str):
@@ -61,7 +59,7 @@ def calibration_text(cameras: dict[str, dict[str, np.ndarray]], sizes: Sequence[
     return "\n".join(parts)
 
 
-def export(selection: Selection, out: Path, *, final: Path, allow_skew: bool = False, **_: object) -> Summary:
+def export(selection: Selection, out: Path, *, final: Path, allow_skew: bool = False) -> Summary:
     """Write ``<recording>/calibration.toml`` for every chosen recording into ``out``."""
     summary = Summary("anipose", final)
     worst = 0.0

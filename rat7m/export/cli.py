@@ -29,8 +29,6 @@ skipped; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
 import shlex
@@ -40,7 +38,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rat7m import catalogue, cli
+from rat7m import catalogue, cli, extras
 from rat7m.cli import (
     ArgumentParser,
     add_cameras_argument,
@@ -55,7 +53,7 @@ from rat7m.cli import (
     setup_logging,
 )
 from rat7m.errors import BadInputError
-from rat7m.export import FORMATS
+from rat7m.export import FORMATS, REGISTRY
 from rat7m.export.common import (
     MANIFEST_NAME,
     Selection,
@@ -71,10 +69,8 @@ from rat7m.untrusted import check_output
 
 log = logging.getLogger("rat7m.export")
 
-#: Import each format needs beyond the toolkit's own requirements, and the pip line that brings it.
-LIBRARIES = {"slp": ("sleap_io", "pip install sleap-io")}
-#: Split a format exports when ``--split`` is not given (every other format: ``all``).
-DEFAULT_SPLITS = {"dlc": "train"}
+#: Command-line flags that are some formats' options (:class:`~rat7m.export.registry.ExportFormat`).
+FORMAT_FLAGS = {"allow_skew": "--allow-skew", "val_recordings": "--val-recordings"}
 #: Why DLC gets only the train split unless told otherwise.
 DLC_SPLIT_WARNING = (
     "DeepLabCut draws its own random train/test split from a project's labelled images, so test recordings "
@@ -134,20 +130,21 @@ def _recordings_action() -> type[argparse.Action]:
     return Action
 
 
-def _available(fmt: str) -> bool:
-    library = LIBRARIES.get(fmt)
-    return library is None or importlib.util.find_spec(library[0]) is not None
-
-
-def _formats(choice: str) -> list[str]:
-    if choice == "all":
-        skipped = [f for f in FORMATS if not _available(f)]
+def _formats(args: argparse.Namespace) -> list[str]:
+    """The formats to write: ``all`` skips those whose optional dependency is missing (saying so)."""
+    if args.format == "all":
+        skipped = [f for f in FORMATS if not REGISTRY[f].available()]
         for fmt in skipped:
-            log.warning("%s: skipped (%s)", fmt, LIBRARIES[fmt][1])
+            need = REGISTRY[fmt].requires
+            log.warning("%s: skipped (%s)", fmt, extras.install_hint(need.extra, need.package))
         return [f for f in FORMATS if f not in skipped]
-    if not _available(choice):
-        raise BadInputError(f"the {choice} export needs {LIBRARIES[choice][0]}: {LIBRARIES[choice][1]}")
-    return [choice]
+    chosen = REGISTRY[args.format]
+    for option, flag in FORMAT_FLAGS.items():
+        if getattr(args, option) and option not in chosen.options:
+            takers = [f for f in FORMATS if option in REGISTRY[f].options]
+            raise BadInputError(f"{flag} is an option of the {', '.join(takers)} export, not of {args.format}")
+    chosen.require()
+    return [args.format]
 
 
 class _Sizes:
@@ -178,7 +175,7 @@ class _Sizes:
 
     def for_format(self, fmt: str) -> None:
         """Sizes as ``fmt`` needs them: from the images; anipose alone falls back to the video headers."""
-        if importlib.import_module(f"rat7m.export.{fmt}").NEEDS_IMAGES:
+        if REGISTRY[fmt].needs_images:
             self.from_images()
         elif fmt == "anipose":
             try:
@@ -241,12 +238,14 @@ def run_export(fmt: str, selection: Selection, args: argparse.Namespace, images_
     if final.exists() and not is_complete(final):
         # an export is renamed into place whole, manifest included: this folder is someone else's
         raise BadInputError(f"{final} exists and is not an export made by export.py; move it or choose another --out")
-    module = importlib.import_module(f"rat7m.export.{fmt}")
+    export_format = REGISTRY[fmt]
+    given = {"images_root": images_root, "root": args.root, "allow_skew": args.allow_skew,
+             "val_recordings": args.val_recordings}  # fmt: skip
     stage = None
     try:
         stage = staging_folder(final)
-        summary = module.export(selection, stage, final=final, images_root=images_root, root=args.root,
-                                allow_skew=args.allow_skew, val_recordings=args.val_recordings)  # fmt: skip
+        options = {name: value for name, value in given.items() if name in export_format.options}
+        summary = export_format.export(selection, stage, final=final, **options)
         publish(stage, final, _manifest(fmt, args, selection, summary))
     except BaseException as exc:
         if stage is not None:
@@ -300,7 +299,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args)
     logging.getLogger("numexpr").setLevel(logging.WARNING)  # PyTables' import says how many threads at INFO
-    formats = _formats(args.format)
+    formats = _formats(args)
     args.root = resolve_root(args.root, quiet=args.quiet)
     args.annotation = args.annotation or catalogue.mini_annotation_path(args.root)
     if not args.annotation.is_file():
@@ -308,7 +307,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     _check_out(args, formats)
     images_root = args.images_root or args.root
     table = load_annotation(args.annotation)
-    split_of = {fmt: args.split or DEFAULT_SPLITS.get(fmt, "all") for fmt in formats}
+    split_of = {fmt: args.split or REGISTRY[fmt].default_split for fmt in formats}
     if "dlc" in formats:
         if args.split is None:
             log.warning("dlc: exporting the train split only (%s); --split all exports every row", DLC_SPLIT_WARNING)

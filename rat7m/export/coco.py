@@ -37,7 +37,6 @@ CATEGORY = {
     "keypoints": list(catalogue.JOINT_NAMES),
     "skeleton": [[a + 1, b + 1] for a, b in catalogue.BONES],
 }
-NEEDS_IMAGES = True
 
 
 def image_id(row: int, camera: str) -> int:
@@ -154,7 +153,7 @@ def dataset_info_text() -> str:
     return header + f"dataset_info = {info!r}\n"
 
 
-def export(selection: Selection, out: Path, *, final: Path, **_: object) -> Summary:
+def export(selection: Selection, out: Path, *, final: Path) -> Summary:
     """Write ``rat7m_<split>.json`` per split present and ``rat7m_dataset_info.py`` into ``out``."""
     summary = Summary("coco", final)
     split_of = np.asarray(selection.columns["train_test"]).astype(str)

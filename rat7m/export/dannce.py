@@ -31,8 +31,6 @@ from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.export.common import Selection, Summary, link
 
-NEEDS_IMAGES = False
-
 
 def _cell(items: list, shape: tuple[int, int]) -> np.ndarray:
     cell = np.empty(shape, dtype=object)
@@ -71,7 +69,7 @@ def _check_chunk(chunk: Path) -> None:
         raise BadInputError(f"{chunk} is {kind}; remove it or put the chunk there, then rerun")
 
 
-def export(selection: Selection, out: Path, *, final: Path, root: Path, **_: object) -> Summary:
+def export(selection: Selection, out: Path, *, final: Path, root: Path) -> Summary:
     """Write label3d files, video links, the skeleton and ``io.yaml`` into ``out``."""
     summary = Summary("dannce", final)
     columns = selection.columns

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, extras
 from rat7m.export.common import Selection, Summary, link
 
 log = logging.getLogger("rat7m.export")
@@ -34,7 +34,6 @@ log = logging.getLogger("rat7m.export")
 SCORER = "rat7m"
 #: Keys of the config fragment to merge into a DLC project's ``config.yaml``.
 MERGE_KEYS = ("bodyparts", "skeleton", "scorer", "video_sets")
-NEEDS_IMAGES = True
 
 
 def _csv_text(folder: str, names: list[str], coords: np.ndarray) -> str:
@@ -52,11 +51,9 @@ def _csv_text(folder: str, names: list[str], coords: np.ndarray) -> str:
 
 
 def _write_h5(path: Path, folder: str, names: list[str], coords: np.ndarray) -> bool:
-    """The ``.h5`` twin DLC reads first; False when pandas or PyTables is missing."""
-    try:
-        import pandas as pd
-        import tables  # noqa: F401  (pandas needs it for HDF5)
-    except ImportError:
+    """The ``.h5`` twin DLC reads first; False when pandas or PyTables (the ``export`` extra) is missing."""
+    pd = extras.optional("pandas")
+    if pd is None or extras.optional("tables") is None:  # pandas needs PyTables for HDF5
         return False
     columns = pd.MultiIndex.from_product(
         [[SCORER], list(catalogue.JOINT_NAMES), ["x", "y"]], names=["scorer", "bodyparts", "coords"]
@@ -91,7 +88,7 @@ def _config_text(final: Path, views: list[tuple[str, int, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(selection: Selection, out: Path, *, final: Path, images_root: Path, **_: object) -> Summary:
+def export(selection: Selection, out: Path, *, final: Path, images_root: Path) -> Summary:
     """Write the labelled-data folders (CSV, ``.h5``, image links) and ``config.yaml`` into ``out``."""
     summary = Summary("dlc", final)
     folders = []
@@ -119,5 +116,5 @@ def export(selection: Selection, out: Path, *, final: Path, images_root: Path, *
     (out / "config.yaml").write_text(_config_text(final, folders))
     summary.files += 1
     if not h5:
-        summary.notes.append("no .h5 (pip install pandas tables)")
+        summary.notes.append(f"no .h5 (needs pandas and PyTables: {extras.install_hint('export', 'pandas tables')})")
     return summary

@@ -21,10 +21,6 @@ import numpy as np
 from rat7m import catalogue, geometry
 from rat7m.export.common import Selection, Summary
 
-NEEDS_IMAGES = True
-#: The import that must succeed for this format.
-LIBRARY = "sleap_io"
-
 
 def skeleton():  # -> sio.Skeleton
     """The RAT7M skeleton as a sleap-io ``Skeleton``."""
@@ -39,7 +35,7 @@ def skeleton():  # -> sio.Skeleton
     )
 
 
-def export(selection: Selection, out: Path, *, final: Path, images_root: Path, **_: object) -> Summary:
+def export(selection: Selection, out: Path, *, final: Path, images_root: Path) -> Summary:
     """Write ``rat7m.slp`` into ``out``."""
     import sleap_io as sio
 

@@ -31,7 +31,6 @@ from rat7m import catalogue
 from rat7m.export.common import Selection, Summary, boxes, link
 
 log = logging.getLogger("rat7m.export")
-NEEDS_IMAGES = True
 
 
 def _label_lines(kp: np.ndarray, flags: np.ndarray, bbox: np.ndarray, width: int, height: int) -> list[str]:
@@ -103,7 +102,6 @@ def export(
     final: Path,
     images_root: Path,
     val_recordings: Sequence[catalogue.Recording] | None = None,
-    **_: object,
 ) -> Summary:
     """Write links, labels, image lists and ``data.yaml`` into ``out``."""
     summary = Summary("yolo", final)

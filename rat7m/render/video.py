@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rat7m import barcode, catalogue, pixels
+from rat7m import barcode, catalogue, extras, pixels
 from rat7m.errors import BadInputError
 from rat7m.fileio import remove_stale_temporaries, temporary_name
 from rat7m.geometry import project
@@ -179,16 +179,15 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
     remove_stale_temporaries(path.parent, {path.name})  # what a killed run left
     tmp = temporary_name(path, keep_suffix=True)  # OpenCV's writer picks the container from the extension
     try:
-        use_pyav = codec in ("auto", "pyav")
-        if use_pyav:
-            try:
-                import av
-            except ImportError:
-                if codec == "pyav":
-                    raise BadInputError("--codec pyav needs PyAV: pip install av") from None
+        if codec == "pyav":
+            av = extras.require("av", extra="render", feature="--codec pyav", package="av")
+        elif codec == "auto":
+            av = extras.optional("av")
+            if av is None:
                 log.info("PyAV is not installed; writing with OpenCV's video writer")
-                use_pyav = False
-        count = _write_pyav(av, frames, tmp, fps) if use_pyav else _write_opencv(frames, tmp, fps)
+        else:
+            av = None
+        count = _write_pyav(av, frames, tmp, fps) if av is not None else _write_opencv(frames, tmp, fps)
         if not count:
             raise BadInputError(f"no frame to write to {path}")
         os.replace(tmp, path)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rat7m import extras
 from rat7m.errors import BadInputError
 from rat7m.toolpreds.common import (
     Collector2D,
@@ -135,10 +136,7 @@ def _lookup(index: TableIndex, key: object, video: tuple[str, int, int] | None, 
 
 def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
     check_size(path)
-    try:
-        import pandas as pd
-    except ImportError:
-        raise BadInputError(f"reading {path} needs pandas and PyTables: pip install pandas tables") from None
+    pd = extras.require("pandas", extra="export", feature=f"reading {path}", package="pandas tables")
     try:
         with pd.HDFStore(path, mode="r") as store:
             stored = [k.lstrip("/") for k in store]
@@ -148,8 +146,9 @@ def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
             frame = store[key]
     except BadInputError:
         raise
-    except ImportError:
-        raise BadInputError(f"reading {path} needs PyTables: pip install tables") from None
+    except ImportError:  # pandas imports PyTables when it opens the store
+        extras.require("tables", extra="export", feature=f"reading {path}", package="tables")
+        raise
     except Exception as exc:  # PyTables and pandas raise many kinds on a damaged file
         msg = f"{path} is not a readable DLC .h5 table ({type(exc).__name__}: {one_line(exc)})"
         raise BadInputError(msg) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rat7m import extras
 from rat7m.errors import BadInputError
 from rat7m.toolpreds.common import (
     Collector2D,
@@ -37,10 +38,7 @@ def sniff(path: Path, head: bytes) -> bool:
 def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> ToolPredictions2D:
     """Read the predicted instances of an ``.slp`` and place each at its (sample, camera)."""
     check_size(path)
-    try:
-        import sleap_io as sio
-    except ImportError:
-        raise BadInputError(f"reading {path} needs sleap-io: pip install sleap-io") from None
+    sio = extras.require("sleap_io", extra="sleap", feature=f"reading {path}", package="sleap-io")
     try:
         labels = sio.load_slp(str(path), open_videos=False)
     except Exception as exc:  # h5py and sleap-io raise many kinds on a damaged file

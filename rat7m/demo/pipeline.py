@@ -1,11 +1,12 @@
 """The whole toolkit end to end on a small synthetic RAT7M-format dataset (``make demo``).
 
 1. generate the synthetic dataset (what "Figshare" holds) and serve it on 127.0.0.1,
-2. ``download_all.py`` from that server, 3. ``build_annotation.py`` (and ``--check``), 4. ``extract_frames.py``
-(JPEG files, then tar shards: ``--format shards``), 5. ``compute_metrics.py`` on noisy predictions of the test
-split, 5b. ``compute_metrics.py --pred2d --triangulate`` on noisy 2D predictions (scored per camera, then
-triangulated and scored in 3D), 6. ``visualization.ipynb`` executed headless. Each step runs the real script
-as a user would, in a subprocess.
+2. ``rat7m-download`` from that server, 3. ``rat7m-build-annotation`` (and ``--check``), 4. ``rat7m-extract``
+(JPEG files, then tar shards: ``--format shards``), 5. ``rat7m-metrics`` on noisy predictions of the test
+split, 5b. ``rat7m-metrics --pred2d --triangulate`` on noisy 2D predictions (scored per camera, then
+triangulated and scored in 3D), 6. ``visualization.ipynb`` executed headless (from a checkout: an installed
+package does not carry the notebook). Each step runs the installed console command as a user would, in a
+subprocess, so the demo works from ``pip install`` as well as from a checkout.
 
     python -m rat7m.demo                                # into ./demo_output, the "demo" profile
     python -m rat7m.demo --out /tmp/demo --profile test --quiet
@@ -15,6 +16,7 @@ Exit codes: 0 every step passed; otherwise the demo stops at the first failing s
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -26,13 +28,13 @@ import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.cli import ArgumentParser, run_main
-from rat7m.figshare_server import FigshareServer
-from rat7m.notebook import execute_notebook
-from rat7m.synthetic import generate_dataset
+from rat7m.demo.figshare_server import FigshareServer
+from rat7m.demo.synthetic import generate_dataset
+from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 
-#: The toolkit's folder, where the scripts live.
-REPO = Path(__file__).resolve().parents[1]
+#: Where ``visualization.ipynb`` lies in a checkout (the package's parent folder); absent from an installed wheel.
+NOTEBOOK = Path(__file__).resolve().parents[2] / "visualization.ipynb"
 
 #: Standard deviation (mm) of the noise added to the ground truth to make demo predictions.
 PREDICTION_NOISE_MM = 5.0
@@ -40,11 +42,25 @@ PREDICTION_NOISE_MM = 5.0
 PREDICTION_NOISE_PX = 2.0
 
 
-def _step(title: str, command: Sequence[str | Path], quiet: bool) -> None:
-    """Run one of the toolkit's scripts; stop the demo if it fails."""
+def command(name: str) -> str:
+    """The path of console command ``name`` (``rat7m-download`` ...), installed beside this Python or on PATH.
+
+    Raises:
+        BadInputError: the toolkit's commands are not installed (``pip install .`` puts them there).
+    """
+    found = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+    if found is None:
+        msg = f"{name} is not installed beside {sys.executable} nor on PATH: pip install the toolkit first"
+        raise BadInputError(msg)
+    return found
+
+
+def _step(title: str, argv: Sequence[str | Path], quiet: bool) -> None:
+    """Run one of the toolkit's console commands (``argv[0]`` its name); stop the demo if it fails."""
     started = time.perf_counter()
-    print(f"\n== {title}\n$ {' '.join(str(c) for c in command)}", flush=True)
-    result = subprocess.run([str(c) for c in command], cwd=REPO, capture_output=quiet, text=True)
+    print(f"\n== {title}\n$ {' '.join(str(c) for c in argv)}", flush=True)
+    command_line = [command(str(argv[0])), *(str(c) for c in argv[1:])]
+    result = subprocess.run(command_line, capture_output=quiet, text=True)
     if result.returncode != 0:
         if quiet:
             print(result.stdout, result.stderr, sep="\n")
@@ -91,8 +107,8 @@ def score_2d_step(table: Path, out: Path, seed: int) -> None:
     predictions = out / "predictions_2d_test.csv"
     n = write_noisy_2d_predictions(table, predictions, seed=seed)
     print(f"\n== wrote 2D predictions of {n} test samples ({PREDICTION_NOISE_PX} px noise) to {predictions}")
-    _step("compute_metrics.py --pred2d --triangulate: 2D per camera, and the views triangulated to 3D", [
-        sys.executable, "metric_utils/compute_metrics.py", "--pred2d", predictions, "--gt_path", table,
+    _step("rat7m-metrics --pred2d --triangulate: 2D per camera, and the views triangulated to 3D", [
+        "rat7m-metrics", "--pred2d", predictions, "--gt_path", table,
         "--triangulate", "--save_dir", out / "metrics_2d", "--triangulated_out", out / "triangulated_test.csv",
     ], False)  # fmt: skip
 
@@ -104,25 +120,24 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     for folder in (source, dataset):
         shutil.rmtree(folder, ignore_errors=True)
     table = dataset / catalogue.MINI_ANNOTATION_NAME
-    python = sys.executable
 
     print(f"== generating the synthetic RAT7M-format dataset ({profile} profile) in {source}", flush=True)
     generate_dataset(source, seed=seed, profile=profile)
     with FigshareServer(source) as server:
         print(f"   serving it as Figshare at {server.api_url}")
-        _step("download_all.py from the local Figshare server", [
-            python, "download_all.py", "--out", dataset, "--api-url", server.api_url,
+        _step("rat7m-download from the local Figshare server", [
+            "rat7m-download", "--out", dataset, "--api-url", server.api_url,
             "--zip-url", f"{server.base_url}/ndownloader", "--jobs", "4", "--quiet",
         ], quiet)  # fmt: skip
-    _step("build_annotation.py: the mini-RAT7M table from the .mat files",
-          [python, "build_annotation.py", "--root", dataset, "--out", table], quiet)  # fmt: skip
-    _step("build_annotation.py --check: reprojection, image paths, frames inside the videos",
-          [python, "build_annotation.py", "--check", table, "--root", dataset], quiet)  # fmt: skip
-    _step("extract_frames.py: the table's frames as JPEGs",
-          [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
+    _step("rat7m-build-annotation: the mini-RAT7M table from the .mat files",
+          ["rat7m-build-annotation", "--root", dataset, "--out", table], quiet)  # fmt: skip
+    _step("rat7m-build-annotation --check: reprojection, image paths, frames inside the videos",
+          ["rat7m-build-annotation", "--check", table, "--root", dataset], quiet)  # fmt: skip
+    _step("rat7m-extract: the table's frames as JPEGs",
+          ["rat7m-extract", "--root", dataset, "--annotation", table, "--quiet"], quiet)  # fmt: skip
 
-    _step("extract_frames.py --format shards: WebDataset tar shards of both splits, straight from the videos",
-          [python, "extract_frames.py", "--root", dataset, "--annotation", table, "--format", "shards",
+    _step("rat7m-extract --format shards: WebDataset tar shards of both splits, straight from the videos",
+          ["rat7m-extract", "--root", dataset, "--annotation", table, "--format", "shards",
            "--samples-per-shard", "32", "--quiet"], quiet)  # fmt: skip
     exports = export_step(dataset, table, out / "exports", quiet)  # issue 15: every training format
 
@@ -130,21 +145,15 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
     n = write_noisy_predictions(table, predictions, seed=seed)
     print(f"\n== wrote {n} noisy test-split predictions ({PREDICTION_NOISE_MM} mm noise) to {predictions}")
     metrics = out / "metrics"
-    _step("compute_metrics.py on the predictions", [
-        python, "metric_utils/compute_metrics.py", "--pred_path", predictions, "--gt_path", table,
+    _step("rat7m-metrics on the predictions", [
+        "rat7m-metrics", "--pred_path", predictions, "--gt_path", table,
         "--save_dir", metrics,
     ], False)  # fmt: skip
     score_2d_step(table, out, seed)
 
-    print("\n== executing visualization.ipynb with a Jupyter kernel", flush=True)
     figures = out / "figures"
     notebook = out / "visualization.ipynb"
-    execute_notebook(
-        REPO / "visualization.ipynb",
-        notebook,
-        {"TABLE_PATH": str(table), "DATASET_ROOT": str(dataset), "SEED": seed, "FIGURE_DIR": str(figures)},
-        cwd=REPO,
-    )
+    notebook_step(notebook, table, dataset, figures, seed)
     rendered = _render_step(out, dataset, table, predictions, metrics, quiet)
     made = {
         "dataset": dataset,
@@ -174,26 +183,37 @@ def run_demo(out: Path, *, profile: str = "demo", seed: int = 0, quiet: bool = F
 def _render_step(out: Path, dataset: Path, table: Path, predictions: Path, metrics: Path,
                  quiet: bool) -> dict[str, Path]:  # fmt: skip
     """Write ``metrics/report.html`` and a labelled video of the first test recording's Camera1."""
-    python = sys.executable
-    _step("rat7m.render report: one HTML page for the scoring run",
-          [python, "-m", "rat7m.render", "report", "--metrics_dir", metrics, "--root", dataset], quiet)  # fmt: skip
+    _step("rat7m-render report: one HTML page for the scoring run",
+          ["rat7m-render", "report", "--metrics_dir", metrics, "--root", dataset], quiet)  # fmt: skip
     recording = next(r for r in catalogue.RECORDINGS if r.split == "test")
     columns = load_annotation(table)["table"]
     mine = (np.asarray(columns["subject_idx"]) == recording.subject) & (np.asarray(columns["day_idx"]) == recording.day)
     frames = np.asarray(columns["frame_idx"]["Camera1"])[mine]
     video = out / f"labelled_{recording.name}_camera1.mp4"
-    _step(f"rat7m.render video: {recording.name} Camera1 with ground truth and prediction", [
-        python, "-m", "rat7m.render", "video", "--root", dataset, "--recording", recording.name, "--camera", "1",
+    _step(f"rat7m-render video: {recording.name} Camera1 with ground truth and prediction", [
+        "rat7m-render", "video", "--root", dataset, "--recording", recording.name, "--camera", "1",
         "--start", "0", "--stop", int(min(frames.max() + 1, 120)), "--gt_path", table, "--pred_path", predictions,
         "--fps", "30", "--out", video, *(["--quiet"] if quiet else []),
     ], quiet)  # fmt: skip
     return {"report": metrics / "report.html", "labelled_video": video}
 
 
+def notebook_step(notebook: Path, table: Path, dataset: Path, figures: Path, seed: int) -> None:
+    """Execute ``visualization.ipynb`` into ``notebook`` (and its HTML copy), when this is a checkout."""
+    if not NOTEBOOK.is_file():
+        print(f"\n== visualization.ipynb skipped: not at {NOTEBOOK} (an installed package does not carry it)")
+        return
+    from rat7m.demo.notebook import execute_notebook  # nbclient and nbformat: development requirements
+
+    print("\n== executing visualization.ipynb with a Jupyter kernel", flush=True)
+    parameters = {"TABLE_PATH": str(table), "DATASET_ROOT": str(dataset), "SEED": seed, "FIGURE_DIR": str(figures)}
+    execute_notebook(NOTEBOOK, notebook, parameters, cwd=NOTEBOOK.parent)
+
+
 def export_step(dataset: Path, table: Path, out: Path, quiet: bool) -> Path:
-    """``export.py all``: the table in every training format whose library is installed (issue 15)."""
-    _step("export.py all: COCO/MMPose, DeepLabCut, YOLO, SLEAP, anipose, DANNCE", [
-        sys.executable, "export.py", "all", "--root", dataset, "--annotation", table, "--out", out,
+    """``rat7m-export all``: the table in every training format whose library is installed (issue 15)."""
+    _step("rat7m-export all: COCO/MMPose, DeepLabCut, YOLO, SLEAP, anipose, DANNCE", [
+        "rat7m-export", "all", "--root", dataset, "--annotation", table, "--out", out,
         "--allow-skew", "--overwrite", "--quiet",
     ], quiet)  # fmt: skip
     return out
@@ -202,7 +222,7 @@ def export_step(dataset: Path, table: Path, out: Path, quiet: bool) -> Path:
 def build_parser() -> ArgumentParser:
     """The command line of ``python -m rat7m.demo``."""
     parser = ArgumentParser(prog="python -m rat7m.demo", description=__doc__)
-    parser.add_argument("--out", type=Path, default=REPO / "demo_output", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
     parser.add_argument(
         "--profile", default="demo", choices=["test", "demo"], help="synthetic dataset size (default: %(default)s)"
     )

@@ -31,7 +31,7 @@ encoding (``encoding=`` / ``--encoding``), e.g. the ``test`` profile in the capt
 
 Usage::
 
-    python -m rat7m.synthetic --out synthetic_rat7m --profile demo
+    python -m rat7m.demo.synthetic --out synthetic_rat7m --profile demo
 """
 
 from __future__ import annotations
@@ -45,12 +45,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from rat7m import catalogue
+from rat7m import catalogue, extras
 from rat7m.barcode import BITS, draw_barcode
 from rat7m.cli import (
     ArgumentParser,
@@ -459,6 +458,7 @@ def _encode_chunk(path: Path, frames: Iterable[np.ndarray], profile: Profile) ->
 
     A new encoder per chunk, as the rig's capture program did: every chunk starts with an IDR frame.
     """
+    av = extras.require("av", extra="pyav", feature="encoding the synthetic dataset's H.264 chunks")
     tmp = path.with_name(path.name + ".part")
     options = {"preset": profile.preset, "threads": str(profile.threads), **ENCODINGS[profile.encoding]}
     if profile.bit_rate is None:
@@ -642,7 +642,7 @@ def generate_dataset(
 def _parser() -> argparse.ArgumentParser:
     profiles = "; ".join(p.describe() for p in PROFILES.values())
     parser = ArgumentParser(
-        prog="python -m rat7m.synthetic",
+        prog="python -m rat7m.demo.synthetic",
         description=__doc__,
         epilog=f"Profiles: {profiles}.\n\nExit codes: 0 written, 2 bad arguments.",
     )

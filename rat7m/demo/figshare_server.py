@@ -33,6 +33,10 @@ Faults (:class:`Faults`) are set per file name, for all files (:data:`ALL_FILES`
 JSON (:data:`API`), at construction or while running (:meth:`FigshareServer.set_faults`).
 Every request is logged (:attr:`FigshareServer.requests`) with the bytes of body actually sent,
 so tests can assert exactly what crossed the wire.
+
+Three modules: this one holds the content (files, listings, zips) and the server's life cycle;
+:mod:`rat7m.demo.figshare_http` the routes and the bytes on the wire; :mod:`rat7m.demo.figshare_faults`
+the fault model and the request log.
 """
 
 from __future__ import annotations
@@ -44,9 +48,7 @@ import email.utils
 import hashlib
 import io
 import itertools
-import json
 import logging
-import re
 import shutil
 import signal
 import socket
@@ -58,11 +60,8 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import parse_qs, quote, urlsplit
 
 from rat7m.catalogue import (
     ANNOTATION_ARTICLE,
@@ -77,114 +76,19 @@ from rat7m.catalogue import (
     video_chunk_name,
 )
 from rat7m.cli import add_verbosity_arguments, command, run_main, setup_logging
+from rat7m.demo.figshare_faults import ALL_FILES, API, Faults, RequestRecord
+from rat7m.demo.figshare_http import CHUNK, _Handler, _HTTPServer, parse_range
 from rat7m.errors import BadInputError, Rat7mError
+
+__all__ = ["ALL_FILES", "API", "ARTICLE_FILES_LIMIT", "Faults", "FigshareServer", "RequestRecord", "parse_range"]
 
 log = logging.getLogger(__name__)
 
-#: Fault target meaning "every file (and every article zip) without its own faults".
-ALL_FILES = "*"
-#: Fault target meaning "the API JSON endpoints" (listings, file details).
-API = "<api>"
-
 #: Files listed inline by the article endpoint (the real service lists "up to 10 article files").
 ARTICLE_FILES_LIMIT = 10
-#: Default and largest ``page_size``/``limit``, and largest ``page``/``offset``, of the files endpoint.
-DEFAULT_PAGE_SIZE = 10
-MAX_PAGE_SIZE = 1000
-MAX_PAGE = 5000
-MAX_OFFSET = 5000
 
-#: Bytes written per ``write`` when not throttled.
-_CHUNK = 64 * 1024
 #: Timestamp stored in every zip entry, so that the zip of the same files is always the same bytes.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
-
-
-@dataclass
-class Faults:
-    """Misbehaviours of the server for one target (a file name, every file, or the API).
-
-    Counted faults ("for the first K requests") count the requests of each file separately, so a
-    fault set for :data:`ALL_FILES` with ``status_times=2`` fails the first two requests of every
-    file. The counts restart whenever faults are set.
-
-    Attributes:
-        fail: permanent failure: every request answers this status (e.g. 500 or 404).
-        status: answer this status (e.g. 429, 500, 503) to the first ``status_times`` requests.
-        status_times: how many requests get ``status``.
-        retry_after: seconds sent as ``Retry-After`` with ``status`` (none if ``None``).
-        drop_after: cut the connection after this many bytes of body (when the body is longer),
-            leaving the client with a short body.
-        drop_times: drop only the first K responses that have a body (``None``: always).
-        ignore_range: answer ``Range`` requests with 200 and the whole file.
-        corrupt_offset: flip every bit of the file byte at this offset (clamped to the last byte)
-            in bodies that include it, so the MD5 fails.
-        corrupt_times: corrupt only the first K responses with a body (``None``: always).
-        rate: throttle bodies to this many bytes per second.
-        no_length: send file and zip bodies without ``Content-Length`` (the end of the body is the
-            connection closing), as a streaming server does: the client cannot know the size.
-        raw_retry_after: send this exact ``Retry-After`` text with ``status`` (e.g. ``"\xb2"``,
-            a Unicode digit that ``int()`` refuses), instead of ``retry_after``.
-        raw_length: send this exact ``Content-Length`` text with file and zip bodies (the body
-            then ends when the connection closes).
-        redirect_to: the ``/ndownloader/files/...`` hop redirects here (e.g. ``file:///etc/passwd``).
-        endless: (API) after the JSON, keep sending spaces without ``Content-Length`` until the
-            client hangs up: an endless body.
-    """
-
-    fail: int | None = None
-    status: int | None = None
-    status_times: int = 1
-    retry_after: int | None = None
-    drop_after: int | None = None
-    drop_times: int | None = None
-    ignore_range: bool = False
-    corrupt_offset: int | None = None
-    corrupt_times: int | None = None
-    rate: float | None = None
-    no_length: bool = False
-    raw_retry_after: str | None = None
-    raw_length: str | None = None
-    redirect_to: str | None = None
-    endless: bool = False
-
-    def __post_init__(self) -> None:
-        for key in ("fail", "status"):
-            code = getattr(self, key)
-            if code is not None and not 400 <= code <= 599:
-                raise ValueError(f"Faults.{key} must be an HTTP error status (400-599), got {code}")
-        for key in ("status_times", "retry_after", "drop_after", "drop_times", "corrupt_offset", "corrupt_times"):
-            value = getattr(self, key)
-            if value is not None and value < 0:
-                raise ValueError(f"Faults.{key} must be >= 0, got {value}")
-        if self.rate is not None and self.rate <= 0:
-            raise ValueError(f"Faults.rate must be > 0 bytes/s, got {self.rate}")
-
-
-@dataclass
-class RequestRecord:
-    """One request as the server saw and answered it.
-
-    The server logs a request when it arrives and updates the record before each write, so by
-    the time a client has read a response its record is already complete.
-
-    Attributes:
-        method: ``GET`` or ``HEAD``.
-        path: request path with its query string.
-        range: the ``Range`` header, or ``None``.
-        status: the status answered (0 until the status line is sent).
-        sent: bytes of body handed to the socket (a drop fault stops it at exactly N).
-        name: the file (or zip) name the request was about, ``API`` for the JSON, else ``None``.
-        finished: whether the server is done with the request.
-    """
-
-    method: str
-    path: str
-    range: str | None
-    status: int = 0
-    sent: int = 0
-    name: str | None = None
-    finished: bool = False
 
 
 @dataclass
@@ -239,42 +143,6 @@ def _file_id(article: Article, name: str) -> int:
     return 10_000_000 + zlib.crc32(f"{article.id}/{article.version}/{name}".encode()) % 90_000_000
 
 
-def _not_found(what: str) -> tuple[int, dict]:
-    return HTTPStatus.NOT_FOUND, {"message": f"Entity not found: {what}", "code": "EntityNotFound"}
-
-
-def _bad_request(message: str) -> tuple[int, dict]:
-    return HTTPStatus.BAD_REQUEST, {"message": message, "code": "BadRequest"}
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """Parse a single-range ``Range`` header against a body of ``size`` bytes.
-
-    Returns:
-        ``(start, end)`` (end exclusive) for a satisfiable range; ``None`` to ignore the header
-        (absent, malformed or multi-range: the whole body is sent with 200, as RFC 9110 allows);
-        ``"unsatisfiable"`` when it starts past the end (416).
-    """
-    if header is None:
-        return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*([0-9]{0,18})\s*-\s*([0-9]{0,18})\s*", header, re.ASCII)
-    if match is None or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.groups()
-    if first == "":  # suffix range: the last N bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - n), size
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if last != "" and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, end
-
-
 class _Article:
     """The files of one article version, in listing order."""
 
@@ -286,12 +154,6 @@ class _Article:
     @property
     def zip_name(self) -> str:
         return f"{self.article.id}.zip"
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins every handler thread
-    block_on_close = True
-    owner: FigshareServer
 
 
 class FigshareServer:
@@ -530,7 +392,7 @@ class FigshareServer:
                     info.external_attr = 0o644 << 16
                     info.file_size = f.size
                     with f.open() as src, zf.open(info, "w") as dst:
-                        shutil.copyfileobj(src, dst, _CHUNK)
+                        shutil.copyfileobj(src, dst, CHUNK)
             digest = _File(0, path.name, art.article, path=path).md5()
             self._zips[art.article] = (signature, path, digest)
             log.debug("built %s (%d files)", path, len(files))
@@ -601,300 +463,6 @@ class FigshareServer:
         self.stop()
 
 
-class _Dropped(Exception):
-    """The connection was cut on purpose (drop fault) or by the client."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FigshareLocal/1.0"
-    server: _HTTPServer
-    timeout = 60  # an idle keep-alive connection is closed after this many seconds
-    disable_nagle_algorithm = True  # headers and body are separate writes: do not wait for delayed ACKs
-
-    # bookkeeping of open connections, so that stop() can cut them
-    def setup(self) -> None:
-        super().setup()
-        with self.server.owner._lock:
-            self.server.owner._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.owner._lock:
-            self.server.owner._connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def do_GET(self) -> None:
-        self._dispatch(head=False)
-
-    def do_HEAD(self) -> None:
-        self._dispatch(head=True)
-
-    def _base(self) -> str:
-        """Root URL as the client reached us (so links work however the server was addressed)."""
-        host = self.headers.get("Host")
-        return f"http://{host}" if host else self.server.owner.base_url
-
-    # ---------------------------------------------------------------- routing
-    def _dispatch(self, head: bool) -> None:
-        self._head = head
-        owner = self.server.owner
-        self._rec = owner._new_record(self.command, self.path, self.headers.get("Range"))
-        url = urlsplit(self.path)
-        path = url.path.rstrip("/")
-        try:
-            if path.startswith("/v2/"):
-                self._api(owner, path, parse_qs(url.query))
-            elif m := re.fullmatch(r"/ndownloader/files/(\d+)", path):
-                self._redirect(owner, int(m.group(1)))
-            elif m := re.fullmatch(r"/storage/files/(\d+)/[^/]+", path):
-                self._storage(owner, int(m.group(1)))
-            elif m := re.fullmatch(r"/ndownloader/articles/(\d+)(?:/versions/(\d+))?", path):
-                self._zip(owner, int(m.group(1)), None if m.group(2) is None else int(m.group(2)))
-            else:
-                self._json(*_not_found("path"))
-        except (_Dropped, OSError) as exc:  # cut on purpose, by the client, or a file vanished
-            log.debug("%s %s: connection closed (%r)", self.command, self.path, exc)
-            self.close_connection = True
-        finally:
-            self._rec.finished = True
-
-    def _api(self, owner: FigshareServer, path: str, query: dict[str, list[str]]) -> None:
-        self._rec.name = API
-        faults = owner._faults_for(API)
-        if self._status_fault(owner, API, faults):
-            return
-        m = re.fullmatch(r"/v2/articles/(\d+)(?:/versions/(\d+))?(/files)?(?:/(\d+))?", path)
-        if m is None:
-            if re.fullmatch(r"/v2/articles/(\d+)/versions", path):
-                self._versions(owner, int(path.split("/")[3]))
-                return
-            self._json(*_not_found("path"))
-            return
-        article_id, version, files, file_id = m.groups()
-        art = owner._find_article(int(article_id), None if version is None else int(version))
-        if art is None:
-            self._json(*_not_found("ArticleVersion" if version else "article"))
-        elif file_id is not None:
-            entry = owner._by_id.get(int(file_id))
-            if files and entry is not None and entry.article == art.article:
-                self._json(HTTPStatus.OK, owner._file_json(entry, self._base()), faults)
-            else:
-                self._json(*_not_found("File" if files else "path"))
-        elif files:
-            self._files_page(owner, art, query, faults)
-        else:
-            self._json(HTTPStatus.OK, owner._article_json(art, self._base()), faults)
-
-    def _versions(self, owner: FigshareServer, article_id: int) -> None:
-        art = owner._find_article(article_id, None)
-        if art is None:
-            self._json(*_not_found("article"))
-            return
-        v = art.article.version
-        self._json(HTTPStatus.OK, [{"version": v, "url": f"{self._base()}/v2/articles/{article_id}/versions/{v}"}])
-
-    def _files_page(self, owner: FigshareServer, art: _Article, query: dict[str, list[str]], faults: Faults) -> None:
-        def number(key: str, low: int, high: int, default: int | None) -> int | None:
-            if key not in query:
-                return default
-            text = query[key][-1]
-            if not re.fullmatch(r"[0-9]{1,9}", text) or not low <= int(text) <= high:
-                raise ValueError(f"{key} must be an integer from {low} to {high}, got {text!r}")
-            return int(text)
-
-        try:
-            if ("page" in query or "page_size" in query) and ("limit" in query or "offset" in query):
-                raise ValueError("use either page and page_size, or limit and offset, not both")
-            if "limit" in query or "offset" in query:
-                size = number("limit", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)
-                start = number("offset", 0, MAX_OFFSET, 0)
-            else:
-                size = number("page_size", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)
-                start = (number("page", 1, MAX_PAGE, 1) - 1) * size
-        except ValueError as exc:
-            self._json(*_bad_request(str(exc)))
-            return
-        files = owner._ordered(art)[start : start + size]
-        self._json(HTTPStatus.OK, [owner._file_json(f, self._base()) for f in files], faults)
-
-    def _redirect(self, owner: FigshareServer, file_id: int) -> None:
-        entry = owner._by_id.get(file_id)
-        if entry is None:
-            self._json(*_not_found("file"))
-            return
-        self._rec.name = entry.name
-        self._rec.status = int(HTTPStatus.FOUND)
-        self.send_response(HTTPStatus.FOUND)
-        elsewhere = owner._faults_for(entry.name).redirect_to
-        self.send_header("Location", elsewhere or f"{self._base()}/storage/files/{file_id}/{quote(entry.name)}")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _storage(self, owner: FigshareServer, file_id: int) -> None:
-        entry = owner._by_id.get(file_id)
-        if entry is None:
-            self._json(*_not_found("file"))
-            return
-        self._rec.name = entry.name
-        faults = owner._faults_for(entry.name)
-        if self._status_fault(owner, entry.name, faults):
-            return
-        try:
-            body = entry.open()
-        except FileNotFoundError:
-            self._json(*_not_found("File"))  # deleted from disk while being served
-            return
-        with body:
-            self._send_ranged(owner, entry.name, body, entry.size, entry.md5(), entry.last_modified, faults)
-
-    def _zip(self, owner: FigshareServer, article_id: int, version: int | None) -> None:
-        art = owner._find_article(article_id, version)
-        if art is None:
-            self._json(*_not_found("ArticleVersion" if version else "article"))
-            return
-        self._rec.name = art.zip_name
-        faults = owner._faults_for(art.zip_name)
-        if self._status_fault(owner, art.zip_name, faults):
-            return
-        path, md5 = owner._zip_for(art)
-        modified = email.utils.formatdate(path.stat().st_mtime, usegmt=True)
-        extra = {"Content-Disposition": f'attachment; filename="{art.zip_name}"'}
-        with path.open("rb") as body:
-            self._send_ranged(owner, art.zip_name, body, path.stat().st_size, md5, modified, faults, extra)
-
-    # -------------------------------------------------------------- responses
-    def _status_fault(self, owner: FigshareServer, name: str, faults: Faults) -> bool:
-        """Answer a fault status if one applies; True when the request was answered."""
-        if faults.fail is not None:
-            self._plain(faults.fail, f"permanent failure of {name} (fault)")
-            return True
-        if faults.status is not None and owner._count(name, "status", faults.status_times):
-            retry = {} if faults.retry_after is None else {"Retry-After": str(faults.retry_after)}
-            if faults.raw_retry_after is not None:
-                retry = {"Retry-After": faults.raw_retry_after}
-            self._plain(faults.status, f"transient failure of {name} (fault)", retry)
-            return True
-        return False
-
-    def _plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
-        body = (text + "\n").encode()
-        self._rec.status = int(status)
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not self._head:
-            self._rec.sent = len(body)
-            self.wfile.write(body)
-
-    def _json(self, status: int, payload: object, faults: Faults | None = None) -> None:
-        body = json.dumps(payload, indent=2).encode()
-        self._rec.status = int(status)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        if faults is not None and faults.endless:
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            self._endless(body)
-            return
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not self._head:
-            self._write_body(io.BytesIO(body), 0, len(body), faults or Faults(), API)
-
-    def _endless(self, body: bytes) -> None:
-        """Send ``body``, then spaces until the client hangs up or the server stops."""
-        self.wfile.write(body)
-        self._rec.sent += len(body)
-        filler = b" " * _CHUNK
-        while not self.server.owner.stopping.is_set():
-            self.wfile.write(filler)
-            self._rec.sent += len(filler)
-
-    def _send_ranged(
-        self,
-        owner: FigshareServer,
-        name: str,
-        body: BinaryIO,
-        size: int,
-        md5: str,
-        modified: str,
-        faults: Faults,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        etag = f'"{md5}"'
-        wanted = None if faults.ignore_range else parse_range(self.headers.get("Range"), size)
-        if_range = self.headers.get("If-Range")
-        if wanted is not None and if_range is not None and if_range.strip() not in (etag, modified):
-            wanted = None  # the client's copy is of another version: send the whole new one
-        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Last-Modified": modified, **(extra or {})}
-        if wanted == "unsatisfiable":
-            headers["Content-Range"] = f"bytes */{size}"
-            self._plain(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "range not satisfiable", headers)
-            return
-        headers["Content-Type"] = "application/octet-stream"
-        if wanted is None:
-            status, start, end = HTTPStatus.OK, 0, size
-        else:
-            status, (start, end) = HTTPStatus.PARTIAL_CONTENT, wanted
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        self._rec.status = int(status)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        if faults.no_length or faults.raw_length is not None:  # the body ends when the connection closes
-            if faults.raw_length is not None:
-                self.send_header("Content-Length", faults.raw_length)
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        else:
-            self.send_header("Content-Length", str(end - start))
-        self.end_headers()
-        if not self._head:
-            self._write_body(body, start, end, faults, name, size)
-
-    def _write_body(self, body: BinaryIO, start: int, end: int, faults: Faults, name: str, size: int = 0) -> None:
-        """Write bytes ``start:end`` of ``body``, applying drop, corrupt and rate faults."""
-        owner = self.server.owner
-        stop = end
-        cut = faults.drop_after is not None and faults.drop_after < end - start
-        if cut and owner._count(name, "drop", faults.drop_times):
-            stop = start + faults.drop_after
-        flip = None
-        if faults.corrupt_offset is not None and owner._count(name, "corrupt", faults.corrupt_times):
-            flip = min(faults.corrupt_offset, max(size, end) - 1)
-        chunk = _CHUNK if faults.rate is None else max(1, min(_CHUNK, int(faults.rate / 20)))
-        began = time.monotonic()
-        body.seek(start)
-        pos = start
-        while pos < stop:
-            data = body.read(min(chunk, stop - pos))
-            if not data:
-                break
-            if flip is not None and pos <= flip < pos + len(data):
-                buf = bytearray(data)
-                buf[flip - pos] ^= 0xFF
-                data = bytes(buf)
-            self._rec.sent += len(data)
-            self.wfile.write(data)
-            pos += len(data)
-            if faults.rate is not None:
-                delay = began + (pos - start) / faults.rate - time.monotonic()
-                if delay > 0 and owner.stopping.wait(delay):
-                    raise _Dropped
-        if stop < end:
-            self.wfile.flush()
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            raise _Dropped
-
 
 def _iter_articles() -> Iterator[tuple[str, Article]]:
     for rec in RECORDINGS:
@@ -905,7 +473,7 @@ def _iter_articles() -> Iterator[tuple[str, Article]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a dataset folder as Figshare until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m rat7m.figshare_server",
+        prog="python -m rat7m.demo.figshare_server",
         description="Serve a RAT7M-format folder (video_sequences/, annotations/) as a local Figshare.",
     )
     parser.add_argument("--root", required=True, type=Path, help="dataset folder to publish")
