@@ -85,13 +85,11 @@ def test_ctrl_c_just_after_the_file_object_took_the_descriptor_is_a_keyboard_int
     # The moment CI hit: the signal handler ran inside `os.fdopen` after `io.open` returned, so the new
     # file object was dropped (closing the descriptor) as the KeyboardInterrupt unwound. A tracer cannot
     # raise there (the object is kept alive); this stand-in drops it the same way.
-    import io
-
     from rat7m.fileio import open_input
     from rat7m.untrusted import open_own_file
 
     def fdopen_then_ctrl_c(fd, *args, **kwargs):
-        io.open(fd, *args, **kwargs).close()  # what dropping the new object does
+        open(fd, *args, **kwargs).close()  # what dropping the new object does
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "fdopen", fdopen_then_ctrl_c)
