@@ -34,11 +34,13 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 
 # The suite runs on every core (pytest-xdist), one test file per worker at a time, so module fixtures
 # (a SLURM cluster, a rendered report) are built once; PYTEST_WORKERS=0 runs it in this process.
+# Files go out in collection order, the slowest first (tests/conftest.py: SLOWEST_FIRST), not xdist's
+# default order by number of tests, so both workers finish together.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(MKDOCS)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 demo: $(STAMP)
 	$(PY) -m rat7m.demo

@@ -39,11 +39,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from rat7m import catalogue
 from rat7m.catalogue import Recording
@@ -53,6 +52,9 @@ from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.model import Table
 from rat7m.untrusted import check_image_path
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
+
+if TYPE_CHECKING:  # imported where a run starts: not paid by a refusal or by each pool worker
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -537,6 +539,8 @@ def _run(
     ``unfinished(job)`` accounts for a job whose worker process died (killed, or crashed in the decoder).
     """
     summary = Summary(images=sum(len(j.targets) for j in jobs))
+    from tqdm import tqdm
+
     started = time.perf_counter()
     bar = tqdm(total=summary.images, unit="img", desc=what, disable=not progress, dynamic_ncols=True)
     try:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from rat7m import catalogue
 from rat7m.cli import command
@@ -168,6 +167,8 @@ def build_table(
     split = dict(split) if split is not None else parse_split(None)
     parts: list[_Part] = []
     seen: set[str] = set()
+    from tqdm import tqdm  # here: not paid by --check or a refusal
+
     items = tqdm(recordings, desc="recordings", unit="rec", disable=not progress)
     for mocap_rec in _recordings(items):
         rec = mocap_rec.recording

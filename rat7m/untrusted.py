@@ -26,14 +26,14 @@ import string
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import urllib3
-from urllib3.util import parse_url
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
+
+if TYPE_CHECKING:  # urllib3 (and ssl with it) only where a URL is checked: not every command's start-up
+    import urllib3
 
 #: Bodies at most this long are read to their end so the connection can be reused; longer ones
 #: (or ones of unknown length) are closed unread.
@@ -77,8 +77,10 @@ def check_url(url: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
         raise UnsafeUrlError(f"refusing {url!r}: it holds a backslash")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         raise UnsafeUrlError(f"refusing {url!r}: it holds spaces or control characters")
+    import urllib3
+
     try:
-        parsed = parse_url(url)
+        parsed = urllib3.util.parse_url(url)
     except (ValueError, urllib3.exceptions.LocationParseError) as exc:
         raise UnsafeUrlError(f"refusing {url!r}: not a URL ({exc})") from exc
     scheme = (parsed.scheme or "").lower()

@@ -40,7 +40,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from rat7m import catalogue, cli, pixels
 from rat7m.errors import BadInputError
@@ -142,6 +141,8 @@ class Selection:
         """Every (recording, camera) view with rows, in catalogue order."""
         columns = self.columns
         points_3d = np.asarray(columns["3D_keypoints"], dtype=np.float64)
+        from tqdm import tqdm  # here: a refused export does not pay for its import
+
         bar = tqdm(total=len(self.recordings) * len(self.cameras), unit="view", disable=not self.progress)
         for recording in self.recordings:
             rows = self.recording_rows(recording)
