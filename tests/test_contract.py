@@ -316,7 +316,7 @@ PARSERS = {
     "rat7m-build-annotation": "build_annotation",
     "rat7m-extract": "extract_frames",
     "rat7m-metrics": "metric_utils.compute_metrics",
-    "rat7m-doctor": "rat7m.doctor",
+    "rat7m-doctor": "rat7m.cli.doctor",
     "rat7m-export": "rat7m.export.cli",
     "rat7m-render": "rat7m.render.__main__",
 }

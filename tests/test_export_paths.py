@@ -16,7 +16,7 @@ import pytest
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.export import cli
+from rat7m.export import api, cli
 from rat7m.export.common import MANIFEST_NAME
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
@@ -178,7 +178,7 @@ def test_all_goes_on_past_a_refused_format_and_lists_it(table, root, tmp_path, c
     save_annotation(table, root / "t.pkl")  # the synthetic rig has skew: anipose refuses it
     assert run("all", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL) == 2
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    expected = {"coco", "dlc", "yolo", "dannce"} | ({"slp"} if cli._available("slp") else set())
+    expected = {"coco", "dlc", "yolo", "dannce"} | ({"slp"} if api.available("slp") else set())
     assert written == sorted(expected)
     assert all((tmp_path / "out" / f / MANIFEST_NAME).is_file() for f in written)
     err = lines(capsys)
@@ -194,7 +194,7 @@ def test_all_on_test_recordings_only_skips_dlc_and_writes_the_rest(synthetic_dat
     assert "dlc: would skip" in capsys.readouterr().out
     assert run(*argv) == 2
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted({"coco", "yolo", "anipose", "dannce"} | ({"slp"} if cli._available("slp") else set()))
+    assert written == sorted({"coco", "yolo", "anipose", "dannce"} | ({"slp"} if api.available("slp") else set()))
     err = lines(capsys)
     assert err[-1].startswith("error: dlc skipped: ") and "no train rows of s5-d1" in err[-1], err
 
