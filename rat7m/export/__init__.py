@@ -7,5 +7,22 @@ pose), ``slp`` (SLEAP, needs sleap-io), ``anipose`` (aniposelib calibration) and
 ``rat7m-export``).
 """
 
+from typing import Any
+
+from rat7m.errors import BadInputError
+
 #: Every format, in the order ``all`` exports them.
 FORMATS = ("coco", "dlc", "yolo", "slp", "anipose", "dannce")
+
+
+def export(fmt: str, **options: Any) -> Any:
+    """Export one format of a table into ``out/<fmt>/``, with keyword arguments (no ``Namespace``).
+
+    ``rat7m.export.export("coco", table="table.pkl", out="exports", root="/data/rat7m", split="train")``;
+    the options and what it returns: :func:`rat7m.export.api.export_format`.
+    """
+    if fmt not in FORMATS:
+        raise BadInputError(f"no export format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    from rat7m.export.api import export_format
+
+    return export_format(fmt, **options)
