@@ -18,7 +18,6 @@ The command line is ``rat7m <command>`` (:mod:`rat7m.cli`).
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from rat7m.errors import BadInputError, DownloadError, Rat7mError
 
@@ -45,7 +44,7 @@ _LAZY = {
 __all__ = ["BadInputError", "DownloadError", "Rat7mError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Load a public name on first use (and keep it, so the next use is a plain attribute)."""
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
