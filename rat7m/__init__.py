@@ -19,7 +19,15 @@ from __future__ import annotations
 
 import importlib
 
-from rat7m.errors import BadInputError, DownloadError, Rat7mError
+from rat7m.errors import (
+    BadInputError,
+    ChunkReadError,
+    DownloadError,
+    NotEnoughSpaceError,
+    Rat7mError,
+    UnsafePickleError,
+    UsageError,
+)
 
 __version__ = "0.1.0"
 
@@ -41,7 +49,17 @@ _LAZY = {
     "n_mpjpe": "rat7m.metrics",
 }
 
-__all__ = ["BadInputError", "DownloadError", "Rat7mError", "__version__", *_LAZY]
+__all__ = [
+    "BadInputError",
+    "ChunkReadError",
+    "DownloadError",
+    "NotEnoughSpaceError",
+    "Rat7mError",
+    "UnsafePickleError",
+    "UsageError",
+    "__version__",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> object:

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rat7m.errors import BadInputError
+from rat7m.errors import BadInputError, UnsafePickleError
 from rat7m.fileio import read_input
 
 #: First bytes of a ``.npy`` file (see ``numpy.lib.format``).
@@ -189,11 +189,6 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 
 #: The allow-list: (module, name) -> the object handed to the unpickler.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _allowed_globals()
-
-
-class UnsafePickleError(BadInputError):
-    """The pickle asks for something a table never needs: a global outside the allow-list, a
-    forged numpy state, a persistent id (it may be trying to run code or corrupt memory)."""
 
 
 def _check_dtype_state(dtype: np.dtype, state: Any) -> None:

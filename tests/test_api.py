@@ -65,3 +65,15 @@ def test_export_refuses_bad_arguments_with_one_clear_error(table, tmp_path):
     with pytest.raises(TypeError, match="image_sizes"):  # an unknown option is refused, not swallowed
         rat7m.export.export("coco", table=table, out=tmp_path, image_sizes=SIZE)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_exception_classes_live_in_errors_and_are_the_same_where_they_were():
+    from rat7m import errors
+    from rat7m.cli import UsageError
+    from rat7m.download.run import NotEnoughSpaceError
+    from rat7m.safe_pickle import UnsafePickleError
+    from rat7m.video import ChunkReadError
+
+    for cls in (UsageError, NotEnoughSpaceError, UnsafePickleError, ChunkReadError):
+        assert cls.__module__ == "rat7m.errors" and getattr(errors, cls.__name__) is getattr(rat7m, cls.__name__) is cls
+        assert issubclass(cls, rat7m.Rat7mError)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rat7m import catalogue, interrupt
-from rat7m.errors import BadInputError, Rat7mError
+from rat7m.errors import BadInputError, Rat7mError, UsageError
 
 #: Exit code for bad input (a file or argument that is not what it should be).
 EXIT_BAD_INPUT = 2
@@ -73,10 +73,6 @@ def command(name: str) -> str:
     """
     console = f"rat7m-{name}"
     return console if shutil.which(console) else SCRIPTS[name]
-
-
-class UsageError(BadInputError):
-    """A bad command-line argument; its message is the whole line to print (prog and hint included)."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
