@@ -53,6 +53,32 @@ from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.untrusted import check_image_path
 from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
+__all__ = [
+    "DEFAULT_QUALITY",
+    "PROGRESS_INTERVAL",
+    "TERMINATE_TIMEOUT",
+    "WANTED_FRAME_COST",
+    "WATCHDOG_INTERVAL",
+    "WORKER_DIED",
+    "ChunkJob",
+    "Failure",
+    "JobResult",
+    "Summary",
+    "Target",
+    "encode_jpeg",
+    "extract",
+    "format_failures",
+    "format_frames",
+    "is_complete_jpeg",
+    "parse_shard",
+    "partial_download_hint",
+    "plan_jobs",
+    "shard_from_environment",
+    "shard_jobs",
+    "verify",
+    "wanted_images",
+]
+
 log = logging.getLogger(__name__)
 
 #: JPEG quality used unless the user asks for another (OpenCV's scale, 0-100).

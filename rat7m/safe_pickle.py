@@ -38,6 +38,17 @@ import numpy as np
 from rat7m.errors import BadInputError, UnsafePickleError
 from rat7m.fileio import read_input
 
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "MAX_KEY_DEPTH",
+    "MAX_KEY_SIZE",
+    "MAX_TABLE_BYTES",
+    "NPY_MAGIC",
+    "UnsafePickleError",
+    "safe_load",
+    "safe_loads",
+]
+
 #: First bytes of a ``.npy`` file (see ``numpy.lib.format``).
 NPY_MAGIC = b"\x93NUMPY"
 #: Largest table file read (the official mini-RAT7M pickle is a few hundred MB).

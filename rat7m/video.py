@@ -55,6 +55,20 @@ from rat7m import catalogue
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError, ChunkReadError
 
+__all__ = [
+    "DECODERS",
+    "PROBE_PACKETS",
+    "Chunk",
+    "ChunkIndex",
+    "ChunkReadError",
+    "choose_decoder",
+    "header_frame_count",
+    "open_capture",
+    "quiet_decoder_logs",
+    "read_frames",
+    "resolve_decoder",
+]
+
 log = logging.getLogger(__name__)
 
 #: The decoders :func:`read_frames` knows; ``auto`` picks one per chunk (:func:`choose_decoder`).

@@ -39,6 +39,13 @@ from rat7m.download.listing import WHAT_CHOICES
 from rat7m.download.run import ZIP_URL
 from rat7m.errors import BadInputError
 
+__all__ = [
+    "MAX_JOBS",
+    "build_parser",
+    "main",
+    "parse_options",
+]
+
 #: Most parallel downloads allowed (Figshare is one server; more does not help).
 MAX_JOBS = 32
 

@@ -57,6 +57,13 @@ from rat7m.export.common import MANIFEST_NAME, Selection, is_complete, select
 from rat7m.table import load_annotation
 from rat7m.untrusted import check_output
 
+__all__ = [
+    "DLC_SPLIT_WARNING",
+    "build_parser",
+    "main",
+    "run",
+]
+
 log = logging.getLogger("rat7m.export")
 
 #: Why DLC gets only the train split unless told otherwise.

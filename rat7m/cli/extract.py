@@ -53,6 +53,11 @@ from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 from rat7m.video import DECODERS, ChunkIndex, quiet_decoder_logs, resolve_decoder
 
+__all__ = [
+    "build_parser",
+    "main",
+]
+
 log = logging.getLogger("extract_frames")
 
 

@@ -37,6 +37,12 @@ from rat7m.errors import BadInputError, Rat7mError
 from rat7m.fileio import remove_stale_temporaries
 from rat7m.untrusted import check_output
 
+__all__ = [
+    "EXIT_CODES",
+    "build_parser",
+    "main",
+]
+
 EXIT_CODES = "Exit codes: 0 written, 2 bad arguments, bad input or an output that cannot be written, 130 interrupted."
 
 

@@ -34,6 +34,25 @@ from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, NotEnoughSpaceError, Rat7mError
 from rat7m.untrusted import UntrustedFileError, open_own_file
 
+__all__ = [
+    "LOCK_NAME",
+    "ZIP_URL",
+    "NotEnoughSpaceError",
+    "Options",
+    "Report",
+    "check_disk_space",
+    "disk_free",
+    "download_dataset",
+    "existing_ancestor",
+    "fetch_mini_annotation",
+    "format_plan",
+    "format_summary",
+    "pickle_problem",
+    "retry_policy",
+    "run_parallel",
+    "summary_counts",
+]
+
 log = logging.getLogger(__name__)
 
 #: Lock file (in the output folder) held while a run writes there.

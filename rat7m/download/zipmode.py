@@ -42,6 +42,15 @@ from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outc
 from rat7m.errors import Rat7mError
 from rat7m.safezip import CorruptArchiveError, safe_extract
 
+__all__ = [
+    "MAX_RATIO",
+    "ZIP_DIR",
+    "ZipJob",
+    "plan_zips",
+    "probe_size",
+    "run_zip_job",
+]
+
 log = logging.getLogger(__name__)
 
 #: Folder (under the output folder) holding the zips while they download and unpack.
