@@ -19,15 +19,8 @@ from __future__ import annotations
 
 import importlib
 
-from rat7m.errors import (
-    BadInputError,
-    ChunkReadError,
-    DownloadError,
-    NotEnoughSpaceError,
-    Rat7mError,
-    UnsafePickleError,
-    UsageError,
-)
+from rat7m import errors
+from rat7m.errors import *  # noqa: F403  the exception classes, every one (errors.__all__)
 
 __version__ = "0.1.0"
 
@@ -49,17 +42,7 @@ _LAZY = {
     "n_mpjpe": "rat7m.metrics",
 }
 
-__all__ = [
-    "BadInputError",
-    "ChunkReadError",
-    "DownloadError",
-    "NotEnoughSpaceError",
-    "Rat7mError",
-    "UnsafePickleError",
-    "UsageError",
-    "__version__",
-    *_LAZY,
-]
+__all__ = [*errors.__all__, "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> object:

@@ -16,36 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_TERMINATED",
-    "ROOT_ENV",
-    "SCRIPTS",
-    "ArgumentParser",
-    "UsageError",
-    "add_cameras_argument",
-    "add_recordings_argument",
-    "add_root_argument",
-    "add_verbosity_arguments",
-    "check_writable",
-    "command",
-    "command_name",
-    "default_root",
-    "non_negative_float",
-    "positive_int",
-    "progress_enabled",
-    "resolve_root",
-    "run_main",
-    "setup_logging",
-]
+#: The modules of the package; the helpers (``common.__all__``) are served from here too, when first used.
+__all__ = ["build_annotation", "common", "doctor", "download", "entry", "export", "extract", "render"]
 
 
 def __getattr__(name: str) -> Any:
     """``rat7m.cli.run_main`` and the other helpers of :mod:`rat7m.cli.common`, imported when first asked for."""
-    if name in __all__:
+    if not name.startswith("_") and name not in __all__:  # a submodule not imported yet is the import system's
         from rat7m.cli import common
 
-        return getattr(common, name)
+        if name in common.__all__:
+            return getattr(common, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
