@@ -13,6 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "BITS",
+    "barcode_height",
+    "draw_barcode",
+    "read_barcode",
+]
+
 #: Bits of the frame index (indices 0 .. 2**BITS - 1); RAT7M recordings have < 200k frames.
 BITS = 24
 #: A cell whose mean grey level is within this distance of mid-grey (128) is unreadable.

@@ -14,6 +14,51 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
 
+__all__ = [
+    "ANNOTATION_ARTICLE",
+    "ANNOTATION_DIR",
+    "BONES",
+    "BONE_COLOURS",
+    "BONE_PARTS",
+    "CAMERA_NAMES",
+    "CHUNK_LENGTH",
+    "ERROR_COLOUR",
+    "FIGSHARE_API_URL",
+    "FIGSHARE_COLLECTION_ID",
+    "FLIP_INDEX",
+    "GT_COLOUR",
+    "IMAGES_DIR",
+    "JOINT_NAMES",
+    "KEYPOINT_SIGMAS",
+    "LEFT_RIGHT_PAIRS",
+    "MINI_ANNOTATION_DRIVE_ID",
+    "MINI_ANNOTATION_NAME",
+    "N_JOINTS",
+    "OKABE_ITO",
+    "PART_COLOURS",
+    "PRED_COLOUR",
+    "RECORDINGS",
+    "SPLITS",
+    "VIDEO_DIR",
+    "Article",
+    "ChunkName",
+    "Recording",
+    "camera_name",
+    "camera_number",
+    "image_path",
+    "image_paths",
+    "mini_annotation_path",
+    "mocap_file_name",
+    "parse_cameras",
+    "parse_image_path",
+    "parse_mocap_file_name",
+    "parse_recordings",
+    "parse_video_chunk_name",
+    "recording_by_name",
+    "recording_for",
+    "video_chunk_name",
+]
+
 #: Folder (under the dataset root) holding the MP4 chunks.
 VIDEO_DIR = "video_sequences"
 #: Folder (under the dataset root) holding the ``mocap-s{S}-d{D}.mat`` files.

@@ -24,7 +24,6 @@ if __name__ == "__main__":  # first: a Ctrl-C or SIGTERM during the imports belo
 
     interrupt.at_start()
 
-import argparse
 import contextlib
 import errno
 import itertools
@@ -39,15 +38,7 @@ from typing import Any
 import numpy as np
 
 from rat7m import catalogue, pixels
-from rat7m.cli import (
-    ArgumentParser,
-    add_root_argument,
-    add_verbosity_arguments,
-    command,
-    resolve_root,
-    run_main,
-    setup_logging,
-)
+from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
 from rat7m.model import MEANINGS, SPELLINGS, Table
@@ -309,23 +300,7 @@ def diagnose(root: Path, annotation: Path | None = None) -> tuple[list[str], boo
     return lines, ok
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The doctor's command line."""
-    parser = ArgumentParser(prog="python -m rat7m.doctor", description=__doc__)
-    add_root_argument(parser)
-    parser.add_argument("--annotation", type=Path, help=f"table (default: <root>/{catalogue.MINI_ANNOTATION_NAME})")
-    add_verbosity_arguments(parser)
-    return parser
+if __name__ == "__main__":  # python -m rat7m.doctor: the command lives in rat7m/cli/doctor.py
+    from rat7m.cli.entry import run_command
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the report; 0 if everything the table wants can be extracted, 1 if not."""
-    args = build_parser().parse_args(argv)
-    setup_logging(args)
-    lines, ok = diagnose(resolve_root(args.root, quiet=args.quiet), args.annotation)
-    print("\n".join(lines))
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run_command("doctor"))

@@ -56,6 +56,32 @@ from rat7m.video import Chunk, ChunkIndex, ChunkReadError, choose_decoder, read_
 if TYPE_CHECKING:  # imported where a run starts: not paid by a refusal or by each pool worker
     from tqdm import tqdm
 
+__all__ = [
+    "DEFAULT_QUALITY",
+    "PROGRESS_INTERVAL",
+    "TERMINATE_TIMEOUT",
+    "WANTED_FRAME_COST",
+    "WATCHDOG_INTERVAL",
+    "WORKER_DIED",
+    "ChunkJob",
+    "Failure",
+    "JobResult",
+    "Summary",
+    "Target",
+    "encode_jpeg",
+    "extract",
+    "format_failures",
+    "format_frames",
+    "is_complete_jpeg",
+    "parse_shard",
+    "partial_download_hint",
+    "plan_jobs",
+    "shard_from_environment",
+    "shard_jobs",
+    "verify",
+    "wanted_images",
+]
+
 log = logging.getLogger(__name__)
 
 #: JPEG quality used unless the user asks for another (OpenCV's scale, 0-100).

@@ -21,6 +21,18 @@ from typing import IO, BinaryIO
 
 from rat7m.errors import BadInputError
 
+__all__ = [
+    "SMALL_FILE_BYTES",
+    "atomic_write",
+    "check_input",
+    "open_input",
+    "read_input",
+    "remove_stale_staging",
+    "remove_stale_temporaries",
+    "staging_name",
+    "temporary_name",
+]
+
 
 def temporary_name(path: Path, keep_suffix: bool = False) -> Path:
     """A temporary name next to ``path``, unique to this process and thread (hidden, ``.tmp``).

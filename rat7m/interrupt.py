@@ -32,6 +32,20 @@ import _signal as signal
 import os
 import sys
 
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "INTERRUPTED",
+    "SIGNALS",
+    "TERMINATED",
+    "Terminated",
+    "at_start",
+    "exit_code",
+    "message",
+    "raising",
+    "reported",
+]
+
 #: Exit code after Ctrl-C (128 + SIGINT, what a shell reports for a process stopped by it).
 EXIT_INTERRUPTED = 130
 #: Exit code after SIGTERM (128 + SIGTERM, likewise).

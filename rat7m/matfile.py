@@ -26,6 +26,19 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
 from rat7m.model import MAT_SPELLING, camera_param, with_both_spellings
 
+__all__ = [
+    "CAMERA_FIELDS",
+    "MAT_CAMERA_ORDER",
+    "MAX_EXPANSION",
+    "MAX_FRAME_INDEX",
+    "MIN_DECOMPRESSED_BOUND",
+    "MocapRecording",
+    "load_cameras",
+    "load_mocap",
+    "load_recording",
+    "save_recording",
+]
+
 log = logging.getLogger(__name__)
 
 #: Camera fields in the order and spellings the real files store them. :func:`load_cameras` returns

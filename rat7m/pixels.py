@@ -29,6 +29,24 @@ import numpy as np
 
 from rat7m.errors import BadInputError
 
+__all__ = [
+    "CONVENTIONS",
+    "ENV",
+    "MATLAB",
+    "MATLAB_OFFSET",
+    "SAMPLE_ROWS",
+    "TABLE_KEY",
+    "TOLERANCE_PX",
+    "ZERO_BASED",
+    "Detection",
+    "camera_to_zero_based",
+    "convention_of",
+    "convert",
+    "detect",
+    "from_zero_based",
+    "to_zero_based",
+]
+
 log = logging.getLogger(__name__)
 
 #: MATLAB's convention: the centre of the top-left pixel is (1, 1). The cameras' own convention.

@@ -12,6 +12,16 @@ import numpy as np
 
 from rat7m import catalogue
 
+__all__ = [
+    "draw_overlay_2d",
+    "draw_pose_2d",
+    "draw_pose_3d",
+    "overlay_legend_handles",
+    "part_legend_handles",
+    "pose_legend_handles",
+    "rgb",
+]
+
 
 def rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
     """A catalogue colour (RGB 0-255) as matplotlib's 0-1 floats."""

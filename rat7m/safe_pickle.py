@@ -35,8 +35,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rat7m.errors import BadInputError
+from rat7m.errors import BadInputError, UnsafePickleError
 from rat7m.fileio import read_input
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "MAX_KEY_DEPTH",
+    "MAX_KEY_SIZE",
+    "MAX_TABLE_BYTES",
+    "NPY_MAGIC",
+    "UnsafePickleError",
+    "safe_load",
+    "safe_loads",
+]
 
 #: First bytes of a ``.npy`` file (see ``numpy.lib.format``).
 NPY_MAGIC = b"\x93NUMPY"
@@ -191,11 +202,6 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 
 #: The allow-list: (module, name) -> the object handed to the unpickler.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _allowed_globals()
-
-
-class UnsafePickleError(BadInputError):
-    """The pickle asks for something a table never needs: a global outside the allow-list, a
-    forged numpy state, a persistent id (it may be trying to run code or corrupt memory)."""
 
 
 def _check_dtype_state(dtype: np.dtype, state: Any) -> None:

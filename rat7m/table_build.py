@@ -31,6 +31,16 @@ from rat7m.matfile import MocapRecording, load_recording
 from rat7m.model import Table, camera_param, with_both_spellings
 from rat7m.table import CAMERA_PARAM_SIZES, validate_annotation
 
+__all__ = [
+    "build_table",
+    "centre_of_markers",
+    "find_mocap_files",
+    "format_summary",
+    "parse_split",
+    "select_samples",
+    "summarize",
+]
+
 log = logging.getLogger(__name__)
 
 

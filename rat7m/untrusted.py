@@ -35,6 +35,23 @@ from rat7m.errors import BadInputError
 if TYPE_CHECKING:  # urllib3 (and ssl with it) only where a URL is checked: not every command's start-up
     import urllib3
 
+__all__ = [
+    "DRAIN_LIMIT",
+    "BodyTooLargeError",
+    "DeadlineError",
+    "UnsafeUrlError",
+    "UntrustedFileError",
+    "check_image_path",
+    "check_image_paths",
+    "check_output",
+    "check_url",
+    "discard",
+    "disk_full_message",
+    "header_int",
+    "open_own_file",
+    "read_capped",
+]
+
 #: Bodies at most this long are read to their end so the connection can be reused; longer ones
 #: (or ones of unknown length) are closed unread.
 DRAIN_LIMIT = 64 * 1024

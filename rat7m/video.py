@@ -53,7 +53,21 @@ import numpy as np
 
 from rat7m import catalogue, extras
 from rat7m.catalogue import Recording
-from rat7m.errors import BadInputError, Rat7mError
+from rat7m.errors import BadInputError, ChunkReadError
+
+__all__ = [
+    "DECODERS",
+    "PROBE_PACKETS",
+    "Chunk",
+    "ChunkIndex",
+    "ChunkReadError",
+    "choose_decoder",
+    "header_frame_count",
+    "open_capture",
+    "quiet_decoder_logs",
+    "read_frames",
+    "resolve_decoder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,22 +175,6 @@ def quiet_decoder_logs() -> None:
     if "OPENCV_LOG_LEVEL" not in os.environ:
         os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-class ChunkReadError(Rat7mError):
-    """A chunk could not be opened, or ended before its last wanted frame.
-
-    Attributes:
-        reason: one line for the user, saying what happened.
-        decoded: how many frames were decoded before the stop (offsets below it were delivered).
-        at_end: the chunk ended where its header says it ends (it is complete but shorter than wanted).
-    """
-
-    def __init__(self, reason: str, decoded: int, at_end: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.decoded = decoded
-        self.at_end = at_end
 
 
 def open_capture(path: str | os.PathLike, threads: int | None = None) -> cv2.VideoCapture:

@@ -12,7 +12,8 @@ import build_annotation
 import download_all
 import extract_frames
 from metric_utils import compute_metrics
-from rat7m import catalogue, cli, doctor
+from rat7m import catalogue, cli
+from rat7m.cli import doctor
 from rat7m.demo import pipeline, synthetic
 from tests.read_only import read_only_command, restore_writable
 

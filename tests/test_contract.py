@@ -74,7 +74,8 @@ class Command:
 
     @property
     def console(self) -> str:
-        return self.argv[0]
+        """The console command it runs (``rat7m download`` is ``rat7m-download``)."""
+        return f"rat7m-{self.argv[1]}" if self.argv[0] == "rat7m" else self.argv[0]
 
 
 def _export(fmt: str, *extra_args: str, reads: str | None = None, **kwargs) -> Command:
@@ -112,6 +113,10 @@ COMMANDS = [
                                "--out", "{out}"), out="--out", reads="--pred_path"),
     Command("render-video", ("rat7m-render", "video", "--recording", "s5-d1", "--camera", "1", "--stop", "5",
                              "--out", "{out}/video.mp4"), out="--out", extra=("av", "render", ("--codec", "pyav"))),
+    # `rat7m <command>` (the one entry point) keeps the same contract as the rat7m-* commands
+    Command("rat7m-download", ("rat7m", "download", "--api-url", "{api}", "--recordings", "s5-d1", "--cameras", "1"),
+            empty_root=True),
+    Command("rat7m-export-coco", ("rat7m", "export", "coco", "--out", "{out}"), out="--out", reads="--annotation"),
     Command("render-report", ("rat7m-render", "report", "--metrics_dir", "{metrics}", "--worst", "0",
                               "--out", "{out}/report.html"), out="--out",
             reads="--metrics_dir", reads_inside="summary.json"),
@@ -316,7 +321,7 @@ PARSERS = {
     "rat7m-build-annotation": "build_annotation",
     "rat7m-extract": "extract_frames",
     "rat7m-metrics": "metric_utils.compute_metrics",
-    "rat7m-doctor": "rat7m.doctor",
+    "rat7m-doctor": "rat7m.cli.doctor",
     "rat7m-export": "rat7m.export.cli",
     "rat7m-render": "rat7m.render.__main__",
 }

@@ -15,6 +15,7 @@ import pytest
 import build_annotation
 import extract_frames
 from rat7m import catalogue, doctor
+from rat7m.cli import doctor as doctor_command
 from rat7m.cli import run_main
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
@@ -38,7 +39,7 @@ def _root(tmp_path, dataset, table, recordings=("s1-d1", "s2-d1")):
 
 
 def _doctor(capsys, root, *extra):
-    code = run_main(doctor.main, ["--root", str(root), *extra])
+    code = run_main(doctor_command.main, ["--root", str(root), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -192,5 +193,5 @@ def test_annotation_fifo_is_one_line(tmp_path):
 
 def test_help_has_no_docstring_markup():
     """Old: ``--help`` showed ``:func:`hint```."""
-    text = doctor.build_parser().format_help()
+    text = doctor_command.build_parser().format_help()
     assert ":func:" not in text and "``" not in text and "Exit codes: 0 everything" in text

@@ -39,7 +39,7 @@ def test_unknown_options_are_refused_before_anything_is_written(tmp_path):
 
 
 def test_a_format_flag_given_to_another_format_is_one_line_and_exit_2(tmp_path, capsys):
-    code = run_main(export_script.script_main, ["coco", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+    code = run_main(export_script.run, ["coco", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
                                                 "--allow-skew"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "--allow-skew is an option of the anipose export, not of coco" in err
@@ -51,5 +51,5 @@ def test_a_missing_dependency_names_the_extra(tmp_path, monkeypatch, capsys):
     assert not REGISTRY["slp"].available() and REGISTRY["coco"].available()
     with pytest.raises(extras.MissingExtraError, match=r"the slp export needs sleap-io.*\[sleap\]"):
         REGISTRY["slp"].export(None, tmp_path, final=Path(tmp_path, "slp"), images_root=tmp_path)
-    code = run_main(export_script.script_main, ["slp", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    code = run_main(export_script.run, ["slp", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2 and "pip install 'rat7m-toolkit[sleap]'" in capsys.readouterr().err

@@ -11,7 +11,6 @@ the dataset is mounted read-only, score predictions.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -28,9 +27,10 @@ from rat7m.table import load_annotation
 from tests.read_only import read_only_command, restore_writable
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["rat7m-download", "rat7m-build-annotation", "rat7m-extract", "rat7m-metrics"]
-if importlib.util.find_spec("rat7m.doctor") is not None:
-    COMMANDS.append("rat7m-doctor")
+COMMANDS = ["rat7m-download", "rat7m-build-annotation", "rat7m-extract", "rat7m-metrics", "rat7m-doctor",
+            "rat7m-export", "rat7m-render", "rat7m", "rat7m download"]  # fmt: skip
+#: What the wheel installs at the top level: the toolkit's package (and metric_utils until its move into rat7m).
+TOP_LEVEL = {"rat7m", "metric_utils"}
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +75,18 @@ def _run(command: list, cwd: Path, env: dict[str, str], code: int = 0) -> subpro
 def test_every_console_command_has_help_from_any_folder(installed, tmp_path):
     env = _env(installed)
     for command in COMMANDS:
-        result = _run([installed / command, "--help"], tmp_path, env)
+        program, *mode = command.split()
+        result = _run([installed / program, *mode, "--help"], tmp_path, env)
         assert result.stdout.startswith(f"usage: {command} ") and "Exit codes" in result.stdout
     probe = (
-        "import rat7m, metric_utils.metrics, matlab_utils, download_all; from rat7m.table import load_annotation; "
+        "import rat7m, rat7m.cli.download, metric_utils.metrics; from rat7m import load_annotation, MiniRat7m; "
         "from metric_utils.metrics import mpjpe; print(rat7m.__file__)"
     )
     where = _run([installed / "python", "-c", probe], tmp_path, env).stdout.strip()
     assert where.startswith(str(installed.parent)) and not where.startswith(str(REPO))  # from the wheel, not here
+    site = Path(where).parents[1]  # the top level of the wheel's modules: one package, no scripts
+    top = {p.name.removesuffix(".py") for p in site.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    assert top == TOP_LEVEL, top
     bad = _run([installed / "rat7m-metrics", "--pred-pth", "p.csv"], tmp_path, env, code=2)
     assert bad.stderr.startswith("rat7m-metrics: error: ") and "did you mean --pred-path?" in bad.stderr
 

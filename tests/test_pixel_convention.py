@@ -380,8 +380,7 @@ def _shifted_copy(roots, tmp_path, by):
 
 def test_check_and_doctor_name_the_tables_pixel_convention(roots, tmp_path, capsys):
     import build_annotation
-    from rat7m import doctor
-    from rat7m.cli import run_main
+    from rat7m.cli import doctor, run_main
 
     said = {
         pixels.MATLAB: "MATLAB 1-based (top-left pixel centre at (1, 1)); stored 2D minus projected 3D = (+0, +0) px",

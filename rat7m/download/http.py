@@ -37,6 +37,26 @@ from rat7m.untrusted import (
     read_capped,
 )
 
+__all__ = [
+    "CONNECTION_ERRORS",
+    "CONNECT_TIMEOUT",
+    "JSON_DEADLINE",
+    "MAX_JSON_BYTES",
+    "MAX_REDIRECTS",
+    "READ_TIMEOUT",
+    "RETRY_STATUSES",
+    "USER_AGENT",
+    "HttpClient",
+    "PermanentError",
+    "RetryPolicy",
+    "RetryableError",
+    "UnreachableError",
+    "call_with_retries",
+    "check_status",
+    "parse_retry_after",
+    "unreachable_reason",
+]
+
 log = logging.getLogger(__name__)
 
 #: User-Agent sent with every request.

@@ -25,6 +25,23 @@ from pathlib import PurePosixPath
 from rat7m import catalogue as cat
 from rat7m.download.http import HttpClient, PermanentError, RetryPolicy, UnreachableError, call_with_retries
 
+__all__ = [
+    "AVAILABLE_STATUSES",
+    "INLINE_LIMIT",
+    "MAX_PAGES",
+    "PAGE_SIZE",
+    "WHAT_CHOICES",
+    "Listing",
+    "RemoteFile",
+    "article_entries",
+    "articles_for",
+    "fetch_article_files",
+    "list_remote_files",
+    "page_entries",
+    "select_files",
+    "target_path",
+]
+
 log = logging.getLogger(__name__)
 
 #: Files per page asked of the paginated files endpoint (Figshare allows up to 1000).

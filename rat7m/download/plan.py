@@ -26,6 +26,17 @@ from pathlib import Path
 from rat7m.download.listing import RemoteFile
 from rat7m.download.record import Partial, VerificationRecord, Verified
 
+__all__ = [
+    "PART_SUFFIX",
+    "Action",
+    "LocalState",
+    "Step",
+    "decide",
+    "local_state",
+    "part_path",
+    "plan_downloads",
+]
+
 #: Suffix of a download in progress (``s1-d1-camera1-0.mp4.part``).
 PART_SUFFIX = ".part"
 

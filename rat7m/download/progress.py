@@ -17,6 +17,13 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+__all__ = [
+    "LOG_INTERVAL",
+    "FileBar",
+    "Progress",
+    "human_bytes",
+]
+
 log = logging.getLogger(__name__)
 
 #: Seconds between two progress lines when stderr is not a terminal.

@@ -27,6 +27,16 @@ from pathlib import Path
 from rat7m.fileio import temporary_name
 from rat7m.untrusted import open_own_file
 
+__all__ = [
+    "FLUSH_INTERVAL",
+    "MAX_RECORD_BYTES",
+    "RECORD_NAME",
+    "RECORD_VERSION",
+    "Partial",
+    "VerificationRecord",
+    "Verified",
+]
+
 log = logging.getLogger(__name__)
 
 #: File name of the record, in the output folder.

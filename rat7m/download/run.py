@@ -31,8 +31,27 @@ from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
 from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
-from rat7m.errors import BadInputError, Rat7mError
+from rat7m.errors import BadInputError, NotEnoughSpaceError, Rat7mError
 from rat7m.untrusted import UntrustedFileError, open_own_file
+
+__all__ = [
+    "LOCK_NAME",
+    "ZIP_URL",
+    "NotEnoughSpaceError",
+    "Options",
+    "Report",
+    "check_disk_space",
+    "disk_free",
+    "download_dataset",
+    "existing_ancestor",
+    "fetch_mini_annotation",
+    "format_plan",
+    "format_summary",
+    "pickle_problem",
+    "retry_policy",
+    "run_parallel",
+    "summary_counts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +68,6 @@ def disk_free(path: Path) -> int:
 
 #: The retry policy of a run (a module-level seam: tests swap in one that does not sleep).
 retry_policy = RetryPolicy()
-
-
-class NotEnoughSpaceError(BadInputError):
-    """The plan does not fit on the disk (scripts exit with 2 before downloading anything)."""
 
 
 @dataclass

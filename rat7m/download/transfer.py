@@ -45,6 +45,19 @@ from rat7m.download.progress import FileBar, Progress
 from rat7m.download.record import VerificationRecord
 from rat7m.untrusted import UntrustedFileError, disk_full_message, header_int, open_own_file
 
+__all__ = [
+    "CHUNK_SIZE",
+    "STATUSES",
+    "Interrupt",
+    "Outcome",
+    "Stopped",
+    "carry_out",
+    "md5_of_file",
+    "parse_content_range",
+    "size_from_response",
+    "validator_of",
+]
+
 log = logging.getLogger(__name__)
 
 #: Largest piece read from the network (or a file being hashed) and written at once.

@@ -42,6 +42,15 @@ from rat7m.download.safezip import CorruptArchiveError, safe_extract
 from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outcome, carry_out, size_from_response
 from rat7m.errors import Rat7mError
 
+__all__ = [
+    "MAX_RATIO",
+    "ZIP_DIR",
+    "ZipJob",
+    "plan_zips",
+    "probe_size",
+    "run_zip_job",
+]
+
 log = logging.getLogger(__name__)
 
 #: Folder (under the output folder) holding the zips while they download and unpack.

@@ -8,3 +8,5 @@
 
 Colours come from the catalogue's colour-blind-safe palette; drawing helpers from :mod:`rat7m.plotting`.
 """
+
+__all__: list[str] = []  # the API is its modules (samples, video, report)

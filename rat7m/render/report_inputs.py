@@ -32,6 +32,26 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import read_input
 
+__all__ = [
+    "MAX_CSV_BYTES",
+    "MAX_ENTRIES",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_NUMBER",
+    "MAX_TEXT",
+    "PER_SAMPLE_CSV",
+    "SUMMARY_2D_JSON",
+    "SUMMARY_JSON",
+    "TRIANGULATION_JSON",
+    "json_depth",
+    "parse_summary",
+    "parse_summary_2d",
+    "parse_triangulation",
+    "read_json",
+    "read_per_sample",
+    "read_run",
+]
+
 #: File names inside a metrics folder (as compute_metrics.py and its 2D scorer write them).
 SUMMARY_JSON = "summary.json"
 SUMMARY_2D_JSON = "summary_2d.json"

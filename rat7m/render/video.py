@@ -36,6 +36,19 @@ from rat7m.geometry import project
 from rat7m.matfile import load_recording
 from rat7m.video import ChunkIndex, header_frame_count, read_frames
 
+__all__ = [
+    "DEFAULT_FPS",
+    "OPENCV_FOURCCS",
+    "check_range",
+    "decode_range",
+    "draw_labels",
+    "ground_truth_by_frame",
+    "legend_strip",
+    "mark_sizes",
+    "render_video",
+    "write_video",
+]
+
 log = logging.getLogger(__name__)
 
 #: Frame rate written into the MP4 (the rig's cameras run at 120 fps).

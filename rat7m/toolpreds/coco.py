@@ -31,6 +31,14 @@ from rat7m.toolpreds.common import (
     read_text,
 )
 
+__all__ = [
+    "FORMAT",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_VALUES",
+    "read",
+    "sniff",
+]
+
 FORMAT = "coco"
 #: Largest results file (bytes); one prediction is ~0.5-1.5 KB, so ~500k predictions at full precision.
 MAX_JSON_BYTES = 512 << 20

@@ -41,6 +41,29 @@ import numpy as np
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 
+__all__ = [
+    "MAX_CONFIDENCE",
+    "MAX_COORDINATE",
+    "MAX_FILE_BYTES",
+    "MAX_PER_IMAGE",
+    "OUTSIDE",
+    "Collector2D",
+    "Collector3D",
+    "Report",
+    "TableIndex",
+    "ToolPredictions2D",
+    "ToolPredictions3D",
+    "check_confidence",
+    "check_size",
+    "check_values",
+    "is_float",
+    "joint_order",
+    "no_gc",
+    "one_line",
+    "path_parts",
+    "read_text",
+]
+
 #: Largest prediction file read (bytes): text formats are parsed whole, so this bounds memory.
 MAX_FILE_BYTES = 1 << 30
 #: Largest absolute pixel or mm value accepted (far beyond any image or arena, far below overflow).

@@ -24,6 +24,12 @@ from rat7m.toolpreds.common import (
     one_line,
 )
 
+__all__ = [
+    "FORMAT",
+    "read",
+    "sniff",
+]
+
 FORMAT = "dannce"
 
 

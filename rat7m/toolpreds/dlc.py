@@ -41,6 +41,15 @@ from rat7m.toolpreds.common import (
     read_text,
 )
 
+__all__ = [
+    "FORMAT",
+    "H5_KEYS",
+    "MAX_COLUMNS",
+    "MAX_FILES",
+    "read",
+    "sniff",
+]
+
 FORMAT = "dlc"
 #: Keys DLC writes its tables under, tried in this order when a file holds several.
 H5_KEYS = ("df_with_missing", "predictions", "keypoints")

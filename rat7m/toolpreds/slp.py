@@ -27,6 +27,12 @@ from rat7m.toolpreds.common import (
     one_line,
 )
 
+__all__ = [
+    "FORMAT",
+    "read",
+    "sniff",
+]
+
 FORMAT = "slp"
 
 

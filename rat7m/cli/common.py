@@ -24,7 +24,32 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rat7m import catalogue, interrupt
-from rat7m.errors import BadInputError, Rat7mError
+from rat7m.errors import BadInputError, Rat7mError, UsageError
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "ROOT_ENV",
+    "SCRIPTS",
+    "ArgumentParser",
+    "UsageError",
+    "add_cameras_argument",
+    "add_recordings_argument",
+    "add_root_argument",
+    "add_verbosity_arguments",
+    "check_writable",
+    "command",
+    "command_name",
+    "default_root",
+    "non_negative_float",
+    "positive_int",
+    "progress_enabled",
+    "resolve_root",
+    "run_main",
+    "setup_logging",
+]
 
 #: Exit code for bad input (a file or argument that is not what it should be).
 EXIT_BAD_INPUT = 2
@@ -73,10 +98,6 @@ def command(name: str) -> str:
     """
     console = f"rat7m-{name}"
     return console if shutil.which(console) else SCRIPTS[name]
-
-
-class UsageError(BadInputError):
-    """A bad command-line argument; its message is the whole line to print (prog and hint included)."""
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,0 +1,145 @@
+"""Entry points: ``rat7m <command>``, the ``rat7m-*`` console commands and the top-level scripts.
+
+Every way in runs a command's module the same way (:func:`run_command`): Ctrl-C and SIGTERM are
+made to end it with one line first (:func:`rat7m.interrupt.at_start`), then the module is imported
+(numpy, OpenCV ...) and its ``main`` runs through :func:`rat7m.cli.run_main`, so errors, exit codes
+and ``--help`` read the same whether the user typed ``rat7m download``, ``rat7m-download`` or
+``python download_all.py``; each names itself as typed.
+
+This module imports nothing heavy, so that a signal during start-up is already one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rat7m import extras, interrupt
+
+__all__ = [
+    "COMMANDS",
+    "build_annotation",
+    "doctor",
+    "download",
+    "export",
+    "extract",
+    "main",
+    "metrics",
+    "render",
+    "run_command",
+]
+
+#: Each command: the module that holds it, the function that runs it, and one line for ``rat7m --help``.
+COMMANDS = {
+    "download": ("rat7m.cli.download", "main", "download RAT7M from Figshare, resumable and verified"),
+    "build-annotation": ("rat7m.cli.build_annotation", "main", "build the mini-RAT7M table, or check one"),
+    "extract": ("rat7m.cli.extract", "main", "extract the frames the table wants from the videos"),
+    "metrics": ("metric_utils.compute_metrics", "main", "score predictions (MPJPE, PA-MPJPE, N-MPJPE, 2D OKS AP)"),
+    "doctor": ("rat7m.cli.doctor", "main", "explain a dataset folder: what is there and what is missing"),
+    "export": ("rat7m.cli.export", "run", "export the table to COCO, DeepLabCut, YOLO, SLEAP, anipose, DANNCE"),
+    "render": ("rat7m.cli.render", "main", "draw overlays, labelled videos and a report of a scoring run"),
+}
+#: Exit code of bad input (an unknown command, a command missing from this installation).
+EXIT_BAD_INPUT = 2
+
+
+def run_command(name: str, prog: str | None = None, argv: Sequence[str] | None = None) -> int:
+    """Run command ``name`` (a key of :data:`COMMANDS`) on ``argv`` (default: ``sys.argv[1:]``).
+
+    Args:
+        name: the command.
+        prog: what ``--help`` and error lines call it (default: the command's own script name).
+        argv: its arguments.
+
+    Returns:
+        The exit code.
+    """
+    interrupt.at_start()
+    extras.require_runtime()  # a missing runtime dependency is one line saying how to install it
+    module_name, function, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"{prog or name}: not part of this version of the toolkit (no module {module_name})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from rat7m.cli import command_name, run_main
+
+    if prog is None:
+        return run_main(getattr(module, function), argv)
+    with command_name(prog):
+        return run_main(getattr(module, function), argv)
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {about}" for name, (_, _, about) in COMMANDS.items()]
+    return "\n".join([
+        "usage: rat7m <command> [options]   (rat7m <command> --help: its options)",
+        "",
+        "The RAT7M toolkit. Commands:",
+        *lines,
+        "",
+        "Each is also a console command (rat7m-download ...). Exit codes: 0 done, 1 some work failed,",
+        "2 bad input, 130 interrupted (Ctrl-C), 143 terminated.",
+    ])  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rat7m <command> [options]``: run one command; ``rat7m --help`` lists them."""
+    interrupt.at_start()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else EXIT_BAD_INPUT
+    if args[0] == "--version":
+        from rat7m import __version__
+
+        print(f"rat7m {__version__}")
+        return 0
+    name = args[0]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        maybe = f"; did you mean {close[0]}?" if close else ""
+        print(f"rat7m: error: no command {name!r}{maybe} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_command(name, f"rat7m {name}", args[1:])
+
+
+def download() -> int:
+    """``rat7m-download``."""
+    return run_command("download", "rat7m-download")
+
+
+def build_annotation() -> int:
+    """``rat7m-build-annotation``."""
+    return run_command("build-annotation", "rat7m-build-annotation")
+
+
+def extract() -> int:
+    """``rat7m-extract``."""
+    return run_command("extract", "rat7m-extract")
+
+
+def metrics() -> int:
+    """``rat7m-metrics``."""
+    return run_command("metrics", "rat7m-metrics")
+
+
+def doctor() -> int:
+    """``rat7m-doctor``."""
+    return run_command("doctor", "rat7m-doctor")
+
+
+def export() -> int:
+    """``rat7m-export``."""
+    return run_command("export", "rat7m-export")
+
+
+def render() -> int:
+    """``rat7m-render``."""
+    return run_command("render", "rat7m-render")
