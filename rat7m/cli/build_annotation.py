@@ -17,7 +17,6 @@ Exit codes: 0 done (all checks passed), 1 a check failed or the table could not 
 
 from __future__ import annotations
 
-
 # isort: split
 import argparse
 import errno

@@ -16,7 +16,6 @@ summary; rerun to retry them), 2 bad arguments or an unusable --out folder.
 
 from __future__ import annotations
 
-
 # isort: split
 import argparse
 import logging

@@ -23,7 +23,6 @@ Exit codes: 0 every image done (or verified), 1 some images failed (listed with 
 
 from __future__ import annotations
 
-
 # isort: split
 import argparse
 import logging
