@@ -35,8 +35,8 @@ _LAZY = {
     "load_mocap": "rat7m.matfile",
     "triangulate": "rat7m.triangulate",
     "export": "rat7m.export",
-    # Pending other branches this round (tests/test_imports.py lists them in PENDING_PUBLIC_NAMES):
     "Table": "rat7m.model",
+    "Camera": "rat7m.model",
     "mpjpe": "rat7m.metrics",
     "pa_mpjpe": "rat7m.metrics",
     "n_mpjpe": "rat7m.metrics",

@@ -30,31 +30,54 @@ SCRIPTS = ("download_all", "extract_frames", "build_annotation", "export", "matl
 #: The demo and test machinery (a synthetic dataset, local servers, the demo pipeline): never imported at run time.
 DEMO = "rat7m.demo"
 #: Today's modules of that machinery, which move into rat7m.demo this round (demo's branch): the lead trims this.
-DEMO_TODAY = ("rat7m.synthetic", "rat7m.figshare_server", "rat7m.notebook")
+DEMO_TODAY: tuple[str, ...] = ()
 
 #: Imports the rules forbid, still there this round; each (importer, imported) names the branch removing it.
-ALLOWED_OFFENCES = {
-    ("rat7m.cli.render", "metric_utils.compute_metrics"): "evalpkg: split_rows and the readers move into rat7m",
-    ("rat7m.render.report", "metric_utils.compute_metrics"): "evalpkg",
-    ("rat7m.render.report", "metric_utils.pred2d"): "evalpkg",
-    ("rat7m.render.samples", "metric_utils.compute_metrics"): "evalpkg",
-    ("rat7m.render.samples", "metric_utils.metrics"): "evalpkg",
-}
+ALLOWED_OFFENCES: dict[tuple[str, str], str] = {}
 #: Import cycles still there this round, each with the branch that breaks it (the lead empties this).
 ALLOWED_CYCLES = {
-    ("rat7m.geometry", "rat7m.pixels", "rat7m.table"): "model: pixels.detect imports geometry and table lazily",
+    (
+        "rat7m.geometry",
+        "rat7m.model",
+        "rat7m.pixels",
+        "rat7m.table",
+    ): "layers: pixels.detect imports geometry and table",
+    ("rat7m.demo.figshare_http", "rat7m.demo.figshare_server"): "layers: a TYPE_CHECKING import",
 }
 #: Modules without ``__all__`` yet: each branch reworking them this round adds it (the lead empties this).
 MISSING_ALL = {
-    "model": ("rat7m.dataset", "rat7m.doctor", "rat7m.geometry", "rat7m.table", "rat7m.table_check",
-              "rat7m.triangulate", "rat7m.render.samples", "rat7m.export.common"),
-    "loaders": ("rat7m.crops", "rat7m.shards", "rat7m.tf_dataset", "rat7m.torch_dataset"),
-    "demo": ("rat7m.demo", "rat7m.deps", "rat7m.figshare_server", "rat7m.gdrive", "rat7m.notebook", "rat7m.safezip",
-             "rat7m.synthetic", "rat7m.export", "rat7m.export.anipose", "rat7m.export.coco", "rat7m.export.dannce",
-             "rat7m.export.dlc", "rat7m.export.slp", "rat7m.export.yolo"),
+    "layers": (
+        "rat7m.cli.metrics",
+        "rat7m.crops",
+        "rat7m.dataset",
+        "rat7m.demo",
+        "rat7m.demo.drive_server",
+        "rat7m.demo.figshare_http",
+        "rat7m.demo.notebook",
+        "rat7m.demo.pipeline",
+        "rat7m.demo.synthetic",
+        "rat7m.doctor",
+        "rat7m.download.gdrive",
+        "rat7m.download.safezip",
+        "rat7m.export.anipose",
+        "rat7m.export.coco",
+        "rat7m.export.common",
+        "rat7m.export.dannce",
+        "rat7m.export.dlc",
+        "rat7m.export.slp",
+        "rat7m.export.yolo",
+        "rat7m.metrics2d",
+        "rat7m.render.samples",
+        "rat7m.shards",
+        "rat7m.table",
+        "rat7m.table_check",
+        "rat7m.tf_dataset",
+        "rat7m.torch_dataset",
+        "rat7m.triangulate",
+    ),
 }
 #: Public names of rat7m/__init__ whose module arrives with another branch this round (the lead empties this).
-PENDING_PUBLIC_NAMES = {"Table": "model", "mpjpe": "evalpkg", "pa_mpjpe": "evalpkg", "n_mpjpe": "evalpkg"}
+PENDING_PUBLIC_NAMES: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:

@@ -29,8 +29,8 @@ from tests.read_only import read_only_command, restore_writable
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["rat7m-download", "rat7m-build-annotation", "rat7m-extract", "rat7m-metrics", "rat7m-doctor",
             "rat7m-export", "rat7m-render", "rat7m", "rat7m download"]  # fmt: skip
-#: What the wheel installs at the top level: the toolkit's package (and metric_utils until its move into rat7m).
-TOP_LEVEL = {"rat7m", "metric_utils"}
+#: What the wheel installs at the top level: the toolkit's package, nothing else.
+TOP_LEVEL = {"rat7m"}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_every_console_command_has_help_from_any_folder(installed, tmp_path):
         result = _run([installed / program, *mode, "--help"], tmp_path, env)
         assert result.stdout.startswith(f"usage: {command} ") and "Exit codes" in result.stdout
     probe = (
-        "import rat7m, rat7m.cli.download, metric_utils.metrics; from rat7m import load_annotation, MiniRat7m; "
-        "from metric_utils.metrics import mpjpe; print(rat7m.__file__)"
+        "import rat7m, rat7m.cli.download, rat7m.cli.metrics; from rat7m import load_annotation, MiniRat7m, mpjpe; "
+        "print(rat7m.__file__)"
     )
     where = _run([installed / "python", "-c", probe], tmp_path, env).stdout.strip()
     assert where.startswith(str(installed.parent)) and not where.startswith(str(REPO))  # from the wheel, not here

@@ -35,7 +35,7 @@ COMMANDS = {
     "download": ("rat7m.cli.download", "main", "download RAT7M from Figshare, resumable and verified"),
     "build-annotation": ("rat7m.cli.build_annotation", "main", "build the mini-RAT7M table, or check one"),
     "extract": ("rat7m.cli.extract", "main", "extract the frames the table wants from the videos"),
-    "metrics": ("metric_utils.compute_metrics", "main", "score predictions (MPJPE, PA-MPJPE, N-MPJPE, 2D OKS AP)"),
+    "metrics": ("rat7m.cli.metrics", "main", "score predictions (MPJPE, PA-MPJPE, N-MPJPE, 2D OKS AP)"),
     "doctor": ("rat7m.cli.doctor", "main", "explain a dataset folder: what is there and what is missing"),
     "export": ("rat7m.cli.export", "run", "export the table to COCO, DeepLabCut, YOLO, SLEAP, anipose, DANNCE"),
     "render": ("rat7m.cli.render", "main", "draw overlays, labelled videos and a report of a scoring run"),
