@@ -189,7 +189,6 @@ ALLOWED_ELSEWHERE = {
     "rat7m/export/yolo.py",  # demo lane (exporters): groups rows by split
     "rat7m/export/coco.py",  # demo lane (exporters): groups rows by split
     "rat7m/demo/pipeline.py",  # demo lane: test rows and recording rows
-    "rat7m/render/__main__.py",  # house lane (CLI home): a recording's rows
 }
 
 
