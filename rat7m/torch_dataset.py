@@ -23,7 +23,7 @@ no table at all: each sample's annotations travel in its shard.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from rat7m import crops
+from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
@@ -149,17 +149,27 @@ def shard_dataset(
     if not urls:
         raise BadInputError("no shards to read; write them with extract_frames.py --format shards")
     spec = crop if crop is not None else crops.CropSpec()
-    dataset = wds.WebDataset(
-        urls,
-        shardshuffle=len(urls) if shuffle else False,
-        nodesplitter=wds.split_by_node,
-        workersplitter=wds.split_by_worker,
-        empty_check=False,  # a (node, worker) pair may get no shard when there are few
-        seed=seed,
-    )
+    if seed is None and "WDS_SEED" in os.environ:
+        seed = int(os.environ["WDS_SEED"])
+    # wds.WebDataset's stages, with local shards read at their index's offsets (rat7m.shards.iter_samples)
+    dataset = wds.FluidWrapper(wds.SimpleShardList(urls))  # FluidWrapper: .map(), .batched() ... as WebDataset
+    dataset.append(wds.split_by_node)
+    dataset.append(wds.split_by_worker)
     if shuffle:
-        dataset = dataset.shuffle(shuffle)
-    return dataset.map(partial(_from_shard, spec=spec, transform=transform))
+        dataset.append(wds.shuffle(len(urls), seed=seed))
+    dataset.append(_shard_samples)
+    return dataset.shuffle(shuffle).map(partial(_from_shard, spec=spec, transform=transform))
+
+
+def _shard_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Raw samples of each shard URL: local files through their index, anything else through webdataset's tar reader."""
+    import webdataset as wds
+
+    for item in source:
+        if os.path.isfile(item["url"]):
+            yield from shards.iter_samples(item["url"])
+        else:
+            yield from wds.tarfile_samples([item])
 
 
 def _from_shard(raw: dict[str, Any], spec: crops.CropSpec, transform: Transform | None) -> dict[str, Any]:
