@@ -214,12 +214,17 @@ def _indexed_samples(path: Path, index: Path) -> Iterator[dict[str, Any]]:
     """The samples of a shard read at the offsets of its index; a mismatch is a clear error, not wrong data."""
     try:
         entries = json.loads(index.read_bytes())["samples"]
-    except (ValueError, KeyError, TypeError):
-        raise BadInputError(f"{index}: not a shard index (rewrite the shard with --overwrite)") from None
+        spans_of = {
+            key: sorted((int(offset), int(length), suffix) for suffix, (offset, length) in members.items())
+            for key, members in entries.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BadInputError(f"{index}: not a shard index; rewrite the shard with --overwrite") from None
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        for key, members in entries.items():
-            spans = sorted((int(offset), int(length), suffix) for suffix, (offset, length) in members.items())
+        for key, spans in spans_of.items():
+            if not spans or min(length for _, length, _ in spans) < 0:
+                raise BadInputError(f"{index}: sample {key} has no members or a negative size; rewrite the shard")
             start, end = spans[0][0] - tarfile.BLOCKSIZE, spans[-1][0] + spans[-1][1]
             name = f"{key}.{spans[0][2]}".encode()
             if start < 0 or end > size:

@@ -50,3 +50,15 @@ def test_an_index_that_does_not_match_its_tar_is_refused(tmp_path, shift):
     index.write_text(json.dumps(entries))
     with pytest.raises(BadInputError, match="rewrite the shard"):
         list(shards.iter_samples(path))
+
+
+MALFORMED = [{"k": {"json": "x"}}, {"k": {"json": [1]}}, {"k": {}}, [1], {"k": {"json": [512, -3]}}]
+
+
+@pytest.mark.parametrize("samples", MALFORMED)
+def test_a_malformed_index_is_refused(tmp_path, samples):
+    path = tmp_path / "rat7m-train-000000.tar"
+    _write(path, SAMPLES)
+    path.with_name(path.name + shards.INDEX_SUFFIX).write_text(json.dumps({"samples": samples}))
+    with pytest.raises(BadInputError, match="rewrite the shard"):
+        list(shards.iter_samples(path))
