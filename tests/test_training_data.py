@@ -370,3 +370,37 @@ def test_slurm_array_tasks_write_disjoint_shards(built, tmp_path):
     assert owned[0] and owned[1] and owned[0] | owned[1] == expected
     for name in expected:
         assert (out / name).read_bytes() == (built.out / name).read_bytes()
+
+
+def _brighter(sample: dict) -> dict:
+    return {**sample, "images": np.minimum(sample["images"].astype(np.int16) + 9, 255).astype(np.uint8)}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_are_the_samples_decoded_once_into_the_batch(built, workers):
+    """A DataLoader's batch (__getitems__ into one batch tensor, which collate hands on) equals stacked samples."""
+    for transform in (None, _brighter):
+        dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP, transform=transform)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=workers, collate_fn=collate)
+        batches = list(loader)
+        assert sum(len(b["key"]) for b in batches) == len(dataset)
+        for n, batch in enumerate(batches):
+            expected = collate([dataset[i] for i in range(3 * n, min(3 * n + 3, len(dataset)))])
+            assert list(batch) == list(expected)
+            _assert_same(batch, expected)
+    items = dataset.__getitems__([4, 0, 2])
+    batch = collate(items)
+    assert batch["images"].data_ptr() == items[0]["images"].data_ptr()  # not copied again
+    _assert_same(batch, collate([dataset[4], dataset[0], dataset[2]]))
+
+
+def test_shard_batches_are_the_streamed_samples_collated(built):
+    """shard_dataset(batch_size=...) decodes into one batch tensor per batch: the same as collating its samples."""
+    paths = shards.shard_paths(built.out, "train")
+    streamed = list(shard_dataset(paths, CROP, shuffle=0, transform=_brighter))
+    batches = list(shard_dataset(paths, CROP, shuffle=0, transform=_brighter, batch_size=4))
+    assert sum(len(b["key"]) for b in batches) == len(streamed)
+    for n, batch in enumerate(batches):
+        expected = collate(streamed[4 * n : 4 * n + 4])
+        assert list(batch) == list(expected) and batch["__key__"] == batch["key"]
+        _assert_same(batch, expected)
