@@ -393,10 +393,13 @@ def build_report(metrics_dir: str | os.PathLike, root: str | os.PathLike | None 
 def write_report(metrics_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                  root: str | os.PathLike | None = None, worst: int = 4) -> Path:  # fmt: skip
     """Write :func:`build_report` to ``out`` (default ``<metrics_dir>/report.html``), atomically; return its path."""
+    from rat7m.cli import check_writable
+
     out = Path(out) if out is not None else Path(metrics_dir) / REPORT_NAME
-    text = build_report(metrics_dir, root, worst)
     if out.is_dir():
         raise BadInputError(f"--out {out} is a folder; name the report's file, e.g. {out / REPORT_NAME}")
+    check_writable(out.parent, f"the report {out.name}", "pass --out PATH")  # before the seconds of drawing
+    text = build_report(metrics_dir, root, worst)
     remove_stale_temporaries(out.parent, {out.name})  # what a killed run (SIGKILL) left
     try:
         with atomic_write(out) as handle:

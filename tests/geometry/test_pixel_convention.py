@@ -286,7 +286,9 @@ def test_sample_figures_draw_truth_and_projected_3d_on_the_markers(roots, conven
             (shown,) = ax.images
             assert tuple(shown.get_extent()[:2]) == (-0.5, shown.get_array().shape[1] - 0.5)  # pixel centres at 0..W-1
             image = np.asarray(shown.get_array())
-            truth, projected = (np.asarray(c.get_offsets(), dtype=float) for c in ax.collections[:2])
+            by_label = {c.get_label(): c for c in ax.collections}  # the two scatters (the bones are unlabelled)
+            truth, projected = (np.asarray(by_label[k].get_offsets(), dtype=float)
+                                for k in ("ground truth", "prediction"))  # fmt: skip
             truth_offsets.append(truth - centroids(image, truth))
             projected_offsets.append(projected - centroids(image, projected))
     assert_on_markers(truth_offsets, f"rat7m-render samples, ground truth of a {convention} table", least=100)

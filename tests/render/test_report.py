@@ -280,7 +280,19 @@ def test_report_into_a_folder_or_under_a_file_is_one_line(runs, tmp_path, capsys
     (tmp_path / "file").write_text("")
     assert run_main(render_main, [*base, str(tmp_path / "file" / "r.html")]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write the report {tmp_path / 'file' / 'r.html'}: " in err and "Traceback" not in err
+    assert f"cannot write the report r.html to {tmp_path / 'file'}: " in err and "Traceback" not in err
+
+
+def test_an_unwritable_out_is_refused_before_the_metrics_folder_is_read(runs, tmp_path, capsys):
+    """Old: the whole report was drawn (seconds of figures), then the write failed; a bad summary.json hid it."""
+    folder = tmp_path / "metrics"
+    shutil.copytree(runs["3d"], folder)
+    (folder / "summary.json").write_text("{not json")  # reading it would be the first step of the drawing
+    (tmp_path / "file").write_text("")
+    argv = ["report", "--metrics_dir", str(folder), "--out", str(tmp_path / "file" / "r.html")]
+    assert run_main(render_main, argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the report r.html to {tmp_path / 'file'}: " in err and "summary.json" not in err, err
 
 
 _CELL = st.sampled_from(["0", "1", "-1", "2.5", "nan", "inf", "-inf", "1e300", "x", "", "s5-d1", "9" * 30, " 3", "1.0"])

@@ -3,6 +3,7 @@ Table's row selection, its old-mapping behaviour, and that spellings and selecti
 
 import ast
 import copy
+import functools
 import json
 import pickle
 import re
@@ -192,6 +193,7 @@ ALLOWED_ELSEWHERE = {
 }
 
 
+@functools.cache  # the sources do not change during a run: tokenized once, not by each of the tests below
 def _modules() -> list[tuple[str, list[tokenize.TokenInfo]]]:
     paths = [*(ROOT / "rat7m").rglob("*.py"), *(ROOT / "metric_utils").rglob("*.py")]
     out = []
@@ -213,7 +215,8 @@ def _string(token: tokenize.TokenInfo) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _spelling_offenders() -> set[str]:
+@functools.cache
+def _spelling_offenders() -> frozenset[str]:
     found = set()
     for name, tokens in _modules():
         for before, token, after in zip(tokens, tokens[1:], tokens[2:], strict=False):
@@ -221,16 +224,17 @@ def _spelling_offenders() -> set[str]:
             subscript = before.string == "[" and after.string == "]"
             if value in MAT_ONLY or (value in DOC and subscript):
                 found.add(name)
-    return found
+    return frozenset(found)
 
 
-def _selection_offenders() -> set[str]:
+@functools.cache
+def _selection_offenders() -> frozenset[str]:
     found = set()
     for name, tokens in _modules():
         code = " ".join(t.string for t in tokens if t.type != tokenize.STRING)
         if any(_string(t) == "train_test" for t in tokens) or RECORDING_MATCH.search(code):
             found.add(name)
-    return found
+    return frozenset(found)
 
 
 def test_camera_spellings_live_in_the_model():
