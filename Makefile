@@ -39,6 +39,7 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(MKDOCS)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
@@ -66,6 +67,7 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache site
+	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache site

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ from rat7m.demo.figshare_server import FigshareServer  # noqa: E402
 
 MB = 1_000_000
 #: Layout name -> recording name -> sizes in bytes: video chunks first (camera by camera), then the ``.mat``.
-LAYOUTS = {
+LAYOUTS: dict[str, dict[str, tuple[list[int], int | None]]] = {
     "equal": {"s1-d1": ([40 * MB] * 8, None)},
     "mixed": {
         "s1-d1": ([96 * MB, 24 * MB, 64 * MB, 8 * MB, 56 * MB, 40 * MB], int(2.4 * MB)),
@@ -95,7 +96,7 @@ def check(folder: Path, sums: dict[str, str]) -> None:
             raise SystemExit(f"bench: {path} has the wrong content")
 
 
-def cases(server: FigshareServer, layout: str, curl: str) -> dict[str, object]:
+def cases(server: FigshareServer, layout: str, curl: str) -> dict[str, Callable[[Path], list[list[str]]]]:
     """Case label -> function(out folder) -> the commands to time."""
     recordings = list(LAYOUTS[layout])
     has_mat = any(mat is not None for _, mat in LAYOUTS[layout].values())

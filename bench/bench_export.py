@@ -73,7 +73,9 @@ def baseline(table: dict, out: Path, stride: int) -> int:
         subject, day = int(columns["subject_idx"][row]), int(columns["day_idx"][row])
         for cam in catalogue.CAMERA_NAMES:
             params = table["cameras"][subject][day][cam]
-            keypoints, xs, ys = [], [], []
+            keypoints: list[float] = []
+            xs: list[float] = []
+            ys: list[float] = []
             for j in range(catalogue.N_JOINTS):
                 x, y = columns["2D_keypoints"][cam][row][j]
                 depth = (columns["3D_keypoints"][row][j] @ params["RotationMatrix"] + params["TranslationVector"])[0, 2]

@@ -38,6 +38,7 @@ method. This is a benchmark, not a test: it prints, it does not assert.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import shutil
@@ -59,7 +60,7 @@ from rat7m.barcode import read_barcode
 from rat7m.demo.synthetic import generate_dataset
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
-from rat7m.video import ChunkIndex, choose_decoder, open_capture
+from rat7m.video import Chunk, ChunkIndex, choose_decoder, open_capture
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = ("bench", "capture")
@@ -105,16 +106,23 @@ def pool_startup(processes: int) -> float:
     return _timed(start)
 
 
+def _chunk(job: extract.ChunkJob) -> Chunk:
+    """The job's chunk: the generated dataset has every chunk the table wants."""
+    if job.chunk is None:
+        raise SystemExit(f"bench: {job.name}: {job.missing}")
+    return job.chunk
+
+
 def workload(jobs: list[extract.ChunkJob]) -> int:
     """Video frames every method must get through: each chunk up to its last wanted frame."""
-    return sum(job.frames[-1] - job.chunk.start + 1 for job in jobs)
+    return sum(job.frames[-1] - _chunk(job).start + 1 for job in jobs)
 
 
 def baseline(jobs: list[extract.ChunkJob], out: Path, quality: int) -> None:
     """The original algorithm: one process, read() every frame, write the wanted ones."""
     for job in jobs:
-        wanted = {t.frame - job.chunk.start: out / t.path for t in job.targets}
-        capture = cv2.VideoCapture(str(job.chunk.path))
+        wanted = {t.frame - _chunk(job).start: out / t.path for t in job.targets}
+        capture = cv2.VideoCapture(str(_chunk(job).path))
         offset = 0
         while True:
             ok, image = capture.read()
@@ -152,7 +160,7 @@ def floor_chunk(path: str, offsets: list[int], quality: int, threads: int | None
 
 def _floor_args(jobs: list[extract.ChunkJob]) -> tuple[list[str], list[list[int]]]:
     by_cost = sorted(jobs, key=lambda j: -j.cost)
-    return [str(j.chunk.path) for j in by_cost], [[f - j.chunk.start for f in j.frames] for j in by_cost]
+    return [str(_chunk(j).path) for j in by_cost], [[f - _chunk(j).start for f in j.frames] for j in by_cost]
 
 
 def floor_serial(jobs: list[extract.ChunkJob], quality: int) -> None:
@@ -172,7 +180,8 @@ def check_exact(jobs: list[extract.ChunkJob], out: Path, sample: int = 40) -> No
     """Spot-check that extracted images show their frame (the tests check every one)."""
     targets = [t for job in jobs for t in job.targets]
     for target in targets[:: max(1, len(targets) // sample)]:
-        found = read_barcode(cv2.imread(str(out / target.path)))
+        image = cv2.imread(str(out / target.path))
+        found = None if image is None else read_barcode(image)
         if found != target.frame:
             raise SystemExit(f"{target.path} shows frame {found}, not {target.frame}")
 
@@ -191,7 +200,7 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
     """Run every method of one profile interleaved ``args.repeat`` times and print the table and ratios."""
     jobs, table_path = dataset(args.cache, profile, args.stride)
     frames, wanted = workload(jobs), sum(len(j.targets) for j in jobs)
-    chosen = sorted({choose_decoder(j.chunk.path) for j in jobs})
+    chosen = sorted({choose_decoder(_chunk(j).path) for j in jobs})
     print(
         f"\n[{profile}] {len(jobs)} chunks, {frames} video frames up to the last wanted ones, {wanted} JPEGs "
         f"(1 in {frames / wanted:.1f}); auto decoder chooses: {', '.join(chosen)}; "
@@ -201,11 +210,11 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
     methods: dict[str, Callable[[], object]] = {}
     for n in counts:
         methods[f"floor, {n} process(es)"] = (
-            (lambda: floor_serial(jobs, args.quality))
+            functools.partial(floor_serial, jobs, args.quality)
             if n == 1
-            else (lambda n=n: floor_pool(jobs, args.quality, pool, n))
+            else functools.partial(floor_pool, jobs, args.quality, pool, n)
         )
-        methods[f"ours --jobs {n}"] = lambda n=n: ours(jobs, out / f"ours{n}", args.quality, n)
+        methods[f"ours --jobs {n}"] = functools.partial(ours, jobs, out / f"ours{n}", args.quality, n)
     times: dict[str, list[float]] = {name: [] for name in methods}
     startup: dict[str, list[float]] = {"cli": [], **{f"pool {n}": [] for n in counts if n > 1}}
     if not args.skip_baseline:
@@ -228,8 +237,8 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
     print(f"  extract_frames.py --dry-run (imports, table, plan): {_spread(startup['cli'])} s")
     for n in counts:
         if n > 1:
-            pool = _spread(startup[f"pool {n}"])
-            print(f"  start of a pool of {n} (spawn, numpy + OpenCV imports), inside ours: {pool} s")
+            spread = _spread(startup[f"pool {n}"])
+            print(f"  start of a pool of {n} (spawn, numpy + OpenCV imports), inside ours: {spread} s")
     for n in counts:
         ratios = [a / b for a, b in zip(times[f"ours --jobs {n}"], times[f"floor, {n} process(es)"], strict=True)]
         if n > 1:

@@ -37,6 +37,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -87,10 +88,13 @@ def make_table(rng: np.random.Generator, full: bool) -> dict:
     }
 
 
-def best_of(repeat: int, func: Callable[[], object]) -> tuple[float, object]:
-    """Smallest wall time of ``repeat`` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeat):
+_T = TypeVar("_T")
+
+
+def best_of(repeat: int, func: Callable[[], _T]) -> tuple[float, _T]:
+    """Smallest wall time of ``repeat`` calls (at least one), and the last result."""
+    times = []
+    for _ in range(max(1, repeat)):
         start = time.perf_counter()
         result = func()
         times.append(time.perf_counter() - start)

@@ -24,6 +24,8 @@ if __package__ in (None, ""):  # run as a file: make the repository's packages i
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -37,9 +39,12 @@ from tests.helpers import triangulate_reference as old
 N_TEST = 24536
 
 
-def _best(function, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
+_T = TypeVar("_T")
+
+
+def _best(function: Callable[[], _T], repeat: int) -> tuple[float, _T]:
+    times = []
+    for _ in range(max(1, repeat)):
         started = time.perf_counter()
         result = function()
         times.append(time.perf_counter() - started)

@@ -169,7 +169,10 @@ def from_json(data: bytes) -> dict[str, Any]:
 
 
 def _decode_opencv(data: bytes) -> np.ndarray:
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:  # not a JPEG OpenCV can read; cvtColor would fail with "!_src.empty()"
+        raise ValueError(f"cannot decode a view's JPEG ({len(data)} bytes)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _decoder() -> Callable[[bytes], np.ndarray]:
@@ -220,6 +223,16 @@ class CropSpec:
             raise ValueError("CropSpec.jitter_scale needs an output size (crops of random sizes do not batch)")
 
     @property
+    def size_wh(self) -> tuple[int, int] | None:
+        """:attr:`size` as ``(w, h)`` or None: an int is a square (``__post_init__`` already made it a pair)."""
+        return (self.size, self.size) if isinstance(self.size, int) else self.size
+
+    @property
+    def output_wh(self) -> tuple[int, int] | None:
+        """:attr:`output` as ``(W, H)`` or None, as :attr:`size_wh`."""
+        return (self.output, self.output) if isinstance(self.output, int) else self.output
+
+    @property
     def random(self) -> bool:
         """Whether crops are random (jitter)."""
         return bool(self.jitter_shift or self.jitter_scale)
@@ -228,9 +241,9 @@ class CropSpec:
 def crop_box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, rng: np.random.Generator | None = None):
     """The integer box ``(x0, y0, w, h)`` of a view: centred on ``com`` (0-based px), jittered if ``spec`` says so."""
     width, height = image_size
-    if spec.size is None:
+    if spec.size_wh is None:
         return 0, 0, width, height
-    w, h = spec.size
+    w, h = spec.size_wh
     cx, cy = (float(com[0]), float(com[1])) if np.isfinite(com).all() else ((width - 1) / 2, (height - 1) / 2)
     if spec.random and rng is not None:
         if spec.jitter_scale:
@@ -298,7 +311,7 @@ def make_sample(
         image = decode_jpeg(data)
         height, width = image.shape[:2]
         box = crop_box(ann["com_2d"][v], (width, height), spec, rng)
-        output = spec.output if spec.output is not None else box[2:]
+        output = spec.output_wh or (box[2], box[3])
         images.append(crop_image(image, box, output, spec.pad, None if out is None else out[v]))
         boxes.append(box)
         scales.append((output[0] / box[2], output[1] / box[3]))

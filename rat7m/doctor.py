@@ -33,7 +33,7 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
 from rat7m.model import MEANINGS, SPELLINGS, Table
+
+if TYPE_CHECKING:
+    from rat7m.video import Chunk  # lazy at run time (OpenCV is slow to import)
 
 #: Camera parameter keys a table camera may carry, by what they mean (:data:`rat7m.model.SPELLINGS`).
 KNOWN_CAMERA_KEYS = {MEANINGS[name]: spellings for name, spellings in SPELLINGS.items()}
@@ -117,8 +120,10 @@ def unusable_chunk_names(video_dir: Path) -> list[str]:
                 continue
             why = "a folder, not a file" if entry.is_dir() else "not a regular file"
         except OSError as exc:
-            why = {errno.ELOOP: "a symbolic link loop", errno.ENOENT: "a dangling symbolic link"}.get(
-                exc.errno, exc.strerror or str(exc))  # fmt: skip
+            links: dict[int | None, str] = {
+                errno.ELOOP: "a symbolic link loop", errno.ENOENT: "a dangling symbolic link",
+            }  # fmt: skip
+            why = links.get(exc.errno, exc.strerror or str(exc))
         lines.append(f"  {entry.name}: named like a chunk but {why}; left out")
     return lines
 
@@ -232,7 +237,8 @@ def inspect_wanted(root: Path, table: dict, index: Any, length: int) -> tuple[li
     wanted = wanted_images(table, recordings, cameras)
     lines, unheld, total, present = [], 0, 0, 0
     for (rec, cam), targets in wanted.items():
-        lost, by_chunk = [], {}
+        lost: list[int] = []
+        by_chunk: dict[Chunk, list[int]] = {}
         for target in targets:
             total += 1
             present += (root / target.path).is_file()

@@ -13,13 +13,12 @@ and ``triangulation.json``. Each is written under a temporary name, then renamed
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -252,7 +251,7 @@ def _per_joint_csv(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_per_joint(summary: dict[str, Any], handle: io.BufferedWriter) -> None:
+def _plot_per_joint(summary: dict[str, Any], handle: IO[bytes]) -> None:
     """Bar chart of per-joint MPJPE as PNG (Agg canvas, no pyplot state, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib is slow to import
     from matplotlib.figure import Figure
@@ -315,6 +314,7 @@ def score_3d_file(*, pred_path: Path, gt_path: Path, save_dir: Path, table: dict
         read = read_tool_3d(pred_path, tool, table, Table.of(table).split_rows(split))
         predicted, missing, report = read.points, ~np.isfinite(read.points).all(axis=-1), read.report
         print("\n".join(report.lines()))
+    assert predicted is not None  # read above: our own file, or the tool's
     result = evaluate(predicted, table, split, metrics, gt_name=str(gt_path), missing=missing)
     summary = {"pred_path": str(pred_path), "gt_path": str(gt_path), **summarise(result)}
     if report is not None:
@@ -405,14 +405,16 @@ def _triangulate(pred2d: Path, gt_path: Path, split: str, table: dict[str, Any],
     points, confidence = pred.points, pred.confidence
     if tool_report is not None:
         predicted = np.isfinite(points).all(axis=-1)
-        points, confidence = np.where(predicted[..., None], points, 0.0), np.where(predicted, confidence, 0.0)
+        weight = 1.0 if confidence is None else confidence  # None weighs every view 1 (a tool's reader gives them)
+        points, confidence = np.where(predicted[..., None], points, 0.0), np.where(predicted, weight, 0.0)
     matlab = pixels.convert(points, pixels.convention_of(table), pixels.MATLAB)  # the cameras' own pixels
     result = triangulate_rows(matlab, table, rows, confidence, **options)
     missing = np.argwhere(~np.isfinite(result.points).all(axis=-1))
-    untriangulated = None
+    untriangulated, few = None, 0
     if tool_report is not None:
         untriangulated = ~np.isfinite(result.points).all(axis=-1)
-        print(f"{int(untriangulated.sum())} joints predicted in fewer than 2 views: left out of the 3D scores")
+        few = int(untriangulated.sum())
+        print(f"{few} joints predicted in fewer than 2 views: left out of the 3D scores")
         missing = missing[:0]
     if len(missing):
         sample, joint = missing[0]
@@ -428,7 +430,7 @@ def _triangulate(pred2d: Path, gt_path: Path, split: str, table: dict[str, Any],
     evaluation = evaluate(result.points, table, split, tuple(METRICS), gt_name=str(gt_path), missing=untriangulated)
     summary = {"pred2d": str(pred2d), "gt_path": str(gt_path), "triangulation": options, **summarise(evaluation)}
     if tool_report is not None:
-        summary["predictions"] = tool_report.as_dict() | {"n_joints_in_fewer_than_2_views": int(untriangulated.sum())}
+        summary["predictions"] = tool_report.as_dict() | {"n_joints_in_fewer_than_2_views": few}
     mode = "robust (two-view hypotheses + least squares)" if options["robust"] else "linear DLT"
     print(f"\ntriangulated ({mode}): reprojection error mean {np.nanmean(result.reprojection_error):.2f} px, "
           f"views used mean {np.mean(result.views_used):.2f} of {pred.points.shape[1]} (errors in mm)")  # fmt: skip

@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -551,14 +551,27 @@ def _verify_job(job: ChunkJob, report: Callable[[int], None], root: str) -> JobR
     return result
 
 
+class _Job(Protocol):
+    """What :func:`_run` needs of a job: a :class:`ChunkJob`, or a shard (:class:`rat7m.shards.ShardJob`)."""
+
+    @property
+    def targets(self) -> Sized: ...
+
+    @property
+    def cost(self) -> int: ...
+
+
+_J = TypeVar("_J", bound=_Job)
+
+
 def _run(
     task: Callable[..., JobResult],
-    jobs: Sequence[ChunkJob],
+    jobs: Sequence[_J],
     args: tuple,
     processes: int,
     progress: bool,
     what: str,
-    unfinished: Callable[[ChunkJob], JobResult],
+    unfinished: Callable[[_J], JobResult],
 ) -> Summary:
     """Run ``task(job, report, *args)`` over the jobs, in this process or a pool, with one progress bar.
 
@@ -583,12 +596,12 @@ def _run(
 
 def _run_pool(
     task: Callable[..., JobResult],
-    jobs: Sequence[ChunkJob],
+    jobs: Sequence[_J],
     args: tuple,
     processes: int,
     summary: Summary,
     bar: tqdm,
-    unfinished: Callable[[ChunkJob], JobResult],
+    unfinished: Callable[[_J], JobResult],
 ) -> None:
     """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress.
 
@@ -656,8 +669,8 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # held signals are delivered (and noted) here
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(noted):
-            signal.raise_signal(sig)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -726,7 +739,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _call(task: Callable[..., JobResult], job: ChunkJob, args: tuple) -> JobResult:
+def _call(task: Callable[..., JobResult], job: _Job, args: tuple) -> JobResult:
     """Run a task in a worker, batching its progress reports onto the queue."""
     pending = 0
     last = time.monotonic()

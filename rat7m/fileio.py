@@ -167,14 +167,15 @@ def _open_error(path: Path, what: str, exc: OSError) -> BadInputError:
     """One line for an ``os.open`` failure, in the user's words."""
     if exc.errno == errno.EISDIR:  # ``open`` refuses a folder itself; said as the fstat check below says it
         return BadInputError(f"{what} {path} is a folder; expected a regular file")
-    reason = {
+    reasons: dict[int | None, str] = {
         errno.ENOENT: "not found",
         errno.ELOOP: "a symbolic link loop, or a link where none may be",
         errno.EACCES: "permission denied",
         errno.EISDIR: "a folder, not a file",
         errno.ENOTDIR: "a part of the path is not a folder",
         errno.ENXIO: "a socket (or a device with no driver), not a file",
-    }.get(exc.errno, exc.strerror or str(exc))
+    }
+    reason = reasons.get(exc.errno, exc.strerror or str(exc))
     return BadInputError(f"{what} {path}: cannot read ({reason})")
 
 

@@ -27,10 +27,14 @@ Entry points import this first, so it imports nothing that is not already loaded
 
 from __future__ import annotations
 
-# The C module behind ``signal``: already loaded by Python at start-up, where ``signal`` builds its enums first.
-import _signal as signal
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typeshed has no stub for _signal; signal's functions are the same ones
+    import signal
+else:  # the C module behind ``signal``: already loaded by Python at start-up, where ``signal`` builds its enums
+    import _signal as signal
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -101,7 +105,7 @@ def _install(handler: object) -> dict[int, object]:
 
     Nothing outside the main thread (only it can set Python's handlers).
     """
-    previous = {}
+    previous: dict[int, object] = {}
     for sig in SIGNALS:
         old = signal.getsignal(sig)
         if old is signal.SIG_IGN:

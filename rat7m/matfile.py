@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -182,7 +183,7 @@ def _struct(mat: dict, key: str, path: Path) -> np.void:
     return value.reshape(-1)[0]
 
 
-def _float_array(value: object, where: str) -> np.ndarray:
+def _float_array(value: Any, where: str) -> np.ndarray:
     if np.iscomplexobj(value):
         raise BadInputError(f"{where}: holds complex numbers; a camera or marker value is real")
     try:
@@ -193,7 +194,7 @@ def _float_array(value: object, where: str) -> np.ndarray:
 
 def _parse_cameras(mat: dict, path: Path) -> dict[str, dict[str, np.ndarray]]:
     cams = _struct(mat, "cameras", path)
-    names = cams.dtype.names
+    names = cams.dtype.names or ()  # a struct (checked by _struct): never empty
     missing = [c for c in catalogue.CAMERA_NAMES if c not in names]
     if missing:
         raise BadInputError(f"{path}: cameras struct lacks {', '.join(missing)} (found: {', '.join(names)})")
@@ -228,7 +229,7 @@ def _parse_cameras(mat: dict, path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def _parse_mocap(mat: dict, path: Path) -> np.ndarray:
     markers = _struct(mat, "mocap", path)
-    names = markers.dtype.names
+    names = markers.dtype.names or ()  # a struct (checked by _struct): never empty
     unknown = [n for n in names if n not in catalogue.JOINT_NAMES]
     if unknown:
         raise BadInputError(f"{path}: mocap has unknown marker(s) {', '.join(unknown)}")
@@ -354,4 +355,5 @@ def save_recording(
     import scipy.io
 
     with atomic_write(path) as f:
-        scipy.io.savemat(f, content, format="5", oned_as="row")
+        # savemat takes an open file too (scipy's docs); scipy-stubs types only paths
+        scipy.io.savemat(f, content, format="5", oned_as="row")  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.nd
             )
             raise ValueError(msg)
         _check_magnitude(pred, "predicted")
-    valid = np.isfinite(tgt).all(axis=2)
+    valid = np.all(np.isfinite(tgt), axis=2)  # np.all: typed as an array (a method's .all may be a scalar)
     tgt = tgt.copy()  # never the caller's array
     tgt[~valid] = 0.0
     _check_magnitude(tgt, "target")

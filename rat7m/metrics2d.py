@@ -127,7 +127,7 @@ def score_2d(predicted: np.ndarray, target: np.ndarray, camera_names: Sequence[s
         ``ap``, ``ap50``, ``ap75``, ``ar`` (None for a group without images).
     """
     error = pixel_errors(predicted, target)
-    labelled = np.isfinite(np.asarray(target, np.float64)).all(axis=-1)
+    labelled = np.all(np.isfinite(np.asarray(target, np.float64)), axis=-1)
     width, height = box_sizes(target)
     longer = np.fmax(width, height)
     N, V, J = error.shape
@@ -245,8 +245,8 @@ def oks_ap(predicted: np.ndarray, target: np.ndarray, confidence: np.ndarray | N
     """
     similarity = oks(predicted, target)
     score = image_scores(confidence, similarity.shape, scores)
-    present = np.isfinite(target).all(axis=-1).any(axis=-1)  # (N, V)
-    detected = ~np.isnan(np.asarray(predicted, np.float64)).any(axis=-1).all(axis=-1)  # some joint predicted
+    present = np.any(np.all(np.isfinite(target), axis=-1), axis=-1)  # (N, V)
+    detected = ~np.all(np.any(np.isnan(np.asarray(predicted, np.float64)), axis=-1), axis=-1)  # a joint predicted
     per_camera = [average_precision(similarity[present[:, v], v], score[present[:, v], v], detected[present[:, v], v])
                   for v in range(similarity.shape[1])]  # fmt: skip
     return {"cameras": per_camera, "all": average_precision(similarity[present], score[present], detected[present])}

@@ -21,7 +21,7 @@ so validation can say what is wrong with it (a string, a wrong size); :meth:`Cam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -301,7 +301,8 @@ class Table(dict):
         super().__init__(raw)
         #: Where the table came from (its path), for messages.
         self.source = source
-        self._origin = raw if not isinstance(raw, Table) else None
+        # the dict wrapped (a read-only mapping cannot remember the convention: nothing to write to)
+        self._origin = raw if isinstance(raw, MutableMapping) and not isinstance(raw, Table) else None
 
     @classmethod
     def of(cls, table: Mapping) -> Table:

@@ -229,10 +229,11 @@ def read_npy_data(handle: IO[bytes], name: str, shape_ok: Callable[[tuple[int, .
         raise BadInputError(f"{name} declares a {dtype} array of shape {shape} ({declared} bytes) "
                             f"but holds {present} bytes of data")  # fmt: skip
     array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-    view = memoryview(array.reshape(-1, order="A").view(np.uint8))
+    view = array.reshape(-1, order="A").view(np.uint8).data  # a memoryview of the array's bytes
     filled = 0
     try:
-        while filled < declared and (n := handle.readinto(view[filled:])):
+        # a file or a zip member, both io.BufferedIOBase: typeshed's IO (ZipFile.open's type) lacks readinto
+        while filled < declared and (n := handle.readinto(view[filled:])):  # type: ignore[attr-defined]
             filled += n
     except (OSError, ValueError, EOFError, zlib.error) as exc:  # a corrupt zip member fails here (bad CRC...)
         raise BadInputError(f"{name} is not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
@@ -606,10 +607,11 @@ class _CsvReader2D:
         bodies = [self._body(line, self.done + i) for i, line in enumerate(lines)]
         if self.values is None:
             self.values = np.empty((self.n_rows, self._width(bodies[0])))
-        rows = _fast_parse(b"\n".join(bodies), len(bodies), self.values.shape[1])
+        width = self.values.shape[1]
+        rows = _fast_parse(b"\n".join(bodies), len(bodies), width)
         if rows is None:
-            rows = self._slow_parse(bodies)
-        low, high = _bounds(self.values.shape[1] // catalogue.N_JOINTS)
+            rows = self._slow_parse(bodies, width)
+        low, high = _bounds(width // catalogue.N_JOINTS)
         bad = first_out_of_bounds(rows.reshape(len(rows), -1, len(low)), low, high, allow_nan=self.allow_missing)
         if bad is not None:
             row, joint, k = bad
@@ -656,9 +658,8 @@ class _CsvReader2D:
             raise BadInputError(msg)
         return width
 
-    def _slow_parse(self, bodies: list[bytes]) -> np.ndarray:
+    def _slow_parse(self, bodies: list[bytes], width: int) -> np.ndarray:
         """Line by line: name the first line of the wrong width or the first cell that is not a number."""
-        width = self.values.shape[1]
         rows = np.empty((len(bodies), width))
         for index, body in enumerate(bodies):
             cells = body.decode("utf-8", errors="replace").rstrip("\r").split(",")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import codecs
 import io
 import math
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -200,6 +201,10 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+#: The pure-Python unpickler; typed ``Any`` since typeshed declares none of the internals used here
+#: (``stack``, the ``load_*`` opcode methods).
+_PyUnpickler: Any = pickle._Unpickler
+
 #: The allow-list: (module, name) -> the object handed to the unpickler.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _allowed_globals()
 
@@ -238,7 +243,7 @@ def _load_build(self: _SafeUnpickler) -> None:
         _check_array_state(state)
         self._built.add(id(inst))
         self._keep.append(inst)
-    pickle._Unpickler.load_build(self)
+    _PyUnpickler.load_build(self)
 
 
 #: Deepest nesting of tuples and frozensets accepted in a dict key or set item. Hashing a deeper
@@ -294,21 +299,21 @@ def _hashing(op: Any, items_of: Any) -> Any:
     return load
 
 
-class _SafeUnpickler(pickle._Unpickler):
+class _SafeUnpickler(_PyUnpickler):
     """Unpickler whose only source of callables is :data:`ALLOWED_GLOBALS`.
 
     It is the pure-Python unpickler, because only there can BUILD be checked (see
     :func:`_load_build`); a table has few opcodes (arrays are single byte strings), so it is fast.
     """
 
-    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = dict(_PyUnpickler.dispatch)
     dispatch[pickle.BUILD[0]] = _load_build
     # every opcode that hashes a value from the pickle: check its nesting depth first
-    dispatch[pickle.SETITEM[0]] = _hashing(pickle._Unpickler.load_setitem, lambda self: [self.stack[-2]])
-    dispatch[pickle.SETITEMS[0]] = _hashing(pickle._Unpickler.load_setitems, lambda self: self.stack[::2])
-    dispatch[pickle.DICT[0]] = _hashing(pickle._Unpickler.load_dict, lambda self: self.stack[::2])
-    dispatch[pickle.ADDITEMS[0]] = _hashing(pickle._Unpickler.load_additems, lambda self: self.stack)
-    dispatch[pickle.FROZENSET[0]] = _hashing(pickle._Unpickler.load_frozenset, lambda self: self.stack)
+    dispatch[pickle.SETITEM[0]] = _hashing(_PyUnpickler.load_setitem, lambda self: [self.stack[-2]])
+    dispatch[pickle.SETITEMS[0]] = _hashing(_PyUnpickler.load_setitems, lambda self: self.stack[::2])
+    dispatch[pickle.DICT[0]] = _hashing(_PyUnpickler.load_dict, lambda self: self.stack[::2])
+    dispatch[pickle.ADDITEMS[0]] = _hashing(_PyUnpickler.load_additems, lambda self: self.stack)
+    dispatch[pickle.FROZENSET[0]] = _hashing(_PyUnpickler.load_frozenset, lambda self: self.stack)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -382,7 +387,7 @@ def _load_npy_object(data: bytes, source: str) -> Any:
     return array.item() if array.shape == () else array
 
 
-def safe_load(path: str | Path) -> Any:
+def safe_load(path: str | os.PathLike[str]) -> Any:
     """Load a pickle or a pickle-bearing ``.npy`` file without running code.
 
     Args:

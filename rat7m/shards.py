@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -205,7 +205,10 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 yield sample
                 sample = {}
             sample.setdefault("__key__", key)
-            sample[suffix] = tar.extractfile(member).read()
+            data = tar.extractfile(member)
+            if data is None:  # isfile() members always have data; tarfile's type says it may not
+                continue
+            sample[suffix] = data.read()
     if sample:
         yield sample
 
@@ -280,8 +283,8 @@ def _camera_frames(
         frames = [frame for _, frame in group]
         chunks = index.chunks(recording, camera)
         starts = [c.start for c in chunks]
-        for i, in_chunk in groupby(frames, key=lambda f: bisect.bisect_right(starts, f) - 1):
-            in_chunk = list(in_chunk)
+        for i, grouped in groupby(frames, key=lambda f: bisect.bisect_right(starts, f) - 1):
+            in_chunk = list(grouped)
             if i < 0:
                 raise _FrameFault(name, camera, in_chunk, f"no video chunk of {name} {camera} holds these frames")
             chunk = chunks[i]
@@ -341,7 +344,7 @@ def _write_job(
 
 
 def _write_tar(
-    stream: BinaryIO,
+    stream: IO[bytes],
     annotations: Sequence[dict],
     index: ChunkIndex,
     cameras: Sequence[str],

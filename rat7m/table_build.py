@@ -120,8 +120,8 @@ class _Part:
     com_2d: dict[str, np.ndarray]
 
 
-def _rows_of(mocap_rec: MocapRecording, split: str, stride: int, complete_only: bool) -> _Part:
-    rec = mocap_rec.recording
+def _rows_of(mocap_rec: MocapRecording, rec: catalogue.Recording, split: str, stride: int,
+             complete_only: bool) -> _Part:  # fmt: skip
     indices = select_samples(mocap_rec.mocap, stride=stride, complete_only=complete_only)
     points = mocap_rec.mocap[indices]
     centre = centre_of_markers(points)
@@ -135,14 +135,17 @@ def _rows_of(mocap_rec: MocapRecording, split: str, stride: int, complete_only: 
     return _Part(rec, split, cameras, points, frame_idx, keypoints_2d, com_2d)
 
 
-def _recordings(items: Iterable[MocapRecording | str | os.PathLike]) -> Iterable[MocapRecording]:
-    """Yield recordings, loading paths one at a time (a full recording's mocap is large)."""
+def _recordings(
+    items: Iterable[MocapRecording | str | os.PathLike],
+) -> Iterable[tuple[MocapRecording, catalogue.Recording]]:
+    """Yield recordings and which RAT7M recording each is, loading paths one at a time (a full recording's
+    mocap is large)."""
     for item in items:
         mocap_rec = item if isinstance(item, MocapRecording) else load_recording(item)
         if mocap_rec.recording is None:
             msg = f"recording {mocap_rec.name!r}: cannot tell which RAT7M recording it is (name it mocap-sS-dD.mat)"
             raise BadInputError(msg)
-        yield mocap_rec
+        yield mocap_rec, mocap_rec.recording
 
 
 def build_table(
@@ -180,14 +183,13 @@ def build_table(
     from tqdm import tqdm  # here: not paid by --check or a refusal
 
     items = tqdm(recordings, desc="recordings", unit="rec", disable=not progress)
-    for mocap_rec in _recordings(items):
-        rec = mocap_rec.recording
+    for mocap_rec, rec in _recordings(items):
         if rec.name in seen:
             raise BadInputError(f"recording {rec.name} is given twice")
         seen.add(rec.name)
         if split.get(rec.name) not in catalogue.SPLITS:
             raise BadInputError(f"split: no 'train'/'test' for recording {rec.name}")
-        part = _rows_of(mocap_rec, split[rec.name], stride, complete_only)
+        part = _rows_of(mocap_rec, rec, split[rec.name], stride, complete_only)
         log.debug("%s: %d of %d samples (%s)", rec.name, len(part.points_3d), mocap_rec.n_samples, part.split)
         parts.append(part)
     if not parts:

@@ -37,7 +37,8 @@ _KEYS = ("key", "recording", "row", "images", "keypoints_2d", "com_2d", "K", "R"
 
 
 def _signature(views: int, spec: crops.CropSpec) -> tuple[tf.TensorSpec, ...]:
-    height, width = (None, None) if spec.output is None and spec.size is None else (spec.output or spec.size)[::-1]
+    wh = spec.output_wh or spec.size_wh
+    height, width = (None, None) if wh is None else wh[::-1]
     f64, joints = tf.float64, catalogue.N_JOINTS
     shapes: dict[str, Any] = {
         "key": ((), tf.string), "recording": ((), tf.string), "row": ((), tf.int64),

@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -420,6 +421,7 @@ def _at_or_behind(points: np.ndarray, used: np.ndarray, cameras: Sequence[Camera
 
 def _weights(confidence: np.ndarray | None, flat: np.ndarray) -> np.ndarray:
     """``(M, V)`` view weights: the confidences scaled per point so the largest is 1; 0 for an unusable view."""
+    weights: np.ndarray  # (M, V), whatever shape numpy's stubs guess from np.ones
     if confidence is None:
         weights = np.ones(flat.shape[:2])
     else:
@@ -499,7 +501,7 @@ def triangulate(pixels: np.ndarray, cameras: Sequence[CameraLike], confidence: n
 
 
 def triangulate_rows(pixels: np.ndarray, table: Mapping, rows: np.ndarray, confidence: np.ndarray | None = None,
-                     **options: object) -> Triangulation:  # fmt: skip
+                     **options: Any) -> Triangulation:  # fmt: skip
     """Triangulate predictions for ``rows`` of a mini-RAT7M table, each recording with its own cameras.
 
     Args:

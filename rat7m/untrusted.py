@@ -285,7 +285,7 @@ def _all_plain(texts: list[str], prefix: str) -> bool:
     )
 
 
-def check_image_paths(paths: Sequence[object], rows: Sequence[int], camera: str,
+def check_image_paths(paths: Iterable[object], rows: Sequence[int], camera: str,
                       images_dir: str | None = catalogue.IMAGES_DIR) -> None:  # fmt: skip
     """:func:`check_image_path` on every path of one camera column, fast enough for 676k paths.
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -115,7 +115,7 @@ class ArgumentParser(argparse.ArgumentParser):
             kwargs["prog"] = _COMMAND
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """Raise :class:`UsageError` with one line: ``<prog>: error: <message> (see --help)``.
 
         An unknown option gets a ``did you mean`` naming the closest option of this parser.
@@ -123,13 +123,16 @@ class ArgumentParser(argparse.ArgumentParser):
         message += _suggestion(getattr(self, "_argv", ()), self._option_string_actions)
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+    # argparse's overloads differ only in the namespace's type, which this passes through
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
         """argparse's, remembering the arguments so that an error can name the option a typo meant."""
         self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
         return super().parse_known_args(args, namespace)
 
 
-def _suggestion(words: Sequence[str], options: Sequence[str]) -> str:
+def _suggestion(words: Sequence[str], options: Collection[str]) -> str:
     """``; did you mean --x?`` for the first unknown option close to a known one, else ``""``.
 
     Checked on every error, not only "unrecognized arguments": a mistyped required option

@@ -116,7 +116,7 @@ def build_parser() -> ArgumentParser:
 
 def _recordings_action() -> type[argparse.Action]:
     class Action(argparse.Action):
-        def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        def __call__(self, parser, namespace, values, option_string=None):
             try:
                 setattr(namespace, self.dest, catalogue.parse_recordings(",".join(values)))
             except KeyError as exc:
@@ -135,7 +135,8 @@ def _formats(args: argparse.Namespace) -> list[str]:
         skipped = [f for f in FORMATS if not REGISTRY[f].available()]
         for fmt in skipped:
             need = REGISTRY[fmt].requires
-            log.warning("%s: skipped (%s)", fmt, extras.install_hint(need.extra, need.package))
+            if need is not None:  # always: a format without a requirement is available
+                log.warning("%s: skipped (%s)", fmt, extras.install_hint(need.extra, need.package))
         return [f for f in FORMATS if f not in skipped]
     chosen = REGISTRY[args.format]
     for option, flag in FORMAT_FLAGS.items():

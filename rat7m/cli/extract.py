@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         decoder = resolve_decoder(args.decoder)
     except BadInputError as exc:
         parser.error(f"--decoder {args.decoder}: {exc}")
+    shard: tuple[int, int, str] | None
     if args.shard is not None:
         try:
             shard = (*extract.parse_shard(args.shard), "from --shard")

@@ -19,6 +19,7 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def _indices(text: str) -> list[int]:
     return [_count(t.strip()) for t in text.split(",") if t.strip()]
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     """Add ``--name_with_underscores`` and ``--name-with-hyphens`` as one option."""
     spellings = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
     parser.add_argument(*spellings, dest=name, **kwargs)
@@ -84,13 +85,13 @@ def build_parser() -> ArgumentParser:
     """The command line of ``python -m rat7m.render`` / ``rat7m-render``."""
     parser = ArgumentParser(prog="rat7m-render", description=__doc__)
     modes = parser.add_subparsers(dest="mode", required=True, metavar="{samples,video,report}")
-    parser.modes = {}  # type: ignore[attr-defined]
+    parser.modes = {}
 
     def mode(name: str, summary: str) -> ArgumentParser:
         sub = modes.add_parser(name, help=summary, description=f"{summary}.\n\n{EXIT_CODES}",
                                formatter_class=_HelpFormatter)  # fmt: skip
         sub.prog = f"{parser.prog} {name}"
-        parser.modes[name] = sub  # type: ignore[attr-defined]
+        parser.modes[name] = sub
         return sub
 
     root_help = f"dataset root (default: ${ROOT_ENV}, else the current folder)"
@@ -146,7 +147,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        parser.modes[args.mode].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
+        parser.modes[args.mode].error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 

@@ -160,7 +160,7 @@ class _Responses(BaseHTTPRequestHandler):
         if wanted is not None and if_range is not None and if_range.strip() not in (etag, modified):
             wanted = None  # the client's copy is of another version: send the whole new one
         headers = {"Accept-Ranges": "bytes", "ETag": etag, "Last-Modified": modified, **(extra or {})}
-        if wanted == "unsatisfiable":
+        if isinstance(wanted, str):  # "unsatisfiable"
             headers["Content-Range"] = f"bytes */{size}"
             self._plain(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "range not satisfiable", headers)
             return
@@ -190,7 +190,7 @@ class _Responses(BaseHTTPRequestHandler):
         owner = self.server.owner
         stop = end
         cut = faults.drop_after is not None and faults.drop_after < end - start
-        if cut and owner._count(name, "drop", faults.drop_times):
+        if cut and faults.drop_after is not None and owner._count(name, "drop", faults.drop_times):
             stop = start + faults.drop_after
         flip = None
         if faults.corrupt_offset is not None and owner._count(name, "corrupt", faults.corrupt_times):
@@ -315,7 +315,7 @@ class _Handler(_Responses):
         self._json(HTTPStatus.OK, [{"version": v, "url": f"{self._base()}/v2/articles/{article_id}/versions/{v}"}])
 
     def _files_page(self, owner: FigshareServer, art: _Article, query: dict[str, list[str]], faults: Faults) -> None:
-        def number(key: str, low: int, high: int, default: int | None) -> int | None:
+        def number(key: str, low: int, high: int, default: int) -> int:
             if key not in query:
                 return default
             text = query[key][-1]

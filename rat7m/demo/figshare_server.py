@@ -405,6 +405,8 @@ class FigshareServer:
         if self._httpd is None:
             raise RuntimeError("the server is not running: call start() or use it in a with block")
         host, port = self._httpd.server_address[:2]
+        if isinstance(host, bytes):  # typeshed's type allows it; an AF_INET server's address is a str
+            host = host.decode()
         return f"http://{host}:{port}"
 
     @property

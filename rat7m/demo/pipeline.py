@@ -192,7 +192,7 @@ def _render_step(out: Path, dataset: Path, table: Path, predictions: Path, metri
     video = out / f"labelled_{recording.name}_camera1.mp4"
     _step(f"rat7m-render video: {recording.name} Camera1 with ground truth and prediction", [
         "rat7m-render", "video", "--root", dataset, "--recording", recording.name, "--camera", "1",
-        "--start", "0", "--stop", int(min(frames.max() + 1, 120)), "--gt_path", table, "--pred_path", predictions,
+        "--start", "0", "--stop", str(min(frames.max() + 1, 120)), "--gt_path", table, "--pred_path", predictions,
         "--fps", "30", "--out", video, *(["--quiet"] if quiet else []),
     ], quiet)  # fmt: skip
     return {"report": metrics / "report.html", "labelled_video": video}

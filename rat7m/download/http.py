@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -73,6 +74,8 @@ MAX_JSON_BYTES = 16 << 20
 #: Seconds one JSON request may take in all, however slowly the bytes trickle in.
 JSON_DEADLINE = 120.0
 
+_T = TypeVar("_T")
+
 #: Errors of the connection itself (refused, reset, dropped mid-body, timed out): retried.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
 
@@ -106,9 +109,9 @@ def unreachable_reason(exc: BaseException) -> str | None:
     connection refused, no route), to the server or to the proxy in between. Timeouts, resets
     and dropped connections are not "unreachable": a slow or flaky link deserves patience.
     """
-    proxy = isinstance(exc, urllib3.exceptions.ProxyError)
-    if proxy:
-        exc = exc.original_error
+    proxy = False
+    if isinstance(exc, urllib3.exceptions.ProxyError):
+        proxy, exc = True, exc.original_error
     if not isinstance(exc, urllib3.exceptions.NewConnectionError):
         return None
     cause = exc.__cause__
@@ -212,7 +215,7 @@ class RetryPolicy:
             time.sleep(seconds)
 
 
-def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str, *, fail_fast: bool = False) -> object:
+def call_with_retries(func: Callable[[], _T], policy: RetryPolicy, what: str, *, fail_fast: bool = False) -> _T:
     """Call ``func`` until it stops raising :class:`RetryableError` or connection errors.
 
     Args:
@@ -228,6 +231,7 @@ def call_with_retries(func: Callable[[], object], policy: RetryPolicy, what: str
         PermanentError: from ``func``, or when the attempts are used up (naming ``what``).
     """
     failures = 0
+    error: BaseException
     while True:
         try:
             return func()
@@ -282,7 +286,7 @@ class HttpClient:
 
     def __init__(self, *, maxsize: int = 4, proxies: Mapping[str, str] | None = None) -> None:
         self.proxies = dict(urllib.request.getproxies_environment() if proxies is None else proxies)
-        self._options = {
+        self._options: dict[str, Any] = {  # the same for the direct pool and each proxy's
             "maxsize": maxsize,
             "block": False,
             "headers": {"User-Agent": USER_AGENT},
@@ -297,7 +301,9 @@ class HttpClient:
         """The pool a request to ``url`` goes through: a proxy's, or the direct one."""
         parts = urlsplit(url)
         proxy = self.proxies.get(parts.scheme)
-        if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", self.proxies):
+        # proxy_bypass_environment: in urllib.request since Python 3.0, but typeshed leaves it out
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not proxy or bypass(parts.hostname or "", self.proxies):
             return self.direct
         with self._lock:
             if proxy not in self._proxied:
@@ -319,7 +325,8 @@ class HttpClient:
                 backslashes): no retry will make it one.
             urllib3.exceptions.HTTPError, OSError: the connection failed.
         """
-        extra = {} if timeout is None else {"timeout": timeout}  # None would mean "wait forever" to urllib3
+        # None would mean "wait forever" to urllib3
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         for _ in range(MAX_REDIRECTS + 1):
             response = self.pool_for(url).request(
                 "GET",

@@ -16,6 +16,7 @@ belongs to, plain file names without any folder part, are kept.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -171,7 +172,7 @@ def _paged_files(client: HttpClient, api: str, article: cat.Article, policy: Ret
         url = f"{api}/articles/{article.id}/versions/{article.version}/files?page={page}&page_size={PAGE_SIZE}"
         try:
             data = call_with_retries(
-                lambda url=url: client.get_json(url), policy, f"listing files of {article.id}", fail_fast=True
+                functools.partial(client.get_json, url), policy, f"listing files of {article.id}", fail_fast=True
             )
         except PermanentError as exc:
             if page == 1 and exc.status in (400, 404, 405):
@@ -286,8 +287,7 @@ def select_files(
     notes = _Md5Notes() if md5_notes is None else md5_notes
     for entry in entries:
         name = entry.get("name")
-        target = target_path(name, kind, owner) if isinstance(name, str) else None
-        if target is None:
+        if not isinstance(name, str) or (target := target_path(name, kind, owner)) is None:
             log.warning("article %d: ignoring %r (not a %s file of this article)", article.id, name, kind)
             continue
         path, rec, camera = target

@@ -84,8 +84,8 @@ class Progress:
         return f"{human_bytes(self.done)} of {human_bytes(self.total)} ({share:.1f}%), {human_bytes(rate)}/s, ETA {eta}"
 
     @contextmanager
-    def file(self, name: str, total: int, initial: int = 0, verb: str = "get") -> Iterator[FileBar]:
-        """A bar for one file while it is being transferred or hashed."""
+    def file(self, name: str, total: int | None, initial: int = 0, verb: str = "get") -> Iterator[FileBar]:
+        """A bar for one file while it is being transferred or hashed (``total`` ``None``: size unknown)."""
         bar = None
         if self.enabled and self.tty:
             with self._lock:

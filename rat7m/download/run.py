@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -212,7 +211,7 @@ def _check_writable(out: Path) -> None:
         raise BadInputError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
 
 
-def run_parallel(tasks: Sequence[tuple[str, Callable[[threading.Event], Outcome]]], jobs: int,
+def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jobs: int,
                  priority: Sequence[tuple] | None = None) -> list[Outcome]:  # fmt: skip
     """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -166,6 +167,10 @@ def md5_of_file(path: Path, bar: FileBar | None = None, stop: Interrupt | None =
     return digest.hexdigest()
 
 
+#: What a transfer retries: the server's own "try again" and a failed or dropped connection.
+_RETRYABLE: tuple[type[BaseException], ...] = (RetryableError, *CONNECTION_ERRORS)
+
+
 class _WriteError(PermanentError):
     """The disk refused (full, read-only, permissions): retrying the network will not help."""
 
@@ -192,7 +197,7 @@ def carry_out(
         raise
     except (PermanentError, OSError) as exc:
         log.error("%s: %s", step.file.path, exc)
-        return Outcome(step.file.path, FAILED, step.file.size, job.received, str(exc))
+        return Outcome(step.file.path, FAILED, job.known_size(), job.received, str(exc))
 
 
 class _FileJob:
@@ -221,12 +226,19 @@ class _FileJob:
         partial = record.partial(self.file.path)
         self.validator = partial.validator if partial else None
 
+    def _announce(self, exc: BaseException, seconds: float) -> None:
+        log.info("%s: %s; retrying in %.1f s from byte %d", self.file.path, _describe(exc), seconds, self.length)
+
+    def known_size(self) -> int:
+        """The size an outcome reports: the listing's or the server's, 0 if neither said (a listed zip)."""
+        return 0 if self.size is None else self.size
+
     def run(self) -> Outcome:
         if self.step.action is Action.SKIP:
-            return Outcome(self.file.path, SKIPPED, self.file.size)
+            return Outcome(self.file.path, SKIPPED, self.known_size())
         self.final.parent.mkdir(parents=True, exist_ok=True)
         if self.step.action is Action.VERIFY and self._verify_existing():
-            return Outcome(self.file.path, VERIFIED, self.file.size)
+            return Outcome(self.file.path, VERIFIED, self.known_size())
         if self.step.action is Action.RESUME:
             self._load_part(self.step.offset)
         else:
@@ -279,7 +291,7 @@ class _FileJob:
                         self._attempt(bar)
                     if self.size is not None and self.length < self.size:
                         raise RetryableError(f"connection closed after {self.length} of {self.size} bytes")
-                except (RetryableError, *CONNECTION_ERRORS) as exc:
+                except _RETRYABLE as exc:
                     if self.stop.is_set():  # the error is our own doing: the connection was cut
                         raise Stopped from exc
                     # only new bytes count as progress: a server that ignores Range and drops the
@@ -289,9 +301,8 @@ class _FileJob:
                         msg = f"gave up after {failures} attempts without progress; last error: {_describe(exc)}"
                         raise PermanentError(msg) from exc
                     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
-                    self.policy.wait(failures, retry_after, self.stop.wait, announce=lambda seconds, exc=exc: log.info(
-                        "%s: %s; retrying in %.1f s from byte %d", self.file.path, _describe(exc), seconds,
-                        self.length))  # fmt: skip
+                    announce = functools.partial(self._announce, exc)
+                    self.policy.wait(failures, retry_after, self.stop.wait, announce=announce)
                     continue
                 md5 = self.digest.hexdigest()
                 if self.size is None:  # no length given: the body ended cleanly, that is all we know

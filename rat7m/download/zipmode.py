@@ -201,8 +201,8 @@ def run_zip_job(
     """
     wanted = {r.name for r in recordings}
     if job.step is None:
-        contents = record.extracted_files(job.path) or []
-        selected = [rel for rel in contents if _selected(rel, job.kind, job.article, wanted, cameras)]
+        extracted = record.extracted_files(job.path) or []
+        selected = [rel for rel in extracted if _selected(rel, job.kind, job.article, wanted, cameras)]
         size = sum(known.size for known in map(record.verified, selected) if known is not None)
         return Outcome(job.path, SKIPPED, size, files=len(selected))
     fetched = carry_out(job.step, root=root, client=client, record=record, policy=policy, progress=progress, stop=stop)

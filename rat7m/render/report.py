@@ -177,7 +177,8 @@ def _plain(text: str) -> str:
 
 def _pck_keys(group: dict[str, Any]) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
     """``(radius px, key)`` and ``(alpha, key)`` of the PCK thresholds in a 2D group, each sorted."""
-    pixels, alphas = [], []
+    pixels: list[tuple[float, str]] = []
+    alphas: list[tuple[float, str]] = []
     for key in group:
         if not key.startswith("pck@"):
             continue
@@ -329,10 +330,11 @@ def _sections(run: dict[str, Any], worst: int, root: Path | None) -> tuple[str, 
     sections: dict[str, tuple[str, str]] = {}
     if summary is not None:
         names = list(summary["metrics"])
-        metric = next((n for n in ("mpjpe", *names) if n in columns), None)  # what the per-sample charts show
-        if metric is None:
+        shown = next((n for n in ("mpjpe", *names) if n in columns), None)  # what the per-sample charts show
+        if shown is None:
             msg = f"{PER_SAMPLE_CSV} has no column of the metrics summary.json names ({', '.join(names)})"
             raise BadInputError(msg)
+        metric = shown
         title = _TITLES.get(metric, metric)
         header = _metric_header(names)
         source = (f"Predictions {summary['pred_path']}" if summary["pred_path"] is not None

@@ -45,10 +45,14 @@ class Predictions:
     points_3d: np.ndarray | None = None
     points_2d: dict[str, np.ndarray] | None = None
 
+    def __post_init__(self) -> None:
+        if (self.points_3d is None) == (self.points_2d is None):
+            raise ValueError("Predictions takes points_3d or points_2d, one of them")
+
     def __len__(self) -> int:
         if self.points_3d is not None:
             return len(self.points_3d)
-        return len(next(iter(self.points_2d.values())))
+        return len(next(iter((self.points_2d or {}).values())))  # points_2d is set (__post_init__)
 
 
 def load_predictions(path: str | os.PathLike, camera_names: Sequence[str], n_samples: int | None = None) -> Predictions:
@@ -139,7 +143,7 @@ def sample_figure(table: Mapping, row: int, predictions: Predictions, pred_row: 
         if predictions.points_3d is not None:
             predicted = project(predictions.points_3d[pred_row], rig[cam].to_zero_based())
         else:
-            predicted = predictions.points_2d[cam][pred_row]
+            predicted = (predictions.points_2d or {})[cam][pred_row]  # set (__post_init__)
         errors_2d.append(np.linalg.norm(predicted - truth, axis=-1))
         draw_overlay_2d(ax, images.get(cam), truth, predicted)
         ax.set_title(f"{cam} frame {int(columns['frame_idx'][cam][row])}", fontsize=9, parse_math=False)

@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -119,7 +120,8 @@ def draw_labels(image: np.ndarray, truth_2d: np.ndarray | None, predicted_2d: np
     outline = (0, 0, 0)
 
     def pixel(point: np.ndarray) -> tuple[int, int]:
-        return tuple(int(v) for v in np.round(point * 16))  # 4 bits of sub-pixel precision
+        x, y = np.round(point * 16)  # 4 bits of sub-pixel precision
+        return int(x), int(y)
 
     def ok(point: np.ndarray) -> bool:
         return bool(np.isfinite(point).all() and (np.abs(point) < 10 * max(width, height)).all())
@@ -192,6 +194,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int 
     remove_stale_temporaries(path.parent, {path.name})  # what a killed run left
     tmp = temporary_name(path, keep_suffix=True)  # OpenCV's writer picks the container from the extension
     try:
+        av: ModuleType | None
         if codec == "pyav":
             av = extras.require("av", extra="render", feature="--codec pyav", package="av")
         elif codec == "auto":
@@ -258,7 +261,7 @@ def _open_opencv_writer(tmp: Path, fps: int, width: int, height: int) -> cv2.Vid
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # "could not open codec": we try the next
     try:
         for fourcc in OPENCV_FOURCCS:
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*fourcc), fps, (width, height))
             if writer.isOpened():
                 log.debug("OpenCV writes %s with %s", tmp.name, fourcc)
                 return writer

@@ -106,10 +106,11 @@ def _image_sizes(table: dict[str, Any], index: TableIndex, images_root: Path | N
     """(recording, camera) -> (width, height) of the table's images, from their JPEG headers."""
     from rat7m import catalogue
     from rat7m.export.common import Selection, read_sizes
+    from rat7m.model import Table
 
     if images_root is None:
         raise BadInputError("YOLO label files are normalised: pass --root (the dataset root with the images)")
     recordings = tuple(r for r in catalogue.RECORDINGS if r.name in set(index.recording))
-    selection = Selection(table, index.rows, recordings, tuple(index.cameras), "all")
+    selection = Selection(Table.of(table), index.rows, recordings, tuple(index.cameras), "all")
     read_sizes(selection, images_root)
     return selection.sizes

@@ -425,3 +425,37 @@ def test_parallel_transfers_start_by_priority_and_report_in_listing_order():
     outcomes = run.run_parallel([(n, task(n)) for n in names], 1, priority)
     assert started == ["a.mat", "big.mp4", "mid.mp4", "small.mp4"]
     assert [o.path for o in outcomes] == names
+
+
+def test_a_failed_file_listed_without_a_size_is_summarised(tmp_path):
+    """A whole-article zip is listed without a size: when it fails, the outcome and summary still have one."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from rat7m.download.progress import Progress
+    from rat7m.download.transfer import FAILED, carry_out
+
+    class Gone(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/article.zip"
+        remote = listing.RemoteFile("zips/article.zip", url, None, None, cat.Article(13739233, 2), 0, "", "annotations")
+        outcome = carry_out(
+            plan.Step(remote, Action.FETCH), root=tmp_path, client=http.HttpClient(),
+            record=record.VerificationRecord(tmp_path / record.RECORD_NAME),
+            policy=http.RetryPolicy(sleep=lambda s: None), progress=Progress(0, enabled=False),
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    report = run.Report(tmp_path)
+    report.outcomes = [outcome]
+    assert "zips/article.zip: HTTP 404" in run.format_summary(report)  # summing the sizes once failed on None
+    assert outcome.status == FAILED and outcome.size == 0

@@ -145,6 +145,16 @@ def test_the_table_is_still_the_dict(table, tmp_path):
     assert pixels.TABLE_KEY not in np.load(tmp_path / "again.pkl", allow_pickle=True)
 
 
+def test_a_table_over_a_read_only_mapping_detects_its_convention(table):
+    """The convention is remembered in the dict a Table wraps, when it can be written to; else in the Table only."""
+    from types import MappingProxyType
+
+    raw = {key: value for key, value in table.raw.items() if key != pixels.TABLE_KEY}
+    wrapped = Table(MappingProxyType(raw))  # once: AttributeError, a mappingproxy has no setdefault
+    assert wrapped.pixel_convention == pixels.MATLAB and pixels.TABLE_KEY not in raw
+    assert Table(raw).pixel_convention == raw[pixels.TABLE_KEY] == pixels.MATLAB  # a plain dict remembers it
+
+
 def test_split_and_recording_rows_match_the_columns(table):
     split = np.asarray(table["table"]["train_test"]).astype(str)
     subject, day = table["table"]["subject_idx"], table["table"]["day_idx"]

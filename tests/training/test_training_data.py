@@ -182,6 +182,15 @@ def test_crop_pixels_are_the_source_pixels_in_the_box(built):
     assert padded  # the boxes do leave the 192x152 frames
 
 
+def test_opencv_decoder_names_an_unreadable_jpeg_and_agrees_with_the_default(built):
+    """OpenCV's fallback (no simplejpeg) says which input it could not decode, as simplejpeg does (ValueError)."""
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=crops.CropSpec(size=None))
+    data = dataset.jpegs(0)[0]
+    assert np.abs(crops._decode_opencv(data).astype(int) - crops.decode_jpeg(data).astype(int)).max() <= 2
+    with pytest.raises(ValueError, match=r"cannot decode a view's JPEG \(6 bytes\)"):
+        crops._decode_opencv(b"\xff\xd8junk")  # imdecode gives None: cvtColor once failed on it (!_src.empty())
+
+
 def test_zero_based_table_gives_the_same_samples(built, tmp_path):
     """A table stored 0-based (detected by rat7m.pixels) gives the same 0-based keypoints as the MATLAB one."""
     annotation = load_annotation(built.table_path)
