@@ -79,12 +79,14 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
     """The batch tensor whose slots 0, 1, ... are the samples' images, if there is one."""
-    images = [s.get("images") for s in samples]
-    base = getattr(images[0], "_base", None)
+    images = [s["images"] for s in samples if isinstance(s.get("images"), torch.Tensor)]
+    if len(images) != len(samples):
+        return None
+    base = images[0]._base
     if base is None or base.shape[0] != len(images) or base.dtype != images[0].dtype:
         return None
     for b, image in enumerate(images):
-        if not isinstance(image, torch.Tensor) or image._base is not base or image.shape != base.shape[1:]:
+        if image._base is not base or image.shape != base.shape[1:]:
             return None
         if image.data_ptr() != base[b].data_ptr() or not image.is_contiguous():
             return None
@@ -117,7 +119,7 @@ def _build(
     if transform is not None:
         sample = transform(sample)
     tensors = to_tensors(sample)
-    if out is not None:
+    if out is not None and target is not None:
         if sample["images"] is not target:  # the hook returned new pixels: into the slot they go
             np.copyto(target, sample["images"])
         tensors["images"] = out  # the batch's view, which collate recognises
@@ -126,7 +128,7 @@ def _build(
 
 def _crop_shape(spec: crops.CropSpec, views: int) -> tuple[int, int, int, int] | None:
     """``(V, H, W, 3)`` of a sample's images, if known before decoding (not for whole images)."""
-    size = spec.output if spec.output is not None else spec.size
+    size = spec.output_wh or spec.size_wh
     return None if size is None else (views, size[1], size[0], 3)
 
 
