@@ -36,10 +36,10 @@ import subprocess
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
 
 import numpy as np
 
+from bench.timing import best_of
 from metric_utils import compute_metrics as cm
 from rat7m import catalogue, evaluate
 from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
@@ -85,16 +85,6 @@ def make_table(rng: np.random.Generator, full: bool) -> dict:
             "3D_keypoints": keypoints,
         },
     }
-
-
-def best_of(repeat: int, func: Callable[[], object]) -> tuple[float, object]:
-    """Smallest wall time of ``repeat`` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def read_with_csv_module(path: Path) -> np.ndarray:
