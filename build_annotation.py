@@ -5,13 +5,6 @@
 ``--help`` says everything.
 """
 
-import sys
+from rat7m.cli.entry import script  # light: Ctrl-C handling is set up before the command's heavy imports
 
-if __name__ == "__main__":
-    from rat7m.cli.entry import run_command  # light: Ctrl-C handling is set up before the heavy imports
-
-    sys.exit(run_command('build-annotation'))
-else:  # `import build_annotation`: the command's module itself, so code and tests that use its names keep working
-    from rat7m.cli import build_annotation
-
-    sys.modules[__name__] = build_annotation
+script(__name__, "build-annotation")  # run: the command; imported: the command's module itself

@@ -4,13 +4,6 @@
 :mod:`rat7m.cli.download` (installed: ``rat7m download`` or ``rat7m-download``); ``--help`` says everything.
 """
 
-import sys
+from rat7m.cli.entry import script  # light: Ctrl-C handling is set up before the command's heavy imports
 
-if __name__ == "__main__":
-    from rat7m.cli.entry import run_command  # light: Ctrl-C handling is set up before the heavy imports
-
-    sys.exit(run_command('download'))
-else:  # `import download_all`: the command's module itself, so code and tests that use its names keep working
-    from rat7m.cli import download
-
-    sys.modules[__name__] = download
+script(__name__, "download")  # run: the command; imported: the command's module itself

@@ -4,13 +4,6 @@
 :mod:`rat7m.cli.export` (installed: ``rat7m export`` or ``rat7m-export``); ``--help`` says everything.
 """
 
-import sys
+from rat7m.cli.entry import script  # light: Ctrl-C handling is set up before the command's heavy imports
 
-if __name__ == "__main__":
-    from rat7m.cli.entry import run_command  # light: Ctrl-C handling is set up before the heavy imports
-
-    sys.exit(run_command('export'))
-else:  # `import export`: the command's module itself, so code and tests that use its names keep working
-    from rat7m.cli import export
-
-    sys.modules[__name__] = export
+script(__name__, "export")  # run: the command; imported: the command's module itself

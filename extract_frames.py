@@ -4,13 +4,6 @@
 :mod:`rat7m.cli.extract` (installed: ``rat7m extract`` or ``rat7m-extract``); ``--help`` says everything.
 """
 
-import sys
+from rat7m.cli.entry import script  # light: Ctrl-C handling is set up before the command's heavy imports
 
-if __name__ == "__main__":
-    from rat7m.cli.entry import run_command  # light: Ctrl-C handling is set up before the heavy imports
-
-    sys.exit(run_command('extract'))
-else:  # `import extract_frames`: the command's module itself, so code and tests that use its names keep working
-    from rat7m.cli import extract
-
-    sys.modules[__name__] = extract
+script(__name__, "extract")  # run: the command; imported: the command's module itself

@@ -34,7 +34,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -50,6 +49,7 @@ import bench_extract
 import torch
 from torch.utils.data import DataLoader
 
+from bench.timing import spread, timed
 from rat7m import catalogue, crops, extract, shards
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table
@@ -105,16 +105,6 @@ def _decode_part(k: int, n: int, name: str) -> int:
     return len(_JPEGS[k::n])
 
 
-def _timed(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return time.perf_counter() - started
-
-
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def _epoch(loader: DataLoader) -> int:
     return sum(len(batch["key"]) for batch in loader)
 
@@ -142,7 +132,7 @@ def bench_decoders(paths: list[str]) -> str:
     rounds: dict[str, list[float]] = {name: [] for name in found}
     for _ in range(3):  # interleaved, so load from other work falls on all alike; the best round counts
         for name, decode in found.items():
-            rounds[name].append(_timed(lambda d=decode: [d(b) for b in _JPEGS]) / len(_JPEGS) * 1e3)
+            rounds[name].append(timed(lambda d=decode: [d(b) for b in _JPEGS]) / len(_JPEGS) * 1e3)
     timings = {name: min(values) for name, values in rounds.items()}
     print(f"\n[decoders] one thread, {len(_JPEGS)} JPEGs of {crops.decode_jpeg(_JPEGS[0]).shape[1::-1]} px:")
     for name, ms in sorted(timings.items(), key=lambda kv: kv[1]):
@@ -183,22 +173,22 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
     times.update({name: [] for name in loaders})
     for _ in range(args.repeat):
         for workers in (0, 2):
-            best = min(_timed(lambda name=name, w=workers: decode_all(w, name)) for name in names)
+            best = min(timed(lambda name=name, w=workers: decode_all(w, name)) for name in names)
             times[f"floor, {max(workers, 1)} process(es)"].append(best)
             for kind in ("Rat7mCrops", "shard_dataset"):
                 loader = loaders[f"{kind}, {workers} workers"]
-                times[f"{kind}, {workers} workers"].append(_timed(lambda loader=loader: _epoch(loader)))
+                times[f"{kind}, {workers} workers"].append(timed(lambda loader=loader: _epoch(loader)))
     pool.shutdown()
     print(f"\n[reading] {n} samples x 6 views, crops {CROP.size}, batches of 4; seconds per epoch (median, range)")
     print(f"(floor: decoding the same JPEG bytes from memory, the faster of {' and '.join(names)} per repeat)")
     print(f"{'method':<36} {'seconds':>20} {'samples/s':>10}")
     for name, values in times.items():
-        print(f"{name:<36} {_spread(values):>20} {n / statistics.median(values):>10.1f}")
+        print(f"{name:<36} {spread(values):>20} {n / statistics.median(values):>10.1f}")
     for workers in (0, 2):
         floor = times[f"floor, {max(workers, 1)} process(es)"]
         for kind in ("Rat7mCrops", "shard_dataset"):
             ratios = [f / t for f, t in zip(floor, times[f"{kind}, {workers} workers"], strict=True)]
-            print(f"[reading] {kind}, {workers} workers: {_spread(ratios)}x the decode floor's samples/s")
+            print(f"[reading] {kind}, {workers} workers: {spread(ratios)}x the decode floor's samples/s")
 
 
 def _image_paths(dataset: Rat7mCrops, i: int) -> list[str]:
@@ -235,16 +225,16 @@ def bench_writing(args: argparse.Namespace, root: Path, table_path: Path, jobs: 
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeat):
         for name, run in methods.items():
-            times[name].append(_timed(run))
+            times[name].append(timed(run))
     pool.shutdown()
     images = sum(len(j.targets) for j in jobs)
     print(f"\n[writing] {images} JPEGs ({len(base)} samples in {len(plan)} shards); seconds (median, range)")
     for name, values in times.items():
-        print(f"{name:<28} {_spread(values):>20} {images / statistics.median(values):>8.1f} JPEG/s")
+        print(f"{name:<28} {spread(values):>20} {images / statistics.median(values):>8.1f} JPEG/s")
     for n in counts:
         for what in ("shards", "extract"):
             ratios = [f / t for f, t in zip(times[f"floor, {n} process(es)"], times[f"{what} --jobs {n}"], strict=True)]
-            print(f"[writing] {what} --jobs {n}: {_spread(ratios)}x the extraction floor's speed")
+            print(f"[writing] {what} --jobs {n}: {spread(ratios)}x the extraction floor's speed")
     return work / f"shards{max(counts)}"
 
 

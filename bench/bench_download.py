@@ -46,6 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.timing import spread  # noqa: E402
 from rat7m import catalogue as cat  # noqa: E402
 from rat7m.demo.figshare_server import FigshareServer  # noqa: E402
 
@@ -139,10 +140,6 @@ def make_names(layout: str) -> list[str]:
     return names
 
 
-def _spread(values: list[float], digits: int = 2) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def bench_layout(layout: str, rounds: int, work: Path, curl: str) -> None:
     """Publish one layout, run every case ``rounds`` times interleaved, print the table and ratios."""
     published = work / f"published-{layout}"
@@ -166,15 +163,15 @@ def bench_layout(layout: str, rounds: int, work: Path, curl: str) -> None:
           f"load average after: {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"{'client':<28} {'wall s, median (range)':>24} {'MB/s':>6} {'client CPU s':>24}")
     for label, values in times.items():
-        print(f"{label:<28} {_spread(values):>24} {total_mb / statistics.median(values):>6.0f} "
-              f"{_spread(cpu[label]):>24}")  # fmt: skip
+        print(f"{label:<28} {spread(values):>24} {total_mb / statistics.median(values):>6.0f} "
+              f"{spread(cpu[label]):>24}")  # fmt: skip
     for jobs in ("1 job", "4 jobs"):
         ours = "download_all.py --jobs " + jobs.split()[0]
         for base in ("curl", "curl + md5sum"):
             ratios = [theirs / mine for theirs, mine in zip(times[f"{base}, {jobs}"], times[ours], strict=True)]
-            print(f"[{layout}] throughput ours / {base}, {jobs}: {_spread(ratios)}")
+            print(f"[{layout}] throughput ours / {base}, {jobs}: {spread(ratios)}")
         ratios = [theirs / mine for theirs, mine in zip(cpu[f"curl + md5sum, {jobs}"], cpu[ours], strict=True)]
-        print(f"[{layout}] client CPU curl + md5sum / ours, {jobs}: {_spread(ratios)} (the server's CPU, the same for"
+        print(f"[{layout}] client CPU curl + md5sum / ours, {jobs}: {spread(ratios)} (the server's CPU, the same for"
               " both, is not counted)")  # fmt: skip
 
 

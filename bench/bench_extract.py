@@ -55,6 +55,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import spread, timed
 from rat7m import catalogue, extract
 from rat7m.barcode import read_barcode
 from rat7m.demo.synthetic import generate_dataset
@@ -92,7 +93,7 @@ def cli_startup(root: Path, table: Path) -> float:
     """Wall seconds of ``extract_frames.py --dry-run``: imports, the table, the plan; no decoding."""
     command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--annotation", str(table),
                "--dry-run", "--quiet"]  # fmt: skip
-    return _timed(lambda: subprocess.run(command, check=True, capture_output=True))
+    return timed(lambda: subprocess.run(command, check=True, capture_output=True))
 
 
 def pool_startup(processes: int) -> float:
@@ -103,7 +104,7 @@ def pool_startup(processes: int) -> float:
         with ProcessPoolExecutor(processes, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
             list(pool.map(abs, range(processes)))
 
-    return _timed(start)
+    return timed(start)
 
 
 def _chunk(job: extract.ChunkJob) -> Chunk:
@@ -186,16 +187,6 @@ def check_exact(jobs: list[extract.ChunkJob], out: Path, sample: int = 40) -> No
             raise SystemExit(f"{target.path} shows frame {found}, not {target.frame}")
 
 
-def _timed(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return time.perf_counter() - started
-
-
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecutor, out: Path) -> None:
     """Run every method of one profile interleaved ``args.repeat`` times and print the table and ratios."""
     jobs, table_path = dataset(args.cache, profile, args.stride)
@@ -218,10 +209,10 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
     times: dict[str, list[float]] = {name: [] for name in methods}
     startup: dict[str, list[float]] = {"cli": [], **{f"pool {n}": [] for n in counts if n > 1}}
     if not args.skip_baseline:
-        times["baseline: 1 process, read() all"] = [_timed(lambda: baseline(jobs, out / "a", args.quality))]
+        times["baseline: 1 process, read() all"] = [timed(lambda: baseline(jobs, out / "a", args.quality))]
     for _ in range(args.repeat):
         for name, run in methods.items():
-            times[name].append(_timed(run))
+            times[name].append(timed(run))
         startup["cli"].append(cli_startup(args.cache / profile, table_path))
         for n in counts:
             if n > 1:
@@ -232,20 +223,20 @@ def bench_profile(args: argparse.Namespace, profile: str, pool: ProcessPoolExecu
     print(f"{'method':<36} {'wall s (median, range)':>24} {'frames/s':>9} {'JPEG/s':>7}")
     for name, values in times.items():
         best = statistics.median(values)
-        print(f"{name:<36} {_spread(values):>24} {frames / best:>9.0f} {wanted / best:>7.1f}")
+        print(f"{name:<36} {spread(values):>24} {frames / best:>9.0f} {wanted / best:>7.1f}")
     print(f"fixed start-up, once per run whatever its size (median, range over {args.repeat} rounds):")
-    print(f"  extract_frames.py --dry-run (imports, table, plan): {_spread(startup['cli'])} s")
+    print(f"  extract_frames.py --dry-run (imports, table, plan): {spread(startup['cli'])} s")
     for n in counts:
         if n > 1:
-            spread = _spread(startup[f"pool {n}"])
-            print(f"  start of a pool of {n} (spawn, numpy + OpenCV imports), inside ours: {spread} s")
+            pool = spread(startup[f"pool {n}"])
+            print(f"  start of a pool of {n} (spawn, numpy + OpenCV imports), inside ours: {pool} s")
     for n in counts:
         ratios = [a / b for a, b in zip(times[f"ours --jobs {n}"], times[f"floor, {n} process(es)"], strict=True)]
         if n > 1:
             steady = [(a - p) / b for a, b, p in zip(times[f"ours --jobs {n}"], times[f"floor, {n} process(es)"],
                                                      startup[f"pool {n}"], strict=True)]  # fmt: skip
-            print(f"[{profile}] ours / floor at --jobs {n} without the pool's start-up: {_spread(steady)}")
-        line = f"[{profile}] ours / floor at --jobs {n}: {_spread(ratios)} over {len(ratios)} interleaved runs"
+            print(f"[{profile}] ours / floor at --jobs {n} without the pool's start-up: {spread(steady)}")
+        line = f"[{profile}] ours / floor at --jobs {n}: {spread(ratios)} over {len(ratios)} interleaved runs"
         if not args.skip_baseline:
             speedup = times["baseline: 1 process, read() all"][0] / statistics.median(times[f"ours --jobs {n}"])
             line += f"; {speedup:.2f}x faster than the baseline"

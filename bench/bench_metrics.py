@@ -36,11 +36,10 @@ import subprocess
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 
+from bench.timing import best_of
 from metric_utils import compute_metrics as cm
 from rat7m import catalogue, evaluate
 from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
@@ -86,19 +85,6 @@ def make_table(rng: np.random.Generator, full: bool) -> dict:
             "3D_keypoints": keypoints,
         },
     }
-
-
-_T = TypeVar("_T")
-
-
-def best_of(repeat: int, func: Callable[[], _T]) -> tuple[float, _T]:
-    """Smallest wall time of ``repeat`` calls (at least one), and the last result."""
-    times = []
-    for _ in range(max(1, repeat)):
-        start = time.perf_counter()
-        result = func()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def read_with_csv_module(path: Path) -> np.ndarray:

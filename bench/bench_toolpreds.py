@@ -21,22 +21,12 @@ if __package__ in (None, ""):  # run as a file: make the repository's packages i
 import argparse
 import json
 import tempfile
-import time
-from collections.abc import Callable
 
 import numpy as np
 
+from bench.timing import best_of
 from rat7m import catalogue, pixels, toolpreds
 from tests.helpers.tables2d import make_table
-
-
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> int:
@@ -77,7 +67,7 @@ def main() -> int:
         ]  # fmt: skip
         print(f"{'reader':<24} {'ours s':>8}  {'baseline':<16} {'base s':>8}  ratio")
         for name, ours, base_name, base in cases:
-            t_ours, t_base = best_of(args.repeat, ours), best_of(args.repeat, base)
+            (t_ours, _), (t_base, _) = best_of(args.repeat, ours), best_of(args.repeat, base)
             print(f"{name:<24} {t_ours:8.2f}  {base_name:<16} {t_base:8.2f}  {t_ours / t_base:5.2f}x")
     return 0
 

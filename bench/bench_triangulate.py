@@ -24,11 +24,10 @@ if __package__ in (None, ""):  # run as a file: make the repository's packages i
 
 import argparse
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 
+from bench.timing import best_of
 from rat7m import catalogue
 from rat7m.demo.synthetic import make_cameras
 from rat7m.geometry import project
@@ -37,18 +36,6 @@ from tests.helpers import triangulate_reference as old
 
 #: The official test split: s5-d1 10445 + s5-d2 14091 samples.
 N_TEST = 24536
-
-
-_T = TypeVar("_T")
-
-
-def _best(function: Callable[[], _T], repeat: int) -> tuple[float, _T]:
-    times = []
-    for _ in range(max(1, repeat)):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def _loop(normalised: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -84,8 +71,8 @@ def main() -> int:
     print(f"{N_TEST} samples x {catalogue.N_JOINTS} joints x {len(cameras)} views = {n_points} points, "
           f"{args.outliers:.0%} of the views garbage")  # fmt: skip
 
-    whole, result = _best(lambda: triangulate(pixels, cameras), args.repeat)
-    before, previous = _best(lambda: old.triangulate(pixels, cameras), 1)
+    whole, result = best_of(args.repeat, lambda: triangulate(pixels, cameras))
+    before, previous = best_of(1, lambda: old.triangulate(pixels, cameras))
     agree = np.nanmax(np.abs(result.points - previous))
     print(f"linear DLT, whole: ours {whole:.2f} s, old {before:.2f} s, old / ours = {before / whole:.2f}x; "
           f"agree to {agree:.1e} mm")  # fmt: skip
@@ -94,8 +81,8 @@ def main() -> int:
     normalised = np.stack([undistort_points(np.ascontiguousarray(flat[:, v]), c) for v, c in enumerate(cameras)], 1)
     P = _projection_matrices(cameras)
     weights = np.ones(flat.shape[:2])
-    solve, points = _best(lambda: dlt(normalised, P, weights), args.repeat)
-    solve_old, points_old = _best(lambda: old.dlt(normalised, P, weights), args.repeat)
+    solve, points = best_of(args.repeat, lambda: dlt(normalised, P, weights))
+    solve_old, points_old = best_of(args.repeat, lambda: old.dlt(normalised, P, weights))
     print(f"DLT solve alone: ours {solve:.2f} s, old (LAPACK eigh per point) {solve_old:.2f} s, "
           f"old / ours = {solve_old / solve:.2f}x; agree to {np.abs(points - points_old).max():.1e} mm")  # fmt: skip
     if args.loop:
@@ -106,11 +93,11 @@ def main() -> int:
               f"agree to {np.abs(points - looped).max():.1e} mm")  # fmt: skip
 
     if args.robust:
-        fast, res = _best(lambda: triangulate(pixels, cameras, robust=True, refine=True), 1)
+        fast, res = best_of(1, lambda: triangulate(pixels, cameras, robust=True, refine=True))
         error = np.linalg.norm(res.points - X, axis=-1).mean()
         linear_error = np.linalg.norm(result.points - X, axis=-1).mean()
         n = args.old_samples
-        slow, res_old = _best(lambda: old.triangulate(pixels[:n], cameras, robust=True, refine=True), 1)
+        slow, res_old = best_of(1, lambda: old.triangulate(pixels[:n], cameras, robust=True, refine=True))
         scaled = slow / n * N_TEST
         agree = np.abs(res.points[:n] - res_old).max()
         print(f"robust + refine, whole split: ours {fast:.2f} s ({fast / whole:.1f}x the linear DLT), old "

@@ -8,13 +8,9 @@ checkout. The command itself is :mod:`rat7m.cli.metrics` (installed: ``rat7m met
 import sys
 from pathlib import Path
 
-if __name__ == "__main__":
-    if __package__ in (None, ""):  # run as a file: the checkout's rat7m package first on the path
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rat7m.cli.entry import run_command  # light: Ctrl-C handling is set up before the heavy imports
+if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: the checkout's rat7m package first
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-    sys.exit(run_command("metrics"))
-else:  # `from metric_utils import compute_metrics`: the command's module itself, for code and tests using its names
-    from rat7m.cli import metrics
+from rat7m.cli.entry import script  # light: Ctrl-C handling is set up before the heavy imports
 
-    sys.modules[__name__] = metrics
+script(__name__, "metrics")  # run: the command; imported: the command's module itself

@@ -20,7 +20,7 @@ All three functions take ``(predicted, target)`` of shape ``(n_samples, n_joints
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -104,6 +104,12 @@ def _sample_mean(err: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+def _per_sample(errors: Callable[..., np.ndarray], predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
+    """The metrics' one recipe: check the inputs, per-joint ``errors(pred, tgt, valid)``, mean per sample."""
+    pred, tgt, valid = _prepare(predicted, target)
+    return _sample_mean(errors(pred, tgt, valid), valid)
+
+
 def joint_errors(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     """Euclidean distance between prediction and target for every joint of every sample.
 
@@ -139,8 +145,7 @@ def mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
         ValueError: if a prediction is not finite (names the first bad sample).
         ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
     """
-    pred, tgt, valid = _prepare(predicted, target)
-    return _sample_mean(_errors(pred, tgt, valid), valid)
+    return _per_sample(_errors, predicted, target)
 
 
 def pa_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
@@ -153,21 +158,10 @@ def pa_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     Works for 2D and 3D poses. Degenerate cases: a sample whose valid predicted joints all coincide
     gets ``s = 0`` (every joint moved to the target centroid).
 
-    Args:
-        predicted: (n_samples, n_joints, 2 or 3) predicted positions; must be finite.
-        target: same shape; joints that are not finite are excluded from that sample's alignment
-            and mean.
-
-    Returns:
-        (n_samples, 1) float64; NaN for a sample with no finite target joint.
-
-    Raises:
-        ValueError: if the shapes differ or are not (n, J, 2|3).
-        ValueError: if a prediction is not finite (names the first bad sample).
-        ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
+    Takes, returns and raises as :func:`mpjpe` (``(n_samples, 1)``, each sample's mean error once aligned); a
+    target joint that is not finite is left out of the alignment as well as of the mean.
     """
-    pred, tgt, valid = _prepare(predicted, target)
-    return _sample_mean(_pa_errors(pred, tgt, valid), valid)
+    return _per_sample(_pa_errors, predicted, target)
 
 
 def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -209,22 +203,11 @@ def n_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:
     it uncentred on purpose: it is the published definition, so numbers stay comparable, and the
     issue asks for "scale only" (centring would add a translation). With absolute coordinates the
     scale pivots about the world origin; give root-relative poses if you want the scale of the body
-    alone. A sample whose valid predicted joints are all at the origin gets ``scale = 0``.
-
-    Args:
-        predicted: (n_samples, n_joints, 2 or 3) predicted positions; must be finite.
-        target: same shape; joints that are not finite are excluded from that sample's scale and mean.
-
-    Returns:
-        (n_samples, 1) float64; NaN for a sample with no finite target joint.
-
-    Raises:
-        ValueError: if the shapes differ or are not (n, J, 2|3).
-        ValueError: if a prediction is not finite (names the first bad sample).
-        ValueError: if a coordinate exceeds :data:`MAX_MAGNITUDE` (names the sample).
+    alone. A sample whose valid predicted joints are all at the origin gets ``scale = 0``. Arguments, result
+    (each sample's mean error once scaled) and errors are those of :func:`mpjpe`; a target joint that is not
+    finite is left out of the scale as well as of the mean.
     """
-    pred, tgt, valid = _prepare(predicted, target)
-    return _sample_mean(_n_errors(pred, tgt, valid), valid)
+    return _per_sample(_n_errors, predicted, target)
 
 
 def _n_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarray:

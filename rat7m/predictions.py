@@ -31,6 +31,7 @@ huge array, nor a zip member inflate beyond it).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -38,7 +39,7 @@ import tokenize
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -271,44 +272,47 @@ def _read_csv(path: Path) -> np.ndarray:
     the reference for what a valid line is. The first line is checked before anything is sized, so
     a huge file of the wrong shape fails at once.
     """
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise BadInputError(f"cannot read prediction file {path}: {exc.strerror}") from None
-    with handle:
-        try:
-            first = handle.readline(1 << 20)
-            if first.startswith(b"\xef\xbb\xbf"):
-                first = first[3:]
-            if first.strip():  # header, separator, width: before anything is sized
-                _parse_lines(path, [first.decode("utf-8", errors="replace")], 1)
-            handle.seek(0)
-            n_lines = _count_rows(handle)
-            if n_lines == 0:
-                raise BadInputError(f"{path} is empty; expected one row of {N_COLUMNS} numbers per sample")
-            rows = np.empty((n_lines, N_COLUMNS))
-            handle.seek(0)
-            done, tail = 0, b""
-            while True:
-                chunk = handle.read(CSV_BLOCK_BYTES)
-                block = tail + chunk
-                if done == 0 and block.startswith(b"\xef\xbb\xbf"):
-                    block = block[3:]
-                if chunk:
-                    cut = block.rfind(b"\n") + 1
-                    block, tail = block[:cut], block[cut:]
-                    if not block:
-                        continue
-                else:
-                    block, tail = block.rstrip(), b""  # trailing blank lines are harmless
-                    if not block:
-                        break
-                done += _parse_block(path, block, rows[done:], done + 1)
-                if not chunk:
+    with _reading(path, "prediction file") as handle:
+        first = handle.readline(1 << 20)
+        if first.startswith(b"\xef\xbb\xbf"):
+            first = first[3:]
+        if first.strip():  # header, separator, width: before anything is sized
+            _parse_lines(path, [first.decode("utf-8", errors="replace")], 1)
+        handle.seek(0)
+        n_lines = _count_rows(handle)
+        if n_lines == 0:
+            raise BadInputError(f"{path} is empty; expected one row of {N_COLUMNS} numbers per sample")
+        rows = np.empty((n_lines, N_COLUMNS))
+        handle.seek(0)
+        done, tail = 0, b""
+        while True:
+            chunk = handle.read(CSV_BLOCK_BYTES)
+            block = tail + chunk
+            if done == 0 and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            if chunk:
+                cut = block.rfind(b"\n") + 1
+                block, tail = block[:cut], block[cut:]
+                if not block:
+                    continue
+            else:
+                block, tail = block.rstrip(), b""  # trailing blank lines are harmless
+                if not block:
                     break
-        except OSError as exc:
-            raise BadInputError(f"cannot read prediction file {path}: {exc.strerror or exc}") from None
+            done += _parse_block(path, block, rows[done:], done + 1)
+            if not chunk:
+                break
     return rows[:done]
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str) -> Iterator[io.BufferedReader]:
+    """``path`` open for reading; an OS error, opening or reading it, is one :class:`BadInputError` naming it."""
+    try:
+        with path.open("rb") as handle:
+            yield handle
+    except OSError as exc:
+        raise BadInputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def _count_rows(handle: io.BufferedReader) -> int:
@@ -543,32 +547,25 @@ def _npz_member(path: Path, shape_ok: Callable[[tuple[int, ...]], bool], want: s
 def _read_csv_2d(path: Path, n_samples: int | None, camera_names: list[str], allow_missing: bool) -> np.ndarray:
     """(N, V, J, 2 or 3) values of a CSV, read in blocks: memory is the result plus one block."""
     V, J = len(camera_names), catalogue.N_JOINTS
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise BadInputError(f"cannot read 2D prediction file {path}: {exc.strerror}") from None
-    with handle:
-        try:
-            first = handle.readline(1 << 20)
-            bom = 3 if first.startswith(b"\xef\xbb\xbf") else 0
-            header = first[bom:].split(b",", 1)[0].strip().lower() == LABELS[0].encode()
-            handle.seek(0)
-            n_rows = _count_rows(handle) - header
-            if n_samples is None and n_rows > 0 and n_rows % V == 0:
-                n_samples = n_rows // V
-            if n_samples is None or n_rows != n_samples * V:
-                expected = (f"expected a multiple of the {V} cameras" if n_samples is None
-                            else f"the split has {n_samples} samples x {V} cameras = {n_samples * V}")  # fmt: skip
-                msg = (f"{path} has {max(n_rows, 0)} prediction rows; {expected} "
-                       "(one row per sample and camera, in table order)")  # fmt: skip
-                raise BadInputError(msg)
-            handle.seek(bom + (len(first) - bom if header else 0))
-            reader = _CsvReader2D(path, n_rows, camera_names, first=1 + header, allow_missing=allow_missing)
-            while chunk := handle.read(CSV_BLOCK_BYTES):
-                reader.feed(chunk)
-            values = reader.finish()
-        except OSError as exc:
-            raise BadInputError(f"cannot read 2D prediction file {path}: {exc.strerror or exc}") from None
+    with _reading(path, "2D prediction file") as handle:
+        first = handle.readline(1 << 20)
+        bom = 3 if first.startswith(b"\xef\xbb\xbf") else 0
+        header = first[bom:].split(b",", 1)[0].strip().lower() == LABELS[0].encode()
+        handle.seek(0)
+        n_rows = _count_rows(handle) - header
+        if n_samples is None and n_rows > 0 and n_rows % V == 0:
+            n_samples = n_rows // V
+        if n_samples is None or n_rows != n_samples * V:
+            expected = (f"expected a multiple of the {V} cameras" if n_samples is None
+                        else f"the split has {n_samples} samples x {V} cameras = {n_samples * V}")  # fmt: skip
+            msg = (f"{path} has {max(n_rows, 0)} prediction rows; {expected} "
+                   "(one row per sample and camera, in table order)")  # fmt: skip
+            raise BadInputError(msg)
+        handle.seek(bom + (len(first) - bom if header else 0))
+        reader = _CsvReader2D(path, n_rows, camera_names, first=1 + header, allow_missing=allow_missing)
+        while chunk := handle.read(CSV_BLOCK_BYTES):
+            reader.feed(chunk)
+        values = reader.finish()
     return values.reshape(n_samples, V, J, values.shape[1] // J)
 
 

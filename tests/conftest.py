@@ -71,3 +71,43 @@ def capture_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthe
 def any_dataset(request: pytest.FixtureRequest) -> SyntheticDataset:
     """Each of the two session datasets in turn (B-frame H.264, then the capture encoding)."""
     return request.getfixturevalue("synthetic_dataset" if request.param == "bframes" else "capture_dataset")
+
+
+@pytest.fixture
+def sigint_default() -> Iterator[None]:
+    """Children start with SIGINT's default action even where the suite runs with it ignored (``make test &``)."""
+    import signal
+
+    old = signal.getsignal(signal.SIGINT)
+    if old == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+@pytest.fixture
+def outside_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs must not pick up a shard from a SLURM job the test suite itself may run in."""
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server(tree: Path) -> Iterator[object]:
+    """A local Figshare serving the module's ``tree`` fixture (a published folder) on 127.0.0.1."""
+    from rat7m.demo.figshare_server import FigshareServer
+
+    with FigshareServer(tree) as srv:
+        yield srv
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The downloader's retries sleep into this list instead of waiting (jitter fixed at the middle)."""
+    from rat7m.download import gdrive, http, run
+
+    record: list[float] = []
+    policy = http.RetryPolicy(attempts=4, backoff=1.0, cap=8.0, sleep=record.append, random=lambda: 0.5)
+    monkeypatch.setattr(run, "retry_policy", policy)
+    monkeypatch.setattr(gdrive, "BACKOFF_SECONDS", 0.0)
+    return record

@@ -45,10 +45,7 @@ from rat7m.table import PICKLE_PROTOCOL, load_annotation, save_annotation
 from rat7m.table_build import build_table, find_mocap_files, format_summary, parse_split
 from rat7m.table_check import DEFAULT_TOLERANCE_PX, check_table
 
-__all__ = [
-    "build_parser",
-    "main",
-]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("build_annotation")
 

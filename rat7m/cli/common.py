@@ -38,6 +38,7 @@ __all__ = [
     "add_cameras_argument",
     "add_recordings_argument",
     "add_root_argument",
+    "add_table_selection_arguments",
     "add_verbosity_arguments",
     "check_writable",
     "command",
@@ -227,6 +228,12 @@ def add_cameras_argument(parser: argparse.ArgumentParser, default: str = "all si
         "--cameras", nargs="+", metavar="CAM", action=_NamesAction, const=catalogue.parse_cameras,
         help=f"cameras, e.g. 1 3, 1,3 or Camera1 (default: {default})",
     )  # fmt: skip
+
+
+def add_table_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--recordings`` and ``--cameras`` for a command that works on a table: by default all of it."""
+    add_recordings_argument(parser, default="every recording in the table")
+    add_cameras_argument(parser)
 
 
 def positive_int(text: str) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rat7m import extras, interrupt
 
@@ -28,6 +28,7 @@ __all__ = [
     "metrics",
     "render",
     "run_command",
+    "script",
 ]
 
 #: Each command: the module that holds it, the function that runs it, and one line for ``rat7m --help``.
@@ -110,36 +111,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(name, f"rat7m {name}", args[1:])
 
 
-def download() -> int:
-    """``rat7m-download``."""
-    return run_command("download", "rat7m-download")
+def script(module: str, name: str) -> None:
+    """The body of a top-level script such as ``download_all.py``: one line, so the scripts cannot drift apart.
+
+    Run (``python download_all.py``), it runs command ``name`` and exits with its code; imported
+    (``import download_all``), the script becomes the command's module itself, so code and tests that use its
+    names keep working.
+
+    Args:
+        module: the script's ``__name__``.
+        name: the command (a key of :data:`COMMANDS`).
+    """
+    if module == "__main__":
+        sys.exit(run_command(name))
+    sys.modules[module] = importlib.import_module(COMMANDS[name][0])
 
 
-def build_annotation() -> int:
-    """``rat7m-build-annotation``."""
-    return run_command("build-annotation", "rat7m-build-annotation")
+def _console(name: str) -> Callable[[], int]:
+    """The ``rat7m-<name>`` console command, named as typed (the entry points in pyproject.toml)."""
+
+    def command() -> int:
+        return run_command(name, f"rat7m-{name}")
+
+    command.__name__ = command.__qualname__ = name.replace("-", "_")
+    command.__doc__ = f"``rat7m-{name}``."
+    return command
 
 
-def extract() -> int:
-    """``rat7m-extract``."""
-    return run_command("extract", "rat7m-extract")
-
-
-def metrics() -> int:
-    """``rat7m-metrics``."""
-    return run_command("metrics", "rat7m-metrics")
-
-
-def doctor() -> int:
-    """``rat7m-doctor``."""
-    return run_command("doctor", "rat7m-doctor")
-
-
-def export() -> int:
-    """``rat7m-export``."""
-    return run_command("export", "rat7m-export")
-
-
-def render() -> int:
-    """``rat7m-render``."""
-    return run_command("render", "rat7m-render")
+download = _console("download")
+build_annotation = _console("build-annotation")
+extract = _console("extract")
+metrics = _console("metrics")
+doctor = _console("doctor")
+export = _console("export")
+render = _console("render")

@@ -39,9 +39,8 @@ from pathlib import Path
 from rat7m import catalogue, extras
 from rat7m.cli import (
     ArgumentParser,
-    add_cameras_argument,
-    add_recordings_argument,
     add_root_argument,
+    add_table_selection_arguments,
     add_verbosity_arguments,
     check_writable,
     command_name,
@@ -93,8 +92,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder; each format goes to OUT/<format>/")
     parser.add_argument("--split", choices=("train", "test", "all"), default=None,
                         help="rows (default: all; dlc: train, see above)")  # fmt: skip
-    add_recordings_argument(parser, default="every recording in the table")
-    add_cameras_argument(parser)
+    add_table_selection_arguments(parser)
     parser.add_argument(
         "--val-recordings", nargs="+", metavar="REC", action=_recordings_action(),
         help="yolo: whole recordings for validation (default: the last training recording)",

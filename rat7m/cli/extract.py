@@ -34,9 +34,8 @@ from rat7m import catalogue, extract, shards
 from rat7m.cli import (
     EXIT_FAILED,
     ArgumentParser,
-    add_cameras_argument,
-    add_recordings_argument,
     add_root_argument,
+    add_table_selection_arguments,
     add_verbosity_arguments,
     check_writable,
     command,
@@ -51,10 +50,7 @@ from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 from rat7m.video import DECODERS, ChunkIndex, quiet_decoder_logs, resolve_decoder
 
-__all__ = [
-    "build_parser",
-    "main",
-]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("extract_frames")
 
@@ -79,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the images go: each at IMAGES_ROOT/<image_path> (default: the dataset root); use it when the "
         "dataset is on read-only storage, and pass the same folder to MiniRat7m(images_root=...)",
     )
-    add_recordings_argument(parser, default="every recording in the table")
-    add_cameras_argument(parser)
+    add_table_selection_arguments(parser)
     parser.add_argument(
         "--jobs",
         type=positive_int,

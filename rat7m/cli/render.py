@@ -96,13 +96,17 @@ def build_parser() -> ArgumentParser:
 
     root_help = f"dataset root (default: ${ROOT_ENV}, else the current folder)"
 
+    def predictions(sub: ArgumentParser, table_for: str, required: bool, what: str) -> None:
+        """--gt-path, --pred-path and --split: samples and video read predictions the same way."""
+        _flag(sub, "gt_path", type=Path, default=None,
+              help=f"annotation table{table_for} (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")  # fmt: skip
+        _flag(sub, "pred_path", type=Path, default=None, required=required, help=what)
+        _flag(sub, "split", choices=("test", "train", "all"), default="test",
+              help="rows the predictions are of (default: %(default)s)")  # fmt: skip
+
     samples = mode("samples", "a figure per sample: six views, ground truth and prediction")
-    _flag(samples, "gt_path", type=Path, default=None,
-          help=f"annotation table (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")  # fmt: skip
-    _flag(samples, "pred_path", type=Path, required=True,
-          help="3D predictions (CSV/.npy as compute_metrics reads) or 2D .npy (N, cameras, 20, 2)")  # fmt: skip
-    _flag(samples, "split", choices=("test", "train", "all"), default="test",
-          help="rows the predictions are of (default: %(default)s)")  # fmt: skip
+    predictions(samples, "", required=True,
+                what="3D predictions (CSV/.npy as compute_metrics reads) or 2D .npy (N, cameras, 20, 2)")  # fmt: skip
     _flag(samples, "root", type=Path, default=None,
           help=f"dataset root for images (default: ${ROOT_ENV}, else the folder of --gt-path, else .)")  # fmt: skip
     _flag(samples, "samples", type=_indices, default=[], help="sample indices in the split, e.g. 0,17 (default: none)")
@@ -121,12 +125,8 @@ def build_parser() -> ArgumentParser:
     _flag(video, "camera", required=True, help="1..6 or Camera1..Camera6")
     _flag(video, "start", type=_count, default=0, help="first frame (default: %(default)s)")
     _flag(video, "stop", type=positive_int, required=True, help="frame after the last one")
-    _flag(video, "gt_path", type=Path, default=None,
-          help=f"annotation table, for --pred-path (default: ROOT/{catalogue.MINI_ANNOTATION_NAME})")  # fmt: skip
-    _flag(video, "pred_path", type=Path, default=None,
-          help="predictions of --split to draw too (default: none, ground truth only)")  # fmt: skip
-    _flag(video, "split", choices=("test", "train", "all"), default="test",
-          help="rows the predictions are of (default: %(default)s)")  # fmt: skip
+    predictions(video, ", for --pred-path", required=False,
+                what="predictions of --split to draw too (default: none, ground truth only)")  # fmt: skip
     _flag(video, "fps", type=positive_int, default=120, help="frame rate written into the MP4 (default: %(default)s)")
     _flag(video, "codec", choices=("auto", "pyav", "opencv"), default="auto",
           help="auto: PyAV's H.264 when installed, else OpenCV's writer (default: %(default)s)")  # fmt: skip

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from rat7m.demo.figshare_faults import API, Faults, RequestRecord
 
 if TYPE_CHECKING:
-    from rat7m.demo.figshare_server import FigshareServer, _Article
+    from rat7m.demo.figshare_server import FigshareServer, _Article, _File
 
 log = logging.getLogger("rat7m.demo.figshare_server")
 
@@ -338,12 +338,18 @@ class _Handler(_Responses):
         files = owner._ordered(art)[start : start + size]
         self._json(HTTPStatus.OK, [owner._file_json(f, self._base()) for f in files], faults)
 
-    def _redirect(self, owner: FigshareServer, file_id: int) -> None:
+    def _file(self, owner: FigshareServer, file_id: int) -> _File | None:
+        """The file ``file_id``, named in this request's record; None once a 404 is sent."""
         entry = owner._by_id.get(file_id)
         if entry is None:
             self._json(*_not_found("file"))
+        else:
+            self._rec.name = entry.name
+        return entry
+
+    def _redirect(self, owner: FigshareServer, file_id: int) -> None:
+        if (entry := self._file(owner, file_id)) is None:
             return
-        self._rec.name = entry.name
         self._rec.status = int(HTTPStatus.FOUND)
         self.send_response(HTTPStatus.FOUND)
         elsewhere = owner._faults_for(entry.name).redirect_to
@@ -352,11 +358,8 @@ class _Handler(_Responses):
         self.end_headers()
 
     def _storage(self, owner: FigshareServer, file_id: int) -> None:
-        entry = owner._by_id.get(file_id)
-        if entry is None:
-            self._json(*_not_found("file"))
+        if (entry := self._file(owner, file_id)) is None:
             return
-        self._rec.name = entry.name
         faults = owner._faults_for(entry.name)
         if self._status_fault(owner, entry.name, faults):
             return

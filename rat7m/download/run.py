@@ -28,7 +28,16 @@ from rat7m.download.listing import list_remote_files
 from rat7m.download.plan import Action, Step, plan_downloads
 from rat7m.download.progress import Progress, human_bytes
 from rat7m.download.record import VerificationRecord
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, STATUSES, Interrupt, Outcome, carry_out
+from rat7m.download.transfer import (
+    DOWNLOADED,
+    FAILED,
+    SKIPPED,
+    STATUSES,
+    Interrupt,
+    Outcome,
+    TransferContext,
+    carry_out,
+)
 from rat7m.download.zipmode import ZIP_DIR, ZipJob, plan_zips, run_zip_job
 from rat7m.errors import BadInputError, NotEnoughSpaceError, Rat7mError
 from rat7m.untrusted import UntrustedFileError, open_own_file
@@ -348,12 +357,12 @@ def _transfer(
     """Carry out the plan (files or zips in parallel, then the Drive pickle) into ``report.outcomes``."""
     transfer_total = sum(s.remaining for s in report.steps) + sum(j.step.remaining for j in report.zip_jobs if j.step)
     progress = Progress(transfer_total, enabled=not options.quiet)
-    shared = {"root": out, "client": client, "record": record, "policy": policy, "progress": progress}
+    context = TransferContext(out, client, record, policy, progress)
     tasks: list[tuple[str, Callable[[Interrupt], Outcome]]] = [
-        (step.file.path, functools.partial(_carry_out, step, shared)) for step in report.steps
+        (step.file.path, functools.partial(carry_out, step, context)) for step in report.steps
     ]
-    zip_options = {"recordings": options.recordings, "cameras": options.cameras, **shared}
-    tasks += [(job.path, functools.partial(_run_zip_job, job, zip_options)) for job in report.zip_jobs]
+    tasks += [(job.path, functools.partial(run_zip_job, job, context, options.recordings, options.cameras))
+              for job in report.zip_jobs]  # fmt: skip
     # Annotations first (small, and what building the table needs), then the largest first: on a listing
     # of mixed sizes a run that starts a large file last ends with one thread busy and the others idle.
     priority = [(s.file.kind != "annotations", -(s.file.size or 0 if s.action is Action.VERIFY else s.remaining))
@@ -370,14 +379,6 @@ def _transfer(
                 (out / ZIP_DIR).rmdir()
     if options.mini_annotation:
         report.outcomes.append(fetch_mini_annotation(out, client, options.drive_url, progress.enabled))
-
-
-def _carry_out(step: Step, shared: dict, stop: Interrupt) -> Outcome:
-    return carry_out(step, stop=stop, **shared)
-
-
-def _run_zip_job(job: ZipJob, options: dict, stop: Interrupt) -> Outcome:
-    return run_zip_job(job, stop=stop, **options)
 
 
 def format_plan(report: Report) -> str:

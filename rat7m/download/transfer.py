@@ -52,6 +52,7 @@ __all__ = [
     "Interrupt",
     "Outcome",
     "Stopped",
+    "TransferContext",
     "carry_out",
     "md5_of_file",
     "parse_content_range",
@@ -175,22 +176,24 @@ class _WriteError(PermanentError):
     """The disk refused (full, read-only, permissions): retrying the network will not help."""
 
 
-def carry_out(
-    step: Step,
-    *,
-    root: Path,
-    client: HttpClient,
-    record: VerificationRecord,
-    policy: RetryPolicy,
-    progress: Progress,
-    stop: Interrupt | None = None,
-) -> Outcome:
-    """Do what ``step`` says for its file, under ``root``; never raises for a failed file.
+@dataclass(frozen=True)
+class TransferContext:
+    """What every transfer of one run shares: the dataset folder, the client, the record, retries, progress."""
+
+    root: Path
+    client: HttpClient
+    record: VerificationRecord
+    policy: RetryPolicy
+    progress: Progress
+
+
+def carry_out(step: Step, context: TransferContext, stop: Interrupt | None = None) -> Outcome:
+    """Do what ``step`` says for its file, under ``context.root``; never raises for a failed file.
 
     Raises:
         Stopped: only when ``stop`` is set (the run is being interrupted).
     """
-    job = _FileJob(step, root, client, record, policy, progress, stop or Interrupt())
+    job = _FileJob(step, context, stop or Interrupt())
     try:
         return job.run()
     except Stopped:
@@ -203,27 +206,19 @@ def carry_out(
 class _FileJob:
     """The state of one file's transfer: the part on disk, the MD5 of its bytes, counters."""
 
-    def __init__(
-        self,
-        step: Step,
-        root: Path,
-        client: HttpClient,
-        record: VerificationRecord,
-        policy: RetryPolicy,
-        progress: Progress,
-        stop: Interrupt,
-    ) -> None:
-        self.step, self.file = step, step.file
-        self.final = root / step.file.path
+    def __init__(self, step: Step, context: TransferContext, stop: Interrupt) -> None:
+        self.step, self.file, self.stop = step, step.file, stop
+        self.final = context.root / step.file.path
         self.part = part_path(self.final)
-        self.client, self.record, self.policy, self.progress, self.stop = client, record, policy, progress, stop
+        self.client, self.record, self.policy = context.client, context.record, context.policy
+        self.progress = context.progress
         self.size = step.file.size  # None until the server says, for a file listed without a size
         self.digest = hashlib.md5(usedforsecurity=False)
         self.length = 0  # bytes in the part, all of them in self.digest
         self.received = 0  # bytes that crossed the network for this file in this run
         self.credited = 0  # bytes added to the overall progress for this file
         self.reached = 0  # the longest the part has been in this run
-        partial = record.partial(self.file.path)
+        partial = self.record.partial(self.file.path)
         self.validator = partial.validator if partial else None
 
     def _announce(self, exc: BaseException, seconds: float) -> None:

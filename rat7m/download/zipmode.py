@@ -36,10 +36,18 @@ from rat7m.download.http import (
 )
 from rat7m.download.listing import RemoteFile, articles_for, target_path
 from rat7m.download.plan import Action, Step, decide, local_state
-from rat7m.download.progress import Progress
 from rat7m.download.record import VerificationRecord
 from rat7m.download.safezip import CorruptArchiveError, safe_extract
-from rat7m.download.transfer import DOWNLOADED, FAILED, SKIPPED, Interrupt, Outcome, carry_out, size_from_response
+from rat7m.download.transfer import (
+    DOWNLOADED,
+    FAILED,
+    SKIPPED,
+    Interrupt,
+    Outcome,
+    TransferContext,
+    carry_out,
+    size_from_response,
+)
 from rat7m.errors import Rat7mError
 
 __all__ = [
@@ -183,14 +191,9 @@ def plan_zips(
 
 def run_zip_job(
     job: ZipJob,
-    *,
-    root: Path,
+    context: TransferContext,
     recordings: Sequence[cat.Recording],
     cameras: Sequence[str],
-    client: HttpClient,
-    record: VerificationRecord,
-    policy: RetryPolicy,
-    progress: Progress,
     stop: Interrupt | None = None,
 ) -> Outcome:
     """Download one zip (resumably), unpack it safely and move the wanted files into place.
@@ -199,13 +202,14 @@ def run_zip_job(
         The zip's outcome, counting (and sizing) the dataset files placed, or found in place when
         it was unpacked by an earlier run; a failed zip counts as one file.
     """
+    root, record, progress = context.root, context.record, context.progress
     wanted = {r.name for r in recordings}
     if job.step is None:
         extracted = record.extracted_files(job.path) or []
         selected = [rel for rel in extracted if _selected(rel, job.kind, job.article, wanted, cameras)]
         size = sum(known.size for known in map(record.verified, selected) if known is not None)
         return Outcome(job.path, SKIPPED, size, files=len(selected))
-    fetched = carry_out(job.step, root=root, client=client, record=record, policy=policy, progress=progress, stop=stop)
+    fetched = carry_out(job.step, context, stop)
     if fetched.status == FAILED:
         return fetched
     zip_file = root / job.path

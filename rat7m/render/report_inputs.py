@@ -31,6 +31,7 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.fileio import read_input
+from rat7m.toolpreds.common import is_float
 
 __all__ = [
     "MAX_CSV_BYTES",
@@ -276,7 +277,7 @@ def read_per_sample(metrics_dir: str | Path, n_samples: int | None = None) -> di
         try:
             values = np.asarray(cells, dtype=np.float64)
         except ValueError:
-            line = next(i for i, cell in enumerate(cells, start=2) if not _is_float(cell))
+            line = next(i for i, cell in enumerate(cells, start=2) if not is_float(cell))
             msg = f"{path} line {line}, column {name}: {cells[line - 2][:30]!r} is not a number"
             raise BadInputError(msg) from None
         if name in ("frame", "sample", "excluded_joints"):
@@ -301,12 +302,6 @@ def read_per_sample(metrics_dir: str | Path, n_samples: int | None = None) -> di
     return columns
 
 
-def _is_float(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def read_run(metrics_dir: Path) -> dict[str, Any]:

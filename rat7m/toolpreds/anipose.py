@@ -31,11 +31,7 @@ from rat7m.toolpreds.common import (
     read_text,
 )
 
-__all__ = [
-    "FORMAT",
-    "read",
-    "sniff",
-]
+__all__ = ["FORMAT", "read", "sniff"]
 
 FORMAT = "anipose"
 _RECORDING = re.compile(r"(s\d+-d\d+)")

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from rat7m import catalogue, pixels
-from rat7m.errors import BadInputError
+from rat7m.errors import BadInputError, Rat7mError
 
 __all__ = [
     "MAX_CONFIDENCE",
@@ -58,6 +58,7 @@ __all__ = [
     "check_values",
     "is_float",
     "joint_order",
+    "library_read",
     "no_gc",
     "one_line",
     "path_parts",
@@ -90,6 +91,22 @@ def check_size(path: Path, limit: int | None = None) -> int:
     if size > limit:
         raise BadInputError(f"{path} is {size} bytes, above the {limit}-byte limit of a prediction file")
     return size
+
+
+@contextlib.contextmanager
+def library_read(path: Path, what: str) -> Iterator[None]:
+    """Around a library reading the binary file ``path`` (a ``what``): its size checked first, then any
+    exception the library raises on a damaged file made one :class:`BadInputError` line.
+
+    Our own errors and an ImportError (a missing library is not a damaged file) pass through.
+    """
+    check_size(path)
+    try:
+        yield
+    except (Rat7mError, ImportError):
+        raise
+    except Exception as exc:  # h5py, PyTables, pandas, scipy and sleap-io raise many kinds on a damaged file
+        raise BadInputError(f"{path} is not a readable {what} ({type(exc).__name__}: {one_line(exc)})") from None
 
 
 def read_text(path: Path, limit: int | None = None) -> str:

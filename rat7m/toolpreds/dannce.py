@@ -19,16 +19,11 @@ from rat7m.toolpreds.common import (
     TableIndex,
     ToolPredictions3D,
     check_confidence,
-    check_size,
     check_values,
-    one_line,
+    library_read,
 )
 
-__all__ = [
-    "FORMAT",
-    "read",
-    "sniff",
-]
+__all__ = ["FORMAT", "read", "sniff"]
 
 FORMAT = "dannce"
 
@@ -42,13 +37,11 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     """Read ``pred``, ``p_max`` and ``sampleID`` and place each prediction at its table row."""
     import scipy.io
 
-    check_size(path)
-    try:
-        content = scipy.io.loadmat(path, variable_names=("pred", "p_max", "sampleID"))
-    except NotImplementedError:
-        raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)") from None
-    except Exception as exc:  # scipy raises many kinds on a damaged file
-        raise BadInputError(f"{path} is not a readable .mat file ({type(exc).__name__}: {one_line(exc)})") from None
+    with library_read(path, ".mat file"):
+        try:
+            content = scipy.io.loadmat(path, variable_names=("pred", "p_max", "sampleID"))
+        except NotImplementedError:
+            raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)") from None
     J = catalogue.N_JOINTS
     for name in ("pred", "sampleID"):
         if name not in content:

@@ -33,11 +33,10 @@ from rat7m.toolpreds.common import (
     TableIndex,
     ToolPredictions2D,
     check_confidence,
-    check_size,
     check_values,
     is_float,
     joint_order,
-    one_line,
+    library_read,
     read_text,
 )
 
@@ -144,23 +143,18 @@ def _lookup(index: TableIndex, key: object, video: tuple[str, int, int] | None, 
 
 
 def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
-    check_size(path)
-    pd = extras.require("pandas", extra="export", feature=f"reading {path}", package="pandas tables")
-    try:
-        with pd.HDFStore(path, mode="r") as store:
-            stored = [k.lstrip("/") for k in store]
-            key = next((k for k in H5_KEYS if k in stored), stored[0] if len(stored) == 1 else None)
-            if key is None:
-                raise BadInputError(f"{path} holds tables {stored}; expected one of {', '.join(H5_KEYS)}")
-            frame = store[key]
-    except BadInputError:
-        raise
-    except ImportError:  # pandas imports PyTables when it opens the store
-        extras.require("tables", extra="export", feature=f"reading {path}", package="tables")
-        raise
-    except Exception as exc:  # PyTables and pandas raise many kinds on a damaged file
-        msg = f"{path} is not a readable DLC .h5 table ({type(exc).__name__}: {one_line(exc)})"
-        raise BadInputError(msg) from None
+    with library_read(path, "DLC .h5 table"):
+        pd = extras.require("pandas", extra="export", feature=f"reading {path}", package="pandas tables")
+        try:
+            with pd.HDFStore(path, mode="r") as store:
+                stored = [k.lstrip("/") for k in store]
+                key = next((k for k in H5_KEYS if k in stored), stored[0] if len(stored) == 1 else None)
+                if key is None:
+                    raise BadInputError(f"{path} holds tables {stored}; expected one of {', '.join(H5_KEYS)}")
+                frame = store[key]
+        except ImportError:  # pandas imports PyTables when it opens the store
+            extras.require("tables", extra="export", feature=f"reading {path}", package="tables")
+            raise
     if not isinstance(frame, pd.DataFrame) or frame.columns.nlevels < 3:
         raise BadInputError(f"{path}: expected a table with scorer/bodyparts/coords columns")
     names = [str(n).lower() if n is not None else "" for n in frame.columns.names]

@@ -15,23 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from rat7m import extras
-from rat7m.errors import BadInputError
 from rat7m.toolpreds.common import (
     Collector2D,
     TableIndex,
     ToolPredictions2D,
     check_confidence,
-    check_size,
     check_values,
     joint_order,
-    one_line,
+    library_read,
 )
 
-__all__ = [
-    "FORMAT",
-    "read",
-    "sniff",
-]
+__all__ = ["FORMAT", "read", "sniff"]
 
 FORMAT = "slp"
 
@@ -43,12 +37,9 @@ def sniff(path: Path, head: bytes) -> bool:
 
 def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> ToolPredictions2D:
     """Read the predicted instances of an ``.slp`` and place each at its (sample, camera)."""
-    check_size(path)
-    sio = extras.require("sleap_io", extra="sleap", feature=f"reading {path}", package="sleap-io")
-    try:
+    with library_read(path, ".slp file"):
+        sio = extras.require("sleap_io", extra="sleap", feature=f"reading {path}", package="sleap-io")
         labels = sio.load_slp(str(path), open_videos=False)
-    except Exception as exc:  # h5py and sleap-io raise many kinds on a damaged file
-        raise BadInputError(f"{path} is not a readable .slp file ({type(exc).__name__}: {one_line(exc)})") from None
     collector = Collector2D(index, FORMAT)
     orders: dict[int, np.ndarray] = {}
     for frame in labels.labeled_frames:

@@ -30,12 +30,7 @@ from rat7m.toolpreds.common import (
     read_text,
 )
 
-__all__ = [
-    "FORMAT",
-    "MAX_LABEL_BYTES",
-    "read",
-    "sniff",
-]
+__all__ = ["FORMAT", "MAX_LABEL_BYTES", "read", "sniff"]
 
 FORMAT = "yolo-txt"
 #: Largest label file read (bytes): one line is ~700 bytes, so this is ~1500 detections.

@@ -384,16 +384,6 @@ def test_a_symlink_loop_where_it_reads_a_file_is_one_line(command, world, tmp_pa
 MOMENTS = ("start-up", "imports", "working")
 
 
-@pytest.fixture
-def sigint_default():
-    """The commands start with SIGINT's default action even where the suite runs with it ignored."""
-    old = signal.getsignal(signal.SIGINT)
-    if old == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 @pytest.mark.parametrize(("command", "moment"), _cases("sigint", moments=MOMENTS))
 def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_exit_130_or_143(command, moment, world, tmp_path,
                                                                          sigint_default):  # fmt: skip

@@ -81,6 +81,17 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
+def _stop(proc: subprocess.Popen, signum: int) -> tuple[str, float]:
+    """Send ``signum`` to the run's process group, as a terminal or ``kill`` does: (its stderr, seconds to exit)."""
+    os.killpg(proc.pid, signum)
+    sent = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    return err, time.monotonic() - sent
+
+
 @pytest.mark.parametrize("moment", ["worker start-up", "mid-extraction"])
 def test_ctrl_c_stops_the_run_at_once_and_cleanly(dataset_root, tmp_path, moment):
     images = tmp_path / "images"
@@ -92,13 +103,7 @@ def test_ctrl_c_stops_the_run_at_once_and_cleanly(dataset_root, tmp_path, moment
         assert not any(images.rglob("*.jpg"))
     else:
         _wait_for(lambda: any(images.rglob("*.jpg")))
-    os.killpg(proc.pid, signal.SIGINT)
-    sent = time.monotonic()
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    stopped = time.monotonic() - sent
+    err, stopped = _stop(proc, signal.SIGINT)
     assert proc.returncode == 130, err
     assert stopped < STOP_WITHIN, f"the run took {stopped:.1f} s to stop"
     assert "Traceback" not in err and "Fatal Python error" not in err and "KeyboardInterrupt" not in err, err
@@ -160,16 +165,6 @@ FIRST_MOMENT = 0.01
 RAT7M_EXTRACT = Path(sys.executable).with_name("rat7m-extract")
 
 
-@pytest.fixture
-def sigint_not_ignored():
-    """Children start with SIGINT's default action even where the suite runs with it ignored (``make test &``)."""
-    old = signal.getsignal(signal.SIGINT)
-    if old == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 def _extract(*args: str | os.PathLike, held: bool = False) -> subprocess.Popen:
     """Start ``rat7m-extract`` in its own process group (with SIGINT blocked while Python starts if ``held``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
@@ -185,7 +180,7 @@ def _extract(*args: str | os.PathLike, held: bool = False) -> subprocess.Popen:
 
 @pytest.mark.skipif(not RAT7M_EXTRACT.exists(), reason="the console commands are not installed next to this Python")
 def test_ctrl_c_at_twenty_moments_of_an_extraction_always_stops_it_in_one_line(
-    dataset_root, tmp_path, sigint_not_ignored
+    dataset_root, tmp_path, sigint_default
 ):
     """SIGINT from 0.01 s after the start to the end of a run: exit 130 within 2 s, one line, whole images.
 
@@ -242,13 +237,8 @@ def test_sigterm_mid_extraction_is_one_line_exit_143_and_leaves_only_whole_image
     images = tmp_path / "images"
     proc = _start(dataset_root, images)
     _wait_for(lambda: any(images.rglob("*.jpg")))
-    os.killpg(proc.pid, signal.SIGTERM)
-    sent = time.monotonic()
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert time.monotonic() - sent < STOP_WITHIN
+    err, stopped = _stop(proc, signal.SIGTERM)
+    assert stopped < STOP_WITHIN
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "Terminated" not in err, err
     assert err.splitlines()[-1] == "terminated; rerun the same command to resume", err

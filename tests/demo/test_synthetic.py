@@ -17,18 +17,7 @@ from rat7m.geometry import project
 from rat7m.matfile import load_cameras, load_mocap, load_recording
 from rat7m.table_build import build_table, find_mocap_files
 from rat7m.table_check import check_table
-
-
-def decode_all(path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+from tests.helpers.shared import decode_all
 
 
 def test_tree_has_exactly_the_real_layout(synthetic_dataset):

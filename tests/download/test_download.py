@@ -26,12 +26,13 @@ import download_all
 from rat7m import catalogue as cat
 from rat7m.cli import run_main
 from rat7m.demo.figshare_server import API, Faults, FigshareServer
-from rat7m.download import http, run
+from rat7m.download import run
 from rat7m.download.progress import human_bytes
 from rat7m.download.record import RECORD_NAME
 from rat7m.download.transfer import CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("slept")  # retries never wait (tests/conftest.py)
 S1 = cat.recording_by_name("s1-d1")
 S5 = cat.recording_by_name("s5-d2")
 #: The file the kill test interrupts (the largest of the tree).
@@ -56,21 +57,6 @@ def tree(tmp_path_factory) -> Path:
     for rec in (S1, S5):
         (annotations / cat.mocap_file_name(rec)).write_bytes(rng.randbytes(60_000))
     return root
-
-
-@pytest.fixture
-def server(tree):
-    with FigshareServer(tree) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def slept(monkeypatch) -> list[float]:
-    """Retries sleep into this list instead of waiting (jitter fixed at the middle)."""
-    record: list[float] = []
-    policy = http.RetryPolicy(attempts=4, backoff=1.0, cap=8.0, sleep=record.append, random=lambda: 0.5)
-    monkeypatch.setattr(run, "retry_policy", policy)
-    return record
 
 
 def md5(path: Path) -> str:

@@ -29,6 +29,7 @@ from rat7m.download import gdrive, http, run
 from rat7m.download.safezip import safe_extract
 from rat7m.errors import BadInputError, DownloadError
 
+pytestmark = pytest.mark.usefixtures("slept")  # retries never wait (tests/conftest.py)
 S1 = cat.recording_by_name("s1-d1")
 MOCAP = cat.mocap_file_name(S1)
 CHUNK = cat.video_chunk_name(S1, "Camera1", 0)
@@ -45,21 +46,6 @@ def tree(tmp_path_factory) -> Path:
     for start in (0, cat.CHUNK_LENGTH):
         (root / cat.VIDEO_DIR / cat.video_chunk_name(S1, "Camera1", start)).write_bytes(rng.randbytes(90_000))
     return root
-
-
-@pytest.fixture
-def server(tree):
-    with FigshareServer(tree) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def slept(monkeypatch) -> list[float]:
-    record: list[float] = []
-    policy = http.RetryPolicy(attempts=4, backoff=1.0, cap=8.0, sleep=record.append, random=lambda: 0.5)
-    monkeypatch.setattr(run, "retry_policy", policy)
-    monkeypatch.setattr(gdrive, "BACKOFF_SECONDS", 0.0)
-    return record
 
 
 def download(server, out: Path, *args: str) -> int:

@@ -13,8 +13,6 @@ import os
 import re
 import struct
 import subprocess
-import sys
-import textwrap
 import zipfile
 import zlib
 from pathlib import Path
@@ -32,17 +30,10 @@ from rat7m.metrics import MAX_MAGNITUDE, mpjpe, n_mpjpe, pa_mpjpe
 from rat7m.predictions import read_predictions_2d
 from rat7m.table import save_annotation
 from tests.evaluation.test_compute_metrics import make_table
+from tests.helpers.shared import run_limited
 
-REPO = Path(__file__).resolve().parents[2]
 #: Examples per fuzz test: a few seconds by default; RAT7M_FUZZ_EXAMPLES=5000 for a long run.
 FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "60"))
-
-
-def _limited(code: str, memory_mb: int = 1024, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter under an address-space limit and a timeout."""
-    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_mb << 20}, {memory_mb << 20}))\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)  # fmt: skip
 
 
 @pytest.mark.parametrize("metric", [mpjpe, pa_mpjpe, n_mpjpe])
@@ -68,7 +59,7 @@ def test_huge_finite_predictions_are_refused_naming_the_sample_and_bound(metric,
 
 def test_a_huge_cell_does_not_hang_pa_mpjpe():
     """It used to spin forever inside np.linalg.svd (inf in a 3x3): now one ValueError, at once."""
-    done = _limited("""
+    done = run_limited("""
         import numpy as np
         from rat7m.metrics import pa_mpjpe
         pred = np.ones((3, 20, 3)); pred[1, 4, 0] = 1e308
@@ -76,7 +67,7 @@ def test_a_huge_cell_does_not_hang_pa_mpjpe():
             pa_mpjpe(pred, np.zeros((3, 20, 3)))
         except ValueError as exc:
             print(exc)
-    """, timeout=60)
+    """, memory_mb=1024)
     assert done.returncode == 0 and "predicted sample 1 joint 4" in done.stdout, done.stderr
 
 
@@ -95,20 +86,25 @@ def test_compute_metrics_refuses_a_huge_row_instead_of_dropping_it(tmp_path, cap
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
-def test_an_npy_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
-    path = tmp_path / "p.npy"
-    with path.open("wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (10**8, 60)})
-        handle.write(b"\0" * 480)
-    assert path.stat().st_size < 1000
-    done = _limited(f"""
+def _read_limited(path: Path, memory_mb: int) -> subprocess.CompletedProcess:
+    """``read_predictions(path)`` under ``memory_mb`` of address space: its one error line on stdout."""
+    return run_limited(f"""
         from rat7m.predictions import read_predictions
         from rat7m.errors import BadInputError
         try:
             read_predictions({str(path)!r})
         except BadInputError as exc:
             print(exc)
-    """, memory_mb=600)
+    """, memory_mb=memory_mb)
+
+
+def test_an_npy_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "p.npy"
+    with path.open("wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": (10**8, 60)})
+        handle.write(b"\0" * 480)
+    assert path.stat().st_size < 1000
+    done = _read_limited(path, memory_mb=600)
     assert done.returncode == 0, done.stderr
     assert "declares a float64 array of shape (100000000, 60) (48000000000 bytes) but holds 480 bytes" in done.stdout
 
@@ -118,14 +114,7 @@ def test_a_huge_csv_with_a_wrong_first_line_fails_at_once_in_bounded_memory(tmp_
     with path.open("wb") as handle:
         for _ in range(50):
             handle.write(b"1\n" * (1 << 20))  # 100 MB of one-column lines
-    done = _limited(f"""
-        from rat7m.predictions import read_predictions
-        from rat7m.errors import BadInputError
-        try:
-            read_predictions({str(path)!r})
-        except BadInputError as exc:
-            print(exc)
-    """, memory_mb=400)
+    done = _read_limited(path, memory_mb=400)
     assert done.returncode == 0, done.stderr
     expected = f"{path} line 1 has 1 columns; expected 60 comma-separated numbers (x, y, z of 20 joints)"
     assert done.stdout.strip() == expected
@@ -137,7 +126,7 @@ def test_a_valid_csv_is_read_in_memory_near_its_result(tmp_path):
     path = tmp_path / "p.csv"
     np.savetxt(path, rows, "%.10f", ",")
     assert path.stat().st_size > 30e6
-    done = _limited(f"""
+    done = run_limited(f"""
         import resource
         import numpy as np
         from rat7m.predictions import read_predictions
@@ -257,7 +246,7 @@ def test_2d_confidences_are_bounded(tmp_path, suffix, confidence, expected):
 
 
 def _read_2d_limited(path: Path, n_samples: int, memory_mb: int) -> subprocess.CompletedProcess:
-    return _limited(f"""
+    return run_limited(f"""
         import resource
         from rat7m.predictions import read_predictions_2d
         from rat7m.errors import BadInputError
@@ -362,7 +351,7 @@ def test_render_samples_checks_a_2d_npy_header_before_allocating(tmp_path):
         np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False,
                                                       "shape": (10**10, 6, 20, 2)})  # fmt: skip
         handle.write(b"\0" * 960)
-    done = _limited(f"""
+    done = run_limited(f"""
         from rat7m.errors import BadInputError
         from rat7m.render.samples import load_predictions
         try:

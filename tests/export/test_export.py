@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from rat7m import catalogue, extract, geometry
+from rat7m import catalogue, geometry
 from rat7m.cli import command
 from rat7m.export import cli, yolo
 from rat7m.export.common import MANIFEST_NAME, boxes, camera_params, jpeg_size, visibility
 from rat7m.table import save_annotation
-from rat7m.table_build import build_table
-from rat7m.video import ChunkIndex
+from tests.helpers.shared import extracted_root
 
 RECORDINGS = ("s1-d1", "s5-d1")  # one train, one test recording: both splits, little extraction
 STRIDE = 3
@@ -29,16 +28,7 @@ STRIDE = 3
 def data(synthetic_dataset, tmp_path_factory):
     """A dataset root with a table of two recordings, its images extracted and the videos linked."""
     root = tmp_path_factory.mktemp("export") / "data"
-    root.mkdir()
-    (root / catalogue.VIDEO_DIR).symlink_to(synthetic_dataset.video_dir, target_is_directory=True)
-    recordings = [synthetic_dataset.recordings[name] for name in RECORDINGS]
-    table = build_table([r.mat_path for r in recordings], stride=STRIDE)
-    save_annotation(table, catalogue.mini_annotation_path(root))
-    jobs = extract.plan_jobs(table, ChunkIndex.from_dir(root / catalogue.VIDEO_DIR),
-                             [r.recording for r in recordings], catalogue.CAMERA_NAMES)  # fmt: skip
-    summary = extract.extract(jobs, root, processes=1, progress=False, decoder="opencv")
-    assert not summary.failures
-    return root, table, synthetic_dataset
+    return root, extracted_root(synthetic_dataset, root, RECORDINGS, STRIDE), synthetic_dataset
 
 
 def run(*argv):

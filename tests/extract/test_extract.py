@@ -30,11 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 STRIDE = 3  # one mocap sample in 3 becomes a row: chunks are decoded past unwanted frames
 
 
-@pytest.fixture(autouse=True)
-def _outside_slurm(monkeypatch):
-    """Runs here must not pick up a shard from a SLURM job the test suite itself may run in."""
-    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_slurm")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from rat7m import catalogue, extract, geometry, pixels
+from rat7m import catalogue, geometry, pixels
 from rat7m.export import cli
 from rat7m.table import load_annotation, save_annotation
-from rat7m.table_build import build_table
-from rat7m.video import ChunkIndex
 from tests.helpers.markers import centroids
+from tests.helpers.shared import extracted_root
 
 RECORDINGS = ("s1-d1", "s5-d1")
 STRIDE = 3
@@ -49,14 +48,7 @@ def roots(synthetic_dataset, tmp_path_factory):
     """``{convention: dataset root}``: a MATLAB table and its 0-based twin over the same extracted images."""
     base = tmp_path_factory.mktemp("pixels")
     matlab = base / "matlab"
-    matlab.mkdir()
-    (matlab / catalogue.VIDEO_DIR).symlink_to(synthetic_dataset.video_dir, target_is_directory=True)
-    recordings = [synthetic_dataset.recordings[name] for name in RECORDINGS]
-    table = build_table([r.mat_path for r in recordings], stride=STRIDE)
-    save_annotation(table, catalogue.mini_annotation_path(matlab))
-    jobs = extract.plan_jobs(table, ChunkIndex.from_dir(matlab / catalogue.VIDEO_DIR),
-                             [r.recording for r in recordings], catalogue.CAMERA_NAMES)  # fmt: skip
-    assert not extract.extract(jobs, matlab, processes=1, progress=False, decoder="opencv").failures
+    table = extracted_root(synthetic_dataset, matlab, RECORDINGS, STRIDE)
     twin = base / "zero"
     twin.mkdir()
     for sub in (catalogue.VIDEO_DIR, catalogue.IMAGES_DIR):

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -28,6 +27,7 @@ from rat7m.render.video import mark_sizes
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table
 from tests.helpers.read_only import read_only_command, restore_writable
+from tests.helpers.shared import decode_all
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = [sys.executable, "-m", "rat7m.render"]
@@ -59,19 +59,6 @@ def video(root, out, *extra, start=3, stop=27):
             "--out", out, "-q", *extra)  # fmt: skip
 
 
-def frames_of(path):
-    """Every frame of a video file, decoded by OpenCV (which any install has)."""
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
-    return frames
-
-
 # ------------------------------------------------------------------------------------------ OpenCV writer
 
 
@@ -79,7 +66,7 @@ def test_the_opencv_writer_writes_every_frame(data, tmp_path):
     root, _, _ = data
     out = tmp_path / "cv.mp4"
     assert render(*video(root, out, "--codec", "opencv")) == 0
-    frames = frames_of(out)
+    frames = decode_all(out)
     assert [read_barcode(f) for f in frames] == list(range(3, 27))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.mp4"]  # no temporary file left
 
@@ -92,7 +79,7 @@ def test_without_pyav_render_falls_back_to_opencv(data, tmp_path):
     done = subprocess.run([sys.executable, "-c", blocked, *argv], capture_output=True, text=True, timeout=300,
                           cwd=REPO)  # fmt: skip
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert [read_barcode(f) for f in frames_of(out)] == list(range(3, 27))
+    assert [read_barcode(f) for f in decode_all(out)] == list(range(3, 27))
 
 
 # ------------------------------------------------------------------------------------------ checked first
@@ -225,7 +212,7 @@ def test_rat7m_root_is_honoured_and_said_once(data, tmp_path, monkeypatch, capsy
     assert render("samples", "--pred-path", predictions, "--samples", "1", "--out", "figs") == 0
     err = capsys.readouterr().err
     assert err.count(f"dataset root: {root} (from $RAT7M_ROOT)") == 2
-    assert len(frames_of(tmp_path / "v.mp4")) == 5 and (tmp_path / "figs" / "sample_000001.png").is_file()
+    assert len(decode_all(tmp_path / "v.mp4")) == 5 and (tmp_path / "figs" / "sample_000001.png").is_file()
 
 
 def test_both_spellings_defaults_in_help_and_the_right_suggestion(data, tmp_path, capsys):
@@ -298,7 +285,7 @@ def test_the_prediction_is_visible_and_colours_match_the_figures(data, tmp_path)
     np.save(tmp_path / "pred.npy", shifted)
     out = tmp_path / "labelled.mp4"
     assert render(*video(root, out, "--gt-path", table_path, "--pred-path", tmp_path / "pred.npy"), ) == 0
-    frames = frames_of(out)
+    frames = decode_all(out)
     height, width = 152, 192
     columns = table["table"]
     mine = [r for r in rows if catalogue.recording_for(int(columns["subject_idx"][r]), int(columns["day_idx"][r]))
@@ -441,4 +428,4 @@ def test_a_video_killed_midway_leaves_no_final_name_and_a_rerun_cleans_up(data, 
     assert not out.exists() and len(list(tmp_path.glob(".v.mp4.*.tmp.mp4"))) == 1
     assert render(*argv) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
-    assert [read_barcode(f) for f in frames_of(out)] == list(range(125))
+    assert [read_barcode(f) for f in decode_all(out)] == list(range(125))

@@ -9,6 +9,7 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.geometry import camera_param
 from rat7m.matfile import CAMERA_FIELDS, MAT_CAMERA_ORDER, load_cameras, load_mocap, load_recording, save_recording
+from tests.helpers.shared import load_with_headroom
 
 N = 7
 
@@ -205,28 +206,11 @@ def _zlib_bomb(path, inflated: int) -> None:
 
 def test_zlib_bomb_is_refused_with_bounded_memory(tmp_path):
     """320 MB of zeros in ~0.3 MB of zlib: refused before scipy inflates it (under a memory limit)."""
-    import subprocess
-    import sys
-    import textwrap
-
     path = tmp_path / "mocap-s1-d1.mat"
     _zlib_bomb(path, 320 << 20)
     assert path.stat().st_size < 2 << 20
-    code = textwrap.dedent(f"""
-        import resource, sys
-        from rat7m.errors import BadInputError
-        from rat7m.matfile import load_cameras
-        # 200 MB more than the process has now: inflating the variable would not fit
-        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
-        resource.setrlimit(resource.RLIMIT_AS, (size + (200 << 20), size + (200 << 20)))
-        try:
-            load_cameras({str(path)!r})
-        except BadInputError as exc:
-            print(exc)
-            sys.exit(2)
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))  # fmt: skip
+    # 200 MB more than the process has after its imports: inflating the variable would not fit
+    done = load_with_headroom("rat7m.matfile.load_cameras", "BadInputError", path, headroom_mb=200, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "refusing a zlib bomb" in done.stdout and len(done.stdout.splitlines()) == 1
     from rat7m import matfile

@@ -3,14 +3,13 @@
 
 import pickle
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.shared import load_with_headroom
+
 _RECONSTRUCT = np.zeros(1).__reduce__()[0]
 
 
@@ -25,20 +24,7 @@ class _Forged:
 
 
 def _load_in_subprocess(path: Path) -> subprocess.CompletedProcess:
-    code = textwrap.dedent(f"""
-        import resource, sys
-        from rat7m.errors import Rat7mError
-        from rat7m.safe_pickle import safe_load
-        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
-        resource.setrlimit(resource.RLIMIT_AS, (size + (300 << 20), size + (300 << 20)))
-        try:
-            safe_load({str(path)!r})
-        except Rat7mError as exc:
-            print(exc)
-            sys.exit(2)
-        print("loaded")
-    """)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    return load_with_headroom("rat7m.safe_pickle.safe_load", "Rat7mError", path, headroom_mb=300)
 
 
 DEEP = 1_000_000

@@ -16,12 +16,12 @@ import pytest
 import scipy.io
 
 from metric_utils import compute_metrics
-from rat7m import catalogue, extract, pixels
+from rat7m import catalogue, pixels
 from rat7m.cli import run_main
 from rat7m.export import cli
-from rat7m.table import load_annotation, save_annotation
-from rat7m.table_build import build_table
+from rat7m.table import load_annotation
 from rat7m.video import ChunkIndex
+from tests.helpers.shared import extracted_root
 
 RECORDINGS = ("s1-d1", "s5-d1")  # one train, one test recording
 STRIDE = 3
@@ -32,14 +32,7 @@ CAMERAS = catalogue.CAMERA_NAMES
 def data(synthetic_dataset, tmp_path_factory):
     """(root, table, dataset, exports): a two-recording table, its images, and every 2D export of it."""
     root = tmp_path_factory.mktemp("toolpreds") / "data"
-    root.mkdir()
-    (root / catalogue.VIDEO_DIR).symlink_to(synthetic_dataset.video_dir, target_is_directory=True)
-    recordings = [synthetic_dataset.recordings[name] for name in RECORDINGS]
-    table = build_table([r.mat_path for r in recordings], stride=STRIDE)
-    save_annotation(table, catalogue.mini_annotation_path(root))
-    jobs = extract.plan_jobs(table, ChunkIndex.from_dir(root / catalogue.VIDEO_DIR),
-                             [r.recording for r in recordings], catalogue.CAMERA_NAMES)  # fmt: skip
-    assert not extract.extract(jobs, root, processes=1, progress=False, decoder="opencv").failures
+    extracted_root(synthetic_dataset, root, RECORDINGS, STRIDE)
     out = root.parent / "exports"
     for fmt in ("coco", "dlc", "yolo", "slp", "dannce"):  # dlc's default is the train split: its test rows here
         split = ["--split", "all"] if fmt == "dlc" else []

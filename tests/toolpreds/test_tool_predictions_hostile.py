@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +20,17 @@ from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.toolpreds import anipose, coco, common, dlc, yolo
 from rat7m.toolpreds.common import TableIndex
+from tests.helpers.shared import run_limited
 from tests.helpers.tables2d import make_table
 
 #: Examples per fuzz test: a few seconds by default; RAT7M_FUZZ_EXAMPLES=5000 for a long run.
 FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "60"))
 SIZE = (200, 160)
-REPO = Path(__file__).resolve().parents[2]
 J = catalogue.N_JOINTS
 
 TABLE = make_table([("s5-d1", "test", 3)])
 INDEX = TableIndex(TABLE, np.arange(3))
 SIZES = {("s5-d1", camera): SIZE for camera in catalogue.CAMERA_NAMES}
-
-
-def _limited(code: str, memory_mb: int, timeout: float) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter under an address-space limit and a timeout."""
-    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_mb << 20}, {memory_mb << 20}))\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)  # fmt: skip
 
 
 def gt(row: int, camera: str) -> np.ndarray:
@@ -233,7 +223,7 @@ def test_a_json_of_millions_of_values_is_refused_before_parsing_under_a_memory_l
         except BadInputError as exc:
             print(exc)
     """
-    done = _limited(code, memory_mb=1024, timeout=120)
+    done = run_limited(code, memory_mb=1024, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "JSON values, more than 40000000" in done.stdout and "max_det=1" in done.stdout
 

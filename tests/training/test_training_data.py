@@ -45,10 +45,7 @@ PER_SHARD = 7
 CROP = crops.CropSpec(size=(120, 100), output=(90, 60))
 
 
-@pytest.fixture(autouse=True)
-def _outside_slurm(monkeypatch):
-    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("outside_slurm")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,88 @@
+"""Helpers several test modules share: one definition each, so the modules cannot drift apart.
+
+Fixtures shared the same way live in ``tests/conftest.py``; these are plain functions.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rat7m import catalogue, extract
+from rat7m.demo.synthetic import SyntheticDataset
+from rat7m.table import save_annotation
+from rat7m.table_build import build_table
+from rat7m.video import ChunkIndex
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_limited(code: str, memory_mb: int, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter under an address-space limit and a timeout.
+
+    A regression that hangs or exhausts memory then fails its test instead of the machine.
+    """
+    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory_mb << 20}, {memory_mb << 20}))\n"
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)  # fmt: skip
+
+
+def load_with_headroom(
+    loader: str, error: str, path: Path, headroom_mb: int, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Call ``loader(path)`` (``"module.function"``) in a fresh interpreter allowed ``headroom_mb`` more memory.
+
+    The limit is set after the imports (NumPy, SciPy), so the headroom is what loading the file may take.
+    An ``error`` (a class of :mod:`rat7m.errors`) is printed as its one line with exit 2; success prints
+    ``loaded``.
+    """
+    module, function = loader.rsplit(".", 1)
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from rat7m.errors import {error}
+        from {module} import {function}
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + ({headroom_mb} << 20), size + ({headroom_mb} << 20)))
+        try:
+            {function}({str(path)!r})
+        except {error} as exc:
+            print(exc)
+            sys.exit(2)
+        print("loaded")
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def decode_all(path: str | Path) -> list[np.ndarray]:
+    """Every frame of a video file, decoded by OpenCV (which any install has)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def extracted_root(dataset: SyntheticDataset, root: Path, recordings: tuple[str, ...], stride: int) -> dict:
+    """Make ``root`` a dataset folder: the videos linked, a table of ``recordings`` saved, its images extracted.
+
+    Returns:
+        The table.
+    """
+    root.mkdir()
+    (root / catalogue.VIDEO_DIR).symlink_to(dataset.video_dir, target_is_directory=True)
+    chosen = [dataset.recordings[name] for name in recordings]
+    table = build_table([r.mat_path for r in chosen], stride=stride)
+    save_annotation(table, catalogue.mini_annotation_path(root))
+    jobs = extract.plan_jobs(table, ChunkIndex.from_dir(root / catalogue.VIDEO_DIR), [r.recording for r in chosen],
+                             catalogue.CAMERA_NAMES)  # fmt: skip
+    assert not extract.extract(jobs, root, processes=1, progress=False, decoder="opencv").failures
+    return table
