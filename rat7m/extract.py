@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -102,9 +102,11 @@ _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 
 
-@dataclass(frozen=True)
-class Target:
-    """One image to write: a recording-wide frame index and its path relative to the root."""
+class Target(NamedTuple):
+    """One image to write: a recording-wide frame index and its path relative to the root.
+
+    A named tuple, not a dataclass: a full run plans 676,380 of them, and a tuple holds no ``__dict__``.
+    """
 
     frame: int
     path: str

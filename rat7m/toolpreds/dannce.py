@@ -14,14 +14,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.toolpreds.common import (
-    Collector3D,
-    TableIndex,
-    ToolPredictions3D,
-    check_confidence,
-    check_values,
-    library_read,
-)
+from rat7m.toolpreds import common
 
 __all__ = ["FORMAT", "read", "sniff"]
 
@@ -33,11 +26,11 @@ def sniff(path: Path, head: bytes) -> bool:
     return path.suffix.lower() == ".mat" and head.startswith(b"MATLAB")
 
 
-def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> ToolPredictions3D:
+def read(path: Path, index: common.TableIndex, target: np.ndarray | None = None) -> common.ToolPredictions3D:
     """Read ``pred``, ``p_max`` and ``sampleID`` and place each prediction at its table row."""
     import scipy.io
 
-    with library_read(path, ".mat file"):
+    with common.library_read(path, ".mat file"):
         try:
             content = scipy.io.loadmat(path, variable_names=("pred", "p_max", "sampleID"))
         except NotImplementedError:
@@ -61,11 +54,11 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None) -> Too
     p_max = np.asarray(p_max, dtype=np.float64) if p_max.dtype.kind in "fiu" else None
     if p_max is None or p_max.shape != (len(pred), J):
         raise BadInputError(f"{path}: p_max must be numbers of shape ({len(pred)}, {J})")
-    check_values(pred, f"{path} pred")
-    check_values(ids, f"{path} sampleID", allow_nan=False)
-    check_confidence(p_max, f"{path} p_max")
+    common.check_values(pred, f"{path} pred")
+    common.check_values(ids, f"{path} sampleID", allow_nan=False)
+    common.check_confidence(p_max, f"{path} p_max")
     points = np.moveaxis(pred, 1, 2)
-    collector = Collector3D(index, FORMAT)
+    collector = common.Collector3D(index, FORMAT)
     for k in range(len(pred)):
         sample = ids[k]
         row = int(sample) if sample == int(sample) else None

@@ -18,17 +18,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.toolpreds.common import (
-    MAX_PER_IMAGE,
-    OUTSIDE,
-    Collector2D,
-    TableIndex,
-    ToolPredictions2D,
-    check_confidence,
-    check_values,
-    is_float,
-    read_text,
-)
+from rat7m.toolpreds import common
 
 __all__ = ["FORMAT", "MAX_LABEL_BYTES", "read", "sniff"]
 
@@ -43,16 +33,16 @@ def sniff(path: Path, head: bytes) -> bool:
     return path.is_dir() and next(path.glob("*.txt"), None) is not None
 
 
-def read(path: Path, index: TableIndex, target: np.ndarray | None = None, *,
-         sizes: dict[tuple[str, str], tuple[int, int]] | None = None) -> ToolPredictions2D:  # fmt: skip
+def read(path: Path, index: common.TableIndex, target: np.ndarray | None = None, *,
+         sizes: dict[tuple[str, str], tuple[int, int]] | None = None) -> common.ToolPredictions2D:  # fmt: skip
     """Read every ``.txt`` of the folder ``path``; ``sizes`` maps (recording, camera) to (width, height)."""
     if not path.is_dir():
         raise BadInputError(f"{path} is not a folder; pass Ultralytics' labels folder (runs/pose/predict/labels)")
     if sizes is None:
         raise BadInputError("YOLO label files are normalised: the image sizes are needed (pass --root with the images)")
     J = catalogue.N_JOINTS
-    collector = Collector2D(index, FORMAT)
-    limit = MAX_PER_IMAGE * max(index.n * len(index.cameras), 1)
+    collector = common.Collector2D(index, FORMAT)
+    limit = common.MAX_PER_IMAGE * max(index.n * len(index.cameras), 1)
     for n_files, file in enumerate(sorted(path.glob("*.txt")), start=1):
         if n_files > limit:
             raise BadInputError(f"{path} holds more than {limit} label files for {index.n} samples; wrong folder?")
@@ -60,7 +50,7 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None, *,
         match = _REPEAT.fullmatch(file.stem)
         if not targets and match:
             targets = index.lookup_path(match.group(1))
-        text = read_text(file, MAX_LABEL_BYTES)
+        text = common.read_text(file, MAX_LABEL_BYTES)
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -69,11 +59,11 @@ def read(path: Path, index: TableIndex, target: np.ndarray | None = None, *,
             if len(values) not in (5 + 3 * J, 6 + 3 * J):
                 raise BadInputError(f"{where} has {len(values)} numbers; expected cls, box, 20 x (x y conf), conf")
             triples = values[5 : 5 + 3 * J].reshape(J, 3)
-            check_values(triples[:, :2], where, bound=1e3)
-            check_confidence(triples[:, 2], where)
+            common.check_values(triples[:, :2], where, bound=1e3)
+            common.check_confidence(triples[:, 2], where)
             score = float(values[-1]) if len(values) == 6 + 3 * J else float(triples[:, 2].mean())
-            check_confidence(np.array([score]), f"{where} box confidence")
-            if not targets or targets == OUTSIDE:
+            common.check_confidence(np.array([score]), f"{where} box confidence")
+            if not targets or targets == common.OUTSIDE:
                 collector.add(targets, triples[:, :2], triples[:, 2], score, repr(file.name))
                 continue
             pos, v = targets[0]
@@ -92,8 +82,8 @@ def _numbers(line: str, where: str) -> np.ndarray:
     try:
         values = np.array([float(c) for c in cells], dtype=np.float64)
     except ValueError:
-        bad = next(c for c in cells if not is_float(c))
+        bad = next(c for c in cells if not common.is_float(c))
         raise BadInputError(f"{where}: {bad[:30]!r} is not a number") from None
-    check_values(values, where, bound=1e6, allow_nan=False)
+    common.check_values(values, where, bound=1e6, allow_nan=False)
     return values
 
