@@ -433,7 +433,7 @@ def test_a_failed_file_listed_without_a_size_is_summarised(tmp_path):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from rat7m.download.progress import Progress
-    from rat7m.download.transfer import FAILED, carry_out
+    from rat7m.download.transfer import FAILED, TransferContext, carry_out
 
     class Gone(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -447,11 +447,10 @@ def test_a_failed_file_listed_without_a_size_is_summarised(tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/article.zip"
         remote = listing.RemoteFile("zips/article.zip", url, None, None, cat.Article(13739233, 2), 0, "", "annotations")
-        outcome = carry_out(
-            plan.Step(remote, Action.FETCH), root=tmp_path, client=http.HttpClient(),
-            record=record.VerificationRecord(tmp_path / record.RECORD_NAME),
-            policy=http.RetryPolicy(sleep=lambda s: None), progress=Progress(0, enabled=False),
-        )  # fmt: skip
+        context = TransferContext(root=tmp_path, client=http.HttpClient(),
+                                  record=record.VerificationRecord(tmp_path / record.RECORD_NAME),
+                                  policy=http.RetryPolicy(sleep=lambda s: None), progress=Progress(0, enabled=False))
+        outcome = carry_out(plan.Step(remote, Action.FETCH), context)  # fmt: skip
     finally:
         server.shutdown()
         server.server_close()
