@@ -40,7 +40,6 @@ import time
 import numpy as np
 
 from bench.timing import best_of
-from metric_utils import compute_metrics as cm
 from rat7m import catalogue, evaluate
 from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
 from rat7m.predictions import read_predictions
@@ -134,6 +133,10 @@ UNAVOIDABLE = textwrap.dedent("""
 """)
 
 
+#: The command as users run it (the dataset documentation's path).
+SCRIPT = Path(__file__).resolve().parents[1] / "metric_utils" / "compute_metrics.py"
+
+
 def run_timed(command: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of a command run to its end."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -150,10 +153,12 @@ def spread(values: list[float]) -> str:
 
 def cli_against_io(csv_path: Path, gt: Path, root: Path, rounds: int) -> None:
     """The whole CLI and its unavoidable I/O, fresh processes, interleaved; ratios within each round."""
-    cli = [sys.executable, str(Path(cm.__file__)), "--pred_path", str(csv_path), "--gt_path", str(gt),
+    cli = [sys.executable, str(SCRIPT), "--pred_path", str(csv_path), "--gt_path", str(gt),
            "--save_dir", str(root / "cli"), "-q"]  # fmt: skip
     io_only = [sys.executable, "-c", UNAVOIDABLE, str(csv_path), str(gt), str(root / "io.png")]
     run_timed(cli), run_timed(io_only)  # warm the page cache and the bytecode caches
+    if not (root / "cli" / "summary.json").is_file():
+        raise SystemExit(f"{SCRIPT} wrote no summary.json: the CLI did not score (nothing to time)")
     walls: dict[str, list[float]] = {"cli": [], "io": []}
     cpus: dict[str, list[float]] = {"cli": [], "io": []}
     for _ in range(rounds):
@@ -224,7 +229,7 @@ def main() -> None:
         t_start, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True))
         plt_import = "import numpy, matplotlib.figure, matplotlib.backends.backend_agg"
         t_plt, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", plt_import], check=True))
-        script = Path(cm.__file__)
+        script = SCRIPT
         command = [sys.executable, str(script), "--pred_path", str(csv_path), "--gt_path", str(gt),
                    "--save_dir", str(root / "cli"), "-q"]  # fmt: skip
         t_cli, _ = best_of(args.repeat, lambda: subprocess.run(command, check=True, capture_output=True))
