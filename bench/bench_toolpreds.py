@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rat7m import catalogue, pixels, toolpreds
+from rat7m.model import Table
 from tests.tables2d import make_table
 
 
@@ -47,7 +48,7 @@ def main() -> int:
     import pandas as pd
 
     table = make_table([("s5-d1", "test", args.samples)])
-    convention = pixels.convention_of(table)
+    convention = Table.of(table).pixel_convention
     rows = np.arange(args.samples)
     entries, keys, values = [], [], []
     for number, camera in enumerate(catalogue.CAMERA_NAMES, start=1):

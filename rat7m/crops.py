@@ -45,6 +45,7 @@ import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.geometry import _distortion, camera_param
+from rat7m.model import Table
 from rat7m.table import cameras_of
 
 #: Keys of the per-view arrays of a sample (first axis: the views, in camera order).
@@ -102,7 +103,7 @@ class Annotator:
 
     def __init__(self, annotation: Mapping[str, Any], cameras: Sequence[str]) -> None:
         self.cameras = list(cameras)
-        self.convention = pixels.convention_of(annotation)  # type: ignore[arg-type]
+        self.convention = Table.of(annotation).pixel_convention
         self.offset = float(pixels.to_zero_based(np.zeros(1), self.convention)[0])  # -1 or 0
         table = annotation["table"]
         self.columns = table

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from rat7m import catalogue, pixels
+from rat7m import catalogue
 from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
@@ -207,7 +207,7 @@ def loaded_table_lines(table: dict) -> list[str]:
     """Report lines about a table that loaded: its size and cameras (and what else is known of it once loaded)."""
     table = Table.of(table)
     return [f"  loads: {table.n_samples} samples, cameras {', '.join(table.camera_names)}",
-            f"  {pixels.detect(table).describe()}"]
+            f"  {table.detect_pixel_convention().describe()}"]
 
 
 def frame_count(path: Path) -> int | None:

@@ -359,7 +359,7 @@ def score_2d_file(*, pred2d: Path, table: dict[str, Any], gt_path: Path, save_di
     if len(rows) == 0:
         raise BadInputError(f"{gt_path} has no {split!r} samples (its train_test column)")
     names = [str(n) for n in table["camera_names"]]
-    convention = pixels.convention_of(table)
+    convention = Table.of(table).pixel_convention
     tool, report, scores = tool_format(pred2d, pred_format), None, None
     if tool is None:
         pred = read_predictions_2d(pred2d, len(rows), names)
@@ -406,7 +406,7 @@ def _triangulate(pred2d: Path, gt_path: Path, split: str, table: dict[str, Any],
     if tool_report is not None:
         predicted = np.isfinite(points).all(axis=-1)
         points, confidence = np.where(predicted[..., None], points, 0.0), np.where(predicted, confidence, 0.0)
-    matlab = pixels.convert(points, pixels.convention_of(table), pixels.MATLAB)  # the cameras' own pixels
+    matlab = pixels.convert(points, Table.of(table).pixel_convention, pixels.MATLAB)  # the cameras' own pixels
     result = triangulate_rows(matlab, table, rows, confidence, **options)
     missing = np.argwhere(~np.isfinite(result.points).all(axis=-1))
     untriangulated = None

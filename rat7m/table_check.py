@@ -4,7 +4,7 @@ Each check says what it compared and how far off things are, so a table can be t
 before hours of frame extraction and training:
 
 - pixel convention: whether the 2D columns are MATLAB's 1-based pixels (the cameras' own) or
-  0-based ones, detected from the table (:func:`rat7m.pixels.detect`); neither fails;
+  0-based ones, detected from the table (:meth:`rat7m.model.Table.detect_pixel_convention`); neither fails;
 - reprojection: ``3D_keypoints`` projected through the table's own cameras against
   ``2D_keypoints`` in the table's convention (max and median pixel error per camera);
 - frames in video: every ``frame_idx`` falls inside a video chunk on disk (when
@@ -54,7 +54,7 @@ class CheckResult:
 
 
 def check_pixel_convention(found: pixels.Detection) -> CheckResult:
-    """Name the pixel convention :func:`rat7m.pixels.detect` found; neither MATLAB's nor 0-based fails."""
+    """Name the pixel convention the table's detection found; neither MATLAB's nor 0-based fails."""
     ok = None if found.n_points == 0 else found.convention is not None
     return CheckResult("pixel convention", ok, [found.describe().removeprefix("pixel convention: ")])
 
@@ -206,7 +206,7 @@ def check_table(
     Returns:
         One :class:`CheckResult` per check; the table passes when none has ``ok`` False.
     """
-    found = pixels.detect(table)
+    found = Table.of(table).detect_pixel_convention()
     results = [
         check_pixel_convention(found),
         check_reprojection(table, tolerance, found.convention or pixels.MATLAB),

@@ -64,6 +64,7 @@ def test_both_spellings_give_equal_cameras_that_reproduce_the_real_rig():
         finite = np.isfinite(labels).all(axis=-1)
         assert np.abs(project(points, typed) - labels)[finite].max() < 1e-9  # the rig's own labels
         np.testing.assert_array_equal(project(points, typed), project(points, camera))
+        np.testing.assert_array_equal(typed.project(points), project(points, camera))  # geometry delegates
 
 
 def test_a_camera_differs_when_a_parameter_does():
@@ -189,7 +190,6 @@ ALLOWED_ELSEWHERE = {
     "rat7m/export/yolo.py",  # demo lane (exporters): groups rows by split
     "rat7m/export/coco.py",  # demo lane (exporters): groups rows by split
     "rat7m/demo/pipeline.py",  # demo lane: test rows and recording rows
-    "rat7m/render/__main__.py",  # house lane (CLI home): a recording's rows
 }
 
 

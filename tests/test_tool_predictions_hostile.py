@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
+from rat7m.model import Table
 from rat7m.toolpreds import anipose, coco, common, dlc, yolo
 from rat7m.toolpreds.common import TableIndex
 from tests.tables2d import make_table
@@ -45,7 +46,7 @@ def _limited(code: str, memory_mb: int, timeout: float) -> subprocess.CompletedP
 
 def gt(row: int, camera: str) -> np.ndarray:
     xy = np.asarray(TABLE["table"]["2D_keypoints"][camera], dtype=np.float64)[row]
-    return pixels.to_zero_based(xy, pixels.convention_of(TABLE))
+    return pixels.to_zero_based(xy, Table.of(TABLE).pixel_convention)
 
 
 def coco_seed() -> bytes:

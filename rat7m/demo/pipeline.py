@@ -95,7 +95,7 @@ def write_noisy_2d_predictions(table_path: Path, csv_path: Path, *, seed: int = 
     lines = ["sample,camera," + ",".join(f"x{j},y{j},c{j}" for j in joints)]
     for n, row in enumerate(rows):
         for cam in cameras:
-            truth = pixels.to_zero_based(table["2D_keypoints"][cam][row], pixels.convention_of(annotation))
+            truth = pixels.to_zero_based(table["2D_keypoints"][cam][row], annotation.pixel_convention)
             xy = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_PX, truth.shape)
             lines.append(f"{n},{cam}," + ",".join(f"{x:.3f},{y:.3f},1" for x, y in xy))
     csv_path.write_text("\n".join(lines) + "\n")

@@ -40,6 +40,7 @@ import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
+from rat7m.model import Table
 
 __all__ = [
     "MAX_CONFIDENCE",
@@ -172,7 +173,7 @@ class TableIndex:
         self.table = table
         self.rows = np.asarray(rows, dtype=np.int64)
         self.cameras = [str(c) for c in table["camera_names"]]
-        self.convention = pixels.convention_of(table)
+        self.convention = Table.of(table).pixel_convention
         columns = table["table"]
         subjects = np.asarray(columns["subject_idx"])[self.rows].astype(np.int64)
         days = np.asarray(columns["day_idx"])[self.rows].astype(np.int64)
