@@ -48,6 +48,22 @@ from rat7m.geometry import _distortion, camera_param
 from rat7m.model import Table
 from rat7m.table import cameras_of
 
+__all__ = [
+    "VIEW_KEYS",
+    "Annotator",
+    "CropSpec",
+    "camera_arrays",
+    "crop_box",
+    "crop_image",
+    "decode_jpeg",
+    "from_json",
+    "make_sample",
+    "member_name",
+    "project",
+    "sample_key",
+    "to_json",
+]
+
 #: Keys of the per-view arrays of a sample (first axis: the views, in camera order).
 VIEW_KEYS = ("keypoints_2d", "com_2d", "K", "R", "t", "dist", "box", "scale", "frame")
 

@@ -43,6 +43,21 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
 from rat7m.model import MEANINGS, SPELLINGS, Table
 
+__all__ = [
+    "KNOWN_CAMERA_KEYS",
+    "MAX_LISTED",
+    "chunk_length",
+    "diagnose",
+    "frame_count",
+    "gaps",
+    "hint",
+    "inspect_table",
+    "inspect_video",
+    "inspect_wanted",
+    "loaded_table_lines",
+    "unusable_chunk_names",
+]
+
 #: Camera parameter keys a table camera may carry, by what they mean (:data:`rat7m.model.SPELLINGS`).
 KNOWN_CAMERA_KEYS = {MEANINGS[name]: spellings for name, spellings in SPELLINGS.items()}
 #: How many examples a report line lists before "...".

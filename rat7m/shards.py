@@ -45,6 +45,19 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
 from rat7m.video import ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
+__all__ = [
+    "DEFAULT_SAMPLES_PER_SHARD",
+    "INDEX_SUFFIX",
+    "ShardJob",
+    "iter_samples",
+    "load_index",
+    "plan_shards",
+    "select_shards",
+    "shard_name",
+    "shard_paths",
+    "write_shards",
+]
+
 #: Samples per shard by default: ~1 GB of six 1328x1048 JPEGs at quality 95 (~170 KB each).
 DEFAULT_SAMPLES_PER_SHARD = 1000
 #: Suffix of a shard's index next to it.

@@ -27,6 +27,17 @@ from rat7m.geometry import project
 from rat7m.model import Table
 from rat7m.video import ChunkIndex, header_frame_count
 
+__all__ = [
+    "DEFAULT_TOLERANCE_PX",
+    "CheckResult",
+    "check_frames_in_video",
+    "check_image_paths",
+    "check_pixel_convention",
+    "check_reprojection",
+    "check_split",
+    "check_table",
+]
+
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
 #: far below anything a wrong camera model or a swapped camera would give.
 DEFAULT_TOLERANCE_PX = 0.01

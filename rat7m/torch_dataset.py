@@ -35,6 +35,8 @@ from rat7m import crops
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
+__all__ = ["Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
+
 #: A hook applied to each numpy sample before it becomes tensors: change pixel values only (the
 #: geometry is the crop's: use CropSpec's jitter for geometric augmentation).
 Transform = Callable[[dict[str, Any]], dict[str, Any]]

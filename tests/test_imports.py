@@ -41,37 +41,7 @@ ALLOWED_OFFENCES: dict[tuple[str, str], str] = {}
 #: Import cycles still there this round, each with the branch that breaks it (the lead empties this).
 ALLOWED_CYCLES: dict[tuple[str, ...], str] = {}
 #: Modules without ``__all__`` yet: each branch reworking them this round adds it (the lead empties this).
-MISSING_ALL = {
-    "layers": (
-        "rat7m.cli.metrics",
-        "rat7m.crops",
-        "rat7m.dataset",
-        "rat7m.demo",
-        "rat7m.demo.drive_server",
-        "rat7m.demo.figshare_http",
-        "rat7m.demo.notebook",
-        "rat7m.demo.pipeline",
-        "rat7m.demo.synthetic",
-        "rat7m.doctor",
-        "rat7m.download.gdrive",
-        "rat7m.download.safezip",
-        "rat7m.export.anipose",
-        "rat7m.export.coco",
-        "rat7m.export.common",
-        "rat7m.export.dannce",
-        "rat7m.export.dlc",
-        "rat7m.export.slp",
-        "rat7m.export.yolo",
-        "rat7m.metrics2d",
-        "rat7m.render.samples",
-        "rat7m.shards",
-        "rat7m.table",
-        "rat7m.table_check",
-        "rat7m.tf_dataset",
-        "rat7m.torch_dataset",
-        "rat7m.triangulate",
-    ),
-}
+MISSING_ALL: dict[str, tuple[str, ...]] = {}
 #: Public names of rat7m/__init__ whose module arrives with another branch this round (the lead empties this).
 PENDING_PUBLIC_NAMES: dict[str, str] = {}
 

@@ -33,6 +33,21 @@ from rat7m.demo.synthetic import generate_dataset
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 
+__all__ = [
+    "NOTEBOOK",
+    "PREDICTION_NOISE_MM",
+    "PREDICTION_NOISE_PX",
+    "build_parser",
+    "command",
+    "export_step",
+    "main",
+    "notebook_step",
+    "run_demo",
+    "score_2d_step",
+    "write_noisy_2d_predictions",
+    "write_noisy_predictions",
+]
+
 #: Where ``visualization.ipynb`` lies in a checkout (the package's parent folder); absent from an installed wheel.
 NOTEBOOK = Path(__file__).resolve().parents[2] / "visualization.ipynb"
 

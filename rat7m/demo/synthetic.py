@@ -65,6 +65,24 @@ from rat7m.geometry import project
 from rat7m.matfile import save_recording
 from rat7m.pixels import MATLAB, camera_to_zero_based, to_zero_based
 
+__all__ = [
+    "ARENA_CENTRE",
+    "ENCODINGS",
+    "FRAME_OFFSETS",
+    "PROFILES",
+    "Profile",
+    "SyntheticDataset",
+    "SyntheticRecording",
+    "add_dropouts",
+    "draw_skeleton",
+    "generate_dataset",
+    "joint_radius",
+    "main",
+    "make_cameras",
+    "make_motion",
+    "render_floor",
+]
+
 log = logging.getLogger(__name__)
 
 #: Frame size of the real RAT7M videos; intrinsics are drawn at this size, then scaled.

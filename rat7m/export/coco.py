@@ -27,6 +27,8 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.export.common import Selection, Summary, View, boxes
 
+__all__ = ["CATEGORY", "DECIMALS", "MAX_PIXEL", "dataset_info_text", "export", "image_id"]
+
 #: Decimals kept of each pixel coordinate.
 DECIMALS = 3
 #: The one COCO category.

@@ -47,6 +47,26 @@ from rat7m.fileio import remove_stale_staging, staging_name
 from rat7m.model import CameraLike, Table, canonical, extrinsics, spellings_of
 from rat7m.untrusted import check_image_paths
 
+__all__ = [
+    "BBOX_MARGIN",
+    "BBOX_MIN_MARGIN_PX",
+    "MANIFEST_NAME",
+    "Selection",
+    "Summary",
+    "View",
+    "boxes",
+    "camera_params",
+    "depths",
+    "is_complete",
+    "jpeg_size",
+    "link",
+    "publish",
+    "read_sizes",
+    "select",
+    "staging_folder",
+    "visibility",
+]
+
 log = logging.getLogger("rat7m.export")
 
 #: Box margin on each side, as a fraction of the tight box's width (height) around the seen keypoints.

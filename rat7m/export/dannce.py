@@ -31,6 +31,8 @@ from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.export.common import Selection, Summary, link
 
+__all__ = ["export"]
+
 
 def _cell(items: list, shape: tuple[int, int]) -> np.ndarray:
     cell = np.empty(shape, dtype=object)

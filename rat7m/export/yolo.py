@@ -30,6 +30,8 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.export.common import Selection, Summary, boxes, link
 
+__all__ = ["export", "image_stem"]
+
 log = logging.getLogger("rat7m.export")
 
 
