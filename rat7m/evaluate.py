@@ -336,7 +336,7 @@ def score_2d_file(*, pred2d: Path, table: dict[str, Any], gt_path: Path, save_di
     """Score 2D predictions per camera; with ``triangulate``, also the views triangulated to 3D. Print, write.
 
     Predictions are 0-based pixels unless ``pred2d_convention`` says otherwise; they are moved into
-    the table's convention (:func:`rat7m.pixels.convention_of`) before scoring, and into MATLAB's,
+    the table's convention (:attr:`rat7m.model.Table.pixel_convention`) before scoring, and into MATLAB's,
     the cameras' own, before triangulating. The 3D result is scored by exactly the code that scores
     a 3D file (:func:`evaluate`), so the two kinds of prediction compare.
 

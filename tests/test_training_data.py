@@ -183,7 +183,7 @@ def test_crop_pixels_are_the_source_pixels_in_the_box(built):
 
 
 def test_zero_based_table_gives_the_same_samples(built, tmp_path):
-    """A table stored 0-based (detected by rat7m.pixels) gives the same 0-based keypoints as the MATLAB one."""
+    """A table stored 0-based (Table.pixel_convention) gives the same 0-based keypoints as the MATLAB one."""
     annotation = load_annotation(built.table_path)
     for column in ("2D_keypoints", "2D_com"):
         for cam in annotation["camera_names"]:
