@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -341,7 +341,8 @@ class Table(dict):
         super().__init__(raw)
         #: Where the table came from (its path), for messages.
         self.source = source
-        self._origin = raw if not isinstance(raw, Table) else None
+        # the mutable dict this Table wraps, where the detected pixel convention is remembered too
+        self._origin = raw if isinstance(raw, MutableMapping) and not isinstance(raw, Table) else None
 
     @classmethod
     def of(cls, table: Mapping) -> Table:

@@ -4,6 +4,7 @@ conversions to the 0-based world (:mod:`rat7m.pixels`)."""
 from __future__ import annotations
 
 import copy
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -71,3 +72,10 @@ def test_the_convention_can_be_stated_for_a_table_in_neither(monkeypatch) -> Non
     monkeypatch.setenv(pixels.ENV, "one-based")
     with pytest.raises(BadInputError, match="RAT7M_PIXEL_CONVENTION='one-based'"):
         Table.of(_shifted(make_table([("s1-d1", "train", 30)]), 0.5)).pixel_convention  # noqa: B018
+
+
+def test_a_read_only_mapping_is_detected_without_being_written() -> None:
+    """``Table.of`` takes any mapping: the answer is remembered where it can be, never in a read-only one."""
+    table = make_table([("s1-d1", "train", 10)])
+    assert Table.of(MappingProxyType(table)).pixel_convention == pixels.MATLAB
+    assert pixels.TABLE_KEY not in table
