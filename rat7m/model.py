@@ -13,6 +13,12 @@ table dict itself (a ``dict`` subclass): it behaves as the old mapping (``table[
 ``table["cameras"]``, the ``pixel_convention`` cache key) so code that indexes the dict keeps
 working, pickles as the plain dict, and :attr:`Table.raw` (or :meth:`Table.to_dict`) is that dict.
 
+Layers: this module imports only :mod:`rat7m.catalogue`, :mod:`rat7m.pixels` (the conventions and
+conversions) and :mod:`rat7m.errors`; :mod:`rat7m.geometry` and :mod:`rat7m.table` build on it. So the
+projection itself is :meth:`Camera.project` (``geometry.project`` delegates), and the detection of a
+table's pixel convention, which projects the table's 3D through its cameras, is
+:meth:`Table.detect_pixel_convention` / :attr:`Table.pixel_convention`.
+
 Raw camera parameters are read two ways, on purpose: :func:`camera_param` returns a value as stored,
 so validation can say what is wrong with it (a string, a wrong size); :meth:`Camera.from_dict` and
 :func:`canonical` give float64 for computing. (The two ``camera_param`` functions this replaces,
