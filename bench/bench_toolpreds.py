@@ -6,7 +6,7 @@ the bare parse its format needs anyway (``json.loads`` for COCO results, ``panda
 ``pandas.read_csv`` for DeepLabCut tables), so the ratio is the cost of validating, mapping back
 and placing 147k predictions on top of parsing them.
 
-The table is synthetic (``tests/tables2d.make_table``). Run from the repository root:
+The table is synthetic (``tests/helpers/tables2d.make_table``). Run from the repository root:
 ``python bench/bench_toolpreds.py [--samples N]``.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from rat7m import catalogue, pixels, toolpreds
 from rat7m.model import Table
-from tests.tables2d import make_table
+from tests.helpers.tables2d import make_table
 
 
 def best_of(repeat: int, run: Callable[[], object]) -> float:

@@ -4,7 +4,7 @@ Side by side, in one process on the same points (distorted, skewed synthetic cam
 ``--outliers`` of the views, 10% by default, replaced by a uniformly random pixel as a detector's misses):
 
 - the linear DLT, ``rat7m.triangulate.triangulate`` whole (undistortion, DLT, reprojection error), against
-  the implementation before vectorisation (``tests/triangulate_reference.py``: one LAPACK eigensolve a
+  the implementation before vectorisation (``tests/helpers/triangulate_reference.py``: one LAPACK eigensolve a
   point), and the linear solve alone against it and (``--loop``) against a per-point loop of SVDs;
 - the robust mode (``--robust``: two-view hypotheses + least-squares refinement) on the whole split,
   against the old implementation (15 hypotheses for every point, ``scipy.optimize.least_squares``) on
@@ -31,7 +31,7 @@ from rat7m import catalogue
 from rat7m.demo.synthetic import make_cameras
 from rat7m.geometry import project
 from rat7m.triangulate import _projection_matrices, dlt, triangulate, undistort_points
-from tests import triangulate_reference as old
+from tests.helpers import triangulate_reference as old
 
 #: The official test split: s5-d1 10445 + s5-d2 14091 samples.
 N_TEST = 24536

@@ -145,7 +145,7 @@ BONE_PARTS: tuple[str, ...] = (
 
 #: The Okabe-Ito palette (Okabe & Ito 2008, "Color Universal Design"), RGB 0-255: colours that stay
 #: apart for readers with deuteranopia, protanopia or tritanopia. Every drawing takes its colours
-#: from here; tests/test_render_palette.py checks the pairs that must be told apart under simulated
+#: from here; tests/render/test_palette.py checks the pairs that must be told apart under simulated
 #: colour-blindness (Machado et al. 2009) in CIELAB.
 OKABE_ITO: dict[str, tuple[int, int, int]] = {
     "orange": (230, 159, 0),

@@ -258,21 +258,39 @@ def crop_box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, rng: 
     return math.floor(cx - (w - 1) / 2 + 0.5), math.floor(cy - (h - 1) / 2 + 0.5), w, h
 
 
-def crop_image(image: np.ndarray, box: tuple[int, int, int, int], output: tuple[int, int], pad: int = 0) -> np.ndarray:
-    """The box's pixels (``pad`` outside the image), resized to ``output`` ``(W, H)`` by cv2 (pixel centres mapped)."""
+def crop_image(
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    output: tuple[int, int],
+    pad: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The box's pixels (``pad`` outside the image), resized to ``output`` ``(W, H)`` by cv2 (pixel centres mapped).
+
+    With ``out`` (``(H, W, C)``, contiguous), the pixels are written there and ``out`` returned: a batch
+    slot filled once, where a new array would be copied again into the batch.
+    """
     x0, y0, w, h = box
     height, width = image.shape[:2]
+    resize = (w, h) != tuple(output)
     if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= height:
         crop = image[y0 : y0 + h, x0 : x0 + w]  # inside: a view, no copy
     else:
-        crop = np.full((h, w, image.shape[2]), pad, dtype=image.dtype)
+        crop = out if out is not None and not resize else np.empty((h, w, image.shape[2]), dtype=image.dtype)
+        crop[...] = pad
         xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
         if xa < xb and ya < yb:
             crop[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
-    if (w, h) == tuple(output):
-        return crop
+    if not resize:
+        if out is not None and crop is not out:
+            np.copyto(out, crop)
+        return crop if out is None else out
     shrink = output[0] < w and output[1] < h
-    return cv2.resize(crop, tuple(output), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    resized = cv2.resize(crop, tuple(output), dst=out, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if out is not None and resized is not out:  # cv2 allocates when dst does not fit; never expected
+        np.copyto(out, resized)
+        return out
+    return resized
 
 
 def make_sample(
@@ -280,8 +298,11 @@ def make_sample(
     jpegs: Sequence[bytes],
     spec: CropSpec | None = None,
     rng: np.random.Generator | None = None,
+    out: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """A training sample (numpy) from an annotation (:class:`Annotator` / :func:`from_json`) and its views' JPEGs.
+
+    ``out``, a ``(V, H, W, 3)`` uint8 array of the crops' shape (a slot of a batch), receives the images.
 
     Returns:
         ``{"key", "recording", "row", "images": (V, H, W, 3) uint8 RGB, "keypoints_2d": (V, 20, 2) crop px,
@@ -295,7 +316,7 @@ def make_sample(
         height, width = image.shape[:2]
         box = crop_box(ann["com_2d"][v], (width, height), spec, rng)
         output = spec.output if spec.output is not None else box[2:]
-        images.append(crop_image(image, box, output, spec.pad))
+        images.append(crop_image(image, box, output, spec.pad, None if out is None else out[v]))
         boxes.append(box)
         scales.append((output[0] / box[2], output[1] / box[3]))
     box_array, scale = np.array(boxes, dtype=np.float64), np.array(scales)
@@ -308,7 +329,7 @@ def make_sample(
         "key": ann["key"],
         "recording": ann["recording"],
         "row": ann["row"],
-        "images": np.stack(images),
+        "images": np.stack(images) if out is None else out,
         "keypoints_2d": scale[:, None] * (ann["keypoints_2d"] - origin + 0.5) - 0.5,
         "com_2d": scale * (ann["com_2d"] - box_array[:, :2] + 0.5) - 0.5,
         "K": K,

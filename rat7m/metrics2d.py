@@ -15,7 +15,7 @@ evaluation is: one OKS per image, one stable sort of the images by score (COCO's
 ``argsort(-score, kind="mergesort")``, ties kept in image order), and a cumulative sum of hits per
 threshold. Every floating-point step is COCO's own, in its order (the OKS sum follows numpy's
 pairwise summation of the image's own joints), so the numbers equal pycocotools' to the last bit on
-finite input (``tests/test_oks_ap.py`` checks them against pycocotools itself). Two deliberate
+finite input (``tests/evaluation/test_oks_ap.py`` checks them against pycocotools itself). Two deliberate
 differences, both where pycocotools can be gamed: the area range is ``[0, inf]`` (pycocotools'
 "all" stops at 1e10 px^2, and an unmatched prediction whose box is larger is ignored instead of
 counted as a false positive), and a NaN OKS (a NaN prediction) is a miss (pycocotools matches it).

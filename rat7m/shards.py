@@ -197,11 +197,17 @@ def load_index(out: str | os.PathLike, split: str) -> dict[str, tuple[str, dict[
 
 
 def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """The samples of one shard, read sequentially: ``{"__key__": key, "cam1.jpg": bytes, ..., "json": bytes}``.
+    """The samples of one shard, in order: ``{"__key__": key, "cam1.jpg": bytes, ..., "json": bytes}``.
 
-    For readers without webdataset (the TensorFlow recipe, :mod:`rat7m.tf_dataset`); members of a
-    sample are consecutive, so one pass and one sample in memory.
+    With the shard's index beside it, each sample is one read at its offsets (the members of a sample
+    are consecutive), checked against the tar header before it: tarfile's walk reads every 512-byte
+    header in Python and cost ~7% of a loader's time next to the JPEG decode. Without an index (a
+    shard written elsewhere), the tar is walked. Either way one sample is in memory at a time.
     """
+    index = Path(path).with_name(Path(path).name + INDEX_SUFFIX)
+    if index.is_file():
+        yield from _indexed_samples(Path(path), index)
+        return
     sample: dict[str, Any] = {}
     with tarfile.open(path, mode="r|") as tar:
         for member in tar:
@@ -215,6 +221,35 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             sample[suffix] = tar.extractfile(member).read()
     if sample:
         yield sample
+
+
+def _indexed_samples(path: Path, index: Path) -> Iterator[dict[str, Any]]:
+    """The samples of a shard read at the offsets of its index; a mismatch is a clear error, not wrong data."""
+    try:
+        entries = json.loads(index.read_bytes())["samples"]
+        spans_of = {
+            key: sorted((int(offset), int(length), suffix) for suffix, (offset, length) in members.items())
+            for key, members in entries.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BadInputError(f"{index}: not a shard index; rewrite the shard with --overwrite") from None
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        for key, spans in spans_of.items():
+            if not spans or min(length for _, length, _ in spans) < 0:
+                raise BadInputError(f"{index}: sample {key} has no members or a negative size; rewrite the shard")
+            start, end = spans[0][0] - tarfile.BLOCKSIZE, spans[-1][0] + spans[-1][1]
+            name = f"{key}.{spans[0][2]}".encode()
+            if start < 0 or end > size:
+                raise BadInputError(f"{path}: its index points past the end of the tar ({key}); rewrite the shard")
+            f.seek(start)
+            data = f.read(end - start)
+            if data[: len(name) + 1] != name + b"\0":
+                raise BadInputError(f"{path}: member {key} is not where its index says; rewrite the shard")
+            sample: dict[str, Any] = {"__key__": key}
+            for offset, length, suffix in spans:
+                sample[suffix] = data[offset - start : offset - start + length]
+            yield sample
 
 
 # --------------------------------------------------------------------------------------------- worker side

@@ -10,28 +10,37 @@ pixels, OpenCV-layout cameras whose intrinsics are adjusted for the crop and res
      "K": (V, 3, 3) adjusted intrinsics,      "R": (V, 3, 3), "t": (V, 3), "dist": (V, 5) [k1 k2 p1 p2 k3],
      "box": (V, 4) x0 y0 w h source px,       "scale": (V, 2) sx sy, "frame": (V,) video frame}
 
-:func:`collate` stacks samples into ``(B, V, ...)`` batches (strings as lists). Images stay channels-last,
-as decoded (the TensorFlow recipe's layout too): channels-first would cost one more copy of every
-image on the loader's CPU; permute on the GPU instead (``images.permute(0, 1, 4, 2, 3)``).
+:func:`collate` stacks samples into ``(B, V, ...)`` batches (strings as lists).
+
+Speed (bench/bench_dataset.py: samples/s against decoding the same JPEG bytes): a DataLoader's batch
+of :class:`Rat7mCrops` goes through :meth:`Rat7mCrops.__getitems__`, which decodes and crops each view
+straight into one batch tensor (in shared memory in a worker), and :func:`collate` hands that tensor
+on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
+pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
+
+Images stay channels-last, as decoded (the TensorFlow recipe's layout too): channels-first would
+cost one more copy of every image on the loader's CPU; permute on the GPU instead (``images.permute(0, 1, 4, 2, 3)``).
 
 Memory: :class:`Rat7mCrops` holds the table as numpy arrays, loaded once in the main process;
 DataLoader workers are forked (Linux's default), so they share those pages copy-on-write and nothing
 writes to them: no per-worker copy (measured in bench/bench_dataset.py). :func:`shard_dataset` holds
-no table at all: each sample's annotations travel in its shard.
+no table at all: each sample's annotations travel in its shard; a worker holds its shuffle buffer of
+raw samples (``shuffle`` x six JPEGs, ~2 MB each at 1328x1048) and one sample's read at a time.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from rat7m import crops
+from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
@@ -56,13 +65,71 @@ def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A multi-view batch: every tensor stacked to ``(B, V, ...)`` (``(B, ...)`` for per-sample ones)."""
-    return default_collate(list(samples))
+    """A multi-view batch: every tensor stacked to ``(B, V, ...)`` (``(B, ...)`` for per-sample ones).
+
+    Samples from :meth:`Rat7mCrops.__getitems__` already hold their images in one batch tensor, in
+    order: that tensor is the batch's images, not copied again (a copy of every pixel, ~4% of a
+    loader's time).
+    """
+    samples = list(samples)
+    batch = _images_batch(samples)
+    if batch is None:
+        return default_collate(samples)
+    rest = default_collate([{k: v for k, v in s.items() if k != "images"} for s in samples])
+    return {k: batch if k == "images" else rest[k] for k in samples[0]}
+
+
+def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
+    """The batch tensor whose slots 0, 1, ... are the samples' images, if there is one."""
+    images = [s.get("images") for s in samples]
+    base = getattr(images[0], "_base", None)
+    if base is None or base.shape[0] != len(images) or base.dtype != images[0].dtype:
+        return None
+    for b, image in enumerate(images):
+        if not isinstance(image, torch.Tensor) or image._base is not base or image.shape != base.shape[1:]:
+            return None
+        if image.data_ptr() != base[b].data_ptr() or not image.is_contiguous():
+            return None
+    return base
+
+
+def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty uint8 batch of images; in a loader worker in shared memory, as default_collate allocates its batches."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))  # what default_collate does in a worker
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
 def _rng(spec: crops.CropSpec) -> np.random.Generator | None:
     """A generator seeded from torch's (so ``torch.manual_seed`` and per-worker seeding apply), if crops are random."""
     return np.random.default_rng(int(torch.randint(0, 2**62, ()))) if spec.random else None
+
+
+def _build(
+    ann: dict[str, Any],
+    jpegs: Sequence[bytes],
+    spec: crops.CropSpec,
+    transform: Transform | None,
+    out: torch.Tensor | None,
+) -> dict[str, Any]:
+    """One sample as tensors (both datasets' last step), its images written into ``out`` (a batch slot) if given."""
+    target = None if out is None else out.numpy()
+    sample = crops.make_sample(ann, jpegs, spec, _rng(spec), target)
+    if transform is not None:
+        sample = transform(sample)
+    tensors = to_tensors(sample)
+    if out is not None:
+        if sample["images"] is not target:  # the hook returned new pixels: into the slot they go
+            np.copyto(target, sample["images"])
+        tensors["images"] = out  # the batch's view, which collate recognises
+    return tensors
+
+
+def _crop_shape(spec: crops.CropSpec, views: int) -> tuple[int, int, int, int] | None:
+    """``(V, H, W, 3)`` of a sample's images, if known before decoding (not for whole images)."""
+    size = spec.output if spec.output is not None else spec.size
+    return None if size is None else (views, size[1], size[0], 3)
 
 
 class Rat7mCrops(Dataset):
@@ -105,10 +172,22 @@ class Rat7mCrops(Dataset):
         return [self._read(str(self._paths[c][row])) for c in self.cameras]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        sample = crops.make_sample(self.annotation(i), self.jpegs(i), self.crop, _rng(self.crop))
-        if self.transform is not None:
-            sample = self.transform(sample)
-        return to_tensors(sample)
+        return self._item(i, None)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Samples ``indices`` (a DataLoader's batch), each view decoded and cropped once into one batch tensor.
+
+        :func:`collate` then takes that tensor as the batch's images instead of stacking copies.
+        """
+        shape = _crop_shape(self.crop, len(self.cameras))
+        if shape is None:  # whole images: their size is known only once decoded
+            return [self._item(i, None) for i in indices]
+        images = _batch_images((len(indices), *shape))
+        return [self._item(i, images[b]) for b, i in enumerate(indices)]
+
+    def _item(self, i: int, out: torch.Tensor | None) -> dict[str, Any]:
+        """Sample ``i``, its images written into ``out`` (a batch slot) if given."""
+        return _build(self.annotation(i), self.jpegs(i), self.crop, self.transform, out)
 
     def _read(self, relative: str) -> bytes:
         path = self.base.images_root / relative
@@ -129,6 +208,7 @@ def shard_dataset(
     shuffle: int = 1000,
     transform: Transform | None = None,
     seed: int | None = None,
+    batch_size: int | None = None,
 ):
     """Iterable dataset over tar shards (webdataset), split by node then by worker, same samples as :class:`Rat7mCrops`.
 
@@ -144,6 +224,9 @@ def shard_dataset(
         shuffle: sample shuffle buffer size; 0 reads in shard order.
         transform: a pixel-only hook on the numpy sample.
         seed: the shard-shuffle seed (default: webdataset's, ``$WDS_SEED`` or random).
+        batch_size: batch in the pipeline (use ``DataLoader(..., batch_size=None)``): each view is decoded
+            and cropped once into the batch tensor, where a DataLoader's batching copies every sample
+            again; the last batch of each worker may be smaller. None: single samples.
     """
     import webdataset as wds
 
@@ -151,24 +234,50 @@ def shard_dataset(
     if not urls:
         raise BadInputError("no shards to read; write them with extract_frames.py --format shards")
     spec = crop if crop is not None else crops.CropSpec()
-    dataset = wds.WebDataset(
-        urls,
-        shardshuffle=len(urls) if shuffle else False,
-        nodesplitter=wds.split_by_node,
-        workersplitter=wds.split_by_worker,
-        empty_check=False,  # a (node, worker) pair may get no shard when there are few
-        seed=seed,
-    )
+    if seed is None and "WDS_SEED" in os.environ:
+        seed = int(os.environ["WDS_SEED"])
+    # wds.WebDataset's stages, with local shards read at their index's offsets (rat7m.shards.iter_samples)
+    dataset = wds.FluidWrapper(wds.SimpleShardList(urls))  # FluidWrapper: .map(), .batched() ... as WebDataset
+    dataset.append(wds.split_by_node)
+    dataset.append(wds.split_by_worker)
     if shuffle:
-        dataset = dataset.shuffle(shuffle)
-    return dataset.map(partial(_from_shard, spec=spec, transform=transform))
+        dataset.append(wds.shuffle(len(urls), seed=seed))
+    dataset.append(_shard_samples)
+    dataset = dataset.shuffle(shuffle)
+    if batch_size is None:
+        return dataset.map(partial(_from_shard, spec=spec, transform=transform))
+    return dataset.batched(batch_size, partial(_batch_from_shard, spec=spec, transform=transform), partial=True)
+
+
+def _shard_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Raw samples of each shard URL: local files through their index, anything else through webdataset's tar reader."""
+    import webdataset as wds
+
+    for item in source:
+        if os.path.isfile(item["url"]):
+            yield from shards.iter_samples(item["url"])
+        else:
+            yield from wds.tarfile_samples([item])
 
 
 def _from_shard(raw: dict[str, Any], spec: crops.CropSpec, transform: Transform | None) -> dict[str, Any]:
     """A webdataset sample (member suffix -> bytes) as the same sample :class:`Rat7mCrops` gives."""
+    return _build(*_parse(raw), spec, transform, None)
+
+
+def _batch_from_shard(raws: list[dict[str, Any]], spec: crops.CropSpec, transform: Transform | None) -> dict[str, Any]:
+    """Raw samples decoded straight into one batch tensor, then collated (as :meth:`Rat7mCrops.__getitems__`)."""
+    parsed = [_parse(raw) for raw in raws]
+    shape = _crop_shape(spec, len(parsed[0][1]))
+    images = None if shape is None else _batch_images((len(raws), *shape))
+    samples = [_build(ann, jpegs, spec, transform, None if images is None else images[b])
+               for b, (ann, jpegs) in enumerate(parsed)]  # fmt: skip
+    for sample, raw in zip(samples, raws, strict=True):
+        sample["__key__"] = raw["__key__"]
+    return collate(samples)
+
+
+def _parse(raw: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    """A raw shard sample's annotation and its views' JPEG bytes, in camera order."""
     ann = crops.from_json(raw["json"])
-    jpegs = [raw[crops.member_name(c)] for c in ann["cameras"]]
-    sample = crops.make_sample(ann, jpegs, spec, _rng(spec))
-    if transform is not None:
-        sample = transform(sample)
-    return to_tensors(sample)
+    return ann, [raw[crops.member_name(c)] for c in ann["cameras"]]

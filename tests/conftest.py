@@ -18,21 +18,27 @@ import pytest
 
 from rat7m.demo.synthetic import SyntheticDataset, generate_dataset
 
-#: The test files that take longest, longest first (per-file sums of ``pytest --durations=0``). They run first:
-#: ``make test`` hands out whole files (``--dist loadfile``) in collection order (``--no-loadscope-reorder``;
-#: xdist's default order is by number of tests, which left the 30 s demo to the end), so the two workers
-#: finish together instead of one waiting for the other's long last file. Unlisted files follow, as collected.
+#: The test files that take longest, longest first (per-file sums of ``pytest --durations=0``), by path under
+#: tests/. They run first: ``make test`` hands out whole files (``--dist loadfile``) in collection order
+#: (``--no-loadscope-reorder``; xdist's default order is by number of tests, which left the 30 s demo to the end),
+#: so the two workers finish together instead of one waiting for the other's long last file. Unlisted files
+#: follow, as collected.
 SLOWEST_FIRST = (
-    "test_contract.py", "test_extract.py", "test_report.py", "test_training_data.py", "test_pixel_convention.py",
-    "test_render_paths.py", "test_demo.py", "test_interrupt.py", "test_scoring2d.py", "test_render.py",
-    "test_install.py", "test_hostile_predictions.py", "test_slurm_extract.py", "test_synthetic.py",
+    "cli/test_contract.py", "extract/test_extract.py", "render/test_report.py", "training/test_training_data.py",
+    "geometry/test_pixel_convention.py", "render/test_paths.py", "demo/test_pipeline.py", "cli/test_interrupt.py",
+    "evaluation/test_scoring2d.py", "render/test_render.py", "test_install.py",
+    "evaluation/test_hostile_predictions.py", "extract/test_slurm_extract.py", "demo/test_synthetic.py",
 )  # fmt: skip
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put the files of :data:`SLOWEST_FIRST` first, in that order (a stable sort: tests in a file keep theirs)."""
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    missing = [name for name in SLOWEST_FIRST if not (TESTS / name).is_file()]
+    if missing:  # a moved or renamed file would silently lose its place
+        raise pytest.UsageError(f"tests/conftest.py: SLOWEST_FIRST names files that are not there: {missing}")
+    rank = {TESTS / name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.resolve(), len(rank)))
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -49,3 +49,24 @@ def test_licence_and_changelog() -> None:
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog
     assert f"## [{rat7m.__version__}]" in changelog, "CHANGELOG.md has no entry for the current version"
+
+
+def test_readme_python_example_runs_as_written(synthetic_dataset, tmp_path) -> None:
+    """The README's Python block, with only its dataset path pointed at a synthetic dataset's copy."""
+    import shutil
+    import subprocess
+    import sys
+
+    from rat7m.table import save_annotation
+    from rat7m.table_build import build_table, find_mocap_files
+
+    (block,) = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    root = tmp_path / "dataset"  # not "rat7m": a folder of that name in the cwd would shadow the package
+    shutil.copytree(synthetic_dataset.root, root)
+    save_annotation(build_table(find_mocap_files(root)), root / "mini_rat7m_train_test_annotation.pkl")
+    assert "/data/rat7m" in block
+    code = block.replace("/data/rat7m", str(root)) + "\nprint(len(test), recording.name, K.size, len(dataset))\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    n_test, name, k_size, n_dataset = run.stdout.split()
+    assert int(n_test) == int(n_dataset) > 0 and name.startswith("s") and k_size == "9"

@@ -24,7 +24,7 @@ from rat7m import catalogue
 from rat7m.demo.figshare_server import FigshareServer
 from rat7m.demo.synthetic import generate_dataset
 from rat7m.table import load_annotation
-from tests.read_only import read_only_command, restore_writable
+from tests.helpers.read_only import read_only_command, restore_writable
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["rat7m-download", "rat7m-build-annotation", "rat7m-extract", "rat7m-metrics", "rat7m-doctor",

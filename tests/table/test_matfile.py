@@ -1,0 +1,236 @@
+"""MATLAB parsing: round trip through the real struct layout, and a clear error for each bad file."""
+
+import numpy as np
+import pytest
+import scipy.io
+
+import matlab_utils
+from rat7m import catalogue
+from rat7m.errors import BadInputError
+from rat7m.geometry import camera_param
+from rat7m.matfile import CAMERA_FIELDS, MAT_CAMERA_ORDER, load_cameras, load_mocap, load_recording, save_recording
+
+N = 7
+
+
+def make_cameras(n: int = N) -> dict:
+    rng = np.random.default_rng(1)
+    cameras = {}
+    for i, cam in enumerate(catalogue.CAMERA_NAMES):
+        cameras[cam] = {
+            "IntrinsicMatrix": np.array([[3000.0 + i, 0, 0], [0.5, 3010.0, 0], [660.0, 520.0, 1]]),
+            "RotationMatrix": np.linalg.qr(rng.normal(size=(3, 3)))[0],
+            "TranslationVector": rng.normal(size=(1, 3)) * 100,
+            "TangentialDistortion": np.array([[1e-3, -2e-3]]),
+            "RadialDistortion": np.array([[-0.2, 0.1]]),
+            "frame": np.arange(n) + (2 if cam == "Camera3" else 0),
+        }
+    return cameras
+
+
+def make_mocap(n: int = N) -> np.ndarray:
+    # joint j of sample s sits at (s, j, -j): easy to see when joints get mixed up
+    mocap = np.zeros((n, 20, 3))
+    mocap[:, :, 0] = np.arange(n)[:, None]
+    mocap[:, :, 1] = np.arange(20)[None, :]
+    mocap[:, :, 2] = -np.arange(20)[None, :]
+    mocap[3, 5] = np.nan
+    return mocap
+
+
+def test_round_trip_maps_markers_by_name(tmp_path):
+    path = tmp_path / "mocap-s2-d2.mat"
+    order = list(reversed(catalogue.JOINT_NAMES))  # a field order unlike the joint order
+    save_recording(path, "Subject2-Day2", make_cameras(), make_mocap(), marker_order=order)
+
+    raw = scipy.io.loadmat(path)
+    assert list(raw["mocap"].dtype.names) == order
+    # the real files' struct order, not sorted
+    assert list(raw["cameras"].dtype.names) == ["Camera1", "Camera2", "Camera4", "Camera5", "Camera3", "Camera6"]
+    cam1 = raw["cameras"][0, 0]["Camera1"][0, 0]
+    assert list(cam1.dtype.names) == [
+        "frame", "IntrinsicMatrix", "rotationMatrix", "translationVector", "TangentialDistortion", "RadialDistortion",
+    ]  # fmt: skip
+
+    cameras = matlab_utils.load_cameras(path)
+    assert list(cameras) == list(catalogue.CAMERA_NAMES)
+    cam = cameras["Camera3"]
+    assert set(cam) == {"IntrinsicMatrix", "RotationMatrix", "TranslationVector", "TangentialDistortion",
+                        "RadialDistortion", "frame", "rotationMatrix", "translationVector"}  # fmt: skip
+    # both spellings are one array: user code after the documentation or after the authors' code agrees
+    assert cam["RotationMatrix"] is cam["rotationMatrix"] and cam["TranslationVector"] is cam["translationVector"]
+    assert cam["frame"].dtype == np.int64 and cam["frame"].tolist() == list(range(2, 2 + N))
+    assert cam["TranslationVector"].shape == (1, 3) and cam["RadialDistortion"].shape == (1, 2)
+    np.testing.assert_array_equal(cam["RotationMatrix"], make_cameras()["Camera3"]["RotationMatrix"])
+
+    mocap = matlab_utils.load_mocap(path)
+    assert mocap.shape == (N, 20, 3) and mocap.dtype == np.float64
+    np.testing.assert_array_equal(mocap, make_mocap())  # NaN in the same place, joints in order
+
+    rec = load_recording(path)
+    assert rec.name == "Subject2-Day2" and rec.recording == catalogue.recording_by_name("s2-d2")
+    assert rec.n_samples == N
+
+
+def write_raw(path, **content):
+    scipy.io.savemat(path, content, format="5", oned_as="row")
+
+
+def good_content():
+    cams = {}
+    for cam, params in make_cameras().items():
+        cams[cam] = {field: camera_param(params, field) for field in CAMERA_FIELDS}
+        cams[cam]["frame"] = params["frame"].reshape(-1, 1).astype(float)
+    mocap = {j: make_mocap()[:, i] for i, j in enumerate(catalogue.JOINT_NAMES)}
+    return {"cameras": cams, "mocap": mocap, "name": "Subject1-Day1"}
+
+
+def test_errors_name_the_file_and_the_problem(tmp_path):
+    missing = tmp_path / "mocap-s1-d1.mat"
+    with pytest.raises(BadInputError, match="no such file"):
+        load_cameras(missing)
+
+    text = tmp_path / "notes.mat"
+    text.write_text("these are not the frames you are looking for\n" * 10)
+    with pytest.raises(BadInputError, match=r"notes\.mat: is not a readable MATLAB \.mat file"):
+        load_mocap(text)
+
+    v73 = tmp_path / "v73.mat"
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    v73.write_bytes(header.ljust(512, b" ") + b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(BadInputError, match=r"v73\.mat: is a MATLAB v7\.3 \(HDF5\) file"):
+        load_recording(v73)
+
+    content = good_content()
+    del content["cameras"]
+    write_raw(tmp_path / "nocams.mat", **content)
+    with pytest.raises(BadInputError, match=r"nocams\.mat: has no 'cameras' variable \(found: mocap, name\)"):
+        load_cameras(tmp_path / "nocams.mat")
+
+    content = good_content()
+    del content["mocap"]
+    write_raw(tmp_path / "nomocap.mat", **content)
+    with pytest.raises(BadInputError, match="has no 'mocap' variable"):
+        load_mocap(tmp_path / "nomocap.mat")
+
+    content = good_content()
+    del content["mocap"]["ShinR"]
+    write_raw(tmp_path / "lost.mat", **content)
+    with pytest.raises(BadInputError, match=r"lost\.mat: mocap lacks marker\(s\) ShinR"):
+        load_mocap(tmp_path / "lost.mat")
+
+    content = good_content()
+    content["mocap"]["Tail"] = content["mocap"]["HeadF"]
+    write_raw(tmp_path / "tail.mat", **content)
+    with pytest.raises(BadInputError, match=r"unknown marker\(s\) Tail"):
+        load_mocap(tmp_path / "tail.mat")
+
+    content = good_content()
+    content["mocap"]["HipL"] = content["mocap"]["HipL"][:-1]
+    write_raw(tmp_path / "ragged.mat", **content)
+    with pytest.raises(BadInputError, match=r"different sample counts \(.*HipL: 6"):
+        load_mocap(tmp_path / "ragged.mat")
+
+    content = good_content()
+    content["cameras"]["Camera5"]["frame"] = content["cameras"]["Camera5"]["frame"][:-2]
+    write_raw(tmp_path / "short.mat", **content)
+    with pytest.raises(BadInputError, match=r"cameras\.Camera5\.frame has 5 entries but mocap has 7 samples"):
+        load_recording(tmp_path / "short.mat")
+
+    content = good_content()
+    del content["cameras"]["Camera6"]["rotationMatrix"]
+    write_raw(tmp_path / "norot.mat", **content)
+    with pytest.raises(BadInputError, match=r"cameras\.Camera6 has no field 'rotationMatrix'"):
+        load_cameras(tmp_path / "norot.mat")
+
+    content = good_content()
+    content["cameras"]["Camera2"]["IntrinsicMatrix"] = np.eye(2)
+    write_raw(tmp_path / "k2.mat", **content)
+    with pytest.raises(BadInputError, match=r"Camera2\.IntrinsicMatrix has shape \(2, 2\), expected \(3, 3\)"):
+        load_cameras(tmp_path / "k2.mat")
+
+
+def test_cameras_are_read_by_name_whatever_the_struct_order(tmp_path):
+    """A file written in sorted order and one in the real order (1, 2, 4, 5, 3, 6) read alike."""
+    for order in (list(catalogue.CAMERA_NAMES), list(MAT_CAMERA_ORDER), list(reversed(MAT_CAMERA_ORDER))):
+        content = good_content()
+        content["cameras"] = {cam: content["cameras"][cam] for cam in order}
+        content["cameras"]["Camera3"]["cluster"] = np.arange(3.0)  # an unknown field: ignored
+        path = tmp_path / f"order-{''.join(c[-1] for c in order)}.mat"
+        write_raw(path, **content)
+        assert list(scipy.io.loadmat(path)["cameras"].dtype.names) == order
+        cameras = load_cameras(path)
+        assert list(cameras) == list(catalogue.CAMERA_NAMES)
+        for cam in catalogue.CAMERA_NAMES:
+            np.testing.assert_array_equal(cameras[cam]["rotationMatrix"], make_cameras()[cam]["RotationMatrix"])
+            assert cameras[cam]["frame"].tolist() == make_cameras()[cam]["frame"].tolist()
+
+
+def test_huge_frame_and_complex_values_are_refused(tmp_path):
+    content = good_content()
+    content["cameras"]["Camera4"]["frame"][2] = 1e300  # once cast to int64: -9223372036854775808
+    write_raw(tmp_path / "far.mat", **content)
+    with pytest.raises(BadInputError, match=r"Camera4\.frame must hold whole frame indices from 0 to"):
+        load_cameras(tmp_path / "far.mat")
+
+    content = good_content()
+    content["cameras"]["Camera2"]["IntrinsicMatrix"] = content["cameras"]["Camera2"]["IntrinsicMatrix"] + 1e-3j
+    write_raw(tmp_path / "complex.mat", **content)
+    with pytest.raises(BadInputError, match=r"Camera2\.IntrinsicMatrix: holds complex numbers"):
+        load_cameras(tmp_path / "complex.mat")
+
+
+def _zlib_bomb(path, inflated: int) -> None:
+    """A v5 file whose one compressed variable, 'cameras', inflates to ``inflated`` bytes of zeros."""
+    import struct
+    import zlib
+
+    name = b"cameras\0"
+    n = inflated // 8
+    body = (struct.pack("<II", 6, 8) + struct.pack("<II", 6, 0)  # array flags: double
+            + struct.pack("<II", 5, 8) + struct.pack("<ii", n, 1)  # dims n x 1
+            + struct.pack("<II", 1, 7) + name  # name (7 bytes), padded to 8
+            + struct.pack("<II", 9, n * 8))  # fmt: skip
+    header = struct.pack("<II", 14, len(body) + n * 8)
+    pack = zlib.compressobj(1)
+    out = [pack.compress(header + body)]
+    zeros = bytes(1 << 24)
+    for _ in range(n * 8 // len(zeros)):
+        out.append(pack.compress(zeros))
+    out.append(pack.flush())
+    compressed = b"".join(out)
+    text = b"MATLAB 5.0 MAT-file, bomb".ljust(116, b" ") + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
+    path.write_bytes(text + struct.pack("<II", 15, len(compressed)) + compressed)
+
+
+def test_zlib_bomb_is_refused_with_bounded_memory(tmp_path):
+    """320 MB of zeros in ~0.3 MB of zlib: refused before scipy inflates it (under a memory limit)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "mocap-s1-d1.mat"
+    _zlib_bomb(path, 320 << 20)
+    assert path.stat().st_size < 2 << 20
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from rat7m.errors import BadInputError
+        from rat7m.matfile import load_cameras
+        # 200 MB more than the process has now: inflating the variable would not fit
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + (200 << 20), size + (200 << 20)))
+        try:
+            load_cameras({str(path)!r})
+        except BadInputError as exc:
+            print(exc)
+            sys.exit(2)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "refusing a zlib bomb" in done.stdout and len(done.stdout.splitlines()) == 1
+    from rat7m import matfile
+
+    assert matfile.MAX_EXPANSION * path.stat().st_size < 320 << 20 and matfile.MIN_DECOMPRESSED_BOUND < 320 << 20
+    with pytest.raises(BadInputError, match=r"expand to more than .* refusing a zlib bomb"):
+        matfile._check_decompressed_size(path)

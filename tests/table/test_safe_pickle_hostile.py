@@ -1,0 +1,85 @@
+"""Hostile pickles run for real, each in a subprocess under a memory limit and a timeout: a crash
+(segfault), a hang or a memory blow-up fails the test instead of the machine."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]
+
+
+class _Forged:
+    """Pickles as ``_reconstruct(ndarray, shape, b'b')`` then BUILD with ``state``."""
+
+    def __init__(self, shape, state):
+        self.shape, self.state = shape, state
+
+    def __reduce__(self):
+        return (_RECONSTRUCT, (np.ndarray, self.shape, b"b"), self.state)
+
+
+def _load_in_subprocess(path: Path) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from rat7m.errors import Rat7mError
+        from rat7m.safe_pickle import safe_load
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + (300 << 20), size + (300 << 20)))
+        try:
+            safe_load({str(path)!r})
+        except Rat7mError as exc:
+            print(exc)
+            sys.exit(2)
+        print("loaded")
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+DEEP = 1_000_000
+HOSTILE = {
+    # numpy reads 1000 object pointers past the end of an empty list: a segfault (exit 139)
+    "object state longer than its list": (
+        pickle.dumps(_Forged((0,), (1, (1000,), np.dtype(object), False, [])), 2),
+        "refusing an object array of shape (1000,) holding 0 items",
+    ),
+    "float state longer than its bytes": (
+        pickle.dumps(_Forged((0,), (1, (10**8,), np.dtype(np.float64), False, b"\0" * 8)), 4),
+        "refusing a float64 array of shape (100000000,) (800000000 bytes) from 8 bytes",
+    ),
+    # an 88-byte file returned a 10^10-element array
+    "huge shape in _reconstruct": (
+        pickle.dumps(_Forged((10**10,), None), 4).replace(b"N\x62", b"\x62"),
+        "refusing _reconstruct with shape (10000000000,)",
+    ),
+    # hashing a tuple nested 10^6 deep recurses in C without a guard
+    "deep tuple as a dict key": (
+        b"\x80\x02}" + b")" + b"\x85" * DEEP + b"K\x01s.",
+        "refusing a dict key or set item nested more than 64 deep",
+    ),
+    "deep tuple through FROZENSET": (
+        b"\x80\x04(" + b")" + b"\x85" * DEEP + b"\x91.",
+        "refusing a dict key or set item nested more than 64 deep",
+    ),
+    # 60 levels of t = (t, t): shallow enough, but hashing a tuple walks all 2^60 paths (a hang)
+    "shared tuples doubling as a dict key": (
+        b"\x80\x02}" + b")" + b"2\x86" * 60 + b"K\x01s.",
+        "refusing a dict key or set item made of more than 100000 nested tuples or frozensets",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_pickle_gives_one_line_not_a_crash(case, tmp_path):
+    data, message = HOSTILE[case]
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(data)
+    done = _load_in_subprocess(path)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-1500:])
+    assert message in done.stdout and len(done.stdout.splitlines()) == 1, done.stdout
+    assert str(path) in done.stdout

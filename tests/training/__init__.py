@@ -1,0 +1,1 @@
+"""Tests of the training data: crops, shards, the PyTorch and TensorFlow datasets."""

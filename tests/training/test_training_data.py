@@ -1,0 +1,407 @@
+"""Training data: crops with exact intrinsics, tar shards from the videos, the PyTorch datasets over both.
+
+One module fixture builds, on the session's synthetic dataset, a table (one mocap sample in 3), the
+per-file extraction and shards of both splits (7 samples a shard): the tests compare them sample by
+sample, project the 3D keypoints through the adjusted cameras, read an epoch on 2 real nodes x 2
+workers, kill a shard writer mid-shard, and measure what loader workers hold of the table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the PyTorch datasets need torch (requirements-torch.txt)")
+pytest.importorskip("webdataset", reason="the shard dataset needs webdataset (requirements-torch.txt)")
+
+from rat7m import catalogue, crops, extract, shards  # noqa: E402
+from rat7m.errors import BadInputError  # noqa: E402
+from rat7m.geometry import project  # noqa: E402
+from rat7m.table import load_annotation, save_annotation  # noqa: E402
+from rat7m.table_build import build_table  # noqa: E402
+from rat7m.torch_dataset import Rat7mCrops, collate, shard_dataset  # noqa: E402
+from rat7m.video import ChunkIndex  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+#: The TensorFlow recipe's tests run where tensorflow is installed (requirements-tensorflow.txt; CI installs it).
+needs_tensorflow = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None, reason="tensorflow is not installed (pip install tensorflow-cpu)"
+)
+PER_SHARD = 7
+#: Crops that leave the 192x152 test frames (padding) and are resized non-uniformly.
+CROP = crops.CropSpec(size=(120, 100), output=(90, 60))
+
+
+@pytest.fixture(autouse=True)
+def _outside_slurm(monkeypatch):
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def built(synthetic_dataset, tmp_path_factory):
+    """Root (videos linked, table), the per-file extraction, and shards of both splits."""
+    root = tmp_path_factory.mktemp("training") / "data"
+    root.mkdir()
+    (root / catalogue.VIDEO_DIR).symlink_to(synthetic_dataset.video_dir, target_is_directory=True)
+    table = build_table([r.mat_path for r in synthetic_dataset.recordings.values()], stride=3)
+    table_path = catalogue.mini_annotation_path(root)
+    save_annotation(table, table_path)
+    index = ChunkIndex.from_dir(root / catalogue.VIDEO_DIR)
+    jobs = extract.plan_jobs(table, index, catalogue.RECORDINGS, catalogue.CAMERA_NAMES)
+    assert not extract.extract(jobs, root, progress=False).failures
+    out = root / "shards"
+    for split in ("train", "test"):
+        dataset = Rat7mCrops(table_path, root=root, split=split, crop=CROP)
+        summary = shards.write_shards(
+            shards.plan_shards(dataset.base, split, samples_per_shard=PER_SHARD, index=index), table_path, root, out,
+            split,
+            progress=False,
+        )
+        assert not summary.failures
+    return SimpleNamespace(root=root, table_path=table_path, out=out)
+
+
+def _members(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def check_shards(out: Path, dataset: Rat7mCrops, split: str) -> None:
+    """Every sample of the split once, in order: each view's bytes are the extracted file's, the JSON the table's."""
+    paths = shards.shard_paths(out, split)
+    assert len(paths) >= -(-len(dataset) // PER_SHARD)
+    assert all(len(_members(path)) <= PER_SHARD * 7 for path in paths)
+    members = [m for path in paths for m in _members(path)]
+    suffixes = [crops.member_name(c) for c in dataset.cameras] + ["json"]
+    assert len(members) == len(dataset) * len(suffixes)
+    index = shards.load_index(out, split)
+    for i in range(len(dataset)):
+        ann = dataset.annotation(i)
+        group = members[i * len(suffixes) : (i + 1) * len(suffixes)]
+        assert [name for name, _ in group] == [f"{ann['key']}.{s}" for s in suffixes]
+        assert [data for _, data in group[:-1]] == dataset.jpegs(i)
+        assert group[-1][1] == crops.to_json(ann)
+        assert set(index[ann["key"]][1]) == set(suffixes)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shards_hold_the_extracted_jpegs_and_the_table(built, split):
+    check_shards(built.out, Rat7mCrops(built.table_path, root=built.root, split=split), split)
+
+
+def test_index_points_at_the_members(built):
+    index = shards.load_index(built.out, "test")
+    key, (name, members) = next(iter(index.items()))
+    offset, size = members["cam3.jpg"]
+    data = (built.out / name).read_bytes()[offset : offset + size]
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test")
+    keys = [dataset.annotation(i)["key"] for i in range(len(dataset))]
+    assert data == dataset.jpegs(keys.index(key))[2]
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], torch.Tensor):
+            assert a[name].dtype == b[name].dtype and torch.equal(a[name].nan_to_num(-7), b[name].nan_to_num(-7)), name
+        else:
+            assert a[name] == b[name], name
+
+
+def test_shard_dataset_gives_the_map_style_samples(built):
+    mapped = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP)
+    streamed = list(shard_dataset(built.out / "rat7m-train-000000.tar", CROP, shuffle=0))
+    streamed += list(shard_dataset([str(p) for p in shards.shard_paths(built.out, "train")[1:]], CROP, shuffle=0))
+    assert len(streamed) == len(mapped)
+    for i, sample in enumerate(streamed):
+        assert sample.pop("__key__") == sample["key"]  # webdataset's own copy of the key
+        _assert_same(sample, mapped[i])
+    batch = collate([mapped[0], mapped[1]])
+    assert batch["images"].shape == (2, 6, 60, 90, 3) and batch["K"].shape == (2, 6, 3, 3)
+    assert batch["key"] == [mapped[0]["key"], mapped[1]["key"]]
+
+
+def _matlab_camera(K, R, t, dist):
+    """An OpenCV-layout camera as the table's MATLAB dict, to project with rat7m.geometry (not our code)."""
+    k1, k2, p1, p2, k3 = dist
+    return {"IntrinsicMatrix": K.T, "RotationMatrix": R.T, "TranslationVector": t, "RadialDistortion": [k1, k2, k3],
+            "TangentialDistortion": [p1, p2]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [crops.CropSpec(size=None), CROP, crops.CropSpec(size=64, output=128),
+     crops.CropSpec(size=80, output=(40, 50), jitter_shift=0.3, jitter_scale=0.5)],
+    ids=["full", "crop-shrink", "crop-grow", "jitter"],
+)  # fmt: skip
+def test_adjusted_intrinsics_project_onto_the_crop_keypoints(built, spec):
+    torch.manual_seed(0)
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="all", crop=spec)
+    checked = 0
+    for i in range(0, len(dataset), 3):
+        s = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in dataset[i].items()}
+        for v in range(len(dataset.cameras)):
+            camera = _matlab_camera(s["K"][v], s["R"][v], s["t"][v], s["dist"][v])
+            projected = project(s["keypoints_3d"], camera)
+            np.testing.assert_array_equal(np.isnan(projected), np.isnan(s["keypoints_2d"][v]))
+            assert np.nanmax(np.abs(projected - s["keypoints_2d"][v])) < 1e-9
+            np.testing.assert_allclose(crops.project(s["keypoints_3d"], s["K"][v], s["R"][v], s["t"][v], s["dist"][v]),
+                                       s["keypoints_2d"][v], atol=1e-9)  # fmt: skip
+            checked += 1
+    assert checked > 100
+
+
+def test_crop_pixels_are_the_source_pixels_in_the_box(built):
+    spec = crops.CropSpec(size=(150, 140))  # no resize: crop pixel (i, j) is source pixel (x0 + i, y0 + j)
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=spec)
+    padded = 0
+    for i in (0, 17, 40):
+        sample = dataset[i]
+        for v, data in enumerate(dataset.jpegs(i)):
+            full = crops.decode_jpeg(data)
+            x0, y0, w, h = (int(x) for x in sample["box"][v])
+            big = np.zeros((full.shape[0] + 400, full.shape[1] + 400, 3), np.uint8)
+            big[200:-200, 200:-200] = full
+            expected = big[y0 + 200 : y0 + 200 + h, x0 + 200 : x0 + 200 + w]
+            np.testing.assert_array_equal(sample["images"][v].numpy(), expected)
+            padded += x0 < 0 or y0 < 0 or x0 + w > full.shape[1] or y0 + h > full.shape[0]
+    assert padded  # the boxes do leave the 192x152 frames
+
+
+def test_zero_based_table_gives_the_same_samples(built, tmp_path):
+    """A table stored 0-based (Table.pixel_convention) gives the same 0-based keypoints as the MATLAB one."""
+    annotation = load_annotation(built.table_path)
+    for column in ("2D_keypoints", "2D_com"):
+        for cam in annotation["camera_names"]:
+            annotation["table"][column][str(cam)] = annotation["table"][column][str(cam)] - 1.0
+    path = tmp_path / "zero.pkl"
+    save_annotation(annotation, path)
+    matlab = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    zero = Rat7mCrops(path, root=built.root, split="test", crop=CROP)
+    assert zero.convention != matlab.convention
+    for i in (0, len(zero) - 1):
+        _assert_same(zero[i], matlab[i])
+
+
+def test_missing_image_names_the_fix(built, tmp_path):
+    dataset = Rat7mCrops(built.table_path, root=built.root, images_root=tmp_path, split="train")
+    with pytest.raises(BadInputError, match=r"extract_frames\.py --root .*shard_dataset"):
+        dataset[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_two_workers_see_every_sample_once(built, tmp_path):
+    keys = {json.loads(m[1])["key"] for p in shards.shard_paths(built.out, "train") for m in _members(p)
+            if m[0].endswith(".json")}  # fmt: skip
+    assert len(shards.shard_paths(built.out, "train")) >= 4
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    nodes = [
+        subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers" / "ddp_reader.py"), str(built.out), "train",
+                          str(tmp_path / f"rank{rank}.json")], env={**env, "RANK": str(rank)}, cwd=REPO)
+        for rank in range(2)
+    ]  # fmt: skip
+    assert [node.wait(timeout=120) for node in nodes] == [0, 0]
+    seen = [tuple(s) for rank in range(2) for s in json.loads((tmp_path / f"rank{rank}.json").read_text())]
+    assert sorted(key for key, _, _ in seen) == sorted(keys)  # each sample exactly once
+    assert {(rank, worker) for _, rank, worker in seen} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_killed_shard_writer_resumes_without_a_corrupt_tar(built, tmp_path):
+    out = tmp_path / "shards"
+    command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(built.root), "--format", "shards",
+               "--split", "train", "--shards-dir", str(out), "--samples-per-shard", "25", "--jobs", "1", "--quiet",
+               "--decoder", "opencv"]  # fmt: skip
+    writer = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill it while it writes the second shard
+        if (out / shards.shard_name("train", 0)).exists() and any(p.stat().st_size for p in out.glob(".*.tmp")):
+            break
+        time.sleep(0.005)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    assert list(out.glob(".*.tmp")), "the writer was not killed mid-shard"
+    for path in shards.shard_paths(out, "train"):  # whatever carries a final name is a whole shard
+        index = json.loads(path.with_name(path.name + shards.INDEX_SUFFIX).read_text())
+        assert len(_members(path)) == len(index["samples"]) * 7
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert "in shards already there" in finished.stdout and not list(out.glob(".*.tmp"))
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="train")
+    assert sum(len(_members(p)) for p in shards.shard_paths(out, "train")) == len(dataset) * 7
+    members = [m for p in shards.shard_paths(out, "train") for m in _members(p)]
+    for i in range(len(dataset)):
+        assert [data for _, data in members[i * 7 : i * 7 + 6]] == dataset.jpegs(i)
+
+
+def test_missing_chunk_leaves_its_shard_unwritten(built, synthetic_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_dataset.video_dir, root / catalogue.VIDEO_DIR)
+    shutil.copyfile(built.table_path, catalogue.mini_annotation_path(root))
+    (root / catalogue.VIDEO_DIR / "s5-d2-camera4-10.mp4").unlink()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "extract_frames.py"), "--root", str(root), "--format", "shards", "--split", "test",
+         "--samples-per-shard", str(PER_SHARD), "--jobs", "1", "--quiet"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "s5-d2 Camera4" in result.stdout
+    written = {p.name for p in shards.shard_paths(root / "shards", "test")}
+    expected = {p.name for p in shards.shard_paths(built.out, "test")}
+    assert written and written < expected
+    for name in written:
+        assert (root / "shards" / name).read_bytes() == (built.out / name).read_bytes()
+
+
+def _frames_of(array: np.ndarray) -> list[int]:
+    """Physical page frames of the pages wholly inside ``array``'s buffer (from /proc/self/pagemap; 0 if hidden)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    first = -(-array.ctypes.data // page)
+    last = (array.ctypes.data + array.nbytes) // page  # exclusive
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(first * 8)
+        entries = np.frombuffer(f.read(max(last - first, 0) * 8), np.uint64)
+    return (entries & np.uint64((1 << 55) - 1)).tolist()
+
+
+def _table_arrays(dataset: Rat7mCrops) -> dict[str, np.ndarray]:
+    table = dataset.base.annotation["table"]
+    arrays = {"3D_keypoints": table["3D_keypoints"]}
+    arrays.update({f"2D_keypoints/{c}": table["2D_keypoints"][c] for c in dataset.cameras})
+    arrays.update({f"image_path/{c}": table["image_path"][c] for c in dataset.cameras})
+    return arrays
+
+
+class _PageReport(Rat7mCrops):
+    """Reads a sample (so the worker uses the table), then reports the table's page frames and its own memory."""
+
+    def __getitem__(self, i: int) -> dict:
+        super().__getitem__(i)
+        rollup = Path("/proc/self/smaps_rollup").read_text().split("\n")
+        memory = {line.split(":")[0]: int(line.split()[1]) for line in rollup[1:] if line}
+        return {"frames": {k: _frames_of(a) for k, a in _table_arrays(self).items()}, "pid": os.getpid(), **memory}
+
+
+def test_loader_workers_share_the_table_pages(built):
+    """Forked workers read the table in the pages the main process loaded: no per-worker copy (same physical pages)."""
+    dataset = _PageReport(built.table_path, root=built.root, split="all", crop=crops.CropSpec(size=32))
+    for array in _table_arrays(dataset).values():
+        array.sum() if array.dtype.kind == "f" else array.tobytes()  # resident before the fork
+    parent = {k: _frames_of(a) for k, a in _table_arrays(dataset).items()}
+    if not any(f for frames in parent.values() for f in frames):
+        pytest.skip("page frame numbers are hidden (/proc/self/pagemap needs CAP_SYS_ADMIN)")
+    assert sum(len(f) for f in parent.values()) >= 20
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2, sampler=range(0, len(dataset), 5))
+    reports = list(loader)
+    assert len({r["pid"] for r in reports}) == 2
+    for report in reports:
+        assert report["frames"] == parent
+    last = {r["pid"]: r for r in reports}
+    print("worker memory (kB):", [{k: r[k] for k in ("Rss", "Pss", "Private_Dirty")} for r in last.values()])
+
+
+# --------------------------------------------------------------------------------------------- TensorFlow
+# tests/helpers/tf_reader.py reads the shards in a subprocess: TensorFlow's thread pools stay out of this
+# process, whose other tests fork DataLoader workers.
+
+
+@pytest.fixture(scope="module")
+def tf_read(built, tmp_path_factory) -> dict:
+    """What tests/helpers/tf_reader.py read through tf.data (one subprocess: importing TensorFlow is the slow part)."""
+    out = tmp_path_factory.mktemp("tf") / "read.npz"
+    reader = REPO / "tests" / "helpers" / "tf_reader.py"
+    result = subprocess.run([sys.executable, str(reader), str(built.out), str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(out))
+
+
+@needs_tensorflow
+def test_tf_data_gives_the_map_style_samples(built, tf_read):
+    mapped = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    assert tf_read["keys"].tolist() == [mapped.annotation(i)["key"] for i in range(len(mapped))]
+    assert tuple(tf_read["batch_images_shape"]) == (2, 6, 60, 90, 3)
+    for i in range(len(mapped)):
+        expected = mapped[i]
+        assert tf_read["rows"][i] == int(expected["row"])
+        for key in ("images", "keypoints_2d", "com_2d", "K", "R", "t", "dist", "keypoints_3d", "box", "scale", "frame"):
+            np.testing.assert_array_equal(tf_read[f"{i}/{key}"], expected[key].numpy(), err_msg=key)
+
+
+@needs_tensorflow
+def test_tf_workers_split_the_shards(tf_read):
+    parts = [tf_read[f"train_part{k}"].tolist() for k in range(2)]
+    assert parts[0] and parts[1]
+    assert sorted(parts[0] + parts[1]) == sorted(tf_read["train_all"].tolist())
+
+
+def test_slurm_array_tasks_write_disjoint_shards(built, tmp_path):
+    """Two array tasks (SLURM's variables, as the scheduler sets them) write every shard once, byte-identical."""
+    out = tmp_path / "shards"
+    command = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(built.root), "--format", "shards",
+               "--shards-dir", str(out), "--samples-per-shard", str(PER_SHARD), "--jobs", "1", "--quiet"]  # fmt: skip
+    owned = []
+    for task in (4, 5):  # an array numbered from 4: tasks are counted from SLURM_ARRAY_TASK_MIN
+        array = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "2"}
+        env = {**os.environ, **array}
+        before = {p.name for p in out.glob("*.tar")}
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert f"shard {task - 4}/2" in result.stdout
+        owned.append({p.name for p in out.glob("*.tar")} - before)
+    expected = {p.name for p in built.out.glob("*.tar")}
+    assert owned[0] and owned[1] and owned[0] | owned[1] == expected
+    for name in expected:
+        assert (out / name).read_bytes() == (built.out / name).read_bytes()
+
+
+def _brighter(sample: dict) -> dict:
+    return {**sample, "images": np.minimum(sample["images"].astype(np.int16) + 9, 255).astype(np.uint8)}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_are_the_samples_decoded_once_into_the_batch(built, workers):
+    """A DataLoader's batch (__getitems__ into one batch tensor, which collate hands on) equals stacked samples."""
+    for transform in (None, _brighter):
+        dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP, transform=transform)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=workers, collate_fn=collate)
+        batches = list(loader)
+        assert sum(len(b["key"]) for b in batches) == len(dataset)
+        for n, batch in enumerate(batches):
+            expected = collate([dataset[i] for i in range(3 * n, min(3 * n + 3, len(dataset)))])
+            assert list(batch) == list(expected)
+            _assert_same(batch, expected)
+    items = dataset.__getitems__([4, 0, 2])
+    batch = collate(items)
+    assert batch["images"].data_ptr() == items[0]["images"].data_ptr()  # not copied again
+    _assert_same(batch, collate([dataset[4], dataset[0], dataset[2]]))
+
+
+def test_shard_batches_are_the_streamed_samples_collated(built):
+    """shard_dataset(batch_size=...) decodes into one batch tensor per batch: the same as collating its samples."""
+    paths = shards.shard_paths(built.out, "train")
+    streamed = list(shard_dataset(paths, CROP, shuffle=0, transform=_brighter))
+    batches = list(shard_dataset(paths, CROP, shuffle=0, transform=_brighter, batch_size=4))
+    assert sum(len(b["key"]) for b in batches) == len(streamed)
+    for n, batch in enumerate(batches):
+        expected = collate(streamed[4 * n : 4 * n + 4])
+        assert list(batch) == list(expected) and batch["__key__"] == batch["key"]
+        _assert_same(batch, expected)
