@@ -157,7 +157,7 @@ class Rat7mCrops(Dataset):
         self.transform = transform
         self.annotator = crops.Annotator(self.base.annotation, self.cameras)
         self.convention = self.annotator.convention
-        self._paths = self.base.annotation["table"]["image_path"]
+        self._paths = self.base.annotation.columns["image_path"]
 
     def __len__(self) -> int:
         return len(self.base)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -133,6 +134,18 @@ def test_shard_dataset_gives_the_map_style_samples(built):
     batch = collate([mapped[0], mapped[1]])
     assert batch["images"].shape == (2, 6, 60, 90, 3) and batch["K"].shape == (2, 6, 3, 3)
     assert batch["key"] == [mapped[0]["key"], mapped[1]["key"]]
+
+
+def test_a_pickled_annotator_gives_the_same_annotations(built):
+    """A DataLoader started by spawn (macOS, Windows) pickles the dataset, and a Table pickles as the plain dict."""
+    table = load_annotation(built.table_path)
+    annotator = crops.Annotator(table, table.camera_names)
+    again = pickle.loads(pickle.dumps(annotator))
+    for row in (0, 7, table.n_samples - 1):
+        ours, theirs = annotator(row), again(row)
+        assert ours.keys() == theirs.keys() and ours["key"] == theirs["key"]
+        for key in ("K", "R", "t", "dist", "keypoints_2d", "com_2d"):
+            np.testing.assert_array_equal(ours[key], theirs[key])
 
 
 def _matlab_camera(K, R, t, dist):
