@@ -83,11 +83,6 @@ def check_camera(camera: CameraLike, where: str) -> None:
         raise BadInputError(f"{where}: TranslationVector {t.tolist()} is beyond {MAX_TRANSLATION_MM:g} mm")
 
 
-def _distortion(camera: CameraLike) -> tuple[float, float, float, float, float]:
-    """``(k1, k2, k3, p1, p2)`` of a camera (:attr:`rat7m.model.Camera.distortion`; kept for rat7m.crops)."""
-    return Camera.of(camera).distortion
-
-
 def project(points_3d: np.ndarray, camera: CameraLike) -> np.ndarray:
     """Project 3D points through one camera, lens distortion included (:meth:`rat7m.model.Camera.project`).
 
