@@ -26,6 +26,7 @@ import numpy as np
 
 from bench.timing import best_of
 from rat7m import catalogue, pixels, toolpreds
+from rat7m.model import Table
 from tests.helpers.tables2d import make_table
 
 
@@ -37,7 +38,7 @@ def main() -> int:
     import pandas as pd
 
     table = make_table([("s5-d1", "test", args.samples)])
-    convention = pixels.convention_of(table)
+    convention = Table.of(table).pixel_convention
     rows = np.arange(args.samples)
     entries, keys, values = [], [], []
     for number, camera in enumerate(catalogue.CAMERA_NAMES, start=1):

@@ -8,7 +8,7 @@ Conventions, decided once:
 
 - **Pixels are 0-based**: the centre of the top-left pixel is (0, 0) (OpenCV, NumPy, PIL, COCO).
   A table's 2D columns are converted with :mod:`rat7m.pixels` (MATLAB 1-based tables: minus 1),
-  its MATLAB cameras with :func:`rat7m.pixels.camera_to_zero_based` (principal point minus 1).
+  its MATLAB cameras with :meth:`rat7m.model.Camera.to_zero_based` (principal point minus 1).
 - **Cameras in OpenCV's layout** (column vectors): ``x_cam = R @ X + t`` (X in mm),
   ``x, y = x_cam[:2] / x_cam[2]``, distortion ``dist = [k1, k2, p1, p2, k3]`` on those normalised
   coordinates exactly as OpenCV and MATLAB, then ``[u, v, 1] = K @ [xd, yd, 1]`` with
@@ -44,23 +44,33 @@ import cv2
 import numpy as np
 
 from rat7m import catalogue, pixels
-from rat7m.geometry import _distortion, camera_param
-from rat7m.table import cameras_of
+from rat7m.model import Camera, CameraLike, Table
+
+__all__ = [
+    "VIEW_KEYS",
+    "Annotator",
+    "CropSpec",
+    "camera_arrays",
+    "crop_box",
+    "crop_image",
+    "decode_jpeg",
+    "from_json",
+    "make_sample",
+    "member_name",
+    "project",
+    "sample_key",
+    "to_json",
+]
 
 #: Keys of the per-view arrays of a sample (first axis: the views, in camera order).
 VIEW_KEYS = ("keypoints_2d", "com_2d", "K", "R", "t", "dist", "box", "scale", "frame")
 
 
-def camera_arrays(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def camera_arrays(camera: CameraLike) -> dict[str, np.ndarray]:
     """A table (MATLAB) camera as 0-based OpenCV-layout arrays: ``K``, ``R`` (3, 3), ``t`` (3,), ``dist`` (5,)."""
-    zero = pixels.camera_to_zero_based(camera)
-    k1, k2, k3, p1, p2 = _distortion(zero)
-    return {
-        "K": np.asarray(zero["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3).T.copy(),
-        "R": np.asarray(camera_param(zero, "RotationMatrix"), dtype=np.float64).reshape(3, 3).T.copy(),
-        "t": np.asarray(camera_param(zero, "TranslationVector"), dtype=np.float64).reshape(3).copy(),
-        "dist": np.array([k1, k2, p1, p2, k3]),
-    }
+    zero = Camera.of(camera).to_zero_based()
+    k1, k2, k3, p1, p2 = zero.distortion
+    return {"K": zero.K.T.copy(), "R": zero.R.T.copy(), "t": zero.t.copy(), "dist": np.array([k1, k2, p1, p2, k3])}
 
 
 def project(points_3d: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, dist: np.ndarray) -> np.ndarray:
@@ -102,43 +112,39 @@ class Annotator:
 
     def __init__(self, annotation: Mapping[str, Any], cameras: Sequence[str]) -> None:
         self.cameras = list(cameras)
-        self.convention = pixels.convention_of(annotation)  # type: ignore[arg-type]
+        table = Table.of(annotation)
+        self.convention = table.pixel_convention
         self.offset = float(pixels.to_zero_based(np.zeros(1), self.convention)[0])  # -1 or 0
-        table = annotation["table"]
-        self.columns = table
-        self.subject = np.asarray(table["subject_idx"]).astype(np.int64)
-        self.day = np.asarray(table["day_idx"]).astype(np.int64)
-        self._cameras: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        self._annotation = annotation
-
-    def _recording_cameras(self, subject: int, day: int) -> dict[str, np.ndarray]:
-        key = (subject, day)
-        if key not in self._cameras:
-            params = cameras_of(self._annotation, subject, day)
-            arrays = [camera_arrays(params[c]) for c in self.cameras]
-            self._cameras[key] = {k: np.stack([a[k] for a in arrays]) for k in ("K", "R", "t", "dist")}
-        return self._cameras[key]
+        self.columns = table.columns
+        #: The recording of every row (a validated table has only catalogue recordings).
+        self.recording_of = np.empty(table.n_samples, dtype=object)
+        # every recording's cameras now, so that no Table method is needed later: a Table pickles as the
+        # plain dict, so a DataLoader worker that unpickles this (spawn) would hold a dict
+        self._cameras: dict[str, dict[str, np.ndarray]] = {}
+        for recording, mask in table.recording_masks():
+            self.recording_of[mask] = recording
+            arrays = [camera_arrays(camera) for camera in table.cameras(recording, self.cameras).values()]
+            self._cameras[recording.name] = {k: np.stack([a[k] for a in arrays]) for k in ("K", "R", "t", "dist")}
 
     def __call__(self, row: int) -> dict[str, Any]:
         """Row ``row``'s annotation: ``{"key", "recording", "row", "cameras": [names], "frame": (V,),
         "keypoints_2d": (V, 20, 2), "com_2d": (V, 2), "keypoints_3d": (20, 3), "K": (V, 3, 3), "R": (V, 3, 3),
         "t": (V, 3), "dist": (V, 5)}``; pixels 0-based in the full image."""
         columns, row = self.columns, int(row)
-        subject, day = int(self.subject[row]), int(self.day[row])
-        recording = catalogue.recording_for(subject, day).name
+        recording = self.recording_of[row]
         frames = np.array([columns["frame_idx"][c][row] for c in self.cameras], dtype=np.int64)
         k2d = np.array([columns["2D_keypoints"][c][row] for c in self.cameras], dtype=np.float64)
         com = np.array([columns["2D_com"][c][row] for c in self.cameras], dtype=np.float64)
         return {
-            "key": sample_key(recording, int(frames[0]), row),
-            "recording": recording,
+            "key": sample_key(recording.name, int(frames[0]), row),
+            "recording": recording.name,
             "row": row,
             "cameras": list(self.cameras),
             "frame": frames,
             "keypoints_2d": k2d + self.offset,
             "com_2d": com + self.offset,
             "keypoints_3d": np.array(columns["3D_keypoints"][row], dtype=np.float64),
-            **{k: v.copy() for k, v in self._recording_cameras(subject, day).items()},  # callers may write to theirs
+            **{k: v.copy() for k, v in self._cameras[recording.name].items()},  # callers may write to theirs
         }
 
 

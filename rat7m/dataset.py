@@ -28,6 +28,8 @@ from rat7m.cli import command, default_root
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 
+__all__ = ["MiniRat7m"]
+
 
 class MiniRat7m:
     """Samples of a mini-RAT7M table: images of each camera, 2D/3D keypoints and cameras.

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rat7m import catalogue, pixels
+from rat7m import catalogue
 from rat7m.cli import command
 from rat7m.errors import BadInputError
 from rat7m.fileio import check_input
@@ -45,6 +45,21 @@ from rat7m.model import MEANINGS, SPELLINGS, Table
 
 if TYPE_CHECKING:
     from rat7m.video import Chunk  # lazy at run time (OpenCV is slow to import)
+
+__all__ = [
+    "KNOWN_CAMERA_KEYS",
+    "MAX_LISTED",
+    "chunk_length",
+    "diagnose",
+    "frame_count",
+    "gaps",
+    "hint",
+    "inspect_table",
+    "inspect_video",
+    "inspect_wanted",
+    "loaded_table_lines",
+    "unusable_chunk_names",
+]
 
 #: Camera parameter keys a table camera may carry, by what they mean (:data:`rat7m.model.SPELLINGS`).
 KNOWN_CAMERA_KEYS = {MEANINGS[name]: spellings for name, spellings in SPELLINGS.items()}
@@ -212,7 +227,7 @@ def loaded_table_lines(table: dict) -> list[str]:
     """Report lines about a table that loaded: its size and cameras (and what else is known of it once loaded)."""
     table = Table.of(table)
     return [f"  loads: {table.n_samples} samples, cameras {', '.join(table.camera_names)}",
-            f"  {pixels.detect(table).describe()}"]
+            f"  {table.detect_pixel_convention().describe()}"]
 
 
 def frame_count(path: Path) -> int | None:

@@ -336,7 +336,7 @@ def score_2d_file(*, pred2d: Path, table: dict[str, Any], gt_path: Path, save_di
     """Score 2D predictions per camera; with ``triangulate``, also the views triangulated to 3D. Print, write.
 
     Predictions are 0-based pixels unless ``pred2d_convention`` says otherwise; they are moved into
-    the table's convention (:func:`rat7m.pixels.convention_of`) before scoring, and into MATLAB's,
+    the table's convention (:attr:`rat7m.model.Table.pixel_convention`) before scoring, and into MATLAB's,
     the cameras' own, before triangulating. The 3D result is scored by exactly the code that scores
     a 3D file (:func:`evaluate`), so the two kinds of prediction compare.
 
@@ -359,7 +359,7 @@ def score_2d_file(*, pred2d: Path, table: dict[str, Any], gt_path: Path, save_di
     if len(rows) == 0:
         raise BadInputError(f"{gt_path} has no {split!r} samples (its train_test column)")
     names = [str(n) for n in table["camera_names"]]
-    convention = pixels.convention_of(table)
+    convention = Table.of(table).pixel_convention
     tool, report, scores = tool_format(pred2d, pred_format), None, None
     if tool is None:
         pred = read_predictions_2d(pred2d, len(rows), names)
@@ -407,7 +407,7 @@ def _triangulate(pred2d: Path, gt_path: Path, split: str, table: dict[str, Any],
         predicted = np.isfinite(points).all(axis=-1)
         weight = 1.0 if confidence is None else confidence  # None weighs every view 1 (a tool's reader gives them)
         points, confidence = np.where(predicted[..., None], points, 0.0), np.where(predicted, weight, 0.0)
-    matlab = pixels.convert(points, pixels.convention_of(table), pixels.MATLAB)  # the cameras' own pixels
+    matlab = pixels.convert(points, Table.of(table).pixel_convention, pixels.MATLAB)  # the cameras' own pixels
     result = triangulate_rows(matlab, table, rows, confidence, **options)
     missing = np.argwhere(~np.isfinite(result.points).all(axis=-1))
     untriangulated, few = None, 0

@@ -83,13 +83,8 @@ def check_camera(camera: CameraLike, where: str) -> None:
         raise BadInputError(f"{where}: TranslationVector {t.tolist()} is beyond {MAX_TRANSLATION_MM:g} mm")
 
 
-def _distortion(camera: CameraLike) -> tuple[float, float, float, float, float]:
-    """``(k1, k2, k3, p1, p2)`` of a camera (:attr:`rat7m.model.Camera.distortion`; kept for rat7m.crops)."""
-    return Camera.of(camera).distortion
-
-
 def project(points_3d: np.ndarray, camera: CameraLike) -> np.ndarray:
-    """Project 3D points through one camera, lens distortion included.
+    """Project 3D points through one camera, lens distortion included (:meth:`rat7m.model.Camera.project`).
 
     Args:
         points_3d: ``(..., 3)`` positions in mm (world frame); NaN rows give NaN pixels.
@@ -100,30 +95,7 @@ def project(points_3d: np.ndarray, camera: CameraLike) -> np.ndarray:
     Returns:
         ``(..., 2)`` float64 pixel coordinates (x right, y down).
     """
-    points = np.asarray(points_3d, dtype=np.float64)
-    if points.shape[-1:] != (3,):
-        raise ValueError(f"points_3d must have shape (..., 3), got {points.shape}")
-    cam = Camera.of(camera)
-    K, R, t = cam.K, cam.R, cam.t
-    k1, k2, k3, p1, p2 = cam.distortion
-
-    # camera coordinates as three contiguous rows: every step below streams through memory once
-    x, y, z = R.T @ points.reshape(-1, 3).T + t[:, None]
-    out = np.empty((len(x), 2))
-    # NaN markers (and points in the camera's plane, depth 0) give NaN or inf quietly
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        x /= z
-        y /= z
-        xy = x * y
-        x2 = x * x
-        y2 = y * y
-        r2 = x2 + y2
-        scale = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        xd = x * scale + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x2)
-        yd = y * scale + p1 * (r2 + 2.0 * y2) + 2.0 * p2 * xy
-        out[:, 0] = xd * K[0, 0] + yd * K[1, 0] + K[2, 0]
-        out[:, 1] = xd * K[0, 1] + yd * K[1, 1] + K[2, 1]
-    return out.reshape(*points.shape[:-1], 2)
+    return Camera.of(camera).project(points_3d)
 
 
 def skew(camera: CameraLike) -> float:

@@ -32,6 +32,23 @@ import numpy as np
 
 from rat7m import catalogue
 
+__all__ = [
+    "MISSING_AT",
+    "OKS_THRESHOLDS",
+    "PCK_ALPHAS",
+    "PCK_PIXELS",
+    "RECALL_POINTS",
+    "average_precision",
+    "box_sizes",
+    "coco_dicts",
+    "format_2d",
+    "image_scores",
+    "oks",
+    "oks_ap",
+    "pixel_errors",
+    "score_2d",
+]
+
 #: PCK thresholds as fractions of the longer side of the ground-truth box.
 PCK_ALPHAS: tuple[float, ...] = (0.05, 0.1, 0.2)
 #: PCK thresholds in pixels.

@@ -13,6 +13,12 @@ table dict itself (a ``dict`` subclass): it behaves as the old mapping (``table[
 ``table["cameras"]``, the ``pixel_convention`` cache key) so code that indexes the dict keeps
 working, pickles as the plain dict, and :attr:`Table.raw` (or :meth:`Table.to_dict`) is that dict.
 
+Layers: this module imports only :mod:`rat7m.catalogue`, :mod:`rat7m.pixels` (the conventions and
+conversions) and :mod:`rat7m.errors`; :mod:`rat7m.geometry` and :mod:`rat7m.table` build on it. So the
+projection itself is :meth:`Camera.project` (``geometry.project`` delegates), and the detection of a
+table's pixel convention, which projects the table's 3D through its cameras, is
+:meth:`Table.detect_pixel_convention` / :attr:`Table.pixel_convention`.
+
 Raw camera parameters are read two ways, on purpose: :func:`camera_param` returns a value as stored,
 so validation can say what is wrong with it (a string, a wrong size); :meth:`Camera.from_dict` and
 :func:`canonical` give float64 for computing. (The two ``camera_param`` functions this replaces,
@@ -21,6 +27,8 @@ so validation can say what is wrong with it (a string, a wrong size); :meth:`Cam
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,6 +40,8 @@ from rat7m.errors import BadInputError
 
 __all__ = ["MAT_SPELLING", "MEANINGS", "SIZES", "SPELLINGS", "Camera", "CameraLike", "Table", "camera_param",
            "canonical", "extrinsics", "mat_spellings", "with_both_spellings"]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 #: Each camera parameter under its canonical (documentation) name, with every spelling a table or
 #: ``.mat`` file may use for it, canonical first.
@@ -189,6 +199,42 @@ class Camera:
             "RadialDistortion": self.radial.reshape(1, -1).copy(),
         })
 
+    def project(self, points_3d: np.ndarray) -> np.ndarray:
+        """Project 3D points through this camera, lens distortion included, in its own pixel convention.
+
+        Args:
+            points_3d: ``(..., 3)`` positions in mm (world frame); NaN rows give NaN pixels.
+
+        Returns:
+            ``(..., 2)`` float64 pixel coordinates (x right, y down).
+
+        Raises:
+            ValueError: ``points_3d`` does not end in 3 coordinates.
+        """
+        points = np.asarray(points_3d, dtype=np.float64)
+        if points.shape[-1:] != (3,):
+            raise ValueError(f"points_3d must have shape (..., 3), got {points.shape}")
+        K = self.K
+        k1, k2, k3, p1, p2 = self.distortion
+
+        # camera coordinates as three contiguous rows: every step below streams through memory once
+        x, y, z = self.R.T @ points.reshape(-1, 3).T + self.t[:, None]
+        out = np.empty((len(x), 2))
+        # NaN markers (and points in the camera's plane, depth 0) give NaN or inf quietly
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            x /= z
+            y /= z
+            xy = x * y
+            x2 = x * x
+            y2 = y * y
+            r2 = x2 + y2
+            scale = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            xd = x * scale + 2.0 * p1 * xy + p2 * (r2 + 2.0 * x2)
+            yd = y * scale + p1 * (r2 + 2.0 * y2) + 2.0 * p2 * xy
+            out[:, 0] = xd * K[0, 0] + yd * K[1, 0] + K[2, 0]
+            out[:, 1] = xd * K[0, 1] + yd * K[1, 1] + K[2, 1]
+        return out.reshape(*points.shape[:-1], 2)
+
     @property
     def skew(self) -> float:
         """The skew ``s = K[1, 0]`` in pixels; 0 for most calibrations."""
@@ -301,7 +347,7 @@ class Table(dict):
         super().__init__(raw)
         #: Where the table came from (its path), for messages.
         self.source = source
-        # the dict wrapped (a read-only mapping cannot remember the convention: nothing to write to)
+        # the mutable dict this Table wraps, where the detected pixel convention is remembered too
         self._origin = raw if isinstance(raw, MutableMapping) and not isinstance(raw, Table) else None
 
     @classmethod
@@ -410,13 +456,85 @@ class Table(dict):
         return {name: Camera.from_dict(raw[name]) for name in (names if names is not None else self.camera_names)}
 
     # pixels
+    def detect_pixel_convention(self, sample_rows: int = pixels.SAMPLE_ROWS) -> pixels.Detection:
+        """Detect the pixel convention of the 2D columns from the table itself (every time; see
+        :attr:`pixel_convention` for the remembered answer).
+
+        Projects the 3D keypoints of up to ``sample_rows`` evenly spread rows per recording and camera
+        through their (MATLAB) cameras and takes the median difference to the stored ``2D_keypoints``:
+        ~(0, 0) is MATLAB's convention, ~(-1, -1) a table stored 0-based.
+        """
+        columns = self.columns
+        subjects = np.asarray(columns["subject_idx"]).astype(np.int64)
+        days = np.asarray(columns["day_idx"]).astype(np.int64)
+        points_3d = columns["3D_keypoints"]
+        diffs: list[np.ndarray] = []
+        pairs = np.unique(np.stack([subjects, days], axis=1), axis=0) if len(subjects) else np.empty((0, 2), int)
+        for subject, day in pairs.tolist():  # every (subject, day) pair, catalogue recording or not
+            rows = np.flatnonzero((subjects == subject) & (days == day))
+            rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(sample_rows, len(rows))).astype(np.int64))]
+            try:
+                cameras = self.raw_cameras(subject, day)
+            except KeyError:
+                continue
+            xyz = np.asarray(points_3d[rows], dtype=np.float64)
+            for name in self.camera_names:
+                if name not in cameras:
+                    continue
+                stored = np.asarray(columns["2D_keypoints"][name][rows], dtype=np.float64)
+                with np.errstate(all="ignore"):
+                    diff = (stored - Camera.from_dict(cameras[name]).project(xyz)).reshape(-1, 2)
+                diffs.append(diff[np.isfinite(diff).all(axis=1) & (np.abs(diff) < 1e6).all(axis=1)])
+        found = np.concatenate(diffs) if diffs else np.empty((0, 2))
+        if len(found) == 0:
+            return pixels.Detection(None, (float("nan"), float("nan")), 0)
+        offset = np.median(found, axis=0)
+        convention = None
+        if np.all(np.abs(offset) <= pixels.TOLERANCE_PX):
+            convention = pixels.MATLAB
+        elif np.all(np.abs(offset + pixels.MATLAB_OFFSET) <= pixels.TOLERANCE_PX):
+            convention = pixels.ZERO_BASED
+        return pixels.Detection(convention, (float(offset[0]), float(offset[1])), len(found))
+
     @property
     def pixel_convention(self) -> str:
-        """The pixel convention of the 2D columns, detected once (:func:`rat7m.pixels.convention_of`)."""
-        convention = pixels.convention_of(self)
+        """The pixel convention of the 2D columns (:data:`rat7m.pixels.MATLAB` or ``ZERO_BASED``), detected once.
+
+        The answer is remembered under :data:`rat7m.pixels.TABLE_KEY` (in the dict this Table wraps
+        too, so ``Table.of(the_same_dict)`` does not detect again). A table with no row to detect from
+        is taken as MATLAB's (the RAT7M cameras' own convention). ``$RAT7M_PIXEL_CONVENTION``
+        (:data:`rat7m.pixels.ENV`) states it instead of detecting it.
+
+        Raises:
+            BadInputError: the stored 2D agree with neither convention (named with the offset found),
+                or the environment variable names no convention.
+        """
+        convention = self.get(pixels.TABLE_KEY)
+        if convention not in pixels.CONVENTIONS:
+            convention = self._find_pixel_convention()
+            self[pixels.TABLE_KEY] = convention
         if self._origin is not None:  # remembered in the dict this Table wraps too, for code that still passes it
             self._origin.setdefault(pixels.TABLE_KEY, convention)
         return convention
+
+    def _find_pixel_convention(self) -> str:
+        stated = os.environ.get(pixels.ENV)
+        if stated:
+            if stated not in pixels.CONVENTIONS:
+                raise BadInputError(f"${pixels.ENV}={stated!r}; expected one of {', '.join(pixels.CONVENTIONS)}")
+            log.info("pixel convention %s, as $%s says (not detected)", stated, pixels.ENV)
+            return stated
+        found = self.detect_pixel_convention()
+        if found.n_points == 0:
+            log.debug("%s", found.describe())
+            return pixels.MATLAB
+        if found.convention is None:
+            env = pixels.ENV
+            raise BadInputError(
+                f"the table's 2D keypoints match neither pixel convention ({found.describe()}); "
+                f"check it with rat7m-build-annotation --check, or state it with {env}=matlab or {env}=zero-based"
+            )
+        return found.convention
 
     def to_zero_based(self, xy: np.ndarray) -> np.ndarray:
         """Pixel coordinates in the table's convention as 0-based ones (a new array)."""

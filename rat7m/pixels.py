@@ -9,10 +9,13 @@ from these cameras (``build_annotation.py``'s, and very probably the official ta
 a 0-based image position is the MATLAB coordinate minus 1.
 
 A table can tell which convention its 2D columns use: project some rows' 3D keypoints through
-their cameras and compare with the stored 2D (:func:`detect`). An offset of ~(0, 0) means the
-cameras' own (MATLAB) convention; ~(-1, -1) means the table was stored 0-based.
-:func:`convention_of` detects once and remembers the answer in the table dict under
-:data:`TABLE_KEY` (never saved to disk: :func:`rat7m.table.save_annotation` drops it).
+their cameras and compare with the stored 2D. An offset of ~(0, 0) means the cameras' own (MATLAB)
+convention; ~(-1, -1) means the table was stored 0-based. That detection needs the table and the
+camera model, which sit above this module, so it lives with them:
+:meth:`rat7m.model.Table.detect_pixel_convention` gives a :class:`Detection`, and
+:attr:`rat7m.model.Table.pixel_convention` detects once and remembers the answer in the table dict
+under :data:`TABLE_KEY` (never saved to disk: :func:`rat7m.table.save_annotation` drops it). This
+module imports nothing of the toolkit, so every layer may use it.
 
 Every boundary to the 0-based world converts with :func:`to_zero_based` / :func:`from_zero_based`;
 cameras convert with :func:`camera_to_zero_based` (principal point minus 1, as MATLAB's converter).
@@ -20,14 +23,10 @@ cameras convert with :func:`camera_to_zero_based` (principal point minus 1, as M
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-
-from rat7m.errors import BadInputError
 
 __all__ = [
     "CONVENTIONS",
@@ -40,14 +39,10 @@ __all__ = [
     "ZERO_BASED",
     "Detection",
     "camera_to_zero_based",
-    "convention_of",
     "convert",
-    "detect",
     "from_zero_based",
     "to_zero_based",
 ]
-
-log = logging.getLogger(__name__)
 
 #: MATLAB's convention: the centre of the top-left pixel is (1, 1). The cameras' own convention.
 MATLAB = "matlab"
@@ -57,7 +52,7 @@ ZERO_BASED = "zero-based"
 CONVENTIONS = (MATLAB, ZERO_BASED)
 #: A MATLAB coordinate minus this is the 0-based one.
 MATLAB_OFFSET = 1.0
-#: Key under which :func:`convention_of` remembers a table's convention (a top-level key of the table dict).
+#: Key under which :attr:`rat7m.model.Table.pixel_convention` remembers a table's convention (top level of the dict).
 TABLE_KEY = "pixel_convention"
 #: How far (px, median over the sampled points) the stored 2D may be from an exact convention.
 TOLERANCE_PX = 0.25
@@ -107,7 +102,8 @@ def camera_to_zero_based(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
 
 @dataclass(frozen=True)
 class Detection:
-    """What :func:`detect` found: the convention (or None), the median offset and how many points it rests on."""
+    """What :meth:`rat7m.model.Table.detect_pixel_convention` found: the convention (or None), the
+    median offset and how many points it rests on."""
 
     convention: str | None
     #: Median of stored 2D minus the projection through the table's (MATLAB) cameras, per axis (px).
@@ -125,81 +121,3 @@ class Detection:
         if self.convention == ZERO_BASED:
             return f"pixel convention: 0-based (top-left pixel centre at (0, 0)); {where}"
         return f"pixel convention: neither MATLAB 1-based nor 0-based: {where}"
-
-
-def detect(table: Mapping, sample_rows: int = SAMPLE_ROWS) -> Detection:
-    """Detect the pixel convention of a table's 2D columns from the table itself.
-
-    Projects the 3D keypoints of up to ``sample_rows`` evenly spread rows per recording and camera
-    through their (MATLAB) cameras and takes the median difference to the stored ``2D_keypoints``.
-    """
-    from rat7m.geometry import project
-    from rat7m.table import cameras_of
-
-    columns = table["table"]
-    subjects = np.asarray(columns["subject_idx"]).astype(np.int64)
-    days = np.asarray(columns["day_idx"]).astype(np.int64)
-    points_3d = columns["3D_keypoints"]
-    diffs: list[np.ndarray] = []
-    pairs = np.unique(np.stack([subjects, days], axis=1), axis=0) if len(subjects) else np.empty((0, 2), int)
-    for subject, day in pairs.tolist():
-        rows = np.flatnonzero((subjects == subject) & (days == day))
-        rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(sample_rows, len(rows))).astype(np.int64))]
-        try:
-            cameras = cameras_of(table, subject, day)
-        except KeyError:
-            continue
-        xyz = np.asarray(points_3d[rows], dtype=np.float64)
-        for name in table["camera_names"]:
-            name = str(name)
-            if name not in cameras:
-                continue
-            stored = np.asarray(columns["2D_keypoints"][name][rows], dtype=np.float64)
-            with np.errstate(all="ignore"):
-                diff = (stored - project(xyz, cameras[name])).reshape(-1, 2)
-            diffs.append(diff[np.isfinite(diff).all(axis=1) & (np.abs(diff) < 1e6).all(axis=1)])
-    found = np.concatenate(diffs) if diffs else np.empty((0, 2))
-    if len(found) == 0:
-        return Detection(None, (float("nan"), float("nan")), 0)
-    offset = np.median(found, axis=0)
-    convention = None
-    if np.all(np.abs(offset) <= TOLERANCE_PX):
-        convention = MATLAB
-    elif np.all(np.abs(offset + MATLAB_OFFSET) <= TOLERANCE_PX):
-        convention = ZERO_BASED
-    return Detection(convention, (float(offset[0]), float(offset[1])), len(found))
-
-
-def convention_of(table: dict) -> str:
-    """The pixel convention of a table's 2D columns (:data:`MATLAB` or :data:`ZERO_BASED`), detected once.
-
-    The answer is remembered in ``table[TABLE_KEY]``. A table with no row to detect from is taken
-    as MATLAB's (the RAT7M cameras' own convention). ``$RAT7M_PIXEL_CONVENTION`` (:data:`ENV`) states
-    it instead of detecting it.
-
-    Raises:
-        BadInputError: the stored 2D agree with neither convention (named with the offset found).
-    """
-    known = table.get(TABLE_KEY)
-    if known in CONVENTIONS:
-        return known
-    stated = os.environ.get(ENV)
-    if stated:
-        if stated not in CONVENTIONS:
-            raise BadInputError(f"${ENV}={stated!r}; expected one of {', '.join(CONVENTIONS)}")
-        log.info("pixel convention %s, as $%s says (not detected)", stated, ENV)
-        table[TABLE_KEY] = stated
-        return stated
-    found = detect(table)
-    if found.n_points == 0:
-        log.debug("%s", found.describe())
-        convention = MATLAB
-    elif found.convention is None:
-        raise BadInputError(
-            f"the table's 2D keypoints match neither pixel convention ({found.describe()}); "
-            f"check it with rat7m-build-annotation --check, or state it with {ENV}=matlab or {ENV}=zero-based"
-        )
-    else:
-        convention = found.convention
-    table[TABLE_KEY] = convention
-    return convention

@@ -43,7 +43,21 @@ from rat7m import catalogue, crops, extract
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
+from rat7m.model import Table
 from rat7m.video import ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
+
+__all__ = [
+    "DEFAULT_SAMPLES_PER_SHARD",
+    "INDEX_SUFFIX",
+    "ShardJob",
+    "iter_samples",
+    "load_index",
+    "plan_shards",
+    "select_shards",
+    "shard_name",
+    "shard_paths",
+    "write_shards",
+]
 
 #: Samples per shard by default: ~1 GB of six 1328x1048 JPEGs at quality 95 (~170 KB each).
 DEFAULT_SAMPLES_PER_SHARD = 1000
@@ -93,15 +107,16 @@ def plan_shards(
     """
     if samples_per_shard < 1:
         raise BadInputError(f"samples per shard must be at least 1, got {samples_per_shard}")
-    table = dataset.annotation["table"]
+    table = Table.of(dataset.annotation)
     rows = dataset.indices
-    subject = np.asarray(table["subject_idx"]).astype(np.int64)[rows]
-    day = np.asarray(table["day_idx"]).astype(np.int64)[rows]
-    frames = np.asarray(table["frame_idx"][dataset.cameras[0]]).astype(np.int64)[rows]
+    recording_of = np.empty(len(rows), dtype=object)  # each position's recording, in table order
+    for recording, mask in table.recording_masks(rows):
+        recording_of[mask] = recording
+    frames = np.asarray(table.columns["frame_idx"][dataset.cameras[0]]).astype(np.int64)[rows]
     groups: list[list[int]] = []
     last = None
     for position in range(len(rows)):
-        recording = catalogue.recording_for(int(subject[position]), int(day[position]))
+        recording = recording_of[position]
         if recording not in recordings:
             continue
         chunk = (recording.name, _chunk_number(index, recording, dataset.cameras[0], int(frames[position])))

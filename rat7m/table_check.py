@@ -4,7 +4,7 @@ Each check says what it compared and how far off things are, so a table can be t
 before hours of frame extraction and training:
 
 - pixel convention: whether the 2D columns are MATLAB's 1-based pixels (the cameras' own) or
-  0-based ones, detected from the table (:func:`rat7m.pixels.detect`); neither fails;
+  0-based ones, detected from the table (:meth:`rat7m.model.Table.detect_pixel_convention`); neither fails;
 - reprojection: ``3D_keypoints`` projected through the table's own cameras against
   ``2D_keypoints`` in the table's convention (max and median pixel error per camera);
 - frames in video: every ``frame_idx`` falls inside a video chunk on disk (when
@@ -26,6 +26,17 @@ from rat7m import catalogue, pixels
 from rat7m.geometry import project
 from rat7m.model import Table
 from rat7m.video import ChunkIndex, header_frame_count
+
+__all__ = [
+    "DEFAULT_TOLERANCE_PX",
+    "CheckResult",
+    "check_frames_in_video",
+    "check_image_paths",
+    "check_pixel_convention",
+    "check_reprojection",
+    "check_split",
+    "check_table",
+]
 
 #: Largest reprojection error (px) the reprojection check accepts: far above float64 round-off,
 #: far below anything a wrong camera model or a swapped camera would give.
@@ -54,7 +65,7 @@ class CheckResult:
 
 
 def check_pixel_convention(found: pixels.Detection) -> CheckResult:
-    """Name the pixel convention :func:`rat7m.pixels.detect` found; neither MATLAB's nor 0-based fails."""
+    """Name the pixel convention the table's detection found; neither MATLAB's nor 0-based fails."""
     ok = None if found.n_points == 0 else found.convention is not None
     return CheckResult("pixel convention", ok, [found.describe().removeprefix("pixel convention: ")])
 
@@ -206,7 +217,7 @@ def check_table(
     Returns:
         One :class:`CheckResult` per check; the table passes when none has ``ok`` False.
     """
-    found = pixels.detect(table)
+    found = Table.of(table).detect_pixel_convention()
     results = [
         check_pixel_convention(found),
         check_reprojection(table, tolerance, found.convention or pixels.MATLAB),

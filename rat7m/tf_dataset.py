@@ -23,6 +23,8 @@ import tensorflow as tf
 
 from rat7m import catalogue, crops, shards
 
+__all__ = ["as_numpy", "shard_dataset"]
+
 
 def _samples(path: bytes, spec: crops.CropSpec) -> Iterator[tuple]:
     for raw in shards.iter_samples(path.decode()):

@@ -44,6 +44,8 @@ from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
+__all__ = ["Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
+
 #: A hook applied to each numpy sample before it becomes tensors: change pixel values only (the
 #: geometry is the crop's: use CropSpec's jitter for geometric augmentation).
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -157,7 +159,7 @@ class Rat7mCrops(Dataset):
         self.transform = transform
         self.annotator = crops.Annotator(self.base.annotation, self.cameras)
         self.convention = self.annotator.convention
-        self._paths = self.base.annotation["table"]["image_path"]
+        self._paths = self.base.annotation.columns["image_path"]
 
     def __len__(self) -> int:
         return len(self.base)

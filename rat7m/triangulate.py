@@ -48,6 +48,8 @@ from rat7m.errors import BadInputError
 from rat7m.geometry import check_camera
 from rat7m.model import Camera, CameraLike, Table, canonical
 
+__all__ = ["Triangulation", "canonical_camera", "dlt", "triangulate", "triangulate_rows", "undistort_points"]
+
 #: Metres per mm: the DLT solves for the point in metres so its columns are balanced.
 _SCALE = 1e-3
 #: Newton steps of the undistortion (a cap: it stops once converged).

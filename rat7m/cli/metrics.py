@@ -62,6 +62,8 @@ from rat7m.fileio import check_input, remove_stale_temporaries
 from rat7m.predictions import PRED_FORMATS, read_predictions, save_predictions  # noqa: F401  README names the last two here
 from rat7m.table import load_annotation
 
+__all__ = ["DEFAULT_SAVE_DIR", "build_parser", "main"]
+
 #: Where results go unless ``--save_dir`` says otherwise (relative to the current directory).
 DEFAULT_SAVE_DIR = "metrics_output"
 

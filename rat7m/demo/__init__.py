@@ -9,3 +9,5 @@ but never imported by the toolkit's runtime modules: tests, benchmarks and the d
 - :mod:`~rat7m.demo.pipeline`: every command end to end (``make demo``);
 - :mod:`~rat7m.demo.notebook`: ``visualization.ipynb`` executed headless.
 """
+
+__all__: list[str] = []  # the API is its modules (synthetic, figshare_server, drive_server, pipeline, notebook)

@@ -41,6 +41,8 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+__all__ = ["BEHAVIOURS", "DriveFile", "DriveServer", "Request"]
+
 BEHAVIOURS = frozenset(
     {"large", "small", "href", "quota", "offsite", "evil-name", "html-bytes", "no-link", "drop-once", "no-range",
      "busy-once", "backslash", "userinfo", "cut-no-length", "always-cut-no-length", "odd-headers"}

@@ -27,6 +27,8 @@ from rat7m.demo.figshare_faults import API, Faults, RequestRecord
 if TYPE_CHECKING:
     from rat7m.demo.figshare_server import FigshareServer, _Article, _File
 
+__all__ = ["CHUNK", "DEFAULT_PAGE_SIZE", "MAX_OFFSET", "MAX_PAGE", "MAX_PAGE_SIZE", "parse_range"]
+
 log = logging.getLogger("rat7m.demo.figshare_server")
 
 #: Default and largest ``page_size``/``limit``, and largest ``page``/``offset``, of the files endpoint.

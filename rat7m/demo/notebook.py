@@ -14,6 +14,8 @@ from pathlib import Path
 
 import nbformat
 
+__all__ = ["execute_notebook"]
+
 
 def execute_notebook(
     notebook: str | os.PathLike,

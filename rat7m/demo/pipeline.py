@@ -33,6 +33,21 @@ from rat7m.demo.synthetic import generate_dataset
 from rat7m.errors import BadInputError
 from rat7m.table import load_annotation
 
+__all__ = [
+    "NOTEBOOK",
+    "PREDICTION_NOISE_MM",
+    "PREDICTION_NOISE_PX",
+    "build_parser",
+    "command",
+    "export_step",
+    "main",
+    "notebook_step",
+    "run_demo",
+    "score_2d_step",
+    "write_noisy_2d_predictions",
+    "write_noisy_predictions",
+]
+
 #: Where ``visualization.ipynb`` lies in a checkout (the package's parent folder); absent from an installed wheel.
 NOTEBOOK = Path(__file__).resolve().parents[2] / "visualization.ipynb"
 
@@ -70,9 +85,8 @@ def _step(title: str, argv: Sequence[str | Path], quiet: bool) -> None:
 
 def write_noisy_predictions(table_path: Path, csv_path: Path, *, seed: int = 0) -> int:
     """Write test-split predictions (ground truth + Gaussian noise) as the documented headerless CSV."""
-    table = load_annotation(table_path)["table"]
-    test = np.asarray(table["train_test"]) == "test"
-    truth = np.asarray(table["3D_keypoints"])[test]
+    table = load_annotation(table_path)
+    truth = np.asarray(table.columns["3D_keypoints"])[table.split_rows("test")]
     rng = np.random.default_rng(seed)
     predictions = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_MM, truth.shape)
     np.savetxt(csv_path, predictions.reshape(len(predictions), -1), delimiter=",", fmt="%.4f")
@@ -88,14 +102,14 @@ def write_noisy_2d_predictions(table_path: Path, csv_path: Path, *, seed: int = 
     In 0-based pixels, as a detector writes them (the table's are MATLAB's 1-based: :mod:`rat7m.pixels`).
     """
     annotation = load_annotation(table_path)
-    table, cameras = annotation["table"], [str(c) for c in annotation["camera_names"]]
-    rows = np.flatnonzero(np.asarray(table["train_test"]) == "test")
+    table, cameras = annotation.columns, annotation.camera_names
+    rows = annotation.split_rows("test")
     rng = np.random.default_rng(seed)
     joints = range(1, catalogue.N_JOINTS + 1)
     lines = ["sample,camera," + ",".join(f"x{j},y{j},c{j}" for j in joints)]
     for n, row in enumerate(rows):
         for cam in cameras:
-            truth = pixels.to_zero_based(table["2D_keypoints"][cam][row], pixels.convention_of(annotation))
+            truth = pixels.to_zero_based(table["2D_keypoints"][cam][row], annotation.pixel_convention)
             xy = np.where(np.isfinite(truth), truth, 0.0) + rng.normal(0.0, PREDICTION_NOISE_PX, truth.shape)
             lines.append(f"{n},{cam}," + ",".join(f"{x:.3f},{y:.3f},1" for x, y in xy))
     csv_path.write_text("\n".join(lines) + "\n")
@@ -186,9 +200,8 @@ def _render_step(out: Path, dataset: Path, table: Path, predictions: Path, metri
     _step("rat7m-render report: one HTML page for the scoring run",
           ["rat7m-render", "report", "--metrics_dir", metrics, "--root", dataset], quiet)  # fmt: skip
     recording = next(r for r in catalogue.RECORDINGS if r.split == "test")
-    columns = load_annotation(table)["table"]
-    mine = (np.asarray(columns["subject_idx"]) == recording.subject) & (np.asarray(columns["day_idx"]) == recording.day)
-    frames = np.asarray(columns["frame_idx"]["Camera1"])[mine]
+    annotation = load_annotation(table)
+    frames = np.asarray(annotation.columns["frame_idx"]["Camera1"])[annotation.recording_rows(recording)]
     video = out / f"labelled_{recording.name}_camera1.mp4"
     _step(f"rat7m-render video: {recording.name} Camera1 with ground truth and prediction", [
         "rat7m-render", "video", "--root", dataset, "--recording", recording.name, "--camera", "1",

@@ -63,7 +63,26 @@ from rat7m.cli import (
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
 from rat7m.matfile import save_recording
-from rat7m.pixels import MATLAB, camera_to_zero_based, to_zero_based
+from rat7m.model import Camera, CameraLike
+from rat7m.pixels import MATLAB, to_zero_based
+
+__all__ = [
+    "ARENA_CENTRE",
+    "ENCODINGS",
+    "FRAME_OFFSETS",
+    "PROFILES",
+    "Profile",
+    "SyntheticDataset",
+    "SyntheticRecording",
+    "add_dropouts",
+    "draw_skeleton",
+    "generate_dataset",
+    "joint_radius",
+    "main",
+    "make_cameras",
+    "make_motion",
+    "render_floor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +374,8 @@ def make_cameras(rng: np.random.Generator, width: int, height: int) -> dict[str,
     a barrel k1 < 0 with small k2 and tangential p1, p2.
 
     Returns:
-        ``{"Camera1": {"IntrinsicMatrix", "RotationMatrix", "TranslationVector", "TangentialDistortion",
-        "RadialDistortion"}, ...}`` in MATLAB conventions (no ``frame`` maps).
+        ``{"Camera1": raw camera dict, ...}`` (:meth:`rat7m.model.Camera.to_dict`: both spellings) in
+        MATLAB conventions, no ``frame`` maps yet.
     """
     sx, sy = width / FULL_WIDTH, height / FULL_HEIGHT
     cameras = {}
@@ -377,13 +396,14 @@ def make_cameras(rng: np.random.Generator, width: int, height: int) -> dict[str,
         wanted = np.array([(FULL_WIDTH / 2 - cx - skew * yd) / fx, yd, 1.0])
         axes = _rotation_between(np.array([0.0, 0.0, 1.0]), wanted / np.linalg.norm(wanted)) @ axes
         rotation = axes.T  # MATLAB row vectors: p_cam = X @ R + t
-        cameras[cam_name] = {
-            "IntrinsicMatrix": np.array([[fx * sx, 0, 0], [skew * sx, fy * sy, 0], [cx * sx, cy * sy, 1]]),
-            "RotationMatrix": rotation,
-            "TranslationVector": (-centre @ rotation).reshape(1, 3),
-            "TangentialDistortion": rng.uniform(-0.004, 0.004, (1, 2)),
-            "RadialDistortion": np.array([[rng.uniform(-0.3, -0.08), rng.uniform(0.0, 0.3)]]),
-        }
+        camera = Camera(
+            K=np.array([[fx * sx, 0, 0], [skew * sx, fy * sy, 0], [cx * sx, cy * sy, 1]]),
+            R=rotation,
+            t=-centre @ rotation,
+            tangential=rng.uniform(-0.004, 0.004, 2),  # drawn before the radial terms: the seed's stream
+            radial=np.array([rng.uniform(-0.3, -0.08), rng.uniform(0.0, 0.3)]),
+        )
+        cameras[cam_name] = camera.to_dict()
     return cameras
 
 
@@ -394,7 +414,7 @@ _OUTSIDE_BGR = np.array([58.0, 60.0, 64.0])
 _JOINT_BGR = (255, 255, 255)
 
 
-def render_floor(camera: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
+def render_floor(camera: CameraLike, width: int, height: int) -> np.ndarray:
     """The empty arena seen by ``camera``: a tiled, grained floor on z = 0 and dark walls beyond.
 
     Lens distortion is ignored for the floor (it is only a background). ``camera`` is a MATLAB
@@ -404,9 +424,8 @@ def render_floor(camera: dict[str, np.ndarray], width: int, height: int) -> np.n
     Returns:
         ``(height, width, 3)`` uint8 BGR picture.
     """
-    K = np.asarray(camera_to_zero_based(camera)["IntrinsicMatrix"], dtype=np.float64)
-    R = np.asarray(camera["RotationMatrix"], dtype=np.float64)
-    t = np.asarray(camera["TranslationVector"], dtype=np.float64).reshape(3)
+    zero = Camera.of(camera).to_zero_based()
+    K, R, t = zero.K, zero.R, zero.t
     u, v = np.meshgrid(np.arange(width) + 0.0, np.arange(height) + 0.0)
     pixels = np.stack([u, v, np.ones_like(u)], axis=-1)
     rays = (pixels @ np.linalg.inv(K)) @ R.T  # normalised camera rays, turned into the world frame

@@ -45,6 +45,23 @@ from rat7m.untrusted import (
     open_own_file,
 )
 
+__all__ = [
+    "ALLOWED_HOSTS",
+    "ALLOWED_HOST_SUFFIXES",
+    "BACKOFF_SECONDS",
+    "CHUNK_SIZE",
+    "DRIVE_URL",
+    "HEAD_SIZE",
+    "MAX_ATTEMPTS",
+    "MAX_HOPS",
+    "MAX_PAGE_BYTES",
+    "MAX_RETRY_AFTER",
+    "TIMEOUT",
+    "USER_AGENT",
+    "download_drive_file",
+    "looks_like_pickle",
+]
+
 log = logging.getLogger(__name__)
 
 #: Where a Drive file id is first asked for (``?id=<ID>&export=download`` is appended).

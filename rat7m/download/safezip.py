@@ -35,6 +35,8 @@ from tqdm import tqdm
 
 from rat7m.errors import BadInputError, Rat7mError
 
+__all__ = ["CHUNK_SIZE", "NAME_MAX_BYTES", "RATIO_FLOOR_BYTES", "TEMP_SUFFIX", "CorruptArchiveError", "safe_extract"]
+
 log = logging.getLogger(__name__)
 
 #: Members and archives smaller than this are never taken for bombs, whatever their ratio:

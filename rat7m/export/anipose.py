@@ -21,6 +21,8 @@ from rat7m import catalogue, geometry
 from rat7m.errors import BadInputError
 from rat7m.export.common import Selection, Summary
 
+__all__ = ["calibration_text", "export", "size_from_video"]
+
 
 def _toml_value(value: object) -> str:
     if isinstance(value, str):

@@ -27,6 +27,8 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.export.common import Selection, Summary, View, boxes
 
+__all__ = ["CATEGORY", "DECIMALS", "MAX_PIXEL", "dataset_info_text", "export", "image_id"]
+
 #: Decimals kept of each pixel coordinate.
 DECIMALS = 3
 #: The one COCO category.
@@ -156,7 +158,7 @@ def dataset_info_text() -> str:
 def export(selection: Selection, out: Path, *, final: Path) -> Summary:
     """Write ``rat7m_<split>.json`` per split present and ``rat7m_dataset_info.py`` into ``out``."""
     summary = Summary("coco", final)
-    split_of = np.asarray(selection.columns["train_test"]).astype(str)
+    split_of = selection.table.split_of()
     per_split: dict[str, tuple[list[str], list[str]]] = {}
     for view in selection.views():
         gc.disable()  # millions of small objects and no cycles: the collector would only walk them again and again

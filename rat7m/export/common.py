@@ -5,7 +5,7 @@ Pixels: every format but DANNCE numbers pixels from 0 (COCO, DeepLabCut, SLEAP, 
 top-left pixel's centre is (0, 0)), while the RAT7M cameras and the 2D computed from them are
 MATLAB's (1, 1) (:mod:`rat7m.pixels`). A :class:`View`'s keypoints are therefore 0-based image
 coordinates, converted from whichever convention the table is stored in
-(:func:`rat7m.pixels.convention_of`); calibrations go through :func:`rat7m.geometry.to_opencv`,
+(:attr:`rat7m.model.Table.pixel_convention`); calibrations go through :func:`rat7m.geometry.to_opencv`,
 which moves the principal point by -1. DANNCE reads MATLAB's convention and converts itself.
 
 Visibility (COCO's ``v``, used by every format that has one), per keypoint of one camera view:
@@ -46,6 +46,26 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import remove_stale_staging, staging_name
 from rat7m.model import CameraLike, Table, canonical, extrinsics, spellings_of
 from rat7m.untrusted import check_image_paths
+
+__all__ = [
+    "BBOX_MARGIN",
+    "BBOX_MIN_MARGIN_PX",
+    "MANIFEST_NAME",
+    "Selection",
+    "Summary",
+    "View",
+    "boxes",
+    "camera_params",
+    "depths",
+    "is_complete",
+    "jpeg_size",
+    "link",
+    "publish",
+    "read_sizes",
+    "select",
+    "staging_folder",
+    "visibility",
+]
 
 log = logging.getLogger("rat7m.export")
 

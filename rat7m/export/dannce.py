@@ -31,6 +31,8 @@ from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.export.common import Selection, Summary, link
 
+__all__ = ["export"]
+
 
 def _cell(items: list, shape: tuple[int, int]) -> np.ndarray:
     cell = np.empty(shape, dtype=object)
@@ -80,17 +82,17 @@ def export(selection: Selection, out: Path, *, final: Path, root: Path) -> Summa
         rows = selection.recording_rows(recording)
         if not len(rows):
             continue
-        cameras = selection.cameras_of(recording)
+        cameras = selection.table.cameras(recording, list(selection.cameras))
         sample_ids = rows.astype(np.float64).reshape(-1, 1)
         data_3d = points_3d[rows].reshape(len(rows), -1)
         params, labels = [], []
         for camera, cam in cameras.items():
             params.append({
-                "K": cam["IntrinsicMatrix"].reshape(3, 3),
-                "RDistort": cam["RadialDistortion"].reshape(1, -1),
-                "TDistort": cam["TangentialDistortion"].reshape(1, 2),
-                "r": cam["RotationMatrix"].reshape(3, 3),
-                "t": cam["TranslationVector"].reshape(1, 3),
+                "K": cam.K,  # MATLAB's layout and convention: what Label3D and DANNCE read
+                "RDistort": cam.radial.reshape(1, -1),
+                "TDistort": cam.tangential.reshape(1, 2),
+                "r": cam.R,
+                "t": cam.t.reshape(1, 3),
             })
             stored = np.asarray(columns["2D_keypoints"][camera])[rows]
             keypoints = pixels.convert(stored, selection.convention, pixels.MATLAB)  # Label3D's own convention

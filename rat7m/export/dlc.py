@@ -28,6 +28,8 @@ import numpy as np
 from rat7m import catalogue, extras
 from rat7m.export.common import Selection, Summary, link
 
+__all__ = ["MERGE_KEYS", "SCORER", "export"]
+
 log = logging.getLogger("rat7m.export")
 
 #: DLC's scorer name (the ``CollectedData_<scorer>`` file and the first header row).

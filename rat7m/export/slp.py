@@ -21,6 +21,8 @@ import numpy as np
 from rat7m import catalogue, geometry
 from rat7m.export.common import Selection, Summary
 
+__all__ = ["export", "skeleton"]
+
 
 def skeleton():  # -> sio.Skeleton
     """The RAT7M skeleton as a sleap-io ``Skeleton``."""

@@ -30,6 +30,8 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.export.common import Selection, Summary, boxes, link
 
+__all__ = ["export", "image_stem"]
+
 log = logging.getLogger("rat7m.export")
 
 
@@ -67,7 +69,7 @@ def image_stem(recording: str, camera: str, path: str) -> str:
 def _val_recordings(selection: Selection, chosen: Sequence[catalogue.Recording] | None) -> set[str]:
     if chosen:
         return {r.name for r in chosen}
-    split_of = np.asarray(selection.columns["train_test"]).astype(str)
+    split_of = selection.table.split_of()
     train = [r for r in selection.recordings if (split_of[selection.recording_rows(r)] == "train").any()]
     if len(train) < 2:
         return set()
@@ -106,7 +108,7 @@ def export(
     """Write links, labels, image lists and ``data.yaml`` into ``out``."""
     summary = Summary("yolo", final)
     val = _val_recordings(selection, val_recordings)
-    split_of = np.asarray(selection.columns["train_test"]).astype(str)
+    split_of = selection.table.split_of()
     lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for view in selection.views():
         bbox = boxes(view.keypoints, view.visibility, view.width, view.height)

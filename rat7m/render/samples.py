@@ -30,6 +30,17 @@ from rat7m.predictions import is_2d_file, read_predictions, read_predictions_2d
 from rat7m.untrusted import check_image_paths
 from rat7m.video import ChunkIndex, read_frames
 
+__all__ = [
+    "Predictions",
+    "camera_params",
+    "check_rows",
+    "choose_samples",
+    "frame_images",
+    "load_predictions",
+    "sample_figure",
+    "save_figure",
+]
+
 log = logging.getLogger(__name__)
 
 def camera_params(table: Mapping, subject: int, day: int, camera: str) -> Camera:

@@ -15,7 +15,7 @@ Names an export writes, and how they map back (rows of the scored split, cameras
   recording named by the file (table order: the frame index of our SLEAP export).
 
 Tools write 0-based pixels (the centre of the top-left pixel is (0, 0)); the collector converts them
-to the table's convention (:func:`rat7m.pixels.convention_of`) once, at the end.
+to the table's convention (:attr:`rat7m.model.Table.pixel_convention`) once, at the end.
 
 A prediction of a table row outside the scored split (a training image a tool also predicted) is
 counted and ignored; one that names nothing of the table is *unmatched*; a second prediction for the
@@ -40,6 +40,7 @@ import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError, Rat7mError
+from rat7m.model import Table
 
 __all__ = [
     "MAX_CONFIDENCE",
@@ -189,7 +190,7 @@ class TableIndex:
         self.table = table
         self.rows = np.asarray(rows, dtype=np.int64)
         self.cameras = [str(c) for c in table["camera_names"]]
-        self.convention = pixels.convention_of(table)
+        self.convention = Table.of(table).pixel_convention
         columns = table["table"]
         subjects = np.asarray(columns["subject_idx"])[self.rows].astype(np.int64)
         days = np.asarray(columns["day_idx"])[self.rows].astype(np.int64)

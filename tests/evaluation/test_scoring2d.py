@@ -18,6 +18,7 @@ from metric_utils import compute_metrics as cm
 from rat7m import catalogue
 from rat7m.cli import run_main
 from rat7m.metrics2d import PCK_ALPHAS, PCK_PIXELS, coco_dicts, score_2d
+from rat7m.model import Table
 from rat7m.table import save_annotation
 from tests.helpers.tables2d import make_table
 
@@ -205,7 +206,7 @@ def test_a_2d_file_that_pred2d_scores_is_rendered_by_the_same_reader(saved, caps
             np.testing.assert_array_equal(loaded.points_2d[cam], pred[:, v])
         sample = int(np.flatnonzero(np.isfinite(target).all(axis=(1, 2, 3)))[0])
         title = sample_figure(table, int(rows[sample]), loaded, sample).texts[0].get_text()
-        truth = pixels.to_zero_based(target[sample], pixels.convention_of(table))  # drawn 0-based, as the file's
+        truth = pixels.to_zero_based(target[sample], Table.of(table).pixel_convention)  # drawn 0-based, as the file's
         error = np.linalg.norm(pred[sample] - truth, axis=-1).mean()
         assert f"mean 2D error {error:.1f} px" in title, title  # the figure draws the file's points
 

@@ -19,6 +19,7 @@ from metric_utils import compute_metrics
 from rat7m import catalogue, pixels
 from rat7m.cli import run_main
 from rat7m.export import cli
+from rat7m.model import Table
 from rat7m.table import load_annotation
 from rat7m.video import ChunkIndex
 from tests.helpers.shared import extracted_root
@@ -47,7 +48,7 @@ def rows_of_test(table):
 def tool_pixels(table, camera, rows):
     """The ground truth of ``rows`` in ``camera`` in the tools' convention (0-based pixels), NaN where lost."""
     xy = np.asarray(table["table"]["2D_keypoints"][camera], dtype=np.float64)[rows]
-    return pixels.to_zero_based(xy, pixels.convention_of(table))
+    return pixels.to_zero_based(xy, Table.of(table).pixel_convention)
 
 
 def row_of_image(table, root):

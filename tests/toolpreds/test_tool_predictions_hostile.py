@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
+from rat7m.model import Table
 from rat7m.toolpreds import anipose, coco, common, dlc, yolo
 from rat7m.toolpreds.common import TableIndex
 from tests.helpers.shared import run_limited
@@ -35,7 +36,7 @@ SIZES = {("s5-d1", camera): SIZE for camera in catalogue.CAMERA_NAMES}
 
 def gt(row: int, camera: str) -> np.ndarray:
     xy = np.asarray(TABLE["table"]["2D_keypoints"][camera], dtype=np.float64)[row]
-    return pixels.to_zero_based(xy, pixels.convention_of(TABLE))
+    return pixels.to_zero_based(xy, Table.of(TABLE).pixel_convention)
 
 
 def coco_seed() -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -132,6 +133,18 @@ def test_shard_dataset_gives_the_map_style_samples(built):
     assert batch["key"] == [mapped[0]["key"], mapped[1]["key"]]
 
 
+def test_a_pickled_annotator_gives_the_same_annotations(built):
+    """A DataLoader started by spawn (macOS, Windows) pickles the dataset, and a Table pickles as the plain dict."""
+    table = load_annotation(built.table_path)
+    annotator = crops.Annotator(table, table.camera_names)
+    again = pickle.loads(pickle.dumps(annotator))
+    for row in (0, 7, table.n_samples - 1):
+        ours, theirs = annotator(row), again(row)
+        assert ours.keys() == theirs.keys() and ours["key"] == theirs["key"]
+        for key in ("K", "R", "t", "dist", "keypoints_2d", "com_2d"):
+            np.testing.assert_array_equal(ours[key], theirs[key])
+
+
 def _matlab_camera(K, R, t, dist):
     """An OpenCV-layout camera as the table's MATLAB dict, to project with rat7m.geometry (not our code)."""
     k1, k2, p1, p2, k3 = dist
@@ -189,7 +202,7 @@ def test_opencv_decoder_names_an_unreadable_jpeg_and_agrees_with_the_default(bui
 
 
 def test_zero_based_table_gives_the_same_samples(built, tmp_path):
-    """A table stored 0-based (detected by rat7m.pixels) gives the same 0-based keypoints as the MATLAB one."""
+    """A table stored 0-based (Table.pixel_convention) gives the same 0-based keypoints as the MATLAB one."""
     annotation = load_annotation(built.table_path)
     for column in ("2D_keypoints", "2D_com"):
         for cam in annotation["camera_names"]:
