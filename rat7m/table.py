@@ -42,17 +42,8 @@ from rat7m.pixels import TABLE_KEY as PIXEL_CONVENTION_KEY
 from rat7m.safe_pickle import safe_load
 
 __all__ = [
-    "CAMERA_COLUMNS",
-    "CAMERA_PARAM_SIZES",
-    "PICKLE_PROTOCOL",
-    "SAMPLE_COLUMNS",
-    "TABLE_KEYS",
-    "TOP_KEYS",
-    "cameras_of",
-    "load_annotation",
-    "save_annotation",
-    "validate_annotation",
-    "with_camera_spellings",
+    "CAMERA_COLUMNS", "CAMERA_PARAM_SIZES", "PICKLE_PROTOCOL", "SAMPLE_COLUMNS", "TABLE_KEYS", "TOP_KEYS",
+    "cameras_of", "load_annotation", "save_annotation", "validate_annotation", "with_camera_spellings",
 ]
 
 log = logging.getLogger(__name__)
