@@ -26,6 +26,7 @@ import numpy as np
 from rat7m import catalogue, pixels
 from rat7m.cli import command, default_root
 from rat7m.errors import BadInputError
+from rat7m.model import Table
 from rat7m.table import load_annotation
 
 __all__ = ["MiniRat7m"]
@@ -71,6 +72,11 @@ class MiniRat7m:
         #: The pixel convention of the table's 2D columns (``"matlab"`` or ``"zero-based"``), detected from the table.
         self.pixel_convention = self.annotation.pixel_convention
         self.indices = self.annotation.split_rows(split)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled (a DataLoader worker started by spawn): the table comes back as the plain dict it pickles as."""
+        self.__dict__.update(state)
+        self.annotation = Table.of(self.annotation)
 
     def __len__(self) -> int:
         return len(self.indices)

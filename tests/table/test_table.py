@@ -183,6 +183,9 @@ def test_dataset_accessor_without_images(table, tmp_path):
         MiniRat7m(path, cameras=["camera2", "Camera7"])
     with pytest.raises(IndexError):
         test[len(test)]
+    # as a DataLoader worker started by spawn gets it: pickled, the table comes back as its plain dict
+    again = pickle.loads(pickle.dumps(test))
+    assert again[-1]["row"] == row and set(again[-1]["cameras"]) == {"Camera2", "Camera5"}
 
 
 def _mutated(table, change):
