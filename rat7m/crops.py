@@ -74,19 +74,16 @@ def camera_arrays(camera: CameraLike) -> dict[str, np.ndarray]:
 
 
 def project(points_3d: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Project ``(..., 3)`` mm through an OpenCV-layout camera (skew kept); ``(..., 2)`` pixels, NaN stays NaN."""
-    points = np.asarray(points_3d, dtype=np.float64)
-    x, y, z = np.asarray(R) @ points.reshape(-1, 3).T + np.asarray(t).reshape(3, 1)
+    """Project ``(..., 3)`` mm through an OpenCV-layout camera (skew kept); ``(..., 2)`` pixels, NaN stays NaN.
+
+    The sample's own ``K``, ``R``, ``t``, ``dist`` (0-based, adjusted for the crop), read as a
+    :class:`rat7m.model.Camera` (MATLAB's layout is the transpose of OpenCV's) and projected by it.
+    """
     k1, k2, p1, p2, k3 = np.asarray(dist, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x, y = x / z, y / z
-        r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-        u = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
-        v = K[1, 1] * yd + K[1, 2]
-    return np.stack([u, v], axis=-1).reshape(*points.shape[:-1], 2)
+    camera = Camera(K=np.asarray(K, dtype=np.float64).T, R=np.asarray(R, dtype=np.float64).T,
+                    t=np.asarray(t, dtype=np.float64).reshape(3), radial=np.array([k1, k2, k3]),
+                    tangential=np.array([p1, p2]), convention=pixels.ZERO_BASED)  # fmt: skip
+    return camera.project(points_3d)
 
 
 def sample_key(recording: str, frame: int, row: int) -> str:
