@@ -190,17 +190,19 @@ class TableIndex:
         self.table = table
         self.rows = np.asarray(rows, dtype=np.int64)
         self.cameras = [str(c) for c in table["camera_names"]]
-        self.convention = Table.of(table).pixel_convention
+        typed = Table.of(table)
+        self.convention = typed.pixel_convention
         columns = table["table"]
-        subjects = np.asarray(columns["subject_idx"])[self.rows].astype(np.int64)
-        days = np.asarray(columns["day_idx"])[self.rows].astype(np.int64)
-        names: dict[tuple[int, int], str] = {}
-        for s, d in set(zip(subjects.tolist(), days.tolist(), strict=True)):
+        recording = np.full(len(self.rows), "", dtype=object)
+        for rec, mask in typed.recording_masks(self.rows):
+            recording[mask] = rec.name
+        if (recording == "").any():  # a row of no catalogue recording: the catalogue says which pair it is
+            row = int(self.rows[np.flatnonzero(recording == "")[0]])
             try:
-                names[(s, d)] = catalogue.recording_for(s, d).name
+                catalogue.recording_for(int(columns["subject_idx"][row]), int(columns["day_idx"][row]))
             except KeyError as exc:
                 raise BadInputError(f"annotation table: {exc.args[0]}") from None
-        self.recording = [names[(s, d)] for s, d in zip(subjects.tolist(), days.tolist(), strict=True)]
+        self.recording = recording.tolist()
         self.position = {int(r): i for i, r in enumerate(self.rows.tolist())}
         self.n_table_rows = len(columns["subject_idx"])
         self.split_recordings = set(self.recording)
