@@ -80,8 +80,7 @@ class Command:
 
 def _export(fmt: str, *extra_args: str, reads: str | None = None, **kwargs) -> Command:
     return Command(f"export-{fmt}", ("rat7m-export", fmt, "--out", "{out}", *extra_args), out="--out", reads=reads,
-                   **kwargs)  # fmt: skip  # fmt: skip
-
+                   **kwargs)  # fmt: skip
 
 
 COMMANDS = [
@@ -103,7 +102,7 @@ COMMANDS = [
             out="--save_dir", reads="--pred2d"),
     Command("doctor", ("rat7m-doctor",), reads="--annotation"),
     _export("coco", reads="--annotation"),  # one reader of the table for every format
-    _export("dlc"),
+    _export("dlc", "--split", "train"),  # the split DLC takes by default, said so: no warning line to race the signal
     _export("yolo"),
     _export("slp", extra=("sleap_io", "sleap", ())),
     _export("anipose", "--allow-skew"),
