@@ -683,6 +683,8 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
     and the next run removes the temporary files left behind.
     """
     workers = list((pool._processes or {}).values())  # private, but the only handle on the processes
+    # taken now: shutdown() forgets it (typeshed gives this attribute the wake-up pipe's type)
+    manager: threading.Thread | None = pool._executor_manager_thread  # type: ignore[assignment]
     for worker in workers:
         with contextlib.suppress(OSError):
             worker.terminate()
@@ -694,13 +696,14 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
             worker.kill()
             worker.join(TERMINATE_TIMEOUT)
     # The pool's manager thread closes its wake-up pipe when it sees the workers gone; Python 3.11's exit
-    # hook (concurrent.futures.process._python_exit) would still write to it: "Exception ignored ...
-    # OSError: Bad file descriptor" after our one line. Let the thread finish, then drop its entry.
-    manager = getattr(pool, "_executor_manager_thread", None)
+    # hook (concurrent.futures.process._python_exit) checks the pipe is open, then writes to it, unlocked:
+    # if the close falls between the two, "Exception ignored ... OSError: Bad file descriptor" follows our
+    # one line. So the hook must not see this pool at all, whether or not the thread has finished yet
+    # (on a loaded machine it may take longer than the timeout): shutdown() above has woken it already,
+    # its dead workers' sentinels end it, and the interpreter still joins it at exit.
     if manager is not None:
         manager.join(TERMINATE_TIMEOUT)
-        if not manager.is_alive():
-            futures_process._threads_wakeups.pop(manager, None)
+        futures_process._threads_wakeups.pop(manager, None)
 
 
 def _unfinished(job: ChunkJob, root: str | None) -> JobResult:

@@ -271,3 +271,27 @@ def test_reruns_remove_what_killed_exports_and_videos_left_and_nothing_else(data
             "--out", str(video), "-q"]  # fmt: skip
     assert render(argv) == 0
     assert not stale_tmp.exists() and all(path.exists() for path in kept_tmp) and video.stat().st_size > 0
+
+
+def test_a_stopped_pool_is_hidden_from_pythons_exit_hook_even_if_its_thread_is_slow(monkeypatch):
+    """CI once printed "OSError: Bad file descriptor" from ``concurrent.futures``' exit hook after the one line.
+
+    Python 3.11's hook checks a pool's wake-up pipe is open, then writes to it, while the pool's manager
+    thread may close it in between. ``_stop_pool`` used to unregister the pool only if that thread had
+    finished within its timeout, which a loaded machine can exceed; a zero timeout stands for that here.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import process as futures_process
+
+    from rat7m import extract
+
+    monkeypatch.setattr(extract, "TERMINATE_TIMEOUT", 0.0)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool.submit(time.sleep, 30)
+    manager = pool._executor_manager_thread
+    assert manager in futures_process._threads_wakeups
+    extract._stop_pool(pool)
+    assert manager not in futures_process._threads_wakeups
+    manager.join(10)
+    assert not manager.is_alive(), "the manager thread must still end by itself"
