@@ -17,6 +17,8 @@ of :class:`Rat7mCrops` goes through :meth:`Rat7mCrops.__getitems__`, which decod
 straight into one batch tensor (in shared memory in a worker), and :func:`collate` hands that tensor
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
+A batch is a :class:`Batch`: from a worker it crosses as one shared-memory segment (its images),
+its annotations inside the pickle.
 
 Images stay channels-last, as decoded (the TensorFlow recipe's layout too): channels-first would
 cost one more copy of every image on the loader's CPU; permute on the GPU instead (``images.permute(0, 1, 4, 2, 3)``).
@@ -30,6 +32,7 @@ raw samples (``shuffle`` x six JPEGs, ~2 MB each at 1328x1048) and one sample's 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +47,7 @@ from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
-__all__ = ["Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
+__all__ = ["Batch", "Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
 
 #: A hook applied to each numpy sample before it becomes tensors: change pixel values only (the
 #: geometry is the crop's: use CropSpec's jitter for geometric augmentation).
@@ -64,19 +67,60 @@ def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def collate(samples: Sequence[dict[str, Any]]) -> Batch:
     """A multi-view batch: every tensor stacked to ``(B, V, ...)`` (``(B, ...)`` for per-sample ones).
 
     Samples from :meth:`Rat7mCrops.__getitems__` already hold their images in one batch tensor, in
     order: that tensor is the batch's images, not copied again (a copy of every pixel, ~4% of a
-    loader's time).
+    loader's time). The small per-sample arrays are stacked by numpy, in ordinary memory: a
+    :class:`Batch` sends them to the main process inline (see there).
     """
     samples = list(samples)
-    batch = _images_batch(samples)
-    if batch is None:
-        return default_collate(samples)
-    rest = default_collate([{k: v for k, v in s.items() if k != "images"} for s in samples])
-    return {k: batch if k == "images" else rest[k] for k in samples[0]}
+    images = _images_batch(samples)
+    return Batch((key, images if key == "images" and images is not None else _stack([s[key] for s in samples]))
+                 for key in samples[0])  # fmt: skip
+
+
+#: Tensors up to this size travel inside a batch's pickle (a batch's annotations are a few KB).
+INLINE_BYTES = 1 << 20
+
+
+class Batch(dict):
+    """A collated batch (a dict of tensors and lists) that crosses from a loader worker cheaply.
+
+    torch sends each tensor between processes as a shared-memory segment of its own (created,
+    its descriptor passed over a socket, mapped on the other side): about a millisecond of the
+    worker's time each, a dozen per batch for the annotations alone (bench/bench_dataset.py). A
+    Batch pickles its small tensors not already in shared memory as numpy arrays inside the
+    pickle instead, so a worker hands on one segment per batch: the images'.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        inline: dict[str, np.ndarray] = {}
+        for key, value in self.items():
+            if isinstance(value, torch.Tensor) and value.nbytes <= INLINE_BYTES and not value.is_shared():
+                with contextlib.suppress(RuntimeError, TypeError):  # refused on the GPU, with autograd, bfloat16
+                    inline[key] = value.numpy()  # no copy
+        rest = {key: value for key, value in self.items() if key not in inline}
+        return _rebuild_batch, (list(self), rest, inline)
+
+
+def _rebuild_batch(order: list[str], rest: dict[str, Any], inline: dict[str, np.ndarray]) -> Batch:
+    return Batch((key, torch.from_numpy(inline[key]) if key in inline else rest[key]) for key in order)
+
+
+def _stack(values: list[Any]) -> Any:
+    """One key's values stacked as default_collate does; small CPU tensors by numpy (ordinary memory, see Batch)."""
+    first = values[0]
+    if (
+        all(isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype for v in values)
+        and first.nbytes * len(values) <= INLINE_BYTES
+    ):
+        try:
+            return torch.from_numpy(np.stack([v.numpy() for v in values]))
+        except (RuntimeError, TypeError):  # as in Batch.__reduce__: torch stacks those
+            pass
+    return default_collate(values)  # strings as lists; large tensors into shared memory in a worker
 
 
 def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
@@ -96,11 +140,16 @@ def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
 
 
 def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty uint8 batch of images; in a loader worker in shared memory, as default_collate allocates its batches."""
+    """An empty uint8 batch of images: in a loader worker in shared memory (as default_collate allocates its
+    batches), else from numpy, whose large arrays fault in ~5x faster than torch.empty's (hugepages):
+    0.08 against 0.44 ms per 512x512 view, ~6% of a loader's time."""
     if get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
+        return torch.from_numpy(np.empty(shape, dtype=np.uint8))
     storage = torch.UntypedStorage._new_shared(math.prod(shape))  # what default_collate does in a worker
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+    # set to the full shape at once: a .view() of it would be a view, not the base that collate recognises
+    strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
+    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
+
 
 
 def _rng(spec: crops.CropSpec) -> np.random.Generator | None:
@@ -160,6 +209,7 @@ class Rat7mCrops(Dataset):
         self.annotator = crops.Annotator(self.base.annotation, self.cameras)
         self.convention = self.annotator.convention
         self._paths = self.base.annotation.columns["image_path"]
+        self._images_root = str(self.base.images_root)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -192,9 +242,10 @@ class Rat7mCrops(Dataset):
         return _build(self.annotation(i), self.jpegs(i), self.crop, self.transform, out)
 
     def _read(self, relative: str) -> bytes:
-        path = self.base.images_root / relative
+        path = os.path.join(self._images_root, relative)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as handle:
+                return handle.read()
         except OSError:
             msg = (
                 f"{path}: missing or unreadable image; extract the frames with extract_frames.py --root "

@@ -414,6 +414,32 @@ def test_batches_are_the_samples_decoded_once_into_the_batch(built, workers):
     _assert_same(batch, collate([dataset[4], dataset[0], dataset[2]]))
 
 
+def test_a_workers_batch_crosses_as_one_shared_segment_with_its_annotations_inline(built, monkeypatch):
+    """In a loader worker the images are decoded into shared memory and handed on; the rest travels in the pickle.
+
+    torch passes each tensor between processes as a shared-memory segment of its own (~1 ms of the
+    worker's time each): a batch used to cross as a dozen, and its images were copied once more into a
+    new one, because the worker's batch tensor was a view that collate did not recognise.
+    """
+    from multiprocessing.reduction import ForkingPickler
+
+    import rat7m.torch_dataset as torch_dataset
+
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    expected = collate([dataset[i] for i in (3, 1, 0)])
+    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: object())  # as inside a DataLoader worker
+    items = dataset.__getitems__([3, 1, 0])
+    batch = collate(items)
+    assert batch["images"].is_shared() and batch["images"].data_ptr() == items[0]["images"].data_ptr()
+    _assert_same(batch, expected)
+    received = pickle.loads(ForkingPickler.dumps(batch))  # what the main process gets from the worker's queue
+    assert type(received) is torch_dataset.Batch and list(received) == list(batch)
+    _assert_same(received, expected)
+    shared = sorted(k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared())
+    assert shared == ["images"], "only the images may need a shared-memory segment of their own"
+    _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle (a batch saved) keeps it all
+
+
 def test_shard_batches_are_the_streamed_samples_collated(built):
     """shard_dataset(batch_size=...) decodes into one batch tensor per batch: the same as collating its samples."""
     paths = shards.shard_paths(built.out, "train")
