@@ -25,9 +25,9 @@ import numpy as np
 from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write
-from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
+from rat7m.metrics import finite_joints, mpjpe, n_mpjpe, pa_mpjpe
 from rat7m.metrics import scores as metric_scores
-from rat7m.model import Table
+from rat7m.model import Table, unique_pairs
 from rat7m.predictions import (
     Predictions2D,
     read_predictions,
@@ -92,12 +92,12 @@ class Evaluation:
 
 def _recording_names(subjects: np.ndarray, days: np.ndarray) -> np.ndarray:
     """Recording name of every sample, looked up once per (subject, day) pair."""
-    pairs, inverse = np.unique(np.stack([subjects, days], axis=1), axis=0, return_inverse=True)
+    pairs, inverse = unique_pairs(subjects, days)
     try:
-        names = [catalogue.recording_for(s, d).name for s, d in pairs]
+        names = [catalogue.recording_for(s, d).name for s, d in pairs.tolist()]
     except KeyError as exc:
         raise BadInputError(f"annotation table: {exc.args[0]}") from None
-    return np.asarray(names, dtype=object)[inverse.ravel()]
+    return np.asarray(names, dtype=object)[inverse]
 
 
 def _frame_camera(table: dict[str, Any]) -> str:
@@ -148,7 +148,8 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
         joint_error, scores = metric_scores(predicted, target, metrics)  # inputs checked once, not per metric
     except ValueError as exc:  # a prediction (or target) beyond the metrics' magnitude bound
         raise BadInputError(f"{exc} (split {split!r} of {gt_name})") from None
-    scored = np.isfinite(target).all(axis=2).any(axis=1)
+    finite = finite_joints(target)
+    scored = finite.any(axis=1)
     for name, values in scores.items():  # a score may be NaN only where no target joint is finite
         lost = scored & ~np.isfinite(values)
         if lost.any():
@@ -159,7 +160,7 @@ def evaluate(predicted: np.ndarray, table: dict[str, Any], split: str = "test", 
         split=split,
         recording=_recording_names(np.asarray(columns["subject_idx"])[rows], np.asarray(columns["day_idx"])[rows]),
         frame=np.asarray(columns["frame_idx"][_frame_camera(table)])[rows].astype(np.int64),
-        excluded_joints=(~np.isfinite(target).all(axis=2)).sum(axis=1),
+        excluded_joints=finite.shape[1] - finite.sum(axis=1),
         metrics=scores,
         joint_error=joint_error,
     )

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["MAX_MAGNITUDE", "METRIC_NAMES", "joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe", "scores"]
+__all__ = ["MAX_MAGNITUDE", "METRIC_NAMES", "finite_joints", "joint_errors", "mpjpe", "n_mpjpe", "pa_mpjpe", "scores"]
 
 #: Largest absolute coordinate accepted. Squared it is 1e200, so sums of squares and products over
 #: thousands of joints stay far below float64's 1.8e308: every error and alignment stays finite.
@@ -52,7 +52,8 @@ def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.nd
     if pred.ndim != 3 or pred.shape[2] not in (2, 3) or pred.shape[1] == 0:
         msg = f"poses must have shape (n_samples, n_joints, 2 or 3) with n_joints >= 1, got {pred.shape}"
         raise ValueError(msg)
-    if not (np.abs(pred) <= MAX_MAGNITUDE).all():  # one pass: NaN compares False, so does inf
+    # min and max: two passes without temporaries; either is NaN if a coordinate is, and NaN compares False
+    if pred.size and not (-MAX_MAGNITUDE <= pred.min() and pred.max() <= MAX_MAGNITUDE):
         finite_pred = np.isfinite(pred)
         if not finite_pred.all():
             sample, joint = np.argwhere(~finite_pred.all(axis=2))[0]
@@ -62,11 +63,25 @@ def _prepare(predicted: ArrayLike, target: ArrayLike) -> tuple[np.ndarray, np.nd
             )
             raise ValueError(msg)
         _check_magnitude(pred, "predicted")
-    valid = np.all(np.isfinite(tgt), axis=2)  # np.all: typed as an array (a method's .all may be a scalar)
+    valid = finite_joints(tgt)
     tgt = tgt.copy()  # never the caller's array
     tgt[~valid] = 0.0
-    _check_magnitude(tgt, "target")
+    if tgt.size and not (-MAX_MAGNITUDE <= tgt.min() and tgt.max() <= MAX_MAGNITUDE):
+        _check_magnitude(tgt, "target")
     return pred, tgt, valid
+
+
+def finite_joints(points: np.ndarray) -> np.ndarray:
+    """(n, J) bool: True where every coordinate of the joint is finite.
+
+    Coordinate by coordinate: ``np.isfinite(points).all(axis=2)`` reduces over an axis of 2 or 3 and
+    takes ~6x as long (8 ms for the test split).
+    """
+    finite = np.isfinite(points)
+    valid = finite[..., 0].copy()
+    for axis in range(1, points.shape[-1]):
+        valid &= finite[..., axis]
+    return valid
 
 
 def _check_magnitude(points: np.ndarray, name: str) -> None:
@@ -182,7 +197,7 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     u, sv, vt = np.linalg.svd(cross)  # x^T y = U S V^T
     v, ut = np.swapaxes(vt, 1, 2), np.swapaxes(u, 1, 2)
     # R = V U^T maximises trace(R x^T y); if it is a reflection, flip the weakest direction instead.
-    sign = np.sign(np.linalg.det(v @ ut))
+    sign = np.sign(_det(v @ ut))
     v[:, :, -1] *= sign[:, None]
     sv[:, -1] *= sign
     norm_y = np.einsum("nj,nj->n", w, np.einsum("njd,njd->nj", y, y))
@@ -192,6 +207,16 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     aligned += mu_t
     aligned -= tgt
     return _norms(aligned, valid)
+
+
+def _det(m: np.ndarray) -> np.ndarray:
+    """Determinants of (n, D, D) matrices, D = 2 or 3, written out: LAPACK's per-matrix call costs ~50x more here."""
+    if m.shape[-1] == 2:
+        return m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    g, h, i = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
 
 
 def n_mpjpe(predicted: ArrayLike, target: ArrayLike) -> np.ndarray:

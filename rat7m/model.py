@@ -39,7 +39,7 @@ from rat7m import catalogue, pixels
 from rat7m.errors import BadInputError
 
 __all__ = ["MAT_SPELLING", "MEANINGS", "SIZES", "SPELLINGS", "Camera", "CameraLike", "Table", "camera_param",
-           "canonical", "extrinsics", "mat_spellings", "with_both_spellings"]  # fmt: skip
+           "canonical", "extrinsics", "mat_spellings", "unique_pairs", "with_both_spellings"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +323,22 @@ class Camera:
 CameraLike = Camera | Mapping[str, Any]
 
 
+def unique_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``(first, second)`` pairs, sorted, ``(k, 2)``, and each row's index into them, ``(n,)``.
+
+    What ``np.unique(np.stack([first, second], axis=1), axis=0, return_inverse=True)`` gives, for a
+    table's (subject, day) columns, ~10x faster: each column's distinct values, then one integer
+    code per pair (sorting rows of a 2-column array is slow).
+    """
+    first_values, first_codes = np.unique(first, return_inverse=True)
+    second_values, second_codes = np.unique(second, return_inverse=True)
+    width = len(second_values)
+    codes, inverse = np.unique(first_codes.ravel() * width + second_codes.ravel(), return_inverse=True)
+    pairs = np.stack([first_values[codes // width], second_values[codes % width]], axis=1) if len(codes) else (
+        np.empty((0, 2), dtype=np.result_type(first, second)))  # fmt: skip
+    return pairs, inverse.ravel()
+
+
 def _as_int(key: Any) -> int | None:
     try:
         value = float(key)
@@ -469,7 +485,7 @@ class Table(dict):
         days = np.asarray(columns["day_idx"]).astype(np.int64)
         points_3d = columns["3D_keypoints"]
         diffs: list[np.ndarray] = []
-        pairs = np.unique(np.stack([subjects, days], axis=1), axis=0) if len(subjects) else np.empty((0, 2), int)
+        pairs = unique_pairs(subjects, days)[0]
         for subject, day in pairs.tolist():  # every (subject, day) pair, catalogue recording or not
             rows = np.flatnonzero((subjects == subject) & (days == day))
             rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(sample_rows, len(rows))).astype(np.int64))]

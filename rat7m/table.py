@@ -36,6 +36,7 @@ from rat7m.model import (
     disagreeing_spellings,
     mat_spellings,
     spellings_of,
+    unique_pairs,
     with_both_spellings,
 )
 from rat7m.pixels import TABLE_KEY as PIXEL_CONVENTION_KEY
@@ -208,7 +209,11 @@ def validate_annotation(annotation: Any, source: str = "table") -> dict:
     day_idx = _check_column(columns["day_idx"], n, (), "whole", source, "table['day_idx']")
     split = _check_column(columns["train_test"], n, (), "text", source, "table['train_test']")
     _check_column(columns["3D_keypoints"], n, (catalogue.N_JOINTS, 3), "float", source, "table['3D_keypoints']")
-    bad_split = sorted(set(np.unique(split.astype(str)).tolist()) - set(catalogue.SPLITS))
+    split = split.astype(str)
+    known = np.zeros(n, dtype=bool)
+    for name in catalogue.SPLITS:  # comparisons, not a sort of every string (np.unique)
+        known |= split == name
+    bad_split = sorted(set(np.unique(split[~known]).tolist()))
     if bad_split:
         raise _fail(source, "table['train_test']", "only 'train' or 'test'", ", ".join(map(repr, bad_split)))
 
@@ -222,7 +227,7 @@ def validate_annotation(annotation: Any, source: str = "table") -> dict:
 
     pairs = np.stack([subject_idx.astype(np.int64), day_idx.astype(np.int64)], axis=1)
     recordings = []
-    for subject, day in np.unique(pairs, axis=0).tolist():
+    for subject, day in unique_pairs(pairs[:, 0], pairs[:, 1])[0].tolist():
         try:
             recordings.append(catalogue.recording_for(subject, day))
         except KeyError:

@@ -254,3 +254,17 @@ def test_split_and_recording_selection_live_in_the_model():
 def test_the_allow_list_names_only_files_that_still_need_it():
     assert ALLOWED_ELSEWHERE <= _spelling_offenders() | _selection_offenders()
     assert {"rat7m/model.py"} <= _spelling_offenders() & _selection_offenders()  # the searches do find things
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float64, np.uint8])
+def test_unique_pairs_is_numpys_unique_over_rows(dtype):
+    """The fast (subject, day) grouping gives exactly np.unique(..., axis=0)'s pairs and inverse."""
+    from rat7m.model import unique_pairs
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 500):
+        first, second = rng.integers(0, 7, n).astype(dtype), rng.integers(0, 3, n).astype(dtype)
+        pairs, inverse = unique_pairs(first, second)
+        expected, expected_inverse = np.unique(np.stack([first, second], axis=1), axis=0, return_inverse=True)
+        assert pairs.shape == expected.shape and (pairs == expected).all()
+        assert (inverse == expected_inverse.ravel()).all()

@@ -242,6 +242,28 @@ def test_formats_are_detected_from_the_file_and_ours_are_left_to_our_readers(tmp
     np.save(tmp_path / "ours.npy", np.zeros((2, 20, 3)))
     for name in ("ours.csv", "ours2d.csv", "ours.npy"):
         assert detect_format(tmp_path / name) is None
+    # the shortcut that spares importing the tools' readers for our own files never claims a tool's file
+    from rat7m.predictions import _plainly_ours
+
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf-1.5,2\n")
+    np.savez(tmp_path / "ours.npz", predictions=np.zeros((2, 20, 3)))
+    claimed = {p.name for p in tmp_path.rglob("*") if _plainly_ours(p)}
+    assert claimed == {"ours.csv", "ours.npy", "ours.npz", "bom.csv"}
+    assert all(detect_format(tmp_path / name) is None for name in claimed)
+
+
+def test_recognising_our_csv_does_not_import_the_tools_readers(tmp_path):
+    """~18 ms of every metrics run went to importing every tool's reader just to recognise our own CSV."""
+    import subprocess
+    import sys
+
+    (tmp_path / "preds.csv").write_text("0.5,1,2\n")
+    code = (
+        "import sys; from pathlib import Path; from rat7m.predictions import tool_format; "
+        f"print(tool_format(Path({str(tmp_path / 'preds.csv')!r}), 'auto'), 'rat7m.toolpreds' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["None", "False"]
 
 
 def test_a_format_given_to_the_wrong_flag_says_which_flag(tmp_path, capsys):
