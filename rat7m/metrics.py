@@ -188,7 +188,7 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     mu_t = (w[:, None, :] @ tgt) / count
     y = pred - mu_p
     x = tgt - mu_t
-    x[~valid] = 0.0  # excluded joints zeroed, so they add nothing to x^T y
+    x *= w[:, :, None]  # excluded joints zeroed, so they add nothing to x^T y (a product: no boolean indexing)
     cross = np.swapaxes(x, 1, 2) @ y  # x^T y, (n, D, D)
     del x  # each (n, J, D) temporary is fresh memory to fault in: keep few alive
     if not np.isfinite(cross).all():  # cannot happen within MAX_MAGNITUDE; an inf would hang LAPACK's SVD

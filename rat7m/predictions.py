@@ -37,7 +37,6 @@ import os
 import re
 import tokenize
 import warnings
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -527,6 +526,8 @@ def _read_npz(path: Path, n_samples: int | None, n_views: int, allow_missing: bo
 
 def _npz_member(path: Path, shape_ok: Callable[[tuple[int, ...]], bool], want: str) -> tuple[str, np.ndarray]:
     """The prediction array of an ``.npz`` (its only one, or :data:`NPZ_KEY`), inflated only up to its declared size."""
+    import zipfile  # lazy: only an .npz needs it
+
     try:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
