@@ -11,8 +11,14 @@ rig's capture encoding (x264 ultrafast, no B-frames), so video tests run on both
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+
+# As the commands do (rat7m.cli.entry.one_blas_thread), for the test processes and every process they start
+# (xdist's workers, scripts, helpers), before anything here imports numpy: OpenBLAS starting a thread per core
+# costs ~80 ms of CPU in each of the hundreds of processes a run starts.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest
 

@@ -1,6 +1,7 @@
 """The command-line conventions every script shares (rat7m/cli.py): list forms, one-line errors, --help."""
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -187,3 +188,19 @@ def test_console_commands_name_themselves_in_help_and_errors(command):
     assert done.returncode == 0 and done.stdout.startswith(f"usage: {command} "), done.stdout[:200]
     done = subprocess.run([str(exe), "--bogus"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith(f"{command}: error: "), done.stderr
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("2", "2")])
+def test_commands_start_one_blas_thread_unless_told(preset, expected):
+    """OpenBLAS starting a thread per core cost ~80 ms of CPU at numpy's import in every command and worker."""
+    code = (
+        "import os, sys; from rat7m.cli.entry import run_command; assert 'numpy' not in sys.modules; "
+        "code = 0\ntry: run_command('metrics', argv=['--help'])\nexcept SystemExit as exc: code = exc.code\n"
+        "print(code, os.environ['OPENBLAS_NUM_THREADS'], 'numpy' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-3:] == ["0", expected, "True"]  # set before the command imported numpy
