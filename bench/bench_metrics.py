@@ -138,11 +138,16 @@ UNAVOIDABLE = textwrap.dedent("""
 SCRIPT = Path(__file__).resolve().parents[1] / "metric_utils" / "compute_metrics.py"
 
 
+#: Both sides with one OpenBLAS thread, as the CLI sets for itself (rat7m.cli.entry.one_blas_thread): the
+#: baseline must not be charged the ~80 ms of CPU that OpenBLAS's thread start-up costs at numpy's import.
+BENCH_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+
+
 def run_timed(command: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of a command run to its end."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, env=BENCH_ENV)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
