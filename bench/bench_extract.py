@@ -51,6 +51,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+# As extract_frames.py runs (rat7m.cli.entry.one_blas_thread), for ours and the floor alike: its workers
+# inherit one OpenBLAS thread instead of one per core (~80 ms of CPU each at numpy's import).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
