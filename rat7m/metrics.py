@@ -242,6 +242,10 @@ def _helper() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="rat7m-svd")
 
 
+if hasattr(os, "register_at_fork"):  # a forked child has no copy of the thread: it makes its own
+    os.register_at_fork(after_in_child=_helper.cache_clear)
+
+
 def _det(m: np.ndarray) -> np.ndarray:
     """Determinants of (n, D, D) matrices, D = 2 or 3, written out: LAPACK's per-matrix call costs ~50x more here."""
     if m.shape[-1] == 2:

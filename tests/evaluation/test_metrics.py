@@ -262,3 +262,19 @@ def test_the_svds_split_over_two_threads_give_the_same_scores_to_the_bit(monkeyp
     assert np.array_equal(split[0], one[0], equal_nan=True)
     for name in one[1]:
         assert np.array_equal(split[1][name], one[1][name], equal_nan=True), name
+
+
+def test_a_process_forked_after_the_svd_thread_started_still_scores(monkeypatch):
+    """A fork copies no thread: a child must not hand its SVDs to the parent's helper (it would wait forever)."""
+    import multiprocessing
+
+    import rat7m.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_cores", lambda: 2)
+    rng = np.random.default_rng(2)
+    target = rng.normal(size=(1500, 20, 3))
+    predicted = target + rng.normal(size=target.shape)
+    expected = pa_mpjpe(predicted, target)  # the helper thread now exists in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(pa_mpjpe, (predicted, target))
+        assert np.array_equal(result.get(timeout=60), expected)
