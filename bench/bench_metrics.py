@@ -236,13 +236,15 @@ def main() -> None:
         t_eval, result = best_of(args.repeat, lambda: evaluate.evaluate(read_back, loaded, "test"))
         summary = evaluate.summarise(result)
         t_write, _ = best_of(args.repeat, lambda: evaluate.write_outputs(result, summary, root / "out"))
-        t_start, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True))
+        python_c = [sys.executable, "-c"]
+        numpy_import = "import numpy"
+        t_start, _ = best_of(args.repeat, lambda: subprocess.run([*python_c, numpy_import], check=True, env=BENCH_ENV))
         plt_import = "import numpy, matplotlib.figure, matplotlib.backends.backend_agg"
-        t_plt, _ = best_of(args.repeat, lambda: subprocess.run([sys.executable, "-c", plt_import], check=True))
+        t_plt, _ = best_of(args.repeat, lambda: subprocess.run([*python_c, plt_import], check=True, env=BENCH_ENV))
         script = SCRIPT
         command = [sys.executable, str(script), "--pred_path", str(csv_path), "--gt_path", str(gt),
                    "--save_dir", str(root / "cli"), "-q"]  # fmt: skip
-        t_cli, _ = best_of(args.repeat, lambda: subprocess.run(command, check=True, capture_output=True))
+        t_cli, _ = best_of(args.repeat, lambda: subprocess.run(command, check=True, capture_output=True, env=BENCH_ENV))
         print(f"whole CLI (fresh process): {t_cli:.3f} s; phases in-process:")
         phases = [
             ("python start + import numpy", t_start),

@@ -20,10 +20,7 @@ All three functions take ``(predicted, target)`` of shape ``(n_samples, n_joints
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -197,7 +194,7 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     if not np.isfinite(cross).all():  # cannot happen within MAX_MAGNITUDE; an inf would hang LAPACK's SVD
         sample = int(np.argwhere(~np.isfinite(cross).all(axis=(1, 2)))[0, 0])
         raise ValueError(f"sample {sample}: alignment overflowed; coordinates are too large to align")
-    u, sv, vt = _svd(cross)  # x^T y = U S V^T
+    u, sv, vt = np.linalg.svd(cross)  # x^T y = U S V^T
     v, ut = np.swapaxes(vt, 1, 2), np.swapaxes(u, 1, 2)
     # R = V U^T maximises trace(R x^T y); if it is a reflection, flip the weakest direction instead.
     sign = np.sign(_det(v @ ut))
@@ -210,40 +207,6 @@ def _pa_errors(pred: np.ndarray, tgt: np.ndarray, valid: np.ndarray) -> np.ndarr
     aligned += mu_t
     aligned -= tgt
     return _norms(aligned, valid)
-
-
-#: Matrices below which one thread does the SVDs (a handover costs more than it saves).
-PARALLEL_SVD_MIN = 512
-
-
-def _svd(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``np.linalg.svd`` of (n, D, D) matrices; on 2 cores or more, half of them in a second thread.
-
-    LAPACK is called once per matrix, most of PA-MPJPE's time; numpy releases the GIL for it, so the
-    halves run at once (the same results to the bit; 3.9 to 2.5 ms for 2048 matrices).
-    """
-    if len(matrices) < PARALLEL_SVD_MIN or _cores() < 2:
-        return np.linalg.svd(matrices)
-    half = len(matrices) // 2
-    second = _helper().submit(np.linalg.svd, matrices[half:])
-    first = np.linalg.svd(matrices[:half])
-    rest = second.result()
-    return tuple(np.concatenate([a, b]) for a, b in zip(first, rest, strict=True))  # type: ignore[return-value]
-
-
-@functools.cache
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-@functools.cache
-def _helper() -> ThreadPoolExecutor:
-    """One worker thread for the whole process (it idles between calls and ends with the interpreter)."""
-    return ThreadPoolExecutor(1, thread_name_prefix="rat7m-svd")
-
-
-if hasattr(os, "register_at_fork"):  # a forked child has no copy of the thread: it makes its own
-    os.register_at_fork(after_in_child=_helper.cache_clear)
 
 
 def _det(m: np.ndarray) -> np.ndarray:

@@ -17,8 +17,8 @@ of :class:`Rat7mCrops` goes through :meth:`Rat7mCrops.__getitems__`, which decod
 straight into one batch tensor (in shared memory in a worker), and :func:`collate` hands that tensor
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
-A batch is a :class:`Batch`: from a worker it crosses as one shared-memory segment (its images),
-its annotations inside the pickle.
+From a worker, a batch crosses to the main process as one shared-memory segment (its images), its
+annotations inside the pickle.
 
 Images stay channels-last, as decoded (the TensorFlow recipe's layout too): channels-first would
 cost one more copy of every image on the loader's CPU; permute on the GPU instead (``images.permute(0, 1, 4, 2, 3)``).
@@ -37,6 +37,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 
-__all__ = ["Batch", "Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
+__all__ = ["Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
 
 #: A hook applied to each numpy sample before it becomes tensors: change pixel values only (the
 #: geometry is the crop's: use CropSpec's jitter for geometric augmentation).
@@ -67,58 +68,66 @@ def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def collate(samples: Sequence[dict[str, Any]]) -> Batch:
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A multi-view batch: every tensor stacked to ``(B, V, ...)`` (``(B, ...)`` for per-sample ones).
 
     Samples from :meth:`Rat7mCrops.__getitems__` already hold their images in one batch tensor, in
     order: that tensor is the batch's images, not copied again (a copy of every pixel, ~4% of a
-    loader's time). The small per-sample arrays are stacked by numpy, in ordinary memory: a
-    :class:`Batch` sends them to the main process inline (see there).
+    loader's time). The small per-sample arrays are stacked by numpy, in ordinary memory. A plain
+    dict; inside a loader worker one that crosses to the main process cheaply (:class:`_WorkerBatch`).
     """
     samples = list(samples)
     images = _images_batch(samples)
-    return Batch((key, images if key == "images" and images is not None else _stack([s[key] for s in samples]))
-                 for key in samples[0])  # fmt: skip
+    batch = {key: images if key == "images" and images is not None else _stack([s[key] for s in samples])
+             for key in samples[0]}  # fmt: skip
+    return batch if get_worker_info() is None else _WorkerBatch(batch)
 
 
 #: Tensors up to this size travel inside a batch's pickle (a batch's annotations are a few KB).
 INLINE_BYTES = 1 << 20
 
 
-class Batch(dict):
-    """A collated batch (a dict of tensors and lists) that crosses from a loader worker cheaply.
+class _WorkerBatch(dict):
+    """A batch on its way from a loader worker to the main process, where it arrives as a plain dict.
 
-    torch sends each tensor between processes as a shared-memory segment of its own (created,
-    its descriptor passed over a socket, mapped on the other side): about a millisecond of the
-    worker's time each, a dozen per batch for the annotations alone (bench/bench_dataset.py). A
-    Batch pickles its small tensors not already in shared memory as numpy arrays inside the
-    pickle instead, so a worker hands on one segment per batch: the images'.
+    torch sends each tensor between processes as a shared-memory segment of its own (created, its
+    descriptor passed over a socket, mapped on the other side): about a millisecond of the worker's
+    time each, a dozen per batch for the annotations alone (bench/bench_dataset.py). Pickled for
+    that transfer (multiprocessing's ForkingPickler only: a plain pickle, ``copy`` and
+    ``torch.save`` are untouched), its small tensors not already in shared memory travel as numpy
+    arrays inside the pickle, so a worker hands on one segment per batch: the images'.
     """
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        inline: dict[str, np.ndarray] = {}
-        for key, value in self.items():
-            if isinstance(value, torch.Tensor) and value.nbytes <= INLINE_BYTES and not value.is_shared():
-                with contextlib.suppress(RuntimeError, TypeError):  # refused on the GPU, with autograd, bfloat16
-                    inline[key] = value.numpy()  # no copy
-        rest = {key: value for key, value in self.items() if key not in inline}
-        return _rebuild_batch, (list(self), rest, inline)
+
+def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
+    inline: dict[str, np.ndarray] = {}
+    for key, value in batch.items():
+        if (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+                and not value.is_shared() and value.nbytes <= INLINE_BYTES):  # fmt: skip
+            with contextlib.suppress(RuntimeError, TypeError):  # refused with autograd, for bfloat16
+                inline[key] = value.numpy()  # no copy
+    rest = {key: value for key, value in batch.items() if key not in inline}
+    return _rebuild_batch, (list(batch), rest, inline)
 
 
-def _rebuild_batch(order: list[str], rest: dict[str, Any], inline: dict[str, np.ndarray]) -> Batch:
-    return Batch((key, torch.from_numpy(inline[key]) if key in inline else rest[key]) for key in order)
+def _rebuild_batch(order: list[str], rest: dict[str, Any], inline: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {key: torch.from_numpy(inline[key]) if key in inline else rest[key] for key in order}
+
+
+ForkingPickler.register(_WorkerBatch, _reduce_worker_batch)
 
 
 def _stack(values: list[Any]) -> Any:
-    """One key's values stacked as default_collate does; small CPU tensors by numpy (ordinary memory, see Batch)."""
+    """One key's values stacked as default_collate does; small CPU tensors by numpy (ordinary memory)."""
     first = values[0]
     if (
-        all(isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype for v in values)
+        all(isinstance(v, torch.Tensor) and v.layout == torch.strided and v.shape == first.shape
+            and v.dtype == first.dtype for v in values)
         and first.nbytes * len(values) <= INLINE_BYTES
-    ):
+    ):  # fmt: skip
         try:
             return torch.from_numpy(np.stack([v.numpy() for v in values]))
-        except (RuntimeError, TypeError):  # as in Batch.__reduce__: torch stacks those
+        except (RuntimeError, TypeError):  # on the GPU, with autograd, bfloat16: torch stacks those
             pass
     return default_collate(values)  # strings as lists; large tensors into shared memory in a worker
 

@@ -243,38 +243,3 @@ def test_scores_in_blocks_equal_each_metric_on_the_whole_split(monkeypatch):
     with pytest.raises(ValueError, match="predicted sample 30 "):
         metrics.scores(np.where(np.arange(50)[:, None, None] == 30, np.inf, pred), target)
 
-
-@pytest.mark.parametrize("dims", [2, 3])
-def test_the_svds_split_over_two_threads_give_the_same_scores_to_the_bit(monkeypatch, dims):
-    """Half of a block's SVDs run in a helper thread on 2 cores or more: the scores must not move at all."""
-    import rat7m.metrics as metrics
-
-    rng = np.random.default_rng(11)
-    target = rng.normal(size=(3000, 20, dims)) * 100
-    target[::9, 4] = np.nan
-    target[5] = target[5, :1]  # every joint at one point: a degenerate alignment
-    predicted = np.nan_to_num(target) + rng.normal(size=target.shape) * 5
-    predicted[7] = predicted[7] * np.array([-1] + [1] * (dims - 1))  # a mirror image: the reflection case
-    monkeypatch.setattr(metrics, "_cores", lambda: 2)
-    split = metrics.scores(predicted, target)
-    monkeypatch.setattr(metrics, "PARALLEL_SVD_MIN", 10**9)
-    one = metrics.scores(predicted, target)
-    assert np.array_equal(split[0], one[0], equal_nan=True)
-    for name in one[1]:
-        assert np.array_equal(split[1][name], one[1][name], equal_nan=True), name
-
-
-def test_a_process_forked_after_the_svd_thread_started_still_scores(monkeypatch):
-    """A fork copies no thread: a child must not hand its SVDs to the parent's helper (it would wait forever)."""
-    import multiprocessing
-
-    import rat7m.metrics as metrics
-
-    monkeypatch.setattr(metrics, "_cores", lambda: 2)
-    rng = np.random.default_rng(2)
-    target = rng.normal(size=(1500, 20, 3))
-    predicted = target + rng.normal(size=target.shape)
-    expected = pa_mpjpe(predicted, target)  # the helper thread now exists in this process
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        result = pool.apply_async(pa_mpjpe, (predicted, target))
-        assert np.array_equal(result.get(timeout=60), expected)

@@ -245,7 +245,8 @@ def test_formats_are_detected_from_the_file_and_ours_are_left_to_our_readers(tmp
     # the shortcut that spares importing the tools' readers for our own files never claims a tool's file
     from rat7m.predictions import _plainly_ours
 
-    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf-1.5,2\n")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf1.5,-2e3\n")
+    (tmp_path / "digit_joint.csv").write_text("1_x,1_y,1_z,fnum\n0,1,2,0\n")  # anipose, a joint named "1"
     np.savez(tmp_path / "ours.npz", predictions=np.zeros((2, 20, 3)))
     claimed = {p.name for p in tmp_path.rglob("*") if _plainly_ours(p)}
     assert claimed == {"ours.csv", "ours.npy", "ours.npz", "bom.csv"}

@@ -433,11 +433,20 @@ def test_a_workers_batch_crosses_as_one_shared_segment_with_its_annotations_inli
     assert batch["images"].is_shared() and batch["images"].data_ptr() == items[0]["images"].data_ptr()
     _assert_same(batch, expected)
     received = pickle.loads(ForkingPickler.dumps(batch))  # what the main process gets from the worker's queue
-    assert type(received) is torch_dataset.Batch and list(received) == list(batch)
+    assert type(received) is dict and list(received) == list(batch)
     _assert_same(received, expected)
     shared = sorted(k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared())
     assert shared == ["images"], "only the images may need a shared-memory segment of their own"
-    _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle (a batch saved) keeps it all
+    _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
+
+
+def test_a_batch_is_a_plain_dict_that_torch_load_accepts(built, tmp_path):
+    """A saved batch loads with torch.load's default (weights_only), which refuses dict subclasses and our classes."""
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    batch = collate(dataset.__getitems__([0, 2]))
+    assert type(batch) is dict
+    torch.save(batch, tmp_path / "batch.pt")
+    _assert_same(torch.load(tmp_path / "batch.pt"), batch)
 
 
 def test_shard_batches_are_the_streamed_samples_collated(built):
