@@ -52,6 +52,15 @@ HOSTILE = {
         b"\x80\x04(" + b")" + b"\x85" * DEEP + b"\x91.",
         "refusing a dict key or set item nested more than 64 deep",
     ),
+    # unpickled straight from the file: a stated byte count or frame size of 1 TiB must not be allocated first
+    "a terabyte of bytes stated in a 20-byte file": (
+        b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"abcdefghi",
+        "the pickle ends early (20 bytes)",
+    ),
+    "a terabyte frame stated in a 20-byte file": (
+        b"\x80\x04\x95" + (1 << 40).to_bytes(8, "little") + b"abcdefghi",
+        "the pickle ends early (20 bytes)",
+    ),
     # 60 levels of t = (t, t): shallow enough, but hashing a tuple walks all 2^60 paths (a hang)
     "shared tuples doubling as a dict key": (
         b"\x80\x02}" + b")" + b"2\x86" * 60 + b"K\x01s.",
