@@ -131,6 +131,10 @@ def first_out_of_bounds(values: np.ndarray, low: ArrayLike = -MAX_MAGNITUDE, hig
     Checked in bulk: a few vectorised passes, whatever the size. ``allow_nan``: NaN is a joint not
     predicted (the renderer draws nothing there), not an error.
     """
+    scalar = not allow_nan and np.ndim(low) == 0 and np.ndim(high) == 0 and values.size
+    # the common case in two passes without temporaries: min and max are NaN if any value is
+    if scalar and low <= values.min() and values.max() <= high:
+        return None
     ok = (values >= low) & (values <= high)  # NaN compares False
     if allow_nan:
         ok |= np.isnan(values)
