@@ -230,6 +230,10 @@ def resolve_decoder(requested: str = "auto") -> str:
     return "pyav"
 
 
+#: FFmpeg's smallest probe: :func:`choose_decoder` reads the container's own stream parameters and packets.
+_NO_PROBE = {"probesize": "32", "analyzeduration": "0"}
+
+
 def choose_decoder(path: str | os.PathLike, requested: str = "auto") -> str:
     """The decoder for one chunk: ``"pyav"`` or ``"opencv"``.
 
@@ -248,7 +252,9 @@ def choose_decoder(path: str | os.PathLike, requested: str = "auto") -> str:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        # the stream's parameters as the container states them, without decoding frames to probe them
+        # (12 to 7.6 ms a chunk); reordering shows in the packets' pts below in any case
+        with av.open(str(path), options=_NO_PROBE) as container:
             if not container.streams.video:
                 return "opencv"
             stream = container.streams.video[0]
@@ -358,7 +364,9 @@ def _presentation_pts(av: Any, path: str | os.PathLike) -> tuple[list[int] | Non
     """
     pts: list[int] = []
     try:
-        with av.open(str(path)) as container:
+        # the stream's parameters as the container states them, without decoding frames to probe them
+        # (12 to 7.6 ms a chunk); reordering shows in the packets' pts below in any case
+        with av.open(str(path), options=_NO_PROBE) as container:
             if not container.streams.video:
                 return None, "no video stream"
             stream = container.streams.video[0]
