@@ -36,7 +36,12 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 # (a SLURM cluster, a rendered report) are built once; PYTEST_WORKERS=0 runs it in this process.
 # Files go out in collection order, the slowest first (tests/conftest.py: SLOWEST_FIRST), not xdist's
 # default order by number of tests, so both workers finish together.
+# Bytecode is cached as Python does by default, even where PYTHONDONTWRITEBYTECODE is set (as on our
+# machines): uv installs without .pyc files, so otherwise each of the hundreds of processes the suite
+# starts compiled matplotlib, SciPy, TensorFlow ... from source again (matplotlib's import: 1.3 s, 0.5 s
+# with its bytecode cached).
 PYTEST_WORKERS ?= auto
+test: export PYTHONDONTWRITEBYTECODE :=
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
