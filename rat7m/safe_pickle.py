@@ -288,6 +288,20 @@ def _check_depth(self: _SafeUnpickler, value: Any) -> None:
         raise UnsafePickleError(f"refusing a dict key or set item nested more than {MAX_KEY_DEPTH} deep")
 
 
+def _load_bytearray8(self: _SafeUnpickler) -> None:
+    """BYTEARRAY8 (protocol 5, numpy's in-band arrays) refusing a length beyond the pickle's own size.
+
+    The pure-Python unpickler allocates (and zero-fills) the stated length before reading a byte: a
+    20-byte file stating 1.5 GB took 1.5 GB.
+    """
+    (length,) = struct.unpack("<Q", self.read(8))
+    if self.source_bytes is not None and length > self.source_bytes:
+        raise pickle.UnpicklingError(f"a bytearray of {length} bytes stated in a pickle of {self.source_bytes}")
+    data = bytearray(length)
+    self.readinto(data)
+    self.append(data)
+
+
 def _hashing(op: Any, items_of: Any) -> Any:
     """Wrap an opcode that hashes stack items so their depth is checked first."""
 
@@ -308,12 +322,15 @@ class _SafeUnpickler(_PyUnpickler):
 
     dispatch: ClassVar[dict] = dict(_PyUnpickler.dispatch)
     dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
     # every opcode that hashes a value from the pickle: check its nesting depth first
     dispatch[pickle.SETITEM[0]] = _hashing(_PyUnpickler.load_setitem, lambda self: [self.stack[-2]])
     dispatch[pickle.SETITEMS[0]] = _hashing(_PyUnpickler.load_setitems, lambda self: self.stack[::2])
     dispatch[pickle.DICT[0]] = _hashing(_PyUnpickler.load_dict, lambda self: self.stack[::2])
     dispatch[pickle.ADDITEMS[0]] = _hashing(_PyUnpickler.load_additems, lambda self: self.stack)
     dispatch[pickle.FROZENSET[0]] = _hashing(_PyUnpickler.load_frozenset, lambda self: self.stack)
+    #: The pickle's size: no object it states may be larger (see :func:`_load_bytearray8`).
+    source_bytes: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -353,6 +370,10 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
     return _unpickle(io.BytesIO(data), len(data), source)
 
 
+#: Reads up to this size go to the file as asked (a short read at the end is the truncation the unpickler reports).
+_SMALL_READ = 1 << 16
+
+
 class _Bounded:
     """A file's ``read``/``readline``/``readinto`` that never ask for more than the ``size`` bytes it has.
 
@@ -368,6 +389,8 @@ class _Bounded:
         return left if n is None or n < 0 else min(n, left)
 
     def read(self, n: int = -1) -> bytes:
+        if 0 <= n <= _SMALL_READ:  # an opcode or its argument: nothing to bound (and pickles of protocol 3
+            return self._handle.read(n)  # and before read every opcode alone: this is their hot path)
         return self._handle.read(self._left(n))
 
     def readline(self, limit: int = -1) -> bytes:
@@ -387,7 +410,9 @@ class _Bounded:
 def _unpickle(stream: Any, size: int, source: str) -> Any:
     """Unpickle from ``stream`` (``size`` bytes, a BytesIO or a :class:`_Bounded` file) with the allow-list."""
     try:
-        return _SafeUnpickler(stream).load()
+        unpickler = _SafeUnpickler(stream)
+        unpickler.source_bytes = size
+        return unpickler.load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{source}: {exc}") from None
     except OSError as exc:
@@ -443,15 +468,24 @@ def safe_load(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     # a FIFO or /dev/zero: one line, not a hang; a plain pickle is unpickled straight from the file (a copy
     # of the whole file in memory first cost its size again, and ~25 ms for the test split's table)
+    changed = f"table {path} changed size while it was read; read it again when it is complete"
     with open_input(path, "table", max_bytes=MAX_TABLE_BYTES) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size == 0:
-            raise BadInputError(f"{path}: the file is empty")
-        is_npy = handle.read(len(NPY_MAGIC)) == NPY_MAGIC
-        if not is_npy:
-            handle.seek(0)
-            loaded = _unpickle(_Bounded(handle, size), size, str(path))
-            if os.fstat(handle.fileno()).st_size != size:
-                raise BadInputError(f"table {path} changed size while it was read; read it again when it is complete")
-            return loaded
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise BadInputError(f"{path}: the file is empty")
+            is_npy = handle.read(len(NPY_MAGIC)) == NPY_MAGIC
+            if not is_npy:
+                handle.seek(0)
+                try:
+                    loaded = _unpickle(_Bounded(handle, size), size, str(path))
+                except BadInputError:
+                    if os.fstat(handle.fileno()).st_size != size:  # cut short by a writer, not corrupt
+                        raise BadInputError(changed) from None
+                    raise
+                if os.fstat(handle.fileno()).st_size != size:
+                    raise BadInputError(changed)
+                return loaded
+        except OSError as exc:
+            raise BadInputError(f"table {path} cannot be read ({exc.strerror or exc})") from None
     return _load_npy_object(read_input(path, "table", max_bytes=MAX_TABLE_BYTES), str(path))

@@ -61,6 +61,11 @@ HOSTILE = {
         b"\x80\x04\x95" + (1 << 40).to_bytes(8, "little") + b"abcdefghi",
         "the pickle ends early (20 bytes)",
     ),
+    # the pure-Python unpickler allocates a BYTEARRAY8's stated length before reading it (1.5 GB here)
+    "a 1.5 GB bytearray stated in a 20-byte file": (
+        b"\x80\x05\x96" + (1_500_000_000).to_bytes(8, "little") + b"abcdefghi",
+        "a bytearray of 1500000000 bytes stated in a pickle of 20",
+    ),
     # 60 levels of t = (t, t): shallow enough, but hashing a tuple walks all 2^60 paths (a hang)
     "shared tuples doubling as a dict key": (
         b"\x80\x02}" + b")" + b"2\x86" * 60 + b"K\x01s.",
