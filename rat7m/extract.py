@@ -234,6 +234,7 @@ def wanted_images(
     wanted: dict[tuple[Recording, str], list[Target]] = {}
     odd_paths = 0
     claimed: dict[str, tuple[str, str, int]] = {}
+    rows_of = dict(table.recordings())  # once, not per camera and recording
     for camera in cameras:
         if camera not in columns["frame_idx"] or camera not in columns["image_path"]:
             raise BadInputError(f"the annotation table has no column for {camera}; choose others with --cameras")
@@ -244,7 +245,7 @@ def wanted_images(
             row = int(negative[0])
             raise BadInputError(f"annotation table: frame_idx[{camera!r}][{row}] = {frames_all[row]} is negative")
         for recording in recordings:
-            rows = table.recording_rows(recording)
+            rows = rows_of.get(recording, np.empty(0, dtype=np.int64))
             pairs = set()
             for row, frame, path in zip(
                 rows.tolist(), frames_all[rows].tolist(), paths_all[rows].tolist(), strict=True

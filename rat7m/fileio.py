@@ -171,7 +171,6 @@ def _open_error(path: Path, what: str, exc: OSError) -> BadInputError:
         errno.ENOENT: "not found",
         errno.ELOOP: "a symbolic link loop, or a link where none may be",
         errno.EACCES: "permission denied",
-        errno.EISDIR: "a folder, not a file",
         errno.ENOTDIR: "a part of the path is not a folder",
         errno.ENXIO: "a socket (or a device with no driver), not a file",
     }

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -422,7 +422,7 @@ class Table(dict):
             return np.arange(self.n_samples)
         return np.flatnonzero(self.split_of() == split)
 
-    def _recording_ids(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _recording_ids(self, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
         columns = self.columns
         return (np.asarray(columns["subject_idx"])[rows].astype(np.int64),
                 np.asarray(columns["day_idx"])[rows].astype(np.int64))  # fmt: skip
@@ -430,8 +430,12 @@ class Table(dict):
     def recording_mask(self, recording: catalogue.Recording, rows: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask over ``rows`` (default every row) of those of ``recording``: the one place
         rows are matched to recordings."""
-        subject, day = self._recording_ids(np.arange(self.n_samples) if rows is None else np.asarray(rows))
-        return (subject == recording.subject) & (day == recording.day)
+        return self._masks([recording], rows)[0]
+
+    def _masks(self, recordings: Sequence[catalogue.Recording], rows: np.ndarray | None) -> list[np.ndarray]:
+        """Masks over ``rows`` of each recording, the columns converted once for all of them."""
+        subject, day = self._recording_ids(slice(None) if rows is None else np.asarray(rows))
+        return [(subject == rec.subject) & (day == rec.day) for rec in recordings]
 
     def recording_rows(self, recording: catalogue.Recording, rows: np.ndarray | None = None) -> np.ndarray:
         """Row indices of one recording (among ``rows``, default every row), in table order."""
@@ -440,7 +444,7 @@ class Table(dict):
 
     def recording_masks(self, rows: np.ndarray | None = None) -> list[tuple[catalogue.Recording, np.ndarray]]:
         """``(recording, mask over rows)`` of every catalogue recording with rows among ``rows``, in catalogue order."""
-        masks = [(rec, self.recording_mask(rec, rows)) for rec in catalogue.RECORDINGS]
+        masks = zip(catalogue.RECORDINGS, self._masks(catalogue.RECORDINGS, rows), strict=True)
         return [(rec, mask) for rec, mask in masks if mask.any()]
 
     def recordings(self, rows: np.ndarray | None = None) -> list[tuple[catalogue.Recording, np.ndarray]]:

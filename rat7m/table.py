@@ -151,7 +151,7 @@ def _check_cameras(table: Mapping, recordings: list[catalogue.Recording], names:
     for rec in recordings:
         where = f"cameras[{rec.subject}][{rec.day}]"
         try:
-            cameras = _require_dict(Table.of(table).raw_cameras(rec.subject, rec.day), source, where)
+            cameras = _require_dict(cameras_of(table, rec.subject, rec.day), source, where)
         except KeyError:
             msg = f"{source}: cameras has no entry for subject {rec.subject}, day {rec.day} ({rec.name}) of the samples"
             raise BadInputError(msg) from None
@@ -225,14 +225,14 @@ def validate_annotation(annotation: Any, source: str = "table") -> dict:
         for cam in names:
             _check_column(per_camera[cam], n, tail, kind, source, f"table[{key!r}][{cam!r}]")
 
-    pairs = np.stack([subject_idx.astype(np.int64), day_idx.astype(np.int64)], axis=1)
+    subjects, days = subject_idx.astype(np.int64), day_idx.astype(np.int64)
     recordings = []
-    for subject, day in unique_pairs(pairs[:, 0], pairs[:, 1])[0].tolist():
+    for subject, day in unique_pairs(subjects, days)[0].tolist():
         try:
             recordings.append(catalogue.recording_for(subject, day))
         except KeyError:
             valid = ", ".join(r.name for r in catalogue.RECORDINGS)
-            row = int(np.flatnonzero((pairs == [subject, day]).all(axis=1))[0])
+            row = int(np.flatnonzero((subjects == subject) & (days == day))[0])
             raise _fail(source, "table['subject_idx'] and ['day_idx']", f"a RAT7M recording ({valid})",
                         f"subject {subject}, day {day} (first at row {row})") from None  # fmt: skip
     _check_cameras(top, recordings, names, source)

@@ -225,8 +225,9 @@ def summarize(table: Mapping) -> list[tuple[str, str, int]]:
     """Rows per recording and split: ``[(recording name, split, count), ...]`` in catalogue order."""
     table = Table.of(table)
     rows = []
+    split_all = table.split_of()  # the column as text once, not per recording
     for rec, mine in table.recordings():
-        split = table.split_of(mine)
+        split = split_all[mine]
         for name in catalogue.SPLITS:
             count = int(np.count_nonzero(split == name))
             if count:

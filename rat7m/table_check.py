@@ -114,11 +114,12 @@ def check_image_paths(table: Mapping) -> CheckResult:
     table = Table.of(table)
     columns = table.columns
     result = CheckResult("image_path follows images_unpacked/sS-dD/cameraN/frame_XXXXXX.jpg", True)
+    recordings = table.recordings()
     for cam in table.camera_names:
         paths = np.asarray(columns["image_path"][cam]).astype(str)
         frames = np.asarray(columns["frame_idx"][cam]).astype(np.int64)
         bad, first = 0, None
-        for rec, rows in table.recordings():
+        for rec, rows in recordings:
             expected = np.array(catalogue.image_paths(rec, cam, frames[rows]))
             wrong = np.flatnonzero(paths[rows] != expected)
             bad += len(wrong)
@@ -148,7 +149,8 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
     table = Table.of(table)
     columns = table.columns
     checked, not_checked = 0, []
-    for rec, rows in table.recordings():
+    recordings = table.recordings()
+    for rec, rows in recordings:
         for cam in table.camera_names:
             chunks = index.chunks(rec, cam)
             if not chunks:
@@ -178,7 +180,7 @@ def check_frames_in_video(table: Mapping, video_dir: str | os.PathLike) -> Check
                 )
     if not_checked:
         result.lines.append(f"no chunks on disk (not checked): {', '.join(not_checked)}")
-        total = len(table.recordings()) * len(table.camera_names)
+        total = len(recordings) * len(table.camera_names)
         if len(not_checked) < total:
             result.scope = (
                 f"for {total - len(not_checked)} of {total} recording-cameras; "
@@ -196,8 +198,9 @@ def check_split(table: Mapping) -> CheckResult:
     table = Table.of(table)
     result = CheckResult("split", True)
     differs = []
+    split = table.split_of()  # the column as text once, not per recording
     for rec, rows in table.recordings():
-        values = sorted(set(np.unique(table.split_of(rows)).tolist()))
+        values = sorted(set(np.unique(split[rows]).tolist()))
         if values != [rec.split]:
             differs.append(f"{rec.name}: {'/'.join(values)} (official: {rec.split})")
     result.lines.append("differs from the official split: " + "; ".join(differs) if differs else "the official split")
