@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import resource
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from rat7m.cli import doctor as doctor_command
 from rat7m.cli import run_main
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
+from tests.helpers.shared import limit_address_space
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +108,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _doctor_child(root: Path, *extra: str, drop_privileges: bool = False) -> subprocess.CompletedProcess:
     """The doctor in a child with 1.5 GB of address space and a timeout; optionally without root's file powers."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-
     prefix = []
     if drop_privileges and os.geteuid() == 0:  # root reads any folder: drop the capabilities that let it
         prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
     command = [*prefix, sys.executable, "-m", "rat7m.doctor", "--root", str(root), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          preexec_fn=limit_address_space(1536), env=env)  # fmt: skip
 
 
 def test_huge_chunk_starts_are_counted_not_listed(tmp_path):

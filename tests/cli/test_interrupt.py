@@ -24,6 +24,7 @@ from rat7m import catalogue
 from rat7m.extract import is_complete_jpeg
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
+from tests.helpers.shared import group_alive
 
 REPO = Path(__file__).resolve().parents[2]
 #: Enough chunks to keep two workers busy for a while, few enough to keep the test short.
@@ -55,14 +56,6 @@ def _start(root: Path, images: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _check_images(images: Path) -> int:
@@ -109,7 +102,7 @@ def test_ctrl_c_stops_the_run_at_once_and_cleanly(dataset_root, tmp_path, moment
     assert "Traceback" not in err and "Fatal Python error" not in err and "KeyboardInterrupt" not in err, err
     lines = [line for line in err.splitlines() if not line.startswith("dataset root:")]
     assert lines[-1] == "interrupted; rerun the same command to resume", err
-    _wait_for(lambda: not _group_alive(proc.pid), timeout=STOP_WITHIN)  # the workers are gone too
+    _wait_for(lambda: not group_alive(proc.pid), timeout=STOP_WITHIN)  # the workers are gone too
     written = _check_images(images)
 
     again = [sys.executable, str(REPO / "extract_frames.py"), "--root", str(dataset_root), "--images-root", str(images)]
@@ -215,7 +208,7 @@ def test_ctrl_c_at_twenty_moments_of_an_extraction_always_stops_it_in_one_line(
         finally:
             proc.kill()
         stopped = time.monotonic() - sent
-        _wait_for(lambda: not _group_alive(proc.pid), timeout=STOP_WITHIN)  # the workers are gone too
+        _wait_for(lambda: not group_alive(proc.pid), timeout=STOP_WITHIN)  # the workers are gone too
         return moment, proc.returncode, out, err, stopped, images
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -242,7 +235,7 @@ def test_sigterm_mid_extraction_is_one_line_exit_143_and_leaves_only_whole_image
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "Terminated" not in err, err
     assert err.splitlines()[-1] == "terminated; rerun the same command to resume", err
-    _wait_for(lambda: not _group_alive(proc.pid), timeout=STOP_WITHIN)
+    _wait_for(lambda: not group_alive(proc.pid), timeout=STOP_WITHIN)
     _check_images(images)
 
 

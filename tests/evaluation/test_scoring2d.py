@@ -20,6 +20,7 @@ from rat7m.cli import run_main
 from rat7m.metrics2d import PCK_ALPHAS, PCK_PIXELS, coco_dicts, score_2d
 from rat7m.model import Table
 from rat7m.table import save_annotation
+from tests.helpers.shared import run_limited
 from tests.helpers.tables2d import make_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,15 +335,12 @@ def test_a_large_csv_is_streamed_in_memory_bounded_by_the_result(tmp_path):
     body = ",".join(["12.5"] * 60)  # x, y, confidence of 20 joints
     with open(tmp_path / "big.csv", "w") as handle:
         handle.writelines(f"{s},{c},{body}\n" for s in range(n) for c in cams)
-    limit = 600 << 20
     code = f"""
-import resource
-resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from rat7m.predictions import read_predictions_2d
 p = read_predictions_2d({str(tmp_path / "big.csv")!r}, {n}, {cams!r})
 print(p.points.shape, float(p.points.sum()))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = run_limited(code, memory_mb=600, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split(")")[0] == "(40000, 6, 20, 2"
     assert float(done.stdout.split()[-1]) == n * 6 * 40 * 12.5  # the x and y of every row

@@ -25,6 +25,7 @@ from rat7m.errors import BadInputError
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
 from rat7m.video import ChunkIndex
+from tests.helpers.shared import group_alive
 
 REPO = Path(__file__).resolve().parents[2]
 STRIDE = 3  # one mocap sample in 3 becomes a row: chunks are decoded past unwanted frames
@@ -155,9 +156,9 @@ def test_sigkill_midway_leaves_no_partial_image_and_a_rerun_completes(any_datase
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
     deadline = time.monotonic() + 10
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
+    while group_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _group_alive(proc.pid):
+    if group_alive(proc.pid):
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("worker processes outlived the killed main process")
 
@@ -220,14 +221,6 @@ def _children(pid):
 
 def _cmdline(pid):
     return Path(f"/proc/{pid}/cmdline").read_bytes()
-
-
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_shards_as_separate_processes_write_every_image_exactly_once(any_dataset, table, tmp_path):

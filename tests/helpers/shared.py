@@ -5,9 +5,13 @@ Fixtures shared the same way live in ``tests/conftest.py``; these are plain func
 
 from __future__ import annotations
 
+import os
+import resource
+import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -20,6 +24,31 @@ from rat7m.table_build import build_table
 from rat7m.video import ChunkIndex
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of process group ``pgid`` exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def limit_address_space(megabytes: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that caps the child's address space: a memory blow-up fails its test, not the machine."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+
+    return limit
 
 
 def run_limited(code: str, memory_mb: int, timeout: float = 60) -> subprocess.CompletedProcess:

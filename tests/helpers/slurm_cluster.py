@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.shared import free_port
+
 #: Where Debian puts the daemons; often not on a normal user's PATH.
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 #: Binaries the cluster needs (packages slurmctld, slurmd, slurm-client).
@@ -89,12 +91,6 @@ def missing_binaries() -> list[str]:
     return [name for name in REQUIRED_BINARIES if shutil.which(name, path=_SEARCH_PATH) is None]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def is_running(pid: int) -> bool:
     """True if process ``pid`` exists and is not a zombie (exited, waiting to be reaped)."""
     try:
@@ -150,8 +146,8 @@ class SlurmCluster:
         self.config_path.write_text(
             _CONFIG.format(
                 host=self.host,
-                ctld_port=_free_port(),
-                slurmd_port=_free_port(),
+                ctld_port=free_port(),
+                slurmd_port=free_port(),
                 user=pwd.getpwuid(os.getuid()).pw_name,
                 dir=self.directory,
                 cpus=NODE_CPUS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from rat7m.render.video import mark_sizes
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table
 from tests.helpers.read_only import read_only_command, restore_writable
-from tests.helpers.shared import decode_all
+from tests.helpers.shared import decode_all, limit_address_space
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER = [sys.executable, "-m", "rat7m.render"]
@@ -85,15 +84,11 @@ def test_without_pyav_render_falls_back_to_opencv(data, tmp_path):
 # ------------------------------------------------------------------------------------------ checked first
 
 
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-
-
 def test_a_stop_past_the_chunks_is_refused_before_decoding(data, tmp_path):
     root, _, _ = data
     argv = [str(a) for a in video(root, tmp_path / "x.mp4", stop=50_000_000)]
     done = subprocess.run([*RENDER, *argv], capture_output=True, text=True, timeout=300, cwd=REPO,
-                          preexec_fn=_limit_memory)  # fmt: skip
+                          preexec_fn=limit_address_space(1536))  # fmt: skip
     err = errors(done.stderr)
     assert done.returncode == 2 and len(err) == 1, done.stderr
     assert "s5-d1 Camera2 ends after frame 33" in err[0] and "--stop <= 34" in err[0]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from rat7m.render import report as report_mod
 from rat7m.render.__main__ import main as render_main
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
+from tests.helpers.shared import limit_address_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -176,13 +176,9 @@ def test_worst_must_not_be_negative(runs, tmp_path):
 
 def _run_limited(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """A command in a child with 1.5 GB of address space and a 60 s timeout (a hang fails the test)."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          preexec_fn=limit, env=env)  # fmt: skip
+                          preexec_fn=limit_address_space(1536), env=env)  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "loop"])

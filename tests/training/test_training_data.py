@@ -14,7 +14,6 @@ import os
 import pickle
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -35,6 +34,7 @@ from rat7m.table import load_annotation, save_annotation  # noqa: E402
 from rat7m.table_build import build_table  # noqa: E402
 from rat7m.torch_dataset import Rat7mCrops, collate, shard_dataset  # noqa: E402
 from rat7m.video import ChunkIndex  # noqa: E402
+from tests.helpers.shared import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 #: The TensorFlow recipe's tests run where tensorflow is installed (requirements-tensorflow.txt; CI installs it).
@@ -222,17 +222,11 @@ def test_missing_image_names_the_fix(built, tmp_path):
         dataset[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_two_workers_see_every_sample_once(built, tmp_path):
     keys = {json.loads(m[1])["key"] for p in shards.shard_paths(built.out, "train") for m in _members(p)
             if m[0].endswith(".json")}  # fmt: skip
     assert len(shards.shard_paths(built.out, "train")) >= 4
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2"}
     nodes = [
         subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers" / "ddp_reader.py"), str(built.out), "train",
                           str(tmp_path / f"rank{rank}.json")], env={**env, "RANK": str(rank)}, cwd=REPO)
