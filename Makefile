@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_download.py
 	$(PY) bench/bench_extract.py --cache $(BENCH_CACHE)
 	$(PY) bench/bench_dataset.py --cache $(BENCH_CACHE)
+	$(PY) bench/bench_export.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a
 # docstring that does not parse) into a failure, so `make test` fails with it (not with --quiet: it hides the

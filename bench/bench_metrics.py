@@ -32,7 +32,6 @@ import compileall
 import csv
 import os
 import resource
-import statistics
 import subprocess
 import tempfile
 import textwrap
@@ -40,7 +39,7 @@ import time
 
 import numpy as np
 
-from bench.timing import best_of
+from bench.timing import best_of, spread
 from rat7m import catalogue, evaluate
 from rat7m.metrics import mpjpe, n_mpjpe, pa_mpjpe
 from rat7m.predictions import read_predictions
@@ -151,10 +150,6 @@ def run_timed(command: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def cli_against_io(csv_path: Path, gt: Path, root: Path, rounds: int) -> None:
