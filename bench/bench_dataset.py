@@ -8,10 +8,11 @@ On the ``bench`` profile (1328x1048, one camera-frame in ``--stride`` wanted; ge
 
 - decoders: every JPEG of the samples decoded once with each decoder installed (``cv2.imdecode``,
   PIL, simplejpeg, ``torchvision.io.decode_jpeg``); the fastest is the floor;
-- reading, with 0 and 2 DataLoader workers: samples/s of :class:`rat7m.torch_dataset.Rat7mCrops`
-  (per-file JPEGs) and :func:`rat7m.torch_dataset.shard_dataset` (tar shards), 512x512 crops, against
-  the floor: decoding the same six views per sample from memory, in 1 process for 0 workers and
-  in 2 started processes for 2 workers; each loader's second epoch is timed (workers persistent);
+- reading, with 0 and 2 DataLoader workers, and with 0 workers and 2 decoding threads (``threads=2``):
+  samples/s of :class:`rat7m.torch_dataset.Rat7mCrops` (per-file JPEGs) and
+  :func:`rat7m.torch_dataset.shard_dataset` (tar shards), 512x512 crops, against the floor: decoding
+  the same six views per sample from memory, in 1 process for 0 workers and in 2 started processes
+  for 2 workers or 2 threads; each loader's second epoch is timed (workers persistent);
   batches of :data:`BATCH` (shard_dataset batches in its pipeline, DataLoader ``batch_size=None``);
 - writing: :func:`rat7m.shards.write_shards` against per-file extraction and against the
   extraction floor of bench_extract.py (decode to the last wanted frame, encode the wanted), 1 and
@@ -152,15 +153,19 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
     pool = ProcessPoolExecutor(2, initializer=_load, initargs=(paths,))
     list(pool.map(_decode_part, [0, 1], [2, 2], [fastest] * 2))  # started, bytes loaded
     _load(paths)
+    #: (workers, threads) of each loader row; its floor decodes on workers x threads (at least 1) processes
+    setups = [(0, 1), (2, 1), (0, 2)]
     loaders = {}
-    for workers in (0, 2):
+    for workers, threads in setups:
         extra = {"persistent_workers": True} if workers else {}
-        loaders[f"Rat7mCrops, {workers} workers"] = DataLoader(
-            dataset, batch_size=BATCH, num_workers=workers, collate_fn=collate, **extra
+        mapped = Rat7mCrops(table_path, root=root, split="train", crop=CROP, threads=threads)
+        loaders[_row("Rat7mCrops", workers, threads)] = DataLoader(
+            mapped, batch_size=BATCH, num_workers=workers, collate_fn=collate, **extra
         )
         # batched in the pipeline, as its docstring recommends: each view decoded into the batch once
-        streamed = shard_dataset(shards.shard_paths(out, "train"), CROP, shuffle=16, seed=0, batch_size=BATCH)
-        loaders[f"shard_dataset, {workers} workers"] = DataLoader(
+        streamed = shard_dataset(shards.shard_paths(out, "train"), CROP, shuffle=16, seed=0, batch_size=BATCH,
+                                 threads=threads)  # fmt: skip
+        loaders[_row("shard_dataset", workers, threads)] = DataLoader(
             streamed, batch_size=None, num_workers=workers, **extra
         )
     for loader in loaders.values():
@@ -169,30 +174,37 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
     # faster of the two per repeat: on a loaded machine the ranking can flip, and the floor must not be the slower
     names = sorted({fastest, "crops.decode_jpeg"})
 
-    def decode_all(workers: int, name: str) -> object:
-        return _decode_part(0, 1, name) if not workers else list(pool.map(_decode_part, [0, 1], [2, 2], [name] * 2))
+    def decode_all(processes: int, name: str) -> object:
+        return _decode_part(0, 1, name) if processes == 1 else list(pool.map(_decode_part, [0, 1], [2, 2], [name] * 2))
 
-    times: dict[str, list[float]] = {f"floor, {w} process(es)": [] for w in (1, 2)}
+    times: dict[str, list[float]] = {f"floor, {p} process(es)": [] for p in (1, 2)}
     times.update({name: [] for name in loaders})
     for _ in range(args.repeat):
-        for workers in (0, 2):
-            best = min(timed(lambda name=name, w=workers: decode_all(w, name)) for name in names)
-            times[f"floor, {max(workers, 1)} process(es)"].append(best)
-            for kind in ("Rat7mCrops", "shard_dataset"):
-                loader = loaders[f"{kind}, {workers} workers"]
-                times[f"{kind}, {workers} workers"].append(timed(lambda loader=loader: _epoch(loader)))
+        for processes in (1, 2):
+            best = min(timed(lambda name=name, p=processes: decode_all(p, name)) for name in names)
+            times[f"floor, {processes} process(es)"].append(best)
+            for workers, threads in setups:
+                if max(workers, 1) * threads != processes:
+                    continue
+                for kind in ("Rat7mCrops", "shard_dataset"):
+                    loader = loaders[_row(kind, workers, threads)]
+                    times[_row(kind, workers, threads)].append(timed(lambda loader=loader: _epoch(loader)))
     pool.shutdown()
     print(f"\n[reading] {n} samples x 6 views, crops {CROP.size}, batches of {BATCH};"
           " seconds per epoch (median, range)")
     print(f"(floor: decoding the same JPEG bytes from memory, the faster of {' and '.join(names)} per repeat)")
-    print(f"{'method':<36} {'seconds':>20} {'samples/s':>10}")
+    print(f"{'method':<38} {'seconds':>20} {'samples/s':>10}")
     for name, values in times.items():
-        print(f"{name:<36} {spread(values):>20} {n / statistics.median(values):>10.1f}")
-    for workers in (0, 2):
-        floor = times[f"floor, {max(workers, 1)} process(es)"]
+        print(f"{name:<38} {spread(values):>20} {n / statistics.median(values):>10.1f}")
+    for workers, threads in setups:
+        floor = times[f"floor, {max(workers, 1) * threads} process(es)"]
         for kind in ("Rat7mCrops", "shard_dataset"):
-            ratios = [f / t for f, t in zip(floor, times[f"{kind}, {workers} workers"], strict=True)]
-            print(f"[reading] {kind}, {workers} workers: {spread(ratios)}x the decode floor's samples/s")
+            ratios = [f / t for f, t in zip(floor, times[_row(kind, workers, threads)], strict=True)]
+            print(f"[reading] {_row(kind, workers, threads)}: {spread(ratios)}x the decode floor's samples/s")
+
+
+def _row(kind: str, workers: int, threads: int) -> str:
+    return f"{kind}, {workers} workers" + (f", {threads} threads" if threads > 1 else "")
 
 
 def _image_paths(dataset: Rat7mCrops, i: int) -> list[str]:

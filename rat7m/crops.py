@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -50,12 +50,16 @@ __all__ = [
     "VIEW_KEYS",
     "Annotator",
     "CropSpec",
+    "Jitter",
+    "ViewSource",
     "camera_arrays",
     "crop_box",
     "crop_image",
     "decode_jpeg",
+    "draw_jitter",
     "from_json",
     "make_sample",
+    "make_samples",
     "member_name",
     "project",
     "sample_key",
@@ -243,17 +247,38 @@ class CropSpec:
 
 def crop_box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, rng: np.random.Generator | None = None):
     """The integer box ``(x0, y0, w, h)`` of a view: centred on ``com`` (0-based px), jittered if ``spec`` says so."""
+    return _box(com, image_size, spec, draw_jitter(spec, rng))
+
+
+#: A view's random jitter: the box's scale factor, then its centre's shifts as fractions of its size.
+Jitter = tuple[float, float, float]
+
+
+def draw_jitter(spec: CropSpec, rng: np.random.Generator | None) -> Jitter | None:
+    """A view's jitter drawn from ``rng`` (None if crops are not random), before its image is decoded.
+
+    Drawn in view order on the caller's thread, so a seed gives the same crops whichever thread decodes.
+    """
+    if not (spec.random and rng is not None) or spec.size_wh is None:  # whole images are never jittered
+        return None
+    factor = 2.0 ** rng.uniform(-spec.jitter_scale, spec.jitter_scale) if spec.jitter_scale else 1.0
+    shift = spec.jitter_shift
+    return factor, rng.uniform(-shift, shift), rng.uniform(-shift, shift)
+
+
+def _box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, jitter: Jitter | None):
+    """:func:`crop_box` with the jitter already drawn."""
     width, height = image_size
     if spec.size_wh is None:
         return 0, 0, width, height
     w, h = spec.size_wh
     cx, cy = (float(com[0]), float(com[1])) if np.isfinite(com).all() else ((width - 1) / 2, (height - 1) / 2)
-    if spec.random and rng is not None:
+    if jitter is not None:
+        factor, shift_x, shift_y = jitter
         if spec.jitter_scale:
-            factor = 2.0 ** rng.uniform(-spec.jitter_scale, spec.jitter_scale)
             w, h = max(1, round(w * factor)), max(1, round(h * factor))
-        cx += rng.uniform(-spec.jitter_shift, spec.jitter_shift) * w
-        cy += rng.uniform(-spec.jitter_shift, spec.jitter_shift) * h
+        cx += shift_x * w
+        cy += shift_y * h
     return math.floor(cx - (w - 1) / 2 + 0.5), math.floor(cy - (h - 1) / 2 + 0.5), w, h
 
 
@@ -292,9 +317,13 @@ def crop_image(
     return resized
 
 
+#: A view's JPEG: its bytes, or a function that reads them (called on the thread that decodes the view).
+ViewSource = bytes | Callable[[], bytes]
+
+
 def make_sample(
     ann: Mapping[str, Any],
-    jpegs: Sequence[bytes],
+    jpegs: Sequence[ViewSource],
     spec: CropSpec | None = None,
     rng: np.random.Generator | None = None,
     out: np.ndarray | None = None,
@@ -308,16 +337,48 @@ def make_sample(
         "com_2d": (V, 2) crop px, "K": (V, 3, 3) adjusted, "R", "t", "dist", "keypoints_3d": (20, 3) mm,
         "box": (V, 4) x0, y0, w, h in source px, "scale": (V, 2), "frame": (V,)}``.
     """
+    return make_samples([ann], [jpegs], spec, [rng], None if out is None else [out])[0]
+
+
+def make_samples(
+    anns: Sequence[Mapping[str, Any]],
+    jpegs: Sequence[Sequence[ViewSource]],
+    spec: CropSpec | None = None,
+    rngs: Sequence[np.random.Generator | None] | None = None,
+    out: Sequence[np.ndarray] | None = None,
+    *,
+    map_views: Callable[..., Iterable[Any]] = map,
+) -> list[dict[str, Any]]:
+    """:func:`make_sample` for several samples, every view read, decoded and cropped through ``map_views``.
+
+    ``map_views`` is ``map`` or a thread pool's ``map``: the JPEG decoders release the GIL, so threads
+    decode a batch's views in parallel, in one process (bench/bench_dataset.py). Jitter is drawn
+    beforehand, in order, so the samples do not depend on it. ``out[b]`` receives sample ``b``'s images.
+    """
     spec = spec or CropSpec(size=None)
-    images, boxes, scales = [], [], []
-    for v, data in enumerate(jpegs):
-        image = decode_jpeg(data)
-        height, width = image.shape[:2]
-        box = crop_box(ann["com_2d"][v], (width, height), spec, rng)
-        output = spec.output_wh or (box[2], box[3])
-        images.append(crop_image(image, box, output, spec.pad, None if out is None else out[v]))
-        boxes.append(box)
-        scales.append((output[0] / box[2], output[1] / box[3]))
+    rngs = rngs if rngs is not None else [None] * len(anns)
+    views = [
+        (source, ann["com_2d"][v], draw_jitter(spec, rngs[b]), None if out is None else out[b][v])
+        for b, ann in enumerate(anns) for v, source in enumerate(jpegs[b])
+    ]  # fmt: skip
+    done = iter(list(map_views(partial(_view, spec=spec), *zip(*views, strict=True))))
+    return [_sample(ann, [next(done) for _ in jpegs[b]], None if out is None else out[b]) for b, ann in enumerate(anns)]
+
+
+def _view(
+    source: ViewSource, com: np.ndarray, jitter: Jitter | None, out: np.ndarray | None, spec: CropSpec
+) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
+    """One view read, decoded and cropped (into ``out`` if given): its pixels, box and scale."""
+    image = decode_jpeg(source() if callable(source) else source)
+    height, width = image.shape[:2]
+    box = _box(com, (width, height), spec, jitter)
+    output = spec.output_wh or (box[2], box[3])
+    return crop_image(image, box, output, spec.pad, out), box, (output[0] / box[2], output[1] / box[3])
+
+
+def _sample(ann: Mapping[str, Any], views: list[tuple], out: np.ndarray | None) -> dict[str, Any]:
+    """A sample from its cropped views: the keypoints and intrinsics moved into each crop."""
+    images, boxes, scales = zip(*views, strict=True)
     box_array, scale = np.array(boxes, dtype=np.float64), np.array(scales)
     origin = box_array[:, None, :2]
     K = np.array(ann["K"], dtype=np.float64)

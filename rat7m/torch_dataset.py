@@ -19,6 +19,9 @@ on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the sam
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
 From a worker, a batch crosses to the main process as one shared-memory segment (its images), its
 annotations inside the pickle.
+With ``threads=N`` both datasets read, decode and crop a batch's views on N threads of the process
+that builds the batch (the decoders release the GIL): with ``num_workers=0``, N cores without worker
+processes, shared memory or pickling.
 
 Images stay channels-last, as decoded (the TensorFlow recipe's layout too): channels-first would
 cost one more copy of every image on the loader's CPU; permute on the GPU instead (``images.permute(0, 1, 4, 2, 3)``).
@@ -36,6 +39,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -167,23 +171,43 @@ def _rng(spec: crops.CropSpec) -> np.random.Generator | None:
 
 
 def _build(
-    ann: dict[str, Any],
-    jpegs: Sequence[bytes],
+    anns: Sequence[dict[str, Any]],
+    jpegs: Sequence[Sequence[crops.ViewSource]],
     spec: crops.CropSpec,
     transform: Transform | None,
-    out: torch.Tensor | None,
-) -> dict[str, Any]:
-    """One sample as tensors (both datasets' last step), its images written into ``out`` (a batch slot) if given."""
-    target = None if out is None else out.numpy()
-    sample = crops.make_sample(ann, jpegs, spec, _rng(spec), target)
-    if transform is not None:
-        sample = transform(sample)
-    tensors = to_tensors(sample)
-    if out is not None and target is not None:
-        if sample["images"] is not target:  # the hook returned new pixels: into the slot they go
-            np.copyto(target, sample["images"])
-        tensors["images"] = out  # the batch's view, which collate recognises
-    return tensors
+    images: torch.Tensor | None,
+    threads: int,
+) -> list[dict[str, Any]]:
+    """Samples as tensors (both datasets' last step), their images written into ``images[b]`` (a batch) if given."""
+    slots = None if images is None else [images[b] for b in range(len(anns))]
+    targets = None if slots is None else [slot.numpy() for slot in slots]
+    rngs = [_rng(spec) for _ in anns]  # in sample order, on this thread: the same crops whatever the threads
+    samples = crops.make_samples(anns, jpegs, spec, rngs, targets, map_views=_map_views(threads))
+    out = []
+    for b, sample in enumerate(samples):
+        if transform is not None:
+            sample = transform(sample)
+        tensors = to_tensors(sample)
+        if slots is not None and targets is not None:
+            if sample["images"] is not targets[b]:  # the hook returned new pixels: into the slot they go
+                np.copyto(targets[b], sample["images"])
+            tensors["images"] = slots[b]  # the batch's view, which collate recognises
+        out.append(tensors)
+    return out
+
+
+#: Decoding threads of this process, by count (a forked loader worker starts its own: threads do not fork).
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _map_views(threads: int) -> Callable[..., Any]:
+    """``map`` over views: the built-in one, or a pool of ``threads`` threads of this process."""
+    if threads <= 1:
+        return map
+    key = (os.getpid(), threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="rat7m-decode")
+    return _POOLS[key].map
 
 
 def _crop_shape(spec: crops.CropSpec, views: int) -> tuple[int, int, int, int] | None:
@@ -199,6 +223,10 @@ class Rat7mCrops(Dataset):
         table_path, root, split, cameras, images_root: as :class:`rat7m.dataset.MiniRat7m`.
         crop: how views are cropped and resized (:class:`rat7m.crops.CropSpec`; default 512x512, no resize).
         transform: a pixel-only hook on the numpy sample (see :data:`Transform`).
+        threads: threads that read, decode and crop a batch's views (default 1: the calling thread). The
+            decoders release the GIL, so ``threads=2`` with ``num_workers=0`` uses two cores with no worker
+            processes, shared memory or pickling (bench/bench_dataset.py); with workers, keep workers x
+            threads at about the cores.
     """
 
     def __init__(
@@ -210,11 +238,13 @@ class Rat7mCrops(Dataset):
         images_root: str | os.PathLike | None = None,
         crop: crops.CropSpec | None = None,
         transform: Transform | None = None,
+        threads: int = 1,
     ) -> None:
         self.base = MiniRat7m(table_path, root, split, cameras, load_images=False, images_root=images_root)
         self.cameras = self.base.cameras
         self.crop = crop if crop is not None else crops.CropSpec()
         self.transform = transform
+        self.threads = threads
         self.annotator = crops.Annotator(self.base.annotation, self.cameras)
         self.convention = self.annotator.convention
         self._paths = self.base.annotation.columns["image_path"]
@@ -233,7 +263,7 @@ class Rat7mCrops(Dataset):
         return [self._read(str(self._paths[c][row])) for c in self.cameras]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self._item(i, None)
+        return self._samples([i], None)[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """Samples ``indices`` (a DataLoader's batch), each view decoded and cropped once into one batch tensor.
@@ -241,14 +271,15 @@ class Rat7mCrops(Dataset):
         :func:`collate` then takes that tensor as the batch's images instead of stacking copies.
         """
         shape = _crop_shape(self.crop, len(self.cameras))
-        if shape is None:  # whole images: their size is known only once decoded
-            return [self._item(i, None) for i in indices]
-        images = _batch_images((len(indices), *shape))
-        return [self._item(i, images[b]) for b, i in enumerate(indices)]
+        # whole images: their size is known only once decoded
+        return self._samples(indices, None if shape is None else _batch_images((len(indices), *shape)))
 
-    def _item(self, i: int, out: torch.Tensor | None) -> dict[str, Any]:
-        """Sample ``i``, its images written into ``out`` (a batch slot) if given."""
-        return _build(self.annotation(i), self.jpegs(i), self.crop, self.transform, out)
+    def _samples(self, indices: Sequence[int], images: torch.Tensor | None) -> list[dict[str, Any]]:
+        """Samples ``indices``, their images written into ``images`` (a batch) if given; files read by the decoders."""
+        rows = [int(self.base.indices[i]) for i in indices]
+        reads = [[partial(self._read, str(self._paths[c][row])) for c in self.cameras] for row in rows]
+        anns = [self.annotator(row) for row in rows]
+        return _build(anns, reads, self.crop, self.transform, images, self.threads)
 
     def _read(self, relative: str) -> bytes:
         path = os.path.join(self._images_root, relative)
@@ -271,6 +302,7 @@ def shard_dataset(
     transform: Transform | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    threads: int = 1,
 ):
     """Iterable dataset over tar shards (webdataset), split by node then by worker, same samples as :class:`Rat7mCrops`.
 
@@ -289,6 +321,7 @@ def shard_dataset(
         batch_size: batch in the pipeline (use ``DataLoader(..., batch_size=None)``): each view is decoded
             and cropped once into the batch tensor, where a DataLoader's batching copies every sample
             again; the last batch of each worker may be smaller. None: single samples.
+        threads: threads that decode and crop a batch's views, as :class:`Rat7mCrops`.
     """
     import webdataset as wds
 
@@ -307,8 +340,9 @@ def shard_dataset(
     dataset.append(_shard_samples)
     dataset = dataset.shuffle(shuffle)
     if batch_size is None:
-        return dataset.map(partial(_from_shard, spec=spec, transform=transform))
-    return dataset.batched(batch_size, partial(_batch_from_shard, spec=spec, transform=transform), partial=True)
+        return dataset.map(partial(_from_shard, spec=spec, transform=transform, threads=threads))
+    batch = partial(_batch_from_shard, spec=spec, transform=transform, threads=threads)
+    return dataset.batched(batch_size, batch, partial=True)
 
 
 def _shard_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -322,18 +356,20 @@ def _shard_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]
             yield from wds.tarfile_samples([item])
 
 
-def _from_shard(raw: dict[str, Any], spec: crops.CropSpec, transform: Transform | None) -> dict[str, Any]:
+def _from_shard(raw: dict[str, Any], spec: crops.CropSpec, transform: Transform | None, threads: int) -> dict[str, Any]:
     """A webdataset sample (member suffix -> bytes) as the same sample :class:`Rat7mCrops` gives."""
-    return _build(*_parse(raw), spec, transform, None)
+    ann, jpegs = _parse(raw)
+    return _build([ann], [jpegs], spec, transform, None, threads)[0]
 
 
-def _batch_from_shard(raws: list[dict[str, Any]], spec: crops.CropSpec, transform: Transform | None) -> dict[str, Any]:
+def _batch_from_shard(
+    raws: list[dict[str, Any]], spec: crops.CropSpec, transform: Transform | None, threads: int
+) -> dict[str, Any]:
     """Raw samples decoded straight into one batch tensor, then collated (as :meth:`Rat7mCrops.__getitems__`)."""
-    parsed = [_parse(raw) for raw in raws]
-    shape = _crop_shape(spec, len(parsed[0][1]))
+    anns, jpegs = zip(*(_parse(raw) for raw in raws), strict=True)
+    shape = _crop_shape(spec, len(jpegs[0]))
     images = None if shape is None else _batch_images((len(raws), *shape))
-    samples = [_build(ann, jpegs, spec, transform, None if images is None else images[b])
-               for b, (ann, jpegs) in enumerate(parsed)]  # fmt: skip
+    samples = _build(anns, jpegs, spec, transform, images, threads)
     for sample, raw in zip(samples, raws, strict=True):
         sample["__key__"] = raw["__key__"]
     return collate(samples)

@@ -453,3 +453,60 @@ def test_shard_batches_are_the_streamed_samples_collated(built):
         expected = collate(streamed[4 * n : 4 * n + 4])
         assert list(batch) == list(expected) and batch["__key__"] == batch["key"]
         _assert_same(batch, expected)
+
+
+JITTER = crops.CropSpec(size=(120, 100), output=(90, 60), jitter_shift=0.3, jitter_scale=0.5)
+
+
+def _decoded_on(monkeypatch) -> list[str]:
+    """The names of the threads that decode views from now on."""
+    import threading
+
+    names: list[str] = []
+    decode = crops.decode_jpeg
+
+    def recording(data: bytes) -> np.ndarray:
+        names.append(threading.current_thread().name)
+        return decode(data)
+
+    monkeypatch.setattr(crops, "decode_jpeg", recording)
+    return names
+
+
+def test_decoding_threads_give_the_same_batches_and_random_crops(built, monkeypatch):
+    """threads=3 reads, decodes and crops the views on a pool of threads; batches and jittered crops are unchanged."""
+    names = _decoded_on(monkeypatch)
+    for threads in (1, 3):
+        torch.manual_seed(5)
+        dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=JITTER, threads=threads)
+        batches = list(torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate))
+        single = dataset[1]
+        if threads == 1:
+            expected, expected_single = batches, single
+            assert set(names) == {"MainThread"}
+            names.clear()
+    assert len(batches) == len(expected) > 1
+    for batch, reference in zip(batches, expected, strict=True):
+        _assert_same(batch, reference)
+    _assert_same(single, expected_single)
+    assert {name.split("_")[0] for name in names} == {"rat7m-decode"} and len(set(names)) > 1
+
+
+def test_decoding_threads_in_the_shard_pipeline(built, monkeypatch):
+    names = _decoded_on(monkeypatch)
+    paths = shards.shard_paths(built.out, "train")
+    results = {}
+    for threads in (1, 2):
+        torch.manual_seed(3)
+        batches = list(shard_dataset(paths, JITTER, shuffle=0, batch_size=3, threads=threads))
+        torch.manual_seed(4)
+        results[threads] = batches, list(shard_dataset(paths, JITTER, shuffle=0, threads=threads))
+    for ours, reference in zip(results[2][0] + results[2][1], results[1][0] + results[1][1], strict=True):
+        _assert_same(ours, reference)
+    assert any(name.startswith("rat7m-decode") for name in names)
+
+
+def test_a_missing_image_read_on_a_decoding_thread_names_the_fix(built, tmp_path):
+    dataset = Rat7mCrops(built.table_path, root=built.root, images_root=tmp_path, split="train", threads=2)
+    with pytest.raises(BadInputError, match=r"extract_frames\.py --root .*shard_dataset"):
+        dataset.__getitems__([0, 1])
