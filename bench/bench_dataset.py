@@ -168,6 +168,10 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
         loaders[_row("shard_dataset", workers, threads)] = DataLoader(
             streamed, batch_size=None, num_workers=workers, **extra
         )
+    # control: what torch's DataLoader costs by itself, 2 workers that only decode the floor's bytes
+    control = _DecodeOnly(n, decoders()[fastest])
+    loaders[CONTROL] = DataLoader(control, batch_size=BATCH, num_workers=2, collate_fn=_DecodeOnly.count,
+                                  persistent_workers=True)  # fmt: skip
     for loader in loaders.values():
         assert _epoch(loader) == n  # warm up: workers started, files in the page cache
     # the floor decodes with the fastest measured decoder and with the datasets' own (crops.decode_jpeg), the
@@ -183,6 +187,8 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
         for processes in (1, 2):
             best = min(timed(lambda name=name, p=processes: decode_all(p, name)) for name in names)
             times[f"floor, {processes} process(es)"].append(best)
+            if processes == 2:
+                times[CONTROL].append(timed(lambda: _epoch(loaders[CONTROL])))
             for workers, threads in setups:
                 if max(workers, 1) * threads != processes:
                     continue
@@ -196,11 +202,36 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
     print(f"{'method':<38} {'seconds':>20} {'samples/s':>10}")
     for name, values in times.items():
         print(f"{name:<38} {spread(values):>20} {n / statistics.median(values):>10.1f}")
+    control = [f / t for f, t in zip(times["floor, 2 process(es)"], times[CONTROL], strict=True)]
+    print(f"[reading] {CONTROL}: {spread(control)}x the decode floor's samples/s (the DataLoader's own cost)")
     for workers, threads in setups:
         floor = times[f"floor, {max(workers, 1) * threads} process(es)"]
         for kind in ("Rat7mCrops", "shard_dataset"):
             ratios = [f / t for f, t in zip(floor, times[_row(kind, workers, threads)], strict=True)]
             print(f"[reading] {_row(kind, workers, threads)}: {spread(ratios)}x the decode floor's samples/s")
+
+
+#: The control row: DataLoader workers whose dataset only decodes (no files, no crops, nothing sent back).
+CONTROL = "control: 2 workers, decode only"
+
+
+class _DecodeOnly(torch.utils.data.Dataset):
+    """Sample ``i`` is decoding its six views' bytes (loaded before the workers fork); a batch is its count."""
+
+    def __init__(self, n: int, decode: Callable[[bytes], object]) -> None:
+        self.n, self.decode = n, decode  # workers are forked: the decoder and _JPEGS need no pickling
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        for data in _JPEGS[6 * i : 6 * i + 6]:
+            self.decode(data)
+        return i
+
+    @staticmethod
+    def count(items: list[int]) -> dict[str, list[int]]:
+        return {"key": items}
 
 
 def _row(kind: str, workers: int, threads: int) -> str:
