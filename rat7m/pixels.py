@@ -18,12 +18,12 @@ under :data:`TABLE_KEY` (never saved to disk: :func:`rat7m.table.save_annotation
 module imports nothing of the toolkit, so every layer may use it.
 
 Every boundary to the 0-based world converts with :func:`to_zero_based` / :func:`from_zero_based`;
-cameras convert with :func:`camera_to_zero_based` (principal point minus 1, as MATLAB's converter).
+cameras convert with :meth:`rat7m.model.Camera.to_zero_based` (principal point minus 1, as MATLAB's
+converter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,6 @@ __all__ = [
     "TOLERANCE_PX",
     "ZERO_BASED",
     "Detection",
-    "camera_to_zero_based",
     "convert",
     "from_zero_based",
     "to_zero_based",
@@ -84,20 +83,6 @@ def from_zero_based(xy: np.ndarray, convention: str) -> np.ndarray:
 def convert(xy: np.ndarray, source: str, target: str) -> np.ndarray:
     """Pixel coordinates from one convention to another (a new array)."""
     return np.asarray(xy, dtype=np.float64) - _offset(source) + _offset(target)
-
-
-def camera_to_zero_based(camera: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A copy of a MATLAB camera whose projection gives 0-based pixels: principal point minus 1.
-
-    In MATLAB's layout ``K = [[fx, 0, 0], [s, fy, 0], [cx, cy, 1]]``, so ``K[2, :2] -= 1``; other
-    parameters are unchanged (distortion acts on normalised coordinates). This is what MATLAB's
-    ``cameraIntrinsicsToOpenCV`` does.
-    """
-    out = dict(camera)
-    K = np.array(camera["IntrinsicMatrix"], dtype=np.float64).reshape(3, 3)
-    K[2, :2] -= MATLAB_OFFSET
-    out["IntrinsicMatrix"] = K
-    return out
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from rat7m import pixels
 from rat7m.errors import BadInputError
 from rat7m.geometry import project
-from rat7m.model import Table
+from rat7m.model import Camera, Table
 from tests.helpers.tables2d import make_table
 
 
@@ -61,7 +61,7 @@ def test_zero_based_camera_projects_one_pixel_up_and_left() -> None:
     table = make_table([("s1-d1", "train", 10)])
     camera = table["cameras"][1][1]["Camera2"]  # skewed
     points = table["table"]["3D_keypoints"]
-    assert np.allclose(project(points, pixels.camera_to_zero_based(camera)), project(points, camera) - 1,
+    assert np.allclose(Camera.of(camera).to_zero_based().project(points), project(points, camera) - 1,
                        atol=1e-9, equal_nan=True)  # fmt: skip
 
 
