@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -154,15 +155,49 @@ def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
 
 def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
     """An empty uint8 batch of images: in a loader worker in shared memory (as default_collate allocates its
-    batches), else from numpy, whose large arrays fault in ~5x faster than torch.empty's (hugepages):
-    0.08 against 0.44 ms per 512x512 view, ~6% of a loader's time."""
+    batches), else a recycled array (:func:`_recycled_array`)."""
     if get_worker_info() is None:
-        return torch.from_numpy(np.empty(shape, dtype=np.uint8))
+        return torch.from_numpy(_recycled_array(shape))
     storage = torch.UntypedStorage._new_shared(math.prod(shape))  # what default_collate does in a worker
     # set to the full shape at once: a .view() of it would be a view, not the base that collate recognises
     strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
 
+
+#: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch (at most
+#: :data:`KEEP_FREE_BATCHES` of a shape, of up to as many shapes: a loop that once held many batches does
+#: not keep their memory for ever). No lock: a buffer comes back whenever the last tensor of its batch
+#: dies, in any thread and even inside a garbage collection run while this module takes one; dict and list
+#: calls are atomic under the GIL, and a lock taken there could deadlock.
+_FREE_BATCHES: dict[tuple[int, ...], list[np.ndarray]] = {}
+KEEP_FREE_BATCHES = 4
+
+
+def _recycled_array(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised uint8 array of ``shape`` for a batch, from the arrays earlier batches no longer use.
+
+    A new batch's memory is fresh pages for the kernel to clear and map as the crops are written (~0.2 ms
+    per 512x512 view, 3-5% of a loader's time, bench/bench_dataset.py). The array returned is a view
+    of a pooled buffer; ``torch.from_numpy`` keeps that view alive for as long as any tensor, view or
+    numpy array made from the batch exists, and only when the view is gone does the buffer go back to
+    the pool: memory a caller can still reach is never handed out again.
+    """
+    try:
+        buffer = _FREE_BATCHES[shape].pop()
+    except (KeyError, IndexError):
+        buffer = np.empty(shape, dtype=np.uint8)
+    array = buffer.view()
+    weakref.finalize(array, _release_batch, buffer).atexit = False
+    return array
+
+
+def _release_batch(buffer: np.ndarray) -> None:
+    """A batch's buffer back in the pool, once nothing uses its view."""
+    if buffer.shape not in _FREE_BATCHES and len(_FREE_BATCHES) >= KEEP_FREE_BATCHES:
+        _FREE_BATCHES.clear()  # a new shape: the old ones are likely done with
+    free = _FREE_BATCHES.setdefault(buffer.shape, [])
+    if len(free) < KEEP_FREE_BATCHES:
+        free.append(buffer)
 
 
 def _rng(spec: crops.CropSpec) -> np.random.Generator | None:

@@ -510,3 +510,35 @@ def test_a_missing_image_read_on_a_decoding_thread_names_the_fix(built, tmp_path
     dataset = Rat7mCrops(built.table_path, root=built.root, images_root=tmp_path, split="train", threads=2)
     with pytest.raises(BadInputError, match=r"extract_frames\.py --root .*shard_dataset"):
         dataset.__getitems__([0, 1])
+
+
+def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
+    """In-process batches come from a pool of buffers; a buffer returns only when no tensor, view or array of it is left."""
+    import gc
+
+    import rat7m.torch_dataset as torch_dataset
+
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    torch_dataset._FREE_BATCHES.clear()
+
+    def batch() -> dict:
+        return collate(dataset.__getitems__([0, 1, 2]))
+
+    first = batch()
+    address = first["images"].data_ptr()
+    view, array = first["images"][1], first["images"].numpy()[2]  # a tensor view and a numpy view of it
+    pixels = first["images"].clone()
+    del first
+    gc.collect()
+    held = [batch() for _ in range(3)]  # the pool may not hand out what `view` and `array` still show
+    assert address not in {b["images"].data_ptr() for b in held}
+    del held
+    assert torch.equal(view, pixels[1]) and np.array_equal(array, pixels[2].numpy())
+    del view
+    assert batch()["images"].data_ptr() != address  # the numpy view still holds it
+    del array
+    gc.collect()
+    assert batch()["images"].data_ptr() == address  # now nothing does: reused
+    many = [batch() for _ in range(3 * torch_dataset.KEEP_FREE_BATCHES)]
+    del many
+    assert sum(len(v) for v in torch_dataset._FREE_BATCHES.values()) <= torch_dataset.KEEP_FREE_BATCHES
