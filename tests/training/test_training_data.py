@@ -421,16 +421,19 @@ def test_a_workers_batch_crosses_as_one_shared_segment_with_its_annotations_inli
 
     dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
     expected = collate([dataset[i] for i in (3, 1, 0)])
-    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: object())  # as inside a DataLoader worker
+    worker = SimpleNamespace(id=0)
+    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: worker)  # as inside a DataLoader worker
     items = dataset.__getitems__([3, 1, 0])
     batch = collate(items)
     assert batch["images"].is_shared() and batch["images"].data_ptr() == items[0]["images"].data_ptr()
     _assert_same(batch, expected)
-    received = pickle.loads(ForkingPickler.dumps(batch))  # what the main process gets from the worker's queue
-    assert type(received) is dict and list(received) == list(batch)
-    _assert_same(received, expected)
-    shared = sorted(k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared())
+    sent = ForkingPickler.dumps(batch)  # what the worker puts on its queue
+    shared = sorted(k for k, v in batch.items() if isinstance(v, torch.Tensor) and v.is_shared())
     assert shared == ["images"], "only the images may need a shared-memory segment of their own"
+    received = pickle.loads(sent)  # what the main process gets
+    assert type(received) is dict and list(received) == list(batch)
+    assert received["images"].data_ptr() == batch["images"].data_ptr()  # the segment itself (one process here)
+    _assert_same(received, expected)
     _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
 
 
@@ -542,3 +545,26 @@ def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
     many = [batch() for _ in range(3 * torch_dataset.KEEP_FREE_BATCHES)]
     del many
     assert sum(len(v) for v in torch_dataset._FREE_BATCHES.values()) <= torch_dataset.KEEP_FREE_BATCHES
+
+
+def test_worker_segments_are_reused_only_once_the_main_process_drops_their_batch(built):
+    """A worker reuses a batch's shared memory only after the main process let go of every tensor of it.
+
+    Every third batch is kept to the end: had its segment been reused, its pixels would have changed.
+    """
+    import rat7m.torch_dataset as torch_dataset
+
+    torch_dataset.RELEASES[:] = 0
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP)
+    expected = [collate([dataset[i]]) for i in range(len(dataset))]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate)
+    kept = {}
+    for n, batch in enumerate(loader):
+        _assert_same(batch, expected[n])
+        if n % 3 == 0:
+            kept[n] = batch
+    for n, batch in kept.items():
+        _assert_same(batch, expected[n])
+    used = np.count_nonzero(torch_dataset.RELEASES)  # the slots the workers took: a token, or its complement
+    assert 2 <= used <= 2 * torch_dataset.WORKER_SLOTS < len(dataset) // 2  # far fewer segments than batches
+    assert (torch_dataset.RELEASES < 0).any()  # released by the main process
