@@ -272,7 +272,9 @@ def _box(com: np.ndarray, image_size: tuple[int, int], spec: CropSpec, jitter: J
     if spec.size_wh is None:
         return 0, 0, width, height
     w, h = spec.size_wh
-    cx, cy = (float(com[0]), float(com[1])) if np.isfinite(com).all() else ((width - 1) / 2, (height - 1) / 2)
+    cx, cy = float(com[0]), float(com[1])
+    if not (math.isfinite(cx) and math.isfinite(cy)):
+        cx, cy = (width - 1) / 2, (height - 1) / 2
     if jitter is not None:
         factor, shift_x, shift_y = jitter
         if spec.jitter_scale:
