@@ -18,7 +18,9 @@ straight into one batch tensor (in shared memory in a worker), and :func:`collat
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
 From a worker, a batch crosses to the main process as one shared-memory segment (its images), its
-annotations inside the pickle.
+annotations inside the pickle, and the worker reuses that segment once the main process has dropped the
+batch (up to :data:`WORKER_SLOTS` per worker); in-process batches reuse the memory of batches that
+nothing can reach any more.
 With ``threads=N`` both datasets read, decode and crop a batch's views on N threads of the process
 that builds the batch (the decoders release the GIL): with ``num_workers=0``, N cores without worker
 processes, shared memory or pickling.
@@ -191,9 +193,11 @@ def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
 # batch kept for ever, or a worker started by spawn (its RELEASES is its own: it never sees a release,
 # and falls back to fresh segments) can only leave a segment unused, never hand out memory in use.
 
-#: Segments a loader worker keeps for reuse (its batches in flight and those the training loop holds;
-#: taken only when none is free); workers with ids from _MAX_WORKERS on take fresh segments.
-WORKER_SLOTS = 8
+#: Segments a loader worker keeps for reuse, in /dev/shm for as long as it runs: enough for its batches in
+#: flight (prefetch_factor, 2 by default), the one the training loop holds and one being built; a new one
+#: is taken only when none is free, and past this count a batch gets a fresh segment that is not kept.
+#: Workers with ids from _MAX_WORKERS on always take fresh segments.
+WORKER_SLOTS = 4
 _MAX_WORKERS = 64
 RELEASES = np.frombuffer(mmap.mmap(-1, 8 * WORKER_SLOTS * _MAX_WORKERS), dtype=np.int64)
 #: Tickets ``(slot index, token)`` of this worker's batches not yet sent, by their segment's address.
