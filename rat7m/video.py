@@ -239,6 +239,15 @@ _OPEN_QUICKLY: dict[str, Any] = {"options": {"probesize": "32", "analyzeduration
                                  "stream_options": [{"skip_frame": "all"}]}
 
 
+def _open_quickly(av: Any, path: str | os.PathLike) -> Any:
+    """``av.open`` for reading with :data:`_OPEN_QUICKLY`, or without the stream option where PyAV refuses it
+    (``ValueError``: a container that shows no streams before probing, such as MPEG-PS)."""
+    try:
+        return av.open(str(path), **_OPEN_QUICKLY)
+    except ValueError:
+        return av.open(str(path), options=_OPEN_QUICKLY["options"])
+
+
 def choose_decoder(path: str | os.PathLike, requested: str = "auto") -> str:
     """The decoder for one chunk: ``"pyav"`` or ``"opencv"``.
 
@@ -257,7 +266,7 @@ def choose_decoder(path: str | os.PathLike, requested: str = "auto") -> str:
     import av
 
     try:
-        with av.open(str(path), **_OPEN_QUICKLY) as container:
+        with _open_quickly(av, path) as container:
             if not container.streams.video:
                 return "opencv"
             stream = container.streams.video[0]
@@ -367,7 +376,7 @@ def _presentation_pts(av: Any, path: str | os.PathLike) -> tuple[list[int] | Non
     """
     pts: list[int] = []
     try:
-        with av.open(str(path), **_OPEN_QUICKLY) as container:
+        with _open_quickly(av, path) as container:
             if not container.streams.video:
                 return None, "no video stream"
             stream = container.streams.video[0]
@@ -410,7 +419,7 @@ def _decode_by_pts(
     delivered = outputs = 0
     convert = {"format": "bgr24", "threads": 1 if threads == 1 else 0}
     try:
-        with av.open(str(path), **_OPEN_QUICKLY) as container:
+        with _open_quickly(av, path) as container:
             stream = container.streams.video[0]
             if threads == 1:
                 stream.thread_type, stream.thread_count = "NONE", 1

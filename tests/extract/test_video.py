@@ -178,3 +178,28 @@ def test_pyav_reports_frames_an_open_gop_chunk_cannot_give_instead_of_counting(t
         with pytest.raises(ChunkReadError, match=r"gives no picture for frame 0 .*open-GOP") as caught:
             next(frames)  # never picture 10 as frame 0
         assert caught.value.decoded == 0 and not caught.value.at_end
+
+
+def test_a_container_with_no_streams_before_probing_is_still_read(tmp_path):
+    """PyAV refuses per-stream open options (ValueError) for a container like MPEG-PS: the readers open it without."""
+    import fractions
+
+    import av
+
+    path = tmp_path / "s2-d1-camera3-0.mp4"  # MPEG-2 with B-frames in an MPEG-PS container, named as a chunk
+    with av.open(str(path), "w", format="mpeg") as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.options = {"bf": "2", "g": "12"}
+        for i in range(30):
+            image = np.full((64, 96, 3), 4 * i, np.uint8)
+            image[:, 3 * i : 3 * i + 5] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, fractions.Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert choose_decoder(path) == "pyav"  # B-frames, seen once the container is opened without the option
+    offsets = [0, 5, 11, 20]
+    frames = {decoder: [image for _, image in read_frames(path, offsets, 1, decoder)] for decoder in ("auto", "opencv")}
+    assert len(frames["auto"]) == len(offsets)
+    assert all(np.array_equal(a, b) for a, b in zip(*frames.values(), strict=True))

@@ -516,7 +516,7 @@ def test_a_missing_image_read_on_a_decoding_thread_names_the_fix(built, tmp_path
 
 
 def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
-    """In-process batches come from a pool of buffers; a buffer returns only when no tensor, view or array of it is left."""
+    """In-process batches come from a pool of buffers; one returns only when no tensor, view or array of it is left."""
     import gc
 
     import rat7m.torch_dataset as torch_dataset
