@@ -42,7 +42,8 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 # with its bytecode cached).
 # The type check (~27 s of one core with no cache, as on a fresh clone) and the documentation build run
 # beside the tests, in the idle time of their servers, subprocesses and waits (the suite keeps 2 cores
-# ~70% busy); their output follows the tests', and any of the three failing fails the target.
+# ~70% busy); their output follows the tests', any of the three failing fails the target, and Ctrl-C stops
+# all three (background jobs of a non-interactive shell ignore SIGINT: the trap sends them SIGTERM).
 PYTEST_WORKERS ?= auto
 CHECKS := .venv/checks
 test: export PYTHONDONTWRITEBYTECODE :=
@@ -51,6 +52,7 @@ test: $(STAMP)
 	mkdir -p $(CHECKS); \
 	$(VENV)/bin/mypy >$(CHECKS)/mypy.log 2>&1 & mypy=$$!; \
 	$(MKDOCS) >$(CHECKS)/mkdocs.log 2>&1 & docs=$$!; \
+	trap 'kill $$mypy $$docs 2>/dev/null' INT TERM; \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; status=$$?; \
 	wait $$mypy || status=1; cat $(CHECKS)/mypy.log; \
 	if wait $$docs; then tail -n 1 $(CHECKS)/mkdocs.log; else status=1; cat $(CHECKS)/mkdocs.log; fi; \

@@ -363,7 +363,8 @@ def make_samples(
         (source, ann["com_2d"][v], draw_jitter(spec, rngs[b]), None if out is None else out[b][v])
         for b, ann in enumerate(anns) for v, source in enumerate(jpegs[b])
     ]  # fmt: skip
-    done = iter(list(map_views(partial(_view, spec=spec), *zip(*views, strict=True))))
+    # consumed in order as the views are done: with the built-in map, one sample's whole images at a time
+    done = iter(map_views(partial(_view, spec=spec), *zip(*views, strict=True)))
     return [_sample(ann, [next(done) for _ in jpegs[b]], None if out is None else out[b]) for b, ann in enumerate(anns)]
 
 

@@ -395,9 +395,13 @@ class Rat7mCrops(Dataset):
 
     def _samples(self, indices: Sequence[int], images: torch.Tensor | None) -> list[dict[str, Any]]:
         """Samples ``indices``, their images written into ``images`` (a batch) if given; files read by the decoders."""
-        rows = [int(self.base.indices[i]) for i in indices]
-        reads = [[partial(self._read, str(self._paths[c][row])) for c in self.cameras] for row in rows]
-        anns = [self.annotator(row) for row in rows]
+        anns = [self.annotation(i) for i in indices]
+        reads: list[list[crops.ViewSource]]
+        if type(self).jpegs is Rat7mCrops.jpegs:  # read on the decoding threads
+            rows = [int(self.base.indices[i]) for i in indices]
+            reads = [[partial(self._read, str(self._paths[c][row])) for c in self.cameras] for row in rows]
+        else:  # a subclass's own source of the views
+            reads = [list(self.jpegs(i)) for i in indices]
         return _build(anns, reads, self.crop, self.transform, images, self.threads)
 
     def _read(self, relative: str) -> bytes:

@@ -568,3 +568,20 @@ def test_worker_segments_are_reused_only_once_the_main_process_drops_their_batch
     used = np.count_nonzero(torch_dataset.RELEASES)  # the slots the workers took: a token, or its complement
     assert 2 <= used <= 2 * torch_dataset.WORKER_SLOTS < len(dataset) // 2  # far fewer segments than batches
     assert (torch_dataset.RELEASES < 0).any()  # released by the main process
+
+
+def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
+    """Rat7mCrops reads files on its decoding threads, but a subclass's own jpegs() and annotation() still apply."""
+
+    class Mirrored(Rat7mCrops):
+        def jpegs(self, i: int) -> list[bytes]:
+            return super().jpegs(len(self) - 1 - i)
+
+        def annotation(self, i: int) -> dict:
+            return super().annotation(len(self) - 1 - i)
+
+    plain = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    mirrored = Mirrored(built.table_path, root=built.root, split="test", crop=CROP, threads=2)
+    last = len(plain) - 1
+    _assert_same(mirrored[0], plain[last])
+    _assert_same(collate(mirrored.__getitems__([0, 1])), collate(plain.__getitems__([last, last - 1])))
