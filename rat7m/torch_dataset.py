@@ -18,9 +18,7 @@ straight into one batch tensor (in shared memory in a worker), and :func:`collat
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
 From a worker, a batch crosses to the main process as one shared-memory segment (its images), its
-annotations inside the pickle, and the worker reuses that segment once the main process has dropped the
-batch (up to :data:`WORKER_SLOTS` per worker); in-process batches reuse the memory of batches that
-nothing can reach any more.
+annotations inside the pickle.
 With ``threads=N`` both datasets read, decode and crop a batch's views on N threads of the process
 that builds the batch (the decoders release the GIL): with ``num_workers=0``, N cores without worker
 processes, shared memory or pickling.
@@ -38,11 +36,8 @@ raw samples (``shuffle`` x six JPEGs, ~2 MB each at 1328x1048) and one sample's 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
-import mmap
 import os
-import secrets
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,8 +105,6 @@ class _WorkerBatch(dict):
 
 
 def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
-    images = batch.get("images")
-    ticket = _TICKETS.pop(images.untyped_storage().data_ptr(), None) if isinstance(images, torch.Tensor) else None
     inline: dict[str, np.ndarray] = {}
     for key, value in batch.items():
         if (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
@@ -119,16 +112,11 @@ def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
             with contextlib.suppress(RuntimeError, TypeError):  # refused with autograd, for bfloat16
                 inline[key] = value.numpy()  # no copy
     rest = {key: value for key, value in batch.items() if key not in inline}
-    return _rebuild_batch, (list(batch), rest, inline, ticket)
+    return _rebuild_batch, (list(batch), rest, inline)
 
 
-def _rebuild_batch(
-    order: list[str], rest: dict[str, Any], inline: dict[str, np.ndarray], ticket: tuple[int, int] | None = None
-) -> dict[str, Any]:
-    batch = {key: torch.from_numpy(inline[key]) if key in inline else rest[key] for key in order}
-    if ticket is not None:
-        batch["images"] = _returned_when_dropped(batch["images"], *ticket)
-    return batch
+def _rebuild_batch(order: list[str], rest: dict[str, Any], inline: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {key: torch.from_numpy(inline[key]) if key in inline else rest[key] for key in order}
 
 
 ForkingPickler.register(_WorkerBatch, _reduce_worker_batch)
@@ -168,84 +156,12 @@ def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
 def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
     """An empty uint8 batch of images: in a loader worker in shared memory (as default_collate allocates its
     batches), else a recycled array (:func:`_recycled_array`)."""
-    worker = get_worker_info()
-    if worker is None:
+    if get_worker_info() is None:
         return torch.from_numpy(_recycled_array(shape))
-    storage, ticket = _worker_segment(shape, worker.id)
-    if ticket is not None:
-        _TICKETS[storage.data_ptr()] = ticket
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))  # what default_collate does in a worker
     # set to the full shape at once: a .view() of it would be a view, not the base that collate recognises
     strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
-
-
-# ------------------------------------------------------------------------- a worker's segments, reused
-#
-# A loader worker hands each batch's images to the main process as a shared-memory segment. A fresh
-# segment per batch costs ~0.5 ms per 512x512 view of the worker's time (created, its pages cleared and
-# mapped as the crops are written; ~8% of a 2-worker loader, bench/bench_dataset.py), so a worker keeps
-# up to WORKER_SLOTS segments and reuses one once the main process has dropped every tensor of the batch
-# it carried. The main process says so in RELEASES, one int64 per (worker id, slot) in memory mapped
-# before the workers fork: the worker writes a fresh random token there when it sends a batch, and the
-# main process, once nothing can reach that batch any more, replaces the token it received by its
-# complement. A worker reuses a segment only on seeing the complement of its own latest token, which
-# only the receiver of that batch writes, after letting go of it: a restarted worker with the same id, a
-# batch kept for ever, or a worker started by spawn (its RELEASES is its own: it never sees a release,
-# and falls back to fresh segments) can only leave a segment unused, never hand out memory in use.
-
-#: Segments a loader worker keeps for reuse, in /dev/shm for as long as it runs: enough for its batches in
-#: flight (prefetch_factor, 2 by default), the one the training loop holds and one being built; a new one
-#: is taken only when none is free, and past this count a batch gets a fresh segment that is not kept.
-#: Workers with ids from _MAX_WORKERS on always take fresh segments.
-WORKER_SLOTS = 4
-_MAX_WORKERS = 64
-RELEASES = np.frombuffer(mmap.mmap(-1, 8 * WORKER_SLOTS * _MAX_WORKERS), dtype=np.int64)
-#: Tickets ``(slot index, token)`` of this worker's batches not yet sent, by their segment's address.
-_TICKETS: dict[int, tuple[int, int]] = {}
-
-
-@dataclasses.dataclass
-class _Segment:
-    index: int  # into RELEASES
-    storage: torch.UntypedStorage
-    nbytes: int
-    token: int = 0
-
-
-#: This process's segments (a forked worker starts with none: its parent's are keyed by the parent's pid).
-_SEGMENTS: dict[int, list[_Segment]] = {}
-
-
-def _worker_segment(shape: tuple[int, ...], worker_id: int) -> tuple[torch.UntypedStorage, tuple[int, int] | None]:
-    """Shared memory for a worker's batch of ``shape``: a released segment of its own, a new one, or (all in use)
-    one it does not keep; with the ticket the main process releases it by, if kept."""
-    nbytes = math.prod(shape)
-    segments = _SEGMENTS.setdefault(os.getpid(), [])
-    found = next((s for s in segments if s.nbytes == nbytes and RELEASES[s.index] == ~s.token), None)
-    if found is None and len(segments) < WORKER_SLOTS and worker_id < _MAX_WORKERS:
-        found = _Segment(worker_id * WORKER_SLOTS + len(segments), torch.UntypedStorage._new_shared(nbytes), nbytes)
-        segments.append(found)
-    if found is None:
-        return torch.UntypedStorage._new_shared(nbytes), None  # what default_collate does in a worker
-    found.token = secrets.randbits(62) + 1
-    RELEASES[found.index] = found.token
-    return found.storage, (found.index, found.token)
-
-
-def _returned_when_dropped(images: torch.Tensor, index: int, token: int) -> torch.Tensor:
-    """``images`` (a worker's segment, in the main process) as a tensor whose last reference releases the segment.
-
-    ``torch.from_numpy`` holds the numpy array for as long as any tensor, view or array of the batch
-    exists; the release is tied to that array's end.
-    """
-    array = images.numpy()
-    weakref.finalize(array, _release_segment, index, token).atexit = False
-    return torch.from_numpy(array)
-
-
-def _release_segment(index: int, token: int) -> None:
-    if RELEASES[index] == token:
-        RELEASES[index] = ~token
 
 
 #: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch (at most

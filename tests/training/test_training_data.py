@@ -421,19 +421,16 @@ def test_a_workers_batch_crosses_as_one_shared_segment_with_its_annotations_inli
 
     dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
     expected = collate([dataset[i] for i in (3, 1, 0)])
-    worker = SimpleNamespace(id=0)
-    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: worker)  # as inside a DataLoader worker
+    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: object())  # as inside a DataLoader worker
     items = dataset.__getitems__([3, 1, 0])
     batch = collate(items)
     assert batch["images"].is_shared() and batch["images"].data_ptr() == items[0]["images"].data_ptr()
     _assert_same(batch, expected)
-    sent = ForkingPickler.dumps(batch)  # what the worker puts on its queue
-    shared = sorted(k for k, v in batch.items() if isinstance(v, torch.Tensor) and v.is_shared())
-    assert shared == ["images"], "only the images may need a shared-memory segment of their own"
-    received = pickle.loads(sent)  # what the main process gets
+    received = pickle.loads(ForkingPickler.dumps(batch))  # what the main process gets from the worker's queue
     assert type(received) is dict and list(received) == list(batch)
-    assert received["images"].data_ptr() == batch["images"].data_ptr()  # the segment itself (one process here)
     _assert_same(received, expected)
+    shared = sorted(k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared())
+    assert shared == ["images"], "only the images may need a shared-memory segment of their own"
     _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
 
 
@@ -547,14 +544,12 @@ def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
     assert sum(len(v) for v in torch_dataset._FREE_BATCHES.values()) <= torch_dataset.KEEP_FREE_BATCHES
 
 
-def test_worker_segments_are_reused_only_once_the_main_process_drops_their_batch(built):
-    """A worker reuses a batch's shared memory only after the main process let go of every tensor of it.
+def test_batches_from_workers_stay_as_they_were_while_held(built):
+    """Every third batch from 2 real workers is kept to the end: had its memory been reused, its pixels would change.
 
-    Every third batch is kept to the end: had its segment been reused, its pixels would have changed.
+    (A worker reusing its shared-memory segments was tried and dropped: a batch can be reached in ways the
+    main process cannot see, such as an alias under another key, a forked child, or share_memory_().)
     """
-    import rat7m.torch_dataset as torch_dataset
-
-    torch_dataset.RELEASES[:] = 0
     dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP)
     expected = [collate([dataset[i]]) for i in range(len(dataset))]
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate)
@@ -565,9 +560,6 @@ def test_worker_segments_are_reused_only_once_the_main_process_drops_their_batch
             kept[n] = batch
     for n, batch in kept.items():
         _assert_same(batch, expected[n])
-    used = np.count_nonzero(torch_dataset.RELEASES)  # the slots the workers took: a token, or its complement
-    assert 2 <= used <= 2 * torch_dataset.WORKER_SLOTS < len(dataset) // 2  # far fewer segments than batches
-    assert (torch_dataset.RELEASES < 0).any()  # released by the main process
 
 
 def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
