@@ -180,7 +180,9 @@ def _recycled_array(shape: tuple[int, ...]) -> np.ndarray:
     per 512x512 view, 3-5% of a loader's time, bench/bench_dataset.py). The array returned is a view
     of a pooled buffer; ``torch.from_numpy`` keeps that view alive for as long as any tensor, view or
     numpy array made from the batch exists, and only when the view is gone does the buffer go back to
-    the pool: memory a caller can still reach is never handed out again.
+    the pool: memory a caller can still reach is never handed out again. (As with any tensor,
+    ``share_memory_()`` or a ``torch.multiprocessing`` queue moves the batch to new memory: raw pointers
+    taken before, such as a ``.numpy()`` array, are then stale; torch would have freed the old memory.)
     """
     try:
         buffer = _FREE_BATCHES[shape].pop()
