@@ -12,7 +12,8 @@ On the ``bench`` profile (1328x1048, one camera-frame in ``--stride`` wanted; ge
   samples/s of :class:`rat7m.torch_dataset.Rat7mCrops` (per-file JPEGs) and
   :func:`rat7m.torch_dataset.shard_dataset` (tar shards), 512x512 crops, against the floor: decoding
   the same six views per sample from memory, in 1 process for 0 workers and in 2 started processes
-  for 2 workers or 2 threads; each loader's second epoch is timed (workers persistent);
+  for 2 workers or 2 threads; each loader's second epoch is timed (workers persistent); a control row,
+  2 DataLoader workers that only decode the floor's bytes, shows what the DataLoader costs by itself;
   batches of :data:`BATCH` (shard_dataset batches in its pipeline, DataLoader ``batch_size=None``);
 - writing: :func:`rat7m.shards.write_shards` against per-file extraction and against the
   extraction floor of bench_extract.py (decode to the last wanted frame, encode the wanted), 1 and

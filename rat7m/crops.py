@@ -358,6 +358,8 @@ def make_samples(
     beforehand, in order, so the samples do not depend on it. ``out[b]`` receives sample ``b``'s images.
     """
     spec = spec or CropSpec(size=None)
+    if not anns:
+        return []
     rngs = rngs if rngs is not None else [None] * len(anns)
     views = [
         (source, ann["com_2d"][v], draw_jitter(spec, rngs[b]), None if out is None else out[b][v])

@@ -164,20 +164,24 @@ def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
 
 
-#: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch (at most
-#: :data:`KEEP_FREE_BATCHES` of a shape, of up to as many shapes: a loop that once held many batches does
-#: not keep their memory for ever). No lock: a buffer comes back whenever the last tensor of its batch
-#: dies, in any thread and even inside a garbage collection run while this module takes one; dict and list
-#: calls are atomic under the GIL, and a lock taken there could deadlock.
+#: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch: at most
+#: :data:`KEEP_FREE_BATCHES` of a shape, of up to as many shapes (a loop holds one batch while the next is
+#: built; the last batch of an epoch may be smaller). So a loader whose loop has ended keeps at most 4
+#: batches' memory (2 of each of 2 shapes) for its next epoch, and a loop that once held many batches does
+#: not keep theirs. No lock: a
+#: buffer comes back whenever the last tensor of its batch dies, in any thread and even inside a garbage
+#: collection run while this module takes one; dict and list calls are atomic under the GIL, and a lock
+#: taken there could deadlock.
 _FREE_BATCHES: dict[tuple[int, ...], list[np.ndarray]] = {}
-KEEP_FREE_BATCHES = 4
+KEEP_FREE_BATCHES = 2
 
 
 def _recycled_array(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialised uint8 array of ``shape`` for a batch, from the arrays earlier batches no longer use.
 
-    A new batch's memory is fresh pages for the kernel to clear and map as the crops are written (~0.2 ms
-    per 512x512 view, 3-5% of a loader's time, bench/bench_dataset.py). The array returned is a view
+    A new batch's memory is fresh pages for the kernel to clear and map as the crops are written: about 3%
+    of an in-process loader's epoch (an A/B of fresh against reused arrays on bench/bench_dataset.py's
+    data, 2.24 against 2.16 s; more with decoding threads). The array returned is a view
     of a pooled buffer; ``torch.from_numpy`` keeps that view alive for as long as any tensor, view or
     numpy array made from the batch exists, and only when the view is gone does the buffer go back to
     the pool: memory a caller can still reach is never handed out again. (As with any tensor,
@@ -237,6 +241,12 @@ def _build(
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
+def _checked_threads(threads: int) -> int:
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
+    return threads
+
+
 def _map_views(threads: int) -> Callable[..., Any]:
     """``map`` over views: the built-in one, or a pool of ``threads`` threads of this process."""
     if threads <= 1:
@@ -260,7 +270,7 @@ class Rat7mCrops(Dataset):
         table_path, root, split, cameras, images_root: as :class:`rat7m.dataset.MiniRat7m`.
         crop: how views are cropped and resized (:class:`rat7m.crops.CropSpec`; default 512x512, no resize).
         transform: a pixel-only hook on the numpy sample (see :data:`Transform`).
-        threads: threads that read, decode and crop a batch's views (default 1: the calling thread). The
+        threads: threads that read, decode and crop a batch's views (default 1: the calling thread; at least 1). The
             decoders release the GIL, so ``threads=2`` with ``num_workers=0`` uses two cores with no worker
             processes, shared memory or pickling (bench/bench_dataset.py); with workers, keep workers x
             threads at about the cores.
@@ -281,7 +291,7 @@ class Rat7mCrops(Dataset):
         self.cameras = self.base.cameras
         self.crop = crop if crop is not None else crops.CropSpec()
         self.transform = transform
-        self.threads = threads
+        self.threads = _checked_threads(threads)
         self.annotator = crops.Annotator(self.base.annotation, self.cameras)
         self.convention = self.annotator.convention
         self._paths = self.base.annotation.columns["image_path"]
@@ -366,6 +376,7 @@ def shard_dataset(
     """
     import webdataset as wds
 
+    _checked_threads(threads)
     urls = [str(urls)] if isinstance(urls, (str, os.PathLike)) else [str(u) for u in urls]
     if not urls:
         raise BadInputError("no shards to read; write them with extract_frames.py --format shards")

@@ -241,9 +241,11 @@ _OPEN_QUICKLY: dict[str, Any] = {"options": {"probesize": "32", "analyzeduration
 
 def _open_quickly(av: Any, path: str | os.PathLike) -> Any:
     """``av.open`` for reading with :data:`_OPEN_QUICKLY`, or without the stream option where PyAV refuses it
-    (``ValueError``: a container that shows no streams before probing, such as MPEG-PS)."""
+    (a plain ``ValueError``: a container that shows no streams before probing, such as MPEG-PS)."""
     try:
         return av.open(str(path), **_OPEN_QUICKLY)
+    except av.FFmpegError:  # some are ValueErrors too (InvalidDataError): the file's own fault, raised as it is
+        raise
     except ValueError:
         return av.open(str(path), options=_OPEN_QUICKLY["options"])
 

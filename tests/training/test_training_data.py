@@ -536,6 +536,7 @@ def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
     assert torch.equal(view, pixels[1]) and np.array_equal(array, pixels[2].numpy())
     del view
     assert batch()["images"].data_ptr() != address  # the numpy view still holds it
+    torch_dataset._FREE_BATCHES.clear()  # room in the pool for the first batch's buffer
     del array
     gc.collect()
     assert batch()["images"].data_ptr() == address  # now nothing does: reused
@@ -547,8 +548,7 @@ def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
 def test_batches_from_workers_stay_as_they_were_while_held(built):
     """Every third batch from 2 real workers is kept to the end: had its memory been reused, its pixels would change.
 
-    (A worker reusing its shared-memory segments was tried and dropped: a batch can be reached in ways the
-    main process cannot see, such as an alias under another key, a forked child, or share_memory_().)
+    A guard for any reuse of a worker's memory (one was tried and dropped: docs/benchmarks.md, Training data).
     """
     dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP)
     expected = [collate([dataset[i]]) for i in range(len(dataset))]
@@ -577,3 +577,11 @@ def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
     last = len(plain) - 1
     _assert_same(mirrored[0], plain[last])
     _assert_same(collate(mirrored.__getitems__([0, 1])), collate(plain.__getitems__([last, last - 1])))
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5])
+def test_threads_must_be_a_whole_number_of_at_least_one(built, threads):
+    with pytest.raises(ValueError, match="threads must be a whole number of at least 1"):
+        Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP, threads=threads)
+    with pytest.raises(ValueError, match="threads must be a whole number of at least 1"):
+        shard_dataset(shards.shard_paths(built.out, "train"), CROP, threads=threads)
