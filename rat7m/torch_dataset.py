@@ -168,10 +168,9 @@ def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
 #: :data:`KEEP_FREE_BATCHES` of a shape, of up to as many shapes (a loop holds one batch while the next is
 #: built; the last batch of an epoch may be smaller). So a loader whose loop has ended keeps at most 4
 #: batches' memory (2 of each of 2 shapes) for its next epoch, and a loop that once held many batches does
-#: not keep theirs. No lock: a
-#: buffer comes back whenever the last tensor of its batch dies, in any thread and even inside a garbage
-#: collection run while this module takes one; dict and list calls are atomic under the GIL, and a lock
-#: taken there could deadlock.
+#: not keep theirs. No lock: a buffer comes back whenever the last tensor of its batch dies, in any thread
+#: and even inside a garbage collection run while this module takes one; dict and list calls are atomic
+#: under the GIL, and a lock taken there could deadlock.
 _FREE_BATCHES: dict[tuple[int, ...], list[np.ndarray]] = {}
 KEEP_FREE_BATCHES = 2
 
@@ -306,8 +305,12 @@ class Rat7mCrops(Dataset):
 
     def jpegs(self, i: int) -> list[bytes]:
         """The JPEG bytes of sample ``i``'s views, in camera order."""
+        return [read() for read in self._readers(i)]
+
+    def _readers(self, i: int) -> list[Callable[[], bytes]]:
+        """Sample ``i``'s views, each as a call that reads its JPEG (made here, called on a decoding thread)."""
         row = int(self.base.indices[i])
-        return [self._read(str(self._paths[c][row])) for c in self.cameras]
+        return [partial(self._read, str(self._paths[c][row])) for c in self.cameras]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self._samples([i], None)[0]
@@ -326,8 +329,7 @@ class Rat7mCrops(Dataset):
         anns = [self.annotation(i) for i in indices]
         reads: list[list[crops.ViewSource]]
         if type(self).jpegs is Rat7mCrops.jpegs:  # read on the decoding threads
-            rows = [int(self.base.indices[i]) for i in indices]
-            reads = [[partial(self._read, str(self._paths[c][row])) for c in self.cameras] for row in rows]
+            reads = [list(self._readers(i)) for i in indices]
         else:  # a subclass's own source of the views
             reads = [list(self.jpegs(i)) for i in indices]
         return _build(anns, reads, self.crop, self.transform, images, self.threads)
