@@ -12,7 +12,9 @@ On the ``bench`` profile (1328x1048, one camera-frame in ``--stride`` wanted; ge
   samples/s of :class:`rat7m.torch_dataset.Rat7mCrops` (per-file JPEGs) and
   :func:`rat7m.torch_dataset.shard_dataset` (tar shards), 512x512 crops, against the floor: decoding
   the same six views per sample from memory, in 1 process for 0 workers and in 2 started processes
-  for 2 workers or 2 threads; each loader's second epoch is timed (workers persistent); a control row,
+  for 2 workers or 2 threads; each loader's second epoch is timed (workers persistent), its loop reading
+  a byte of every page of each batch's images (a training step's copy to the GPU reads them all, and a
+  worker's fresh shared memory costs the loop its page faults); a control row,
   2 DataLoader workers that only decode the floor's bytes, shows what the DataLoader costs by itself;
   batches of :data:`BATCH` (shard_dataset batches in its pipeline, DataLoader ``batch_size=None``);
 - writing: :func:`rat7m.shards.write_shards` against per-file extraction and against the
@@ -31,6 +33,7 @@ import argparse
 import bisect
 import io
 import math
+import mmap
 import os
 import shutil
 import statistics
@@ -111,7 +114,14 @@ def _decode_part(k: int, n: int, name: str) -> int:
 
 
 def _epoch(loader: DataLoader) -> int:
-    return sum(len(batch["key"]) for batch in loader)
+    """Samples of one epoch; each batch's images read as a training step reads them, at least one byte a page (a
+    copy to the GPU touches every page too): the memory a loader hands out is part of its cost."""
+    samples = 0
+    for batch in loader:
+        samples += len(batch["key"])
+        if isinstance(batch.get("images"), torch.Tensor):
+            int(batch["images"].view(-1)[:: mmap.PAGESIZE].sum())
+    return samples
 
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, list[extract.ChunkJob]]:

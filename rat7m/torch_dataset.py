@@ -17,8 +17,9 @@ of :class:`Rat7mCrops` goes through :meth:`Rat7mCrops.__getitems__`, which decod
 straight into one batch tensor (in shared memory in a worker), and :func:`collate` hands that tensor
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
-From a worker, a batch crosses to the main process as one shared-memory segment (its images), its
-annotations inside the pickle.
+From a worker, a batch's annotations cross to the main process inside its pickle and its images in
+shared memory the worker reuses (a few batches' worth, :data:`WORKER_SLOTS`), which the main process
+copies into its own batch memory as the batch arrives: a loop never holds a worker's memory.
 With ``threads=N`` both datasets read, decode and crop a batch's views on N threads of the process
 that builds the batch (the decoders release the GIL): with ``num_workers=0``, N cores without worker
 processes, shared memory or pickling.
@@ -31,18 +32,22 @@ DataLoader workers are forked (Linux's default), so they share those pages copy-
 writes to them: no per-worker copy (measured in bench/bench_dataset.py). :func:`shard_dataset` holds
 no table at all: each sample's annotations travel in its shard; a worker holds its shuffle buffer of
 raw samples (``shuffle`` x six JPEGs, ~2 MB each at 1328x1048) and one sample's read at a time.
+A worker's batch slots hold up to :data:`WORKER_SLOTS` batches of images for the worker's life (at most
+3 with the default ``prefetch_factor=2``; 16 samples x 6 views of 512x512 crops: 75 MB each), mapped by
+the main process too until a batch arrives after the worker has ended.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import mmap
 import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from multiprocessing.reduction import ForkingPickler
+from multiprocessing.reduction import DupFd, ForkingPickler
 from typing import Any
 
 import numpy as np
@@ -100,14 +105,18 @@ class _WorkerBatch(dict):
     time each, a dozen per batch for the annotations alone (bench/bench_dataset.py). Pickled for
     that transfer (multiprocessing's ForkingPickler only: a plain pickle, ``copy`` and
     ``torch.save`` are untouched), its small tensors not already in shared memory travel as numpy
-    arrays inside the pickle, so a worker hands on one segment per batch: the images'.
+    arrays inside the pickle, and its images as the worker's slot they were decoded onto
+    (:class:`_Slot`), which the main process reads out as it unpickles them.
     """
 
 
 def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
-    inline: dict[str, np.ndarray] = {}
+    inline: dict[str, Any] = {}
     for key, value in batch.items():
-        if (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+        slot = _slot_of(value)
+        if slot is not None:
+            inline[key] = _SlotImages(slot, tuple(value.shape))
+        elif (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
                 and not value.is_shared() and value.nbytes <= INLINE_BYTES):  # fmt: skip
             with contextlib.suppress(RuntimeError, TypeError):  # refused with autograd, for bfloat16
                 inline[key] = value.numpy()  # no copy
@@ -115,8 +124,12 @@ def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
     return _rebuild_batch, (list(batch), rest, inline)
 
 
-def _rebuild_batch(order: list[str], rest: dict[str, Any], inline: dict[str, np.ndarray]) -> dict[str, Any]:
-    return {key: torch.from_numpy(inline[key]) if key in inline else rest[key] for key in order}
+def _rebuild_batch(order: list[str], rest: dict[str, Any], inline: dict[str, Any]) -> dict[str, Any]:
+    return {key: _as_tensor(inline[key]) if key in inline else rest[key] for key in order}
+
+
+def _as_tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
 
 
 ForkingPickler.register(_WorkerBatch, _reduce_worker_batch)
@@ -154,14 +167,157 @@ def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
 
 
 def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty uint8 batch of images: in a loader worker in shared memory (as default_collate allocates its
-    batches), else a recycled array (:func:`_recycled_array`)."""
+    """An empty uint8 batch of images: in this process's recycled memory (:func:`_recycled_array`); in a loader
+    worker on one of its slots (:class:`_Slot`), or if none is free in a new shared-memory segment, as
+    default_collate allocates its batches there."""
     if get_worker_info() is None:
         return torch.from_numpy(_recycled_array(shape))
+    images = _worker_batch_images(shape)
+    if images is not None:
+        return images
     storage = torch.UntypedStorage._new_shared(math.prod(shape))  # what default_collate does in a worker
     # set to the full shape at once: a .view() of it would be a view, not the base that collate recognises
     strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
+
+
+# A loader worker's batches: written into memory the worker reuses, read out by the main process.
+# torch's default is a new shared-memory segment per batch, whose fresh pages both processes then fault in
+# (in a worker ~0.5 ms per 512x512 view). Reusing the worker's memory for the batches it hands on is only
+# safe if no one can still hold them: so the main process reads each batch out of its slot the moment it
+# arrives (its unpickling), into its own recycled batch memory, and only then frees the slot. A caller never
+# holds a slot: the main process maps it (its descriptor comes with the batch) to copy batches out.
+
+#: Bytes before a slot's pixels: two int64, the batch last written into the slot and the last one read out.
+SLOT_HEADER = 64
+#: Slots per worker, at most: a worker has up to ``prefetch_factor`` (default 2) batches on their way and
+#: builds the next; with more, or batches sent and never received, it falls back to a new segment per batch.
+#: 0 where the system has no ``memfd_create`` (Linux has).
+WORKER_SLOTS = 4 if hasattr(os, "memfd_create") else 0
+
+
+class _Slot:
+    """Memory a loader worker writes its batches into, one after another: a memfd, mapped."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.fd = os.memfd_create("rat7m-batch")  # close-on-exec; freed with the last descriptor and mapping
+        weakref.finalize(self, os.close, self.fd)
+        os.ftruncate(self.fd, SLOT_HEADER + nbytes)  # zeros: nothing written, nothing read out
+        memory = np.frombuffer(mmap.mmap(self.fd, SLOT_HEADER + nbytes), dtype=np.uint8)
+        self.header = memory[:SLOT_HEADER].view(np.int64)
+        self.pixels = memory[SLOT_HEADER:]
+        self.sent = 0  # the last batch pickled for the main process
+        self.handed: weakref.ref[torch.Tensor] | None = None  # the last batch tensor made on the slot
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixels.size
+
+    def free(self) -> bool:
+        """No tensor of this process on the slot, and its batch read out or never sent."""
+        if self.handed is not None and self.handed() is not None:
+            return False
+        written = int(self.header[0])
+        return self.sent != written or int(self.header[1]) == written
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An empty batch tensor of ``shape`` on the slot (a base tensor, which collate recognises)."""
+        self.header[0] += 1
+        tensor = torch.from_numpy(self.pixels[: math.prod(shape)].reshape(shape))
+        self.handed = weakref.ref(tensor)
+        return tensor
+
+
+#: This process's slots, under its pid (a forked worker starts with its parent's dict, not its slots).
+_SLOTS: dict[int, list[_Slot]] = {}
+
+
+def _worker_batch_images(shape: tuple[int, ...]) -> torch.Tensor | None:
+    """An empty batch tensor on a free slot of this worker (made if there are fewer than the most), else None."""
+    nbytes = math.prod(shape)
+    slots = _SLOTS.setdefault(os.getpid(), [])
+    free = [i for i, slot in enumerate(slots) if slot.free()]
+    for i in free:
+        if slots[i].nbytes >= nbytes:
+            return slots[i].take(shape)
+    if len(slots) < WORKER_SLOTS:
+        slots.append(_Slot(nbytes))
+        return slots[-1].take(shape)
+    if free:  # too small for this batch: replaced
+        slots[free[0]] = _Slot(nbytes)
+        return slots[free[0]].take(shape)
+    return None
+
+
+def _slot_of(value: Any) -> _Slot | None:
+    """The slot of a batch tensor made by :func:`_worker_batch_images`, if ``value`` is one."""
+    if isinstance(value, torch.Tensor):
+        for slot in _SLOTS.get(os.getpid(), ()):
+            if slot.handed is not None and slot.handed() is value:
+                return slot
+    return None
+
+
+class _SlotImages:
+    """A batch's images on a worker's slot, on their way: unpickled, they are a copy in the receiving process."""
+
+    def __init__(self, slot: _Slot, shape: tuple[int, ...]) -> None:
+        self.fd, self.shape = slot.fd, shape
+        self.batch = slot.sent = int(slot.header[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the descriptor travels as multiprocessing sends them (torch's shared memory too): a duplicate
+        return _read_out, (DupFd(self.fd), self.batch, self.shape, os.getpid())
+
+
+def _read_out(descriptor: Any, batch: int, shape: tuple[int, ...], worker: int) -> torch.Tensor:
+    """A worker's batch images copied from its slot into this process's batch memory; the slot is then free."""
+    whole = _mapped_slot(descriptor, worker)
+    header = whole[:SLOT_HEADER].view(np.int64)
+    out = _recycled_array(shape)
+    if header[0] == batch:
+        np.copyto(out, whole[SLOT_HEADER : SLOT_HEADER + out.size].reshape(shape))
+    if header[0] != batch:  # checked after the copy too: the worker writes a slot only once it is free
+        raise RuntimeError("a loader worker's batch was overwritten before it was received (received twice?)")
+    header[1] = batch  # read out: the worker may write the slot again
+    return torch.from_numpy(out)
+
+
+#: Slots mapped in this process, by (worker pid, device, inode), while their worker lives: mapping a slot
+#: for each batch costs ~5 ms per 23 MB batch here (~8% of a 2-worker epoch). A dead worker's are dropped
+#: at the next batch this process receives from any loader (nothing else runs here to notice sooner).
+_MAPPED: dict[tuple[int, int, int], np.ndarray] = {}
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+#: At most this many slots stay mapped (the oldest go first; a worker's next batch maps its slot again).
+MAPPED_SLOTS = 64
+
+
+def _mapped_slot(descriptor: Any, worker: int) -> np.ndarray:
+    """The slot whose descriptor came with a batch, as bytes of this process (mapped once while its worker lives)."""
+    fd = descriptor.detach()
+    try:
+        stat = os.fstat(fd)
+        key = (worker, stat.st_dev, stat.st_ino)
+        if key not in _MAPPED:
+            for old in [k for k in _MAPPED if not _alive(k[0])]:
+                del _MAPPED[old]
+            while len(_MAPPED) >= MAPPED_SLOTS:
+                del _MAPPED[next(iter(_MAPPED))]
+            memory = mmap.mmap(fd, stat.st_size, flags=mmap.MAP_SHARED | _POPULATE)  # its pages mapped at once
+            _MAPPED[key] = np.frombuffer(memory, dtype=np.uint8)
+        return _MAPPED[key]
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process now has the pid
+        return False
+    return True
 
 
 #: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch: at most

@@ -32,7 +32,7 @@ from rat7m.errors import BadInputError  # noqa: E402
 from rat7m.geometry import project  # noqa: E402
 from rat7m.table import load_annotation, save_annotation  # noqa: E402
 from rat7m.table_build import build_table  # noqa: E402
-from rat7m.torch_dataset import Rat7mCrops, collate, shard_dataset  # noqa: E402
+from rat7m.torch_dataset import Rat7mCrops, _read_out, collate, shard_dataset  # noqa: E402
 from rat7m.video import ChunkIndex  # noqa: E402
 from tests.helpers.shared import free_port  # noqa: E402
 
@@ -408,30 +408,92 @@ def test_batches_are_the_samples_decoded_once_into_the_batch(built, workers):
     _assert_same(batch, collate([dataset[4], dataset[0], dataset[2]]))
 
 
-def test_a_workers_batch_crosses_as_one_shared_segment_with_its_annotations_inline(built, monkeypatch):
-    """In a loader worker the images are decoded into shared memory and handed on; the rest travels in the pickle.
+def _as_in_a_worker(monkeypatch) -> None:
+    """This process as a DataLoader worker for torch_dataset: batches on slots, none taken yet."""
+    import rat7m.torch_dataset as torch_dataset
+
+    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: object())
+    monkeypatch.setattr(torch_dataset, "_SLOTS", {})
+    monkeypatch.setattr(torch_dataset, "_MAPPED", {})
+
+
+def test_a_workers_batch_arrives_as_a_copy_with_its_annotations_inline(built, monkeypatch):
+    """In a loader worker the images are decoded onto a slot of its shared memory; received, they are a copy.
 
     torch passes each tensor between processes as a shared-memory segment of its own (~1 ms of the
-    worker's time each): a batch used to cross as a dozen, and its images were copied once more into a
-    new one, because the worker's batch tensor was a view that collate did not recognise.
+    worker's time each, and fresh pages for both sides to fault in): a batch used to cross as a dozen.
+    Now its annotations travel inside the pickle and its images as the slot they were decoded onto (not
+    copied again in the worker), which the receiver copies into its own memory as it unpickles.
+    """
+    from multiprocessing.reduction import ForkingPickler
+
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    expected = collate([dataset[i] for i in (3, 1, 0)])
+    _as_in_a_worker(monkeypatch)
+    items = dataset.__getitems__([3, 1, 0])
+    batch = collate(items)
+    assert batch["images"].data_ptr() == items[0]["images"].data_ptr()  # decoded onto the slot, not copied again
+    _assert_same(batch, expected)
+    received = pickle.loads(ForkingPickler.dumps(batch))  # what the main process gets from the worker's queue
+    assert type(received) is dict and list(received) == list(batch)
+    _assert_same(received, expected)
+    shared = [k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared()]
+    assert not shared, "the receiver's batch is in its own memory"
+    assert received["images"].data_ptr() != batch["images"].data_ptr()
+    _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
+
+
+@pytest.fixture(params=["file_descriptor", "file_system"])
+def sharing_strategy(request):
+    """Each of torch's strategies for sharing CPU memory between processes, in turn (the default first)."""
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy(request.param)
+    yield request.param
+    torch.multiprocessing.set_sharing_strategy(before)
+
+
+def test_a_workers_slot_is_written_again_only_once_its_batch_is_read_out(built, monkeypatch):
+    """A worker reuses a slot only when its batch has been received (read out) and no tensor of its own is on it.
+
+    Batches sent and not yet received keep their slots, so each arrives intact whatever the order it is
+    received in; with every slot taken the worker falls back to a new segment per batch; a tensor the worker
+    keeps holds its slot; a batch pickled twice and received a second time after its slot was written again
+    is an error, never other pixels.
     """
     from multiprocessing.reduction import ForkingPickler
 
     import rat7m.torch_dataset as torch_dataset
 
     dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
-    expected = collate([dataset[i] for i in (3, 1, 0)])
-    monkeypatch.setattr(torch_dataset, "get_worker_info", lambda: object())  # as inside a DataLoader worker
-    items = dataset.__getitems__([3, 1, 0])
-    batch = collate(items)
-    assert batch["images"].is_shared() and batch["images"].data_ptr() == items[0]["images"].data_ptr()
-    _assert_same(batch, expected)
-    received = pickle.loads(ForkingPickler.dumps(batch))  # what the main process gets from the worker's queue
-    assert type(received) is dict and list(received) == list(batch)
-    _assert_same(received, expected)
-    shared = sorted(k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared())
-    assert shared == ["images"], "only the images may need a shared-memory segment of their own"
-    _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
+    n = torch_dataset.WORKER_SLOTS + 2
+    expected = [collate([dataset[i]]) for i in range(n)]
+    _as_in_a_worker(monkeypatch)
+    sent, storages = [], []
+    for i in range(n):
+        batch = collate(dataset.__getitems__([i]))
+        storages.append(batch["images"].untyped_storage().data_ptr())
+        sent.append(ForkingPickler.dumps(batch))
+        del batch
+    slots = {slot.pixels.ctypes.data for slot in torch_dataset._SLOTS[os.getpid()]}
+    assert len(slots) == torch_dataset.WORKER_SLOTS and set(storages[: len(slots)]) == slots
+    assert not slots & set(storages[len(slots) :]), "with every slot on its way, a new segment"
+    for i in reversed(range(n)):  # received in any order: each as it was
+        _assert_same(pickle.loads(sent[i]), expected[i])
+
+    kept = collate(dataset.__getitems__([0]))["images"]  # received: its slot is reused
+    assert kept.untyped_storage().data_ptr() in slots
+    other = collate(dataset.__getitems__([1]))["images"]
+    assert other.untyped_storage().data_ptr() not in {kept.untyped_storage().data_ptr(), *storages[len(slots) :]}
+    del kept, other
+
+    batch = collate(dataset.__getitems__([2]))
+    first, second = ForkingPickler.dumps(batch), ForkingPickler.dumps(batch)
+    del batch
+    _assert_same(pickle.loads(first), expected[2])
+    again = collate(dataset.__getitems__([3]))  # onto the slot the first batch was received from
+    with pytest.raises(RuntimeError, match="overwritten before it was received"):
+        pickle.loads(second)
+    _assert_same(pickle.loads(ForkingPickler.dumps(again)), expected[3])
 
 
 def test_a_batch_is_a_plain_dict_that_torch_load_accepts(built, tmp_path):
@@ -545,21 +607,44 @@ def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
     assert sum(len(v) for v in torch_dataset._FREE_BATCHES.values()) <= torch_dataset.KEEP_FREE_BATCHES
 
 
-def test_batches_from_workers_stay_as_they_were_while_held(built):
+#: The slot batches the main process received (:func:`_read_out_recorded`): each one's number on its slot.
+_RECEIVED: list[int] = []
+
+
+def _read_out_recorded(descriptor, batch, shape, worker):
+    """``torch_dataset._read_out``, noting the batch (the workers pickle this in its place: the test patched it)."""
+    _RECEIVED.append(batch)
+    return _read_out(descriptor, batch, shape, worker)
+
+
+def test_batches_from_workers_stay_as_they_were_while_held(built, sharing_strategy, monkeypatch):
     """Every third batch from 2 real workers is kept to the end: had its memory been reused, its pixels would change.
 
-    A guard for any reuse of a worker's memory (one was tried and dropped: docs/benchmarks.md, Training data).
+    The workers do reuse theirs (a few slots each, for many more batches), under both of torch's sharing
+    strategies: what the loop gets is a copy (docs/benchmarks.md, Training data, says why).
     """
+    import rat7m.torch_dataset as torch_dataset
+
     dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP)
     expected = [collate([dataset[i]]) for i in range(len(dataset))]
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate)
+    assert len(expected) > 4 * torch_dataset.WORKER_SLOTS
+    monkeypatch.setattr(torch_dataset, "_read_out", _read_out_recorded)
+    _RECEIVED.clear()
+    loader = iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate))
+    workers = {worker.pid for worker in loader._workers}
     kept = {}
     for n, batch in enumerate(loader):
         _assert_same(batch, expected[n])
+        assert not batch["images"].is_shared()
         if n % 3 == 0:
             kept[n] = batch
+    assert len(_RECEIVED) == len(expected), "every batch came on a slot"
+    assert max(_RECEIVED) >= len(expected) // (2 * torch_dataset.WORKER_SLOTS), "the slots were reused"
     for n, batch in kept.items():
         _assert_same(batch, expected[n])
+    assert workers & {key[0] for key in torch_dataset._MAPPED}
+    next(iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate)))
+    assert not workers & {key[0] for key in torch_dataset._MAPPED}, "a finished loader's slots are let go"
 
 
 def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
