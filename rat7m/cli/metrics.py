@@ -61,6 +61,7 @@ from rat7m.errors import BadInputError
 from rat7m.fileio import check_input, remove_stale_temporaries
 from rat7m.predictions import PRED_FORMATS, read_predictions, save_predictions  # noqa: F401  README names the last two here
 from rat7m.table import load_annotation
+from rat7m.untrusted import check_output
 
 __all__ = ["DEFAULT_SAVE_DIR", "build_parser", "main"]
 
@@ -155,6 +156,17 @@ def keep_freed_memory() -> None:
     mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocations below 1 GiB come from the heap
 
 
+def _check_triangulated_out(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a ``--triangulated_out`` that cannot be written or would replace an input."""
+    out = args.triangulated_out
+    if args.pred2d is None or not args.triangulate:
+        raise BadInputError("--triangulated_out writes triangulated points: use it with --pred2d PATH --triangulate")
+    if out.is_dir():
+        raise BadInputError(f"--triangulated_out {out} is a folder; name the file to write (NAME.csv or NAME.npy)")
+    check_output(out, None, [args.gt_path, args.pred2d], what="--triangulated_out")
+    check_writable(out.parent, "the triangulated points", "choose another --triangulated_out")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Score a prediction file; print the table and write the result files (and the report with ``--report``)."""
     args = build_parser().parse_args(argv)
@@ -163,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gt_path is None:
         args.gt_path = catalogue.mini_annotation_path(resolve_root(args.root, quiet=args.quiet))
     check_writable(args.save_dir, "results", "pass --save_dir DIR")  # before reading anything
+    if args.triangulated_out is not None:
+        _check_triangulated_out(args)
     remove_stale_temporaries(args.save_dir, set(evaluate.OUTPUT_NAMES))  # what a killed run (SIGKILL) left
     if not args.gt_path.exists() and not args.gt_path.is_symlink():
         msg = f"annotation table {args.gt_path} not found; pass --gt_path to {catalogue.MINI_ANNOTATION_NAME}"

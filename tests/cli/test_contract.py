@@ -58,8 +58,9 @@ TRACEBACK = ("Traceback (most recent call last)", "Fatal Python error", "Excepti
 class Command:
     """One console command and mode, and what the battery needs to know about it.
 
-    ``argv`` may hold ``{table}``, ``{pred3d}``, ``{pred2d}``, ``{metrics}``, ``{api}`` (the world's
-    files) and ``{out}`` (this run's output: a folder, or ``{out}/NAME`` where the command writes a file).
+    ``argv`` may hold ``{table}``, ``{pred3d}``, ``{pred2d}``, ``{metrics}``, ``{api}``, ``{zips}`` (the
+    world's files and servers) and ``{out}`` (this run's output: a folder, or ``{out}/NAME`` where the command
+    writes a file).
     """
 
     id: str
@@ -86,6 +87,8 @@ def _export(fmt: str, *extra_args: str, reads: str | None = None, **kwargs) -> C
 COMMANDS = [
     Command("download", ("rat7m-download", "--api-url", "{api}", "--recordings", "s5-d1", "--cameras", "1"),
             empty_root=True),  # its --out is the root
+    Command("download-via-zip", ("rat7m-download", "--via-zip", "--api-url", "{api}", "--zip-url", "{zips}",
+                                 "--recordings", "s5-d1", "--cameras", "1"), empty_root=True),
     Command("build-annotation", ("rat7m-build-annotation", "--recordings", "s5-d1", "--out", "{out}/table.pkl"),
             out="--out"),
     Command("build-annotation-check", ("rat7m-build-annotation", "--check", "{table}"), reads="--check"),
@@ -103,6 +106,11 @@ COMMANDS = [
             out="--save_dir", reads="--gt_path"),
     Command("metrics-2d-report", ("rat7m-metrics", "--pred2d", "{pred2d}", "--report", "--save_dir", "{out}"),
             out="--save_dir", reads="--pred2d"),
+    Command("metrics-3d-report", ("rat7m-metrics", "--pred_path", "{pred3d}", "--report", "--save_dir", "{out}"),
+            out="--save_dir", reads="--pred_path"),
+    Command("metrics-2d-triangulated-out", ("rat7m-metrics", "--pred2d", "{pred2d}", "--triangulate", "--save_dir",
+                                            "{out}/metrics", "--triangulated_out", "{out}/triangulated.csv"),
+            out="--triangulated_out", reads="--pred2d"),
     Command("doctor", ("rat7m-doctor",), reads="--annotation"),
     _export("coco", reads="--annotation"),  # one reader of the table for every format
     _export("dlc", "--split", "train"),  # the split DLC takes by default, said so: no warning line to race the signal
@@ -153,7 +161,8 @@ def world(synthetic_dataset, tmp_path_factory) -> World:
     assert run_main(compute_metrics.main, argv) == 0
     with FigshareServer(synthetic_dataset.root) as server:
         yield World(data, {"table": str(table_path), "pred3d": str(pred3d), "pred2d": str(pred2d),
-                           "metrics": str(metrics), "api": server.api_url})  # fmt: skip
+                           "metrics": str(metrics), "api": server.api_url,
+                           "zips": f"{server.base_url}/ndownloader"})  # fmt: skip
 
 
 def _root(world: World, folder: Path, command: Command) -> Path:

@@ -361,3 +361,19 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(saved, capsys
     code, _, err = _run(capsys, "--gt_path", gt, "--pred2d", pred, "--triangulate", "--report", "--save_dir", out, "-q")
     assert code == 0, err
     assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
+@pytest.mark.parametrize("case", ["the 2D input", "the table", "a folder", "no --triangulate"])
+def test_a_triangulated_out_that_would_replace_an_input_is_refused_before_any_work(saved, capsys, tmp_path, case):
+    """``--triangulated_out`` is checked with ``--save_dir``, before reading: never the 2D file or the table."""
+    _, gt, target, _ = saved
+    pred = write_csv(tmp_path / "pred.csv", np.nan_to_num(target) - 1.0)
+    before = {p: p.read_bytes() for p in (pred, gt)}
+    out = {"the 2D input": pred, "the table": gt, "a folder": tmp_path, "no --triangulate": tmp_path / "tri.csv"}[case]
+    flags = [] if case == "no --triangulate" else ["--triangulate"]
+    code, _, err = _run(capsys, "--pred2d", pred, "--gt_path", gt, "--save_dir", tmp_path / "out", *flags,
+                        "--triangulated_out", out)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--triangulated_out" in err, err
+    assert {p: p.read_bytes() for p in (pred, gt)} == before
+    assert not (tmp_path / "out" / "summary_2d.json").exists(), "refused before scoring"
+    assert not (tmp_path / "tri.csv").exists()
