@@ -14,12 +14,12 @@ pixels, OpenCV-layout cameras whose intrinsics are adjusted for the crop and res
 
 Speed (bench/bench_dataset.py: samples/s against decoding the same JPEG bytes): a DataLoader's batch
 of :class:`Rat7mCrops` goes through :meth:`Rat7mCrops.__getitems__`, which decodes and crops each view
-straight into one batch tensor (in shared memory in a worker), and :func:`collate` hands that tensor
+straight into one batch tensor, and :func:`collate` hands that tensor
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
 From a worker, a batch's annotations cross to the main process inside its pickle and its images in
-shared memory the worker reuses (a few batches' worth, :data:`WORKER_SLOTS`), which the main process
-copies into its own batch memory as the batch arrives: a loop never holds a worker's memory.
+memory the worker reuses (a few batches' worth, :data:`WORKER_SLOTS`), which the main process copies
+into its own batch memory as the batch arrives: a loop never holds memory a worker writes again.
 With ``threads=N`` both datasets read, decode and crop a batch's views on N threads of the process
 that builds the batch (the decoders release the GIL): with ``num_workers=0``, N cores without worker
 processes, shared memory or pickling.
@@ -34,7 +34,7 @@ no table at all: each sample's annotations travel in its shard; a worker holds i
 raw samples (``shuffle`` x six JPEGs, ~2 MB each at 1328x1048) and one sample's read at a time.
 A worker's batch slots hold up to :data:`WORKER_SLOTS` batches of images for the worker's life (at most
 3 with the default ``prefetch_factor=2``; 16 samples x 6 views of 512x512 crops: 75 MB each), mapped by
-the main process too until a batch arrives after the worker has ended.
+the main process too, until its first batch from a worker of any loader after that worker has ended.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import contextlib
 import math
 import mmap
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -112,10 +113,13 @@ class _WorkerBatch(dict):
 
 def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
     inline: dict[str, Any] = {}
+    on_slots: dict[int, _SlotImages] = {}  # one per slot: a tensor under two keys arrives as one tensor
     for key, value in batch.items():
         slot = _slot_of(value)
         if slot is not None:
-            inline[key] = _SlotImages(slot, tuple(value.shape))
+            if id(slot) not in on_slots:
+                on_slots[id(slot)] = _SlotImages(slot, tuple(value.shape))
+            inline[key] = on_slots[id(slot)]
         elif (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
                 and not value.is_shared() and value.nbytes <= INLINE_BYTES):  # fmt: skip
             with contextlib.suppress(RuntimeError, TypeError):  # refused with autograd, for bfloat16
@@ -151,7 +155,7 @@ def _stack(values: list[Any]) -> Any:
 
 
 def _images_batch(samples: Sequence[dict[str, Any]]) -> torch.Tensor | None:
-    """The batch tensor whose slots 0, 1, ... are the samples' images, if there is one."""
+    """The batch tensor whose rows 0, 1, ... are the samples' images, if there is one."""
     images = [s["images"] for s in samples if isinstance(s.get("images"), torch.Tensor)]
     if len(images) != len(samples):
         return None
@@ -184,9 +188,10 @@ def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
 # A loader worker's batches: written into memory the worker reuses, read out by the main process.
 # torch's default is a new shared-memory segment per batch, whose fresh pages both processes then fault in
 # (in a worker ~0.5 ms per 512x512 view). Reusing the worker's memory for the batches it hands on is only
-# safe if no one can still hold them: so the main process reads each batch out of its slot the moment it
-# arrives (its unpickling), into its own recycled batch memory, and only then frees the slot. A caller never
-# holds a slot: the main process maps it (its descriptor comes with the batch) to copy batches out.
+# safe if no one can still reach them: so the main process copies each batch out of its slot the moment it
+# arrives (its unpickling), into its own recycled batch memory, and only then marks the slot read out; and
+# the worker writes a slot again only once nothing of its own (tensor, storage, numpy array) is left on it.
+# The main process maps a slot (its descriptor comes with each batch) to copy batches out of it.
 
 #: Bytes before a slot's pixels: two int64, the batch last written into the slot and the last one read out.
 SLOT_HEADER = 64
@@ -207,15 +212,17 @@ class _Slot:
         self.header = memory[:SLOT_HEADER].view(np.int64)
         self.pixels = memory[SLOT_HEADER:]
         self.sent = 0  # the last batch pickled for the main process
-        self.handed: weakref.ref[torch.Tensor] | None = None  # the last batch tensor made on the slot
+        self.tensor: weakref.ref[torch.Tensor] | None = None  # the last batch tensor made on the slot
+        # the array under that tensor: every view, storage or numpy array made from the batch keeps it alive
+        self.array: weakref.ref[np.ndarray] | None = None
 
     @property
     def nbytes(self) -> int:
         return self.pixels.size
 
     def free(self) -> bool:
-        """No tensor of this process on the slot, and its batch read out or never sent."""
-        if self.handed is not None and self.handed() is not None:
+        """Nothing of this process left on the slot, and its batch read out or never sent."""
+        if self.array is not None and self.array() is not None:
             return False
         written = int(self.header[0])
         return self.sent != written or int(self.header[1]) == written
@@ -223,37 +230,45 @@ class _Slot:
     def take(self, shape: tuple[int, ...]) -> torch.Tensor:
         """An empty batch tensor of ``shape`` on the slot (a base tensor, which collate recognises)."""
         self.header[0] += 1
-        tensor = torch.from_numpy(self.pixels[: math.prod(shape)].reshape(shape))
-        self.handed = weakref.ref(tensor)
+        array = self.pixels[: math.prod(shape)].reshape(shape)
+        tensor = torch.from_numpy(array)
+        self.tensor, self.array = weakref.ref(tensor), weakref.ref(array)
         return tensor
+
+    def send(self) -> int:
+        """The number of the batch on the slot, noted as pickled for the main process."""
+        self.sent = int(self.header[0])
+        return self.sent
 
 
 #: This process's slots, under its pid (a forked worker starts with its parent's dict, not its slots).
 _SLOTS: dict[int, list[_Slot]] = {}
+_TAKING = threading.Lock()  # a worker's own threads (a transform's, say) may build batches at once
 
 
 def _worker_batch_images(shape: tuple[int, ...]) -> torch.Tensor | None:
     """An empty batch tensor on a free slot of this worker (made if there are fewer than the most), else None."""
     nbytes = math.prod(shape)
-    slots = _SLOTS.setdefault(os.getpid(), [])
-    free = [i for i, slot in enumerate(slots) if slot.free()]
-    for i in free:
-        if slots[i].nbytes >= nbytes:
-            return slots[i].take(shape)
-    if len(slots) < WORKER_SLOTS:
-        slots.append(_Slot(nbytes))
-        return slots[-1].take(shape)
-    if free:  # too small for this batch: replaced
-        slots[free[0]] = _Slot(nbytes)
-        return slots[free[0]].take(shape)
-    return None
+    with _TAKING:
+        slots = _SLOTS.setdefault(os.getpid(), [])
+        free = sorted((slot.nbytes, i) for i, slot in enumerate(slots) if slot.free())
+        for size, i in free:
+            if size >= nbytes:
+                return slots[i].take(shape)
+        if len(slots) < WORKER_SLOTS:
+            slots.append(_Slot(nbytes))
+            return slots[-1].take(shape)
+        if free:  # all too small for this batch: the smallest is replaced
+            slots[free[0][1]] = _Slot(nbytes)
+            return slots[free[0][1]].take(shape)
+        return None
 
 
 def _slot_of(value: Any) -> _Slot | None:
     """The slot of a batch tensor made by :func:`_worker_batch_images`, if ``value`` is one."""
     if isinstance(value, torch.Tensor):
         for slot in _SLOTS.get(os.getpid(), ()):
-            if slot.handed is not None and slot.handed() is value:
+            if slot.tensor is not None and slot.tensor() is value:
                 return slot
     return None
 
@@ -262,8 +277,7 @@ class _SlotImages:
     """A batch's images on a worker's slot, on their way: unpickled, they are a copy in the receiving process."""
 
     def __init__(self, slot: _Slot, shape: tuple[int, ...]) -> None:
-        self.fd, self.shape = slot.fd, shape
-        self.batch = slot.sent = int(slot.header[0])
+        self.fd, self.batch, self.shape = slot.fd, slot.send(), shape
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the descriptor travels as multiprocessing sends them (torch's shared memory too): a duplicate
@@ -283,13 +297,14 @@ def _read_out(descriptor: Any, batch: int, shape: tuple[int, ...], worker: int) 
     return torch.from_numpy(out)
 
 
-#: Slots mapped in this process, by (worker pid, device, inode), while their worker lives: mapping a slot
-#: for each batch costs ~5 ms per 23 MB batch here (~8% of a 2-worker epoch). A dead worker's are dropped
-#: at the next batch this process receives from any loader (nothing else runs here to notice sooner).
+#: Slots mapped in this process, by (worker pid, device, inode), the most recently used last: mapping a slot
+#: for each batch costs ~5 ms per 23 MB batch here (~8% of a 2-worker epoch). At most :data:`WORKER_SLOTS`
+#: per worker (a slot the worker replaced goes first); a dead worker's are dropped at the next batch this
+#: process receives from a worker of any loader (nothing else runs here to notice sooner); a forked child
+#: drops its copies at once (:func:`_forget_after_fork`).
 _MAPPED: dict[tuple[int, int, int], np.ndarray] = {}
+_MAPPING = threading.Lock()  # the pin-memory thread of one loader and the main thread of another may both receive
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
-#: At most this many slots stay mapped (the oldest go first; a worker's next batch maps its slot again).
-MAPPED_SLOTS = 64
 
 
 def _mapped_slot(descriptor: Any, worker: int) -> np.ndarray:
@@ -298,14 +313,18 @@ def _mapped_slot(descriptor: Any, worker: int) -> np.ndarray:
     try:
         stat = os.fstat(fd)
         key = (worker, stat.st_dev, stat.st_ino)
-        if key not in _MAPPED:
-            for old in [k for k in _MAPPED if not _alive(k[0])]:
+        with _MAPPING:
+            for old in [k for k in _MAPPED if k[0] != worker and not _alive(k[0])]:
                 del _MAPPED[old]
-            while len(_MAPPED) >= MAPPED_SLOTS:
-                del _MAPPED[next(iter(_MAPPED))]
-            memory = mmap.mmap(fd, stat.st_size, flags=mmap.MAP_SHARED | _POPULATE)  # its pages mapped at once
-            _MAPPED[key] = np.frombuffer(memory, dtype=np.uint8)
-        return _MAPPED[key]
+            if key in _MAPPED:
+                _MAPPED[key] = _MAPPED.pop(key)
+            else:
+                mine = [k for k in _MAPPED if k[0] == worker]
+                for old in mine[: max(0, len(mine) + 1 - WORKER_SLOTS)]:
+                    del _MAPPED[old]
+                memory = mmap.mmap(fd, stat.st_size, flags=mmap.MAP_SHARED | _POPULATE)  # its pages mapped at once
+                _MAPPED[key] = np.frombuffer(memory, dtype=np.uint8)
+            return _MAPPED[key]
     finally:
         os.close(fd)
 
@@ -318,6 +337,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process now has the pid
         return False
     return True
+
+
+def _forget_after_fork() -> None:
+    """In a forked child (a loader worker): drop the parent's slot mappings and free batches, and its locks.
+
+    Kept, they would hold the parent's memory for the child's life: slots of workers that have ended, and
+    pages of the batch pool the parent goes on to write (copied on write for the child).
+    """
+    global _TAKING, _MAPPING
+    _TAKING, _MAPPING = threading.Lock(), threading.Lock()  # a thread of the parent may have held one
+    _MAPPED.clear()
+    _FREE_BATCHES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 #: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch: at most
@@ -375,8 +410,8 @@ def _build(
     threads: int,
 ) -> list[dict[str, Any]]:
     """Samples as tensors (both datasets' last step), their images written into ``images[b]`` (a batch) if given."""
-    slots = None if images is None else [images[b] for b in range(len(anns))]
-    targets = None if slots is None else [slot.numpy() for slot in slots]
+    rows = None if images is None else [images[b] for b in range(len(anns))]
+    targets = None if rows is None else [row.numpy() for row in rows]
     rngs = [_rng(spec) for _ in anns]  # in sample order, on this thread: the same crops whatever the threads
     samples = crops.make_samples(anns, jpegs, spec, rngs, targets, map_views=_map_views(threads))
     out = []
@@ -384,10 +419,10 @@ def _build(
         if transform is not None:
             sample = transform(sample)
         tensors = to_tensors(sample)
-        if slots is not None and targets is not None:
-            if sample["images"] is not targets[b]:  # the hook returned new pixels: into the slot they go
+        if rows is not None and targets is not None:
+            if sample["images"] is not targets[b]:  # the hook returned new pixels: into the batch they go
                 np.copyto(targets[b], sample["images"])
-            tensors["images"] = slots[b]  # the batch's view, which collate recognises
+            tensors["images"] = rows[b]  # the batch's view, which collate recognises
         out.append(tensors)
     return out
 

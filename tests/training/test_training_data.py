@@ -439,17 +439,9 @@ def test_a_workers_batch_arrives_as_a_copy_with_its_annotations_inline(built, mo
     _assert_same(received, expected)
     shared = [k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared()]
     assert not shared, "the receiver's batch is in its own memory"
-    assert received["images"].data_ptr() != batch["images"].data_ptr()
     _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
-
-
-@pytest.fixture(params=["file_descriptor", "file_system"])
-def sharing_strategy(request):
-    """Each of torch's strategies for sharing CPU memory between processes, in turn (the default first)."""
-    before = torch.multiprocessing.get_sharing_strategy()
-    torch.multiprocessing.set_sharing_strategy(request.param)
-    yield request.param
-    torch.multiprocessing.set_sharing_strategy(before)
+    batch["images"].fill_(7)  # the worker writes its slot again: what was received is a copy
+    _assert_same(received, expected)
 
 
 def test_a_workers_slot_is_written_again_only_once_its_batch_is_read_out(built, monkeypatch):
@@ -617,11 +609,12 @@ def _read_out_recorded(descriptor, batch, shape, worker):
     return _read_out(descriptor, batch, shape, worker)
 
 
-def test_batches_from_workers_stay_as_they_were_while_held(built, sharing_strategy, monkeypatch):
+def test_batches_from_workers_stay_as_they_were_while_held(built, monkeypatch):
     """Every third batch from 2 real workers is kept to the end: had its memory been reused, its pixels would change.
 
-    The workers do reuse theirs (a few slots each, for many more batches), under both of torch's sharing
-    strategies: what the loop gets is a copy (docs/benchmarks.md, Training data, says why).
+    The workers do reuse theirs (a few slots each, for many more batches): what the loop gets is a copy
+    (docs/benchmarks.md, Training data, says why). A finished loader's slots are let go at the next batch
+    of a loader already running.
     """
     import rat7m.torch_dataset as torch_dataset
 
@@ -630,6 +623,8 @@ def test_batches_from_workers_stay_as_they_were_while_held(built, sharing_strate
     assert len(expected) > 4 * torch_dataset.WORKER_SLOTS
     monkeypatch.setattr(torch_dataset, "_read_out", _read_out_recorded)
     _RECEIVED.clear()
+    running = iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate))
+    next(running)
     loader = iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate))
     workers = {worker.pid for worker in loader._workers}
     kept = {}
@@ -638,13 +633,65 @@ def test_batches_from_workers_stay_as_they_were_while_held(built, sharing_strate
         assert not batch["images"].is_shared()
         if n % 3 == 0:
             kept[n] = batch
-    assert len(_RECEIVED) == len(expected), "every batch came on a slot"
+    assert len(_RECEIVED) == len(expected) + 1, "every batch came on a slot"
     assert max(_RECEIVED) >= len(expected) // (2 * torch_dataset.WORKER_SLOTS), "the slots were reused"
     for n, batch in kept.items():
         _assert_same(batch, expected[n])
     assert workers & {key[0] for key in torch_dataset._MAPPED}
-    next(iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate)))
+    next(running)
     assert not workers & {key[0] for key in torch_dataset._MAPPED}, "a finished loader's slots are let go"
+
+
+class _MixesWithEarlierImages:
+    """A transform that keeps each sample's images (no copy) and blends them into the sample ``back`` samples
+    later, as a mixup with earlier samples does: a worker must not write a batch's memory again while a
+    transform of its own still holds part of it (as a numpy array: no tensor of the batch is left)."""
+
+    def __init__(self, back: int) -> None:
+        self.back, self.kept = back, []
+
+    def __call__(self, sample: dict) -> dict:
+        images = sample["images"]
+        if len(self.kept) == self.back:
+            sample["images"] = images // 2 + self.kept.pop(0) // 2
+        self.kept.append(images)
+        return sample
+
+
+def test_a_worker_keeps_its_slot_while_a_transform_holds_its_images(built):
+    """The same loader in-process and in one worker, with a transform that keeps each sample's images: equal."""
+    import rat7m.torch_dataset as torch_dataset
+
+    back = 2 * torch_dataset.WORKER_SLOTS + 2  # batches of 2: from further back than the worker has slots
+    def make(workers: int) -> torch.utils.data.DataLoader:
+        mixing = _MixesWithEarlierImages(back)
+        dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP, transform=mixing)
+        return torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=collate)
+
+    for in_process, in_worker in zip(make(0), make(1), strict=True):
+        _assert_same(in_worker, in_process)
+
+
+def test_a_batch_under_two_keys_arrives_as_one_tensor_and_a_fork_drops_the_parents_memory(built, monkeypatch):
+    """A collate that puts the images under a second key gets one tensor, read out once; a forked child
+    keeps none of its parent's slot mappings or free batches (they would hold the parent's memory)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import rat7m.torch_dataset as torch_dataset
+
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    _as_in_a_worker(monkeypatch)
+    batch = collate(dataset.__getitems__([0, 1]))
+    batch["also"] = batch["images"]
+    received = pickle.loads(ForkingPickler.dumps(batch))
+    assert received["also"] is received["images"]
+    assert torch_dataset._MAPPED and torch_dataset._FREE_BATCHES is not None
+    del received
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 if it holds nothing of the parent's
+        os._exit(0 if not torch_dataset._MAPPED and not torch_dataset._FREE_BATCHES else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert torch_dataset._MAPPED and torch_dataset._FREE_BATCHES, "the parent's are kept"
 
 
 def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
