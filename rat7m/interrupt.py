@@ -27,9 +27,10 @@ Entry points import this first, so it imports nothing that is not already loaded
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # typeshed has no stub for _signal; signal's functions are the same ones
     import signal
@@ -100,6 +101,28 @@ def _raise(signum: int, frame: object) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _not_lost(unraisable: Any) -> None:
+    """Phase 2's ``sys.unraisablehook``: our exception, raised where Python cannot raise it, is raised again.
+
+    A signal's handler runs in whatever Python code is running, and in a finaliser (a weakref callback,
+    ``__del__``: importlib runs one as it drops a module lock, at any import) Python prints the exception
+    as "Exception ignored" and goes on: the Ctrl-C would be lost and the run would finish (seen under
+    load). The signal is sent again instead, from a thread of its own: that thread runs only when this
+    one lets go of the GIL (at most a switch interval, 5 ms, later), by when the finaliser has returned;
+    should the handler land in another one, the same happens again. (Sent from here, the handler would
+    run at once, inside this hook, where its exception is lost too.) Anything else goes to the previous hook.
+    """
+    exc = unraisable.exc_value
+    if type(exc) in (KeyboardInterrupt, Terminated):
+        signum = signal.SIGTERM if type(exc) is Terminated else signal.SIGINT
+        try:
+            _thread.start_new_thread(os.kill, (os.getpid(), signum))
+            return
+        except RuntimeError:  # no new thread (the interpreter is ending): say it as Python does
+            pass
+    _hooks[-1](unraisable)
+
+
 def _install(handler: object) -> dict[int, object]:
     """Install ``handler`` for :data:`SIGNALS` not ignored; return the previous handlers.
 
@@ -145,7 +168,16 @@ class raising:  # a context manager without contextlib: one import less at start
 
     def __enter__(self) -> None:
         self._previous = _install(_raise)
+        if self._previous:
+            _hooks.append(sys.unraisablehook)
+            sys.unraisablehook = _not_lost
 
     def __exit__(self, *exc_info: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+        if self._previous:
+            sys.unraisablehook = _hooks.pop()
+
+
+#: The unraisable hooks :class:`raising` replaced, innermost last.
+_hooks: list[Any] = []

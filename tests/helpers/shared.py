@@ -42,6 +42,27 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def group_report(pgid: int) -> str:
+    """What each process of group ``pgid`` is doing (state, kernel wait channel, command line): for a hang's message."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+            if int(fields[2]) != pgid:
+                continue
+            wchan = (entry / "wchan").read_text() or "-"
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            threads = len(list((entry / "task").iterdir()))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        lines.append(f"pid {entry.name} ppid {fields[1]} state {fields[0]} wchan {wchan} threads {threads}: "
+                     f"{args[:200]}")
+    return "\n".join(lines) or f"no process left in group {pgid}"
+
+
 def limit_address_space(megabytes: int) -> Callable[[], None]:
     """A ``preexec_fn`` that caps the child's address space: a memory blow-up fails its test, not the machine."""
 
