@@ -686,6 +686,7 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
     workers = list((pool._processes or {}).values())  # private, but the only handle on the processes
     # taken now: shutdown() forgets it (typeshed gives this attribute the wake-up pipe's type)
     manager: threading.Thread | None = pool._executor_manager_thread  # type: ignore[assignment]
+    result_queue = getattr(pool, "_result_queue", None)  # likewise (private; shutdown() forgets it too)
     for worker in workers:
         with contextlib.suppress(OSError):
             worker.terminate()
@@ -696,6 +697,13 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join(TERMINATE_TIMEOUT)
+    # A worker ended while it was sending a result leaves part of a message in the result pipe, and the
+    # manager thread blocked reading the rest of it, for ever: the interpreter, which joins that thread at
+    # exit, would never end (CI: "interrupted" said, the process still there 30 s later). This process
+    # holds the pipe's other write end; with it closed and the workers gone the read ends, and the thread.
+    if result_queue is not None and not any(worker.is_alive() for worker in workers):
+        with contextlib.suppress(OSError, AttributeError):
+            result_queue._writer.close()
     # The pool's manager thread closes its wake-up pipe when it sees the workers gone; Python 3.11's exit
     # hook (concurrent.futures.process._python_exit) checks the pipe is open, then writes to it, unlocked:
     # if the close falls between the two, "Exception ignored ... OSError: Bad file descriptor" follows our

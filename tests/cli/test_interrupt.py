@@ -280,6 +280,34 @@ def test_reruns_remove_what_killed_exports_and_videos_left_and_nothing_else(data
     assert not stale_tmp.exists() and all(path.exists() for path in kept_tmp) and video.stat().st_size > 0
 
 
+def _send_half_a_result() -> None:
+    """In a pool's worker: start a result message on the pool's result pipe and never finish it."""
+    import struct
+    import sys
+
+    result_queue = sys._getframe(1).f_locals["result_queue"]  # concurrent.futures.process._process_worker's
+    os.write(result_queue._writer.fileno(), struct.pack("!i", 1 << 20) + b"part of a result")
+    time.sleep(60)
+
+
+def test_a_pool_stopped_while_a_worker_sends_a_result_lets_the_process_end():
+    """CI once saw a stopped extraction print its one line and then not end for 30 s: the likely cause, made
+    sure of here. A worker ended while sending a result leaves half a message in the result pipe; the pool's
+    manager thread waits for the rest for ever, and the interpreter joins that thread at exit."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rat7m import extract
+
+    pool = ProcessPoolExecutor(1)
+    pool.submit(int).result()
+    pool.submit(_send_half_a_result)
+    manager = pool._executor_manager_thread
+    time.sleep(1.0)  # the worker has written its half message; the manager thread reads it
+    extract._stop_pool(pool)
+    manager.join(10)
+    assert not manager.is_alive(), "the pool's manager thread still waits for the rest of the message"
+
+
 def test_a_stopped_pool_is_hidden_from_pythons_exit_hook_even_if_its_thread_is_slow(monkeypatch):
     """CI once printed "OSError: Bad file descriptor" from ``concurrent.futures``' exit hook after the one line.
 
