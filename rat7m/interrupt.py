@@ -11,7 +11,8 @@ running any clean-up. A run has three phases, each with its handler:
 2. **Work** (:func:`raising`, entered by :func:`rat7m.cli.run_main` around ``main``): SIGINT raises
    ``KeyboardInterrupt`` and SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so every
    ``finally`` and ``except BaseException`` removes its temporary files and stops its workers, and
-   ``run_main`` prints the one line.
+   ``run_main`` prints the one line. An exception Python cannot raise where the handler ran (inside a
+   finaliser) is not lost: the signal is sent again once the finaliser has returned (:func:`_not_lost`).
 3. **After** (``main`` has returned, or the line has been printed): back to phase 1's handler, so a
    signal during interpreter shutdown (joining threads, flushing) ends the process too, with the
    one line if it has not been printed yet, silently if it has (:func:`reported`).
