@@ -97,8 +97,14 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(exit_code(signum))
 
 
+#: How many exceptions :func:`_raise` has raised: a re-send is dropped if another was raised since.
+_raised = 0
+
+
 def _raise(signum: int, frame: object) -> None:
     """Phase 2: an exception, so that the clean-up runs."""
+    global _raised
+    _raised += 1
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -117,11 +123,17 @@ def _not_lost(unraisable: Any) -> None:
     if type(exc) in (KeyboardInterrupt, Terminated):
         signum = signal.SIGTERM if type(exc) is Terminated else signal.SIGINT
         try:
-            _thread.start_new_thread(os.kill, (os.getpid(), signum))
+            _thread.start_new_thread(_send_again, (os.getpid(), signum, _raised))
             return
         except RuntimeError:  # no new thread (the interpreter is ending): say it as Python does
             pass
-    _hooks[-1](unraisable)
+    (_hooks[-1] if _hooks else sys.__unraisablehook__)(unraisable)
+
+
+def _send_again(pid: int, signum: int, raised: int) -> None:
+    """The re-send thread: the signal again, unless an interruption has been raised since (it would be a second one)."""
+    if _raised == raised:
+        os.kill(pid, signum)
 
 
 def _install(handler: object) -> dict[int, object]:
@@ -169,15 +181,19 @@ class raising:  # a context manager without contextlib: one import less at start
 
     def __enter__(self) -> None:
         self._previous = _install(_raise)
-        if self._previous:
-            _hooks.append(sys.unraisablehook)
+        self._hook = None
+        if self._previous and sys.unraisablehook is not _not_lost:  # nested: the outer block's hook stays
+            self._hook = sys.unraisablehook
+            _hooks.append(self._hook)
             sys.unraisablehook = _not_lost
 
     def __exit__(self, *exc_info: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
-        if self._previous:
-            sys.unraisablehook = _hooks.pop()
+        if self._hook is not None:
+            _hooks.remove(self._hook)
+            if sys.unraisablehook is _not_lost:  # not if code in the block installed its own meanwhile
+                sys.unraisablehook = self._hook
 
 
 #: The unraisable hooks :class:`raising` replaced, innermost last.
