@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write",
     "check_input",
     "open_input",
+    "process_alive",
     "read_input",
     "remove_stale_staging",
     "remove_stale_temporaries",
@@ -90,7 +91,7 @@ def _remove_stale(folder: Path, names: set[str], pattern: re.Pattern,
         return 0
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or match["name"] not in names or _alive(int(match["pid"])) or not also(match):
+        if match is None or match["name"] not in names or process_alive(int(match["pid"])) or not also(match):
             continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
@@ -100,7 +101,7 @@ def _remove_stale(folder: Path, names: set[str], pattern: re.Pattern,
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine (ours or another user's)."""
     if pid == os.getpid():
         return True

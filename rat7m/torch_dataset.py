@@ -58,6 +58,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
+from rat7m.fileio import process_alive
 
 __all__ = ["Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
 
@@ -314,7 +315,7 @@ def _mapped_slot(descriptor: Any, worker: int) -> np.ndarray:
         stat = os.fstat(fd)
         key = (worker, stat.st_dev, stat.st_ino)
         with _MAPPING:
-            for old in [k for k in _MAPPED if k[0] != worker and not _alive(k[0])]:
+            for old in [k for k in _MAPPED if k[0] != worker and not process_alive(k[0])]:
                 del _MAPPED[old]
             if key in _MAPPED:
                 _MAPPED[key] = _MAPPED.pop(key)
@@ -327,16 +328,6 @@ def _mapped_slot(descriptor: Any, worker: int) -> np.ndarray:
             return _MAPPED[key]
     finally:
         os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process now has the pid
-        return False
-    return True
 
 
 def _forget_after_fork() -> None:

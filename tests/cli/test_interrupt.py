@@ -26,7 +26,7 @@ from rat7m.extract import is_complete_jpeg
 from rat7m.interrupt import INTERRUPTED, TERMINATED
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
-from tests.helpers.shared import group_alive, group_report
+from tests.helpers.shared import group_alive, group_report, processes
 
 REPO = Path(__file__).resolve().parents[2]
 #: Enough chunks to keep two workers busy for a while, few enough to keep the test short.
@@ -121,18 +121,7 @@ class _Proc:
 
 def _children(pid: int) -> list[_Proc]:
     """The processes whose parent is ``pid`` (from /proc), with what their command line says."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(_Proc(cmdline))
-    return found
+    return [_Proc(cmdline) for _, fields, cmdline in processes() if int(fields[1]) == pid]
 
 
 def test_a_rerun_removes_only_our_own_leftover_temporary_files(dataset_root, tmp_path):

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -42,21 +42,30 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def group_report(pgid: int) -> str:
-    """What each process of group ``pgid`` is doing (state, kernel wait channel, command line): for a hang's message."""
-    lines = []
+def processes() -> Iterator[tuple[Path, list[str], str]]:
+    """Each process of this machine (from /proc): its folder, its stat fields after ``pid (comm)`` (state, ppid,
+    pgrp, ...) and its command line; those gone meanwhile are left out."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
-            if int(fields[2]) != pgid:
-                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        yield entry, stat[stat.rindex(")") + 2 :].split(), cmdline
+
+
+def group_report(pgid: int) -> str:
+    """What each process of group ``pgid`` is doing (state, kernel wait channel, command line): for a hang's message."""
+    lines = []
+    for entry, fields, args in processes():
+        if int(fields[2]) != pgid:
+            continue
+        try:
             wchan = (entry / "wchan").read_text() or "-"
-            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             threads = len(list((entry / "task").iterdir()))
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue  # gone meanwhile
         lines.append(f"pid {entry.name} ppid {fields[1]} state {fields[0]} wchan {wchan} threads {threads}: "
                      f"{args[:200]}")
