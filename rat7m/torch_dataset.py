@@ -18,8 +18,9 @@ straight into one batch tensor, and :func:`collate` hands that tensor
 on instead of stacking copies; ``shard_dataset(..., batch_size=B)`` does the same inside the
 pipeline, and reads local shards at their index's offsets instead of walking the tar in Python.
 From a worker, a batch's annotations cross to the main process inside its pickle and its images in
-memory the worker reuses (a few batches' worth, :data:`WORKER_SLOTS`), which the main process copies
-into its own batch memory as the batch arrives: a loop never holds memory a worker writes again.
+memory the worker reuses (a few batches' worth, :data:`WORKER_SLOTS`), lent to the loop as they are:
+the worker writes that memory again only once the main process holds nothing of the batch (no tensor,
+view or array), so a loop never sees a batch change under it.
 With ``threads=N`` both datasets read, decode and crop a batch's views on N threads of the process
 that builds the batch (the decoders release the GIL): with ``num_workers=0``, N cores without worker
 processes, shared memory or pickling.
@@ -32,9 +33,11 @@ DataLoader workers are forked (Linux's default), so they share those pages copy-
 writes to them: no per-worker copy (measured in bench/bench_dataset.py). :func:`shard_dataset` holds
 no table at all: each sample's annotations travel in its shard; a worker holds its shuffle buffer of
 raw samples (``shuffle`` x six JPEGs, ~2 MB each at 1328x1048) and one sample's read at a time.
-A worker's batch slots hold up to :data:`WORKER_SLOTS` batches of images for the worker's life (at most
-3 with the default ``prefetch_factor=2``; 16 samples x 6 views of 512x512 crops: 75 MB each), mapped by
-the main process too, until its first batch from a worker of any loader after that worker has ended.
+A worker's batch slots hold up to :data:`WORKER_SLOTS` batches of images for the worker's life (16 samples
+x 6 views of 512x512 crops: 75 MB each), as many as it had batches on their way or held by the loop at
+once (3 or 4 with the default ``prefetch_factor=2``), mapped by the main process too, until its first
+batch from a worker of any loader after that worker has ended. A loop that keeps batches keeps their
+slots: with every slot held, a worker sends its batches as torch does (a new shared-memory segment each).
 """
 
 from __future__ import annotations
@@ -186,15 +189,17 @@ def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.empty(0, dtype=torch.uint8).set_(storage, 0, shape, strides)
 
 
-# A loader worker's batches: written into memory the worker reuses, read out by the main process.
+# A loader worker's batches: written into memory the worker reuses, lent to the main process.
 # torch's default is a new shared-memory segment per batch, whose fresh pages both processes then fault in
 # (in a worker ~0.5 ms per 512x512 view). Reusing the worker's memory for the batches it hands on is only
-# safe if no one can still reach them: so the main process copies each batch out of its slot the moment it
-# arrives (its unpickling), into its own recycled batch memory, and only then marks the slot read out; and
-# the worker writes a slot again only once nothing of its own (tensor, storage, numpy array) is left on it.
-# The main process maps a slot (its descriptor comes with each batch) to copy batches out of it.
+# safe if no one can still reach them: so the worker writes a slot again only once nothing of its own
+# (tensor, storage, numpy array) is left on it, and its batch has been given back: the main process maps
+# the slot (its descriptor comes with each batch), hands the loop a tensor on it, and marks the slot given
+# back once nothing of that tensor is left (no view, storage or numpy array). Copying each batch out of the
+# slot as it arrived, as this did before, cost the main process ~6 ms per 23 MB batch: 4-6% of a 2-worker
+# epoch on 2 cores (an A/B in docs/benchmarks.md).
 
-#: Bytes before a slot's pixels: two int64, the batch last written into the slot and the last one read out.
+#: Bytes before a slot's pixels: two int64, the batch last written into the slot and the last one given back.
 SLOT_HEADER = 64
 #: Slots per worker, at most: a worker has up to ``prefetch_factor`` (default 2) batches on their way and
 #: builds the next; with more, or batches sent and never received, it falls back to a new segment per batch.
@@ -208,7 +213,7 @@ class _Slot:
     def __init__(self, nbytes: int) -> None:
         self.fd = os.memfd_create("rat7m-batch")  # close-on-exec; freed with the last descriptor and mapping
         weakref.finalize(self, os.close, self.fd)
-        os.ftruncate(self.fd, SLOT_HEADER + nbytes)  # zeros: nothing written, nothing read out
+        os.ftruncate(self.fd, SLOT_HEADER + nbytes)  # zeros: nothing written, nothing given back
         memory = np.frombuffer(mmap.mmap(self.fd, SLOT_HEADER + nbytes), dtype=np.uint8)
         self.header = memory[:SLOT_HEADER].view(np.int64)
         self.pixels = memory[SLOT_HEADER:]
@@ -222,7 +227,7 @@ class _Slot:
         return self.pixels.size
 
     def free(self) -> bool:
-        """Nothing of this process left on the slot, and its batch read out or never sent."""
+        """Nothing of this process left on the slot, and its batch given back or never sent."""
         if self.array is not None and self.array() is not None:
             return False
         written = int(self.header[0])
@@ -275,27 +280,43 @@ def _slot_of(value: Any) -> _Slot | None:
 
 
 class _SlotImages:
-    """A batch's images on a worker's slot, on their way: unpickled, they are a copy in the receiving process."""
+    """A batch's images on a worker's slot, on their way: unpickled, they are lent to the receiving process."""
 
     def __init__(self, slot: _Slot, shape: tuple[int, ...]) -> None:
         self.fd, self.batch, self.shape = slot.fd, slot.send(), shape
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the descriptor travels as multiprocessing sends them (torch's shared memory too): a duplicate
-        return _read_out, (DupFd(self.fd), self.batch, self.shape, os.getpid())
+        return _receive_images, (DupFd(self.fd), self.batch, self.shape, os.getpid())
 
 
-def _read_out(descriptor: Any, batch: int, shape: tuple[int, ...], worker: int) -> torch.Tensor:
-    """A worker's batch images copied from its slot into this process's batch memory; the slot is then free."""
+def _receive_images(descriptor: Any, batch: int, shape: tuple[int, ...], worker: int) -> torch.Tensor:
+    """A worker's batch images, lent from its slot to this process until no tensor, view or array of them is left.
+
+    Only then is the slot given back (:func:`_give_back`), and only then may the worker write it again.
+    """
     whole = _mapped_slot(descriptor, worker)
     header = whole[:SLOT_HEADER].view(np.int64)
-    out = _recycled_array(shape)
-    if header[0] == batch:
-        np.copyto(out, whole[SLOT_HEADER : SLOT_HEADER + out.size].reshape(shape))
-    if header[0] != batch:  # checked after the copy too: the worker writes a slot only once it is free
+    if header[0] != batch:
         raise RuntimeError("a loader worker's batch was overwritten before it was received (received twice?)")
-    header[1] = batch  # read out: the worker may write the slot again
-    return torch.from_numpy(out)
+    images = whole[SLOT_HEADER : SLOT_HEADER + math.prod(shape)].reshape(shape)  # its own array: the batch's life
+    weakref.finalize(images, _give_back, header, batch, os.getpid(), _FORKS[0]).atexit = False
+    return torch.from_numpy(images)
+
+
+#: Forks of this process so far (a one-item list, counted before each fork).
+_FORKS = [0]
+
+
+def _give_back(header: np.ndarray, batch: int, pid: int, forks: int) -> None:
+    """A received batch's slot marked given back, once nothing of the batch is left in this process.
+
+    Unless this process forked while it held the batch: a forked child may still hold the batch (its
+    memory is shared with the worker, not copied on write), so that slot is never written again. And a
+    child never gives back its parent's batches.
+    """
+    if os.getpid() == pid and _FORKS[0] == forks:
+        header[1] = batch
 
 
 #: Slots mapped in this process, by (worker pid, device, inode), the most recently used last: mapping a slot
@@ -342,8 +363,12 @@ def _forget_after_fork() -> None:
     _FREE_BATCHES.clear()
 
 
+def _count_fork() -> None:
+    _FORKS[0] += 1
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+    os.register_at_fork(before=_count_fork, after_in_child=_forget_after_fork)
 
 
 #: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch: at most

@@ -32,7 +32,7 @@ from rat7m.errors import BadInputError  # noqa: E402
 from rat7m.geometry import project  # noqa: E402
 from rat7m.table import load_annotation, save_annotation  # noqa: E402
 from rat7m.table_build import build_table  # noqa: E402
-from rat7m.torch_dataset import Rat7mCrops, _read_out, collate, shard_dataset  # noqa: E402
+from rat7m.torch_dataset import Rat7mCrops, _receive_images, collate, shard_dataset  # noqa: E402
 from rat7m.video import ChunkIndex  # noqa: E402
 from tests.helpers.shared import free_port  # noqa: E402
 
@@ -417,15 +417,18 @@ def _as_in_a_worker(monkeypatch) -> None:
     monkeypatch.setattr(torch_dataset, "_MAPPED", {})
 
 
-def test_a_workers_batch_arrives_as_a_copy_with_its_annotations_inline(built, monkeypatch):
-    """In a loader worker the images are decoded onto a slot of its shared memory; received, they are a copy.
+def test_a_workers_batch_arrives_on_its_slot_with_its_annotations_inline(built, monkeypatch):
+    """In a loader worker the images are decoded onto a slot of its memory; received, they are that memory, lent.
 
     torch passes each tensor between processes as a shared-memory segment of its own (~1 ms of the
     worker's time each, and fresh pages for both sides to fault in): a batch used to cross as a dozen.
     Now its annotations travel inside the pickle and its images as the slot they were decoded onto (not
-    copied again in the worker), which the receiver copies into its own memory as it unpickles.
+    copied again, neither in the worker nor in the receiver), which the worker writes again only once the
+    receiver holds nothing of the batch.
     """
     from multiprocessing.reduction import ForkingPickler
+
+    import rat7m.torch_dataset as torch_dataset
 
     dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
     expected = collate([dataset[i] for i in (3, 1, 0)])
@@ -438,14 +441,23 @@ def test_a_workers_batch_arrives_as_a_copy_with_its_annotations_inline(built, mo
     assert type(received) is dict and list(received) == list(batch)
     _assert_same(received, expected)
     shared = [k for k, v in received.items() if isinstance(v, torch.Tensor) and v.is_shared()]
-    assert not shared, "the receiver's batch is in its own memory"
+    assert not shared, "no tensor came as a shared-memory segment of torch's"
+    slot = torch_dataset._SLOTS[os.getpid()][0]
+    assert slot.header[1] == 0, "held by the receiver: not given back"
     _assert_same(pickle.loads(pickle.dumps(batch)), expected)  # a plain pickle keeps it all
-    batch["images"].fill_(7)  # the worker writes its slot again: what was received is a copy
+    del items, batch
+    nxt = collate(dataset.__getitems__([2]))  # the worker goes on: onto another slot, the received batch intact
+    assert nxt["images"].untyped_storage().data_ptr() != slot.pixels.ctypes.data
     _assert_same(received, expected)
+    view = received["images"][1:].numpy()  # a view of the batch holds it too
+    del received, nxt
+    assert slot.header[1] == 0 and not slot.free()
+    del view
+    assert slot.header[1] == slot.header[0] == 1 and slot.free(), "given back once nothing of it is left"
 
 
-def test_a_workers_slot_is_written_again_only_once_its_batch_is_read_out(built, monkeypatch):
-    """A worker reuses a slot only when its batch has been received (read out) and no tensor of its own is on it.
+def test_a_workers_slot_is_written_again_only_once_its_batch_is_given_back(built, monkeypatch):
+    """A worker reuses a slot only when its batch has been received and given back, and nothing of its own is on it.
 
     Batches sent and not yet received keep their slots, so each arrives intact whatever the order it is
     received in; with every slot taken the worker falls back to a new segment per batch; a tensor the worker
@@ -599,44 +611,52 @@ def test_batch_memory_is_reused_only_once_nothing_can_reach_it(built):
     assert sum(len(v) for v in torch_dataset._FREE_BATCHES.values()) <= torch_dataset.KEEP_FREE_BATCHES
 
 
-#: The slot batches the main process received (:func:`_read_out_recorded`): each one's number on its slot.
+#: The slot batches the main process received (:func:`_received_recorded`): each one's number on its slot.
 _RECEIVED: list[int] = []
 
 
-def _read_out_recorded(descriptor, batch, shape, worker):
-    """``torch_dataset._read_out``, noting the batch (the workers pickle this in its place: the test patched it)."""
+def _received_recorded(descriptor, batch, shape, worker):
+    """``torch_dataset._receive_images``, noting the batch (the workers pickle this in its place once patched)."""
     _RECEIVED.append(batch)
-    return _read_out(descriptor, batch, shape, worker)
+    return _receive_images(descriptor, batch, shape, worker)
 
 
 def test_batches_from_workers_stay_as_they_were_while_held(built, monkeypatch):
-    """Every third batch from 2 real workers is kept to the end: had its memory been reused, its pixels would change.
+    """Batches from 2 real workers are held for a while, some to the end: had their memory been written again, their
+    pixels would change.
 
-    The workers do reuse theirs (a few slots each, for many more batches): what the loop gets is a copy
-    (docs/benchmarks.md, Training data, says why). A finished loader's slots are let go at the next batch
-    of a loader already running.
+    The workers do reuse theirs (a few slots each, for many more batches), and the loop's batches are that
+    memory, not copies (docs/benchmarks.md, Training data, says why); a slot goes back to its worker once
+    nothing of its batch is left. A finished loader's slots are let go at the next batch of a loader already
+    running.
     """
     import rat7m.torch_dataset as torch_dataset
 
     dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=CROP)
     expected = [collate([dataset[i]]) for i in range(len(dataset))]
     assert len(expected) > 4 * torch_dataset.WORKER_SLOTS
-    monkeypatch.setattr(torch_dataset, "_read_out", _read_out_recorded)
+    monkeypatch.setattr(torch_dataset, "_receive_images", _received_recorded)
     _RECEIVED.clear()
     running = iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate))
     next(running)
     loader = iter(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate))
     workers = {worker.pid for worker in loader._workers}
-    kept = {}
+    held, kept, on_slots = {}, {}, 0
     for n, batch in enumerate(loader):
         _assert_same(batch, expected[n])
-        assert not batch["images"].is_shared()
-        if n % 3 == 0:
-            kept[n] = batch
-    assert len(_RECEIVED) == len(expected) + 1, "every batch came on a slot"
+        on_slots += not batch["images"].is_shared()
+        if n == 1:
+            kept[n] = batch["images"][0]  # a view of the first batches, to the end
+        elif n % 3 == 0:
+            held[n] = batch
+        for m in [m for m in held if m <= n - 4]:  # held while 4 more batches came
+            _assert_same(held.pop(m), expected[m])
+    assert len(_RECEIVED) == on_slots + 1 >= len(expected) // 2, "batches came on slots"
     assert max(_RECEIVED) >= len(expected) // (2 * torch_dataset.WORKER_SLOTS), "the slots were reused"
-    for n, batch in kept.items():
-        _assert_same(batch, expected[n])
+    for m, batch in held.items():
+        _assert_same(batch, expected[m])
+    for m, images in kept.items():
+        assert torch.equal(images, expected[m]["images"][0])
     assert workers & {key[0] for key in torch_dataset._MAPPED}
     next(running)
     assert not workers & {key[0] for key in torch_dataset._MAPPED}, "a finished loader's slots are let go"
@@ -685,13 +705,50 @@ def test_a_batch_under_two_keys_arrives_as_one_tensor_and_a_fork_drops_the_paren
     batch["also"] = batch["images"]
     received = pickle.loads(ForkingPickler.dumps(batch))
     assert received["also"] is received["images"]
-    assert torch_dataset._MAPPED and torch_dataset._FREE_BATCHES is not None
     del received
+    torch_dataset._recycled_array((2, 3))  # an in-process batch's memory, back in the pool at once
+    assert torch_dataset._MAPPED and torch_dataset._FREE_BATCHES
     pid = os.fork()
     if pid == 0:  # the child: exit status 0 if it holds nothing of the parent's
         os._exit(0 if not torch_dataset._MAPPED and not torch_dataset._FREE_BATCHES else 1)
     assert os.waitpid(pid, 0)[1] == 0
     assert torch_dataset._MAPPED and torch_dataset._FREE_BATCHES, "the parent's are kept"
+
+
+def test_a_batch_held_across_a_fork_never_goes_back_to_its_worker(built, monkeypatch):
+    """A process that forks while it holds a received batch never gives that slot back: the child's copy of the
+    batch is the worker's memory (shared, not copied on write), which the worker must then never write again."""
+    import gc
+    from multiprocessing.reduction import ForkingPickler
+
+    import rat7m.torch_dataset as torch_dataset
+
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    expected = collate([dataset[0]])["images"]
+    _as_in_a_worker(monkeypatch)
+    received = pickle.loads(ForkingPickler.dumps(collate(dataset.__getitems__([0]))))
+    slot = torch_dataset._SLOTS[os.getpid()][0]
+    go, done = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child holds its copy of the batch until the parent has built more batches
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(60)  # ended, not left behind, should anything here hang
+        os.read(go, 1)
+        # numpy: torch's thread pool does not survive a fork (its parallel ops can hang in a forked child)
+        os._exit(0 if np.array_equal(received["images"].numpy(), expected.numpy()) else 1)
+    try:
+        del received
+        gc.collect()
+        assert not slot.free(), "held by a child: not given back"
+        for i in range(2 * torch_dataset.WORKER_SLOTS):  # the worker goes on, every batch given back at once
+            pickle.loads(ForkingPickler.dumps(collate(dataset.__getitems__([i % len(dataset)]))))
+        assert slot.header[0] == 1, "the slot was written again"
+    finally:
+        os.write(done, b"x")
+        status = os.waitpid(pid, 0)[1]
+        os.close(go)
+        os.close(done)
+    assert status == 0, "the child's batch changed"
 
 
 def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
