@@ -119,11 +119,9 @@ def _reduce_worker_batch(batch: _WorkerBatch) -> tuple[Any, ...]:
     inline: dict[str, Any] = {}
     on_slots: dict[int, _SlotImages] = {}  # one per slot: a tensor under two keys arrives as one tensor
     for key, value in batch.items():
-        slot = _slot_of(value)
-        if slot is not None:
-            if id(slot) not in on_slots:
-                on_slots[id(slot)] = _SlotImages(slot, tuple(value.shape))
-            inline[key] = on_slots[id(slot)]
+        images = _slot_images(value, on_slots)
+        if images is not None:
+            inline[key] = images
         elif (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
                 and not value.is_shared() and value.nbytes <= INLINE_BYTES):  # fmt: skip
             with contextlib.suppress(RuntimeError, TypeError):  # refused with autograd, for bfloat16
@@ -233,6 +231,11 @@ class _Slot:
         written = int(self.header[0])
         return self.sent != written or int(self.header[1]) == written
 
+    @property
+    def retired(self) -> bool:
+        """Never to be written again: its batch was held by a process that forked (:func:`_give_back`)."""
+        return int(self.header[1]) < 0
+
     def take(self, shape: tuple[int, ...]) -> torch.Tensor:
         """An empty batch tensor of ``shape`` on the slot (a base tensor, which collate recognises)."""
         self.header[0] += 1
@@ -257,6 +260,7 @@ def _worker_batch_images(shape: tuple[int, ...]) -> torch.Tensor | None:
     nbytes = math.prod(shape)
     with _TAKING:
         slots = _SLOTS.setdefault(os.getpid(), [])
+        slots[:] = [slot for slot in slots if not slot.retired]  # a new one in its place, if need be
         free = sorted((slot.nbytes, i) for i, slot in enumerate(slots) if slot.free())
         for size, i in free:
             if size >= nbytes:
@@ -270,12 +274,27 @@ def _worker_batch_images(shape: tuple[int, ...]) -> torch.Tensor | None:
         return None
 
 
-def _slot_of(value: Any) -> _Slot | None:
-    """The slot of a batch tensor made by :func:`_worker_batch_images`, if ``value`` is one."""
-    if isinstance(value, torch.Tensor):
+def _slot_images(value: Any, sent: dict[int, _SlotImages]) -> _SlotImages | None:
+    """``value`` as the images on their slot, to be sent, if it is a batch tensor on a slot of this worker as it was
+    made (:func:`_worker_batch_images`); ``sent`` holds the slots already sent in this batch, by id.
+
+    As it was made: contiguous at the slot's start. A collate may have moved it
+    (``share_memory_()``, which torch's pickling of another view of it does) or laid it out anew in place
+    (``transpose_``, ``set_``): torch then sends the tensor as it is. Checked, and the slot noted as sent,
+    under the lock the worker takes slots under, so no other thread takes the slot in between.
+    """
+    if not isinstance(value, torch.Tensor):
+        return None
+    with _TAKING:
         for slot in _SLOTS.get(os.getpid(), ()):
-            if slot.tensor is not None and slot.tensor() is value:
-                return slot
+            if slot.tensor is None or slot.tensor() is not value:
+                continue
+            if id(slot) in sent:  # the same tensor under a second key: one tensor on arrival
+                return sent[id(slot)]
+            if value.dtype != torch.uint8 or not value.is_contiguous() or value.data_ptr() != slot.pixels.ctypes.data:
+                return None
+            sent[id(slot)] = _SlotImages(slot, tuple(value.shape))
+            return sent[id(slot)]
     return None
 
 
@@ -312,11 +331,12 @@ def _give_back(header: np.ndarray, batch: int, pid: int, forks: int) -> None:
     """A received batch's slot marked given back, once nothing of the batch is left in this process.
 
     Unless this process forked while it held the batch: a forked child may still hold the batch (its
-    memory is shared with the worker, not copied on write), so that slot is never written again. And a
-    child never gives back its parent's batches.
+    memory is shared with the worker, not copied on write), so the slot is retired instead: the worker
+    never writes it again and makes a new one in its place (it is freed with its last mapping, the
+    child's). A child never gives back or retires its parent's batches.
     """
-    if os.getpid() == pid and _FORKS[0] == forks:
-        header[1] = batch
+    if os.getpid() == pid:
+        header[1] = batch if _FORKS[0] == forks else -batch
 
 
 #: Slots mapped in this process, by (worker pid, device, inode), the most recently used last: mapping a slot

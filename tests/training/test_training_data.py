@@ -715,9 +715,11 @@ def test_a_batch_under_two_keys_arrives_as_one_tensor_and_a_fork_drops_the_paren
     assert torch_dataset._MAPPED and torch_dataset._FREE_BATCHES, "the parent's are kept"
 
 
-def test_a_batch_held_across_a_fork_never_goes_back_to_its_worker(built, monkeypatch):
+def test_a_batch_held_across_a_fork_retires_its_slot_and_the_worker_makes_another(built, monkeypatch):
     """A process that forks while it holds a received batch never gives that slot back: the child's copy of the
-    batch is the worker's memory (shared, not copied on write), which the worker must then never write again."""
+    batch is the worker's memory (shared, not copied on write), which the worker must then never write again.
+    The slot is retired, not kept: the worker makes a new one, so forks (a validation loader's workers, say)
+    do not use its slots up; and the child dropping its copy does not give back or retire its parent's."""
     import gc
     from multiprocessing.reduction import ForkingPickler
 
@@ -728,27 +730,94 @@ def test_a_batch_held_across_a_fork_never_goes_back_to_its_worker(built, monkeyp
     _as_in_a_worker(monkeypatch)
     received = pickle.loads(ForkingPickler.dumps(collate(dataset.__getitems__([0]))))
     slot = torch_dataset._SLOTS[os.getpid()][0]
-    go, done = os.pipe()
+    (from_child, to_parent), (from_parent, to_child) = os.pipe(), os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child holds its copy of the batch until the parent has built more batches
+    if pid == 0:  # the child drops a view of the batch, then holds the batch until the parent has built more
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(60)  # ended, not left behind, should anything here hang
-        os.read(go, 1)
+        view = received["images"][0]
+        del view
+        gc.collect()
+        os.write(to_parent, b"c")
+        os.read(from_parent, 1)
         # numpy: torch's thread pool does not survive a fork (its parallel ops can hang in a forked child)
-        os._exit(0 if np.array_equal(received["images"].numpy(), expected.numpy()) else 1)
+        same = np.array_equal(received["images"].numpy(), expected.numpy())
+        del received  # the child's finalizer runs: it must not touch the slot
+        gc.collect()
+        os._exit(0 if same else 1)
     try:
+        assert os.read(from_child, 1) == b"c"
+        assert slot.header[1] == 0, "the child gave back or retired its parent's batch"
         del received
         gc.collect()
-        assert not slot.free(), "held by a child: not given back"
+        assert slot.retired and not slot.free(), "held by a child: retired, not given back"
         for i in range(2 * torch_dataset.WORKER_SLOTS):  # the worker goes on, every batch given back at once
-            pickle.loads(ForkingPickler.dumps(collate(dataset.__getitems__([i % len(dataset)]))))
-        assert slot.header[0] == 1, "the slot was written again"
+            batch = collate(dataset.__getitems__([i % len(dataset)]))
+            assert not batch["images"].is_shared(), "on a slot, not a segment of torch's"
+            pickle.loads(ForkingPickler.dumps(batch))
+            del batch
+        assert slot.header[0] == 1, "the retired slot was written again"
+        assert slot not in torch_dataset._SLOTS[os.getpid()]
     finally:
-        os.write(done, b"x")
+        os.write(to_child, b"x")
         status = os.waitpid(pid, 0)[1]
-        os.close(go)
-        os.close(done)
+        for end in (from_child, to_parent, from_parent, to_child):
+            os.close(end)
     assert status == 0, "the child's batch changed"
+    assert slot.header[1] == -1, "the child retired or gave back the slot as it ended"
+
+    for _ in range(2 * torch_dataset.WORKER_SLOTS):  # forks while a batch is held use no slot up
+        held = pickle.loads(ForkingPickler.dumps(collate(dataset.__getitems__([1]))))
+        child = os.fork()
+        if child == 0:
+            os._exit(0)
+        os.waitpid(child, 0)
+        del held
+    assert not collate(dataset.__getitems__([2]))["images"].is_shared(), "still on a slot"
+
+
+def _moved_by_a_collate(collate_fn):
+    """A collate that, as some do, changes the batch's images tensor after collate made it."""
+    def wrapped(samples):
+        batch = collate(samples)
+        collate_fn(batch["images"])
+        return batch
+    return wrapped
+
+
+@pytest.mark.parametrize("change", ["transpose_", "share_memory_"])
+def test_a_batch_tensor_a_collate_changed_is_sent_as_it_now_is(built, change):
+    """The images tensor laid out anew in place (``transpose_``) or moved (``share_memory_()``, as torch's pickling of
+    another view of it does) by a custom collate: torch sends it as it is, not the slot's bytes in its old shape."""
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    changed = _moved_by_a_collate(lambda images: images.transpose_(2, 3) if change == "transpose_"
+                                  else images.share_memory_())  # fmt: skip
+
+    def make(workers: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=changed)
+
+    for in_process, in_worker in zip(make(0), make(1), strict=True):
+        _assert_same(in_worker, in_process)
+
+
+def test_a_slot_freed_before_its_batch_is_pickled_is_not_sent(built, monkeypatch):
+    """A batch moved off its slot before it is pickled (the batch pickled after another view of its images, which
+    torch's pickling moves to shared memory) leaves the slot free: another batch may be written there before
+    this one is pickled, and this one must still arrive with its own pixels."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import rat7m.torch_dataset as torch_dataset
+
+    dataset = Rat7mCrops(built.table_path, root=built.root, split="test", crop=CROP)
+    expected = collate([dataset[0]])
+    _as_in_a_worker(monkeypatch)
+    first = collate(dataset.__getitems__([0]))
+    first["images"].share_memory_()  # what torch's pickling of a view of it does first
+    # not sent from the slot it has left: another thread of the worker may be taking that slot right now
+    assert torch_dataset._slot_images(first["images"], {}) is None
+    second = collate(dataset.__getitems__([1]))  # onto the slot first has left
+    _assert_same(pickle.loads(ForkingPickler.dumps(first)), expected)
+    _assert_same(pickle.loads(ForkingPickler.dumps(second)), collate([dataset[1]]))
 
 
 def test_a_subclass_that_reads_its_views_elsewhere_is_used(built):
