@@ -278,10 +278,12 @@ def _slot_images(value: Any, sent: dict[int, _SlotImages]) -> _SlotImages | None
     """``value`` as the images on their slot, to be sent, if it is a batch tensor on a slot of this worker as it was
     made (:func:`_worker_batch_images`); ``sent`` holds the slots already sent in this batch, by id.
 
-    As it was made: contiguous at the slot's start. A collate may have moved it
-    (``share_memory_()``, which torch's pickling of another view of it does) or laid it out anew in place
-    (``transpose_``, ``set_``): torch then sends the tensor as it is. Checked, and the slot noted as sent,
-    under the lock the worker takes slots under, so no other thread takes the slot in between.
+    Only once: pickled again (the same batch in two queue items, say), it goes as torch sends it, for two
+    receivers would each give the slot back. Only as it was made: contiguous at the slot's start. A collate
+    may have moved it (``share_memory_()``, which torch's pickling of another view of it does) or laid it
+    out anew in place (``transpose_``, ``set_``): torch then sends the tensor as it is. Checked, and the
+    slot noted as sent, under the lock the worker takes slots under, so no other thread takes the slot in
+    between.
     """
     if not isinstance(value, torch.Tensor):
         return None
@@ -291,6 +293,8 @@ def _slot_images(value: Any, sent: dict[int, _SlotImages]) -> _SlotImages | None
                 continue
             if id(slot) in sent:  # the same tensor under a second key: one tensor on arrival
                 return sent[id(slot)]
+            if slot.sent == int(slot.header[0]):  # pickled once already: a second receiver must not share the slot
+                return None
             if value.dtype != torch.uint8 or not value.is_contiguous() or value.data_ptr() != slot.pixels.ctypes.data:
                 return None
             sent[id(slot)] = _SlotImages(slot, tuple(value.shape))
@@ -323,7 +327,9 @@ def _receive_images(descriptor: Any, batch: int, shape: tuple[int, ...], worker:
     return torch.from_numpy(images)
 
 
-#: Forks of this process so far (a one-item list, counted before each fork).
+#: Twice the forks of this process so far, plus one while a fork is under way (a one-item list, counted before each
+#: fork and after it, in parent and child): a batch received during a fork's hooks (by another thread) counts as
+#: held across it.
 _FORKS = [0]
 
 
@@ -336,7 +342,7 @@ def _give_back(header: np.ndarray, batch: int, pid: int, forks: int) -> None:
     child's). A child never gives back or retires its parent's batches.
     """
     if os.getpid() == pid:
-        header[1] = batch if _FORKS[0] == forks else -batch
+        header[1] = batch if _FORKS[0] == forks and forks % 2 == 0 else -batch
 
 
 #: Slots mapped in this process, by (worker pid, device, inode), the most recently used last: mapping a slot
@@ -388,7 +394,8 @@ def _count_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_count_fork, after_in_child=_forget_after_fork)
+    os.register_at_fork(before=_count_fork, after_in_parent=_count_fork, after_in_child=_count_fork)
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 #: Batch arrays of this process that no tensor uses any more, by shape, ready for the next batch: at most
