@@ -200,7 +200,8 @@ def _batch_images(shape: tuple[int, ...]) -> torch.Tensor:
 #: Bytes before a slot's pixels: two int64, the batch last written into the slot and the last one given back.
 SLOT_HEADER = 64
 #: Slots per worker, at most: a worker has up to ``prefetch_factor`` (default 2) batches on their way and
-#: builds the next; with more, or batches sent and never received, it falls back to a new segment per batch.
+#: builds the next, and the loop holds one or two; with more (batches the loop keeps, or sent and never received),
+#: it falls back to a new segment per batch.
 #: 0 where the system has no ``memfd_create`` (Linux has).
 WORKER_SLOTS = 4 if hasattr(os, "memfd_create") else 0
 

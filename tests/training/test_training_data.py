@@ -804,11 +804,11 @@ def test_a_batch_received_while_a_fork_is_under_way_counts_as_held_across_it(bui
     assert slot.retired
 
 
-def _moved_by_a_collate(collate_fn):
-    """A collate that, as some do, changes the batch's images tensor after collate made it."""
+def _moved_by_a_collate(change_images):
+    """A collate that, as some do, changes the images tensor (``change_images(images)``) after collate made it."""
     def wrapped(samples):
         batch = collate(samples)
-        collate_fn(batch["images"])
+        change_images(batch["images"])
         return batch
     return wrapped
 
