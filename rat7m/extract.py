@@ -32,13 +32,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import resource_tracker
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import cv2
@@ -609,71 +610,104 @@ def _run_pool(
     """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress.
 
     If a worker dies, the pool is broken and every job not finished yet is handed to ``unfinished``.
+    While the pool runs, Ctrl-C and SIGTERM only end the loop (:func:`_signals_deferred`): the pool
+    is stopped, and then they act (``KeyboardInterrupt``, :class:`~rat7m.interrupt.Terminated`).
     """
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    finished: SimpleQueue[Future[JobResult] | None] = SimpleQueue()  # futures as they finish; None: a stop signal came
     pool = None
-    try:
-        # Workers start with SIGINT and SIGTERM blocked: Ctrl-C reaches the whole process group, and a
-        # worker still starting up would die with a traceback. A signal meanwhile is noted in this
-        # process and raised as soon as the block ends, with the pool known here to be stopped.
-        with _signals_held():
-            queue = context.SimpleQueue()
-            pool = ProcessPoolExecutor(
-                processes, mp_context=context, initializer=_init_worker, initargs=(queue, os.getpid())
-            )
-            futures = {pool.submit(_call, task, job, args): job for job in sorted(jobs, key=lambda j: -j.cost)}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=PROGRESS_INTERVAL, return_when=FIRST_COMPLETED)
-            _drain(queue, bar)
-            for future in done:
+    with _signals_deferred(wake=lambda: finished.put(None)) as stop:
+        stopped = True
+        try:
+            with _workers_start_with_signals_blocked():
+                progress = context.SimpleQueue()
+                pool = ProcessPoolExecutor(
+                    processes, mp_context=context, initializer=_init_worker, initargs=(progress, os.getpid())
+                )
+                futures = {pool.submit(_call, task, job, args): job for job in sorted(jobs, key=lambda j: -j.cost)}
+            for future in futures:
+                future.add_done_callback(finished.put)  # run by the pool's thread (put is reentrant)
+            left = len(futures)
+            while left and not stop:
                 try:
-                    summary.add(future.result())
-                except BrokenProcessPool:
-                    summary.add(unfinished(futures[future]))
-        _drain(queue, bar)
-    except BaseException:
-        if pool is not None:
-            _stop_pool(pool)
-        raise
-    pool.shutdown()
+                    done = finished.get(timeout=PROGRESS_INTERVAL)
+                except Empty:
+                    done = None
+                _drain(progress, bar)
+                if done is not None:
+                    left -= 1
+                    try:
+                        summary.add(done.result())
+                    except BrokenProcessPool:
+                        summary.add(unfinished(futures[done]))
+            _drain(progress, bar)
+            stopped = bool(stop)
+        finally:
+            if pool is not None and stopped:
+                _stop_pool(pool)
+            elif pool is not None:
+                pool.shutdown()
 
 
-#: The signals that stop a run (Ctrl-C, ``kill``/``scancel``), held while workers are started.
+#: The signals that stop a run (Ctrl-C, ``kill``/``scancel``).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Start processes in the block with SIGINT and SIGTERM blocked; one that arrives meanwhile acts after it.
+def _signals_deferred(wake: Callable[[], object]) -> Iterator[list[int]]:
+    """Within the block SIGINT and SIGTERM are only noted (in the list yielded) and ``wake()`` is called;
+    on leaving it the handlers are restored and a noted signal acts then: never lost, never mid-pool.
+
+    Python runs a signal's handler between any two bytecodes of the main thread. Raised there, its
+    exception can leave a lock taken for good: ``concurrent.futures.wait`` takes each future's lock in
+    turn, and one taken before the exception is never released. The pool's own thread then waits for
+    it for ever as it stops, and the interpreter, which joins that thread at exit, never ends (seen: the
+    one line said, the process still there 30 s later, once in 80 runs under load). Likewise a handler
+    run while another thread (OpenCV's) was the one the kernel picked. So in the block nothing is
+    raised: the loop sees the note, the pool is stopped, and the exception comes after, where no lock
+    is held. ``wake`` must be safe to call from a handler (``queue.SimpleQueue.put`` is reentrant).
+    """
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum: int, frame: object) -> None:
+        noted.append(signum)
+        wake()
+
+    handlers = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    for sig, handler in handlers.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, note)
+    try:
+        yield noted
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def _workers_start_with_signals_blocked() -> Iterator[None]:
+    """Processes started in the block begin with SIGINT and SIGTERM blocked (held, not lost, until unblocked).
 
     A spawned worker inherits the signal mask (fork and exec keep it), so Ctrl-C sent to the process
     group cannot interrupt it while it imports; its initializer then ignores SIGINT for good and
-    unblocks SIGTERM. In this process the mask only holds signals aimed at this thread: one the
-    kernel hands to another thread (OpenCV's) still runs Python's handler in this thread at once.
-    So, for the block, the handlers only note the signal, and after it (mask and handlers restored)
-    a noted signal is raised again for the restored handler: never lost, never inside the pool's set-up.
-    (Ignoring SIGINT here instead, as before, lost a Ctrl-C that reached another thread meanwhile.)
+    unblocks SIGTERM. In this process the block delays nothing: the handlers are noting ones
+    (:func:`_signals_deferred`), and the signals held meanwhile are delivered as the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     # Started now, not inside the block: starting it unblocks SIGINT and SIGTERM in this thread (Python 3.11).
     resource_tracker.ensure_running()
-    noted: list[int] = []
-    handlers = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    for sig, handler in handlers.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # held signals are delivered (and noted) here
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        for signum in dict.fromkeys(noted):
-            signal.raise_signal(signum)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -741,7 +775,7 @@ def _init_worker(queue: Any, parent: int) -> None:
     global _QUEUE
     _QUEUE = queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it ends the pool
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held while starting (_signals_held): kill works
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held while starting: kill works
     cv2.setNumThreads(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
