@@ -733,7 +733,7 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
             worker.join(TERMINATE_TIMEOUT)
     # A worker ended while it was sending a result leaves part of a message in the result pipe, and the
     # manager thread blocked reading the rest of it, for ever: the interpreter, which joins that thread at
-    # exit, would never end (CI: "interrupted" said, the process still there 30 s later). This process
+    # exit, would never end (one way to "interrupted" said and the process still there 30 s later). This process
     # holds the pipe's other write end; with it closed and the workers gone the read ends, and the thread.
     if result_queue is not None and not any(worker.is_alive() for worker in workers):
         with contextlib.suppress(OSError, AttributeError):

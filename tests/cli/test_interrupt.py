@@ -369,10 +369,11 @@ HALF_SENT = textwrap.dedent("""
 
 
 def test_a_pool_stopped_while_a_worker_sends_a_result_lets_the_process_end():
-    """CI once saw a stopped extraction print its one line and then not end for 30 s: the likely cause, made
-    sure of here. A worker ended while sending a result leaves half a message in the result pipe; the pool's
-    manager thread waits for the rest for ever, and the interpreter joins that thread at exit. (In a process
-    of its own: a regression hangs that one, not pytest at its exit.)"""
+    """CI once saw a stopped extraction print its one line and then not end for 30 s: one way that can happen,
+    made sure of here (the way py-spy later caught is the futures' lock test above). A worker ended while
+    sending a result leaves half a message in the result pipe; the pool's manager thread waits for the rest
+    for ever, and the interpreter joins that thread at exit. (In a process of its own: a regression hangs
+    that one, not pytest at its exit.)"""
     try:
         done = subprocess.run([sys.executable, "-c", HALF_SENT], capture_output=True, text=True, cwd=REPO, timeout=30)
     except subprocess.TimeoutExpired as exc:
