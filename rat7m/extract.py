@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import cv2
 import numpy as np
 
-from rat7m import catalogue
+from rat7m import catalogue, interrupt
 from rat7m.catalogue import Recording
 from rat7m.cli import command
 from rat7m.errors import BadInputError
@@ -610,13 +610,13 @@ def _run_pool(
     """Run the jobs on a pool of ``processes`` workers, the costliest first, relaying their progress.
 
     If a worker dies, the pool is broken and every job not finished yet is handed to ``unfinished``.
-    While the pool runs, Ctrl-C and SIGTERM only end the loop (:func:`_signals_deferred`): the pool
-    is stopped, and then they act (``KeyboardInterrupt``, :class:`~rat7m.interrupt.Terminated`).
+    While the pool runs, Ctrl-C and SIGTERM only end the loop (:class:`rat7m.interrupt.deferred`): the
+    pool is stopped, and then they act (``KeyboardInterrupt``, :class:`~rat7m.interrupt.Terminated`).
     """
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     finished: SimpleQueue[Future[JobResult] | None] = SimpleQueue()  # futures as they finish; None: a stop signal came
     pool = None
-    with _signals_deferred(wake=lambda: finished.put(None)) as stop:
+    with interrupt.deferred(wake=lambda: finished.put(None)) as stop:
         stopped = True
         try:
             with _workers_start_with_signals_blocked():
@@ -654,49 +654,13 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _signals_deferred(wake: Callable[[], object]) -> Iterator[list[int]]:
-    """Within the block SIGINT and SIGTERM are only noted (in the list yielded) and ``wake()`` is called;
-    on leaving it the handlers are restored and a noted signal acts then: never lost, never mid-pool.
-
-    Python runs a signal's handler between any two bytecodes of the main thread. Raised there, its
-    exception can leave a lock taken for good: ``concurrent.futures.wait`` takes each future's lock in
-    turn, and one taken before the exception is never released. The pool's own thread then waits for
-    it for ever as it stops, and the interpreter, which joins that thread at exit, never ends (seen: the
-    one line said, the process still there 30 s later, once in 80 runs under load). Likewise a handler
-    run while another thread (OpenCV's) was the one the kernel picked. So in the block nothing is
-    raised: the loop sees the note, the pool is stopped, and the exception comes after, where no lock
-    is held. ``wake`` must be safe to call from a handler (``queue.SimpleQueue.put`` is reentrant).
-    """
-    noted: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield noted
-        return
-
-    def note(signum: int, frame: object) -> None:
-        noted.append(signum)
-        wake()
-
-    handlers = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
-    for sig, handler in handlers.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, note)
-    try:
-        yield noted
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        for signum in dict.fromkeys(noted):
-            signal.raise_signal(signum)
-
-
-@contextlib.contextmanager
 def _workers_start_with_signals_blocked() -> Iterator[None]:
     """Processes started in the block begin with SIGINT and SIGTERM blocked (held, not lost, until unblocked).
 
     A spawned worker inherits the signal mask (fork and exec keep it), so Ctrl-C sent to the process
     group cannot interrupt it while it imports; its initializer then ignores SIGINT for good and
     unblocks SIGTERM. In this process the block delays nothing: the handlers are noting ones
-    (:func:`_signals_deferred`), and the signals held meanwhile are delivered as the block ends.
+    (:class:`rat7m.interrupt.deferred`), and the signals held meanwhile are delivered as the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

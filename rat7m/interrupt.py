@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # typeshed has no stub for _signal; signal's functions are the same ones
     import signal
+    from collections.abc import Callable
 else:  # the C module behind ``signal``: already loaded by Python at start-up, where ``signal`` builds its enums
     import _signal as signal
 
@@ -46,6 +47,7 @@ __all__ = [
     "TERMINATED",
     "Terminated",
     "at_start",
+    "deferred",
     "exit_code",
     "message",
     "raising",
@@ -194,6 +196,40 @@ class raising:  # a context manager without contextlib: one import less at start
             _hooks.remove(self._hook)
             if sys.unraisablehook is _not_lost:  # not if code in the block installed its own meanwhile
                 sys.unraisablehook = self._hook
+
+
+class deferred:  # likewise
+    """Within the block SIGINT and SIGTERM are only noted (the list ``as`` gives) and ``wake()`` is called; on
+    leaving it the handlers are restored and a noted signal acts then: never lost, never inside a lock.
+
+    For a loop that waits on a pool (of processes or threads). Python runs a signal's handler between any two
+    bytecodes of the main thread, and an exception raised there can leave a lock taken for good:
+    ``concurrent.futures.wait`` and ``as_completed`` take each future's lock in turn, and one taken before
+    the exception is never released. A pool thread finishing that future, or the pool's manager thread
+    as it stops, then waits for it for ever, and so does the interpreter, which joins them at exit (seen:
+    "terminated" said, the process still there 30 s later). In the block the loop sees the note instead,
+    stops its pool, and leaves the block: the exception comes there, where no lock is held. ``wake`` is
+    called from the handler, so it must be reentrant (``queue.SimpleQueue.put`` is). Outside the main
+    thread (no handler of ours runs there) the block does nothing.
+    """
+
+    def __init__(self, wake: Callable[[], object]) -> None:
+        self._wake = wake
+        self.noted: list[int] = []
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.noted.append(signum)
+        self._wake()
+
+    def __enter__(self) -> list[int]:
+        self._previous = _install(self._note)
+        return self.noted
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        for signum in dict.fromkeys(self.noted):
+            signal.raise_signal(signum)
 
 
 #: The unraisable hooks :class:`raising` replaced, innermost last.

@@ -16,12 +16,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import IO
 
 from rat7m import catalogue as cat
+from rat7m import interrupt
 from rat7m.download import gdrive
 from rat7m.download.http import HttpClient, RetryPolicy
 from rat7m.download.listing import list_remote_files
@@ -231,20 +233,30 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
     stop = Interrupt()
     outcomes: list[Outcome | None] = [None] * len(tasks)
     order = range(len(tasks)) if priority is None else sorted(range(len(tasks)), key=lambda i: priority[i])
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool:
+    finished: SimpleQueue[Future[Outcome] | None] = SimpleQueue()  # futures as they finish; None: a stop signal
+    # Ctrl-C and SIGTERM only end the loop: the threads are stopped, then they act (interrupt.deferred says why).
+    with (
+        interrupt.deferred(wake=lambda: finished.put(None)) as signals,
+        ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool,
+    ):
         futures = {pool.submit(tasks[i][1], stop): i for i in order}
-        try:
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    outcomes[i] = future.result()
-                except Exception as exc:  # a bug must not take the other files down with it
-                    log.exception("%s: unexpected error", tasks[i][0])
-                    outcomes[i] = Outcome(tasks[i][0], FAILED, 0, 0, repr(exc))
-        except KeyboardInterrupt:
+        for future in futures:
+            future.add_done_callback(finished.put)  # run by the thread that ran the task (put is reentrant)
+        left = len(futures)
+        while left and not signals:
+            done = finished.get()
+            if done is None:
+                continue
+            left -= 1
+            i = futures[done]
+            try:
+                outcomes[i] = done.result()
+            except Exception as exc:  # a bug must not take the other files down with it
+                log.exception("%s: unexpected error", tasks[i][0])
+                outcomes[i] = Outcome(tasks[i][0], FAILED, 0, 0, repr(exc))
+        if signals:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
-            raise
     return [o for o in outcomes if o is not None]
 
 

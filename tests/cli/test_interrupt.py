@@ -26,7 +26,7 @@ from rat7m.extract import is_complete_jpeg
 from rat7m.interrupt import INTERRUPTED, TERMINATED
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
-from tests.helpers.shared import group_alive, group_report, processes
+from tests.helpers.shared import TRAPPED_FUTURES, group_alive, group_report, processes
 
 REPO = Path(__file__).resolve().parents[2]
 #: Enough chunks to keep two workers busy for a while, few enough to keep the test short.
@@ -242,50 +242,6 @@ def test_sigterm_mid_extraction_is_one_line_exit_143_and_leaves_only_whole_image
     _check_images(images)
 
 
-#: Runs a script with every future's lock made a trap: once the file ``argv[1]`` exists, the main thread's next
-#: taking of such a lock raises signal ``argv[2]`` just after the lock is taken, the worst moment it can land.
-TRAPPED_FUTURES = textwrap.dedent("""
-    import os, runpy, signal, sys, threading
-    from concurrent.futures import _base
-
-    ARM, SIGNUM = sys.argv[1], int(sys.argv[2])
-    sprung = []
-
-    def spring():
-        if not sprung and threading.current_thread() is threading.main_thread() and os.path.exists(ARM):
-            sprung.append(True)
-            signal.raise_signal(SIGNUM)  # Python runs the handler before this call returns
-
-    class Trap(threading.Condition):
-        def __init__(self, lock=None):
-            super().__init__(lock)
-            take = self.acquire
-
-            def acquire(*args, **kwargs):
-                taken = take(*args, **kwargs)
-                spring()
-                return taken
-
-            self.acquire = acquire
-
-        def __enter__(self):
-            taken = super().__enter__()
-            spring()
-            return taken
-
-    future_init = _base.Future.__init__
-
-    def init(self):
-        future_init(self)
-        self._condition = Trap()
-
-    _base.Future.__init__ = init
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.argv = sys.argv[3:]
-    runpy.run_path(sys.argv[0], run_name="__main__")
-""")
-
-
 def test_a_signal_landing_while_a_futures_lock_is_taken_still_ends_the_run(dataset_root, tmp_path):
     """CI saw it twice: "terminated" said, and the process still there 30 s later. Caught under load with
     py-spy: the pool's thread waited for ever for a future's lock that the main thread had taken just before
@@ -460,3 +416,27 @@ def test_raising_passes_other_unraisable_exceptions_on_and_restores_the_hook_nes
         Failing()
     assert seen == [ValueError, ValueError]
     assert sys.unraisablehook is before
+
+
+def test_deferred_notes_signals_wakes_the_loop_and_raises_them_once_on_leaving():
+    """In the block a signal is a note and a wake-up (twice the same signal, once acted on); on leaving, the
+    handler that was there acts (``raising``'s: ``Terminated``) and is back in place; SIG_IGN stays ignored."""
+    from rat7m import interrupt
+
+    woken: list[None] = []
+    reached = False
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupt.raising():
+            handler = signal.getsignal(signal.SIGTERM)
+            with pytest.raises(interrupt.Terminated), interrupt.deferred(wake=lambda: woken.append(None)) as noted:
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGINT)  # ignored: not noted, not raised
+                reached = True  # nothing was raised in the block
+            assert reached and (noted, len(woken)) == ([signal.SIGTERM, signal.SIGTERM], 2)
+            assert signal.getsignal(signal.SIGTERM) is handler
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -30,6 +30,8 @@ from rat7m.download import run
 from rat7m.download.progress import human_bytes
 from rat7m.download.record import RECORD_NAME
 from rat7m.download.transfer import CHUNK_SIZE
+from rat7m.interrupt import INTERRUPTED
+from tests.helpers.shared import TRAPPED_FUTURES
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("slept")  # retries never wait (tests/conftest.py)
@@ -182,6 +184,24 @@ def test_ctrl_c_on_a_stalled_connection_stops_at_once_and_keeps_the_part(server,
     assert proc.returncode == 130 and "interrupted; rerun the same command to resume" in err
     assert part.stat().st_size == 1 and not (out / cat.VIDEO_DIR / BIG).exists()
     assert json.loads((out / RECORD_NAME).read_text())["partials"][f"{cat.VIDEO_DIR}/{BIG}"]["validator"]
+
+
+def test_a_ctrl_c_landing_while_a_futures_lock_is_taken_still_ends_the_run(server, tree, tmp_path):
+    """Ctrl-C whose ``KeyboardInterrupt`` was raised inside ``as_completed`` just after it took a future's lock
+    left that lock taken: the download thread finishing that future waited for it for ever, and so did the
+    shutdown that waits for the threads (the extraction's hang, in the download). Here it lands right there."""
+    out, arm = tmp_path / "data", tmp_path / "arm"
+    arm.touch()  # the first future's lock the main thread takes: as_completed's, before the fix
+    argv = [sys.executable, "-c", TRAPPED_FUTURES, str(arm), str(int(signal.SIGINT)), "download_all.py",
+            "--out", str(out), "--api-url", server.api_url, "--recordings", "s5-d2", "--jobs", "2", "-q"]  # fmt: skip
+    try:
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the run did not end: a download thread waits for a future's lock") from None
+    assert (done.returncode, done.stderr.splitlines()[-1:]) == (130, [INTERRUPTED]), done.stderr
+    assert "Traceback" not in done.stderr
+    finals = {rel: digest for rel, digest in on_disk(out).items() if not rel.endswith(".part")}
+    assert finals.items() <= published(tree, recordings=(S5,)).items()  # whatever got a final name is whole
 
 
 def test_dropped_connections_resume_without_refetching(server, tree, tmp_path, slept):

@@ -26,6 +26,51 @@ from rat7m.video import ChunkIndex
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: ``python -c TRAPPED_FUTURES ARM SIGNUM SCRIPT ARGS...`` runs SCRIPT with every future's lock made a trap:
+#: once the file ARM exists, the main thread's next taking of such a lock raises SIGNUM just after the lock is
+#: taken, the worst moment a signal can land in a loop that waits on a pool.
+TRAPPED_FUTURES = textwrap.dedent("""
+    import os, runpy, signal, sys, threading
+    from concurrent.futures import _base
+
+    ARM, SIGNUM = sys.argv[1], int(sys.argv[2])
+    sprung = []
+
+    def spring():
+        if not sprung and threading.current_thread() is threading.main_thread() and os.path.exists(ARM):
+            sprung.append(True)
+            signal.raise_signal(SIGNUM)  # Python runs the handler before this call returns
+
+    class Trap(threading.Condition):
+        def __init__(self, lock=None):
+            super().__init__(lock)
+            take = self.acquire
+
+            def acquire(*args, **kwargs):
+                taken = take(*args, **kwargs)
+                spring()
+                return taken
+
+            self.acquire = acquire
+
+        def __enter__(self):
+            taken = super().__enter__()
+            spring()
+            return taken
+
+    future_init = _base.Future.__init__
+
+    def init(self):
+        future_init(self)
+        self._condition = Trap()
+
+    _base.Future.__init__ = init
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.argv = sys.argv[3:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
