@@ -1,8 +1,8 @@
 """Session fixtures shared by every test module.
 
-``synthetic_dataset`` is a RAT7M-format tree made once per session by :mod:`rat7m.demo.synthetic`
-(profile ``test``: 192x152 frames, all 7 recordings, s1-d1 in 13 chunks of 10 with a short
-last one). It is shared: a test that changes files must copy what it changes
+``synthetic_dataset`` is a RAT7M-format tree made once per run (by one xdist worker, for all) by
+:mod:`rat7m.demo.synthetic` (profile ``test``: 192x152 frames, all 7 recordings, s1-d1 in 13 chunks
+of 10 with a short last one). It is shared: a test that changes files must copy what it changes
 (``shutil.copytree(synthetic_dataset.root, tmp_path / "data")``). At the end of the session
 the fixture checks that no file in it was added, removed or rewritten, and fails loudly if so.
 ``capture_dataset`` is the same (same seed: the same .mat files, pictures and chunks) in the
@@ -11,7 +11,9 @@ rig's capture encoding (x264 ultrafast, no B-frames), so video tests run on both
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,17 +62,35 @@ def _read_only(dataset: SyntheticDataset) -> Iterator[SyntheticDataset]:
         pytest.fail(f"a test changed the shared synthetic dataset (copy it first): {', '.join(changed[:10])}")
 
 
+def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, **options: str) -> SyntheticDataset:
+    """``generate_dataset(seed=0, profile="test", **options)`` once per run, by whichever xdist worker asks first.
+
+    The others wait for it (a lock on a file in the run's folder, above each worker's) and read what it wrote
+    (~2 s of CPU a dataset, and a third of a worker's start when the suite runs on 3 workers).
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, shared by the run's workers (pytest-N/popen-gwK/ is each one's)
+    made = base / f"{name}.pickle"
+    with open(base / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes, also if this worker dies
+        if not made.exists():
+            dataset = generate_dataset(base / name / "rat7m", seed=0, profile="test", **options)
+            made.with_suffix(".partial").write_bytes(pickle.dumps(dataset))
+            made.with_suffix(".partial").rename(made)
+        return pickle.loads(made.read_bytes())  # written just above by this test run: trusted
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyntheticDataset]:
-    """The ``test`` profile dataset (seed 0, H.264 with B-frames), generated once per session; read only."""
-    yield from _read_only(generate_dataset(tmp_path_factory.mktemp("synthetic") / "rat7m", seed=0, profile="test"))
+    """The ``test`` profile dataset (seed 0, H.264 with B-frames), generated once per run; read only."""
+    yield from _read_only(_made_once(tmp_path_factory, "synthetic"))
 
 
 @pytest.fixture(scope="session")
 def capture_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyntheticDataset]:
-    """``synthetic_dataset`` in the rig's capture encoding (no B-frames), generated once per session; read only."""
-    root = tmp_path_factory.mktemp("capture") / "rat7m"
-    yield from _read_only(generate_dataset(root, seed=0, profile="test", encoding="capture"))
+    """``synthetic_dataset`` in the rig's capture encoding (no B-frames), generated once per run; read only."""
+    yield from _read_only(_made_once(tmp_path_factory, "capture", encoding="capture"))
 
 
 @pytest.fixture(params=["bframes", "capture"])
