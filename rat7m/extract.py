@@ -616,7 +616,7 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     finished: SimpleQueue[Future[JobResult] | None] = SimpleQueue()  # futures as they finish; None: a stop signal came
     pool = None
-    with interrupt.deferred(wake=lambda: finished.put(None)) as stop:
+    with interrupt.deferred(wake=lambda: finished.put(None)) as signals:
         stopped = True
         try:
             with _workers_start_with_signals_blocked():
@@ -626,9 +626,9 @@ def _run_pool(
                 )
                 futures = {pool.submit(_call, task, job, args): job for job in sorted(jobs, key=lambda j: -j.cost)}
             for future in futures:
-                future.add_done_callback(finished.put)  # run by the pool's thread (put is reentrant)
+                future.add_done_callback(finished.put)  # called by the pool's thread
             left = len(futures)
-            while left and not stop:
+            while left and not signals:
                 try:
                     done = finished.get(timeout=PROGRESS_INTERVAL)
                 except Empty:
@@ -641,16 +641,12 @@ def _run_pool(
                     except BrokenProcessPool:
                         summary.add(unfinished(futures[done]))
             _drain(progress, bar)
-            stopped = bool(stop)
+            stopped = bool(signals)
         finally:
             if pool is not None and stopped:
                 _stop_pool(pool)
             elif pool is not None:
                 pool.shutdown()
-
-
-#: The signals that stop a run (Ctrl-C, ``kill``/``scancel``).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -659,15 +655,15 @@ def _workers_start_with_signals_blocked() -> Iterator[None]:
 
     A spawned worker inherits the signal mask (fork and exec keep it), so Ctrl-C sent to the process
     group cannot interrupt it while it imports; its initializer then ignores SIGINT for good and
-    unblocks SIGTERM. In this process the block delays nothing: the handlers are noting ones
-    (:class:`rat7m.interrupt.deferred`), and the signals held meanwhile are delivered as the block ends.
+    unblocks SIGTERM. In this process a signal held meanwhile is delivered as the block ends (a moment
+    later) to the noting handler of :class:`rat7m.interrupt.deferred`, the one in place around it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     # Started now, not inside the block: starting it unblocks SIGINT and SIGTERM in this thread (Python 3.11).
     resource_tracker.ensure_running()
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, interrupt.SIGNALS)
     try:
         yield
     finally:

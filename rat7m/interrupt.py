@@ -13,6 +13,9 @@ running any clean-up. A run has three phases, each with its handler:
    ``finally`` and ``except BaseException`` removes its temporary files and stops its workers, and
    ``run_main`` prints the one line. An exception Python cannot raise where the handler ran (inside a
    finaliser) is not lost: the signal is sent again once the finaliser has returned (:func:`_not_lost`).
+   A loop waiting on a pool of processes or threads only notes the signals (:class:`deferred`): raised
+   there, the exception could leave a lock taken that the pool needs to stop; it is raised once the
+   pool is stopped.
 3. **After** (``main`` has returned, or the line has been printed): back to phase 1's handler, so a
    signal during interpreter shutdown (joining threads, flushing) ends the process too, with the
    one line if it has not been printed yet, silently if it has (:func:`reported`).

@@ -227,36 +227,46 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
     """Run ``(path, task)`` pairs on ``jobs`` threads; outcomes in the order of ``tasks``.
 
     Tasks start in the order of ``tasks``, or of ``priority`` (one sort key per task, lowest first).
-    A task that raises (a bug) fails its own file only. On Ctrl-C the threads stop where they are
-    (parts are kept for the next run) and the ``KeyboardInterrupt`` goes on up.
+    A task that raises (a bug) fails its own file only. On Ctrl-C or SIGTERM the threads stop where
+    they are (parts are kept for the next run), and once they have, ``KeyboardInterrupt`` (or
+    :class:`~rat7m.interrupt.Terminated`) goes on up; a second one stops waiting for them (a thread in
+    a read that only its timeout ends), and a third ends the process (:mod:`rat7m.interrupt`).
     """
     stop = Interrupt()
     outcomes: list[Outcome | None] = [None] * len(tasks)
     order = range(len(tasks)) if priority is None else sorted(range(len(tasks)), key=lambda i: priority[i])
     finished: SimpleQueue[Future[Outcome] | None] = SimpleQueue()  # futures as they finish; None: a stop signal
-    # Ctrl-C and SIGTERM only end the loop: the threads are stopped, then they act (interrupt.deferred says why).
-    with (
-        interrupt.deferred(wake=lambda: finished.put(None)) as signals,
-        ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download") as pool,
-    ):
-        futures = {pool.submit(tasks[i][1], stop): i for i in order}
-        for future in futures:
-            future.add_done_callback(finished.put)  # run by the thread that ran the task (put is reentrant)
-        left = len(futures)
-        while left and not signals:
-            done = finished.get()
-            if done is None:
-                continue
-            left -= 1
-            i = futures[done]
-            try:
-                outcomes[i] = done.result()
-            except Exception as exc:  # a bug must not take the other files down with it
-                log.exception("%s: unexpected error", tasks[i][0])
-                outcomes[i] = Outcome(tasks[i][0], FAILED, 0, 0, repr(exc))
-        if signals:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download")
+    # Signals are noted and wake the loop, and act as it ends (rat7m.interrupt.deferred says why).
+    with interrupt.deferred(wake=lambda: finished.put(None)) as signals:
+        completed = False
+        try:
+            futures = {pool.submit(tasks[i][1], stop): i for i in order}
+            for future in futures:
+                future.add_done_callback(finished.put)  # called by the thread that ran the task
+            left = len(futures)
+            while left and len(signals) < 2:
+                if signals and not stop.is_set():
+                    stop.set()
+                    pool.shutdown(wait=False, cancel_futures=True)  # files not started are cancelled
+                done = finished.get()
+                if done is None:
+                    continue
+                left -= 1
+                if signals:
+                    continue
+                i = futures[done]
+                try:
+                    outcomes[i] = done.result()
+                except Exception as exc:  # a bug must not take the other files down with it
+                    log.exception("%s: unexpected error", tasks[i][0])
+                    outcomes[i] = Outcome(tasks[i][0], FAILED, 0, 0, repr(exc))
+            completed = not signals
+        finally:
+            if not completed:  # a signal, or an error here: nothing more starts, what runs stops
+                stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown()
     return [o for o in outcomes if o is not None]
 
 

@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from http.client import HTTPConnection
@@ -191,7 +192,7 @@ def test_a_ctrl_c_landing_while_a_futures_lock_is_taken_still_ends_the_run(serve
     left that lock taken: the download thread finishing that future waited for it for ever, and so did the
     shutdown that waits for the threads (the extraction's hang, in the download). Here it lands right there."""
     out, arm = tmp_path / "data", tmp_path / "arm"
-    arm.touch()  # the first future's lock the main thread takes: as_completed's, before the fix
+    arm.touch()  # from the start: before the fix, the first future's lock taken was as_completed's
     argv = [sys.executable, "-c", TRAPPED_FUTURES, str(arm), str(int(signal.SIGINT)), "download_all.py",
             "--out", str(out), "--api-url", server.api_url, "--recordings", "s5-d2", "--jobs", "2", "-q"]  # fmt: skip
     try:
@@ -202,6 +203,55 @@ def test_a_ctrl_c_landing_while_a_futures_lock_is_taken_still_ends_the_run(serve
     assert "Traceback" not in done.stderr
     finals = {rel: digest for rel, digest in on_disk(out).items() if not rel.endswith(".part")}
     assert finals.items() <= published(tree, recordings=(S5,)).items()  # whatever got a final name is whole
+
+
+#: A download whose one file waits for response headers that never come (the stop cuts only a body being
+#: read): Ctrl-C twice, half a second apart, and once more when the run has returned (as the process ends).
+STALLED_HEADERS = textwrap.dedent("""
+    import os, signal, socket, sys, threading, time
+    from rat7m import interrupt
+    interrupt.at_start()
+    from rat7m.cli import run_main
+    from rat7m.download.http import HttpClient
+    from rat7m.download.run import run_parallel
+    from rat7m.download.transfer import Outcome
+
+    server = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [server.accept() for _ in range(9)], daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/file"
+    returned = threading.Event()
+
+    def task(stop):
+        HttpClient().open(url)  # blocks for the read timeout (60 s)
+        return Outcome("file", "downloaded", 0)
+
+    def ctrl_c():
+        for _ in range(2):
+            time.sleep(0.5)
+            print("Ctrl-C", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+        if returned.wait(60):
+            print("Ctrl-C", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    code = run_main(lambda argv: run_parallel([("file", task)], 1) and 0)
+    print("returned", flush=True)
+    returned.set()
+    sys.exit(code)  # waits for the stuck thread, unless a signal ends it
+""")
+
+
+def test_a_second_ctrl_c_stops_waiting_for_a_stuck_thread_and_a_third_ends_the_process():
+    """The first Ctrl-C stops the threads where they can be stopped; one waiting for headers (up to 60 s) cannot
+    be: the second Ctrl-C stops waiting for it and says the one line, the third ends the process."""
+    try:
+        done = subprocess.run([sys.executable, "-c", STALLED_HEADERS], capture_output=True, text=True, timeout=30,
+                              cwd=REPO)  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"still waiting for the stuck thread: {exc.stdout!r}") from None
+    assert done.stdout.splitlines() == ["Ctrl-C", "Ctrl-C", "returned", "Ctrl-C"]
+    assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
 def test_dropped_connections_resume_without_refetching(server, tree, tmp_path, slept):
