@@ -48,7 +48,7 @@ import mmap
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from multiprocessing.reduction import DupFd, ForkingPickler
@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from rat7m import crops, shards
+from rat7m import crops, interrupt, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.fileio import process_alive
@@ -482,13 +482,29 @@ def _checked_threads(threads: int) -> int:
 
 
 def _map_views(threads: int) -> Callable[..., Any]:
-    """``map`` over views: the built-in one, or a pool of ``threads`` threads of this process."""
+    """``map`` over views: the built-in one, or a pool of ``threads`` threads of this process.
+
+    The pool's results are taken with Ctrl-C and SIGTERM deferred until the views are done, milliseconds
+    later (:class:`rat7m.interrupt.deferred`): raised while this thread held a future's lock, the exception
+    left the lock taken, the thread finishing that future waited for it for ever, and so did the
+    interpreter as it ended (it joins the pool's threads).
+    """
     if threads <= 1:
         return map
     key = (os.getpid(), threads)
     if key not in _POOLS:
         _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="rat7m-decode")
-    return _POOLS[key].map
+    pool_map = _POOLS[key].map
+
+    def map_deferring_signals(fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        with interrupt.deferred(wake=_nothing):
+            return list(pool_map(fn, *iterables))
+
+    return map_deferring_signals
+
+
+def _nothing() -> None:
+    """Nothing to wake: the views are done within milliseconds, then the signal acts."""
 
 
 def _crop_shape(spec: crops.CropSpec, views: int) -> tuple[int, int, int, int] | None:

@@ -34,7 +34,7 @@ from rat7m.table import load_annotation, save_annotation  # noqa: E402
 from rat7m.table_build import build_table  # noqa: E402
 from rat7m.torch_dataset import Rat7mCrops, _receive_images, collate, shard_dataset  # noqa: E402
 from rat7m.video import ChunkIndex  # noqa: E402
-from tests.helpers.shared import free_port  # noqa: E402
+from tests.helpers.shared import TRAPPED_FUTURES, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 #: The TensorFlow recipe's tests run where tensorflow is installed (requirements-tensorflow.txt; CI installs it).
@@ -556,6 +556,34 @@ def test_decoding_threads_give_the_same_batches_and_random_crops(built, monkeypa
         _assert_same(batch, reference)
     _assert_same(single, expected_single)
     assert {name.split("_")[0] for name in names} == {"rat7m-decode"} and len(set(names)) > 1
+
+
+#: A sample read on 2 decoding threads, as a training loop would: "interrupted" if Ctrl-C stopped it.
+ONE_SAMPLE_ON_THREADS = """
+import sys
+from rat7m.torch_dataset import Rat7mCrops
+dataset = Rat7mCrops(sys.argv[1], root=sys.argv[2], split="test", threads=2)
+try:
+    dataset[0]
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_landing_while_a_futures_lock_is_taken_leaves_the_decoding_threads_free(built, tmp_path):
+    """Ctrl-C in a loop over a dataset with decoding threads, landing just after the main thread took a future's
+    lock: raised there, the lock stayed taken, and the interpreter waited for ever at exit for the decoding
+    thread blocked on it. It acts once the sample's views are done instead."""
+    script, arm = tmp_path / "one_sample.py", tmp_path / "arm"
+    script.write_text(ONE_SAMPLE_ON_THREADS)
+    arm.touch()
+    command = [sys.executable, "-c", TRAPPED_FUTURES, str(arm), str(int(signal.SIGINT)), str(script),
+               str(built.table_path), str(built.root)]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the process did not end: a decoding thread waits for a future's lock") from None
+    assert (done.returncode, done.stdout) == (0, "interrupted\n"), done.stderr
 
 
 def test_decoding_threads_in_the_shard_pipeline(built, monkeypatch):
