@@ -49,16 +49,16 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from multiprocessing.reduction import DupFd, ForkingPickler
+from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from rat7m import crops, interrupt, shards
+from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.fileio import process_alive
@@ -471,8 +471,56 @@ def _build(
     return out
 
 
+class _DecodingThreads:
+    """``threads`` daemon threads of this process that run :meth:`map`'s calls in parallel.
+
+    Not a ``concurrent.futures`` pool: its caller takes each future's lock in turn (and its semaphore's),
+    and a Ctrl-C raised while it held one left the lock taken; the pool thread finishing that future then
+    waited for it for ever, and so did the interpreter as it ended (it joins a pool's threads). Deferring
+    the signals instead delayed Ctrl-C by a whole batch and took over handlers that torch sets in its
+    loader workers. Here the caller only puts to and gets from ``queue.SimpleQueue`` s (C, reentrant): a
+    Ctrl-C raises at once, holding nothing; the threads finish the views they were given (into memory
+    their calls keep alive) and are not waited for at exit.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple, SimpleQueue, int]] = SimpleQueue()
+        for k in range(threads):
+            threading.Thread(target=self._run, name=f"rat7m-decode_{k}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            fn, args, results, index = self._calls.get()
+            try:
+                outcome = (index, True, fn(*args))
+            except BaseException as exc:  # raised again in the caller's thread
+                outcome = (index, False, exc)
+            results.put(outcome)
+            del fn, args, results, outcome  # nothing of a call kept while waiting for the next
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        """``list(map(fn, *iterables))`` on the threads; an error is raised (the first in order) once every
+        call has ended, so none is still writing into a batch its caller may reuse."""
+        results: SimpleQueue[tuple[int, bool, Any]] = SimpleQueue()
+        count = 0
+        for index, args in enumerate(zip(*iterables, strict=False)):  # as map: up to the shortest
+            self._calls.put((fn, args, results, index))
+            count += 1
+        values: list[Any] = [None] * count
+        errors: dict[int, BaseException] = {}
+        for _ in range(count):
+            index, ok, value = results.get()
+            if ok:
+                values[index] = value
+            else:
+                errors[index] = value
+        if errors:
+            raise errors[min(errors)]
+        return values
+
+
 #: Decoding threads of this process, by count (a forked loader worker starts its own: threads do not fork).
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], _DecodingThreads] = {}
 
 
 def _checked_threads(threads: int) -> int:
@@ -482,29 +530,13 @@ def _checked_threads(threads: int) -> int:
 
 
 def _map_views(threads: int) -> Callable[..., Any]:
-    """``map`` over views: the built-in one, or a pool of ``threads`` threads of this process.
-
-    The pool's results are taken with Ctrl-C and SIGTERM deferred until the views are done, milliseconds
-    later (:class:`rat7m.interrupt.deferred`): raised while this thread held a future's lock, the exception
-    left the lock taken, the thread finishing that future waited for it for ever, and so did the
-    interpreter as it ended (it joins the pool's threads).
-    """
+    """``map`` over views: the built-in one, or :class:`_DecodingThreads`' of ``threads`` threads of this process."""
     if threads <= 1:
         return map
     key = (os.getpid(), threads)
     if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="rat7m-decode")
-    pool_map = _POOLS[key].map
-
-    def map_deferring_signals(fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
-        with interrupt.deferred(wake=_nothing):
-            return list(pool_map(fn, *iterables))
-
-    return map_deferring_signals
-
-
-def _nothing() -> None:
-    """Nothing to wake: the views are done within milliseconds, then the signal acts."""
+        _POOLS[key] = _DecodingThreads(threads)
+    return _POOLS[key].map
 
 
 def _crop_shape(spec: crops.CropSpec, views: int) -> tuple[int, int, int, int] | None:
