@@ -141,12 +141,13 @@ def _send_again(pid: int, signum: int, raised: int) -> None:
         os.kill(pid, signum)
 
 
-def _install(handler: object) -> dict[int, object]:
+def _install(handler: object, previous: dict[int, object] | None = None) -> dict[int, object]:
     """Install ``handler`` for :data:`SIGNALS` not ignored; return the previous handlers.
 
-    Nothing outside the main thread (only it can set Python's handlers).
+    Each is recorded in ``previous`` as soon as it is replaced, so a caller interrupted halfway knows what
+    to put back. Nothing outside the main thread (only it can set Python's handlers).
     """
-    previous: dict[int, object] = {}
+    previous = {} if previous is None else previous
     for sig in SIGNALS:
         old = signal.getsignal(sig)
         if old is signal.SIG_IGN:
@@ -157,6 +158,25 @@ def _install(handler: object) -> dict[int, object]:
             return previous
         previous[sig] = old
     return previous
+
+
+def _restore(previous: dict[int, object], done: int = 0) -> None:
+    """Put back every handler of ``previous``, the later ones even if one put back first raises at once."""
+    items = list(previous.items())[done:]
+    if items:
+        try:
+            signal.signal(items[0][0], items[0][1])  # type: ignore[arg-type]
+        finally:
+            _restore(previous, done + 1)
+
+
+def _raise_each(signums: list[int]) -> None:
+    """Raise each signal for its handler, the later ones even if one raises: the last one's exception goes on."""
+    if signums:
+        try:
+            signal.raise_signal(signums[0])
+        finally:
+            _raise_each(signums[1:])
 
 
 def at_start() -> None:
@@ -193,8 +213,7 @@ class raising:  # a context manager without contextlib: one import less at start
             sys.unraisablehook = _not_lost
 
     def __exit__(self, *exc_info: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        _restore(self._previous)
         if self._hook is not None:
             _hooks.remove(self._hook)
             if sys.unraisablehook is _not_lost:  # not if code in the block installed its own meanwhile
@@ -203,7 +222,7 @@ class raising:  # a context manager without contextlib: one import less at start
 
 class deferred:  # likewise
     """Within the block SIGINT and SIGTERM are only noted (the list ``as`` gives) and ``wake()`` is called; on
-    leaving it the handlers are restored and a noted signal acts then: never lost, never inside a lock.
+    leaving it the handlers are restored and each noted signal acts then: never lost, never inside a lock.
 
     For a loop that waits on a pool (of processes or threads). Python runs a signal's handler between any two
     bytecodes of the main thread, and an exception raised there can leave a lock taken for good:
@@ -225,14 +244,19 @@ class deferred:  # likewise
         self._wake()
 
     def __enter__(self) -> list[int]:
-        self._previous = _install(self._note)
+        self._previous: dict[int, object] = {}
+        try:
+            _install(self._note, self._previous)
+        except BaseException:  # a signal between the two: its handler (not yet ours) raised
+            _restore(self._previous)
+            raise
         return self.noted
 
     def __exit__(self, *exc_info: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-        for signum in dict.fromkeys(self.noted):
-            signal.raise_signal(signum)
+        try:
+            _restore(self._previous)
+        finally:  # SIGTERM last: if both came, its Terminated is the exception that goes on (exit 143)
+            _raise_each(sorted(set(self.noted), key=lambda signum: signum == signal.SIGTERM))
 
 
 #: The unraisable hooks :class:`raising` replaced, innermost last.

@@ -443,3 +443,14 @@ def test_deferred_notes_signals_wakes_the_loop_and_raises_them_once_on_leaving()
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_deferred_ctrl_c_then_sigterm_both_act_and_sigterm_goes_on():
+    """Ctrl-C then SIGTERM in the block: both handlers run on leaving it, SIGTERM's last, so ``Terminated`` goes
+    on (exit 143, as ``kill``/``scancel`` asked), with the ``KeyboardInterrupt`` as its context (it was lost)."""
+    from rat7m import interrupt
+
+    with interrupt.raising(), pytest.raises(interrupt.Terminated) as raised, interrupt.deferred(wake=lambda: None):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+    assert type(raised.value.__context__) is KeyboardInterrupt
