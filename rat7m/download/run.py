@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +68,11 @@ log = logging.getLogger(__name__)
 
 #: Lock file (in the output folder) held while a run writes there.
 LOCK_NAME = ".rat7m-download.lock"
+#: Set once a run stopped waiting for a download thread (a second Ctrl-C): that thread may still write into
+#: the folder, so its lock is kept until this process ends (:data:`_KEPT_LOCKS`; an flock dies with it).
+_STILL_WRITING = threading.Event()
+#: The lock files of the runs that left a thread writing, open (so locked) until the process ends.
+_KEPT_LOCKS: list[IO] = []
 #: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
 ZIP_URL = "https://figshare.com/ndownloader"
 
@@ -188,9 +194,12 @@ def _exclusive(out: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
-        with contextlib.suppress(OSError):
-            path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
-        handle.close()
+        if _STILL_WRITING.is_set():  # a thread of this run may still write: the next run must wait for it
+            _KEPT_LOCKS.append(handle)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
+            handle.close()
 
 
 def _open_lock(path: Path) -> IO:
@@ -239,12 +248,11 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="download")
     # Signals are noted and wake the loop, and act as it ends (rat7m.interrupt.deferred says why).
     with interrupt.deferred(wake=lambda: finished.put(None)) as signals:
-        completed = False
+        completed, left = False, len(tasks)  # tasks not known to have ended
         try:
             futures = {pool.submit(tasks[i][1], stop): i for i in order}
             for future in futures:
                 future.add_done_callback(finished.put)  # called by the thread that ran the task
-            left = len(futures)
             while left and len(signals) < 2:
                 if signals and not stop.is_set():
                     stop.set()
@@ -266,6 +274,8 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
             if not completed:  # a signal, or an error here: nothing more starts, what runs stops
                 stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
+            if left:  # not waited for (a second signal, an error): a thread may still write
+                _STILL_WRITING.set()
     pool.shutdown()
     return [o for o in outcomes if o is not None]
 

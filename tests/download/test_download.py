@@ -30,7 +30,8 @@ from rat7m.demo.figshare_server import API, Faults, FigshareServer
 from rat7m.download import run
 from rat7m.download.progress import human_bytes
 from rat7m.download.record import RECORD_NAME
-from rat7m.download.transfer import CHUNK_SIZE
+from rat7m.download.transfer import CHUNK_SIZE, Outcome
+from rat7m.errors import BadInputError
 from rat7m.interrupt import INTERRUPTED
 from tests.helpers.shared import TRAPPED_FUTURES
 
@@ -252,6 +253,32 @@ def test_a_second_ctrl_c_stops_waiting_for_a_stuck_thread_and_a_third_ends_the_p
         raise AssertionError(f"still waiting for the stuck thread: {exc.stdout!r}") from None
     assert done.stdout.splitlines() == ["Ctrl-C", "Ctrl-C", "returned", "Ctrl-C"]
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
+
+
+def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock(tmp_path, monkeypatch, sigint_default):
+    """After a second Ctrl-C the run no longer waits for a thread that may still write (headers arriving late,
+    then its ``.part``): the folder's lock stays held until the process ends, so no new run writes beside it."""
+    monkeypatch.setattr(run, "_STILL_WRITING", threading.Event())
+    monkeypatch.setattr(run, "_KEPT_LOCKS", [])
+    release = threading.Event()
+
+    def stuck(stop):  # deaf to the stop, as a thread waiting for headers is
+        release.wait(30)
+        return Outcome("file", "downloaded", 0)
+
+    timers = [threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)) for delay in (0.2, 0.6)]
+    try:
+        with pytest.raises(KeyboardInterrupt), run._exclusive(tmp_path):
+            for timer in timers:
+                timer.start()
+            run.run_parallel([("file", stuck)], 1)
+        assert (tmp_path / run.LOCK_NAME).exists()
+        with pytest.raises(BadInputError, match="another download is already writing"), run._exclusive(tmp_path):
+            pass
+    finally:
+        release.set()
+        for timer in timers:
+            timer.cancel()
 
 
 def test_dropped_connections_resume_without_refetching(server, tree, tmp_path, slept):
