@@ -152,22 +152,33 @@ def _install(handler: object, previous: dict[int, object] | None = None) -> dict
         old = signal.getsignal(sig)
         if old is signal.SIG_IGN:
             continue
+        previous[sig] = old  # before: a pending signal's handler may raise inside the call, after the swap
         try:
             signal.signal(sig, handler)  # type: ignore[arg-type]
         except ValueError:  # not the main thread
+            del previous[sig]
             return previous
-        previous[sig] = old
     return previous
 
 
-def _restore(previous: dict[int, object], done: int = 0) -> None:
-    """Put back every handler of ``previous``, the later ones even if one put back first raises at once."""
-    items = list(previous.items())[done:]
-    if items:
-        try:
-            signal.signal(items[0][0], items[0][1])  # type: ignore[arg-type]
-        finally:
-            _restore(previous, done + 1)
+def _restore(previous: dict[int, object]) -> None:
+    """Put back every handler of ``previous``, even if a signal's handler raises meanwhile (raised after).
+
+    ``signal.signal`` runs pending handlers before it swaps: one that raises there leaves the swap undone,
+    so it is tried again.
+    """
+    raised: BaseException | None = None
+    for sig, handler in previous.items():
+        while True:
+            try:
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+                break
+            except ValueError:  # not the main thread: nothing of ours to put back here
+                raise
+            except BaseException as exc:  # a pending signal's handler (ours, raising): the swap is still due
+                raised = exc
+    if raised is not None:
+        raise raised
 
 
 def _raise_each(signums: list[int]) -> None:
@@ -205,7 +216,12 @@ class raising:  # a context manager without contextlib: one import less at start
     """
 
     def __enter__(self) -> None:
-        self._previous = _install(_raise)
+        self._previous: dict[int, object] = {}
+        try:
+            _install(_raise, self._previous)
+        except BaseException:  # a signal meanwhile: its handler raised (ours already, or the one before)
+            _restore(self._previous)
+            raise
         self._hook = None
         if self._previous and sys.unraisablehook is not _not_lost:  # nested: the outer block's hook stays
             self._hook = sys.unraisablehook

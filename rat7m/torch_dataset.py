@@ -42,16 +42,18 @@ slots: with every slot held, a worker sends its batches as torch does (a new sha
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import mmap
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from multiprocessing.reduction import DupFd, ForkingPickler
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import numpy as np
@@ -379,7 +381,7 @@ def _mapped_slot(descriptor: Any, worker: int) -> np.ndarray:
 
 
 def _forget_after_fork() -> None:
-    """In a forked child (a loader worker): drop the parent's slot mappings and free batches, and its locks.
+    """In a forked child (a loader worker): drop the parent's slot mappings, free batches, decoding threads and locks.
 
     Kept, they would hold the parent's memory for the child's life: slots of workers that have ended, and
     pages of the batch pool the parent goes on to write (copied on write for the child).
@@ -388,6 +390,8 @@ def _forget_after_fork() -> None:
     _TAKING, _MAPPING = threading.Lock(), threading.Lock()  # a thread of the parent may have held one
     _MAPPED.clear()
     _FREE_BATCHES.clear()
+    for key in [key for key in _POOLS if key[0] != os.getpid()]:  # the parent's: no thread of it runs here
+        atexit.unregister(_POOLS.pop(key).stop)
 
 
 def _count_fork() -> None:
@@ -477,46 +481,71 @@ class _DecodingThreads:
     Not a ``concurrent.futures`` pool: its caller takes each future's lock in turn (and its semaphore's),
     and a Ctrl-C raised while it held one left the lock taken; the pool thread finishing that future then
     waited for it for ever, and so did the interpreter as it ended (it joins a pool's threads). Deferring
-    the signals instead delayed Ctrl-C by a whole batch and took over handlers that torch sets in its
-    loader workers. Here the caller only puts to and gets from ``queue.SimpleQueue`` s (C, reentrant): a
-    Ctrl-C raises at once, holding nothing; the threads finish the views they were given (into memory
-    their calls keep alive) and are not waited for at exit.
+    the signals instead delayed Ctrl-C by a batch and took over handlers that torch sets in its loader
+    workers. Here the caller only puts to and gets from ``queue.SimpleQueue`` s (C, reentrant): a Ctrl-C
+    raises at once, holding nothing. The calls of a ``map`` left that way are dropped (the views being
+    decoded finish, into memory their calls keep alive), and as Python exits the threads are stopped and
+    waited for, at most :data:`STOP_WAIT` seconds: a daemon thread still in OpenCV when the interpreter
+    ends would abort the process (a C++ destructor taking back the GIL).
     """
 
+    #: Seconds Python's exit waits for the threads to finish their current views (one stuck on a read is left).
+    STOP_WAIT = 2.0
+
     def __init__(self, threads: int) -> None:
-        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple, SimpleQueue, int]] = SimpleQueue()
-        for k in range(threads):
-            threading.Thread(target=self._run, name=f"rat7m-decode_{k}", daemon=True).start()
+        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple, SimpleQueue, int, list[bool]] | None] = SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"rat7m-decode_{k}", daemon=True) for k in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+        atexit.register(self.stop)
 
     def _run(self) -> None:
-        while True:
-            fn, args, results, index = self._calls.get()
-            try:
-                outcome = (index, True, fn(*args))
-            except BaseException as exc:  # raised again in the caller's thread
-                outcome = (index, False, exc)
-            results.put(outcome)
-            del fn, args, results, outcome  # nothing of a call kept while waiting for the next
+        while (call := self._calls.get()) is not None:
+            fn, args, results, index, dropped = call
+            if not dropped:  # else its map was left (Ctrl-C): nobody waits for it
+                try:
+                    results.put((index, True, fn(*args)))
+                except BaseException as exc:  # raised again in the caller's thread
+                    results.put((index, False, exc))
+            del call, fn, args, results  # nothing of a call kept while waiting for the next
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
-        """``list(map(fn, *iterables))`` on the threads; an error is raised (the first in order) once every
-        call has ended, so none is still writing into a batch its caller may reuse."""
+        """``list(map(fn, *iterables))`` on the threads; the first error in order is raised once all the
+        calls have ended. Left by an exception of its own (Ctrl-C), its calls not started are dropped."""
         results: SimpleQueue[tuple[int, bool, Any]] = SimpleQueue()
+        dropped: list[bool] = []
         count = 0
-        for index, args in enumerate(zip(*iterables, strict=False)):  # as map: up to the shortest
-            self._calls.put((fn, args, results, index))
-            count += 1
-        values: list[Any] = [None] * count
-        errors: dict[int, BaseException] = {}
-        for _ in range(count):
-            index, ok, value = results.get()
-            if ok:
-                values[index] = value
-            else:
-                errors[index] = value
+        try:
+            for index, args in enumerate(zip(*iterables, strict=False)):  # as map: up to the shortest
+                self._calls.put((fn, args, results, index, dropped))
+                count += 1
+            values: list[Any] = [None] * count
+            errors: dict[int, BaseException] = {}
+            for _ in range(count):
+                index, ok, value = results.get()
+                if ok:
+                    values[index] = value
+                else:
+                    errors[index] = value
+        except BaseException:
+            dropped.append(True)
+            raise
         if errors:
             raise errors[min(errors)]
         return values
+
+    def stop(self) -> None:
+        """Drop the calls not started, end the threads, and wait for them (at most :data:`STOP_WAIT` s)."""
+        with contextlib.suppress(Empty):
+            while True:
+                self._calls.get_nowait()
+        for _ in self._threads:
+            self._calls.put(None)
+        deadline = time.monotonic() + self.STOP_WAIT
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 #: Decoding threads of this process, by count (a forked loader worker starts its own: threads do not fork).

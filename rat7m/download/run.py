@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +68,42 @@ log = logging.getLogger(__name__)
 
 #: Lock file (in the output folder) held while a run writes there.
 LOCK_NAME = ".rat7m-download.lock"
-#: Set once a run stopped waiting for a download thread (a second Ctrl-C): that thread may still write into
-#: the folder, so its lock is kept until this process ends (:data:`_KEPT_LOCKS`; an flock dies with it).
-_STILL_WRITING = threading.Event()
-#: The lock files of the runs that left a thread writing, open (so locked) until the process ends.
-_KEPT_LOCKS: list[IO] = []
+
+
+class _Stragglers:
+    """Download threads a run stopped waiting for (a second Ctrl-C, an error), which may still write into its
+    folder: the run's lock is kept until the last of them has ended, then released (no run writes beside them).
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._running = 0
+        self._kept: list[tuple[IO, Path]] = []
+
+    def add(self, futures: Iterable[Future]) -> None:
+        """Tasks not finished when their run stopped waiting; each is counted until it ends."""
+        futures = [future for future in futures if not future.done()]
+        with self._guard:
+            self._running += len(futures)
+        for future in futures:
+            future.add_done_callback(self._ended)
+
+    def keep(self, handle: IO, path: Path) -> bool:
+        """Keep a run's lock (open file ``handle`` at ``path``) while stragglers run; ``False`` if none does."""
+        with self._guard:
+            if self._running:
+                self._kept.append((handle, path))
+            return bool(self._running)
+
+    def _ended(self, future: Future) -> None:
+        with self._guard:
+            self._running -= 1
+            kept, self._kept = (self._kept, []) if not self._running else ([], self._kept)
+        for handle, path in kept:
+            _release_lock(handle, path)
+
+
+_STRAGGLERS = _Stragglers()
 #: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
 ZIP_URL = "https://figshare.com/ndownloader"
 
@@ -194,12 +225,14 @@ def _exclusive(out: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
-        if _STILL_WRITING.is_set():  # a thread of this run may still write: the next run must wait for it
-            _KEPT_LOCKS.append(handle)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
-            handle.close()
+        if not _STRAGGLERS.keep(handle, path):  # else released when the threads still writing have ended
+            _release_lock(handle, path)
+
+
+def _release_lock(handle: IO, path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()  # before unlocking: whoever opened it meanwhile sees it gone and opens anew
+    handle.close()
 
 
 def _open_lock(path: Path) -> IO:
@@ -249,8 +282,10 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
     # Signals are noted and wake the loop, and act as it ends (rat7m.interrupt.deferred says why).
     with interrupt.deferred(wake=lambda: finished.put(None)) as signals:
         completed, left = False, len(tasks)  # tasks not known to have ended
+        futures: dict[Future[Outcome], int] = {}
         try:
-            futures = {pool.submit(tasks[i][1], stop): i for i in order}
+            for i in order:
+                futures[pool.submit(tasks[i][1], stop)] = i
             for future in futures:
                 future.add_done_callback(finished.put)  # called by the thread that ran the task
             while left and len(signals) < 2:
@@ -275,7 +310,7 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
                 stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
             if left:  # not waited for (a second signal, an error): a thread may still write
-                _STILL_WRITING.set()
+                _STRAGGLERS.add(futures)
     pool.shutdown()
     return [o for o in outcomes if o is not None]
 

@@ -454,3 +454,30 @@ def test_deferred_ctrl_c_then_sigterm_both_act_and_sigterm_goes_on():
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGTERM)
     assert type(raised.value.__context__) is KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "raising_call", [1, 2, 3, 4], ids=["install-INT", "install-TERM", "restore-INT", "restore-TERM"]
+)
+def test_deferred_puts_every_handler_back_even_if_a_signal_raises_while_they_are_swapped(monkeypatch, raising_call):
+    """``signal.signal`` runs a pending signal's handler before it swaps: if that handler raises (ours do), the
+    swap is not done. Whichever of deferred's four swaps it lands in, the handlers from before are back after."""
+    import types
+
+    from rat7m import interrupt
+
+    real, calls = interrupt.signal, []
+
+    def swap(sig, handler):
+        calls.append(sig)
+        if len(calls) == raising_call:
+            raise KeyboardInterrupt  # as a pending Ctrl-C's handler would, before the swap
+        return real.signal(sig, handler)
+
+    fake = types.SimpleNamespace(**{name: getattr(real, name) for name in dir(real) if not name.startswith("__")})
+    fake.signal = swap
+    before = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
+    monkeypatch.setattr(interrupt, "signal", fake)
+    with pytest.raises(KeyboardInterrupt), interrupt.deferred(wake=lambda: None):
+        pass
+    assert {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS} == before

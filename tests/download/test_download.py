@@ -255,15 +255,17 @@ def test_a_second_ctrl_c_stops_waiting_for_a_stuck_thread_and_a_third_ends_the_p
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
-def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock(tmp_path, monkeypatch, sigint_default):
+def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock_until_the_thread_ends(tmp_path, monkeypatch,
+                                                                                        sigint_default):  # fmt: skip
     """After a second Ctrl-C the run no longer waits for a thread that may still write (headers arriving late,
-    then its ``.part``): the folder's lock stays held until the process ends, so no new run writes beside it."""
-    monkeypatch.setattr(run, "_STILL_WRITING", threading.Event())
-    monkeypatch.setattr(run, "_KEPT_LOCKS", [])
-    release = threading.Event()
+    then its ``.part``): the folder's lock stays held while that thread runs, so no new run writes beside it,
+    and is released when it ends."""
+    monkeypatch.setattr(run, "_STRAGGLERS", run._Stragglers())
+    release, ended = threading.Event(), threading.Event()
 
     def stuck(stop):  # deaf to the stop, as a thread waiting for headers is
         release.wait(30)
+        ended.set()
         return Outcome("file", "downloaded", 0)
 
     timers = [threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)) for delay in (0.2, 0.6)]
@@ -279,6 +281,13 @@ def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock(tmp_path, monkey
         release.set()
         for timer in timers:
             timer.cancel()
+    assert ended.wait(10)
+    deadline = time.monotonic() + 10
+    while (tmp_path / run.LOCK_NAME).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the thread's last step: its future's callbacks
+    with run._exclusive(tmp_path):  # free again
+        pass
+    assert not (tmp_path / run.LOCK_NAME).exists()
 
 
 def test_dropped_connections_resume_without_refetching(server, tree, tmp_path, slept):

@@ -588,7 +588,7 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_while_the_decoding_threads_wait_stops_the_loop_and_the_process_at_once(built, tmp_path):
     """Ctrl-C in a training loop whose decoding thread waits on a read that does not return: the loop gets
-    ``KeyboardInterrupt`` at once and the process ends (the threads are not waited for). A ``concurrent.futures``
+    ``KeyboardInterrupt`` at once and the process ends (its threads waited for 2 s at most). A ``concurrent.futures``
     pool's threads were waited for at exit (and one could wait for ever on a future's lock Ctrl-C left taken:
     ``rat7m.torch_dataset._DecodingThreads``); deferring the signal until the views were done waited too."""
     script = tmp_path / "stalled.py"
