@@ -545,6 +545,37 @@ def _decoded_on(monkeypatch) -> list[str]:
     return names
 
 
+#: Two decoding threads each kept inside OpenCV for 1.5 s a view; Ctrl-C 0.3 s in, and the script ends.
+VIEWS_INSIDE_OPENCV = """
+import os, signal, threading, time
+import cv2, numpy as np
+from rat7m.torch_dataset import _map_views
+
+def busy(k):
+    image, end = np.zeros((600, 800, 3), np.uint8), time.monotonic() + 1.5
+    while time.monotonic() < end:
+        cv2.resize(image, (700, 500))
+    return k
+
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    _map_views(2)(busy, range(4))
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_process_ending_while_its_decoding_threads_are_inside_opencv_ends_cleanly(tmp_path):
+    """Python ends daemon threads that take back the GIL after it has begun to finalise; one inside OpenCV dies in
+    a C++ destructor, which aborts the whole process (exit 134, every time here). The threads are stopped and
+    waited for as Python exits, so the views being decoded finish first and the process ends as it meant to."""
+    script = tmp_path / "inside_opencv.py"
+    script.write_text(VIEWS_INSIDE_OPENCV)
+    done = subprocess.run([sys.executable, "-c", SIGINT_DEFAULT_THEN_RUN, str(script)], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "interrupted\n"), done.stderr
+
+
 def test_decoding_threads_give_the_same_batches_and_random_crops(built, monkeypatch):
     """threads=3 reads, decodes and crops the views on a pool of threads; batches and jittered crops are unchanged."""
     names = _decoded_on(monkeypatch)
