@@ -26,18 +26,13 @@ from rat7m.extract import is_complete_jpeg
 from rat7m.interrupt import INTERRUPTED, TERMINATED
 from rat7m.table import save_annotation
 from rat7m.table_build import build_table
-from tests.helpers.shared import TRAPPED_FUTURES, group_alive, group_report, processes
+from tests.helpers.shared import START, TRAPPED_FUTURES, group_alive, group_report, processes
 
 REPO = Path(__file__).resolve().parents[2]
 #: Enough chunks to keep two workers busy for a while, few enough to keep the test short.
 RECORDINGS = ["--recordings", "s1-d1,s2-d1"]
 #: Seconds a run may take to stop after Ctrl-C (the issue's 2 s; the workers are terminated, not awaited).
 STOP_WITHIN = 2.0
-#: Ctrl-C raises KeyboardInterrupt even where the test suite runs with SIGINT ignored (CI, `make test &`).
-START = (
-    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,12 @@ from rat7m.video import ChunkIndex
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: ``python -c START SCRIPT ARGS...`` runs SCRIPT with Ctrl-C raising ``KeyboardInterrupt``, even where the suite
+#: runs with SIGINT ignored (CI, ``make test &``).
+START = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 #: ``python -c TRAPPED_FUTURES ARM SIGNUM SCRIPT ARGS...`` runs SCRIPT with every future's lock made a trap:
 #: once the file ARM exists, the main thread's next taking of such a lock raises SIGNUM just after the lock is
 #: taken, the worst moment a signal can land in a loop that waits on a pool.

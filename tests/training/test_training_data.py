@@ -34,7 +34,7 @@ from rat7m.table import load_annotation, save_annotation  # noqa: E402
 from rat7m.table_build import build_table  # noqa: E402
 from rat7m.torch_dataset import Rat7mCrops, _receive_images, collate, shard_dataset  # noqa: E402
 from rat7m.video import ChunkIndex  # noqa: E402
-from tests.helpers.shared import free_port  # noqa: E402
+from tests.helpers.shared import START, free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 #: The TensorFlow recipe's tests run where tensorflow is installed (requirements-tensorflow.txt; CI installs it).
@@ -42,12 +42,6 @@ needs_tensorflow = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None, reason="tensorflow is not installed (pip install tensorflow-cpu)"
 )
 PER_SHARD = 7
-#: ``python -c SIGINT_DEFAULT_THEN_RUN SCRIPT ARGS...``: SCRIPT with Ctrl-C raising ``KeyboardInterrupt`` even
-#: where the suite runs with SIGINT ignored (CI, ``make test &``).
-SIGINT_DEFAULT_THEN_RUN = (
-    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-)
 #: Crops that leave the 192x152 test frames (padding) and are resized non-uniformly.
 CROP = crops.CropSpec(size=(120, 100), output=(90, 60))
 
@@ -571,7 +565,7 @@ def test_a_process_ending_while_its_decoding_threads_are_inside_opencv_ends_clea
     waited for as Python exits, so the views being decoded finish first and the process ends as it meant to."""
     script = tmp_path / "inside_opencv.py"
     script.write_text(VIEWS_INSIDE_OPENCV)
-    done = subprocess.run([sys.executable, "-c", SIGINT_DEFAULT_THEN_RUN, str(script)], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", START, str(script)], capture_output=True,
                           text=True, timeout=60, cwd=REPO)  # fmt: skip
     assert (done.returncode, done.stdout) == (0, "interrupted\n"), done.stderr
 
@@ -624,7 +618,7 @@ def test_ctrl_c_while_the_decoding_threads_wait_stops_the_loop_and_the_process_a
     ``rat7m.torch_dataset._DecodingThreads``); deferring the signal until the views were done waited too."""
     script = tmp_path / "stalled.py"
     script.write_text(STALLED_VIEW_ON_THREADS)
-    command = [sys.executable, "-c", SIGINT_DEFAULT_THEN_RUN, str(script), str(built.table_path), str(built.root)]
+    command = [sys.executable, "-c", START, str(script), str(built.table_path), str(built.root)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=REPO)
     except subprocess.TimeoutExpired as exc:
