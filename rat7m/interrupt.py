@@ -254,8 +254,14 @@ class deferred:  # likewise
     def __init__(self, wake: Callable[[], object]) -> None:
         self._wake = wake
         self.noted: list[int] = []
+        self._left = False
 
     def _note(self, signum: int, frame: object) -> None:
+        if self._left:  # left installed by a swap a signal cut short: act as the handler it replaced, and go
+            previous = self._previous.get(signum)
+            signal.signal(signum, previous if callable(previous) else signal.SIG_DFL)
+            signal.raise_signal(signum)
+            return
         self.noted.append(signum)
         self._wake()
 
@@ -269,6 +275,7 @@ class deferred:  # likewise
         return self.noted
 
     def __exit__(self, *exc_info: object) -> None:
+        self._left = True
         try:
             _restore(self._previous)
         finally:  # SIGTERM last: if both came, its Terminated is the exception that goes on (exit 143)

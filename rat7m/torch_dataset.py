@@ -391,7 +391,7 @@ def _forget_after_fork() -> None:
     _MAPPED.clear()
     _FREE_BATCHES.clear()
     for key in [key for key in _POOLS if key[0] != os.getpid()]:  # the parent's: no thread of it runs here
-        atexit.unregister(_POOLS.pop(key).stop)
+        del _POOLS[key]
 
 
 def _count_fork() -> None:
@@ -485,12 +485,9 @@ class _DecodingThreads:
     workers. Here the caller only puts to and gets from ``queue.SimpleQueue`` s (C, reentrant): a Ctrl-C
     raises at once, holding nothing. The calls of a ``map`` left that way are dropped (the views being
     decoded finish, into memory their calls keep alive), and as Python exits the threads are stopped and
-    waited for, at most :data:`STOP_WAIT` seconds: a daemon thread still in OpenCV when the interpreter
-    ends would abort the process (a C++ destructor taking back the GIL).
+    waited for, at most :data:`STOP_WAIT` seconds for all pools (:func:`_stop_pools`): a daemon thread
+    still in OpenCV when the interpreter ends would abort the process (a C++ destructor taking back the GIL).
     """
-
-    #: Seconds Python's exit waits for the threads to finish their current views (one stuck on a read is left).
-    STOP_WAIT = 2.0
 
     def __init__(self, threads: int) -> None:
         self._calls: SimpleQueue[tuple[Callable[..., Any], tuple, SimpleQueue, int, list[bool]] | None] = SimpleQueue()
@@ -499,7 +496,7 @@ class _DecodingThreads:
         ]
         for thread in self._threads:
             thread.start()
-        atexit.register(self.stop)
+        self._stopped = False
 
     def _run(self) -> None:
         while (call := self._calls.get()) is not None:
@@ -514,6 +511,8 @@ class _DecodingThreads:
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """``list(map(fn, *iterables))`` on the threads; the first error in order is raised once all the
         calls have ended. Left by an exception of its own (Ctrl-C), its calls not started are dropped."""
+        if self._stopped:  # Python is exiting (an atexit hook of its own): in this thread
+            return list(map(fn, *iterables))
         results: SimpleQueue[tuple[int, bool, Any]] = SimpleQueue()
         dropped: list[bool] = []
         count = 0
@@ -536,20 +535,37 @@ class _DecodingThreads:
             raise errors[min(errors)]
         return values
 
-    def stop(self) -> None:
-        """Drop the calls not started, end the threads, and wait for them (at most :data:`STOP_WAIT` s)."""
+    def stop(self, deadline: float) -> None:
+        """Drop the calls not started, end the threads, and wait for them until ``deadline`` (``time.monotonic``).
+
+        A Ctrl-C meanwhile (a second one, as Python exits) does not cut the wait short: ending the process
+        with a thread inside OpenCV is what the wait avoids.
+        """
+        self._stopped = True
         with contextlib.suppress(Empty):
             while True:
                 self._calls.get_nowait()
         for _ in self._threads:
             self._calls.put(None)
-        deadline = time.monotonic() + self.STOP_WAIT
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            while thread.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(KeyboardInterrupt):
+                    thread.join(deadline - time.monotonic())
 
 
 #: Decoding threads of this process, by count (a forked loader worker starts its own: threads do not fork).
 _POOLS: dict[tuple[int, int], _DecodingThreads] = {}
+#: Seconds Python's exit waits, all pools together, for their threads to finish their current views.
+STOP_WAIT = 2.0
+
+
+@atexit.register
+def _stop_pools() -> None:
+    """As Python exits: every pool of this process stopped, all waited for within one :data:`STOP_WAIT`."""
+    deadline = time.monotonic() + STOP_WAIT
+    for key, pool in list(_POOLS.items()):
+        if key[0] == os.getpid():
+            pool.stop(deadline)
 
 
 def _checked_threads(threads: int) -> int:

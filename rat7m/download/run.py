@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
@@ -71,17 +72,16 @@ LOCK_NAME = ".rat7m-download.lock"
 
 
 class _Stragglers:
-    """Download threads a run stopped waiting for (a second Ctrl-C, an error), which may still write into its
-    folder: the run's lock is kept until the last of them has ended, then released (no run writes beside them).
-    """
+    """A run's download threads that it stopped waiting for (a second Ctrl-C, an error), which may still write
+    into its folder: the run's lock is kept until the last of them has ended, then released."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._running = 0
-        self._kept: list[tuple[IO, Path]] = []
+        self._kept: tuple[IO, Path] | None = None
 
     def add(self, futures: Iterable[Future]) -> None:
-        """Tasks not finished when their run stopped waiting; each is counted until it ends."""
+        """Tasks not finished when the run stopped waiting; each is counted until it ends."""
         futures = [future for future in futures if not future.done()]
         with self._guard:
             self._running += len(futures)
@@ -89,21 +89,22 @@ class _Stragglers:
             future.add_done_callback(self._ended)
 
     def keep(self, handle: IO, path: Path) -> bool:
-        """Keep a run's lock (open file ``handle`` at ``path``) while stragglers run; ``False`` if none does."""
+        """Keep the run's lock (open file ``handle`` at ``path``) while a straggler runs; ``False`` if none does."""
         with self._guard:
             if self._running:
-                self._kept.append((handle, path))
+                self._kept = (handle, path)
             return bool(self._running)
 
     def _ended(self, future: Future) -> None:
         with self._guard:
             self._running -= 1
-            kept, self._kept = (self._kept, []) if not self._running else ([], self._kept)
-        for handle, path in kept:
-            _release_lock(handle, path)
+            kept, self._kept = (self._kept, None) if not self._running else (None, self._kept)
+        if kept is not None:
+            _release_lock(*kept)
 
 
-_STRAGGLERS = _Stragglers()
+#: The stragglers of the run in progress in this context (set by :func:`_exclusive`, for :func:`run_parallel`).
+_RUN_STRAGGLERS: ContextVar[_Stragglers | None] = ContextVar("rat7m_download_stragglers", default=None)
 #: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
 ZIP_URL = "https://figshare.com/ndownloader"
 
@@ -218,6 +219,8 @@ def _exclusive(out: Path) -> Iterator[None]:
         if _same_file(handle, path):
             break
         handle.close()  # removed by the run that just finished: lock the file now at the path
+    stragglers = _Stragglers()
+    token = _RUN_STRAGGLERS.set(stragglers)
     try:
         handle.seek(0)
         handle.truncate()
@@ -225,7 +228,8 @@ def _exclusive(out: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
-        if not _STRAGGLERS.keep(handle, path):  # else released when the threads still writing have ended
+        _RUN_STRAGGLERS.reset(token)
+        if not stragglers.keep(handle, path):  # else released when the threads still writing have ended
             _release_lock(handle, path)
 
 
@@ -309,8 +313,9 @@ def run_parallel(tasks: Sequence[tuple[str, Callable[[Interrupt], Outcome]]], jo
             if not completed:  # a signal, or an error here: nothing more starts, what runs stops
                 stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
-            if left:  # not waited for (a second signal, an error): a thread may still write
-                _STRAGGLERS.add(futures)
+            stragglers = _RUN_STRAGGLERS.get()
+            if left and stragglers is not None:  # not waited for (a second signal, an error): a thread may still write
+                stragglers.add(futures)
     pool.shutdown()
     return [o for o in outcomes if o is not None]
 

@@ -476,3 +476,19 @@ def test_deferred_puts_every_handler_back_even_if_a_signal_raises_while_they_are
     with pytest.raises(KeyboardInterrupt), interrupt.deferred(wake=lambda: None):
         pass
     assert {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS} == before
+
+
+def test_a_deferred_handler_left_installed_acts_as_the_one_it_replaced():
+    """If a signal cut the swap back short and left the block's noting handler installed, that handler, called
+    after the block, puts the one from before back and hands it the signal: nothing is only noted any more."""
+    from rat7m import interrupt
+
+    with interrupt.raising():
+        before = signal.getsignal(signal.SIGTERM)
+        block = interrupt.deferred(wake=lambda: None)
+        with block:
+            pass
+        signal.signal(signal.SIGTERM, block._note)  # as a swap cut short would leave it
+        with pytest.raises(interrupt.Terminated):
+            signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is before and block.noted == []

@@ -255,12 +255,10 @@ def test_a_second_ctrl_c_stops_waiting_for_a_stuck_thread_and_a_third_ends_the_p
     assert (done.returncode, done.stderr) == (130, INTERRUPTED + "\n")
 
 
-def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock_until_the_thread_ends(tmp_path, monkeypatch,
-                                                                                        sigint_default):  # fmt: skip
+def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock_until_the_thread_ends(tmp_path, sigint_default):
     """After a second Ctrl-C the run no longer waits for a thread that may still write (headers arriving late,
     then its ``.part``): the folder's lock stays held while that thread runs, so no new run writes beside it,
     and is released when it ends."""
-    monkeypatch.setattr(run, "_STRAGGLERS", run._Stragglers())
     release, ended = threading.Event(), threading.Event()
 
     def stuck(stop):  # deaf to the stop, as a thread waiting for headers is
@@ -277,6 +275,11 @@ def test_a_run_that_stopped_waiting_for_a_thread_keeps_its_lock_until_the_thread
         assert (tmp_path / run.LOCK_NAME).exists()
         with pytest.raises(BadInputError, match="another download is already writing"), run._exclusive(tmp_path):
             pass
+        other = tmp_path / "other"  # meanwhile a run in another folder is not held back by that thread
+        other.mkdir()
+        with run._exclusive(other):
+            pass
+        assert not (other / run.LOCK_NAME).exists()
     finally:
         release.set()
         for timer in timers:

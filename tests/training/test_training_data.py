@@ -539,7 +539,8 @@ def _decoded_on(monkeypatch) -> list[str]:
     return names
 
 
-#: Two decoding threads each kept inside OpenCV for 1.5 s a view; Ctrl-C 0.3 s in, and the script ends.
+#: Two decoding threads each kept inside OpenCV for 1.5 s a view; Ctrl-C 0.3 s in, and the script ends; Ctrl-C
+#: again half a second later, as Python waits for the threads on its way out.
 VIEWS_INSIDE_OPENCV = """
 import os, signal, threading, time
 import cv2, numpy as np
@@ -551,7 +552,12 @@ def busy(k):
         cv2.resize(image, (700, 500))
     return k
 
-threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+def ctrl_c_twice():
+    for pause in (0.3, 0.5):
+        time.sleep(pause)
+        os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=ctrl_c_twice, daemon=True).start()
 try:
     _map_views(2)(busy, range(4))
 except KeyboardInterrupt:
@@ -562,7 +568,8 @@ except KeyboardInterrupt:
 def test_a_process_ending_while_its_decoding_threads_are_inside_opencv_ends_cleanly(tmp_path):
     """Python ends daemon threads that take back the GIL after it has begun to finalise; one inside OpenCV dies in
     a C++ destructor, which aborts the whole process (exit 134, every time here). The threads are stopped and
-    waited for as Python exits, so the views being decoded finish first and the process ends as it meant to."""
+    waited for as Python exits, a second Ctrl-C meanwhile included, so the views being decoded finish first and
+    the process ends as it meant to."""
     script = tmp_path / "inside_opencv.py"
     script.write_text(VIEWS_INSIDE_OPENCV)
     done = subprocess.run([sys.executable, "-c", START, str(script)], capture_output=True,
