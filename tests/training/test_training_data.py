@@ -577,6 +577,20 @@ def test_a_process_ending_while_its_decoding_threads_are_inside_opencv_ends_clea
     assert (done.returncode, done.stdout) == (0, "interrupted\n"), done.stderr
 
 
+def test_decoding_threads_stopped_as_python_exits_still_map_in_the_callers_thread():
+    """An atexit hook registered before the threads runs after their stop (last in, first out): its map must
+    not wait for threads that are gone (it hung), so it runs in the caller's thread."""
+    import threading
+
+    from rat7m.torch_dataset import _DecodingThreads
+
+    pool = _DecodingThreads(2)
+    pool.stop(time.monotonic() + 2)
+    seen: list[str] = []
+    assert pool.map(lambda k: seen.append(threading.current_thread().name) or 2 * k, range(3)) == [0, 2, 4]
+    assert set(seen) == {threading.current_thread().name}
+
+
 def test_decoding_threads_give_the_same_batches_and_random_crops(built, monkeypatch):
     """threads=3 reads, decodes and crops the views on a pool of threads; batches and jittered crops are unchanged."""
     names = _decoded_on(monkeypatch)
