@@ -275,10 +275,11 @@ class deferred:  # likewise
         return self.noted
 
     def __exit__(self, *exc_info: object) -> None:
-        self._left = True
         try:
             _restore(self._previous)
-        finally:  # SIGTERM last: if both came, its Terminated is the exception that goes on (exit 143)
+        finally:
+            self._left = True  # not before: a signal coming as the handlers are put back is still noted
+            # SIGTERM last: if both came, its Terminated is the exception that goes on (exit 143)
             _raise_each(sorted(set(self.noted), key=lambda signum: signum == signal.SIGTERM))
 
 

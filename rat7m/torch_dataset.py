@@ -491,6 +491,7 @@ class _DecodingThreads:
 
     def __init__(self, threads: int) -> None:
         self._calls: SimpleQueue[tuple[Callable[..., Any], tuple, SimpleQueue, int, list[bool]] | None] = SimpleQueue()
+        self._ended: SimpleQueue[None] = SimpleQueue()  # one token from each thread, its last act
         self._threads = [
             threading.Thread(target=self._run, name=f"rat7m-decode_{k}", daemon=True) for k in range(threads)
         ]
@@ -507,6 +508,7 @@ class _DecodingThreads:
                 except BaseException as exc:  # raised again in the caller's thread
                     results.put((index, False, exc))
             del call, fn, args, results  # nothing of a call kept while waiting for the next
+        self._ended.put(None)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """``list(map(fn, *iterables))`` on the threads; the first error in order is raised once all the
@@ -539,7 +541,8 @@ class _DecodingThreads:
         """Drop the calls not started, end the threads, and wait for them until ``deadline`` (``time.monotonic``).
 
         A Ctrl-C meanwhile (a second one, as Python exits) does not cut the wait short: ending the process
-        with a thread inside OpenCV is what the wait avoids.
+        with a thread inside OpenCV is what the wait avoids. (Not ``Thread.join``: interrupted, it marks the
+        thread ended while it still runs, before Python 3.13; an interrupted ``SimpleQueue.get`` loses nothing.)
         """
         self._stopped = True
         with contextlib.suppress(Empty):
@@ -547,10 +550,11 @@ class _DecodingThreads:
                 self._calls.get_nowait()
         for _ in self._threads:
             self._calls.put(None)
-        for thread in self._threads:
-            while thread.is_alive() and time.monotonic() < deadline:
-                with contextlib.suppress(KeyboardInterrupt):
-                    thread.join(deadline - time.monotonic())
+        ended = 0
+        while ended < len(self._threads) and time.monotonic() < deadline:
+            with contextlib.suppress(KeyboardInterrupt, Empty):
+                self._ended.get(timeout=max(0.0, deadline - time.monotonic()))
+                ended += 1
 
 
 #: Decoding threads of this process, by count (a forked loader worker starts its own: threads do not fork).
@@ -559,9 +563,14 @@ _POOLS: dict[tuple[int, int], _DecodingThreads] = {}
 STOP_WAIT = 2.0
 
 
+#: Whether Python is exiting (:func:`_stop_pools` has run): views are then decoded in the caller's thread.
+_EXITING = [False]
+
+
 @atexit.register
 def _stop_pools() -> None:
     """As Python exits: every pool of this process stopped, all waited for within one :data:`STOP_WAIT`."""
+    _EXITING[0] = True
     deadline = time.monotonic() + STOP_WAIT
     for key, pool in list(_POOLS.items()):
         if key[0] == os.getpid():
@@ -576,7 +585,7 @@ def _checked_threads(threads: int) -> int:
 
 def _map_views(threads: int) -> Callable[..., Any]:
     """``map`` over views: the built-in one, or :class:`_DecodingThreads`' of ``threads`` threads of this process."""
-    if threads <= 1:
+    if threads <= 1 or _EXITING[0]:  # no thread started once Python exits
         return map
     key = (os.getpid(), threads)
     if key not in _POOLS:

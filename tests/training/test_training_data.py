@@ -539,25 +539,25 @@ def _decoded_on(monkeypatch) -> list[str]:
     return names
 
 
-#: Two decoding threads each kept inside OpenCV for 1.5 s a view; Ctrl-C 0.3 s in, and the script ends; Ctrl-C
-#: again half a second later, as Python waits for the threads on its way out.
+#: Two decoding threads kept inside OpenCV for 1.0 and 1.5 s a view; Ctrl-C 0.3 s in, and the script ends; Ctrl-C
+#: three times more, as Python waits for the threads on its way out.
 VIEWS_INSIDE_OPENCV = """
 import os, signal, threading, time
 import cv2, numpy as np
 from rat7m.torch_dataset import _map_views
 
 def busy(k):
-    image, end = np.zeros((600, 800, 3), np.uint8), time.monotonic() + 1.5
+    image, end = np.zeros((600, 800, 3), np.uint8), time.monotonic() + (1.0, 1.5)[k % 2]
     while time.monotonic() < end:
         cv2.resize(image, (700, 500))
     return k
 
-def ctrl_c_twice():
-    for pause in (0.3, 0.5):
+def ctrl_c_four_times():
+    for pause in (0.3, 0.4, 0.2, 0.2):
         time.sleep(pause)
         os.kill(os.getpid(), signal.SIGINT)
 
-threading.Thread(target=ctrl_c_twice, daemon=True).start()
+threading.Thread(target=ctrl_c_four_times, daemon=True).start()
 try:
     _map_views(2)(busy, range(4))
 except KeyboardInterrupt:
@@ -568,8 +568,8 @@ except KeyboardInterrupt:
 def test_a_process_ending_while_its_decoding_threads_are_inside_opencv_ends_cleanly(tmp_path):
     """Python ends daemon threads that take back the GIL after it has begun to finalise; one inside OpenCV dies in
     a C++ destructor, which aborts the whole process (exit 134, every time here). The threads are stopped and
-    waited for as Python exits, a second Ctrl-C meanwhile included, so the views being decoded finish first and
-    the process ends as it meant to."""
+    waited for as Python exits, more Ctrl-C meanwhile notwithstanding (an interrupted ``Thread.join`` took a thread
+    still running for ended), so the views being decoded finish first and the process ends as it meant to."""
     script = tmp_path / "inside_opencv.py"
     script.write_text(VIEWS_INSIDE_OPENCV)
     done = subprocess.run([sys.executable, "-c", START, str(script)], capture_output=True,
