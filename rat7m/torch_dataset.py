@@ -491,7 +491,8 @@ class _DecodingThreads:
 
     def __init__(self, threads: int) -> None:
         self._calls: SimpleQueue[tuple[Callable[..., Any], tuple, SimpleQueue, int, list[bool]] | None] = SimpleQueue()
-        self._ended: SimpleQueue[None] = SimpleQueue()  # one token from each thread, its last act
+        self._ended: list[None] = []  # one entry from each thread, its last act (an append no signal can lose)
+        self._woken: SimpleQueue[None] = SimpleQueue()  # and a wake-up for the wait in stop()
         self._threads = [
             threading.Thread(target=self._run, name=f"rat7m-decode_{k}", daemon=True) for k in range(threads)
         ]
@@ -508,7 +509,8 @@ class _DecodingThreads:
                 except BaseException as exc:  # raised again in the caller's thread
                     results.put((index, False, exc))
             del call, fn, args, results  # nothing of a call kept while waiting for the next
-        self._ended.put(None)
+        self._ended.append(None)
+        self._woken.put(None)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """``list(map(fn, *iterables))`` on the threads; the first error in order is raised once all the
@@ -542,7 +544,7 @@ class _DecodingThreads:
 
         A Ctrl-C meanwhile (a second one, as Python exits) does not cut the wait short: ending the process
         with a thread inside OpenCV is what the wait avoids. (Not ``Thread.join``: interrupted, it marks the
-        thread ended while it still runs, before Python 3.13; an interrupted ``SimpleQueue.get`` loses nothing.)
+        thread ended while it still runs, before Python 3.13. Each thread's last act is counted instead.)
         """
         self._stopped = True
         with contextlib.suppress(Empty):
@@ -550,11 +552,9 @@ class _DecodingThreads:
                 self._calls.get_nowait()
         for _ in self._threads:
             self._calls.put(None)
-        ended = 0
-        while ended < len(self._threads) and time.monotonic() < deadline:
+        while len(self._ended) < len(self._threads) and time.monotonic() < deadline:
             with contextlib.suppress(KeyboardInterrupt, Empty):
-                self._ended.get(timeout=max(0.0, deadline - time.monotonic()))
-                ended += 1
+                self._woken.get(timeout=max(0.0, deadline - time.monotonic()))
 
 
 #: Decoding threads of this process, by count (a forked loader worker starts its own: threads do not fork).
