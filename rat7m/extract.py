@@ -643,10 +643,11 @@ def _run_pool(
             _drain(progress, bar)
             stopped = bool(signals)
         finally:
-            if pool is not None and stopped:
-                _stop_pool(pool)
-            elif pool is not None:
-                pool.shutdown()
+            if pool is not None:
+                if stopped:
+                    _stop_pool(pool)
+                else:
+                    pool.shutdown()
 
 
 @contextlib.contextmanager

@@ -141,23 +141,28 @@ def _send_again(pid: int, signum: int, raised: int) -> None:
         os.kill(pid, signum)
 
 
-def _install(handler: object, previous: dict[int, object] | None = None) -> dict[int, object]:
+def _install(handler: object) -> dict[int, object]:
     """Install ``handler`` for :data:`SIGNALS` not ignored; return the previous handlers.
 
-    Each is recorded in ``previous`` as soon as it is replaced, so a caller interrupted halfway knows what
-    to put back. Nothing outside the main thread (only it can set Python's handlers).
+    A signal whose handler raises halfway (a pending one runs inside ``signal.signal``) finds the ones
+    replaced so far put back before it goes on. Nothing outside the main thread (only it can set Python's
+    handlers).
     """
-    previous = {} if previous is None else previous
-    for sig in SIGNALS:
-        old = signal.getsignal(sig)
-        if old is signal.SIG_IGN:
-            continue
-        previous[sig] = old  # before: a pending signal's handler may raise inside the call, after the swap
-        try:
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-        except ValueError:  # not the main thread
-            del previous[sig]
-            return previous
+    previous: dict[int, object] = {}
+    try:
+        for sig in SIGNALS:
+            old = signal.getsignal(sig)
+            if old is signal.SIG_IGN:
+                continue
+            previous[sig] = old  # before: the handler may raise inside the call, after the swap
+            try:
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+            except ValueError:  # not the main thread
+                del previous[sig]
+                return previous
+    except BaseException:
+        _restore(previous)
+        raise
     return previous
 
 
@@ -216,12 +221,7 @@ class raising:  # a context manager without contextlib: one import less at start
     """
 
     def __enter__(self) -> None:
-        self._previous: dict[int, object] = {}
-        try:
-            _install(_raise, self._previous)
-        except BaseException:  # a signal meanwhile: its handler raised (ours already, or the one before)
-            _restore(self._previous)
-            raise
+        self._previous = _install(_raise)
         self._hook = None
         if self._previous and sys.unraisablehook is not _not_lost:  # nested: the outer block's hook stays
             self._hook = sys.unraisablehook
@@ -254,6 +254,7 @@ class deferred:  # likewise
     def __init__(self, wake: Callable[[], object]) -> None:
         self._wake = wake
         self.noted: list[int] = []
+        self._previous: dict[int, object] = {}
         self._left = False
 
     def _note(self, signum: int, frame: object) -> None:
@@ -266,12 +267,7 @@ class deferred:  # likewise
         self._wake()
 
     def __enter__(self) -> list[int]:
-        self._previous: dict[int, object] = {}
-        try:
-            _install(self._note, self._previous)
-        except BaseException:  # a signal between the two: its handler (not yet ours) raised
-            _restore(self._previous)
-            raise
+        self._previous = _install(self._note)
         return self.noted
 
     def __exit__(self, *exc_info: object) -> None:

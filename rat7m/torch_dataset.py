@@ -572,9 +572,8 @@ def _stop_pools() -> None:
     """As Python exits: every pool of this process stopped, all waited for within one :data:`STOP_WAIT`."""
     _EXITING[0] = True
     deadline = time.monotonic() + STOP_WAIT
-    for key, pool in list(_POOLS.items()):
-        if key[0] == os.getpid():
-            pool.stop(deadline)
+    for pool in list(_POOLS.values()):  # this process's only: a forked child drops its parent's
+        pool.stop(deadline)
 
 
 def _checked_threads(threads: int) -> int:

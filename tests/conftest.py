@@ -66,7 +66,7 @@ def _made_once(tmp_path_factory: pytest.TempPathFactory, name: str, **options: s
     """``generate_dataset(seed=0, profile="test", **options)`` once per run, by whichever xdist worker asks first.
 
     The others wait for it (a lock on a file in the run's folder, above each worker's) and read what it wrote
-    (~2 s of CPU a dataset, and a third of a worker's start when the suite runs on 3 workers).
+    (~2 s of CPU a dataset saved on each of them).
     """
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):

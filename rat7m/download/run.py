@@ -69,42 +69,6 @@ log = logging.getLogger(__name__)
 
 #: Lock file (in the output folder) held while a run writes there.
 LOCK_NAME = ".rat7m-download.lock"
-
-
-class _Stragglers:
-    """A run's download threads that it stopped waiting for (a second Ctrl-C, an error), which may still write
-    into its folder: the run's lock is kept until the last of them has ended, then released."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._running = 0
-        self._kept: tuple[IO, Path] | None = None
-
-    def add(self, futures: Iterable[Future]) -> None:
-        """Tasks not finished when the run stopped waiting; each is counted until it ends."""
-        futures = [future for future in futures if not future.done()]
-        with self._guard:
-            self._running += len(futures)
-        for future in futures:
-            future.add_done_callback(self._ended)
-
-    def keep(self, handle: IO, path: Path) -> bool:
-        """Keep the run's lock (open file ``handle`` at ``path``) while a straggler runs; ``False`` if none does."""
-        with self._guard:
-            if self._running:
-                self._kept = (handle, path)
-            return bool(self._running)
-
-    def _ended(self, future: Future) -> None:
-        with self._guard:
-            self._running -= 1
-            kept, self._kept = (self._kept, None) if not self._running else (None, self._kept)
-        if kept is not None:
-            _release_lock(*kept)
-
-
-#: The stragglers of the run in progress in this context (set by :func:`_exclusive`, for :func:`run_parallel`).
-_RUN_STRAGGLERS: ContextVar[_Stragglers | None] = ContextVar("rat7m_download_stragglers", default=None)
 #: Where Figshare serves whole articles as zips (``{ZIP_URL}/articles/{id}/versions/{v}``).
 ZIP_URL = "https://figshare.com/ndownloader"
 
@@ -187,6 +151,42 @@ def check_disk_space(needed: int, free: int, path: Path) -> None:
             "free some space, choose another --out, or select less (--recordings, --cameras, --what)"
         )
         raise NotEnoughSpaceError(msg)
+
+
+class _Stragglers:
+    """A run's download threads that it stopped waiting for (a second Ctrl-C, an error), which may still write
+    into its folder: the run's lock is kept until the last of them has ended, then released."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._running = 0
+        self._kept: tuple[IO, Path] | None = None
+
+    def add(self, futures: Iterable[Future]) -> None:
+        """Tasks not finished when the run stopped waiting; each is counted until it ends."""
+        futures = [future for future in futures if not future.done()]
+        with self._guard:
+            self._running += len(futures)
+        for future in futures:
+            future.add_done_callback(self._ended)
+
+    def keep(self, handle: IO, path: Path) -> bool:
+        """Keep the run's lock (open file ``handle`` at ``path``) while a straggler runs; ``False`` if none does."""
+        with self._guard:
+            if self._running:
+                self._kept = (handle, path)
+            return bool(self._running)
+
+    def _ended(self, future: Future) -> None:
+        with self._guard:
+            self._running -= 1
+            kept, self._kept = (self._kept, None) if not self._running else (None, self._kept)
+        if kept is not None:
+            _release_lock(*kept)
+
+
+#: The stragglers of the run in progress in this context (set by :func:`_exclusive`, for :func:`run_parallel`).
+_RUN_STRAGGLERS: ContextVar[_Stragglers | None] = ContextVar("rat7m_download_stragglers", default=None)
 
 
 @contextlib.contextmanager

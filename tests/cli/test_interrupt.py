@@ -242,11 +242,10 @@ def test_a_signal_landing_while_a_futures_lock_is_taken_still_ends_the_run(datas
     py-spy: the pool's thread waited for ever for a future's lock that the main thread had taken just before
     the signal's handler raised there (``concurrent.futures.wait`` takes the futures' locks one by one), and
     the interpreter joins that thread at exit. The signal is made to land at exactly that moment here, at
-    the first future's lock the main thread takes (armed later, at a finished future's, it missed a loop
-    that raised in the handlers again)."""
-    images, arm = tmp_path / "images", tmp_path / "arm"
-    arm.touch()
-    command = [sys.executable, "-c", TRAPPED_FUTURES, str(arm), str(int(signal.SIGTERM)),
+    the first future's lock the main thread takes (later, at a finished future's, it missed a loop that
+    raised in the handlers again)."""
+    images = tmp_path / "images"
+    command = [sys.executable, "-c", TRAPPED_FUTURES, str(int(signal.SIGTERM)),
                str(REPO / "extract_frames.py"), "--root", str(dataset_root), "--images-root", str(images),
                "--jobs", "2", "--decoder", "opencv", *RECORDINGS]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}

@@ -192,9 +192,8 @@ def test_a_ctrl_c_landing_while_a_futures_lock_is_taken_still_ends_the_run(serve
     """Ctrl-C whose ``KeyboardInterrupt`` was raised inside ``as_completed`` just after it took a future's lock
     left that lock taken: the download thread finishing that future waited for it for ever, and so did the
     shutdown that waits for the threads (the extraction's hang, in the download). Here it lands right there."""
-    out, arm = tmp_path / "data", tmp_path / "arm"
-    arm.touch()  # from the start: before the fix, the first future's lock taken was as_completed's
-    argv = [sys.executable, "-c", TRAPPED_FUTURES, str(arm), str(int(signal.SIGINT)), "download_all.py",
+    out = tmp_path / "data"  # before the fix, the first future's lock the main thread took was as_completed's
+    argv = [sys.executable, "-c", TRAPPED_FUTURES, str(int(signal.SIGINT)), "download_all.py",
             "--out", str(out), "--api-url", server.api_url, "--recordings", "s5-d2", "--jobs", "2", "-q"]  # fmt: skip
     try:
         done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=30)

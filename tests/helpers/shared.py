@@ -32,18 +32,18 @@ START = (
     "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
-#: ``python -c TRAPPED_FUTURES ARM SIGNUM SCRIPT ARGS...`` runs SCRIPT with every future's lock made a trap:
-#: once the file ARM exists, the main thread's next taking of such a lock raises SIGNUM just after the lock is
-#: taken, the worst moment a signal can land in a loop that waits on a pool.
+#: ``python -c TRAPPED_FUTURES SIGNUM SCRIPT ARGS...`` runs SCRIPT with every future's lock made a trap: the
+#: first time the main thread takes such a lock, SIGNUM is raised just after it is taken, the worst moment a
+#: signal can land in a loop that waits on a pool.
 TRAPPED_FUTURES = textwrap.dedent("""
-    import os, runpy, signal, sys, threading
+    import runpy, signal, sys, threading
     from concurrent.futures import _base
 
-    ARM, SIGNUM = sys.argv[1], int(sys.argv[2])
+    SIGNUM = int(sys.argv[1])
     sprung = []
 
     def spring():
-        if not sprung and threading.current_thread() is threading.main_thread() and os.path.exists(ARM):
+        if not sprung and threading.current_thread() is threading.main_thread():
             sprung.append(True)
             signal.raise_signal(SIGNUM)  # Python runs the handler before this call returns
 
@@ -72,7 +72,7 @@ TRAPPED_FUTURES = textwrap.dedent("""
 
     _base.Future.__init__ = init
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.argv = sys.argv[3:]
+    sys.argv = sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """)
 
