@@ -42,7 +42,6 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -56,7 +55,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.timing import spread, timed
-from rat7m import catalogue, crops, extract, shards
+from rat7m import catalogue, crops, extract, images, shards
 from rat7m.table import load_annotation, save_annotation
 from rat7m.table_build import build_table
 from rat7m.torch_dataset import Rat7mCrops, collate, shard_dataset
@@ -227,13 +226,9 @@ def bench_reading(args: argparse.Namespace, root: Path, table_path: Path, out: P
 
 
 def _is_the_datasets_decoder(name: str) -> bool:
-    """Whether decoder ``name`` of :func:`decoders` is what ``crops.decode_jpeg`` calls (simplejpeg, RGB)."""
-    decode = crops.decode_jpeg
-    if name != "simplejpeg" or not isinstance(decode, partial):
-        return False
-    import simplejpeg
-
-    return decode.func is simplejpeg.decode_jpeg and not decode.args and decode.keywords == {"colorspace": "RGB"}
+    """Whether decoder ``name`` of :func:`decoders` is what ``crops.decode_jpeg`` decodes with (simplejpeg, RGB; its
+    header check first, a dataset's own cost, is left out of the floor)."""
+    return name == "simplejpeg" and images._DECODE is images._decode_simplejpeg
 
 
 #: The control row: DataLoader workers whose dataset only decodes (no files, no crops, nothing sent back).

@@ -43,7 +43,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rat7m import catalogue, pixels
+from rat7m import catalogue, images, pixels
+from rat7m.errors import BadInputError
 from rat7m.model import Camera, CameraLike, Table
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "make_sample",
     "make_samples",
     "member_name",
+    "parse_sample",
     "project",
     "sample_key",
     "to_json",
@@ -163,36 +165,102 @@ def to_json(ann: Mapping[str, Any]) -> bytes:
     return json.dumps({k: _plain(v) for k, v in ann.items()}, separators=(",", ":"), allow_nan=False).encode()
 
 
-def from_json(data: bytes) -> dict[str, Any]:
-    """The inverse of :func:`to_json`: arrays back (null as NaN)."""
-    ann = json.loads(data)
-    for key in ("keypoints_2d", "com_2d", "keypoints_3d", "K", "R", "t", "dist"):
-        ann[key] = np.array(ann[key], dtype=np.float64)
-    ann["frame"] = np.array(ann["frame"], dtype=np.int64)
+#: The largest annotation JSON read from a shard (a six-view sample's is ~6 KB).
+MAX_JSON_BYTES = 1 << 20
+#: Each array field of an annotation: its shape (V: the sample's cameras, J: the joints) and whether NaN (a lost
+#: marker, JSON's null) may stand in it.
+_ARRAYS: dict[str, tuple[tuple[str | int, ...], bool]] = {
+    "keypoints_2d": (("V", "J", 2), True), "com_2d": (("V", 2), True), "keypoints_3d": (("J", 3), True),
+    "K": (("V", 3, 3), False), "R": (("V", 3, 3), False), "t": (("V", 3), False), "dist": (("V", 5), False),
+}  # fmt: skip
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
+def from_json(data: bytes | bytearray, where: str = "a sample's JSON") -> dict[str, Any]:
+    """The inverse of :func:`to_json`: arrays back (null as NaN), each field checked to be what to_json writes.
+
+    A shard's JSON is bytes from elsewhere: a field missing, misshapen or of the wrong kind is a
+    :class:`~rat7m.errors.BadInputError` naming ``where`` and the field, not a KeyError or wrong numbers later.
+    """
+    if len(data) > MAX_JSON_BYTES:
+        raise BadInputError(f"{where}: {len(data):,} bytes, more than an annotation may have ({MAX_JSON_BYTES:,})")
+    try:
+        ann = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadInputError(f"{where}: not an annotation's JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ann, dict):
+        raise BadInputError(f"{where}: not an annotation's JSON (a {type(ann).__name__}, not an object)")
+    for key in ("key", "recording"):
+        if not isinstance(ann.get(key), str):
+            raise BadInputError(f"{where}: {key!r} is missing or not a string")
+    cameras = ann.get("cameras")
+    if (not isinstance(cameras, list) or not cameras or len(set(map(str, cameras))) != len(cameras)
+            or not all(isinstance(c, str) and c in catalogue.CAMERA_NAMES for c in cameras)):  # fmt: skip
+        names = ", ".join(catalogue.CAMERA_NAMES)
+        raise BadInputError(f"{where}: 'cameras' is not a list of distinct names among {names}")
+    sizes = {"V": len(cameras), "J": catalogue.N_JOINTS}
+    for key, (shape, nan) in _ARRAYS.items():
+        size = tuple(sizes[n] if isinstance(n, str) else n for n in shape)
+        ann[key] = _array(ann.get(key), size, nan, f"{where}: {key!r}")
+    ann["frame"] = _integers(ann.get("frame"), len(cameras), f"{where}: 'frame'")
+    ann["row"] = int(_integers([ann.get("row")], 1, f"{where}: 'row'")[0])
     return ann
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number (to_json writes null)")
+
+
+def _array(value: Any, shape: tuple[int, ...], nan: bool, what: str) -> np.ndarray:
+    """``value`` (nested lists of numbers and nulls) as a float64 array of ``shape``; NaN only where ``nan``."""
+    try:
+        cells = np.array(value, dtype=object)
+    except ValueError:  # ragged beyond what an object array holds
+        cells = np.empty(0, dtype=object)
+    if cells.shape != shape or not {type(x) for x in cells.flat} <= _NUMBER_TYPES:
+        raise BadInputError(f"{what} is not {' x '.join(map(str, shape))} numbers")
+    with np.errstate(over="ignore"):
+        try:
+            array = np.array(value, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64
+            array = np.full(shape, np.inf)
+    if np.isinf(array).any() or (not nan and np.isnan(array).any()):
+        raise BadInputError(f"{what} holds {'an infinite number' if nan else 'a null or an infinite number'}")
+    return array
+
+
+def _integers(value: Any, n: int, what: str) -> np.ndarray:
+    """``value``, a list of ``n`` integers in 0 .. 2**31 - 1 (frame indexes, a row), as int64."""
+    if (not isinstance(value, list) or len(value) != n
+            or not all(type(x) is int and 0 <= x < 2**31 for x in value)):  # fmt: skip
+        raise BadInputError(f"{what} is not {n} integer(s) from 0 to 2**31 - 1")
+    return np.array(value, dtype=np.int64)
+
+
+def parse_sample(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[bytes], list[str]]:
+    """A shard's sample (tar member suffix -> bytes, as webdataset gives it, ``__key__`` and ``__url__`` too) as
+    its checked annotation (:func:`from_json`), its views' JPEG bytes in camera order, and their names."""
+    key = raw.get("__key__")
+    where = f"{raw.get('__url__', 'a shard')}: {key}"
+    data = raw.get("json")
+    if not isinstance(data, bytes | bytearray):
+        raise BadInputError(f"{where}: no member {key}.json (its annotation)")
+    ann = from_json(data, f"{where}.json")
+    if ann["key"] != key:
+        raise BadInputError(f"{where}.json: its key is {ann['key']!r}, not the members' {key!r}")
+    members = [member_name(camera) for camera in ann["cameras"]]
+    missing = [m for m in members if not isinstance(raw.get(m), bytes | bytearray)]
+    if missing:
+        raise BadInputError(f"{where}: no member {', '.join(f'{key}.{m}' for m in missing)} for its cameras")
+    return ann, [raw[m] for m in members], [f"{where}.{m}" for m in members]
 
 
 # --------------------------------------------------------------------------------------------- decoding
 
 
-def _decode_opencv(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:  # not a JPEG OpenCV can read; cvtColor would fail with "!_src.empty()"
-        raise ValueError(f"cannot decode a view's JPEG ({len(data)} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _decoder() -> Callable[[bytes], np.ndarray]:
-    """The fastest JPEG decoder installed (RGB out): simplejpeg (fastest in bench/bench_dataset.py), else OpenCV."""
-    try:
-        import simplejpeg
-    except ImportError:
-        return _decode_opencv
-    return partial(simplejpeg.decode_jpeg, colorspace="RGB")
-
-
-#: Decodes JPEG bytes to an ``(H, W, 3)`` uint8 RGB array.
-decode_jpeg = _decoder()
+#: Decodes JPEG bytes to an ``(H, W, 3)`` uint8 RGB array (simplejpeg, else OpenCV), their header checked first;
+#: ``decode_jpeg(data, where)`` raises :class:`~rat7m.errors.BadInputError` naming ``where`` (:mod:`rat7m.images`).
+decode_jpeg = images.decode_jpeg
 
 
 # --------------------------------------------------------------------------------------------- cropping
@@ -350,19 +418,25 @@ def make_samples(
     out: Sequence[np.ndarray] | None = None,
     *,
     map_views: Callable[..., Iterable[Any]] = map,
+    names: Sequence[Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`make_sample` for several samples, every view read, decoded and cropped through ``map_views``.
 
     ``map_views`` is ``map`` or a thread pool's ``map``: the JPEG decoders release the GIL, so threads
     decode a batch's views in parallel, in one process (bench/bench_dataset.py). Jitter is drawn
     beforehand, in order, so the samples do not depend on it. ``out[b]`` receives sample ``b``'s images.
+    ``names[b][v]`` says where view ``v`` of sample ``b`` comes from in an error (a file, a shard's member);
+    by default the sample's key and camera.
     """
     spec = spec or CropSpec(size=None)
     if not anns:
         return []
     rngs = rngs if rngs is not None else [None] * len(anns)
+    if names is None:
+        names = [[f"sample {ann.get('key', b)} {camera}" for camera in ann.get("cameras", range(len(jpegs[b])))]
+                 for b, ann in enumerate(anns)]  # fmt: skip
     views = [
-        (source, ann["com_2d"][v], draw_jitter(spec, rngs[b]), None if out is None else out[b][v])
+        (source, ann["com_2d"][v], draw_jitter(spec, rngs[b]), None if out is None else out[b][v], names[b][v])
         for b, ann in enumerate(anns) for v, source in enumerate(jpegs[b])
     ]  # fmt: skip
     # consumed in order as the views are done: with the built-in map, one sample's whole images at a time
@@ -371,10 +445,10 @@ def make_samples(
 
 
 def _view(
-    source: ViewSource, com: np.ndarray, jitter: Jitter | None, out: np.ndarray | None, spec: CropSpec
+    source: ViewSource, com: np.ndarray, jitter: Jitter | None, out: np.ndarray | None, where: str, spec: CropSpec
 ) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
     """One view read, decoded and cropped (into ``out`` if given): its pixels, box and scale."""
-    image = decode_jpeg(source() if callable(source) else source)
+    image = decode_jpeg(source() if callable(source) else source, where)
     height, width = image.shape[:2]
     box = _box(com, (width, height), spec, jitter)
     output = spec.output_wh or (box[2], box[3])

@@ -20,12 +20,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rat7m import catalogue, pixels
 from rat7m.cli import command, default_root
 from rat7m.errors import BadInputError
+from rat7m.images import read_image
 from rat7m.model import Table
 from rat7m.table import load_annotation
 
@@ -128,12 +128,8 @@ class MiniRat7m:
         return sample
 
     def _read_image(self, relative: str) -> np.ndarray:
-        path = self.images_root / relative
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-        if image is None:
-            msg = (
-                f"{path}: missing or unreadable image; run {command('extract')} --root {self.root} "
-                f"--images-root {self.images_root}"
-            )
-            raise BadInputError(msg)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        try:
+            return read_image(self.images_root / relative)
+        except BadInputError as exc:
+            fix = f"run {command('extract')} --root {self.root} --images-root {self.images_root}"
+            raise BadInputError(f"{exc}; {fix}") from None

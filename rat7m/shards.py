@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from rat7m import catalogue, crops, extract
+from rat7m import catalogue, crops, extract, images
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.fileio import atomic_write, remove_stale_temporaries
@@ -49,6 +49,7 @@ from rat7m.video import ChunkIndex, ChunkReadError, choose_decoder, read_frames,
 __all__ = [
     "DEFAULT_SAMPLES_PER_SHARD",
     "INDEX_SUFFIX",
+    "MAX_MEMBER_BYTES",
     "ShardJob",
     "iter_samples",
     "load_index",
@@ -63,6 +64,10 @@ __all__ = [
 DEFAULT_SAMPLES_PER_SHARD = 1000
 #: Suffix of a shard's index next to it.
 INDEX_SUFFIX = ".index.json"
+#: The largest tar member read: a view's JPEG (:data:`rat7m.images.MAX_IMAGE_BYTES`); an annotation is smaller.
+MAX_MEMBER_BYTES = images.MAX_IMAGE_BYTES
+#: The largest shard index read (one of 1000 samples is ~0.2 MB).
+MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -199,31 +204,41 @@ def load_index(out: str | os.PathLike, split: str) -> dict[str, tuple[str, dict[
 
 
 def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """The samples of one shard, in order: ``{"__key__": key, "cam1.jpg": bytes, ..., "json": bytes}``.
+    """The samples of one shard, in order: ``{"__key__": key, "__url__": path, "cam1.jpg": bytes, ..., "json": bytes}``.
 
     With the shard's index beside it, each member is read at its offset, straight into its own bytes
     (one copy), the sample checked against the tar header before it: tarfile's walk reads every 512-byte
     header in Python and cost ~7% of a loader's time next to the JPEG decode. Without an index (a
-    shard written elsewhere), the tar is walked. Either way one sample is in memory at a time.
+    shard written elsewhere), the tar is walked. Either way one sample is in memory at a time, no member
+    over :data:`MAX_MEMBER_BYTES` is read, and a tar or index that is not what we write is a
+    :class:`~rat7m.errors.BadInputError` naming the file (the members' contents are checked by
+    :func:`rat7m.crops.parse_sample`).
     """
     index = Path(path).with_name(Path(path).name + INDEX_SUFFIX)
     if index.is_file():
         yield from _indexed_samples(Path(path), index)
         return
     sample: dict[str, Any] = {}
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, suffix = member.name.rpartition("/")[2].partition(".")
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            sample.setdefault("__key__", key)
-            data = tar.extractfile(member)
-            if data is None:  # isfile() members always have data; tarfile's type says it may not
-                continue
-            sample[suffix] = data.read()
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, suffix = member.name.rpartition("/")[2].partition(".")
+                if member.size > MAX_MEMBER_BYTES:
+                    raise BadInputError(f"{path}: member {member.name} has {member.size:,} bytes, over "
+                                        f"{MAX_MEMBER_BYTES:,}; not a shard of ours")  # fmt: skip
+                if sample and sample["__key__"] != key:
+                    yield sample
+                    sample = {}
+                sample.setdefault("__key__", key)
+                sample.setdefault("__url__", str(path))
+                data = tar.extractfile(member)
+                if data is None:  # isfile() members always have data; tarfile's type says it may not
+                    continue
+                sample[suffix] = data.read()
+    except (tarfile.TarError, EOFError) as exc:
+        raise BadInputError(f"{path}: not a readable tar ({exc}); rewrite the shard") from None
     if sample:
         yield sample
 
@@ -231,25 +246,29 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 def _indexed_samples(path: Path, index: Path) -> Iterator[dict[str, Any]]:
     """The samples of a shard read at the offsets of its index; a mismatch is a clear error, not wrong data."""
     try:
+        if index.stat().st_size > MAX_INDEX_BYTES:
+            raise ValueError("too large")
         entries = json.loads(index.read_bytes())["samples"]
         spans_of = {
             key: sorted((int(offset), int(length), suffix) for suffix, (offset, length) in members.items())
             for key, members in entries.items()
         }
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):
         raise BadInputError(f"{index}: not a shard index; rewrite the shard with --overwrite") from None
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         for key, spans in spans_of.items():
             if not spans or min(length for _, length, _ in spans) < 0:
                 raise BadInputError(f"{index}: sample {key} has no members or a negative size; rewrite the shard")
+            if max(length for _, length, _ in spans) > MAX_MEMBER_BYTES:
+                raise BadInputError(f"{index}: sample {key} has a member over {MAX_MEMBER_BYTES:,} bytes; rewrite it")
             start, end = spans[0][0] - tarfile.BLOCKSIZE, spans[-1][0] + spans[-1][1]
             name = f"{key}.{spans[0][2]}".encode()
             if start < 0 or end > size:
                 raise BadInputError(f"{path}: its index points past the end of the tar ({key}); rewrite the shard")
             if os.pread(f.fileno(), len(name) + 1, start) != name + b"\0":
                 raise BadInputError(f"{path}: member {key} is not where its index says; rewrite the shard")
-            sample: dict[str, Any] = {"__key__": key}
+            sample: dict[str, Any] = {"__key__": key, "__url__": str(path)}
             for offset, length, suffix in spans:  # each member read on its own: one copy, into its own bytes
                 sample[suffix] = os.pread(f.fileno(), length, offset)
                 if len(sample[suffix]) != length:

@@ -22,14 +22,17 @@ from typing import Any
 import tensorflow as tf
 
 from rat7m import catalogue, crops, shards
+from rat7m.errors import BadInputError
 
 __all__ = ["as_numpy", "shard_dataset"]
 
 
-def _samples(path: bytes, spec: crops.CropSpec) -> Iterator[tuple]:
+def _samples(path: bytes, spec: crops.CropSpec, views: int) -> Iterator[tuple]:
     for raw in shards.iter_samples(path.decode()):
-        ann = crops.from_json(raw["json"])
-        sample = crops.make_sample(ann, [raw[crops.member_name(c)] for c in ann["cameras"]], spec)
+        ann, jpegs, names = crops.parse_sample(raw)
+        if len(jpegs) != views:
+            raise BadInputError(f"{raw['__url__']}: {ann['key']} has {len(jpegs)} cameras, not views={views}")
+        sample = crops.make_samples([ann], [jpegs], spec, names=[names])[0]
         yield tuple(sample[k] for k in _KEYS)
 
 
@@ -81,7 +84,8 @@ def shard_dataset(
         files = files.shuffle(len(paths), seed=seed)
 
     def read(path: tf.Tensor) -> tf.data.Dataset:
-        return tf.data.Dataset.from_generator(partial(_samples, spec=spec), output_signature=signature, args=(path,))
+        generate = partial(_samples, spec=spec, views=views)
+        return tf.data.Dataset.from_generator(generate, output_signature=signature, args=(path,))
 
     if shuffle:
         samples = files.interleave(read, cycle_length=cycle_length, num_parallel_calls=tf.data.AUTOTUNE)

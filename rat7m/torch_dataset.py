@@ -64,6 +64,7 @@ from rat7m import crops, shards
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
 from rat7m.fileio import process_alive
+from rat7m.images import read_image_bytes
 
 __all__ = ["Rat7mCrops", "Transform", "collate", "shard_dataset", "to_tensors"]
 
@@ -456,12 +457,14 @@ def _build(
     transform: Transform | None,
     images: torch.Tensor | None,
     threads: int,
+    names: Sequence[Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Samples as tensors (both datasets' last step), their images written into ``images[b]`` (a batch) if given."""
+    """Samples as tensors (both datasets' last step), their images written into ``images[b]`` (a batch) if given;
+    ``names``: where each view comes from, for errors (:func:`rat7m.crops.make_samples`)."""
     rows = None if images is None else [images[b] for b in range(len(anns))]
     targets = None if rows is None else [row.numpy() for row in rows]
     rngs = [_rng(spec) for _ in anns]  # in sample order, on this thread: the same crops whatever the threads
-    samples = crops.make_samples(anns, jpegs, spec, rngs, targets, map_views=_map_views(threads))
+    samples = crops.make_samples(anns, jpegs, spec, rngs, targets, map_views=_map_views(threads), names=names)
     out = []
     for b, sample in enumerate(samples):
         if transform is not None:
@@ -641,12 +644,12 @@ class Rat7mCrops(Dataset):
 
     def jpegs(self, i: int) -> list[bytes]:
         """The JPEG bytes of sample ``i``'s views, in camera order."""
-        return [read() for read in self._readers(i)]
+        return [self._read(path) for path in self._image_paths(i)]
 
-    def _readers(self, i: int) -> list[Callable[[], bytes]]:
-        """Sample ``i``'s views, each as a call that reads its JPEG (made here, called on a decoding thread)."""
+    def _image_paths(self, i: int) -> list[str]:
+        """Sample ``i``'s JPEG files, in camera order (read by :meth:`_read` on the decoding threads)."""
         row = int(self.base.indices[i])
-        return [partial(self._read, str(self._paths[c][row])) for c in self.cameras]
+        return [os.path.join(self._images_root, str(self._paths[c][row])) for c in self.cameras]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self._samples([i], None)[0]
@@ -664,21 +667,21 @@ class Rat7mCrops(Dataset):
         """Samples ``indices``, their images written into ``images`` (a batch) if given; files read by the decoders."""
         anns = [self.annotation(i) for i in indices]
         reads: list[list[crops.ViewSource]]
+        names = None
         if type(self).jpegs is Rat7mCrops.jpegs:  # read on the decoding threads
-            reads = [list(self._readers(i)) for i in indices]
+            names = [self._image_paths(i) for i in indices]
+            reads = [[partial(self._read, path) for path in paths] for paths in names]
         else:  # a subclass's own source of the views
             reads = [list(self.jpegs(i)) for i in indices]
-        return _build(anns, reads, self.crop, self.transform, images, self.threads)
+        return _build(anns, reads, self.crop, self.transform, images, self.threads, names)
 
-    def _read(self, relative: str) -> bytes:
-        path = os.path.join(self._images_root, relative)
+    def _read(self, path: str) -> bytes:
         try:
-            with open(path, "rb") as handle:
-                return handle.read()
-        except OSError:
+            return read_image_bytes(path)
+        except BadInputError as exc:
             msg = (
-                f"{path}: missing or unreadable image; extract the frames with extract_frames.py --root "
-                f"{self.base.root} --images-root {self.base.images_root}, or read tar shards with shard_dataset()"
+                f"{exc}; extract the frames with extract_frames.py --root {self.base.root} --images-root "
+                f"{self.base.images_root}, or read tar shards with shard_dataset()"
             )
             raise BadInputError(msg) from None
 
@@ -748,24 +751,22 @@ def _shard_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]
 
 def _from_shard(raw: dict[str, Any], spec: crops.CropSpec, transform: Transform | None, threads: int) -> dict[str, Any]:
     """A webdataset sample (member suffix -> bytes) as the same sample :class:`Rat7mCrops` gives."""
-    ann, jpegs = _parse(raw)
-    return _build([ann], [jpegs], spec, transform, None, threads)[0]
+    ann, jpegs, names = crops.parse_sample(raw)
+    return _build([ann], [jpegs], spec, transform, None, threads, [names])[0]
 
 
 def _batch_from_shard(
     raws: list[dict[str, Any]], spec: crops.CropSpec, transform: Transform | None, threads: int
 ) -> dict[str, Any]:
     """Raw samples decoded straight into one batch tensor, then collated (as :meth:`Rat7mCrops.__getitems__`)."""
-    anns, jpegs = zip(*(_parse(raw) for raw in raws), strict=True)
+    anns, jpegs, names = zip(*(crops.parse_sample(raw) for raw in raws), strict=True)
+    for raw, ann, views in zip(raws, anns, jpegs, strict=True):
+        if len(views) != len(jpegs[0]):
+            raise BadInputError(f"{raw.get('__url__', 'a shard')}: {ann['key']} has {len(views)} cameras where "
+                                f"{anns[0]['key']} of the same batch has {len(jpegs[0])}; rewrite the shards")
     shape = _crop_shape(spec, len(jpegs[0]))
     images = None if shape is None else _batch_images((len(raws), *shape))
-    samples = _build(anns, jpegs, spec, transform, images, threads)
+    samples = _build(anns, jpegs, spec, transform, images, threads, names)
     for sample, raw in zip(samples, raws, strict=True):
         sample["__key__"] = raw["__key__"]
     return collate(samples)
-
-
-def _parse(raw: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
-    """A raw shard sample's annotation and its views' JPEG bytes, in camera order."""
-    ann = crops.from_json(raw["json"])
-    return ann, [raw[crops.member_name(c)] for c in ann["cameras"]]

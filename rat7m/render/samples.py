@@ -24,6 +24,7 @@ import numpy as np
 from rat7m import catalogue
 from rat7m.errors import BadInputError, Rat7mError
 from rat7m.geometry import project
+from rat7m.images import read_image
 from rat7m.model import Camera, Table
 from rat7m.plotting import draw_overlay_2d, overlay_legend_handles
 from rat7m.predictions import is_2d_file, read_predictions, read_predictions_2d
@@ -107,10 +108,15 @@ def frame_images(table: Mapping, row: int, root: str | os.PathLike | None,
         image = None
         if root is not None:
             path = Path(root) / str(columns["image_path"][cam][row])
-            image = cv2.imread(str(path)) if path.is_file() else None
+            if path.is_file():
+                try:
+                    image = read_image(path)
+                except BadInputError as exc:
+                    log.warning("%s; decoding the frame from the videos instead", exc)
             if image is None and index is not None:
                 image = _decode(index, recording, cam, int(columns["frame_idx"][cam][row]))
-        images[cam] = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+                image = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        images[cam] = image
     return images
 
 

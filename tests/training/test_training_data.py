@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ torch = pytest.importorskip("torch", reason="the PyTorch datasets need torch (re
 pytest.importorskip("webdataset", reason="the shard dataset needs webdataset (requirements-torch.txt)")
 
 from rat7m import catalogue, crops, extract, shards  # noqa: E402
+from rat7m.dataset import MiniRat7m  # noqa: E402
 from rat7m.errors import BadInputError  # noqa: E402
 from rat7m.geometry import project  # noqa: E402
 from rat7m.table import load_annotation, save_annotation  # noqa: E402
@@ -193,12 +195,15 @@ def test_crop_pixels_are_the_source_pixels_in_the_box(built):
 
 
 def test_opencv_decoder_names_an_unreadable_jpeg_and_agrees_with_the_default(built):
-    """OpenCV's fallback (no simplejpeg) says which input it could not decode, as simplejpeg does (ValueError)."""
+    """OpenCV's fallback (no simplejpeg) says which input it could not decode, as the default does."""
+    from rat7m import images
+
     dataset = Rat7mCrops(built.table_path, root=built.root, split="train", crop=crops.CropSpec(size=None))
     data = dataset.jpegs(0)[0]
-    assert np.abs(crops._decode_opencv(data).astype(int) - crops.decode_jpeg(data).astype(int)).max() <= 2
-    with pytest.raises(ValueError, match=r"cannot decode a view's JPEG \(6 bytes\)"):
-        crops._decode_opencv(b"\xff\xd8junk")  # imdecode gives None: cvtColor once failed on it (!_src.empty())
+    assert np.abs(images._decode_opencv(data, "x").astype(int) - crops.decode_jpeg(data).astype(int)).max() <= 2
+    for decode in (images._decode_opencv, images._decode_simplejpeg):
+        with pytest.raises(BadInputError, match=r"^view\.jpg: not a"):
+            decode(b"\xff\xd8junk", "view.jpg")  # imdecode gives None: cvtColor once failed on it (!_src.empty())
 
 
 def test_zero_based_table_gives_the_same_samples(built, tmp_path):
@@ -220,6 +225,34 @@ def test_missing_image_names_the_fix(built, tmp_path):
     dataset = Rat7mCrops(built.table_path, root=built.root, images_root=tmp_path, split="train")
     with pytest.raises(BadInputError, match=r"extract_frames\.py --root .*shard_dataset"):
         dataset[0]
+
+
+def test_a_jpeg_bomb_among_the_images_or_in_a_shard_is_named_not_decoded(built, tmp_path):
+    """An extracted image or a shard's view replaced by 600 bytes declaring 60000 x 60000 px: each reader names the
+    file or the member and refuses it from its header (simplejpeg allocated 10.8 GB for it, OpenCV up to 3 GB)."""
+    from tests.training.test_hostile_shards import bomb
+
+    images_root = tmp_path / "images"
+    shutil.copytree(built.root / catalogue.IMAGES_DIR, images_root / catalogue.IMAGES_DIR)
+    dataset = Rat7mCrops(built.table_path, root=built.root, images_root=images_root, split="train")
+    victim = Path(dataset._image_paths(2)[1])
+    victim.write_bytes(bomb())
+    declares = "the image declares 60000 x 60000 px"
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(victim))}: {declares}.*replace the file$"):
+        next(iter(torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate)))
+    images = MiniRat7m(built.table_path, root=built.root, images_root=images_root, split="train")
+    over = "the image declares over 89,478,485 px"  # read by PIL, which stops at twice that: no size in its error
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(victim))}: {over}.*extract_frames\.py"):
+        images[2]
+    shard = shards.shard_paths(built.out, "train")[0]
+    raw = next(shards.iter_samples(shard))
+    broken = tmp_path / shard.name
+    with tarfile.open(broken, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for suffix, data in raw.items():
+            if not suffix.startswith("__"):
+                shards._add(tar, f"{raw['__key__']}.{suffix}", bomb() if suffix == "cam2.jpg" else data)
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(broken))}: {raw['__key__']}\.cam2\.jpg: {declares}"):
+        next(iter(shard_dataset([broken], CROP, shuffle=0, batch_size=2)))
 
 
 def test_two_nodes_two_workers_see_every_sample_once(built, tmp_path):
@@ -531,9 +564,9 @@ def _decoded_on(monkeypatch) -> list[str]:
     names: list[str] = []
     decode = crops.decode_jpeg
 
-    def recording(data: bytes) -> np.ndarray:
+    def recording(data: bytes, where: str) -> np.ndarray:
         names.append(threading.current_thread().name)
-        return decode(data)
+        return decode(data, where)
 
     monkeypatch.setattr(crops, "decode_jpeg", recording)
     return names
@@ -617,10 +650,10 @@ import os, signal, sys, threading, time
 from rat7m.torch_dataset import Rat7mCrops
 
 class Stalled(Rat7mCrops):
-    def _read(self, relative):
-        if relative == self._paths[self.cameras[0]][int(self.base.indices[0])]:
+    def _read(self, path):
+        if path == self._image_paths(0)[0]:
             time.sleep(600)
-        return super()._read(relative)
+        return super()._read(path)
 
 dataset = Stalled(sys.argv[1], root=sys.argv[2], split="test", threads=2)
 start = time.monotonic()
