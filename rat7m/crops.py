@@ -219,11 +219,10 @@ def _array(value: Any, shape: tuple[int, ...], nan: bool, what: str) -> np.ndarr
         cells = np.empty(0, dtype=object)
     if cells.shape != shape or not {type(x) for x in cells.flat} <= _NUMBER_TYPES:
         raise BadInputError(f"{what} is not {' x '.join(map(str, shape))} numbers")
-    with np.errstate(over="ignore"):
-        try:
-            array = np.array(value, dtype=np.float64)
-        except OverflowError:  # an integer beyond float64
-            array = np.full(shape, np.inf)
+    try:
+        array = cells.astype(np.float64)  # null -> NaN
+    except OverflowError:  # an integer beyond float64
+        array = np.full(shape, np.inf)
     if np.isinf(array).any() or (not nan and np.isnan(array).any()):
         raise BadInputError(f"{what} holds {'an infinite number' if nan else 'a null or an infinite number'}")
     return array
