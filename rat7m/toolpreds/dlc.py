@@ -23,6 +23,7 @@ import csv
 import io
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,8 +146,12 @@ def _lookup(index: TableIndex, key: object, video: tuple[str, int, int] | None, 
 def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
     with library_read(path, "DLC .h5 table"):
         pd = extras.require("pandas", extra="export", feature=f"reading {path}", package="pandas tables")
+        image = path.read_bytes()  # checked, then read by PyTables from this memory: the same bytes
+        _check_pickles(image, path)
         try:
-            with pd.HDFStore(path, mode="r") as store:
+            # HDF5 will not take an image for a name that exists on disk: under the file itself, none can
+            with pd.HDFStore(str(path / "in-memory"), mode="r", driver="H5FD_CORE", driver_core_image=image,
+                             driver_core_backing_store=0) as store:  # fmt: skip
                 stored = [k.lstrip("/") for k in store]
                 key = next((k for k in H5_KEYS if k in stored), stored[0] if len(stored) == 1 else None)
                 if key is None:
@@ -169,6 +174,47 @@ def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
     except (TypeError, ValueError):
         raise BadInputError(f"{path}: the table holds values that are not numbers") from None
     return list(frame.index), columns, values
+
+
+def _check_pickles(image: bytes, path: Path) -> None:
+    """Refuse an HDF5 file whose pickles PyTables would load with ``pickle.loads`` (running any code they name).
+
+    PyTables unpickles every fixed-length string attribute that ends with ``.`` as it reads a node's
+    attributes, and every row of an object-atom array (pandas stores a non-string object index that
+    way); pandas' "table" format keeps its own metadata as such pickles (lists, dicts, strings). Each one
+    is read first by :func:`rat7m.safe_pickle.safe_loads` (h5py, which never unpickles, finds them) and
+    must name nothing outside its allow-list; links to other files and virtual datasets are refused too.
+    """
+    h5py = extras.require("h5py", extra="export", feature=f"reading {path}", package="h5py")
+    found: list[tuple[str, Any]] = []
+    links: list[str] = []
+    with h5py.File(io.BytesIO(image), "r") as f:
+        f.visit_links(links.append)  # no exception may leave an h5py callback: collected, then checked
+        for name in links:
+            if isinstance(f.get(name, getlink=True), h5py.ExternalLink):
+                raise BadInputError(f"{path}: {name} links to another file; refused")
+        f.visititems(lambda name, node: found.append((name, node)))
+        for name, node in [("/", f), *found]:
+            for attribute in node.attrs:
+                value = node.attrs[attribute]
+                if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
+                    _safe_pickle(value, f"{path}: attribute {attribute!r} of {name}")
+            if isinstance(node, h5py.Dataset):
+                if node.is_virtual:
+                    raise BadInputError(f"{path}: {name} is a virtual dataset (data from other files); refused")
+                if node.attrs.get("PSEUDOATOM") == b"object":
+                    for k, row in enumerate(node):
+                        _safe_pickle(np.asarray(row).tobytes(), f"{path}: row {k} of {name}")
+
+
+def _safe_pickle(data: bytes, where: str) -> None:
+    from rat7m.safe_pickle import safe_loads
+
+    try:
+        safe_loads(data, where)
+    except BadInputError as exc:  # its message starts with where
+        reason = str(exc).removeprefix(f"{where}: ")
+        raise BadInputError(f"{where}: a pickle PyTables would load, running what it names: {reason}") from None
 
 
 def _read_csv(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:

@@ -7,8 +7,10 @@ txt, DLC CSV, anipose CSV) from valid seeds mutated byte by byte.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +333,56 @@ def test_damaged_binary_files_are_one_line(tmp_path, suffix):
     with pytest.raises(BadInputError) as caught:
         module.read(path, INDEX)
     assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+#: A pickle that, loaded, creates the file its test names: code run from a prediction file.
+class _Touch:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _dlc_h5(path: Path, index, fmt: str) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("tables")
+    columns = pd.MultiIndex.from_product([["scorer"], ["Snout"], ["x", "y", "likelihood"]],
+                                         names=["scorer", "bodyparts", "coords"])  # fmt: skip
+    with pytest.warns() if fmt == "fixed" and not isinstance(index[0], str) else contextlib.nullcontext():
+        pd.DataFrame(np.zeros((1, 3)), index=pd.Index(index, dtype=object), columns=columns).to_hdf(
+            path, key="df_with_missing", format=fmt
+        )
+
+
+@pytest.mark.parametrize("where", ["index", "attribute"])
+def test_an_h5_whose_pickles_would_run_code_is_refused_before_pytables_reads_it(tmp_path, where):
+    """PyTables unpickles an object index's rows and every attribute that looks pickled, as pandas reads the
+    table: before, this file created the marker file (any code could have run). Now h5py finds each pickle
+    and the allow-list unpickler refuses the global it names; the marker is never created."""
+    marker, path = tmp_path / "ran", tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    if where == "index":
+        _dlc_h5(path, [_Touch(marker)], "fixed")
+        named = "row 0 of df_with_missing/axis1"
+    else:
+        _dlc_h5(path, ["img0.png"], "table")
+        import tables
+
+        with tables.open_file(path, "a") as f:
+            f.root.df_with_missing._v_attrs.extra = _Touch(marker)
+        named = "attribute 'extra' of df_with_missing"  # pickled at protocol 0: Path.touch as getattr(Path, "touch")
+    assert not marker.exists()
+    refused = r"a pickle PyTables would load.*names the global '(pathlib\.Path\.touch|__builtin__\.getattr)'"
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: {named}: {refused}"):
+        dlc.read(path, INDEX)
+    assert not marker.exists()
+
+
+def test_an_h5_that_links_to_another_file_is_refused(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    _dlc_h5(path, ["img0.png"], "table")
+    with h5py.File(path, "a") as f:
+        f["elsewhere"] = h5py.ExternalLink("/etc/hostname", "/")
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: elsewhere links to another file"):
+        dlc.read(path, INDEX)
