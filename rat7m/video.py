@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 
 #: The decoders :func:`read_frames` knows; ``auto`` picks one per chunk (:func:`choose_decoder`).
 DECODERS = ("auto", "opencv", "pyav")
+#: The largest frame decoded: RAT7M's cameras record 1328 x 1048; a stream declaring more than 4096 x 4096 px
+#: is refused before its first frame (a decoder keeps up to 16 reference frames of that size, per thread).
+MAX_FRAME_PIXELS = 4096 * 4096
 #: Packets :func:`choose_decoder` reads to see whether a stream reorders frames (B-frames show in the first GOP).
 PROBE_PACKETS = 32
 
@@ -194,7 +197,20 @@ def open_capture(path: str | os.PathLike, threads: int | None = None) -> cv2.Vid
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         raise ChunkReadError(f"cannot open {Path(path).name}: truncated, corrupt or not a video", 0)
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    try:
+        check_frame_size(path, width, height)
+    except ChunkReadError:
+        capture.release()
+        raise
     return capture
+
+
+def check_frame_size(path: str | os.PathLike, width: int, height: int, offset: int = 0) -> None:
+    """Refuse a stream (or frame) whose declared size is over :data:`MAX_FRAME_PIXELS`, before it is decoded."""
+    if width * height > MAX_FRAME_PIXELS:
+        msg = f"{Path(path).name}: frames of {width} x {height} px, over the {MAX_FRAME_PIXELS:,} px decoded"
+        raise ChunkReadError(f"{msg}; not a RAT7M chunk (1328 x 1048)", offset)
 
 
 def header_frame_count(path: str | os.PathLike) -> int | None:
@@ -325,9 +341,9 @@ def _read_frames_opencv(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """:func:`read_frames` with OpenCV: count the decoder's output, ``grab()`` all, ``retrieve()`` the wanted."""
     capture = open_capture(path, threads)
+    position = delivered = 0
     try:
         listed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        position = 0
         for offset in offsets:
             while position < offset:
                 if not capture.grab():
@@ -340,6 +356,11 @@ def _read_frames_opencv(
             if not ok or image is None:
                 raise ChunkReadError(f"{Path(path).name}: frame {offset} decoded but could not be converted", offset)
             yield offset, image
+            delivered = offset + 1
+    except (cv2.error, MemoryError) as exc:  # a stream that lied about its size, say: a chunk fault, not a crash
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        msg = f"{Path(path).name}: the decoder failed at frame {max(position - 1, 0)} ({reason})"
+        raise ChunkReadError(msg, delivered) from None
     finally:
         capture.release()
 
@@ -423,6 +444,7 @@ def _decode_by_pts(
     try:
         with _open_quickly(av, path) as container:
             stream = container.streams.video[0]
+            check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
             if threads == 1:
                 stream.thread_type, stream.thread_count = "NONE", 1
             else:
@@ -439,6 +461,7 @@ def _decode_by_pts(
                         continue
                     if offset != offsets[delivered]:
                         raise _dropped(path, pts, offsets[delivered], f"but gives frame {offset}")
+                    check_frame_size(path, frame.width, frame.height, offset)  # the size may change mid-stream
                     yield offset, frame.to_ndarray(**convert)
                     delivered += 1
                 if delivered == len(offsets):

@@ -203,3 +203,58 @@ def test_a_container_with_no_streams_before_probing_is_still_read(tmp_path):
     frames = {decoder: [image for _, image in read_frames(path, offsets, 1, decoder)] for decoder in ("auto", "opencv")}
     assert len(frames["auto"]) == len(offsets)
     assert all(np.array_equal(a, b) for a, b in zip(*frames.values(), strict=True))
+
+
+def _huge_frames(path, width: int, height: int, frames: int = 2) -> None:
+    """A small file (PNG frames of one grey level) whose stream declares ``width`` x ``height`` px frames."""
+    with av.open(str(path), "w", format="mov") as container:
+        stream = container.add_stream("png", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "gray"
+        frame = av.VideoFrame.from_ndarray(np.zeros((height, width), np.uint8), format="gray")
+        for i in range(frames):
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+@pytest.mark.parametrize("threads", [1, None])
+def test_a_stream_declaring_huge_frames_is_refused_before_decoding(tmp_path, decoder, threads):
+    """A chunk whose frames are over MAX_FRAME_PIXELS is a chunk fault (ChunkReadError, listed by extraction), found
+    from the stream's header: before, 16000 x 16000 px frames (a 560 KB file) took ~1.8 GB a process, and OpenCV's
+    own failure to allocate was a cv2.error traceback that ended the whole extraction."""
+    from rat7m.video import MAX_FRAME_PIXELS
+
+    path = tmp_path / "s1-d1-camera1-0.mp4"
+    _huge_frames(path, 4100, 4100)  # 16.81 Mpx, just over 4096 x 4096
+    assert 4100 * 4100 > MAX_FRAME_PIXELS
+    with pytest.raises(ChunkReadError, match=r"^s1-d1-camera1-0\.mp4: frames of 4100 x 4100 px, over") as caught:
+        list(read_frames(path, [0, 1], threads, decoder))
+    assert caught.value.decoded == 0
+    _huge_frames(path, 4096, 4096)  # at the bound: decoded
+    assert [image.shape for _, image in read_frames(path, [1], threads, decoder)] == [(4096, 4096, 3)]
+
+
+def test_a_frame_larger_than_its_stream_is_refused_by_pyav_before_conversion(tmp_path):
+    """A stream may change its frame size mid-way (here a PNG frame of 4100 x 4100 px among 64 x 64 ones): PyAV
+    checks each frame before converting it (OpenCV scales every frame to the stream's first size)."""
+    import fractions
+
+    path = tmp_path / "s1-d1-camera1-0.mp4"
+    with av.open(str(path), "w", format="mov") as container:
+        stream = container.add_stream("png", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "gray"
+        big = av.CodecContext.create("png", "w")
+        big.width, big.height, big.pix_fmt, big.time_base = 4100, 4100, "gray", fractions.Fraction(1, 30)
+        for i, (size, encoder) in enumerate([(64, stream), (4100, big), (64, stream)]):
+            frame = av.VideoFrame.from_ndarray(np.zeros((size, size), np.uint8), format="gray")
+            frame.pts = i
+            for packet in encoder.encode(frame):
+                packet.stream, packet.pts, packet.dts = stream, i, i
+                container.mux(packet)
+        container.mux(stream.encode())
+    got = []
+    with pytest.raises(ChunkReadError, match=r"frames of 4100 x 4100 px, over") as caught:
+        got.extend(offset for offset, _ in read_frames(path, [0, 1, 2], 1, "pyav"))
+    assert got == [0] and caught.value.decoded == 1
+    assert [image.shape for _, image in read_frames(path, [0, 1, 2], 1, "opencv")] == [(64, 64, 3)] * 3
