@@ -54,6 +54,7 @@ __all__ = [
     "iter_samples",
     "load_index",
     "plan_shards",
+    "read_index",
     "select_shards",
     "shard_name",
     "shard_paths",
@@ -197,10 +198,40 @@ def load_index(out: str | os.PathLike, split: str) -> dict[str, tuple[str, dict[
     """``{sample key: (shard name, {member suffix: [data offset, size]})}`` over the split's complete shards."""
     index = {}
     for shard in shard_paths(out, split):
-        entries = json.loads(shard.with_name(shard.name + INDEX_SUFFIX).read_text())
-        for key, members in entries["samples"].items():
-            index[key] = (shard.name, members)
+        for key, members in read_index(shard.with_name(shard.name + INDEX_SUFFIX)).items():
+            index[key] = (shard.name, {suffix: list(span) for suffix, span in members.items()})
     return index
+
+
+def read_index(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]]:
+    """A shard's index, checked: ``{sample key: {member suffix: (data offset, size)}}``.
+
+    Raises:
+        BadInputError: naming the file: missing, over :data:`MAX_INDEX_BYTES`, not JSON, or not an index
+            (each member an offset and a size, both integers >= 0, the size at most :data:`MAX_MEMBER_BYTES`).
+    """
+    fix = "rewrite the shard with --overwrite"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_INDEX_BYTES + 1)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read the shard's index ({exc.strerror or exc}); {fix}") from None
+    if len(data) > MAX_INDEX_BYTES:
+        raise BadInputError(f"{path}: more than {MAX_INDEX_BYTES:,} bytes, not a shard index; {fix}")
+    try:
+        samples = json.loads(data)["samples"]
+        index = {key: {suffix: _span(span) for suffix, span in members.items()} for key, members in samples.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # UnicodeDecodeError: a ValueError
+        raise BadInputError(f"{path}: not a shard index; {fix}") from None
+    return index
+
+
+def _span(span: Any) -> tuple[int, int]:
+    """An index entry's ``[offset, size]``: two integers (no bools, no floats) >= 0, the size within the bound."""
+    offset, size = span
+    if not all(type(x) is int for x in (offset, size)) or offset < 0 or not 0 <= size <= MAX_MEMBER_BYTES:
+        raise ValueError(f"not a member's offset and size: {span!r}")
+    return offset, size
 
 
 def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -245,23 +276,15 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 def _indexed_samples(path: Path, index: Path) -> Iterator[dict[str, Any]]:
     """The samples of a shard read at the offsets of its index; a mismatch is a clear error, not wrong data."""
-    try:
-        if index.stat().st_size > MAX_INDEX_BYTES:
-            raise ValueError("too large")
-        entries = json.loads(index.read_bytes())["samples"]
-        spans_of = {
-            key: sorted((int(offset), int(length), suffix) for suffix, (offset, length) in members.items())
-            for key, members in entries.items()
-        }
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):
-        raise BadInputError(f"{index}: not a shard index; rewrite the shard with --overwrite") from None
+    spans_of = {
+        key: sorted((offset, length, suffix) for suffix, (offset, length) in members.items())
+        for key, members in read_index(index).items()
+    }
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         for key, spans in spans_of.items():
-            if not spans or min(length for _, length, _ in spans) < 0:
-                raise BadInputError(f"{index}: sample {key} has no members or a negative size; rewrite the shard")
-            if max(length for _, length, _ in spans) > MAX_MEMBER_BYTES:
-                raise BadInputError(f"{index}: sample {key} has a member over {MAX_MEMBER_BYTES:,} bytes; rewrite it")
+            if not spans:
+                raise BadInputError(f"{index}: sample {key} has no members; rewrite the shard")
             start, end = spans[0][0] - tarfile.BLOCKSIZE, spans[-1][0] + spans[-1][1]
             name = f"{key}.{spans[0][2]}".encode()
             if start < 0 or end > size:

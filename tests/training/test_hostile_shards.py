@@ -242,7 +242,7 @@ def test_members_and_indexes_over_their_bounds_are_not_read(tmp_path):
     first = next(iter(entries["samples"].values()))
     first["cam1.jpg"][1] = shards.MAX_MEMBER_BYTES + 1
     index.write_text(json.dumps(entries))
-    with pytest.raises(BadInputError, match=r"has a member over 67,108,864 bytes"):
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(index))}: not a shard index"):
         read_all(path)
     with open(index, "wb") as f:
         f.truncate(shards.MAX_INDEX_BYTES + 1)  # sparse: never read

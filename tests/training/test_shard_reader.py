@@ -62,3 +62,23 @@ def test_a_malformed_index_is_refused(tmp_path, samples):
     path.with_name(path.name + shards.INDEX_SUFFIX).write_text(json.dumps({"samples": samples}))
     with pytest.raises(BadInputError, match="rewrite the shard"):
         list(shards.iter_samples(path))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{", b"[]", b'{"samples": 5}', b"\xff\xfe", b"[" * 200_000, b'{"samples": {"k": 7}}',
+     b'{"samples": {"k": {"json": [true, 3]}}}', b'{"samples": {"k": {"json": [0, 1.5]}}}'],
+    ids=["cut", "a list", "samples a number", "not UTF-8", "deep", "member not a dict", "bool", "float"],
+)  # fmt: skip
+def test_load_index_refuses_what_is_not_an_index_by_name(tmp_path, content):
+    """The split's index reader (``load_index``) checks as the sample reader does: one error naming the file."""
+    path = tmp_path / "rat7m-train-000000.tar"
+    _write(path, SAMPLES)
+    index = path.with_name(path.name + shards.INDEX_SUFFIX)
+    assert set(shards.load_index(tmp_path, "train")) == set(SAMPLES)
+    index.write_bytes(content)
+    with pytest.raises(BadInputError, match=rf"^{index}: not a shard index; rewrite the shard"):
+        shards.load_index(tmp_path, "train")
+    index.unlink()
+    with pytest.raises(BadInputError, match=rf"^{index}: cannot read the shard's index"):
+        shards.load_index(tmp_path, "train")
