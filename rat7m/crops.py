@@ -457,6 +457,10 @@ def _view(
 def _sample(ann: Mapping[str, Any], views: list[tuple], out: np.ndarray | None) -> dict[str, Any]:
     """A sample from its cropped views: the keypoints and intrinsics moved into each crop."""
     images, boxes, scales = zip(*views, strict=True)
+    if out is None and len({image.shape for image in images}) > 1:  # whole images (no crop) of different sizes
+        sizes = ", ".join(f"{camera} {image.shape[1]} x {image.shape[0]}" for camera, image in
+                          zip(ann.get("cameras", range(len(images))), images, strict=True))  # fmt: skip
+        raise BadInputError(f"sample {ann.get('key')}: its views differ in size ({sizes}); crop them (CropSpec(size=))")
     box_array, scale = np.array(boxes, dtype=np.float64), np.array(scales)
     origin = box_array[:, None, :2]
     K = np.array(ann["K"], dtype=np.float64)

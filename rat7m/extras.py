@@ -32,6 +32,7 @@ RUNTIME = {
     "urllib3": "urllib3",
     "tqdm": "tqdm",
     "matplotlib": "matplotlib",
+    "PIL": "pillow",
 }
 
 

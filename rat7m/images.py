@@ -3,10 +3,11 @@
 The JPEGs a loader reads come from an extraction, a shard someone shared or a downloaded mini-RAT7M
 folder: bytes to distrust like any other. A JPEG's header declares its size, and a decoder allocates
 that much before it reads a pixel: 600 bytes declaring 60000 x 60000 px made simplejpeg allocate
-10.8 GB and work 35 s before it failed (OpenCV's own bound, 2**30 px, still lets one image take 3 GB).
-So the header is read first (simplejpeg: ~1.5 us; PIL for any format: ~25 us, next to a decode of
-~5 ms) and an image over :data:`MAX_IMAGE_PIXELS` is refused. A file larger than
-:data:`MAX_IMAGE_BYTES` is refused before it is read.
+10.8 GB and work 35 s before it failed (OpenCV's own bound, 2**30 px, still lets one image take 3 GB;
+a progressive 9400 x 9400 px JPEG of 1 MB took 800 MB to decode). So the header is read first
+(simplejpeg: ~1.5 us; Pillow, JPEG and PNG only: ~25 us; next to a decode of ~5 ms) and an image over
+:data:`MAX_IMAGE_PIXELS` is refused; a file over :data:`MAX_IMAGE_BYTES`, or that is not a regular
+file, is not read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import warnings
 from collections.abc import Callable
 
 import cv2
@@ -31,11 +31,13 @@ __all__ = [
     "read_image_bytes",
 ]
 
-#: The most pixels an image may declare: PIL's own decompression-bomb bound (``Image.MAX_IMAGE_PIXELS``,
-#: 268 MB as RGB). A RAT7M frame has 1328 x 1048 = 1.4 Mpx.
-MAX_IMAGE_PIXELS = 89_478_485
+#: The most pixels an image (or a video frame, :mod:`rat7m.video`) may declare: 4096 x 4096. A RAT7M frame has
+#: 1328 x 1048 = 1.4 Mpx; this bounds one decoded image to 50 MB as RGB.
+MAX_IMAGE_PIXELS = 4096 * 4096
 #: The largest image file read (a RAT7M frame's JPEG is ~0.1-1.6 MB).
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+#: The formats :func:`read_image` reads: what an extraction writes, and PNG.
+IMAGE_FORMATS = ("JPEG", "PNG")
 
 
 def check_image_size(width: int, height: int, where: str) -> None:
@@ -62,28 +64,32 @@ def _decode_simplejpeg(data: bytes, where: str) -> np.ndarray:
 
 
 def _decode_opencv(data: bytes, where: str) -> np.ndarray:
-    image = cv2.imdecode(_checked_buffer(data, where), cv2.IMREAD_COLOR)
+    buffer = _checked_buffer(data, where)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own checks (a side over its limit, ...): the file's fault
+        raise BadInputError(f"{where}: cannot decode the image ({str(exc).strip().splitlines()[-1]})") from None
     if image is None:  # not an image OpenCV can read; cvtColor would fail with "!_src.empty()"
-        raise BadInputError(f"{where}: cannot decode the image ({len(data)} bytes)")
+        raise BadInputError(f"{where}: not a JPEG or PNG image OpenCV can decode ({len(data)} bytes)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _checked_buffer(data: bytes, where: str) -> np.ndarray:
-    """The bytes as a buffer for cv2.imdecode, once their header (read by PIL, any format) is within bounds."""
+    """The bytes as a buffer for cv2.imdecode, once their header (read by Pillow, JPEG or PNG) is within bounds.
+
+    Only those two formats' readers see the bytes (Pillow's others raised NotImplementedError, AttributeError ...
+    on damaged files); anything Pillow raises while reading a header is this file's fault.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        # PIL's own bomb warning would print above its bound: ours is checked next (a filter only for it)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # reads the header only
-                width, height = image.size
-    except Image.DecompressionBombError:
-        raise BadInputError(f"{where}: the image declares over {MAX_IMAGE_PIXELS:,} px; replace the file") from None
-    except UnidentifiedImageError:
-        raise BadInputError(f"{where}: not an image ({len(data)} bytes)") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's own: truncated header, bad fields
-        raise BadInputError(f"{where}: not a readable image ({exc})") from None
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:  # reads the header only
+            width, height = image.size
+    except Exception as exc:  # Pillow's format readers raise many kinds on damaged bytes
+        if isinstance(exc, Image.DecompressionBombError):
+            raise BadInputError(f"{where}: the image declares over {MAX_IMAGE_PIXELS:,} px; replace the file") from None
+        detail = f"{len(data)} bytes" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {exc}"
+        raise BadInputError(f"{where}: not a JPEG or PNG image ({detail})") from None
     check_image_size(width, height, where)
     return np.frombuffer(data, np.uint8)
 
@@ -117,24 +123,28 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     """
     where = str(path)
     try:  # non-blocking: a FIFO planted under an image's name must not hang the reader
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0) as f:
-            status = os.fstat(f.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                raise BadInputError(f"{where}: not a regular file")
-            if status.st_size > MAX_IMAGE_BYTES:
-                too_big = f"{status.st_size:,} bytes, more than an image may have ({MAX_IMAGE_BYTES:,})"
-                raise BadInputError(f"{where}: {too_big}")
-            # its size exactly, in one read: a buffered read of the bound allocated 64 MB a call (2x the time)
-            return f.read(status.st_size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise BadInputError(f"{where}: missing or unreadable image ({exc.strerror or exc})") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise BadInputError(f"{where}: not a regular file")
+        if status.st_size > MAX_IMAGE_BYTES:
+            raise BadInputError(f"{where}: {status.st_size:,} bytes, more than an image may have ({MAX_IMAGE_BYTES:,})")
+        # its size exactly, in one read: a buffered read of the bound allocated 64 MB a call (2x the time)
+        return os.read(fd, status.st_size)
+    except OSError as exc:
+        raise BadInputError(f"{where}: unreadable image ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file (any format OpenCV reads) as an ``(H, W, 3)`` uint8 RGB array, decoded by OpenCV.
+    """An image file (JPEG or PNG) as an ``(H, W, 3)`` uint8 RGB array, decoded by OpenCV.
 
     Raises:
         BadInputError: naming the file: missing, unreadable, over :data:`MAX_IMAGE_BYTES` or
-            :data:`MAX_IMAGE_PIXELS`, or not an image.
+            :data:`MAX_IMAGE_PIXELS`, or not a JPEG or PNG image.
     """
     return _decode_opencv(read_image_bytes(path), str(path))

@@ -11,11 +11,12 @@ instead of a traceback from deep inside scipy.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,13 @@ from rat7m.model import MAT_SPELLING, camera_param, with_both_spellings
 __all__ = [
     "CAMERA_FIELDS",
     "MAT_CAMERA_ORDER",
+    "MAX_DEPTH",
     "MAX_EXPANSION",
+    "MAX_FIELDS",
     "MAX_FRAME_INDEX",
     "MIN_DECOMPRESSED_BOUND",
     "MocapRecording",
+    "check_variables",
     "load_cameras",
     "load_mocap",
     "load_recording",
@@ -110,7 +114,7 @@ def _read(path: str | os.PathLike) -> dict:
             "Re-save it in MATLAB with save(..., '-v7') or download the original again."
         )
         raise BadInputError(msg)
-    _check_decompressed_size(path)  # before whosmat: scipy inflates a compressed variable whole to list it
+    readable = check_variables(path)  # before whosmat: scipy inflates a compressed variable whole to list it
     import scipy.io  # here: ~0.3 s of every rat7m-build-annotation start, --check and refusals included
 
     try:
@@ -126,50 +130,246 @@ def _read(path: str | os.PathLike) -> dict:
         if variables[key] != "struct":
             raise BadInputError(f"{path}: '{key}' is a MATLAB {variables[key]}, not a struct")
     try:
-        return scipy.io.loadmat(str(path), struct_as_record=True, squeeze_me=False, variable_names=_VARIABLES)
+        wanted = [v for v in _VARIABLES if v in readable]  # cameras and mocap are, or the check refused the file
+        return scipy.io.loadmat(str(path), struct_as_record=True, squeeze_me=False, variable_names=wanted)
     except Exception as exc:  # scipy raises ValueError, TypeError, struct.error... on garbage
         raise BadInputError(f"{path}: is not a readable MATLAB .mat file ({exc})") from exc
 
 
-def _check_decompressed_size(path: Path) -> None:
-    """Refuse a file whose compressed variables would decompress to more than the bound.
+def check_variables(path: Path, strict: Collection[str] = ("cameras", "mocap")) -> set[str]:
+    """Refuse a file whose variables would decompress past the bound, or whose ``strict`` variables are not laid out
+    as RAT7M's are; return the variables scipy may then read (any other only if it passed the same checks).
 
     scipy inflates a compressed variable whole before parsing it, so a few MB of zlib can ask for
-    gigabytes. Each ``miCOMPRESSED`` element (MATLAB v5: 128-byte header, then elements of an
-    8-byte tag ``type, nbytes``) is inflated here in small pieces, counting and discarding, and
-    the total is compared with the bound before scipy sees the file.
+    gigabytes; and it builds what the headers declare, recursing once per nesting level with no limit:
+    40 KB of cells nested 20000 deep overflowed the C stack (the process died, SIGSEGV), and a 285-byte
+    struct declaring 46000 x 46000 elements asked for 15.8 GB. So each top-level element (MATLAB v5:
+    128-byte header, then elements of an 8-byte tag ``type, nbytes``) is read here first, inflated in
+    small pieces and discarded as it goes (:class:`_Elements`), and its headers walked (:func:`_walk`):
+    at most :data:`MAX_DEPTH` levels, no cells, objects, sparse or function arrays, every struct one
+    element of at most :data:`MAX_FIELDS` fields, every other array no more elements than bytes.
     """
     size = path.stat().st_size
-    bound = max(MIN_DECOMPRESSED_BOUND, MAX_EXPANSION * size)
-    total = 0
+    budget = [max(MIN_DECOMPRESSED_BOUND, MAX_EXPANSION * size)]
+    readable: set[str] = set()
     with open(path, "rb") as f:
         head = f.read(128)
         order = "<" if head[126:128] == b"IM" else ">"
         while True:
             tag = f.read(8)
             if len(tag) < 8:
-                return
+                return readable
             kind, nbytes = struct.unpack(order + "II", tag)
-            if kind != 15:  # not miCOMPRESSED: its size is what is on disk
-                f.seek(nbytes + (-nbytes % 8), os.SEEK_CUR)
-                continue
-            inflate = zlib.decompressobj()
-            left = nbytes
-            while left > 0:
-                piece = f.read(min(left, 1 << 16))
-                if not piece:
-                    break
-                left -= len(piece)
-                data = inflate.decompress(piece, 1 << 20)
-                while True:
-                    total += len(data)
-                    if total > bound:
-                        msg = (f"{path}: its compressed variables expand to more than {bound / 2**20:.0f} MiB "
-                               f"({MAX_EXPANSION}x the file's {size} bytes); refusing a zlib bomb")  # fmt: skip
-                        raise BadInputError(msg)
-                    if not inflate.unconsumed_tail:
-                        break
-                    data = inflate.decompress(inflate.unconsumed_tail, 1 << 20)
+            elements = _Elements(f, nbytes, kind == _MI_COMPRESSED, order, budget, path)
+            if kind == _MI_COMPRESSED:
+                kind, nbytes = elements.tag()
+            if kind == _MI_MATRIX:
+                try:
+                    _walk(elements, nbytes, 1, path)
+                    readable.add(elements.variable)
+                except _ZlibBombError:
+                    raise
+                except BadInputError:
+                    if elements.variable in strict or not elements.variable:
+                        raise
+                    log.debug("%s: variable %r is not read (not in RAT7M's layout)", path, elements.variable)
+            elements.finish()
+            if kind != _MI_COMPRESSED:
+                f.seek(-nbytes % 8, os.SEEK_CUR)
+
+
+class _ZlibBombError(BadInputError):
+    """The file's compressed variables expand past the bound."""
+
+
+#: MATLAB v5 element and class numbers (MathWorks' "MAT-File Format", 2021, tables 1-2 and 1-3).
+_MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
+_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_CHAR, _MX_SPARSE = 1, 2, 3, 4, 5
+_MX_REFUSED = {_MX_CELL: "a cell array", _MX_OBJECT: "an object", _MX_SPARSE: "a sparse array",
+               16: "a function handle", 17: "an opaque object"}  # fmt: skip
+#: The deepest nesting read: ``cameras`` > ``Camera1`` > ``IntrinsicMatrix``.
+MAX_DEPTH = 3
+#: The most fields a struct may have (RAT7M's have 6 to 20).
+MAX_FIELDS = 1024
+
+
+class _Elements:
+    """The bytes of one top-level element, read in order (inflated in pieces if compressed), within a budget."""
+
+    def __init__(self, f: Any, nbytes: int, compressed: bool, order: str, budget: list[int], path: Path) -> None:
+        self.f, self.left, self.order, self.budget, self.path = f, nbytes, order, budget, path
+        self.inflate = zlib.decompressobj() if compressed else None
+        self.buffer = b""
+        self.consumed = 0  # bytes read or skipped past by read() and skip()
+        self.variable = ""  # the top-level variable's name, once its header is read
+
+    def _more(self) -> bytes:
+        """The next piece of the element's (inflated) bytes; b"" at its end."""
+        if self.inflate is None:
+            piece = self.f.read(min(self.left, 1 << 16))
+            self.left -= len(piece)
+            return piece
+        while True:
+            try:
+                if self.inflate.unconsumed_tail:
+                    data = self.inflate.decompress(self.inflate.unconsumed_tail, 1 << 20)
+                elif self.left > 0:
+                    piece = self.f.read(min(self.left, 1 << 16))
+                    if not piece:
+                        return b""
+                    self.left -= len(piece)
+                    data = self.inflate.decompress(piece, 1 << 20)
+                else:
+                    return b""
+            except zlib.error as exc:
+                raise BadInputError(f"{self.path}: a compressed variable is corrupt ({exc})") from None
+            self.budget[0] -= len(data)
+            if self.budget[0] < 0:
+                msg = (f"{self.path}: its compressed variables expand to more than the bound "
+                       f"({MAX_EXPANSION}x the file's size, at least {MIN_DECOMPRESSED_BOUND >> 20} MiB); "
+                       "refusing a zlib bomb")  # fmt: skip
+                raise _ZlibBombError(msg)
+            if data:
+                return data
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            more = self._more()
+            if not more:
+                raise BadInputError(f"{self.path}: ends inside a variable; is it a complete .mat file?")
+            self.buffer += more
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        self.consumed += n
+        return out
+
+    def skip(self, n: int) -> None:
+        self.consumed += n
+        if self.inflate is None and n > len(self.buffer):  # on disk: seek past it
+            ahead = n - len(self.buffer)
+            if ahead > self.left:
+                raise BadInputError(f"{self.path}: ends inside a variable; is it a complete .mat file?")
+            self.f.seek(ahead, os.SEEK_CUR)
+            self.left -= ahead
+            self.buffer = b""
+            return
+        while n > len(self.buffer):
+            n -= len(self.buffer)
+            self.buffer = self._more()
+            if not self.buffer:
+                raise BadInputError(f"{self.path}: ends inside a variable; is it a complete .mat file?")
+        self.buffer = self.buffer[n:]
+
+    def tag(self) -> tuple[int, int]:
+        """An element's tag ``(type, nbytes)``; a small element's data (<= 4 bytes) stays in the buffer."""
+        kind, nbytes = struct.unpack(self.order + "II", self.read(8))
+        if kind >> 16:  # small data element format: nbytes in the upper half, data in the tag's last 4 bytes
+            return kind & 0xFFFF, kind >> 16
+        return kind, nbytes
+
+    def element(self, want: int, what: str) -> bytes:
+        """The data of the next element, of type ``want``, padded to 8 bytes (or a small element)."""
+        raw = self.read(8)
+        kind, nbytes = struct.unpack(self.order + "II", raw)
+        if kind >> 16:
+            kind, nbytes, data = kind & 0xFFFF, kind >> 16, raw[4:]
+            if nbytes > 4:
+                raise BadInputError(f"{self.path}: a malformed {what}")
+            data = data[:nbytes]
+        else:
+            if nbytes > 1 << 20:
+                raise BadInputError(f"{self.path}: a {what} of {nbytes} bytes")
+            data = self.read(nbytes)
+            self.skip(-nbytes % 8)
+        if kind != want and not (want == _MI_INT32 and kind == _MI_UINT32):
+            raise BadInputError(f"{self.path}: a {what} of element type {kind}; not a MATLAB v5 array")
+        return data
+
+    def finish(self) -> None:
+        """Read (and count) what is left of the element."""
+        while self._more():
+            pass
+        self.buffer = b""
+
+
+def _walk(elements: _Elements, nbytes: int, depth: int, path: Path, label: str = "") -> None:
+    """Check one ``miMATRIX`` of ``nbytes`` (its tag read) and what it holds; recursion bounded by MAX_DEPTH.
+
+    ``label`` names it in errors: ``cameras.Camera1`` (a variable's own name is in its header).
+    """
+    if nbytes == 0:
+        return  # an empty array
+    order, start = elements.order, elements.consumed
+    flags = elements.element(_MI_UINT32, "array's flags")
+    if len(flags) < 8:
+        raise BadInputError(f"{path}: a malformed array header")
+    mclass = struct.unpack(order + "I", flags[:4])[0] & 0xFF
+    dims_data = elements.element(_MI_INT32, "array's dimensions")
+    dims = struct.unpack(order + f"{len(dims_data) // 4}i", dims_data[: len(dims_data) // 4 * 4])
+    name = elements.element(_MI_INT8, "array's name")
+    used = elements.consumed - start
+    if depth == 1:
+        elements.variable = name.decode("latin-1")
+    label = label or name.decode("latin-1") or "a variable"
+    if len(dims) < 2 or any(d < 0 for d in dims):
+        raise BadInputError(f"{path}: {label} has dimensions {dims}; not a MATLAB array")
+    count = math.prod(dims)
+    if mclass in _MX_REFUSED:
+        raise BadInputError(f"{path}: {label} is {_MX_REFUSED[mclass]}; a RAT7M file holds structs and numbers")
+    if mclass != _MX_STRUCT:  # numbers or text: at most as many elements as the bytes that remain
+        if count > max(nbytes - used, 0):
+            raise BadInputError(f"{path}: {label} declares {count} elements in {nbytes} bytes; not a RAT7M file")
+        complex_ = struct.unpack(order + "I", flags[:4])[0] & 0x800
+        _data_elements(elements, nbytes - used, count, 2 if complex_ else 1, path, label)
+        return
+    if depth >= MAX_DEPTH:
+        raise BadInputError(f"{path}: {label} nests structs more than {MAX_DEPTH} deep; not a RAT7M file")
+    if count != 1:
+        raise BadInputError(f"{path}: {label} is a {' x '.join(map(str, dims))} struct array; RAT7M's are 1 x 1")
+    length = elements.element(_MI_INT32, "struct's field name length")
+    names = elements.element(_MI_INT8, "struct's field names")
+    width = struct.unpack(order + "i", length[:4])[0] if len(length) >= 4 else 0
+    fields = len(names) // width if width > 0 else 0
+    if fields > MAX_FIELDS:
+        raise BadInputError(f"{path}: {label} has {fields} fields; RAT7M's structs have at most 20")
+    for k in range(fields):
+        field = names[k * width : (k + 1) * width].split(b"\0")[0].decode("latin-1")
+        kind, size = elements.tag()
+        if kind != _MI_MATRIX:
+            raise BadInputError(f"{path}: {label}.{field} is not a MATLAB array")
+        _walk(elements, size, depth + 1, path, f"{label}.{field}")
+
+
+#: Element types that hold numbers or text, and their item sizes (miINT8 .. miUINT64, miUTF8 .. miUTF32).
+_MI_DATA = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: 1, 17: 2, 18: 4}
+_MI_UTF8 = 16
+
+
+def _data_elements(elements: _Elements, remaining: int, count: int, parts: int, path: Path, label: str) -> None:
+    """Check the ``parts`` data elements (real, and imaginary if complex) that fill ``remaining`` bytes of an array
+    of ``count`` elements: each of a number type, with ``count`` items, inside the array; then skip them.
+
+    scipy's reader trusts them: a small-format tag declaring more than its 4 bytes, or a complex flag with one
+    part (each one changed byte of a real file), made it read past its buffers (SIGBUS, SIGSEGV).
+    """
+    bad = f"{path}: {label} has a malformed data element; not a MATLAB v5 array"
+    for _ in range(parts):
+        if remaining < 8:
+            raise BadInputError(bad)
+        kind, nbytes = struct.unpack(elements.order + "II", elements.read(8))
+        if kind >> 16:  # small data element format: nbytes in the upper half, data in the tag's last 4 bytes
+            kind, nbytes, padded = kind & 0xFFFF, kind >> 16, 0
+            if nbytes > 4:
+                raise BadInputError(bad)
+        else:
+            padded = nbytes + (-nbytes % 8)
+        item = _MI_DATA.get(kind)
+        fits = item is not None and (nbytes == count * item or (kind == _MI_UTF8 and nbytes >= count))
+        if not fits or padded > remaining - 8:
+            raise BadInputError(bad)
+        elements.skip(padded)
+        remaining -= 8 + padded
+    if remaining:
+        raise BadInputError(bad)
 
 
 def _struct(mat: dict, key: str, path: Path) -> np.void:

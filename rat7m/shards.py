@@ -28,6 +28,7 @@ import bisect
 import io
 import json
 import os
+import stat
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -68,7 +69,9 @@ INDEX_SUFFIX = ".index.json"
 #: The largest tar member read: a view's JPEG (:data:`rat7m.images.MAX_IMAGE_BYTES`); an annotation is smaller.
 MAX_MEMBER_BYTES = images.MAX_IMAGE_BYTES
 #: The largest shard index read (one of 1000 samples is ~0.2 MB).
-MAX_INDEX_BYTES = 64 * 1024 * 1024
+MAX_INDEX_BYTES = 8 * 1024 * 1024
+#: The most members a sample may have (ours: six views and the annotation).
+MAX_SAMPLE_MEMBERS = 16
 
 
 @dataclass(frozen=True)
@@ -238,65 +241,117 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The samples of one shard, in order: ``{"__key__": key, "__url__": path, "cam1.jpg": bytes, ..., "json": bytes}``.
 
     With the shard's index beside it, each member is read at its offset, straight into its own bytes
-    (one copy), the sample checked against the tar header before it: tarfile's walk reads every 512-byte
-    header in Python and cost ~7% of a loader's time next to the JPEG decode. Without an index (a
-    shard written elsewhere), the tar is walked. Either way one sample is in memory at a time, no member
-    over :data:`MAX_MEMBER_BYTES` is read, and a tar or index that is not what we write is a
-    :class:`~rat7m.errors.BadInputError` naming the file (the members' contents are checked by
+    (one copy), each checked against its tar header: tarfile's walk reads every 512-byte header in
+    Python and cost ~7% of a loader's time next to the JPEG decode. Without an index (a shard written
+    elsewhere), its headers are walked (:func:`_tar_members`). Either way one sample is in memory at a
+    time, no member over :data:`MAX_MEMBER_BYTES` is read, and a tar or index that is not what we write is
+    a :class:`~rat7m.errors.BadInputError` naming the file (the members' contents are checked by
     :func:`rat7m.crops.parse_sample`).
     """
     index = Path(path).with_name(Path(path).name + INDEX_SUFFIX)
-    if index.is_file():
-        yield from _indexed_samples(Path(path), index)
-        return
-    sample: dict[str, Any] = {}
-    try:
-        with tarfile.open(path, mode="r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, suffix = member.name.rpartition("/")[2].partition(".")
-                if member.size > MAX_MEMBER_BYTES:
-                    raise BadInputError(f"{path}: member {member.name} has {member.size:,} bytes, over "
-                                        f"{MAX_MEMBER_BYTES:,}; not a shard of ours")  # fmt: skip
-                if sample and sample["__key__"] != key:
-                    yield sample
-                    sample = {}
-                sample.setdefault("__key__", key)
-                sample.setdefault("__url__", str(path))
-                data = tar.extractfile(member)
-                if data is None:  # isfile() members always have data; tarfile's type says it may not
-                    continue
-                sample[suffix] = data.read()
-    except (tarfile.TarError, EOFError) as exc:
-        raise BadInputError(f"{path}: not a readable tar ({exc}); rewrite the shard") from None
-    if sample:
-        yield sample
-
-
-def _indexed_samples(path: Path, index: Path) -> Iterator[dict[str, Any]]:
-    """The samples of a shard read at the offsets of its index; a mismatch is a clear error, not wrong data."""
-    spans_of = {
-        key: sorted((offset, length, suffix) for suffix, (offset, length) in members.items())
-        for key, members in read_index(index).items()
-    }
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        for key, spans in spans_of.items():
-            if not spans:
-                raise BadInputError(f"{index}: sample {key} has no members; rewrite the shard")
-            start, end = spans[0][0] - tarfile.BLOCKSIZE, spans[-1][0] + spans[-1][1]
-            name = f"{key}.{spans[0][2]}".encode()
-            if start < 0 or end > size:
-                raise BadInputError(f"{path}: its index points past the end of the tar ({key}); rewrite the shard")
-            if os.pread(f.fileno(), len(name) + 1, start) != name + b"\0":
-                raise BadInputError(f"{path}: member {key} is not where its index says; rewrite the shard")
-            sample: dict[str, Any] = {"__key__": key, "__url__": str(path)}
-            for offset, length, suffix in spans:  # each member read on its own: one copy, into its own bytes
-                sample[suffix] = os.pread(f.fileno(), length, offset)
-                if len(sample[suffix]) != length:
-                    raise BadInputError(f"{path}: ends inside member {key}.{suffix}; rewrite the shard")
+    with _open_shard(path) as f:
+        if index.is_file():
+            yield from _indexed_samples(f, str(path), index)
+            return
+        sample: dict[str, Any] = {}
+        for name, size in _tar_members(f, str(path)):
+            key, suffix = _split_member(name, str(path))
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample.setdefault("__key__", key)
+            sample.setdefault("__url__", str(path))
+            if suffix in sample or len(sample) > MAX_SAMPLE_MEMBERS + 2:
+                raise BadInputError(f"{path}: member {name} repeats one, or its sample has too many; rewrite the shard")
+            sample[suffix] = f.read(size)
+            if len(sample[suffix]) != size:
+                raise BadInputError(f"{path}: ends inside member {name}; rewrite the shard")
+            f.seek(-size % tarfile.BLOCKSIZE, os.SEEK_CUR)
+        if sample:
             yield sample
+
+
+def _open_shard(path: str | os.PathLike) -> IO[bytes]:
+    """The shard, opened without blocking (a FIFO under its name must not hang a loader) if it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read the shard ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadInputError(f"{path}: not a regular file; a shard is a tar file")
+    return open(fd, "rb")
+
+
+def _tar_members(f: IO[bytes], path: str) -> Iterator[tuple[str, int]]:
+    """``(name, size)`` of each member of a tar as the writer makes it (USTAR regular files), positioned at its data.
+
+    Our own walk, not tarfile's: the writer makes nothing else, and tarfile honours what a shard from
+    elsewhere may carry to hurt its reader: pax headers (parsed in quadratic time before Python 3.11.10),
+    sparse members (gigabytes from a small file), and a list of every member it has seen.
+    """
+    while True:
+        header = f.read(tarfile.BLOCKSIZE)
+        if not header or header == bytes(tarfile.BLOCKSIZE):
+            return  # the end: no more bytes, or the end-of-archive blocks
+        if len(header) < tarfile.BLOCKSIZE:
+            raise BadInputError(f"{path}: ends inside a tar header; rewrite the shard")
+        stored, size = _octal(header[148:156]), _octal(header[124:136])
+        computed = sum(header[:148]) + 8 * 32 + sum(header[156:])
+        if header[257:262] != b"ustar" or stored != computed:
+            raise BadInputError(f"{path}: not a readable tar (a bad header at byte {f.tell() - 512}); rewrite it")
+        kind = header[156:157]
+        if kind not in (b"0", b"\0") or size is None:
+            raise BadInputError(f"{path}: a tar member of type {kind!r} (links, pax or long-name headers, sparse "
+                                "files): not a shard of ours; rewrite the shard")  # fmt: skip
+        name, prefix = (field.split(b"\0")[0] for field in (header[:100], header[345:500]))
+        full = (prefix + b"/" + name if prefix else name).decode("ascii", errors="replace")
+        if not full.isascii() or "\ufffd" in full:
+            raise BadInputError(f"{path}: member {full!r} is not named in ASCII; not a shard of ours")
+        if size > MAX_MEMBER_BYTES:
+            too_big = f"{size:,} bytes, over {MAX_MEMBER_BYTES:,}"
+            raise BadInputError(f"{path}: member {full} has {too_big}; not a shard of ours")
+        yield full, size
+
+
+def _octal(field: bytes) -> int | None:
+    """A tar header's octal number (NUL- or space-terminated), or None if it is not one (base-256, text ...)."""
+    digits = field.split(b"\0")[0].strip()
+    return int(digits, 8) if digits and not set(digits) - set(b"01234567") else None
+
+
+def _split_member(name: str, path: str) -> tuple[str, str]:
+    """A member's sample key and suffix (``s1-d1_f000014_r000003`` and ``cam1.jpg``), checked."""
+    key, _, suffix = name.rpartition("/")[2].partition(".")
+    if not key or not suffix or suffix.startswith("__") or not name.isascii():
+        raise BadInputError(f"{path}: member {name!r} is not named <key>.<suffix>; not a shard of ours")
+    return key, suffix
+
+
+def _indexed_samples(f: IO[bytes], path: str, index: Path) -> Iterator[dict[str, Any]]:
+    """The samples of a shard read at the offsets of its index; each member checked against its tar header."""
+    size = os.fstat(f.fileno()).st_size
+    fd = f.fileno()
+    for key, members in read_index(index).items():
+        spans = sorted((offset, length, suffix) for suffix, (offset, length) in members.items())
+        if not spans or len(spans) > MAX_SAMPLE_MEMBERS:
+            raise BadInputError(f"{index}: sample {key} has {len(spans)} members; rewrite the shard")
+        sample: dict[str, Any] = {"__key__": key, "__url__": path}
+        end = 0
+        for offset, length, suffix in spans:
+            name = f"{key}.{suffix}"
+            _split_member(name, path)
+            # each member after the last one's end and its own header, in the file, under its own name
+            if offset - tarfile.BLOCKSIZE < end or offset + length > size:
+                raise BadInputError(f"{path}: its index puts {name} outside the tar or over another member; "
+                                    "rewrite the shard")  # fmt: skip
+            if os.pread(fd, len(name) + 1, offset - tarfile.BLOCKSIZE) != name.encode() + b"\0":
+                raise BadInputError(f"{path}: member {name} is not where its index says; rewrite the shard")
+            sample[suffix] = os.pread(fd, length, offset)  # each member on its own: one copy, into its own bytes
+            if len(sample[suffix]) != length:
+                raise BadInputError(f"{path}: ends inside member {name}; rewrite the shard")
+            end = offset + length
+        yield sample
 
 
 # --------------------------------------------------------------------------------------------- worker side

@@ -743,7 +743,7 @@ def _shard_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]
     import webdataset as wds
 
     for item in source:
-        if os.path.isfile(item["url"]):
+        if os.path.exists(item["url"]):  # a local path (a FIFO too: refused there, where webdataset would block)
             yield from shards.iter_samples(item["url"])
         else:
             yield from wds.tarfile_samples([item])

@@ -51,7 +51,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rat7m import catalogue, extras
+from rat7m import catalogue, extras, images
 from rat7m.catalogue import Recording
 from rat7m.errors import BadInputError, ChunkReadError
 
@@ -73,9 +73,9 @@ log = logging.getLogger(__name__)
 
 #: The decoders :func:`read_frames` knows; ``auto`` picks one per chunk (:func:`choose_decoder`).
 DECODERS = ("auto", "opencv", "pyav")
-#: The largest frame decoded: RAT7M's cameras record 1328 x 1048; a stream declaring more than 4096 x 4096 px
-#: is refused before its first frame (a decoder keeps up to 16 reference frames of that size, per thread).
-MAX_FRAME_PIXELS = 4096 * 4096
+#: The largest frame decoded, as for an image (4096 x 4096; RAT7M's cameras record 1328 x 1048): a stream declaring
+#: more is refused before its first frame (a decoder keeps up to 16 reference frames of that size, per thread).
+MAX_FRAME_PIXELS = images.MAX_IMAGE_PIXELS
 #: Packets :func:`choose_decoder` reads to see whether a stream reorders frames (B-frames show in the first GOP).
 PROBE_PACKETS = 32
 

@@ -29,7 +29,6 @@ skipped; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -52,7 +51,7 @@ from rat7m.cli import (
 from rat7m.errors import BadInputError
 from rat7m.export import FORMATS, REGISTRY
 from rat7m.export.api import Sizes, run_export, same_options
-from rat7m.export.common import MANIFEST_NAME, Selection, is_complete, select
+from rat7m.export.common import Selection, is_complete, read_manifest, select
 from rat7m.table import load_annotation
 from rat7m.untrusted import check_output
 
@@ -171,8 +170,7 @@ def _dry_run(formats: list[str], selection: Selection, args: argparse.Namespace,
             skipped += 1
             continue
         state = "complete: would skip" if is_complete(final) and not args.overwrite else "would write"
-        if state.startswith("complete") and not same_options(json.loads((final / MANIFEST_NAME).read_text()),
-                                                             selection):  # fmt: skip
+        if state.startswith("complete") and not same_options(read_manifest(final), selection):
             print(f"{fmt}: would refuse {final}: it holds an export of other rows or cameras; pass --overwrite")
             skipped += 1
             continue

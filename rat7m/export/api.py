@@ -12,7 +12,6 @@ into place whole, with a manifest of what it holds: a complete export is skipped
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -23,11 +22,11 @@ from typing import Any
 from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.export.common import (
-    MANIFEST_NAME,
     Selection,
     Summary,
     is_complete,
     publish,
+    read_manifest,
     read_sizes,
     select,
     staging_folder,
@@ -138,10 +137,10 @@ def run_export(
         raise BadInputError(f"{final} is a symbolic link; exports are never written through one: move it or "
                             "choose another --out")  # fmt: skip
     if is_complete(final) and not overwrite:
-        old = json.loads((final / MANIFEST_NAME).read_text())
+        old = read_manifest(final)
         if not same_options(old, selection):
             msg = (f"{final} holds an export of other rows or cameras ({old.get('split')}, "
-                   f"{', '.join(old.get('recordings', []))}); pass --overwrite to replace it")  # fmt: skip
+                   f"{', '.join(map(str, old.get('recordings', [])))}); pass --overwrite to replace it")  # fmt: skip
             raise BadInputError(msg)
         return Summary(fmt, final, skipped=True)
     if final.exists() and not is_complete(final):

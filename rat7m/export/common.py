@@ -61,6 +61,7 @@ __all__ = [
     "jpeg_size",
     "link",
     "publish",
+    "read_manifest",
     "read_sizes",
     "select",
     "staging_folder",
@@ -393,6 +394,20 @@ class Summary:
 def is_complete(folder: Path) -> bool:
     """True when ``folder`` holds a finished export (its manifest is written last)."""
     return (folder / MANIFEST_NAME).is_file()
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A finished export's manifest, checked to be a JSON object (it lies in ``--out``, where other hands may write)."""
+    from rat7m.fileio import read_input
+
+    path = folder / MANIFEST_NAME
+    try:
+        manifest = json.loads(read_input(path, "export manifest", max_bytes=1 << 20, follow_links=False))
+    except (ValueError, RecursionError):  # not JSON; UnicodeDecodeError is a ValueError
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("recordings", []), list):
+        raise BadInputError(f"{path}: not an export's manifest; pass --overwrite to redo the export")
+    return manifest
 
 
 def staging_folder(final: Path) -> Path:

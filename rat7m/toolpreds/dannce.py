@@ -14,6 +14,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
+from rat7m.matfile import check_variables
 from rat7m.toolpreds import common
 
 __all__ = ["FORMAT", "read", "sniff"]
@@ -31,8 +32,13 @@ def read(path: Path, index: common.TableIndex, target: np.ndarray | None = None)
     import scipy.io
 
     with common.library_read(path, ".mat file"):
+        with open(path, "rb") as f:
+            if f.read(10) == b"MATLAB 7.3":
+                raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)")
+        wanted = ("pred", "p_max", "sampleID")
+        readable = check_variables(path, strict=wanted)  # scipy's reader trusts the headers (a crash, gigabytes)
         try:
-            content = scipy.io.loadmat(path, variable_names=("pred", "p_max", "sampleID"))
+            content = scipy.io.loadmat(path, variable_names=[v for v in wanted if v in readable])
         except NotImplementedError:
             raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)") from None
     J = catalogue.N_JOINTS

@@ -310,3 +310,18 @@ def test_link_refuses_a_path_outside_the_stage(tmp_path):
     assert list(elsewhere.iterdir()) == []
     link(tmp_path / "target.jpg", stage / "ok" / "a.jpg", stage)
     assert (stage / "ok" / "a.jpg").is_symlink()
+
+
+@pytest.mark.parametrize("manifest", [b"{", b"[1]", b'{"recordings": 5}', b"\xff"], ids=["cut", "list", "bad", "binary"])
+def test_a_damaged_manifest_in_out_is_one_line(table, root, tmp_path, capsys, manifest):
+    """A finished export's manifest lies in --out, where other hands may write: before, a damaged one was a
+    JSONDecodeError, AttributeError or TypeError traceback on the rerun and on --dry-run."""
+    save_annotation(table, root / "t.pkl")
+    args = ("coco", "--root", root, "--annotation", root / "t.pkl", "--out", tmp_path / "out", *SMALL)
+    assert run(*args) == 0
+    (tmp_path / "out" / "coco" / MANIFEST_NAME).write_bytes(manifest)
+    capsys.readouterr()
+    for extra in ((), ("--dry-run",)):
+        assert run(*args, *extra) == 2
+        err = lines(capsys)
+        assert len(err) == 1 and err[0].endswith("not an export's manifest; pass --overwrite to redo the export"), err

@@ -1,8 +1,13 @@
 """MATLAB parsing: round trip through the real struct layout, and a clear error for each bad file."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 import scipy.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import matlab_utils
 from rat7m import catalogue
@@ -10,6 +15,8 @@ from rat7m.errors import BadInputError
 from rat7m.geometry import camera_param
 from rat7m.matfile import CAMERA_FIELDS, MAT_CAMERA_ORDER, load_cameras, load_mocap, load_recording, save_recording
 from tests.helpers.shared import load_with_headroom
+
+FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "150"))
 
 N = 7
 
@@ -217,4 +224,132 @@ def test_zlib_bomb_is_refused_with_bounded_memory(tmp_path):
 
     assert matfile.MAX_EXPANSION * path.stat().st_size < 320 << 20 and matfile.MIN_DECOMPRESSED_BOUND < 320 << 20
     with pytest.raises(BadInputError, match=r"expand to more than .* refusing a zlib bomb"):
-        matfile._check_decompressed_size(path)
+        matfile.check_variables(path)
+
+
+# ------------------------------------------------------------------ hostile layouts (MATLAB v5 elements by hand)
+
+
+def _element(kind: int, data: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<II", kind, len(data)) + data + bytes(-len(data) % 8)
+
+
+def _matrix(mclass: int, dims: tuple[int, ...], body: bytes, name: bytes = b"") -> bytes:
+    """A miMATRIX: flags (class), dims, name, then ``body`` (its data, or a struct's fields, or a cell's elements)."""
+    import struct
+
+    head = _element(6, struct.pack("<II", mclass, 0)) + _element(5, struct.pack(f"<{len(dims)}i", *dims))
+    return _element(14, head + _element(1, name) + body)
+
+
+def _struct(fields: dict[str, bytes], dims: tuple[int, ...] = (1, 1), name: bytes = b"") -> bytes:
+    import struct
+
+    names = b"".join(f.encode().ljust(32, b"\0") for f in fields)
+    return _matrix(2, dims, _element(5, struct.pack("<i", 32)) + _element(1, names) + b"".join(fields.values()), name)
+
+
+def _double(values: list[float]) -> bytes:
+    import struct
+
+    return _matrix(6, (1, len(values)), _element(9, struct.pack(f"<{len(values)}d", *values)))
+
+
+def _mat_file(path, *variables: bytes, compressed: bool = True) -> None:
+    import struct
+    import zlib
+
+    text = b"MATLAB 5.0 MAT-file, hostile".ljust(116, b" ") + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
+    body = [struct.pack("<II", 15, len(z)) + z if compressed else v for v in variables
+            for z in [zlib.compress(v)]]  # fmt: skip
+    path.write_bytes(text + b"".join(body))
+
+
+def _nested_cells(depth: int) -> bytes:
+    """Cells nested ``depth`` deep around one double (built from the inside out, without recursion)."""
+    element = _double([1.0])
+    for _ in range(depth):
+        element = _matrix(1, (1, 1), element)
+    return element
+
+
+MOCAP = _struct({"a": _double([1.0, 2.0, 3.0])}, name=b"mocap")
+HOSTILE_LAYOUTS = {
+    # 40 KB that recursed 20000 deep in scipy's reader: the C stack overflowed and the process died (SIGSEGV)
+    "cells 20000 deep": (lambda: _struct({"Camera1": _nested_cells(20000)}, name=b"cameras"),
+                         r"cameras\.Camera1 is a cell array"),
+    # 285 bytes for which scipy asked for 15.8 GB (46000 x 46000 structs of no fields)
+    "a 46000 x 46000 struct": (lambda: _struct({}, dims=(46000, 46000), name=b"cameras"),
+                               r"cameras is a 46000 x 46000 struct array; RAT7M's are 1 x 1"),
+    "structs 4 deep": (lambda: _struct({"C": _struct({"D": _struct({"E": _double([1.0])})})}, name=b"cameras"),
+                       r"cameras\.C\.D nests structs more than 3 deep"),
+    "more elements than bytes": (lambda: _struct({"Camera1": _matrix(6, (46000, 46000), _element(2, b"\0"))},
+                                                 name=b"cameras"), r"cameras\.Camera1 declares 2116000000 elements"),
+    "a sparse array": (lambda: _struct({"Camera1": _matrix(5, (2, 2), b"")}, name=b"cameras"),
+                       r"cameras\.Camera1 is a sparse array"),
+    "a truncated variable": (lambda: _struct({"Camera1": _double([1.0])}, name=b"cameras")[:-12],
+                             r"ends inside|not a readable MATLAB|malformed"),  # plain: the next variable is its end
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "plain"])
+@pytest.mark.parametrize("case", list(HOSTILE_LAYOUTS))
+def test_hostile_layouts_are_refused_before_scipy_builds_them(tmp_path, case, compressed):
+    """Read in a child under a 1 GB address space: before, the deep cells killed it and the big struct ran it out of
+    memory; each is now one line naming the variable and what is not RAT7M's layout."""
+    build, message = HOSTILE_LAYOUTS[case]
+    path = tmp_path / "mocap-s1-d1.mat"
+    _mat_file(path, build(), MOCAP, compressed=compressed)
+    done = load_with_headroom("rat7m.matfile.load_recording", "BadInputError", path, headroom_mb=1024, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert re.search(message, done.stdout) and done.stdout.startswith(str(path)), done.stdout
+
+
+def test_the_layout_check_passes_rat7m_layouts_and_only_skips_an_odd_name(tmp_path):
+    """Files of RAT7M's layout pass whole, compressed or not, stored as MATLAB stores small numbers; a ``name`` that
+    is not (a cell here) is left unread, as are variables scipy never reads, while the file still loads."""
+    from rat7m import matfile
+
+    cameras = {c: {f: np.arange(9, dtype=np.uint8).reshape(3, 3) for f in ("a", "b")} for c in ("C1", "C2")}
+    cells = np.empty((2, 2), dtype=object)
+    cells[...] = [[np.zeros(1), np.ones(2)], [np.ones(3), np.zeros(4)]]
+    for compress in (True, False):
+        path = tmp_path / f"mocap-s1-d1-{compress}.mat"
+        scipy.io.savemat(path, {"cameras": cameras, "mocap": {"m": np.zeros((5, 3))}, "name": "Subject1-Day1",
+                                "other": cells}, do_compression=compress)  # fmt: skip
+        assert matfile.check_variables(path) == {"cameras", "mocap", "name"}
+    path = tmp_path / "mocap-s1-d1.mat"
+    save_recording(path, "Subject1-Day1", make_cameras(), make_mocap())
+    assert load_recording(path).name == "Subject1-Day1"
+    variables = scipy.io.loadmat(path)
+    variables["name"] = np.empty((1, 1), dtype=object)
+    variables["name"][0, 0] = "Subject1-Day1"
+    scipy.io.savemat(path, {k: v for k, v in variables.items() if not k.startswith("__")})
+    assert matfile.check_variables(path) == {"cameras", "mocap"}
+    recording = load_recording(path)
+    assert recording.name == "" and recording.recording == catalogue.recording_for(1, 1)  # from the file name
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=3),
+       compressed=st.booleans())  # fmt: skip
+def test_fuzzed_mat_bytes_load_or_are_one_clear_error(tmp_path_factory, edits, compressed):
+    """Bytes of a small RAT7M file changed anywhere (headers, tags, zlib stream, numbers): it loads, or it is one
+    BadInputError naming the file; no other exception, and no crash (this runs in the test's process)."""
+    folder = tmp_path_factory.mktemp("mat")
+    good = folder / "good.mat"
+    save_recording(good, "Subject1-Day1", make_cameras(4), make_mocap(4))
+    if compressed:  # save_recording writes plain variables, as MATLAB's -v6; -v7 compresses each
+        variables = {k: v for k, v in scipy.io.loadmat(good).items() if not k.startswith("__")}
+        scipy.io.savemat(good, variables, do_compression=True)
+    data = bytearray(good.read_bytes())
+    for where, byte in edits:
+        data[128 + int(where * (len(data) - 128))] = byte
+    path = folder / "mocap-s1-d1.mat"
+    path.write_bytes(bytes(data))
+    try:
+        load_recording(path)
+    except BadInputError as exc:
+        assert str(exc).startswith(str(path)), exc
