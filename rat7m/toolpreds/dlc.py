@@ -19,9 +19,13 @@ files you made; the ``.csv`` twin is parsed here without any of that.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
+import pickle
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +154,10 @@ def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
         _check_pickles(image, path)
         try:
             # HDF5 will not take an image for a name that exists on disk: under the file itself, none can
-            with pd.HDFStore(str(path / "in-memory"), mode="r", driver="H5FD_CORE", driver_core_image=image,
-                             driver_core_backing_store=0) as store:  # fmt: skip
+            with _pytables_unpickles_safely(path), pd.HDFStore(
+                str(path / "in-memory"), mode="r", driver="H5FD_CORE", driver_core_image=image,
+                driver_core_backing_store=0,
+            ) as store:  # fmt: skip
                 stored = [k.lstrip("/") for k in store]
                 key = next((k for k in H5_KEYS if k in stored), stored[0] if len(stored) == 1 else None)
                 if key is None:
@@ -177,13 +183,15 @@ def _read_h5(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:
 
 
 def _check_pickles(image: bytes, path: Path) -> None:
-    """Refuse an HDF5 file whose pickles PyTables would load with ``pickle.loads`` (running any code they name).
+    """Refuse an HDF5 file that carries a pickle PyTables would load with ``pickle.loads`` and the allow-list refuses.
 
-    PyTables unpickles every fixed-length string attribute that ends with ``.`` as it reads a node's
-    attributes, and every row of an object-atom array (pandas stores a non-string object index that
-    way); pandas' "table" format keeps its own metadata as such pickles (lists, dicts, strings). Each one
-    is read first by :func:`rat7m.safe_pickle.safe_loads` (h5py, which never unpickles, finds them) and
-    must name nothing outside its allow-list; links to other files and virtual datasets are refused too.
+    PyTables unpickles every string attribute that ends with ``.`` as it opens a node (h5py gives a
+    variable-length one as ``str``, PyTables as bytes), every row of an object-atom array (pandas stores
+    a non-string object index that way), and in a 1.x file a rewritten ``FILTERS``; pandas' "table"
+    format keeps its own metadata as such pickles (lists, dicts, strings). h5py, which never unpickles,
+    finds them here for a clear error: each must pass :func:`rat7m.safe_pickle.safe_loads`, 1.x files,
+    links to other files and virtual datasets are refused. What PyTables reads next is guarded anyway
+    (:func:`_pytables_unpickles_safely`): two readers of one format may not see the same bytes alike.
     """
     h5py = extras.require("h5py", extra="export", feature=f"reading {path}", package="h5py")
     found: list[tuple[str, Any]] = []
@@ -193,16 +201,22 @@ def _check_pickles(image: bytes, path: Path) -> None:
         for name in links:
             if isinstance(f.get(name, getlink=True), h5py.ExternalLink):
                 raise BadInputError(f"{path}: {name} links to another file; refused")
+        version = f.attrs.get("PYTABLES_FORMAT_VERSION", b"2.0")
+        version = version.encode() if isinstance(version, str) else bytes(version)
+        if not version[:1].isdigit() or int(version[:1]) < 2:
+            raise BadInputError(f"{path}: a PyTables {version!r} file (before 2.0); refused")
         f.visititems(lambda name, node: found.append((name, node)))
         for name, node in [("/", f), *found]:
             for attribute in node.attrs:
                 value = node.attrs[attribute]
-                if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
-                    _safe_pickle(value, f"{path}: attribute {attribute!r} of {name}")
+                raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+                if isinstance(raw, bytes) and raw.endswith(b".") and raw not in (b"0", b"0."):
+                    _safe_pickle(raw, f"{path}: attribute {attribute!r} of {name}")
             if isinstance(node, h5py.Dataset):
                 if node.is_virtual:
                     raise BadInputError(f"{path}: {name} is a virtual dataset (data from other files); refused")
-                if node.attrs.get("PSEUDOATOM") == b"object":
+                pseudo = node.attrs.get("PSEUDOATOM", b"")
+                if (pseudo.encode() if isinstance(pseudo, str) else bytes(pseudo)) == b"object":
                     for k, row in enumerate(node):
                         _safe_pickle(np.asarray(row).tobytes(), f"{path}: row {k} of {name}")
 
@@ -215,6 +229,48 @@ def _safe_pickle(data: bytes, where: str) -> None:
     except BadInputError as exc:  # its message starts with where
         reason = str(exc).removeprefix(f"{where}: ")
         raise BadInputError(f"{where}: a pickle PyTables would load, running what it names: {reason}") from None
+
+
+_PYTABLES_PICKLE = threading.Lock()
+
+
+class _AllowListPickle:
+    """Stands in for the ``pickle`` module inside PyTables: ``loads`` is the allow-list unpickler."""
+
+    HIGHEST_PROTOCOL = pickle.HIGHEST_PROTOCOL
+    UnpicklingError = pickle.UnpicklingError
+    dumps = staticmethod(pickle.dumps)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def loads(self, data: bytes, **_: Any) -> Any:
+        from rat7m.safe_pickle import safe_loads
+
+        return safe_loads(bytes(data), f"{self.path}: a pickle inside")
+
+
+@contextlib.contextmanager
+def _pytables_unpickles_safely(path: Path) -> Iterator[None]:
+    """While a DLC .h5 is read, PyTables' modules that unpickle (attributes, object atoms) see only the allow-list.
+
+    pandas swaps ``pickle.loads`` for its own (unrestricted) one while it reads; PyTables' modules get
+    this stand-in in place of the module itself, so neither reaches the real ``pickle.loads``. A refused
+    attribute comes back as its raw bytes (PyTables returns an attribute it cannot unpickle as it is).
+    """
+    import tables.atom
+    import tables.attributeset
+
+    modules = (tables.attributeset, tables.atom)
+    with _PYTABLES_PICKLE:
+        saved = [module.pickle for module in modules]
+        try:
+            for module in modules:
+                module.pickle = _AllowListPickle(path)
+            yield
+        finally:
+            for module, original in zip(modules, saved, strict=True):
+                module.pickle = original
 
 
 def _read_csv(path: Path) -> tuple[list, list[tuple[str, ...]], np.ndarray]:

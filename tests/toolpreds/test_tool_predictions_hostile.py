@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -355,27 +356,69 @@ def _dlc_h5(path: Path, index, fmt: str) -> None:
         )
 
 
-@pytest.mark.parametrize("where", ["index", "attribute"])
+def _evil_h5(path: Path, marker: Path, where: str) -> str:
+    """A DLC .h5 whose ``where`` carries a pickle that creates ``marker``; returns where the check names it."""
+    if where == "index":
+        _dlc_h5(path, [_Touch(marker)], "fixed")
+        return "row 0 of df_with_missing/axis1"
+    _dlc_h5(path, ["img0.png"], "table")
+    if where == "attribute":
+        import tables
+
+        with tables.open_file(path, "a") as f:
+            f.root.df_with_missing._v_attrs.extra = _Touch(marker)
+        return "attribute 'extra' of df_with_missing"
+    import h5py  # a variable-length ASCII string: h5py reads it as str, PyTables as bytes it unpickles
+
+    evil = b"cposix\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR."
+    with h5py.File(path, "a") as f:
+        f["df_with_missing"].attrs.create("extra", evil, dtype=h5py.string_dtype("ascii"))
+    return "attribute 'extra' of df_with_missing"
+
+
+@pytest.mark.parametrize("where", ["index", "attribute", "text attribute"])
 def test_an_h5_whose_pickles_would_run_code_is_refused_before_pytables_reads_it(tmp_path, where):
     """PyTables unpickles an object index's rows and every attribute that looks pickled, as pandas reads the
     table: before, this file created the marker file (any code could have run). Now h5py finds each pickle
     and the allow-list unpickler refuses the global it names; the marker is never created."""
     marker, path = tmp_path / "ran", tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
-    if where == "index":
-        _dlc_h5(path, [_Touch(marker)], "fixed")
-        named = "row 0 of df_with_missing/axis1"
-    else:
-        _dlc_h5(path, ["img0.png"], "table")
-        import tables
-
-        with tables.open_file(path, "a") as f:
-            f.root.df_with_missing._v_attrs.extra = _Touch(marker)
-        named = "attribute 'extra' of df_with_missing"  # pickled at protocol 0: Path.touch as getattr(Path, "touch")
+    named = _evil_h5(path, marker, where)
     assert not marker.exists()
-    refused = r"a pickle PyTables would load.*names the global '(pathlib\.Path\.touch|__builtin__\.getattr)'"
+    globals_ = r"(pathlib\.Path\.touch|__builtin__\.getattr|posix\.system)"
+    refused = rf"a pickle PyTables would load.*names the global '{globals_}'"
     with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: {named}: {refused}"):
         dlc.read(path, INDEX)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["index", "attribute", "text attribute"])
+def test_pytables_itself_unpickles_only_through_the_allow_list(tmp_path, monkeypatch, where):
+    """The second guard alone (the h5py check switched off, as if it missed a pickle two readers see differently,
+    which a review found twice): PyTables' unpickling goes through the allow-list, and nothing runs."""
+    marker, path = tmp_path / "ran", tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    _evil_h5(path, marker, where)
+    monkeypatch.setattr(dlc, "_check_pickles", lambda image, path: None)
+    try:
+        dlc.read(path, INDEX)
+    except BadInputError as exc:  # an object index refused; a refused attribute is left as its bytes
+        assert str(exc).startswith(str(path)), exc
+    assert not marker.exists()
+    import tables.atom
+    import tables.attributeset
+
+    assert tables.attributeset.pickle is pickle and tables.atom.pickle is pickle  # put back
+
+
+def test_an_h5_of_pytables_1x_is_refused(tmp_path):
+    """A 1.x file's FILTERS attribute is rewritten by PyTables before it is unpickled: what is checked is not what
+    is loaded. No DLC file is that old."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    _dlc_h5(path, ["img0.png"], "table")
+    with h5py.File(path, "a") as f:
+        f.attrs["PYTABLES_FORMAT_VERSION"] = np.bytes_(b"1.6")
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: a PyTables b'1.6' file \(before 2.0\)"):
+        dlc.read(path, INDEX)
 
 
 def test_an_h5_that_links_to_another_file_is_refused(tmp_path):
