@@ -7,20 +7,20 @@ that much before it reads a pixel: 600 bytes declaring 60000 x 60000 px made sim
 a progressive 9400 x 9400 px JPEG of 1 MB took 800 MB to decode). So the header is read first
 (simplejpeg: ~1.5 us; Pillow, JPEG and PNG only: ~25 us; next to a decode of ~5 ms) and an image over
 :data:`MAX_IMAGE_PIXELS` is refused; a file over :data:`MAX_IMAGE_BYTES`, or that is not a regular
-file, is not read.
+file (a FIFO would block the reader), is not read.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import stat
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from rat7m.errors import BadInputError
+from rat7m.fileio import read_input
 
 __all__ = [
     "MAX_IMAGE_BYTES",
@@ -116,28 +116,13 @@ def decode_jpeg(data: bytes, where: str = "a view's JPEG") -> np.ndarray:
 
 
 def read_image_bytes(path: str | os.PathLike) -> bytes:
-    """An image file's bytes, refused if it is not a regular file or is over :data:`MAX_IMAGE_BYTES`.
+    """An image file's bytes (:func:`rat7m.fileio.read_input`: a regular file, opened without blocking, at most
+    :data:`MAX_IMAGE_BYTES`).
 
     Raises:
         BadInputError: naming the file (missing, unreadable, not a regular file, too large).
     """
-    where = str(path)
-    try:  # non-blocking: a FIFO planted under an image's name must not hang the reader
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise BadInputError(f"{where}: missing or unreadable image ({exc.strerror or exc})") from None
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise BadInputError(f"{where}: not a regular file")
-        if status.st_size > MAX_IMAGE_BYTES:
-            raise BadInputError(f"{where}: {status.st_size:,} bytes, more than an image may have ({MAX_IMAGE_BYTES:,})")
-        # its size exactly, in one read: a buffered read of the bound allocated 64 MB a call (2x the time)
-        return os.read(fd, status.st_size)
-    except OSError as exc:
-        raise BadInputError(f"{where}: unreadable image ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
+    return read_input(path, "image", max_bytes=MAX_IMAGE_BYTES)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -152,6 +152,7 @@ def check_variables(path: Path, strict: Collection[str] = ("cameras", "mocap")) 
     size = path.stat().st_size
     budget = [max(MIN_DECOMPRESSED_BOUND, MAX_EXPANSION * size)]
     readable: set[str] = set()
+    seen: set[str] = set()
     with open(path, "rb") as f:
         head = f.read(128)
         order = "<" if head[126:128] == b"IM" else ">"
@@ -160,21 +161,27 @@ def check_variables(path: Path, strict: Collection[str] = ("cameras", "mocap")) 
             if len(tag) < 8:
                 return readable
             kind, nbytes = struct.unpack(order + "II", tag)
-            elements = _Elements(f, nbytes, kind == _MI_COMPRESSED, order, budget, path)
-            if kind == _MI_COMPRESSED:
+            compressed = kind == _MI_COMPRESSED
+            elements = _Elements(f, nbytes, compressed, order, budget, path)
+            if compressed:
                 kind, nbytes = elements.tag()
             if kind == _MI_MATRIX:
+                if not compressed and nbytes % 8:  # scipy would not skip the padding this walk skips
+                    raise BadInputError(f"{path}: a variable of {nbytes} bytes, not a multiple of 8; not a v5 file")
                 try:
                     _walk(elements, nbytes, 1, path)
+                    if elements.variable in seen:  # scipy reads the first of two: the check must not pass another
+                        raise BadInputError(f"{path}: two variables named {elements.variable!r}")
                     readable.add(elements.variable)
                 except _ZlibBombError:
                     raise
                 except BadInputError:
-                    if elements.variable in strict or not elements.variable:
+                    if elements.variable in strict or not elements.variable or elements.variable in seen:
                         raise
                     log.debug("%s: variable %r is not read (not in RAT7M's layout)", path, elements.variable)
+                seen.add(elements.variable)
             elements.finish()
-            if kind != _MI_COMPRESSED:
+            if not compressed:
                 f.seek(-nbytes % 8, os.SEEK_CUR)
 
 
@@ -191,6 +198,8 @@ _MX_REFUSED = {_MX_CELL: "a cell array", _MX_OBJECT: "an object", _MX_SPARSE: "a
 MAX_DEPTH = 3
 #: The most fields a struct may have (RAT7M's have 6 to 20).
 MAX_FIELDS = 1024
+#: The most dimensions an array may have (scipy's own limit).
+MAX_DIMS = 32
 
 
 class _Elements:
@@ -266,13 +275,17 @@ class _Elements:
             return kind & 0xFFFF, kind >> 16
         return kind, nbytes
 
-    def element(self, want: int, what: str) -> bytes:
-        """The data of the next element, of type ``want``, padded to 8 bytes (or a small element)."""
+    def element(self, want: Collection[int], what: str, small: bool = True) -> bytes:
+        """The data of the next element, of a type in ``want``, padded to 8 bytes (or a small element if ``small``).
+
+        Read as scipy reads it: a tag that scipy would read differently (a small flags element, say) is refused,
+        so that what is checked here is what scipy then parses.
+        """
         raw = self.read(8)
         kind, nbytes = struct.unpack(self.order + "II", raw)
         if kind >> 16:
             kind, nbytes, data = kind & 0xFFFF, kind >> 16, raw[4:]
-            if nbytes > 4:
+            if nbytes > 4 or not small:
                 raise BadInputError(f"{self.path}: a malformed {what}")
             data = data[:nbytes]
         else:
@@ -280,7 +293,7 @@ class _Elements:
                 raise BadInputError(f"{self.path}: a {what} of {nbytes} bytes")
             data = self.read(nbytes)
             self.skip(-nbytes % 8)
-        if kind != want and not (want == _MI_INT32 and kind == _MI_UINT32):
+        if kind not in want:
             raise BadInputError(f"{self.path}: a {what} of element type {kind}; not a MATLAB v5 array")
         return data
 
@@ -297,27 +310,32 @@ def _walk(elements: _Elements, nbytes: int, depth: int, path: Path, label: str =
     ``label`` names it in errors: ``cameras.Camera1`` (a variable's own name is in its header).
     """
     if nbytes == 0:
+        if depth == 1:  # scipy reads a variable's header whatever its size says
+            raise BadInputError(f"{path}: a variable of 0 bytes; not a MATLAB v5 array")
         return  # an empty array
     order, start = elements.order, elements.consumed
-    flags = elements.element(_MI_UINT32, "array's flags")
-    if len(flags) < 8:
-        raise BadInputError(f"{path}: a malformed array header")
+    malformed = f"{path}: a malformed array header (flags or dimensions); not a MATLAB v5 array"
+    flags = elements.element((_MI_UINT32,), "array's flags", small=False)
+    if len(flags) != 8:  # scipy reads 8 bytes of flags whatever the tag says
+        raise BadInputError(malformed)
+    dims_data = elements.element((_MI_INT32, _MI_UINT32), "array's dimensions", small=False)
+    if not 2 <= len(dims_data) // 4 <= MAX_DIMS or len(dims_data) % 4:
+        raise BadInputError(malformed)
+    name = elements.element((_MI_INT8, _MI_UTF8), "array's name")
     mclass = struct.unpack(order + "I", flags[:4])[0] & 0xFF
-    dims_data = elements.element(_MI_INT32, "array's dimensions")
-    dims = struct.unpack(order + f"{len(dims_data) // 4}i", dims_data[: len(dims_data) // 4 * 4])
-    name = elements.element(_MI_INT8, "array's name")
+    dims = struct.unpack(order + f"{len(dims_data) // 4}i", dims_data)
     used = elements.consumed - start
     if depth == 1:
-        elements.variable = name.decode("latin-1")
-    label = label or name.decode("latin-1") or "a variable"
-    if len(dims) < 2 or any(d < 0 for d in dims):
-        raise BadInputError(f"{path}: {label} has dimensions {dims}; not a MATLAB array")
+        elements.variable = name.decode("utf-8", "replace")
+    label = label or name.decode("utf-8", "replace") or "a variable"
+    if any(d < 0 for d in dims):
+        raise BadInputError(f"{path}: {label} has negative dimensions; not a MATLAB array")
     count = math.prod(dims)
     if mclass in _MX_REFUSED:
         raise BadInputError(f"{path}: {label} is {_MX_REFUSED[mclass]}; a RAT7M file holds structs and numbers")
     if mclass != _MX_STRUCT:  # numbers or text: at most as many elements as the bytes that remain
         if count > max(nbytes - used, 0):
-            raise BadInputError(f"{path}: {label} declares {count} elements in {nbytes} bytes; not a RAT7M file")
+            raise BadInputError(f"{path}: {label} declares more elements than its {nbytes} bytes hold; not RAT7M's")
         complex_ = struct.unpack(order + "I", flags[:4])[0] & 0x800
         _data_elements(elements, nbytes - used, count, 2 if complex_ else 1, path, label)
         return
@@ -325,9 +343,9 @@ def _walk(elements: _Elements, nbytes: int, depth: int, path: Path, label: str =
         raise BadInputError(f"{path}: {label} nests structs more than {MAX_DEPTH} deep; not a RAT7M file")
     if count != 1:
         raise BadInputError(f"{path}: {label} is a {' x '.join(map(str, dims))} struct array; RAT7M's are 1 x 1")
-    length = elements.element(_MI_INT32, "struct's field name length")
-    names = elements.element(_MI_INT8, "struct's field names")
-    width = struct.unpack(order + "i", length[:4])[0] if len(length) >= 4 else 0
+    length = elements.element((_MI_INT32,), "struct's field name length")
+    names = elements.element((_MI_INT8,), "struct's field names")
+    width = struct.unpack(order + "i", length)[0] if len(length) == 4 else 0
     fields = len(names) // width if width > 0 else 0
     if fields > MAX_FIELDS:
         raise BadInputError(f"{path}: {label} has {fields} fields; RAT7M's structs have at most 20")
@@ -337,6 +355,8 @@ def _walk(elements: _Elements, nbytes: int, depth: int, path: Path, label: str =
         if kind != _MI_MATRIX:
             raise BadInputError(f"{path}: {label}.{field} is not a MATLAB array")
         _walk(elements, size, depth + 1, path, f"{label}.{field}")
+    if elements.consumed - start != nbytes:  # scipy moves on by what it parsed: both must end where the tag says
+        raise BadInputError(f"{path}: {label} does not fill its {nbytes} bytes; not a MATLAB v5 array")
 
 
 #: Element types that hold numbers or text, and their item sizes (miINT8 .. miUINT64, miUTF8 .. miUTF32).

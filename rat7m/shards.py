@@ -28,7 +28,6 @@ import bisect
 import io
 import json
 import os
-import stat
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +42,7 @@ import numpy as np
 from rat7m import catalogue, crops, extract, images
 from rat7m.dataset import MiniRat7m
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write, remove_stale_temporaries
+from rat7m.fileio import atomic_write, open_input, read_input, remove_stale_temporaries
 from rat7m.model import Table
 from rat7m.video import ChunkIndex, ChunkReadError, choose_decoder, read_frames, resolve_decoder
 
@@ -215,12 +214,9 @@ def read_index(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]]
     """
     fix = "rewrite the shard with --overwrite"
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_INDEX_BYTES + 1)
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read the shard's index ({exc.strerror or exc}); {fix}") from None
-    if len(data) > MAX_INDEX_BYTES:
-        raise BadInputError(f"{path}: more than {MAX_INDEX_BYTES:,} bytes, not a shard index; {fix}")
+        data = read_input(path, "shard index", max_bytes=MAX_INDEX_BYTES)
+    except BadInputError as exc:
+        raise BadInputError(f"{exc}; {fix}") from None
     try:
         samples = json.loads(data)["samples"]
         index = {key: {suffix: _span(span) for suffix, span in members.items()} for key, members in samples.items()}
@@ -249,7 +245,7 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     :func:`rat7m.crops.parse_sample`).
     """
     index = Path(path).with_name(Path(path).name + INDEX_SUFFIX)
-    with _open_shard(path) as f:
+    with open_input(path, "shard", max_bytes=None) as f:  # a regular file (a FIFO would block the reader)
         if index.is_file():
             yield from _indexed_samples(f, str(path), index)
             return
@@ -269,18 +265,6 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             f.seek(-size % tarfile.BLOCKSIZE, os.SEEK_CUR)
         if sample:
             yield sample
-
-
-def _open_shard(path: str | os.PathLike) -> IO[bytes]:
-    """The shard, opened without blocking (a FIFO under its name must not hang a loader) if it is a regular file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read the shard ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BadInputError(f"{path}: not a regular file; a shard is a tar file")
-    return open(fd, "rb")
 
 
 def _tar_members(f: IO[bytes], path: str) -> Iterator[tuple[str, int]]:
