@@ -9,6 +9,7 @@ A shard written here is read back through the same calls as the datasets (:func:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -411,3 +412,36 @@ def test_whole_views_of_different_sizes_are_one_error():
     views = [_jpeg(v, (64, 48) if v else (80, 48)) for v in range(len(CAMERAS))]
     with pytest.raises(BadInputError, match=r"views differ in size \(Camera1 80 x 48, Camera2 64 x 48"):
         crops.make_samples([ann], [views], crops.CropSpec(size=None))
+
+
+def test_shards_written_by_webdataset_or_tar_of_a_folder_are_read(tmp_path):
+    """webdataset's own writer puts a pax header (each member's mtime) before every member, and a tar of a folder
+    starts with the folder: both read as ours do (the first version of our walk refused them)."""
+    wds = pytest.importorskip("webdataset")
+    samples = good_samples()
+    path = tmp_path / "rat7m-train-000000.tar"
+    with wds.TarWriter(str(path)) as sink:
+        for key, members in samples.items():
+            sink.write({"__key__": key, **members})
+    assert any(block[156:157] == b"x" for block in _blocks(path))
+    assert [s["key"] for s in read_all(path)] == list(samples)
+    folder = tmp_path / "rat7m-train-000001.tar"
+    with tarfile.open(folder, "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(_folder("shards"))
+        for key, members in samples.items():
+            for suffix, data in members.items():
+                info = tarfile.TarInfo(f"shards/{key}.{suffix}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    assert [s["key"] for s in read_all(folder)] == list(samples)
+
+
+def _folder(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+def _blocks(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[i : i + 512] for i in range(0, len(data), 512)]
