@@ -10,6 +10,7 @@ instead of a traceback from deep inside scipy.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import numpy as np
 
 from rat7m import catalogue
 from rat7m.errors import BadInputError
-from rat7m.fileio import atomic_write
+from rat7m.fileio import atomic_write, read_input
 from rat7m.model import MAT_SPELLING, camera_param, with_both_spellings
 
 __all__ = [
@@ -72,6 +73,8 @@ MAX_FRAME_INDEX = 2**40
 #: The variables a RAT7M file must have, and the only ones decompressed.
 _VARIABLES = ("cameras", "mocap", "name")
 
+#: The largest .mat file read (a RAT7M mocap file is tens of MB; it is read whole, once, then checked and parsed).
+MAX_MAT_BYTES = 4 << 30
 #: Bound on what the wanted variables may decompress to: at most this many times the file size
 #: (real motion capture compresses a few times, a zlib bomb a thousand times) ...
 MAX_EXPANSION = 64
@@ -106,19 +109,20 @@ def _read(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(128)
+    data = read_input(path, "MATLAB file", max_bytes=MAX_MAT_BYTES)  # checked and parsed: the same bytes
+    head = data[:128]
     if head.startswith(b"MATLAB 7.3") or b"\x89HDF" in head[:8]:
         msg = (
             f"{path}: is a MATLAB v7.3 (HDF5) file; RAT7M files are MATLAB v5. "
             "Re-save it in MATLAB with save(..., '-v7') or download the original again."
         )
         raise BadInputError(msg)
-    readable = check_variables(path)  # before whosmat: scipy inflates a compressed variable whole to list it
+    readable = check_variables(path, data=data)  # before whosmat: scipy inflates a compressed variable to list it
     import scipy.io  # here: ~0.3 s of every rat7m-build-annotation start, --check and refusals included
 
     try:
-        variables = {name: cls for name, _, cls in scipy.io.whosmat(str(path))}
+        # whosmat and loadmat take an open file too (scipy's docs); scipy-stubs types only paths
+        variables = {name: cls for name, _, cls in scipy.io.whosmat(io.BytesIO(data))}  # type: ignore[arg-type]
     except NotImplementedError as exc:  # scipy's message for v7.3 files without the header
         raise BadInputError(f"{path}: is a MATLAB v7.3 (HDF5) file; RAT7M files are MATLAB v5") from exc
     except Exception as exc:  # scipy raises ValueError, TypeError, struct.error... on garbage
@@ -131,14 +135,16 @@ def _read(path: str | os.PathLike) -> dict:
             raise BadInputError(f"{path}: '{key}' is a MATLAB {variables[key]}, not a struct")
     try:
         wanted = [v for v in _VARIABLES if v in readable]  # cameras and mocap are, or the check refused the file
-        return scipy.io.loadmat(str(path), struct_as_record=True, squeeze_me=False, variable_names=wanted)
+        stream = io.BytesIO(data)
+        return scipy.io.loadmat(stream, struct_as_record=True, squeeze_me=False, variable_names=wanted)  # type: ignore[arg-type]
     except Exception as exc:  # scipy raises ValueError, TypeError, struct.error... on garbage
         raise BadInputError(f"{path}: is not a readable MATLAB .mat file ({exc})") from exc
 
 
-def check_variables(path: Path, strict: Collection[str] = ("cameras", "mocap")) -> set[str]:
+def check_variables(path: Path, strict: Collection[str] = ("cameras", "mocap"), data: bytes | None = None) -> set[str]:
     """Refuse a file whose variables would decompress past the bound, or whose ``strict`` variables are not laid out
     as RAT7M's are; return the variables scipy may then read (any other only if it passed the same checks).
+    With ``data`` (the file's bytes, read once), those are walked: hand scipy the same bytes, not the path again.
 
     scipy inflates a compressed variable whole before parsing it, so a few MB of zlib can ask for
     gigabytes; and it builds what the headers declare, recursing once per nesting level with no limit:
@@ -149,11 +155,11 @@ def check_variables(path: Path, strict: Collection[str] = ("cameras", "mocap")) 
     at most :data:`MAX_DEPTH` levels, no cells, objects, sparse or function arrays, every struct one
     element of at most :data:`MAX_FIELDS` fields, every other array no more elements than bytes.
     """
-    size = path.stat().st_size
+    size = path.stat().st_size if data is None else len(data)
     budget = [max(MIN_DECOMPRESSED_BOUND, MAX_EXPANSION * size)]
     readable: set[str] = set()
     seen: set[str] = set()
-    with open(path, "rb") as f:
+    with open(path, "rb") if data is None else io.BytesIO(data) as f:
         head = f.read(128)
         order = "<" if head[126:128] == b"IM" else ">"
         while True:

@@ -181,6 +181,17 @@ def _make_frombuffer(real: Any) -> Any:
     return _frombuffer
 
 
+def _dict_of_dict(*args: Any) -> dict:
+    """``dict`` for a pickle: only ``dict()`` or ``dict(a_dict)`` (what a Table reduces to).
+
+    ``dict(pairs)`` hashes each pair's key, which no depth check saw: a 347-byte pickle of keys nested 80 deep
+    never returned, a 1 MB one overflowed the C stack.
+    """
+    if len(args) > 1 or (args and type(args[0]) is not dict):
+        raise UnsafePickleError("refusing dict() of anything but a dict (keys it would hash unchecked)")
+    return dict(*args)
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """Every (module, name) a table pickle may name, for numpy 1.x and 2.x writers."""
     numpy_callables = _numpy_reconstructors()
@@ -190,7 +201,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
         # a rat7m.model.Table pickles as dict(<the plain dict>): building a dict from a dict runs no code
-        ("builtins", "dict"): dict,
+        ("builtins", "dict"): _dict_of_dict,
     }
     # numpy 1.x pickles say numpy.core.*, numpy 2.x pickles say numpy._core.*
     for core in ("numpy.core", "numpy._core"):

@@ -8,6 +8,7 @@ lacks is missing. A NaN coordinate is a missing joint.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,14 @@ def read(path: Path, index: common.TableIndex, target: np.ndarray | None = None)
     import scipy.io
 
     with common.library_read(path, ".mat file"):
-        with open(path, "rb") as f:
-            if f.read(10) == b"MATLAB 7.3":
-                raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)")
+        data = path.read_bytes()  # within the size cap (library_read): checked, then parsed, the same bytes
+        if data.startswith(b"MATLAB 7.3"):
+            raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)")
         wanted = ("pred", "p_max", "sampleID")
-        readable = check_variables(path, strict=wanted)  # scipy's reader trusts the headers (a crash, gigabytes)
+        readable = check_variables(path, strict=wanted, data=data)  # scipy trusts the headers (a crash, gigabytes)
         try:
-            content = scipy.io.loadmat(path, variable_names=[v for v in wanted if v in readable])
+            stream = io.BytesIO(data)  # loadmat takes an open file too (scipy's docs); scipy-stubs types only paths
+            content = scipy.io.loadmat(stream, variable_names=[v for v in wanted if v in readable])  # type: ignore[arg-type]
         except NotImplementedError:
             raise BadInputError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 (DANNCE writes v5)") from None
     J = catalogue.N_JOINTS

@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.geometry import camera_param
 from rat7m.matfile import CAMERA_FIELDS, MAT_CAMERA_ORDER, load_cameras, load_mocap, load_recording, save_recording
-from tests.helpers.shared import load_with_headroom
+from tests.helpers.shared import REPO, load_with_headroom
 
 FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "150"))
 
@@ -361,3 +363,23 @@ def test_fuzzed_mat_bytes_load_or_are_one_clear_error(tmp_path_factory, edits, c
         load_recording(path)
     except BadInputError as exc:
         assert str(exc).startswith(str(path)), exc
+
+
+def test_the_bytes_checked_are_the_bytes_parsed(tmp_path):
+    """The file is read once: replaced on disk right after its check (here by the deep cells that crash scipy), the
+    load still parses what was checked. Before, scipy opened the path again (a review's fuzz hit this: SIGSEGV)."""
+    good, bad = tmp_path / "mocap-s1-d1.mat", tmp_path / "deep.mat"
+    save_recording(good, "Subject1-Day1", make_cameras(), make_mocap())
+    _mat_file(bad, HOSTILE_LAYOUTS["cells 20000 deep"][0](), MOCAP)
+    done = subprocess.run([sys.executable, "-c", f"""
+import shutil
+from rat7m import matfile
+checked = matfile.check_variables
+def check_then_swap(path, *args, **kwargs):
+    readable = checked(path, *args, **kwargs)
+    shutil.copyfile({str(bad)!r}, path)
+    return readable
+matfile.check_variables = check_then_swap
+print(matfile.load_recording({str(good)!r}).n_samples)
+"""], capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == str(N), (done.returncode, done.stderr[-1500:])

@@ -48,6 +48,17 @@ HOSTILE = {
         b"\x80\x02}" + b")" + b"\x85" * DEEP + b"K\x01s.",
         "refusing a dict key or set item nested more than 64 deep",
     ),
+    # dict(pairs) hashes each key in C, unchecked: 347 bytes never returned (keys sharing sub-tuples, 80 deep), and a
+    # key nested 10^6 deep overflowed the C stack (found by a review)
+    "dict() of wide shared keys": (
+        b"\x80\x04cbuiltins\ndict\n]K\x01" + b"".join(b"\x94h" + bytes([i]) + b"\x86" for i in range(80))
+        + b"K\x00\x86a\x85R.",
+        "refusing dict() of anything but a dict",
+    ),
+    "dict() of a deep key": (
+        b"\x80\x02cbuiltins\ndict\n]K\x01" + b"\x85" * DEEP + b"K\x00\x86a\x85R.",
+        "refusing dict() of anything but a dict",
+    ),
     "deep tuple through FROZENSET": (
         b"\x80\x04(" + b")" + b"\x85" * DEEP + b"\x91.",
         "refusing a dict key or set item nested more than 64 deep",
