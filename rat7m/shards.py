@@ -257,7 +257,7 @@ def iter_samples(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 sample = {}
             sample.setdefault("__key__", key)
             sample.setdefault("__url__", str(path))
-            if suffix in sample or len(sample) > MAX_SAMPLE_MEMBERS + 2:
+            if suffix in sample or len(sample) >= MAX_SAMPLE_MEMBERS + 2:  # + its __key__ and __url__
                 raise BadInputError(f"{path}: member {name} repeats one, or its sample has too many; rewrite the shard")
             sample[suffix] = f.read(size)
             if len(sample[suffix]) != size:
@@ -285,7 +285,7 @@ def _tar_members(f: IO[bytes], path: str) -> Iterator[tuple[str, int]]:
         if header[257:262] != b"ustar" or stored != computed:
             raise BadInputError(f"{path}: not a readable tar (a bad header at byte {f.tell() - 512}); rewrite it")
         kind = header[156:157]
-        if kind in (b"5", b"x", b"g") and size is not None and size <= MAX_PAX_BYTES:
+        if (kind in (b"x", b"g") and size is not None and size <= MAX_PAX_BYTES) or (kind == b"5" and size == 0):
             # a folder (tar of a folder), or pax records (webdataset's writer: each member's mtime): read and passed
             records = f.read(size)
             f.seek(-size % tarfile.BLOCKSIZE, os.SEEK_CUR)
@@ -341,28 +341,34 @@ def _split_member(name: str, path: str) -> tuple[str, str]:
 
 
 def _indexed_samples(f: IO[bytes], path: str, index: Path) -> Iterator[dict[str, Any]]:
-    """The samples of a shard read at the offsets of its index; each member checked against its tar header."""
-    size = os.fstat(f.fileno()).st_size
-    fd = f.fileno()
-    for key, members in read_index(index).items():
-        spans = sorted((offset, length, suffix) for suffix, (offset, length) in members.items())
-        if not spans or len(spans) > MAX_SAMPLE_MEMBERS:
-            raise BadInputError(f"{index}: sample {key} has {len(spans)} members; rewrite the shard")
+    """The samples of a shard read at the offsets of its index; each member checked against its tar header.
+
+    Every member must lie in the file after the previous one's end and its own header (across samples: no two
+    entries may share bytes), and that header must name it, give its size and say it is a regular file.
+    """
+    size, fd = os.fstat(f.fileno()).st_size, f.fileno()
+    entries = read_index(index)
+    end = 0
+    for offset, length, name in sorted((o, n, f"{key}.{suffix}") for key, members in entries.items()
+                                       for suffix, (o, n) in members.items()):  # fmt: skip
+        _split_member(name, path)
+        if offset - tarfile.BLOCKSIZE < end or offset + length > size:
+            raise BadInputError(f"{path}: its index puts {name} outside the tar or over another member; "
+                                "rewrite the shard")  # fmt: skip
+        end = offset + length
+    for key, members in entries.items():
+        if not members or len(members) > MAX_SAMPLE_MEMBERS:
+            raise BadInputError(f"{index}: sample {key} has {len(members)} members; rewrite the shard")
         sample: dict[str, Any] = {"__key__": key, "__url__": path}
-        end = 0
-        for offset, length, suffix in spans:
+        for suffix, (offset, length) in sorted(members.items(), key=lambda item: item[1]):
             name = f"{key}.{suffix}"
-            _split_member(name, path)
-            # each member after the last one's end and its own header, in the file, under its own name
-            if offset - tarfile.BLOCKSIZE < end or offset + length > size:
-                raise BadInputError(f"{path}: its index puts {name} outside the tar or over another member; "
-                                    "rewrite the shard")  # fmt: skip
-            if os.pread(fd, len(name) + 1, offset - tarfile.BLOCKSIZE) != name.encode() + b"\0":
+            header = os.pread(fd, tarfile.BLOCKSIZE, offset - tarfile.BLOCKSIZE)
+            if (header[:100].split(b"\0")[0] != name.encode() or _octal(header[124:136]) != length
+                    or header[156:157] not in (b"0", b"\0")):  # fmt: skip
                 raise BadInputError(f"{path}: member {name} is not where its index says; rewrite the shard")
             sample[suffix] = os.pread(fd, length, offset)  # each member on its own: one copy, into its own bytes
             if len(sample[suffix]) != length:
                 raise BadInputError(f"{path}: ends inside member {name}; rewrite the shard")
-            end = offset + length
         yield sample
 
 

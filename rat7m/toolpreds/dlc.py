@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import itertools
+import math
 import pickle
 import threading
 from collections.abc import Iterator
@@ -206,7 +207,16 @@ def _check_pickles(image: bytes, path: Path) -> None:
         if not version[:1].isdigit() or int(version[:1]) < 2:
             raise BadInputError(f"{path}: a PyTables {version!r} file (before 2.0); refused")
         f.visititems(lambda name, node: found.append((name, node)))
+        declared = 0  # bytes the datasets (and pandas' "shape" attributes) declare: what reading them allocates
         for name, node in [("/", f), *found]:
+            if isinstance(node, h5py.Dataset):
+                declared += node.size * node.dtype.itemsize
+            shape = node.attrs.get("shape")
+            if shape is not None and np.asarray(shape).dtype.kind in "iu":
+                declared += 8 * math.prod(int(n) for n in np.asarray(shape).reshape(-1)[:32])
+            if declared > max(MAX_H5_DECLARED, 32 * len(image)):
+                raise BadInputError(f"{path}: its tables declare more than {max(MAX_H5_DECLARED, 32 * len(image)):,} "
+                                    "bytes; not a DLC prediction file")  # fmt: skip
             for attribute in node.attrs:
                 value = node.attrs[attribute]
                 raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
@@ -230,6 +240,10 @@ def _safe_pickle(data: bytes, where: str) -> None:
         reason = str(exc).removeprefix(f"{where}: ")
         raise BadInputError(f"{where}: a pickle PyTables would load, running what it names: {reason}") from None
 
+
+#: The most bytes a DLC .h5's tables may declare (a prediction of 1M frames x 60 columns is 480 MB), at least
+#: 32x the file's size: 15 KB of unwritten chunked rows, or pandas' "shape" attribute, asked for 4.7 GB.
+MAX_H5_DECLARED = 512 << 20
 
 _PYTABLES_PICKLE = threading.Lock()
 

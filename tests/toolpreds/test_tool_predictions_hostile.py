@@ -450,3 +450,20 @@ def test_a_dannce_mat_that_would_crash_scipy_is_refused_by_its_layout(tmp_path):
     """, memory_mb=1024)  # fmt: skip
     assert done.returncode == 0, (done.returncode, done.stderr[-1500:])
     assert done.stdout.startswith(f"{path}: pred is a cell array"), done.stdout
+
+
+@pytest.mark.parametrize("how", ["unwritten rows", "pandas' shape attribute"])
+def test_an_h5_declaring_gigabytes_is_refused_from_its_headers(tmp_path, how):
+    """A few KB can declare what reading them allocates: chunked rows never written (read back as fill values), or
+    the "shape" attribute pandas builds np.empty from; 15 KB asked for 4.7 GB before (a review's find)."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    _dlc_h5(path, ["img0.png"], "fixed")
+    with h5py.File(path, "a") as f:
+        if how == "unwritten rows":
+            f.create_dataset("df_with_missing/pad", shape=(10**8,), dtype="f8", chunks=(1 << 16,))
+        else:
+            f["df_with_missing/block0_values"].attrs["shape"] = np.array([60, 10**7], dtype=np.int64)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: its tables declare more than 536,870,912"):
+        dlc.read(path, INDEX)
