@@ -57,21 +57,24 @@ _PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 
 
 def check_scans(data: bytes, where: str) -> None:
-    """Refuse a progressive JPEG of more than :data:`MAX_SCANS` scans (its header segments walked up to the first
-    scan: a few microseconds; the scans counted only for a progressive one)."""
+    """Refuse a JPEG of more than :data:`MAX_SCANS` scans: its header segments walked up to its frame header (a few
+    microseconds); the scans counted unless that header says sequential (baseline, as every camera's JPEG)."""
     at = 2
     while at + 4 <= len(data) and data[at] == 0xFF:
         marker = data[at + 1]
         if marker == 0xFF:  # a fill byte before a marker
             at += 1
-            continue
-        if marker in _PROGRESSIVE:
-            if data.count(b"\xff\xda") > MAX_SCANS:  # SOS; 0xFF in entropy-coded data is followed by 0x00
-                raise BadInputError(f"{where}: a progressive JPEG of over {MAX_SCANS} scans; replace the file")
-            return
-        if marker == 0xDA or (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)):  # a scan, or baseline
-            return
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: markers of no length (libjpeg passes them)
+            at += 2
+        elif marker in _PROGRESSIVE or marker == 0xDA:
+            break  # progressive, or a scan before any frame header: count the scans
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return  # a frame header of a sequential JPEG: its scans are one per component at most
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    # progressive, or a walk that did not reach a frame header: count (0xFF in entropy-coded data is followed by 0)
+    if data.count(b"\xff\xda") > MAX_SCANS:
+        raise BadInputError(f"{where}: a JPEG of over {MAX_SCANS} scans; replace the file")
 
 
 def _decode_simplejpeg(data: bytes, where: str) -> np.ndarray:

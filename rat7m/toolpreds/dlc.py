@@ -209,6 +209,9 @@ def _check_pickles(image: bytes, path: Path) -> None:
         f.visititems(lambda name, node: found.append((name, node)))
         declared = 0  # bytes the datasets (and pandas' "shape" attributes) declare: what reading them allocates
         for name, node in [("/", f), *found]:
+            if isinstance(node, h5py.Group) and h5py.h5o.get_info(node.id).rc > 1:
+                # a group reachable by two paths (a link back up): PyTables' walk of the groups never ends
+                raise BadInputError(f"{path}: group {name} is linked from two places; not a DLC prediction file")
             if isinstance(node, h5py.Dataset):
                 declared += node.size * node.dtype.itemsize
             shape = node.attrs.get("shape")

@@ -467,3 +467,15 @@ def test_an_h5_declaring_gigabytes_is_refused_from_its_headers(tmp_path, how):
     assert path.stat().st_size < 1 << 20
     with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: its tables declare more than 536,870,912"):
         dlc.read(path, INDEX)
+
+
+def test_an_h5_whose_groups_loop_is_refused(tmp_path):
+    """A group linked back to the root: h5py visits it once, PyTables' walk of the groups never ended (a review's
+    find: a few KB hung the scorer)."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    _dlc_h5(path, ["img0.png"], "table")
+    with h5py.File(path, "a") as f:
+        f.create_group("zz")["up"] = f["/"]
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: group .* is linked from two places"):
+        dlc.read(path, INDEX)
