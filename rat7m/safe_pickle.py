@@ -30,6 +30,7 @@ import io
 import math
 import os
 import pickle
+import reprlib
 import struct
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,10 +57,21 @@ NPY_MAGIC = b"\x93NUMPY"
 MAX_TABLE_BYTES = 8 << 30
 
 
+#: What an error message shows of a value from a pickle: a few levels and items (a pickle can share one list a
+#: thousand ways, and a full repr of it grows exponentially with the pickle).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 6, 6, 4, 4
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 60, 60, 40
+
+
+def _shown(value: Any) -> str:
+    return _SHOWN.repr(value)
+
+
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
     """Stand-in for ``_codecs.encode``: protocol-2 pickles store ``bytes`` as latin-1 text."""
     if codecs.lookup(encoding).name != "iso8859-1":
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r} (only latin1 is used)")
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {_shown(encoding)} (only latin1 is used)")
     return text.encode("latin1", errors)
 
 
@@ -102,11 +114,11 @@ _NDARRAY = _NdarrayType()
 def _make_reconstruct(real: Any) -> Any:
     def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
         if subtype is not _NDARRAY:
-            raise UnsafePickleError(f"refusing _reconstruct of {subtype!r}: only numpy.ndarray is allowed")
+            raise UnsafePickleError(f"refusing _reconstruct of {_shown(subtype)}: only numpy.ndarray is allowed")
         # numpy's own pickles always start from an empty (0,) array and give the real shape in
         # BUILD, with the data; any other shape would allocate what the file never holds
         if type(shape) is not tuple or shape != (0,) or not isinstance(dtype, (bytes, str)) or len(dtype) > 8:
-            raise UnsafePickleError(f"refusing _reconstruct with shape {shape!r} (numpy's pickles use (0,))")
+            raise UnsafePickleError(f"refusing _reconstruct with shape {_shown(shape)} (numpy's pickles use (0,))")
         return real(np.ndarray, shape, dtype)
 
     return _reconstruct
@@ -115,15 +127,15 @@ def _make_reconstruct(real: Any) -> Any:
 def _plain_dtype(dtype: Any, what: str) -> np.dtype:
     """``dtype`` if it is a plain numpy dtype (no fields, no sub-array, object only as 'O')."""
     if not isinstance(dtype, np.dtype) or dtype.fields is not None or dtype.subdtype is not None:
-        raise UnsafePickleError(f"refusing {what} with dtype {dtype!r}: only plain dtypes are allowed")
+        raise UnsafePickleError(f"refusing {what} with dtype {_shown(dtype)}: only plain dtypes are allowed")
     if dtype.hasobject and dtype.kind != "O":
-        raise UnsafePickleError(f"refusing {what} with dtype {dtype!r}")
+        raise UnsafePickleError(f"refusing {what} with dtype {_shown(dtype)}")
     return dtype
 
 
 def _shape(shape: Any, what: str) -> tuple[int, ...]:
     if type(shape) is not tuple or len(shape) > 32 or not all(type(d) is int and 0 <= d < 2**62 for d in shape):
-        raise UnsafePickleError(f"refusing {what} with shape {shape!r}")
+        raise UnsafePickleError(f"refusing {what} with shape {_shown(shape)}")
     return shape
 
 
@@ -142,7 +154,7 @@ def _check_array_state(state: Any) -> None:
     dtype = _plain_dtype(dtype, "an array")
     count = math.prod(shape)
     if type(fortran) is not bool:
-        raise UnsafePickleError(f"refusing an array state with order flag {fortran!r}")
+        raise UnsafePickleError(f"refusing an array state with order flag {_shown(fortran)}")
     if dtype.kind == "O":
         if type(data) is not list or len(data) != count:
             found = f"{len(data)} items" if type(data) is list else type(data).__name__
@@ -175,7 +187,7 @@ def _make_frombuffer(real: Any) -> Any:
         # numpy 2.x adds the axis order of a non-contiguous array: a permutation of the axes, or None
         if axis_order and not (len(axis_order) == 1 and (axis_order[0] is None or (
                 type(axis_order[0]) is tuple and sorted(axis_order[0]) == list(range(len(shape)))))):  # fmt: skip
-            raise UnsafePickleError(f"refusing _frombuffer with axis order {axis_order!r}")
+            raise UnsafePickleError(f"refusing _frombuffer with axis order {_shown(axis_order)}")
         return real(buf, dtype, shape, order, *axis_order)
 
     return _frombuffer
@@ -235,7 +247,7 @@ def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
     else:
         own = dtype.__reduce__()[2]
     if state != own:
-        raise UnsafePickleError(f"refusing dtype state {state!r} for {dtype}: only plain dtypes are allowed")
+        raise UnsafePickleError(f"refusing dtype state {_shown(state)} for {dtype}: only plain dtypes are allowed")
 
 
 def _load_build(self: _SafeUnpickler) -> None:
@@ -246,6 +258,7 @@ def _load_build(self: _SafeUnpickler) -> None:
     attributes on one of the allowed functions, is refused.
     """
     state, inst = self.stack[-1], self.stack[-2]
+    _check_expanded(self, state)
     if isinstance(inst, np.dtype):
         _check_dtype_state(inst, state)
     elif type(inst) is not np.ndarray or inst.shape != (0,) or id(inst) in self._built:
@@ -313,12 +326,79 @@ def _load_bytearray8(self: _SafeUnpickler) -> None:
     self.append(data)
 
 
-def _hashing(op: Any, items_of: Any) -> Any:
-    """Wrap an opcode that hashes stack items so their depth is checked first."""
+#: The most dict keys and set items that are not strings or bytes a pickle may hash (a table has a few dozen):
+#: integers hash to known values, so 20000 colliding keys took 4 s, growing with the square of their number.
+MAX_OTHER_KEYS = 4096
+#: The most containers (lists, dicts, sets, tuples) a pickle may build, at least: and one per 8 of its bytes
+#: (2 MB of EMPTY_SET opcodes built 494 MB of sets). A table builds a few per array.
+MIN_CONTAINERS = 10_000
+#: The most items any value handed to a callable (or BUILD, or returned) may expand to, shared parts counted each
+#: time they are reached: a 427-byte pickle of a list shared 24 levels deep is 2**24 items to numpy or a repr.
+MAX_EXPANDED = 100_000
+
+
+def _hashing(op: Any, items_of: Any, keys_of: Any = None) -> Any:
+    """Wrap an opcode that hashes stack items so their depth is checked first, and keys other than text counted."""
 
     def load(self: _SafeUnpickler) -> None:
         for item in items_of(self):
             _check_depth(self, item)
+        for key in (keys_of or items_of)(self):
+            if type(key) not in (str, bytes):
+                self._other_keys += 1
+                if self._other_keys > MAX_OTHER_KEYS:
+                    raise UnsafePickleError(f"refusing over {MAX_OTHER_KEYS} dict keys or set items that are not text")
+        op(self)
+
+    return load
+
+
+def _counting(op: Any) -> Any:
+    """Wrap an opcode that builds a container so the pickle's containers are counted."""
+
+    def load(self: _SafeUnpickler) -> None:
+        self._containers += 1
+        if self._containers > max(MIN_CONTAINERS, (self.source_bytes or 0) // 8):
+            raise UnsafePickleError("refusing a pickle that builds more containers than its size allows")
+        op(self)
+
+    return load
+
+
+def _check_expanded(self: _SafeUnpickler, value: Any, limit: int = MAX_EXPANDED) -> None:
+    """Refuse ``value`` if it expands to more than ``limit`` items (shared parts counted each time they are reached).
+
+    Computed once per distinct object (post-order, memoised for this call only: a list may grow after it was seen),
+    and the walking of all calls together is bounded by the pickle's size.
+    """
+    nested = (list, tuple, dict, set, frozenset)
+    if type(value) not in nested:
+        return
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, children_done = stack.pop()
+        if id(item) in sizes:
+            continue
+        children = [c for pair in item.items() for c in pair] if type(item) is dict else list(item)
+        self._walked += 1 + len(children)
+        if self._walked > MIN_CONTAINERS * 10 + 10 * (self.source_bytes or 0):
+            raise UnsafePickleError("refusing a pickle whose values take too long to check (shared many ways)")
+        if children_done:
+            sizes[id(item)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if sizes[id(item)] > limit:
+                raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many "
+                                        "ways): numpy, a message or the caller would walk each")  # fmt: skip
+            continue
+        stack.append((item, True))
+        stack.extend((c, False) for c in children if type(c) in nested and id(c) not in sizes)
+
+
+def _checked(op: Any) -> Any:
+    """Wrap REDUCE, NEWOBJ(_EX): the arguments a callable gets are bounded first."""
+
+    def load(self: _SafeUnpickler) -> None:
+        _check_expanded(self, self.stack[-2:])  # the arguments (and NEWOBJ_EX's keywords)
         op(self)
 
     return load
@@ -340,6 +420,14 @@ class _SafeUnpickler(_PyUnpickler):
     dispatch[pickle.DICT[0]] = _hashing(_PyUnpickler.load_dict, lambda self: self.stack[::2])
     dispatch[pickle.ADDITEMS[0]] = _hashing(_PyUnpickler.load_additems, lambda self: self.stack)
     dispatch[pickle.FROZENSET[0]] = _hashing(_PyUnpickler.load_frozenset, lambda self: self.stack)
+    # every opcode that hands a value to a callable: bound what it expands to first
+    for _op in (pickle.REDUCE, pickle.NEWOBJ, pickle.NEWOBJ_EX):
+        dispatch[_op[0]] = _checked(_PyUnpickler.dispatch[_op[0]])
+    # every opcode that builds a container (the empty tuple is one shared object): count them
+    for _op in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.LIST, pickle.DICT, pickle.TUPLE,
+                pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.FROZENSET):  # fmt: skip
+        dispatch[_op[0]] = _counting(dispatch[_op[0]])
+    del _op
     #: The pickle's size: no object it states may be larger (see :func:`_load_bytearray8`).
     source_bytes: int | None = None
 
@@ -349,6 +437,7 @@ class _SafeUnpickler(_PyUnpickler):
         self._depths: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps checked objects alive, so their ids stay theirs
+        self._other_keys = self._containers = self._walked = 0
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -423,7 +512,9 @@ def _unpickle(stream: Any, size: int, source: str) -> Any:
     try:
         unpickler = _SafeUnpickler(stream)
         unpickler.source_bytes = size
-        return unpickler.load()
+        loaded = unpickler.load()
+        _check_expanded(unpickler, loaded, MAX_EXPANDED + size // 8)  # what the caller gets: bounded by its size
+        return loaded
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{source}: {exc}") from None
     except OSError as exc:
