@@ -57,22 +57,32 @@ _PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 
 
 def check_scans(data: bytes, where: str) -> None:
-    """Refuse a JPEG of more than :data:`MAX_SCANS` scans: its header segments walked up to its frame header (a few
-    microseconds); the scans counted unless that header says sequential (baseline, as every camera's JPEG)."""
-    at = 2
+    """Refuse a JPEG of more than :data:`MAX_SCANS` scans.
+
+    Its header segments are walked to the first scan (a few microseconds): a sequential frame whose first scan
+    holds all its components is one scan (every camera's JPEG), and needs no more. Anything else (progressive,
+    a first scan of fewer components, which libjpeg follows with any number more, or a header the walk does not
+    follow as libjpeg would) has its scans counted.
+    """
+    at, components = 2, None
     while at + 4 <= len(data) and data[at] == 0xFF:
         marker = data[at + 1]
         if marker == 0xFF:  # a fill byte before a marker
             at += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: markers of no length (libjpeg passes them)
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: markers of no length
             at += 2
-        elif marker in _PROGRESSIVE or marker == 0xDA:
-            break  # progressive, or a scan before any frame header: count the scans
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return  # a frame header of a sequential JPEG: its scans are one per component at most
-        else:
-            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-    # progressive, or a walk that did not reach a frame header: count (0xFF in entropy-coded data is followed by 0)
+            continue
+        if marker == 0x00 or marker in _PROGRESSIVE:
+            break  # a stray byte libjpeg skips (the walk would misread what follows), or progressive: count
+        if marker == 0xDA:  # the first scan: one scan of all the frame's components is the whole image
+            if components is not None and at + 5 <= len(data) and data[at + 4] == components:
+                return
+            break
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and at + 10 <= len(data):
+            components = data[at + 9]  # a sequential frame header: its number of components
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    # 0xFF in entropy-coded data is followed by 0: every 0xFF 0xDA is a scan header
     if data.count(b"\xff\xda") > MAX_SCANS:
         raise BadInputError(f"{where}: a JPEG of over {MAX_SCANS} scans; replace the file")
 

@@ -128,7 +128,7 @@ def _plain_dtype(dtype: Any, what: str) -> np.dtype:
     """``dtype`` if it is a plain numpy dtype (no fields, no sub-array, object only as 'O')."""
     if not isinstance(dtype, np.dtype) or dtype.fields is not None or dtype.subdtype is not None:
         raise UnsafePickleError(f"refusing {what} with dtype {_shown(dtype)}: only plain dtypes are allowed")
-    if dtype.hasobject and dtype.kind != "O":
+    if (dtype.hasobject and dtype.kind != "O") or dtype.metadata is not None:
         raise UnsafePickleError(f"refusing {what} with dtype {_shown(dtype)}")
     return dtype
 
@@ -258,7 +258,8 @@ def _load_build(self: _SafeUnpickler) -> None:
     attributes on one of the allowed functions, is refused.
     """
     state, inst = self.stack[-1], self.stack[-2]
-    _check_expanded(self, state)
+    # an object array's state lists one item per element: linear in the pickle, which holds each
+    _check_expanded(self, state, MAX_EXPANDED + (self.source_bytes or 0))
     if isinstance(inst, np.dtype):
         _check_dtype_state(inst, state)
     elif type(inst) is not np.ndarray or inst.shape != (0,) or id(inst) in self._built:
@@ -368,30 +369,45 @@ def _counting(op: Any) -> Any:
 def _check_expanded(self: _SafeUnpickler, value: Any, limit: int = MAX_EXPANDED) -> None:
     """Refuse ``value`` if it expands to more than ``limit`` items (shared parts counted each time they are reached).
 
-    Computed once per distinct object (post-order, memoised for this call only: a list may grow after it was seen),
-    and the walking of all calls together is bounded by the pickle's size.
+    Each container is walked once per pickle (post-order, its size kept) and then frozen: no opcode may add to
+    it any more (:func:`_unfrozen`), so a size once found stays true, and a list cannot grow after it was
+    checked. numpy's own pickles never add to a container after handing it on.
     """
     nested = (list, tuple, dict, set, frozenset)
-    if type(value) not in nested:
+    sizes = self._expanded
+    if type(value) not in nested or id(value) in sizes:
+        if type(value) in nested and sizes[id(value)] > limit:
+            raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many ways)")
         return
-    sizes: dict[int, int] = {}
     stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
         item, children_done = stack.pop()
         if id(item) in sizes:
             continue
         children = [c for pair in item.items() for c in pair] if type(item) is dict else list(item)
-        self._walked += 1 + len(children)
-        if self._walked > MIN_CONTAINERS * 10 + 10 * (self.source_bytes or 0):
-            raise UnsafePickleError("refusing a pickle whose values take too long to check (shared many ways)")
         if children_done:
             sizes[id(item)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            self._keep.append(item)  # alive, so its id stays its own; frozen from now on
             if sizes[id(item)] > limit:
                 raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many "
                                         "ways): numpy, a message or the caller would walk each")  # fmt: skip
             continue
+        self._walked += 1 + len(children)
+        if self._walked > MIN_CONTAINERS * 10 + 2 * (self.source_bytes or 0):
+            raise UnsafePickleError("refusing a pickle whose values take too long to check (shared many ways)")
         stack.append((item, True))
         stack.extend((c, False) for c in children if type(c) in nested and id(c) not in sizes)
+
+
+def _unfrozen(op: Any, target_of: Any) -> Any:
+    """Wrap an opcode that adds to a list, dict or set: refused on one already checked (its size is known)."""
+
+    def load(self: _SafeUnpickler) -> None:
+        if id(target_of(self)) in self._expanded:
+            raise UnsafePickleError("refusing a pickle that adds to a value after handing it on")
+        op(self)
+
+    return load
 
 
 def _checked(op: Any) -> Any:
@@ -423,6 +439,11 @@ class _SafeUnpickler(_PyUnpickler):
     # every opcode that hands a value to a callable: bound what it expands to first
     for _op in (pickle.REDUCE, pickle.NEWOBJ, pickle.NEWOBJ_EX):
         dispatch[_op[0]] = _checked(_PyUnpickler.dispatch[_op[0]])
+    # every opcode that adds to a container: not to one already checked (below MARK, the target is the stack's top)
+    dispatch[pickle.APPEND[0]] = _unfrozen(_PyUnpickler.load_append, lambda self: self.stack[-2])
+    dispatch[pickle.SETITEM[0]] = _unfrozen(dispatch[pickle.SETITEM[0]], lambda self: self.stack[-3])
+    for _op in (pickle.APPENDS, pickle.SETITEMS, pickle.ADDITEMS):
+        dispatch[_op[0]] = _unfrozen(dispatch[_op[0]], lambda self: self.metastack[-1][-1])
     # every opcode that builds a container (the empty tuple is one shared object): count them
     for _op in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.LIST, pickle.DICT, pickle.TUPLE,
                 pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.FROZENSET):  # fmt: skip
@@ -438,6 +459,7 @@ class _SafeUnpickler(_PyUnpickler):
         self._sizes: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps checked objects alive, so their ids stay theirs
         self._other_keys = self._containers = self._walked = 0
+        self._expanded: dict[int, int] = {}  # id -> expanded size of each container checked (then frozen)
 
     def find_class(self, module: str, name: str) -> Any:
         try:

@@ -199,9 +199,18 @@ def _check_pickles(image: bytes, path: Path) -> None:
     links: list[str] = []
     with h5py.File(io.BytesIO(image), "r") as f:
         f.visit_links(links.append)  # no exception may leave an h5py callback: collected, then checked
+        groups = {h5py.h5o.get_info(f.id).addr}
         for name in links:
-            if isinstance(f.get(name, getlink=True), h5py.ExternalLink):
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
                 raise BadInputError(f"{path}: {name} links to another file; refused")
+            if isinstance(link, h5py.HardLink) and isinstance(f[name], h5py.Group):
+                # a group linked from two places (by address: the link count in the file may lie): PyTables'
+                # walk of the groups would never end
+                address = h5py.h5o.get_info(f[name].id).addr
+                if address in groups:
+                    raise BadInputError(f"{path}: group {name} is linked from two places; not a DLC prediction file")
+                groups.add(address)
         version = f.attrs.get("PYTABLES_FORMAT_VERSION", b"2.0")
         version = version.encode() if isinstance(version, str) else bytes(version)
         if not version[:1].isdigit() or int(version[:1]) < 2:
@@ -209,9 +218,6 @@ def _check_pickles(image: bytes, path: Path) -> None:
         f.visititems(lambda name, node: found.append((name, node)))
         declared = 0  # bytes the datasets (and pandas' "shape" attributes) declare: what reading them allocates
         for name, node in [("/", f), *found]:
-            if isinstance(node, h5py.Group) and h5py.h5o.get_info(node.id).rc > 1:
-                # a group reachable by two paths (a link back up): PyTables' walk of the groups never ends
-                raise BadInputError(f"{path}: group {name} is linked from two places; not a DLC prediction file")
             if isinstance(node, h5py.Dataset):
                 declared += node.size * node.dtype.itemsize
             shape = node.attrs.get("shape")
@@ -231,7 +237,11 @@ def _check_pickles(image: bytes, path: Path) -> None:
                 pseudo = node.attrs.get("PSEUDOATOM", b"")
                 if (pseudo.encode() if isinstance(pseudo, str) else bytes(pseudo)) == b"object":
                     for k, row in enumerate(node):
-                        _safe_pickle(np.asarray(row).tobytes(), f"{path}: row {k} of {name}")
+                        data = np.asarray(row).tobytes()
+                        declared += len(data)  # rows may all point at one stored blob: each is read (and unpickled)
+                        if declared > max(MAX_H5_DECLARED, 32 * len(image)):
+                            raise BadInputError(f"{path}: its rows of {name} hold more than the file could; refused")
+                        _safe_pickle(data, f"{path}: row {k} of {name}")
 
 
 def _safe_pickle(data: bytes, where: str) -> None:

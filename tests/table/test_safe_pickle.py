@@ -217,3 +217,16 @@ def test_allowed_numpy_callables_cannot_forge_memory(tmp_path):
     probe = "import pickle, sys; a = pickle.load(open(sys.argv[1], 'rb'))['table']; print(a.dtype.hasobject)"
     done = subprocess.run([sys.executable, "-c", probe, tmp_path / "forged_dtype.pkl"], capture_output=True, text=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_an_object_column_of_the_official_size_loads(protocol):
+    """The official table's image_path and train_test are object arrays of 112,730 strings: their state lists one
+    item per row. A bound on what BUILD takes, fixed at 100,000 items, refused them (a fifth review's find)."""
+    from rat7m.safe_pickle import safe_loads
+    from tests.helpers.numpy1_pickle import numpy1_dumps
+
+    column = np.array([f"images_unpacked/s1-d1/camera1/frame_{i:06d}.jpg" for i in range(112_730)], dtype=object)
+    for data in (numpy1_dumps({"image_path": column}, protocol), pickle.dumps({"image_path": column}, protocol)):
+        loaded = safe_loads(data, "table.pkl")["image_path"]
+        assert loaded.dtype == object and len(loaded) == 112_730 and loaded[-1] == column[-1]

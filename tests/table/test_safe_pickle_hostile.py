@@ -93,6 +93,12 @@ HOSTILE = {
         b"\x80\x04](" + b"\x8f" * 2_000_000 + b"e.",
         "builds more containers than its size allows",
     ),
+    # a list handed to a callable, then grown (here by one item; in the review, into a list shared 60 levels deep
+    # behind an object array, whose comparison never ended): what was checked must stay what it was
+    "a list grown after it was checked": (
+        b"\x80\x02cbuiltins\ndict\n}(X\x01\x00\x00\x00k]q\x00u\x85R0h\x00Na.",
+        "refusing a pickle that adds to a value after handing it on",
+    ),
     "deep tuple through FROZENSET": (
         b"\x80\x04(" + b")" + b"\x85" * DEEP + b"\x91.",
         "refusing a dict key or set item nested more than 64 deep | builds more containers than its size allows",

@@ -479,3 +479,27 @@ def test_an_h5_whose_groups_loop_is_refused(tmp_path):
         f.create_group("zz")["up"] = f["/"]
     with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: group .* is linked from two places"):
         dlc.read(path, INDEX)
+
+
+def test_an_h5_whose_object_rows_share_one_blob_is_refused(tmp_path):
+    """Variable-length rows are pointers into a shared store: 10,000 rows at one 1 MB pickle (a 1.4 MB file) were
+    10 GB to read and unpickle (a fifth review's find, built the same way: each row's record patched to the first's)."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "s5-d1-camera1-0DLC_scorer.h5"
+    _dlc_h5(path, ["img0.png"], "table")
+    rows = 10_000
+    with h5py.File(path, "a") as f:
+        junk = f.create_dataset("junk", (rows,), dtype=h5py.vlen_dtype(np.uint8))
+        junk.attrs["PSEUDOATOM"] = np.bytes_(b"object")
+        junk[0] = np.frombuffer(pickle.dumps(b"x" * 1_000_000, protocol=4), np.uint8)
+        for i in range(1, rows):
+            junk[i] = np.array([i % 251], np.uint8)
+        offset = junk.id.get_offset()
+    data = bytearray(path.read_bytes())
+    record = bytes(data[offset : offset + 16])
+    for i in range(1, rows):
+        data[offset + 16 * i : offset + 16 * (i + 1)] = record
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size < 2 << 20
+    with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: its rows of junk hold more than the file"):
+        dlc.read(path, INDEX)

@@ -476,11 +476,20 @@ def test_a_progressive_jpeg_of_too_many_scans_is_refused_before_decoding():
     images.check_scans(_progressive_bomb(images.MAX_SCANS), "within.jpg")  # counted, and let through
     over = _progressive_bomb(images.MAX_SCANS + 1)
     hidden = over[:2] + b"\xff\xd0" + over[2:]  # a marker of no length first: the walk read one and skipped the rest
+    stray = over[:2] + b"\xff\x00" + over[2:]  # a stray byte libjpeg skips, which the walk misread as a length
     for decode in (images._decode_simplejpeg, images._decode_opencv):
         assert decode(out.getvalue(), "ok.jpg").shape == (48, 64, 3)
-        for bomb in (over, hidden):
-            with pytest.raises(BadInputError, match=r"^bomb\.jpg: a JPEG of over 500 scans"):
+        for bomb in (over, hidden, stray):
+            with pytest.raises(BadInputError, match=r"^bomb\.jpg: (a JPEG of over 500 scans|not a JPEG)"):
                 decode(bomb, "bomb.jpg")
+    # a sequential JPEG whose first scan holds fewer components than its frame: libjpeg reads any number of scans
+    baseline = bytearray(cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes())
+    sos = baseline.index(b"\xff\xda")
+    extra = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" * (images.MAX_SCANS + 1)
+    images.check_scans(bytes(baseline[:-2] + extra + baseline[-2:]), "one.jpg")  # one full scan: the rest ignored
+    baseline[sos + 4] = 1  # the first scan of 1 of 3 components
+    with pytest.raises(BadInputError, match=r"^partial\.jpg: a JPEG of over 500 scans"):
+        images.check_scans(bytes(baseline[:-2] + extra + baseline[-2:]), "partial.jpg")
 
 
 def test_index_entries_of_two_samples_may_not_share_bytes_and_folders_hold_none(tmp_path):
