@@ -83,7 +83,7 @@ def check_scans(data: bytes, where: str) -> None:
             components = data[at + 9]  # a sequential frame header: its number of components
         at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
     # 0xFF in entropy-coded data is followed by 0: every 0xFF 0xDA is a scan header
-    if data.count(b"\xff\xda") > MAX_SCANS:
+    if data.count(b"\xff\xda", at) > MAX_SCANS:  # from where the walk stopped: not in the segments it passed
         raise BadInputError(f"{where}: a JPEG of over {MAX_SCANS} scans; replace the file")
 
 

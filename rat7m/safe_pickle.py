@@ -230,6 +230,10 @@ _PyUnpickler: Any = pickle._Unpickler
 
 #: The allow-list: (module, name) -> the object handed to the unpickler.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = _allowed_globals()
+#: The allowed callables that rebuild numpy objects from bytes and small tuples (they refuse anything else).
+_RECONSTRUCTORS = frozenset(
+    value for (module, name), value in ALLOWED_GLOBALS.items() if module.startswith("numpy.") or module == "_codecs"
+)
 
 
 def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
@@ -258,8 +262,8 @@ def _load_build(self: _SafeUnpickler) -> None:
     attributes on one of the allowed functions, is refused.
     """
     state, inst = self.stack[-1], self.stack[-2]
-    # an object array's state lists one item per element: linear in the pickle, which holds each
-    _check_expanded(self, state, MAX_EXPANDED + (self.source_bytes or 0))
+    if not (type(state) is tuple and len(state) == 5 and type(state[4]) is bytes):  # plain data: nothing to walk
+        _check_expanded(self, state)
     if isinstance(inst, np.dtype):
         _check_dtype_state(inst, state)
     elif type(inst) is not np.ndarray or inst.shape != (0,) or id(inst) in self._built:
@@ -330,12 +334,17 @@ def _load_bytearray8(self: _SafeUnpickler) -> None:
 #: The most dict keys and set items that are not strings or bytes a pickle may hash (a table has a few dozen):
 #: integers hash to known values, so 20000 colliding keys took 4 s, growing with the square of their number.
 MAX_OTHER_KEYS = 4096
-#: The most containers (lists, dicts, sets, tuples) a pickle may build, at least: and one per 8 of its bytes
-#: (2 MB of EMPTY_SET opcodes built 494 MB of sets). A table builds a few per array.
+#: The most containers (lists, dicts, sets, tuples) a pickle may build, at least: and one per 4 of its bytes
+#: (2 MB of EMPTY_SET opcodes built 494 MB of sets; a list of (i, 1) pairs takes ~8 bytes a pair).
 MIN_CONTAINERS = 10_000
 #: The most items any value handed to a callable (or BUILD, or returned) may expand to, shared parts counted each
 #: time they are reached: a 427-byte pickle of a list shared 24 levels deep is 2**24 items to numpy or a repr.
 MAX_EXPANDED = 100_000
+
+
+def _distinct_hash(key: Any) -> bool:
+    """Integers below 2**61 - 1 hash to themselves: distinct keys, no collisions to count."""
+    return isinstance(key, int | np.integer) and not isinstance(key, bool | np.bool_) and abs(int(key)) < (1 << 61) - 1
 
 
 def _hashing(op: Any, items_of: Any, keys_of: Any = None) -> Any:
@@ -345,7 +354,7 @@ def _hashing(op: Any, items_of: Any, keys_of: Any = None) -> Any:
         for item in items_of(self):
             _check_depth(self, item)
         for key in (keys_of or items_of)(self):
-            if type(key) not in (str, bytes):
+            if type(key) not in (str, bytes) and not _distinct_hash(key):
                 self._other_keys += 1
                 if self._other_keys > MAX_OTHER_KEYS:
                     raise UnsafePickleError(f"refusing over {MAX_OTHER_KEYS} dict keys or set items that are not text")
@@ -359,52 +368,65 @@ def _counting(op: Any) -> Any:
 
     def load(self: _SafeUnpickler) -> None:
         self._containers += 1
-        if self._containers > max(MIN_CONTAINERS, (self.source_bytes or 0) // 8):
+        if self._containers > max(MIN_CONTAINERS, (self.source_bytes or 0) // 4):
             raise UnsafePickleError("refusing a pickle that builds more containers than its size allows")
         op(self)
 
     return load
 
 
-def _check_expanded(self: _SafeUnpickler, value: Any, limit: int = MAX_EXPANDED) -> None:
+def _check_expanded(self: _SafeUnpickler, value: Any, limit: int | None = None) -> None:
     """Refuse ``value`` if it expands to more than ``limit`` items (shared parts counted each time they are reached).
 
-    Each container is walked once per pickle (post-order, its size kept) and then frozen: no opcode may add to
-    it any more (:func:`_unfrozen`), so a size once found stays true, and a list cannot grow after it was
-    checked. numpy's own pickles never add to a container after handing it on.
+    ``limit`` is :data:`MAX_EXPANDED` and one item per byte of the pickle (an item not shared costs a byte or
+    more: the bound is linear in the pickle, what sharing multiplies is not). Each container is walked once
+    (post-order, sizes kept; a cycle's back edge counts 1), object arrays included (a value can hide behind
+    one); a container added to after its check drops the sizes kept (see :func:`_added_to`), and all the
+    walking together is bounded by the pickle's size.
     """
-    nested = (list, tuple, dict, set, frozenset)
-    sizes = self._expanded
-    if type(value) not in nested or id(value) in sizes:
-        if type(value) in nested and sizes[id(value)] > limit:
-            raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many ways)")
-        return
-    stack: list[tuple[Any, bool]] = [(value, False)]
+    limit = MAX_EXPANDED + (self.source_bytes or 0) if limit is None else limit
+    sizes, opened = self._expanded, self._opened
+    stack: list[tuple[Any, list | None, int]] = [(value, None, 0)]
     while stack:
-        item, children_done = stack.pop()
-        if id(item) in sizes:
+        item, nested, count = stack.pop()
+        if nested is None:  # first visit
+            if id(item) in sizes or id(item) in opened or not _is_container(item):
+                continue
+            children = _children(item)
+            self._walked += 1 + len(children)
+            if self._walked > MIN_CONTAINERS * 10 + 4 * (self.source_bytes or 0):
+                raise UnsafePickleError("refusing a pickle whose values take too long to check (shared many ways)")
+            inner = [c for c in children if _is_container(c)]
+            opened.add(id(item))
+            stack.append((item, inner, len(children)))
+            stack.extend((c, None, 0) for c in inner if id(c) not in sizes and id(c) not in opened)
             continue
-        children = [c for pair in item.items() for c in pair] if type(item) is dict else list(item)
-        if children_done:
-            sizes[id(item)] = 1 + sum(sizes.get(id(c), 1) for c in children)
-            self._keep.append(item)  # alive, so its id stays its own; frozen from now on
-            if sizes[id(item)] > limit:
-                raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many "
-                                        "ways): numpy, a message or the caller would walk each")  # fmt: skip
-            continue
-        self._walked += 1 + len(children)
-        if self._walked > MIN_CONTAINERS * 10 + 2 * (self.source_bytes or 0):
-            raise UnsafePickleError("refusing a pickle whose values take too long to check (shared many ways)")
-        stack.append((item, True))
-        stack.extend((c, False) for c in children if type(c) in nested and id(c) not in sizes)
+        opened.discard(id(item))
+        size = sizes[id(item)] = 1 + count - len(nested) + sum(sizes.get(id(c), 1) for c in nested)
+        self._keep.append(item)  # alive, so its id stays its own
+        if size > limit:
+            raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many ways): "
+                                    "numpy, a message or the caller would walk each")  # fmt: skip
+    if _is_container(value) and sizes.get(id(value), 0) > limit:
+        raise UnsafePickleError(f"refusing a value that expands to over {limit} items (parts shared many ways)")
 
 
-def _unfrozen(op: Any, target_of: Any) -> Any:
-    """Wrap an opcode that adds to a list, dict or set: refused on one already checked (its size is known)."""
+def _is_container(value: Any) -> bool:
+    return type(value) in (list, tuple, dict, set, frozenset) or (type(value) is np.ndarray and value.dtype == object)
+
+
+def _children(item: Any) -> list:
+    if type(item) is dict:
+        return [c for pair in item.items() for c in pair]
+    return list(item.ravel()) if type(item) is np.ndarray else list(item)
+
+
+def _added_to(op: Any, target_of: Any) -> Any:
+    """Wrap an opcode that adds to a list, dict or set: one already checked drops every size kept (they may grow)."""
 
     def load(self: _SafeUnpickler) -> None:
-        if id(target_of(self)) in self._expanded:
-            raise UnsafePickleError("refusing a pickle that adds to a value after handing it on")
+        if id(target_of(self)) in self._expanded:  # a cycle pickle.dump writes (a dict under an object array in it)
+            self._expanded.clear()  # re-walked at the next check, within the walking bound
         op(self)
 
     return load
@@ -414,7 +436,8 @@ def _checked(op: Any) -> Any:
     """Wrap REDUCE, NEWOBJ(_EX): the arguments a callable gets are bounded first."""
 
     def load(self: _SafeUnpickler) -> None:
-        _check_expanded(self, self.stack[-2:])  # the arguments (and NEWOBJ_EX's keywords)
+        if self.stack[-2] not in _RECONSTRUCTORS:  # numpy's own take no container (their wrappers refuse one)
+            _check_expanded(self, self.stack[-2:])  # the arguments (and NEWOBJ_EX's keywords)
         op(self)
 
     return load
@@ -440,10 +463,10 @@ class _SafeUnpickler(_PyUnpickler):
     for _op in (pickle.REDUCE, pickle.NEWOBJ, pickle.NEWOBJ_EX):
         dispatch[_op[0]] = _checked(_PyUnpickler.dispatch[_op[0]])
     # every opcode that adds to a container: not to one already checked (below MARK, the target is the stack's top)
-    dispatch[pickle.APPEND[0]] = _unfrozen(_PyUnpickler.load_append, lambda self: self.stack[-2])
-    dispatch[pickle.SETITEM[0]] = _unfrozen(dispatch[pickle.SETITEM[0]], lambda self: self.stack[-3])
+    dispatch[pickle.APPEND[0]] = _added_to(_PyUnpickler.load_append, lambda self: self.stack[-2])
+    dispatch[pickle.SETITEM[0]] = _added_to(dispatch[pickle.SETITEM[0]], lambda self: self.stack[-3])
     for _op in (pickle.APPENDS, pickle.SETITEMS, pickle.ADDITEMS):
-        dispatch[_op[0]] = _unfrozen(dispatch[_op[0]], lambda self: self.metastack[-1][-1])
+        dispatch[_op[0]] = _added_to(dispatch[_op[0]], lambda self: self.metastack[-1][-1])
     # every opcode that builds a container (the empty tuple is one shared object): count them
     for _op in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.LIST, pickle.DICT, pickle.TUPLE,
                 pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.FROZENSET):  # fmt: skip
@@ -459,7 +482,8 @@ class _SafeUnpickler(_PyUnpickler):
         self._sizes: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps checked objects alive, so their ids stay theirs
         self._other_keys = self._containers = self._walked = 0
-        self._expanded: dict[int, int] = {}  # id -> expanded size of each container checked (then frozen)
+        self._expanded: dict[int, int] = {}  # id -> expanded size of each container checked
+        self._opened: set[int] = set()  # containers being walked (a cycle's back edge)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -535,7 +559,7 @@ def _unpickle(stream: Any, size: int, source: str) -> Any:
         unpickler = _SafeUnpickler(stream)
         unpickler.source_bytes = size
         loaded = unpickler.load()
-        _check_expanded(unpickler, loaded, MAX_EXPANDED + size // 8)  # what the caller gets: bounded by its size
+        _check_expanded(unpickler, loaded)  # what the caller gets: bounded by its size
         return loaded
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{source}: {exc}") from None
