@@ -306,3 +306,11 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         interrupt.reported()
         print(interrupt.message(exc), file=sys.stderr)
         return interrupt.exit_code(exc)
+    except RuntimeError as exc:
+        # Python before 3.12 wraps what a class body's __set_name__ raises (a signal landing while a module that
+        # defines a cached_property is imported) in a RuntimeError: the signal is its cause
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+        interrupt.reported()
+        print(interrupt.message(exc.__cause__), file=sys.stderr)
+        return interrupt.exit_code(exc.__cause__)
