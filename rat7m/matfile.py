@@ -197,7 +197,7 @@ class _ZlibBombError(BadInputError):
 
 #: MATLAB v5 element and class numbers (MathWorks' "MAT-File Format", 2021, tables 1-2 and 1-3).
 _MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
-_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_CHAR, _MX_SPARSE = 1, 2, 3, 4, 5
+_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_SPARSE = 1, 2, 3, 5
 _MX_REFUSED = {_MX_CELL: "a cell array", _MX_OBJECT: "an object", _MX_SPARSE: "a sparse array",
                16: "a function handle", 17: "an opaque object"}  # fmt: skip
 #: The deepest nesting read: ``cameras`` > ``Camera1`` > ``IntrinsicMatrix``.
@@ -275,7 +275,7 @@ class _Elements:
         self.buffer = self.buffer[n:]
 
     def tag(self) -> tuple[int, int]:
-        """An element's tag ``(type, nbytes)``; a small element's data (<= 4 bytes) stays in the buffer."""
+        """An element's tag ``(type, nbytes)``; a small element's data (the tag's last 4 bytes) is read with it."""
         kind, nbytes = struct.unpack(self.order + "II", self.read(8))
         if kind >> 16:  # small data element format: nbytes in the upper half, data in the tag's last 4 bytes
             return kind & 0xFFFF, kind >> 16

@@ -211,37 +211,41 @@ def _check_pickles(image: bytes, path: Path) -> None:
                 if address in groups:
                     raise BadInputError(f"{path}: group {name} is linked from two places; not a DLC prediction file")
                 groups.add(address)
-        version = f.attrs.get("PYTABLES_FORMAT_VERSION", b"2.0")
-        version = version.encode() if isinstance(version, str) else bytes(version)
+        version = _as_bytes(f.attrs.get("PYTABLES_FORMAT_VERSION", b"2.0"))
         if not version[:1].isdigit() or int(version[:1]) < 2:
             raise BadInputError(f"{path}: a PyTables {version!r} file (before 2.0); refused")
         f.visititems(lambda name, node: found.append((name, node)))
+        budget = max(MAX_H5_DECLARED, 32 * len(image))
         declared = 0  # bytes the datasets (and pandas' "shape" attributes) declare: what reading them allocates
         for name, node in [("/", f), *found]:
-            if isinstance(node, h5py.Dataset):
-                declared += node.size * node.dtype.itemsize
             shape = node.attrs.get("shape")
             if shape is not None and np.asarray(shape).dtype.kind in "iu":
                 declared += 8 * math.prod(int(n) for n in np.asarray(shape).reshape(-1)[:32])
-            if declared > max(MAX_H5_DECLARED, 32 * len(image)):
-                raise BadInputError(f"{path}: its tables declare more than {max(MAX_H5_DECLARED, 32 * len(image)):,} "
-                                    "bytes; not a DLC prediction file")  # fmt: skip
+            if isinstance(node, h5py.Dataset):
+                declared += node.size * node.dtype.itemsize
+            if declared > budget:
+                raise BadInputError(f"{path}: its tables declare more than {budget:,} bytes; not a DLC prediction file")
             for attribute in node.attrs:
                 value = node.attrs[attribute]
-                raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+                raw = _as_bytes(value) if isinstance(value, str | bytes) else value
                 if isinstance(raw, bytes) and raw.endswith(b".") and raw not in (b"0", b"0."):
                     _safe_pickle(raw, f"{path}: attribute {attribute!r} of {name}")
-            if isinstance(node, h5py.Dataset):
-                if node.is_virtual:
-                    raise BadInputError(f"{path}: {name} is a virtual dataset (data from other files); refused")
-                pseudo = node.attrs.get("PSEUDOATOM", b"")
-                if (pseudo.encode() if isinstance(pseudo, str) else bytes(pseudo)) == b"object":
-                    for k, row in enumerate(node):
-                        data = np.asarray(row).tobytes()
-                        declared += len(data)  # rows may all point at one stored blob: each is read (and unpickled)
-                        if declared > max(MAX_H5_DECLARED, 32 * len(image)):
-                            raise BadInputError(f"{path}: its rows of {name} hold more than the file could; refused")
-                        _safe_pickle(data, f"{path}: row {k} of {name}")
+            if not isinstance(node, h5py.Dataset):
+                continue
+            if node.is_virtual:
+                raise BadInputError(f"{path}: {name} is a virtual dataset (data from other files); refused")
+            if _as_bytes(node.attrs.get("PSEUDOATOM", b"")) == b"object":
+                for k, row in enumerate(node):
+                    data = np.asarray(row).tobytes()
+                    declared += len(data)  # rows may all point at one stored blob: each is read (and unpickled)
+                    if declared > budget:
+                        raise BadInputError(f"{path}: its rows of {name} hold more than the file could; refused")
+                    _safe_pickle(data, f"{path}: row {k} of {name}")
+
+
+def _as_bytes(value: Any) -> bytes:
+    """An attribute's bytes: h5py gives a variable-length text one as str, where PyTables sees bytes."""
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
 
 def _safe_pickle(data: bytes, where: str) -> None:

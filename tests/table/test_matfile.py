@@ -16,6 +16,7 @@ from rat7m import catalogue
 from rat7m.errors import BadInputError
 from rat7m.geometry import camera_param
 from rat7m.matfile import CAMERA_FIELDS, MAT_CAMERA_ORDER, load_cameras, load_mocap, load_recording, save_recording
+from tests.helpers.hostile_files import element, mat_double, mat_file, mat_struct, matrix, nested_cells
 from tests.helpers.shared import REPO, load_with_headroom
 
 FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "150"))
@@ -232,74 +233,30 @@ def test_zlib_bomb_is_refused_with_bounded_memory(tmp_path):
 # ------------------------------------------------------------------ hostile layouts (MATLAB v5 elements by hand)
 
 
-def _element(kind: int, data: bytes) -> bytes:
-    import struct
-
-    return struct.pack("<II", kind, len(data)) + data + bytes(-len(data) % 8)
-
-
-def _matrix(mclass: int, dims: tuple[int, ...], body: bytes, name: bytes = b"") -> bytes:
-    """A miMATRIX: flags (class), dims, name, then ``body`` (its data, or a struct's fields, or a cell's elements)."""
-    import struct
-
-    head = _element(6, struct.pack("<II", mclass, 0)) + _element(5, struct.pack(f"<{len(dims)}i", *dims))
-    return _element(14, head + _element(1, name) + body)
-
-
-def _struct(fields: dict[str, bytes], dims: tuple[int, ...] = (1, 1), name: bytes = b"") -> bytes:
-    import struct
-
-    names = b"".join(f.encode().ljust(32, b"\0") for f in fields)
-    return _matrix(2, dims, _element(5, struct.pack("<i", 32)) + _element(1, names) + b"".join(fields.values()), name)
-
-
-def _double(values: list[float]) -> bytes:
-    import struct
-
-    return _matrix(6, (1, len(values)), _element(9, struct.pack(f"<{len(values)}d", *values)))
-
-
-def _mat_file(path, *variables: bytes, compressed: bool = True) -> None:
-    import struct
-    import zlib
-
-    text = b"MATLAB 5.0 MAT-file, hostile".ljust(116, b" ") + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
-    body = [struct.pack("<II", 15, len(z)) + z if compressed else v for v in variables
-            for z in [zlib.compress(v)]]  # fmt: skip
-    path.write_bytes(text + b"".join(body))
-
-
-def _nested_cells(depth: int) -> bytes:
-    """Cells nested ``depth`` deep around one double (built from the inside out, without recursion)."""
-    element = _double([1.0])
-    for _ in range(depth):
-        element = _matrix(1, (1, 1), element)
-    return element
-
-
-MOCAP = _struct({"a": _double([1.0, 2.0, 3.0])}, name=b"mocap")
+MOCAP = mat_struct({"a": mat_double([1.0, 2.0, 3.0])}, name=b"mocap")
 HOSTILE_LAYOUTS = {
     # 40 KB that recursed 20000 deep in scipy's reader: the C stack overflowed and the process died (SIGSEGV)
-    "cells 20000 deep": (lambda: _struct({"Camera1": _nested_cells(20000)}, name=b"cameras"),
+    "cells 20000 deep": (lambda: mat_struct({"Camera1": nested_cells(20000)}, name=b"cameras"),
                          r"cameras\.Camera1 is a cell array"),
     # 285 bytes for which scipy asked for 15.8 GB (46000 x 46000 structs of no fields)
-    "a 46000 x 46000 struct": (lambda: _struct({}, dims=(46000, 46000), name=b"cameras"),
+    "a 46000 x 46000 struct": (lambda: mat_struct({}, dims=(46000, 46000), name=b"cameras"),
                                r"cameras is a 46000 x 46000 struct array; RAT7M's are 1 x 1"),
-    "structs 4 deep": (lambda: _struct({"C": _struct({"D": _struct({"E": _double([1.0])})})}, name=b"cameras"),
+    "structs 4 deep": (lambda: mat_struct({"C": mat_struct({"D": mat_struct({"E": mat_double([1.0])})})},
+                                          name=b"cameras"),
                        r"cameras\.C\.D nests structs more than 3 deep"),
-    "more elements than bytes": (lambda: _struct({"Camera1": _matrix(6, (46000, 46000), _element(2, b"\0"))},
+    "more elements than bytes": (lambda: mat_struct({"Camera1": matrix(6, (46000, 46000), element(2, b"\0"))},
                                                  name=b"cameras"), r"cameras\.Camera1 declares more elements than its"),
-    "a sparse array": (lambda: _struct({"Camera1": _matrix(5, (2, 2), b"")}, name=b"cameras"),
+    "a sparse array": (lambda: mat_struct({"Camera1": matrix(5, (2, 2), b"")}, name=b"cameras"),
                        r"cameras\.Camera1 is a sparse array"),
     # each next one found by a review: files that passed the first version of the check and still crashed scipy
-    "a flags element of 16 bytes": (lambda: _element(14, _element(6, bytes(16)) + _element(5, bytes(8))),
+    "a flags element of 16 bytes": (lambda: element(14, element(6, bytes(16)) + element(5, bytes(8))),
                                     r"a malformed array header"),
-    "600 dimensions": (lambda: _matrix(6, (2**31 - 1,) * 600, b"", name=b"cameras"), r"a malformed array header"),
-    "a variable of 0 bytes": (lambda: _element(14, b""), r"a variable of 0 bytes"),
-    "a complex flag with one part": (lambda: _struct({"Camera1": _element(14, _element(6, bytes([6, 8] + [0] * 6))
-                                     + _element(5, bytes([1, 0, 0, 0, 1, 0, 0, 0])) + _element(1, b"")
-                                     + _element(9, bytes(8)))}, name=b"cameras"), r"malformed data element"),
-    "a truncated variable": (lambda: _struct({"Camera1": _double([1.0])}, name=b"cameras")[:-12],
+    "600 dimensions": (lambda: matrix(6, (2**31 - 1,) * 600, b"", name=b"cameras"), r"a malformed array header"),
+    "a variable of 0 bytes": (lambda: element(14, b""), r"a variable of 0 bytes"),
+    "a complex flag with one part": (lambda: mat_struct({"Camera1": element(14, element(6, bytes([6, 8] + [0] * 6))
+                                     + element(5, bytes([1, 0, 0, 0, 1, 0, 0, 0])) + element(1, b"")
+                                     + element(9, bytes(8)))}, name=b"cameras"), r"malformed data element"),
+    "a truncated variable": (lambda: mat_struct({"Camera1": mat_double([1.0])}, name=b"cameras")[:-12],
                              r"ends inside|not a readable MATLAB|malformed"),  # plain: the next variable is its end
 }  # fmt: skip
 
@@ -311,7 +268,7 @@ def test_hostile_layouts_are_refused_before_scipy_builds_them(tmp_path, case, co
     memory; each is now one line naming the variable and what is not RAT7M's layout."""
     build, message = HOSTILE_LAYOUTS[case]
     path = tmp_path / "mocap-s1-d1.mat"
-    _mat_file(path, build(), MOCAP, compressed=compressed)
+    mat_file(path, build(), MOCAP, compressed=compressed)
     done = load_with_headroom("rat7m.matfile.load_recording", "BadInputError", path, headroom_mb=1024, timeout=60)
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert re.search(message, done.stdout) and done.stdout.startswith(str(path)), done.stdout
@@ -370,7 +327,7 @@ def test_the_bytes_checked_are_the_bytes_parsed(tmp_path):
     load still parses what was checked. Before, scipy opened the path again (a review's fuzz hit this: SIGSEGV)."""
     good, bad = tmp_path / "mocap-s1-d1.mat", tmp_path / "deep.mat"
     save_recording(good, "Subject1-Day1", make_cameras(), make_mocap())
-    _mat_file(bad, HOSTILE_LAYOUTS["cells 20000 deep"][0](), MOCAP)
+    mat_file(bad, HOSTILE_LAYOUTS["cells 20000 deep"][0](), MOCAP)
     done = subprocess.run([sys.executable, "-c", f"""
 import shutil
 from rat7m import matfile

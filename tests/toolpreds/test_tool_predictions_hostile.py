@@ -434,11 +434,11 @@ def test_an_h5_that_links_to_another_file_is_refused(tmp_path):
 def test_a_dannce_mat_that_would_crash_scipy_is_refused_by_its_layout(tmp_path):
     """DANNCE's predictions are a .mat file too, read by scipy: cells nested 20000 deep in ``pred`` killed the process
     (SIGSEGV in scipy's recursive reader). Its variables are walked first, as the RAT7M files' are (in a child)."""
-    from tests.table.test_matfile import _element, _mat_file, _matrix, _nested_cells
+    from tests.helpers.hostile_files import element, mat_file, matrix, nested_cells
 
     path = tmp_path / "save_data_AVG.mat"
-    ids = _matrix(6, (1, 1), _element(9, np.float64(1).tobytes()), name=b"sampleID")
-    _mat_file(path, _matrix(1, (1, 1), _nested_cells(20000), name=b"pred"), ids)
+    ids = matrix(6, (1, 1), element(9, np.float64(1).tobytes()), name=b"sampleID")
+    mat_file(path, matrix(1, (1, 1), nested_cells(20000), name=b"pred"), ids)
     done = run_limited(f"""
         from pathlib import Path
         from rat7m.errors import BadInputError

@@ -24,25 +24,13 @@ from hypothesis import strategies as st
 
 from rat7m import catalogue, crops, images, shards
 from rat7m.errors import BadInputError
+from tests.helpers.hostile_files import jpeg, jpeg_bomb
 from tests.helpers.plausible_rig import make_cameras
 from tests.helpers.shared import run_limited
 
 CAMERAS = list(catalogue.CAMERA_NAMES)
 SPEC = crops.CropSpec(size=(40, 30))
 FUZZ_EXAMPLES = int(os.environ.get("RAT7M_FUZZ_EXAMPLES", "150"))
-
-
-def _jpeg(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-
-
-def bomb() -> bytes:
-    """A valid 64x48 JPEG whose frame header (SOF0) is rewritten to declare 60000 x 60000 px."""
-    data = bytearray(_jpeg(0))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
-    return bytes(data)
 
 
 def _annotation(row: int) -> dict:
@@ -63,7 +51,7 @@ def _annotation(row: int) -> dict:
 
 def _members(row: int) -> dict[str, bytes]:
     ann = _annotation(row)
-    return {"json": crops.to_json(ann), **{crops.member_name(c): _jpeg(row * 10 + v) for v, c in enumerate(CAMERAS)}}
+    return {"json": crops.to_json(ann), **{crops.member_name(c): jpeg(row * 10 + v) for v, c in enumerate(CAMERAS)}}
 
 
 def write_shard(path: Path, samples: dict[str, dict[str, bytes]], index: bool = True) -> Path:
@@ -183,11 +171,11 @@ def test_a_missing_member_is_named(tmp_path, member):
         read_all(path)
 
 
-@pytest.mark.parametrize("view", [b"not a jpeg", _jpeg(1)[:200], "bomb"], ids=["not a JPEG", "truncated", "bomb"])
+@pytest.mark.parametrize("view", [b"not a jpeg", jpeg(1)[:200], "bomb"], ids=["not a JPEG", "truncated", "bomb"])
 def test_a_bad_view_is_named_with_its_member(tmp_path, view):
     samples = good_samples()
     key = list(samples)[1]
-    samples[key]["cam4.jpg"] = bomb() if view == "bomb" else view
+    samples[key]["cam4.jpg"] = jpeg_bomb() if view == "bomb" else view
     path = write_shard(tmp_path / "rat7m-train-000000.tar", samples)
     reason = "the image declares 60000 x 60000 px" if view == "bomb" else "(not a JPEG|corrupt JPEG)"
     with pytest.raises(BadInputError, match=rf"^{re.escape(str(path))}: {key}\.cam4\.jpg: {reason}"):
@@ -197,7 +185,7 @@ def test_a_bad_view_is_named_with_its_member(tmp_path, view):
 def test_a_jpeg_bomb_is_refused_before_any_pixel_is_allocated(tmp_path):
     """Under a 1 GB address space the 60000 x 60000 px header is refused by its numbers, for both decoders (before,
     simplejpeg allocated 10.8 GB; OpenCV's own bound lets 3 GB through)."""
-    (tmp_path / "bomb.jpg").write_bytes(bomb())
+    (tmp_path / "bomb.jpg").write_bytes(jpeg_bomb())
     done = run_limited(f"""
         from rat7m import images
         from rat7m.errors import BadInputError
@@ -409,7 +397,7 @@ def test_image_files_of_other_formats_or_sides_opencv_refuses_are_one_error(tmp_
 
 def test_whole_views_of_different_sizes_are_one_error():
     ann = crops.from_json(crops.to_json(_annotation(3)))
-    views = [_jpeg(v, (64, 48) if v else (80, 48)) for v in range(len(CAMERAS))]
+    views = [jpeg(v, (64, 48) if v else (80, 48)) for v in range(len(CAMERAS))]
     with pytest.raises(BadInputError, match=r"views differ in size \(Camera1 80 x 48, Camera2 64 x 48"):
         crops.make_samples([ann], [views], crops.CropSpec(size=None))
 

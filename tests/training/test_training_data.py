@@ -230,13 +230,13 @@ def test_missing_image_names_the_fix(built, tmp_path):
 def test_a_jpeg_bomb_among_the_images_or_in_a_shard_is_named_not_decoded(built, tmp_path):
     """An extracted image or a shard's view replaced by 600 bytes declaring 60000 x 60000 px: each reader names the
     file or the member and refuses it from its header (simplejpeg allocated 10.8 GB for it, OpenCV up to 3 GB)."""
-    from tests.training.test_hostile_shards import bomb
+    from tests.helpers.hostile_files import jpeg_bomb
 
     images_root = tmp_path / "images"
     shutil.copytree(built.root / catalogue.IMAGES_DIR, images_root / catalogue.IMAGES_DIR)
     dataset = Rat7mCrops(built.table_path, root=built.root, images_root=images_root, split="train")
     victim = Path(dataset._image_paths(2)[1])
-    victim.write_bytes(bomb())
+    victim.write_bytes(jpeg_bomb())
     declares = "the image declares 60000 x 60000 px"
     with pytest.raises(BadInputError, match=rf"^{re.escape(str(victim))}: {declares}.*replace the file$"):
         next(iter(torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate)))
@@ -250,7 +250,7 @@ def test_a_jpeg_bomb_among_the_images_or_in_a_shard_is_named_not_decoded(built, 
     with tarfile.open(broken, "w", format=tarfile.USTAR_FORMAT) as tar:
         for suffix, data in raw.items():
             if not suffix.startswith("__"):
-                shards._add(tar, f"{raw['__key__']}.{suffix}", bomb() if suffix == "cam2.jpg" else data)
+                shards._add(tar, f"{raw['__key__']}.{suffix}", jpeg_bomb() if suffix == "cam2.jpg" else data)
     with pytest.raises(BadInputError, match=rf"^{re.escape(str(broken))}: {raw['__key__']}\.cam2\.jpg: {declares}"):
         next(iter(shard_dataset([broken], CROP, shuffle=0, batch_size=2)))
 
